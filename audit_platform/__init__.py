@@ -1,0 +1,1 @@
+"""Charge audit, expert two-level review and their statistics (``radqc.audit_platform``)."""

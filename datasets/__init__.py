@@ -1,0 +1,1 @@
+"""Cohorts, de-identification, annotation round trip, dataset export, synthetic exams (``radqc.datasets``)."""

@@ -1,0 +1,1 @@
+"""Networks, training, ONNX export, the model registry and runtime sessions (``radqc.models``)."""

@@ -1,0 +1,1 @@
+"""Ingest and the pipeline stages, and the stage runner (``radqc.pipelines``)."""

@@ -1,0 +1,1 @@
+"""The SQL catalogue: schema (``models``), engines and migrations (``database``)."""

@@ -1,0 +1,261 @@
+"""The catalogue schema: what the product knows about every exam, and where its bytes are.
+
+Patient identifiers never appear in clear: a patient row carries an HMAC-SM3 pseudonym
+and an SM4 ciphertext of the identifiers (see ``radqc.crypto``). Original DICOM bytes live
+in the object store; an instance row points at them by content hash. Nothing here is
+updated in place by pipeline stages: stages write ledger rows and their own results.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Hospital(Base):
+    __tablename__ = "hospital"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Institution code (机构代码 / unified social credit code), or a name-derived code when unknown.
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Patient(Base):
+    __tablename__ = "patient"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: HMAC-SM3(hospital code, hospital patient ID): stable, not reversible without the key.
+    pseudo_key: Mapped[str] = mapped_column(String(64), unique=True)
+    hospital_id: Mapped[int | None] = mapped_column(ForeignKey("hospital.id"))
+    #: HMAC-SM3(national ID number) when known: links one person across hospitals.
+    person_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: SM4-CBC ciphertext of {patient_id, name, id_number, phone, birth_date}.
+    identifiers_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sex: Mapped[str | None] = mapped_column(String(1))
+    birth_year: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    hospital: Mapped[Hospital | None] = relationship()
+
+
+class Exam(Base):
+    """One imaging study (检查) at one hospital, keyed by StudyInstanceUID and/or accession."""
+
+    __tablename__ = "exam"
+    __table_args__ = (Index("ix_exam_hospital_accession", "hospital_id", "accession_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_instance_uid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    accession_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    hospital_id: Mapped[int | None] = mapped_column(ForeignKey("hospital.id"))
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
+    modality: Mapped[str | None] = mapped_column(String(64))
+    exam_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    study_description: Mapped[str | None] = mapped_column(String(512))
+    #: Ordered exam items exactly as the hospital wrote them (from HIS/RIS or StudyDescription).
+    ordered_items: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    urgency: Mapped[str | None] = mapped_column(String(16))
+    #: Pipeline status per stage name: {"index": "succeeded", ...}; a cache of the ledger.
+    status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    hospital: Mapped[Hospital | None] = relationship()
+    patient: Mapped[Patient | None] = relationship()
+    series: Mapped[list[Series]] = relationship(back_populates="exam", order_by="Series.series_number")
+
+
+class Series(Base):
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exam_id: Mapped[int] = mapped_column(ForeignKey("exam.id"), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    modality: Mapped[str | None] = mapped_column(String(16))
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    description: Mapped[str | None] = mapped_column(String(512))
+    body_part: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    exam: Mapped[Exam] = relationship(back_populates="series")
+    instances: Mapped[list[Instance]] = relationship(back_populates="series")
+
+
+class Instance(Base):
+    """One stored version of one SOP instance.
+
+    The same SOP Instance UID arriving with different bytes becomes a new row with a
+    higher ``version``; the old row and its bytes stay.
+    """
+
+    __tablename__ = "instance"
+    __table_args__ = (UniqueConstraint("sop_instance_uid", "content_hash", name="uq_instance_uid_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    sop_class_uid: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    #: SHA-256 of the bytes as received (the original).
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    transfer_syntax: Mapped[str | None] = mapped_column(String(64))
+    size_original: Mapped[int] = mapped_column(BigInteger)
+    #: Where the bytes are now, and their hash/syntax/size there (differs after archive compression).
+    storage_key: Mapped[str] = mapped_column(String(128))
+    stored_hash: Mapped[str] = mapped_column(String(64))
+    stored_transfer_syntax: Mapped[str | None] = mapped_column(String(64))
+    size_stored: Mapped[int] = mapped_column(BigInteger)
+    #: SHA-256 of the decoded pixel data, for reuse detection and lossless verification.
+    pixel_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    source: Mapped[str | None] = mapped_column(String(32))
+    source_ref: Mapped[str | None] = mapped_column(Text)
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: Small header facts later stages need without re-reading the file (geometry, timing).
+    header: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    series: Mapped[Series] = relationship(back_populates="instances")
+
+
+class ExamRecord(Base):
+    """A HIS/RIS exam record: the order, its times and people, and the report text."""
+
+    __tablename__ = "exam_record"
+    __table_args__ = (UniqueConstraint("hospital_code", "accession_number", name="uq_record_hosp_acc"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    accession_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    hospital_code: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
+    exam_id: Mapped[int | None] = mapped_column(ForeignKey("exam.id"), index=True)
+    modality: Mapped[str | None] = mapped_column(String(16))
+    exam_items: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    urgency: Mapped[str | None] = mapped_column(String(16))
+    order_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    exam_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    report_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    review_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    upload_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    technician: Mapped[str | None] = mapped_column(String(64))
+    report_doctor: Mapped[str | None] = mapped_column(String(64))
+    review_doctor: Mapped[str | None] = mapped_column(String(64))
+    findings: Mapped[str | None] = mapped_column(Text)
+    impression: Mapped[str | None] = mapped_column(Text)
+    #: Fields beyond the documented schema, kept as received (identifiers removed).
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source_ref: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class ChargeLine(Base):
+    __tablename__ = "charge_line"
+    __table_args__ = (
+        UniqueConstraint("accession_number", "charge_code", "charge_time", "line_hash", name="uq_charge_line"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    accession_number: Mapped[str] = mapped_column(String(64), index=True)
+    exam_id: Mapped[int | None] = mapped_column(ForeignKey("exam.id"), index=True)
+    hospital_code: Mapped[str | None] = mapped_column(String(64))
+    charge_code: Mapped[str] = mapped_column(String(64))
+    charge_name: Mapped[str] = mapped_column(String(256))
+    quantity: Mapped[float] = mapped_column(Float)
+    unit_price: Mapped[float] = mapped_column(Float)
+    amount: Mapped[float] = mapped_column(Float)
+    charge_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    catalogue: Mapped[str | None] = mapped_column(String(32))
+    province: Mapped[str | None] = mapped_column(String(32))
+    #: SHA-256 of the canonical line, so re-ingesting the same file is a no-op.
+    line_hash: Mapped[str] = mapped_column(String(64))
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class QuarantineItem(Base):
+    """Input that could not be ingested, with why; its bytes are kept whenever that is safe."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))  # folder, zip, scp, pull, records
+    source_ref: Mapped[str | None] = mapped_column(Text)  # path, zip member, peer AE, file:line
+    reason_code: Mapped[str] = mapped_column(String(48), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    storage_key: Mapped[str | None] = mapped_column(String(128))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LedgerEntry(Base):
+    """One run of one pipeline stage over one exam: the processing ledger."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (Index("ix_ledger_exam_stage", "exam_id", "stage"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exam_id: Mapped[int | None] = mapped_column(ForeignKey("exam.id"))
+    stage: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # running, succeeded, failed, skipped
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    #: Manifest of the run: code/rule-set/model versions, device, timings, input fingerprint.
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class PullJob(Base):
+    """A resumable pull from a PACS: its query, and which studies are already complete."""
+
+    __tablename__ = "pull_job"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_key: Mapped[str] = mapped_column(String(64), unique=True)
+    protocol: Mapped[str] = mapped_column(String(16))  # dicomweb, dimse
+    peer: Mapped[str] = mapped_column(Text)
+    query: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: {study_uid: {"state": "pending|done", "instances": n}}
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Setting(Base):
+    """Workspace-level facts (schema creation time, generated ids)."""
+
+    __tablename__ = "setting"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

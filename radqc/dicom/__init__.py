@@ -1,0 +1,1 @@
+"""DICOM I/O: parsing and validation of received files, transcoding for the archive."""

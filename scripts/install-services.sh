@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the real services the tests and benchmarks run against, when missing:
+# PostgreSQL (catalogue backend), Orthanc + DICOMweb plugin (the hospital PACS peer),
+# DCMTK and GDCM (peer codecs for the compression benchmark). Services are not started
+# here: the test fixtures start their own instances on loopback.
+set -euo pipefail
+need=()
+command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
+command -v dcmcjpls >/dev/null 2>&1 || need+=(dcmtk)
+command -v gdcmconv >/dev/null 2>&1 || need+=(libgdcm-tools)
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -eq 0 ]; then
+  echo "services: all installed"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "services: installing ${need[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"

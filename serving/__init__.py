@@ -1,0 +1,1 @@
+"""The FastAPI service: REST API, auth, access log, web pages (``radqc.serving``)."""
