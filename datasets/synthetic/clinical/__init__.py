@@ -1,0 +1,1 @@
+"""Plans exams: identities, hospitals, item names, orders, charges, reports, seeded violations."""

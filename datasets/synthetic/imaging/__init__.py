@@ -1,0 +1,1 @@
+"""Renders ImagingSpec into DICOM: CT/MR phantoms, radiograph projections, image defects."""
