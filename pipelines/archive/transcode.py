@@ -22,7 +22,7 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import metadata
 from typing import Any
 
@@ -553,7 +553,7 @@ def verify_copy(
     return None, ""
 
 
-@lru_cache(maxsize=None)
+@cache
 def codec_versions(name: str) -> dict[str, str]:
     """Versions of everything that touched an archived object, for the ledger manifest."""
     codec = CODECS[name]
