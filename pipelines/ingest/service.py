@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import func, select
@@ -28,6 +29,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from radqc.catalogue import models as m
+from radqc.crypto import IdentifierVault
 from radqc.dicom.parse import InvalidDicom, ParsedInstance, parse_instance, reason_text
 from radqc.objectstore import ObjectStore, content_hash
 from radqc.workspace import Workspace
@@ -253,24 +255,11 @@ class CatalogueWriter:
         return hospital
 
     def _patient(self, s: Session, p: ParsedInstance, hospital: m.Hospital, cache: dict) -> m.Patient:
-        vault = self.ws.vault
-        pid = p.patient.get("patient_id")
-        pseudo = vault.pseudonym(hospital.code, pid) if pid else vault.pseudonym(hospital.code, "study:" + p.study_instance_uid)
+        pseudo = patient_pseudonym(self.ws.vault, hospital.code, p.patient.get("patient_id"), "study:" + p.study_instance_uid)
         ck = ("patient", pseudo)
         if ck in cache:
             return cache[ck]
-        patient = s.scalar(select(m.Patient).where(m.Patient.pseudo_key == pseudo))
-        if patient is None:
-            patient = m.Patient(
-                pseudo_key=pseudo,
-                hospital_id=hospital.id,
-                person_key=vault.pseudonym("id_number", p.patient["id_number"]) if p.patient.get("id_number") else None,
-                identifiers_enc=vault.encrypt(p.patient) if p.patient else None,
-                sex=(p.patient.get("patient_sex") or "")[:1] or None,
-                birth_year=_birth_year(p.patient.get("patient_birth_date")),
-            )
-            s.add(patient)
-            s.flush()
+        patient, _ = patient_for(s, self.ws.vault, hospital, p.patient, "study:" + p.study_instance_uid)
         cache[ck] = patient
         return patient
 
@@ -281,21 +270,19 @@ class CatalogueWriter:
         exam = s.scalar(select(m.Exam).where(m.Exam.study_instance_uid == p.study_instance_uid))
         if exam is None:
             hospital = self._hospital(s, p.institution_code, p.institution_name, cache)
-            patient = self._patient(s, p, hospital, cache)
-            # A HIS/RIS record may have created the exam first, keyed by accession only.
-            if p.accession_number:
-                exam = s.scalar(
-                    select(m.Exam).where(
-                        m.Exam.accession_number == p.accession_number, m.Exam.study_instance_uid.is_(None)
-                    )
-                )
+            # A HIS/RIS record may have created the exam first (no images yet): find it by
+            # accession (+ hospital) or patient + time; the rules live with the records ingest.
+            from radqc.pipelines.ingest.records import exam_waiting_for_images
+
+            exam = exam_waiting_for_images(s, self.ws.vault, p, hospital)
             if exam is None:
                 exam = m.Exam(hospital_id=hospital.id, ordered_items=[], status={})
                 s.add(exam)
             exam.study_instance_uid = p.study_instance_uid
             exam.accession_number = exam.accession_number or p.accession_number
-            exam.patient_id = exam.patient_id or patient.id
-            exam.exam_time = exam.exam_time or p.study_datetime
+            if exam.patient_id is None:  # a record's patient is authoritative
+                exam.patient_id = self._patient(s, p, hospital, cache).id
+            exam.exam_time = exam.exam_time or catalogue_time(p.study_datetime)
             exam.study_description = exam.study_description or p.study_description
             if not exam.ordered_items and p.study_description:
                 exam.ordered_items = [p.study_description]
@@ -324,6 +311,79 @@ class CatalogueWriter:
             s.flush()
         cache[ck] = series
         return series
+
+
+def patient_pseudonym(vault: IdentifierVault, hospital_code: str, patient_id: str | None, fallback_ref: str) -> str:
+    """HMAC-SM3(hospital code, hospital patient ID); without a patient ID, of a per-source fallback."""
+    return vault.pseudonym(hospital_code, patient_id) if patient_id else vault.pseudonym(hospital_code, fallback_ref)
+
+
+def patient_for(
+    s: Session,
+    vault: IdentifierVault,
+    hospital: m.Hospital,
+    identifiers: dict[str, str],
+    fallback_ref: str,
+    *,
+    merge: bool = False,
+) -> tuple[m.Patient, list[str]]:
+    """The patient row for a hospital's patient, created when new; one scheme for every source.
+
+    DICOM headers and HIS/RIS records both come here, so the same hospital patient ID always
+    maps to the same row. Identifiers are stored only SM4-encrypted. With ``merge`` (HIS/RIS,
+    which knows more than a DICOM header), identifiers given here are merged into an existing
+    row. Returns the row and the names of identifier fields that were new or changed.
+    """
+    pseudo = patient_pseudonym(vault, hospital.code, identifiers.get("patient_id"), fallback_ref)
+    patient = s.scalar(select(m.Patient).where(m.Patient.pseudo_key == pseudo))
+    if patient is None:
+        patient = m.Patient(
+            pseudo_key=pseudo,
+            hospital_id=hospital.id,
+            person_key=vault.pseudonym("id_number", identifiers["id_number"]) if identifiers.get("id_number") else None,
+            identifiers_enc=vault.encrypt(identifiers) if identifiers else None,
+            sex=(identifiers.get("patient_sex") or "")[:1] or None,
+            birth_year=_birth_year(identifiers.get("patient_birth_date")),
+        )
+        s.add(patient)
+        s.flush()
+        return patient, sorted(k for k, v in identifiers.items() if v)
+    if not merge:
+        return patient, []
+    current = vault.decrypt(patient.identifiers_enc) if patient.identifiers_enc else {}
+    changed = sorted(k for k, v in identifiers.items() if v and current.get(k) != v)
+    if changed:
+        merged = {**current, **{k: v for k, v in identifiers.items() if v}}
+        patient.identifiers_enc = vault.encrypt(merged)
+        if merged.get("id_number"):
+            patient.person_key = vault.pseudonym("id_number", merged["id_number"])
+        patient.sex = (merged.get("patient_sex") or "")[:1] or patient.sex
+        patient.birth_year = _birth_year(merged.get("patient_birth_date")) or patient.birth_year
+    return patient, changed
+
+
+#: Naive source times (DICOM StudyDate/StudyTime without TimezoneOffsetFromUTC, HIS exports
+#: without an offset) are China Standard Time.
+CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
+
+
+def catalogue_time(value: datetime | None) -> datetime | None:
+    """A time as the catalogue stores it: timezone-aware UTC (naive input is China Standard Time).
+
+    SQLite keeps no offset, so every writer must hand it UTC for times to compare correctly.
+    """
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=CHINA_STANDARD_TIME)
+    return value.astimezone(UTC)
+
+
+def from_catalogue_time(value: datetime | None) -> datetime | None:
+    """A time read back from the catalogue, timezone-aware (SQLite returns naive UTC)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
 
 
 def _birth_year(value: str | None) -> int | None:

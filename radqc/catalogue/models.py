@@ -150,6 +150,11 @@ class ExamRecord(Base):
     __table_args__ = (UniqueConstraint("hospital_code", "accession_number", name="uq_record_hosp_acc"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    #: Identity of the record: SHA-256 of (hospital, accession) or, without an accession, of
+    #: (hospital, patient pseudonym, exam time, modality). A re-sent record finds its row by it.
+    record_key: Mapped[str] = mapped_column(String(64), unique=True)
+    #: HMAC-SM3 of the last applied version as received; earlier ones are in extra["history"].
+    content_hash: Mapped[str | None] = mapped_column(String(64))
     accession_number: Mapped[str | None] = mapped_column(String(64), index=True)
     hospital_code: Mapped[str] = mapped_column(String(64))
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
@@ -175,27 +180,34 @@ class ExamRecord(Base):
 
 
 class ChargeLine(Base):
+    """One HIS charge line (收费明细) for an exam, linked to the exam by accession number."""
+
     __tablename__ = "charge_line"
-    __table_args__ = (
-        UniqueConstraint("accession_number", "charge_code", "charge_time", "line_hash", name="uq_charge_line"),
-    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     accession_number: Mapped[str] = mapped_column(String(64), index=True)
     exam_id: Mapped[int | None] = mapped_column(ForeignKey("exam.id"), index=True)
     hospital_code: Mapped[str | None] = mapped_column(String(64))
+    #: The HIS's own charge line ID (收费明细流水号) when it sends one.
+    charge_id: Mapped[str | None] = mapped_column(String(64))
     charge_code: Mapped[str] = mapped_column(String(64))
     charge_name: Mapped[str] = mapped_column(String(256))
     quantity: Mapped[float] = mapped_column(Float)
-    unit_price: Mapped[float] = mapped_column(Float)
+    unit_price: Mapped[float | None] = mapped_column(Float)
     amount: Mapped[float] = mapped_column(Float)
     charge_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     catalogue: Mapped[str | None] = mapped_column(String(32))
     province: Mapped[str | None] = mapped_column(String(32))
-    #: SHA-256 of the canonical line, so re-ingesting the same file is a no-op.
-    line_hash: Mapped[str] = mapped_column(String(64))
+    #: Identity of the line: SHA-256 of (hospital, accession, charge_id) when the HIS sends a
+    #: charge_id, else of the canonical line and its occurrence in the file, so re-ingesting the
+    #: same file is a no-op while two identical lines in one file stay two charges.
+    line_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: SHA-256 of the canonical line as last received (a changed charge_id line is an update).
+    content_hash: Mapped[str | None] = mapped_column(String(64))
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source_ref: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class QuarantineItem(Base):

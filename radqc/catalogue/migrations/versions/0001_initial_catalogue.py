@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 20:22:57.246684
+Create Date: 2026-11-22 20:34:25.784782
 """
 from alembic import op
 import sqlalchemy as sa
@@ -105,20 +105,24 @@ def upgrade() -> None:
     sa.Column('accession_number', sa.String(length=64), nullable=False),
     sa.Column('exam_id', sa.Integer(), nullable=True),
     sa.Column('hospital_code', sa.String(length=64), nullable=True),
+    sa.Column('charge_id', sa.String(length=64), nullable=True),
     sa.Column('charge_code', sa.String(length=64), nullable=False),
     sa.Column('charge_name', sa.String(length=256), nullable=False),
     sa.Column('quantity', sa.Float(), nullable=False),
-    sa.Column('unit_price', sa.Float(), nullable=False),
+    sa.Column('unit_price', sa.Float(), nullable=True),
     sa.Column('amount', sa.Float(), nullable=False),
     sa.Column('charge_time', sa.DateTime(timezone=True), nullable=True),
     sa.Column('catalogue', sa.String(length=32), nullable=True),
     sa.Column('province', sa.String(length=32), nullable=True),
     sa.Column('line_hash', sa.String(length=64), nullable=False),
+    sa.Column('content_hash', sa.String(length=64), nullable=True),
     sa.Column('extra', sa.JSON(), nullable=False),
+    sa.Column('source_ref', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['exam_id'], ['exam.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('accession_number', 'charge_code', 'charge_time', 'line_hash', name='uq_charge_line')
+    sa.UniqueConstraint('line_hash')
     )
     with op.batch_alter_table('charge_line', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_charge_line_accession_number'), ['accession_number'], unique=False)
@@ -126,6 +130,8 @@ def upgrade() -> None:
 
     op.create_table('exam_record',
     sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('record_key', sa.String(length=64), nullable=False),
+    sa.Column('content_hash', sa.String(length=64), nullable=True),
     sa.Column('accession_number', sa.String(length=64), nullable=True),
     sa.Column('hospital_code', sa.String(length=64), nullable=False),
     sa.Column('patient_id', sa.Integer(), nullable=True),
@@ -150,7 +156,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['exam_id'], ['exam.id'], ),
     sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('hospital_code', 'accession_number', name='uq_record_hosp_acc')
+    sa.UniqueConstraint('hospital_code', 'accession_number', name='uq_record_hosp_acc'),
+    sa.UniqueConstraint('record_key')
     )
     with op.batch_alter_table('exam_record', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_exam_record_accession_number'), ['accession_number'], unique=False)
