@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from radqc.cli.output import emit, progress_bar, stdout
@@ -11,6 +13,11 @@ from radqc.cli.output import emit, progress_bar, stdout
 def register(app: typer.Typer) -> None:
     app.command("archive")(archive)
     app.command("verify")(verify)
+
+
+def _quiet_pydicom() -> None:
+    """pydicom resets its logger to WARNING when first imported (after the CLI callback ran)."""
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
 def _mb(n: int) -> str:
@@ -34,6 +41,7 @@ def archive(
     if codec not in CODECS:
         stdout.print(f"[red]unknown codec / 未知编码: {codec} (choose {', '.join(CODECS)})")
         raise typer.Exit(2)
+    _quiet_pydicom()
     ws = Workspace.open()
     with progress_bar("archive / 归档", enabled=not as_json) as update:
         summary = archive_instances(
@@ -73,6 +81,7 @@ def verify(
     from radqc.pipelines.archive.verify import verify_instances
     from radqc.workspace import Workspace
 
+    _quiet_pydicom()
     ws = Workspace.open()
     with progress_bar("verify / 校验", enabled=not as_json) as update:
         summary = verify_instances(
