@@ -139,7 +139,9 @@ class StudyGap:
     def missing_count(self) -> int:
         if not self.in_catalogue:
             return self.study.instance_count or 0
-        return sum(c or 0 for c in self.missing_series.values()) + sum(len(v) for v in self.missing_instances.values())
+        return sum(c or 0 for c in self.missing_series.values()) + sum(
+            len(v) for v in self.missing_instances.values()
+        )
 
     def units(self) -> list[FetchUnit]:
         uid = self.study.study_uid
@@ -193,7 +195,9 @@ class Sink:
     """Where fetched instances go: bytes from DICOMweb are ingested here in small batches;
     instances the C-MOVE receiver already ingested are only counted."""
 
-    def __init__(self, workspace: Workspace, source_ref: str, progress: PullProgress, summary: IngestSummary) -> None:
+    def __init__(
+        self, workspace: Workspace, source_ref: str, progress: PullProgress, summary: IngestSummary
+    ) -> None:
         self.ws = workspace
         self.source_ref = source_ref
         self.progress = progress
@@ -326,7 +330,9 @@ class DicomWebPeer(PacsPeer):
             found = []
             for uid in query.study_uids:
                 found += self._search(
-                    self.client.search_for_studies, search_filters={**filters, "StudyInstanceUID": uid}, fields=fields
+                    self.client.search_for_studies,
+                    search_filters={**filters, "StudyInstanceUID": uid},
+                    fields=fields,
                 )
         else:
             found = self._search(self.client.search_for_studies, search_filters=filters, fields=fields)
@@ -347,7 +353,9 @@ class DicomWebPeer(PacsPeer):
 
     def find_series(self, study_uid: str) -> dict[str, int | None]:
         found = self._search(
-            self.client.search_for_series, study_instance_uid=study_uid, fields=["NumberOfSeriesRelatedInstances"]
+            self.client.search_for_series,
+            study_instance_uid=study_uid,
+            fields=["NumberOfSeriesRelatedInstances"],
         )
         out: dict[str, int | None] = {}
         for item in found:
@@ -544,8 +552,14 @@ class DimsePeer(PacsPeer):
             from radqc.pipelines.ingest.scp import StorageSCP
 
             self._scp = StorageSCP(
-                self.ws, ae_title=self.ae_title, port=self.move_port, bind=self.bind, source="pull",
-                on_stored=lambda outcome, prepared: self._sink.stored(outcome, prepared) if self._sink else None,
+                self.ws,
+                ae_title=self.ae_title,
+                port=self.move_port,
+                bind=self.bind,
+                source="pull",
+                on_stored=lambda outcome, prepared: (
+                    self._sink.stored(outcome, prepared) if self._sink else None
+                ),
             ).start()
 
     def fetch(self, unit: FetchUnit, sink: Sink) -> None:
@@ -562,7 +576,9 @@ class DimsePeer(PacsPeer):
             ds.SOPInstanceUID = list(unit.sop_uids) if len(unit.sop_uids) > 1 else unit.sop_uids[0]
         assoc = self._association()
         final: Any = None
-        for status, _ident in assoc.send_c_move(ds, self.ae_title, StudyRootQueryRetrieveInformationModelMove):
+        for status, _ident in assoc.send_c_move(
+            ds, self.ae_title, StudyRootQueryRetrieveInformationModelMove
+        ):
             if status is None or "Status" not in status:
                 self.close()
                 raise PullError(f"C-MOVE from {self.peer} timed out or the association was aborted")
@@ -576,7 +592,9 @@ class DimsePeer(PacsPeer):
             )
         if code not in (0x0000, 0xB000):
             comment = final.get("ErrorComment", "") if final is not None else ""
-            raise PullError(f"C-MOVE from {self.peer} failed with status 0x{code:04X} {comment}".strip())
+            raise PullError(
+                f"C-MOVE from {self.peer} to {self.ae_title!r} failed with status 0x{code:04X} {comment}".strip()
+            )
         if failed:
             # Sub-operations we answered with a failure are our quarantines; anything else is reported.
             log.warning("C-MOVE %s %s: %d sub-operations failed", unit.level, unit.study_uid, failed)
@@ -588,7 +606,9 @@ def parse_peer(spec: str) -> tuple[str, str, int | None]:
         return "dicomweb", spec, None
     host, sep, port = spec.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ValueError(f"PACS address must be a DICOMweb URL or HOST:PORT, got {spec!r} / PACS 地址格式错误")
+        raise ValueError(
+            f"PACS address must be a DICOMweb URL or HOST:PORT, got {spec!r} / PACS 地址格式错误"
+        )
     return "dimse", host, int(port)
 
 
@@ -600,8 +620,11 @@ def catalogue_index(workspace: Workspace, study_uids: Iterable[str]) -> dict[str
     with workspace.sessions() as s:
         for i in range(0, len(uids), UID_CHUNK):
             chunk = uids[i : i + UID_CHUNK]
-            for (uid,) in s.execute(select(m.Exam.study_instance_uid).where(m.Exam.study_instance_uid.in_(chunk))):
-                out.setdefault(uid, {})
+            for (uid,) in s.execute(
+                select(m.Exam.study_instance_uid).where(m.Exam.study_instance_uid.in_(chunk))
+            ):
+                if uid:
+                    out.setdefault(uid, {})
             rows = s.execute(
                 select(m.Exam.study_instance_uid, m.Series.series_instance_uid, m.Instance.sop_instance_uid)
                 .join(m.Series, m.Series.exam_id == m.Exam.id)
@@ -609,6 +632,8 @@ def catalogue_index(workspace: Workspace, study_uids: Iterable[str]) -> dict[str
                 .where(m.Exam.study_instance_uid.in_(chunk))
             )
             for study_uid, series_uid, sop_uid in rows:
+                if not study_uid:
+                    continue
                 sops = out.setdefault(study_uid, {}).setdefault(series_uid, set())
                 if sop_uid:
                     sops.add(sop_uid)
@@ -730,7 +755,9 @@ def pull(
             if max_studies is not None and fetched >= max_studies:
                 result.interrupted = True
                 break
-            state, tally, note = _pull_study(workspace, peer, study, held.get(study.study_uid), sink, progress, result)
+            state, tally, note = _pull_study(
+                workspace, peer, study, held.get(study.study_uid), sink, progress, result
+            )
             if state == "already_complete":
                 result.studies_skipped += 1
             elif state == STATE_DONE:
@@ -745,7 +772,9 @@ def pull(
                 "accession": study.accession,
             }
             _save_study(workspace, key, study.study_uid, entry)
-            result.studies.append({**row, "state": state, "instances": tally.received, **({"note": note} if note else {})})
+            result.studies.append(
+                {**row, "state": state, "instances": tally.received, **({"note": note} if note else {})}
+            )
             progress.study_finished(study, state, tally)
     except BaseException:
         result.interrupted = True
@@ -756,8 +785,13 @@ def pull(
 
 
 def _pull_study(
-    ws: Workspace, peer: PacsPeer, study: StudyInfo, held: dict[str, set[str]] | None,
-    sink: Sink, progress: PullProgress, result: PullResult,
+    ws: Workspace,
+    peer: PacsPeer,
+    study: StudyInfo,
+    held: dict[str, set[str]] | None,
+    sink: Sink,
+    progress: PullProgress,
+    result: PullResult,
 ) -> tuple[str, StudyTally, str]:
     try:
         gap = study_gap(peer, study, held)

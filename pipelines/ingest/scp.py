@@ -106,8 +106,8 @@ StoredHook = Callable[[str, Prepared], None]
 
 def encode_part10(event: Any) -> bytes:
     """The received data set as a Part-10 file, its bytes exactly as sent over the wire."""
-    from pydicom.filewriter import write_file_meta_info
     from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
 
     meta = event.file_meta
     meta.ImplementationClassUID = UID(RADQC_IMPLEMENTATION_UID)
@@ -185,7 +185,8 @@ class StorageSCP:
         ae.dimse_timeout = 120
         ae.acse_timeout = 30
         for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
+            if context.abstract_syntax:
+                ae.add_supported_context(context.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification, ACCEPTED_TRANSFER_SYNTAXES[:4])
         if self.allowed_aes:
             ae.require_calling_aet = self.allowed_aes
@@ -251,8 +252,13 @@ class StorageSCP:
         try:
             if len(data) > self.ws.settings.max_file_bytes:
                 prepared = quarantine_bytes(
-                    self.ws.store, None, self.source, source_ref, "oversized",
-                    f"{len(data)} > {self.ws.settings.max_file_bytes} bytes", size=len(data),
+                    self.ws.store,
+                    None,
+                    self.source,
+                    source_ref,
+                    "oversized",
+                    f"{len(data)} > {self.ws.settings.max_file_bytes} bytes",
+                    size=len(data),
                 )
                 outcome, _ = CatalogueWriter(self.ws).commit([prepared])[0]
             else:

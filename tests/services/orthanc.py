@@ -102,7 +102,12 @@ class OrthancServer:
             "StorageDirectory": str(self.workdir / "storage"),
             "IndexDirectory": str(self.workdir / "index"),
             "Plugins": plugins,
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "StudiesMetadata": "Full"},
+            "DicomWeb": {
+                "Enable": True,
+                "Root": "/dicom-web/",
+                "EnableWado": True,
+                "StudiesMetadata": "Full",
+            },
             "DicomModalities": {RADQC_MODALITY: [RADQC_AET, "127.0.0.1", self.radqc_port]},
             "DicomAlwaysAllowStore": True,
             "DicomAlwaysAllowEcho": True,
@@ -136,7 +141,10 @@ class OrthancServer:
         env = {**os.environ, "TCP_NODELAY": "1"}
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [binary, str(config_path)], stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            [binary, str(config_path)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
             cwd=self.workdir,
         )
         deadline = time.monotonic() + timeout
@@ -151,7 +159,9 @@ class OrthancServer:
                     pass
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"Orthanc did not answer /system within {timeout} s:\n{self.log_tail()}")
+                    raise RuntimeError(
+                        f"Orthanc did not answer /system within {timeout} s:\n{self.log_tail()}"
+                    )
                 # Polling interval while the server starts (readiness is decided by /system).
                 time.sleep(0.05)
 
@@ -184,7 +194,9 @@ class OrthancServer:
         with self.client() as client:
             for item in files:
                 data = item.read_bytes() if isinstance(item, Path) else item
-                response = client.post("/instances", content=data, headers={"Content-Type": "application/dicom"})
+                response = client.post(
+                    "/instances", content=data, headers={"Content-Type": "application/dicom"}
+                )
                 response.raise_for_status()
                 ids.append(response.json()["ID"])
         return ids
@@ -202,12 +214,16 @@ class OrthancServer:
     def set_modality(self, name: str, aet: str, port: int, host: str = "127.0.0.1") -> None:
         """Declare (or re-point) a DICOM modality Orthanc may send to."""
         with self.client() as client:
-            client.put(f"/modalities/{name}", json={"AET": aet, "Host": host, "Port": port}).raise_for_status()
+            client.put(
+                f"/modalities/{name}", json={"AET": aet, "Host": host, "Port": port}
+            ).raise_for_status()
 
     def send_to_modality(self, name: str, orthanc_ids: list[str]) -> dict:
         """Ask Orthanc to C-STORE resources to a modality (synchronously)."""
         with self.client(timeout=300.0) as client:
-            response = client.post(f"/modalities/{name}/store", json={"Resources": orthanc_ids, "Synchronous": True})
+            response = client.post(
+                f"/modalities/{name}/store", json={"Resources": orthanc_ids, "Synchronous": True}
+            )
             response.raise_for_status()
             return response.json()
 
