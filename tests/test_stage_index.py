@@ -17,6 +17,7 @@ from radqc.pipelines.ingest.folder import ingest_path
 from radqc.pipelines.runner.execute import RetryPolicy
 from radqc.pipelines.runner.local import LocalRunner
 from radqc.pipelines.runner.registry import StageRegistry
+from radqc.pipelines.runner.stage import InstanceInfo, SeriesInfo
 from radqc.pipelines.stages import index as index_stage
 from radqc.pipelines.stages.index import STAGES, _stack_geometry, scan_plane
 
@@ -228,3 +229,38 @@ def test_scan_plane_and_stack_rules():
     single = _stack_geometry([[0, 0, 7]], [0, 0, 1])
     assert single["slice_spacing_mm"] is None and single["z_extent_mm"] == 0.0
     assert set(index_stage.FLAGS) >= {"missing_slices", "irregular_spacing", "localizer"}
+
+
+def _series(description: str, orientations: list[list[float]], image_type: list[str] | None = None) -> SeriesInfo:
+    instances = tuple(
+        InstanceInfo(
+            id=k, sop_instance_uid=f"1.2.{k}", sop_class_uid=None, version=1, instance_number=k + 1,
+            content_hash=f"{k:064x}", storage_key="", transfer_syntax=None, stored_transfer_syntax=None,
+            pixel_hash=None,
+            header={"ImageOrientationPatient": o, "ImagePositionPatient": [0.0, 0.0, float(k)],
+                    **({"ImageType": image_type} if image_type else {})},
+        )
+        for k, o in enumerate(orientations)
+    )
+    return SeriesInfo(id=1, series_instance_uid="1.2", modality="MR", series_number=1, description=description,
+                      body_part=None, instances=instances)
+
+
+@pytest.mark.parametrize(
+    ("description", "orientations", "image_type", "expected"),
+    [
+        ("T/S/C RF FAST PILOT", [AXIAL] * 3, None, "description"),
+        ("3-pl loc", [AXIAL] * 3, None, "description"),
+        ("Survey_32ch_HeadCoil", [CORONAL] * 3, None, "description"),
+        ("", [AXIAL, CORONAL, SAGITTAL], None, "three_plane"),
+        ("t2_tse_tra", [AXIAL] * 3, ["ORIGINAL", "PRIMARY", "LOCALIZER"], "image_type"),
+        ("t2_tse_tra", [AXIAL] * 3, ["ORIGINAL", "PRIMARY", "M"], None),
+        ("block of slices", [AXIAL] * 3, None, None),  # "loc" inside a word is not a localizer
+        ("RT planning CT", [AXIAL] * 3, None, None),
+    ],
+)
+def test_localizer_detection_rules(description, orientations, image_type, expected):
+    out = index_stage.index_series(_series(description, orientations, image_type))
+    assert out["localizer_by"] == expected
+    assert out["localizer"] is (expected is not None)
+    assert ("localizer" in out["flags"]) is (expected is not None)

@@ -166,22 +166,22 @@ def load_exams(
             )
         )
     series_by_exam: dict[int, list[SeriesInfo]] = {}
-    for row in series_rows:
-        series_by_exam.setdefault(row.exam_id, []).append(
+    for srow in series_rows:
+        series_by_exam.setdefault(srow.exam_id, []).append(
             SeriesInfo(
-                id=row.id, series_instance_uid=row.series_instance_uid, modality=row.modality,
-                series_number=row.series_number, description=row.description, body_part=row.body_part,
-                instances=tuple(by_series.get(row.id, ())),
+                id=srow.id, series_instance_uid=srow.series_instance_uid, modality=srow.modality,
+                series_number=srow.series_number, description=srow.description, body_part=srow.body_part,
+                instances=tuple(by_series.get(srow.id, ())),
             )
         )
     records: dict[int, list[dict[str, Any]]] = {}
     if "records" in reads:
         for rec in session.scalars(select(m.ExamRecord).where(m.ExamRecord.exam_id.in_(exam_ids)).order_by(m.ExamRecord.id)):
-            records.setdefault(rec.exam_id, []).append(_row_dict(rec))
+            records.setdefault(int(rec.exam_id or 0), []).append(_row_dict(rec))
     charges: dict[int, list[dict[str, Any]]] = {}
     if "charges" in reads:
         for line in session.scalars(select(m.ChargeLine).where(m.ChargeLine.exam_id.in_(exam_ids)).order_by(m.ChargeLine.id)):
-            charges.setdefault(line.exam_id, []).append(_row_dict(line))
+            charges.setdefault(int(line.exam_id or 0), []).append(_row_dict(line))
 
     out: dict[int, LoadedExam] = {}
     for exam, hospital_code, sex, birth_year in exam_rows:
@@ -327,14 +327,14 @@ def flush(sessions: Callable[[], Any], batch: WriteBatch) -> None:
                 rows.append(row)
             if rows:
                 s.flush()
-            for item in batch.finishes:
+            for fin in batch.finishes:
                 s.execute(
                     update(m.LedgerEntry)
-                    .where(m.LedgerEntry.id == item.ledger_id)
+                    .where(m.LedgerEntry.id == fin.ledger_id)
                     .values(
-                        status=item.status, attempts=item.attempts, started_at=item.started_at,
-                        finished_at=item.finished_at, error=item.error, manifest=item.manifest,
-                        result=item.result if item.result is not None else {},
+                        status=fin.status, attempts=fin.attempts, started_at=fin.started_at,
+                        finished_at=fin.finished_at, error=fin.error, manifest=fin.manifest,
+                        result=fin.result if fin.result is not None else {},
                     )
                 )
             if batch.statuses:

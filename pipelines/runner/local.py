@@ -20,10 +20,18 @@ at once. A Ray runner replaces only the pools (see docs/pipeline-runner.md).
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +49,10 @@ log = logging.getLogger(__name__)
 SUCCEEDED, FAILED, SKIPPED, UNCHANGED, RUNNING = "succeeded", "failed", "skipped", "unchanged", "running"
 
 ProgressFn = Callable[[int, int], None]
+
+#: Plain tasks queued beyond the pool's width (at least ``workers``): keeps workers busy
+#: while the coordinator writes the ledger, so one transaction records several results.
+PREFETCH = 8
 
 
 @dataclass
@@ -204,6 +216,8 @@ class _Scheduler:
         self.inflight: dict[Future[Outcome], _Task] = {}
         self.used_slots = 0
         self.used_gpus = 0
+        self.heavy_inflight = 0
+        self.prefetch = max(runner.workers, PREFETCH)
         self.batch = ledger.WriteBatch()
         self.threads: ThreadPoolExecutor | None = None
         self.processes: ProcessPoolExecutor | None = None
@@ -257,7 +271,9 @@ class _Scheduler:
             chunk = [self.pending_ids.popleft() for _ in range(min(self.r.chunk_size, len(self.pending_ids)))]
             names = [s.name for s in self.plan]
 
-            def load(chunk: list[int] = chunk) -> tuple[dict[int, ledger.LoadedExam], dict[tuple[int, str], ledger.Prior]]:
+            def load(
+                chunk: list[int] = chunk, names: list[str] = names
+            ) -> tuple[dict[int, ledger.LoadedExam], dict[tuple[int, str], ledger.Prior]]:
                 with self.r.ws.sessions() as s:
                     return ledger.load_exams(s, chunk, self.store, self.reads), ledger.load_priors(s, chunk, names)
 
@@ -353,28 +369,44 @@ class _Scheduler:
 
     # -- executing --------------------------------------------------------------------------
     def _take_ready(self) -> list[_Task]:
+        """Admit ready tasks, first come first served, while their slots fit.
+
+        Plain tasks (one slot, a thread, no GPU) may be queued up to ``PREFETCH`` (at least
+        ``workers``) beyond the pool's width, so the workers stay busy while this thread
+        writes the ledger and each ledger transaction carries several results; a task needing more (several slots, a
+        process, a GPU) is admitted only when it fits the real width, and nothing is queued
+        ahead while such a task runs, so declared resources are honoured.
+        """
         out: list[_Task] = []
-        keep: deque[_Task] = deque()
         while self.ready:
-            task = self.ready.popleft()
-            slots = min(task.stage.resources.cpus, self.r.workers)
-            gpu = 1 if task.stage.resources.gpu else 0
-            if self.used_slots + slots <= self.r.workers and self.used_gpus + gpu <= self.r.gpu_slots:
-                self.used_slots += slots
-                self.used_gpus += gpu
-                out.append(task)
-            else:
-                keep.append(task)
-                if self.used_slots >= self.r.workers:
-                    break
-        keep.extend(self.ready)
-        self.ready = keep
+            task = self.ready[0]
+            res = task.stage.resources
+            slots = min(res.cpus, self.r.workers)
+            plain = slots == 1 and not res.process and not res.gpu
+            limit = self.r.workers + self.prefetch if plain and not self.heavy_inflight else self.r.workers
+            if self.used_slots + slots > limit:
+                break
+            if res.gpu and self.used_gpus >= self.r.gpu_slots:
+                # wait for the GPU without blocking CPU work behind it
+                later = self.ready.popleft()
+                rest = self._take_ready()
+                self.ready.appendleft(later)
+                return out + rest
+            self.ready.popleft()
+            self.used_slots += slots
+            self.used_gpus += 1 if res.gpu else 0
+            self.heavy_inflight += 0 if plain else 1
+            out.append(task)
         return out
 
     def _pool(self, stage: Stage) -> tuple[Executor, str]:
         if stage.resources.process:
             if self.processes is None:
-                self.processes = ProcessPoolExecutor(max_workers=self.r.workers)
+                # forkserver, not fork: forking a coordinator that has worker threads and
+                # open database connections can deadlock or share sockets with the child.
+                self.processes = ProcessPoolExecutor(
+                    max_workers=self.r.workers, mp_context=multiprocessing.get_context("forkserver")
+                )
             return self.processes, "process"
         if self.threads is None:
             self.threads = ThreadPoolExecutor(max_workers=self.r.workers, thread_name_prefix="radqc-stage")
@@ -389,8 +421,10 @@ class _Scheduler:
         self.inflight[future] = task
 
     def _complete(self, task: _Task, future: Future[Outcome]) -> None:
-        self.used_slots -= min(task.stage.resources.cpus, self.r.workers)
-        self.used_gpus -= 1 if task.stage.resources.gpu else 0
+        res = task.stage.resources
+        self.used_slots -= min(res.cpus, self.r.workers)
+        self.used_gpus -= 1 if res.gpu else 0
+        self.heavy_inflight -= 0 if (min(res.cpus, self.r.workers) == 1 and not res.process and not res.gpu) else 1
         stage, state = task.stage, task.state
         try:
             outcome = future.result()

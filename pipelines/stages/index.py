@@ -16,6 +16,7 @@ documented in docs/pipeline-runner.md.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -45,9 +46,15 @@ MAX_LISTED = 50
 
 #: ImageType values that mark a localizer (scout, topogram, surview).
 LOCALIZER_IMAGE_TYPES = frozenset({"LOCALIZER", "SCOUT", "TOPOGRAM", "SURVIEW", "SCANOGRAM"})
-#: Series-description words that mark a localizer when ImageType does not (MR surveys).
+#: Series-description substrings that mark a localizer when ImageType does not (MR surveys).
 LOCALIZER_DESCRIPTION_WORDS = ("localizer", "localiser", "scout", "topogram", "surview", "survey", "scanogram",
-                               "3-plane", "3plane", "tri-plane", "定位")
+                               "3-plane", "3plane", "tri-plane", "triplane", "定位")
+#: Whole words (split on anything not a letter or digit) that mark a localizer: too short or
+#: too common to match inside other words ("loc" in "block", "pilot" is safe only whole).
+LOCALIZER_DESCRIPTION_TOKENS = frozenset({"loc", "pilot", "3pl"})
+#: A series whose stacks cover all three planes with at most this many images is a
+#: three-plane localizer even when nothing in its header says so.
+THREE_PLANE_MAX_IMAGES = 60
 
 #: Flags a series may carry: code -> (Chinese, English).
 FLAGS: dict[str, tuple[str, str]] = {
@@ -112,13 +119,18 @@ def scan_plane(orientation: list[float]) -> tuple[str, float, list[float]] | Non
     return plane, round(angle, 2), [round(float(v), 6) for v in normal]
 
 
-def _localizer(series: SeriesInfo, image_types: list[list[str]]) -> str | None:
-    """How the series was recognised as a localizer (``image_type``/``description``), or None."""
+def _localizer(series: SeriesInfo, image_types: list[list[str]], planes: set[str]) -> str | None:
+    """How the series was recognised as a localizer (``image_type``, ``description``,
+    ``three_plane``), or None."""
     if image_types and sum(1 for t in image_types if LOCALIZER_IMAGE_TYPES & set(t)) * 2 > len(image_types):
         return "image_type"
     text = (series.description or "").casefold()
     if any(word in text for word in LOCALIZER_DESCRIPTION_WORDS):
         return "description"
+    if LOCALIZER_DESCRIPTION_TOKENS & set(re.split(r"[^0-9a-z]+", text)):
+        return "description"
+    if {"axial", "coronal", "sagittal"} <= planes and len(series.instances) <= THREE_PLANE_MAX_IMAGES:
+        return "three_plane"
     return None
 
 
@@ -219,7 +231,6 @@ def index_series(series: SeriesInfo) -> dict[str, Any]:
     thickness, thickness_varies = _most_common([_number(h.get("SliceThickness")) for h in headers])
     rows, _ = _most_common([_number(h.get("Rows")) for h in headers])
     columns, _ = _most_common([_number(h.get("Columns")) for h in headers])
-    localizer = _localizer(series, image_types)
 
     out: dict[str, Any] = {
         "series_id": series.id,
@@ -234,8 +245,8 @@ def index_series(series: SeriesInfo) -> dict[str, Any]:
         "instance_numbers": _instance_numbers(instances),
         "sop_uid_duplicates": sorted(u for u, c in uid_counts.items() if c > 1)[:MAX_LISTED],
         "pixel_duplicates": int(sum(c - 1 for c in pixel_counts.values() if c > 1)),
-        "localizer": localizer is not None,
-        "localizer_by": localizer,
+        "localizer": False,
+        "localizer_by": None,
         "image_type": _most_common([t for t in image_types if t])[0],
         "rows": int(rows) if rows is not None else None,
         "columns": int(columns) if columns is not None else None,
@@ -264,11 +275,14 @@ def index_series(series: SeriesInfo) -> dict[str, Any]:
         key = tuple(round(v, ORIENTATION_DECIMALS) + 0.0 for v in orientation)
         stacks.setdefault(key, []).append(position)
     out["orientations"] = len(stacks)
+    planes = {p[0] for p in (scan_plane(list(o)) for o in stacks) if p is not None}
+    localizer = _localizer(series, image_types, planes)
+    out["localizer"], out["localizer_by"] = localizer is not None, localizer
     if not stacks:
         out["geometry_note"] = "multiframe" if out["multiframe"] else "no_geometry"
     else:
-        orientation, positions = max(stacks.items(), key=lambda kv: len(kv[1]))
-        plane = scan_plane(list(orientation))
+        main_orientation, positions = max(stacks.items(), key=lambda kv: len(kv[1]))
+        plane = scan_plane(list(main_orientation))
         if plane is None:
             out["geometry_note"] = "degenerate_orientation"
         else:
