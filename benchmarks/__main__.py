@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import platform
 import pkgutil
+import platform
 import subprocess
 import sys
 import time

@@ -4,8 +4,8 @@ Only valid before the first release (no deployed catalogue to upgrade yet). Afte
 release, schema changes get a new Alembic revision instead.
 """
 
-from pathlib import Path
 import tempfile
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config

@@ -10,7 +10,6 @@ import zipfile
 from pathlib import Path
 
 import pydicom
-import pytest
 from sqlalchemy import func, select
 
 from radqc.catalogue import models as m
