@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DIR = "~/.cache/radqc/samples"
 MANIFEST = "manifest.json"
-#: Marker written last into a source's folder: its absence means "fetch again".
+#: Marker ``.<name>.complete`` written into the cache root once a source's folder is in
+#: place (kept outside the folder, so ingesting the folder never sees it).
 COMPLETE = ".complete"
 #: Seconds one registry client may take.
 FETCH_TIMEOUT = 300
@@ -384,8 +385,12 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     os.replace(tmp, directory / MANIFEST)
 
 
+def _marker(directory: Path, name: str) -> Path:
+    return directory / f".{name}{COMPLETE}"
+
+
 def is_cached(directory: Path, name: str) -> bool:
-    return (directory / name / COMPLETE).exists()
+    return _marker(directory, name).exists() and (directory / name).is_dir()
 
 
 def fetch_samples(
@@ -438,11 +443,11 @@ def fetch_samples(
             "fetched_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **{k: v for k, v in info.items() if k in ("shape", "spacing_mm")},
         }
-        (staging / COMPLETE).write_text(json.dumps(manifest["samples"][name]) + "\n")
         final = root / name
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         _write_manifest(root, manifest)
+        _marker(root, name).write_text(json.dumps(manifest["samples"][name]) + "\n")
         report.fetched.append(name)
     return report
 

