@@ -177,10 +177,10 @@ CRANIUM_DESCRIPTION = "Cranium (InVesalius sample, real pixels, synthetic header
 
 
 def _uid(*parts: str) -> str:
-    from pydicom.uid import generate_uid
+    """A deterministic 2.25 UID (name-based UUID v5): every machine generates the same series."""
+    import uuid
 
-    # Deterministic (hash-derived 2.25 UIDs): every machine generates the same series.
-    return generate_uid(prefix=None, entropy_srcs=["radqc-sample", *parts])
+    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'radqc-sample:' + ':'.join(parts)).int}"
 
 
 def inv3_to_dicom_series(inv3: Path, dest: Path, *, package_version: str = "") -> dict[str, Any]:

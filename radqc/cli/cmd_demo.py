@@ -248,7 +248,11 @@ def demo(
 
     logging.getLogger("pydicom").setLevel(logging.ERROR)
     ctx = DemoContext(samples_dir=samples_dir, fetch=fetch, codec=codec, workers=workers, show_progress=not as_json)
-    doc = run_steps(ctx)
+    try:
+        doc = run_steps(ctx)
+    finally:
+        if ctx.ws is not None:
+            ctx.ws.close()
     emit(doc, as_json, _human)
     archive = ctx.results.get("archive", {})
     if archive.get("failed"):
