@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pydicom.uid import (
@@ -303,6 +303,20 @@ def _values_equal(a: DataElement, b: DataElement, a_le: bool, b_le: bool) -> boo
     return repr(va) == repr(vb) and "nan" in repr(va).lower()
 
 
+def _raw_values_equal(ra: object, rb: object) -> bool:
+    """Fast path: both elements still unparsed, little endian, with identical value bytes.
+
+    Value bytes are the same in Implicit and Explicit VR Little Endian, so identical bytes
+    mean an identical element (a nested sequence included); anything else is compared
+    value by value.
+    """
+    if not (isinstance(ra, RawDataElement) and isinstance(rb, RawDataElement)):
+        return False
+    if ra.VR is not None and rb.VR is not None and ra.VR != rb.VR and "UN" not in (ra.VR, rb.VR):
+        return False
+    return ra.value is not None and ra.value == rb.value
+
+
 def compare_elements(a: Dataset, b: Dataset, a_le: bool, b_le: bool, *, skip: frozenset = frozenset(), path: str = "") -> str | None:
     """First difference between two data sets' elements (recursing into sequences), or None."""
     for tag in sorted(set(a.keys()) | set(b.keys())):
@@ -313,6 +327,8 @@ def compare_elements(a: Dataset, b: Dataset, a_le: bool, b_le: bool, *, skip: fr
             return f"{where} removed"
         if tag not in a:
             return f"{where} added"
+        if a_le and b_le and _raw_values_equal(a.get_item(tag), b.get_item(tag)):
+            continue
         ea, eb = a[tag], b[tag]
         if ea.VR == "SQ" or eb.VR == "SQ":
             ia, ib = list(ea.value or []), list(eb.value or [])
