@@ -501,3 +501,38 @@ def test_cli_json_summary(workspace, tmp_path):
     assert bad.exit_code == 2
     missing = CliRunner().invoke(app, ["ingest-records", str(tmp_path / "nope.csv")])
     assert missing.exit_code == 2
+
+
+# -- the documentation's examples are real ----------------------------------------------------
+def _doc_blocks(language: str) -> list[str]:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "records-schema.md").read_text(encoding="utf-8")
+    blocks = doc.split(f"```{language}\n")[1:]
+    return [block.split("```", 1)[0] for block in blocks]
+
+
+def test_the_documented_examples_ingest_cleanly(workspace, tmp_path):
+    (jsonl,) = _doc_blocks("jsonl")
+    summary = ingest_records(workspace, write_text(tmp_path / "his-0305.jsonl", jsonl, "utf-8"))
+    counts_add_up(summary)
+    data = summary.to_dict()
+    assert (data["records_seen"], data["exam_records"], data["charge_lines"], data["quarantined"]) == (5, 2, 3, 0)
+    assert data["warnings"] == {"amount_mismatch": 1} and data["links"]["created"] == 2
+    (table,) = _doc_blocks("csv")
+    for encoding in ("gb18030", "utf-8-sig"):
+        csv_summary = ingest_records(workspace, write_text(tmp_path / f"his-0306-{encoding}.csv", table, encoding))
+        counts_add_up(csv_summary)
+        assert csv_summary.quarantined == 0 and csv_summary.records_seen == 3
+    with workspace.sessions() as s:
+        dr = s.scalar(select(m.ExamRecord).where(m.ExamRecord.accession_number == "DR20240306008"))
+        assert dr.exam_items == ["胸部正位片", "胸部侧位片"] and dr.urgency == "routine"
+        assert from_catalogue_time(dr.exam_time) == datetime(2024, 3, 6, 0, 32, tzinfo=UTC)
+        assert "\n" in dr.findings
+        emergency = s.scalar(select(m.ExamRecord).where(m.ExamRecord.accession_number == "CT20240305017"))
+        assert from_catalogue_time(emergency.exam_time) == datetime(2024, 3, 5, 14, 5, tzinfo=UTC)
+        line = s.scalar(select(m.ChargeLine).where(m.ChargeLine.accession_number == "DR20240306008"))
+        assert line.exam_id == dr.exam_id and line.amount == 120
+
+
+def write_text(path: Path, content: str, encoding: str) -> Path:
+    path.write_bytes(content.encode(encoding))
+    return path

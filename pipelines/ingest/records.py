@@ -768,7 +768,7 @@ def exam_waiting_for_images(s: Session, vault: IdentifierVault, p: ParsedInstanc
         )
         if not placeholder:
             q = q.where(m.Hospital.code == hospital.code)
-        rows = s.execute(q).all()
+        rows = list(s.execute(q).all())
         if len(rows) > 1:  # the same accession at two hospitals: prefer the same patient
             rows.sort(key=lambda r: not _same_patient(vault, r[1], r[2], r[3], pid, person))
         if rows:
@@ -843,6 +843,8 @@ class RecordsWriter:
         self.ws = workspace
         self.vault = workspace.vault
         self.vocab = vocabulary()
+        #: Hospital rows of the current transaction, by code (a file mostly names a few).
+        self._hospitals: dict[str, m.Hospital] = {}
 
     # -- batches ------------------------------------------------------------------------
     def commit(self, batch: Sequence[Item]) -> list[Outcome]:
@@ -873,6 +875,7 @@ class RecordsWriter:
         delay = 0.05
         for attempt in range(self.MAX_RETRIES):
             try:
+                self._hospitals = {}
                 with self.ws.transaction() as session:
                     return [self._one(session, item) for item in batch]
             except (IntegrityError, OperationalError):
@@ -927,13 +930,16 @@ class RecordsWriter:
         s.flush()
 
     # -- hospitals and exams ----------------------------------------------------------------
-    def _hospital(self, s: Session, code: str, name: str | None) -> m.Hospital:
-        hospital = s.scalar(select(m.Hospital).where(m.Hospital.code == code))
+    def _hospital(self, s: Session, code: str, name: str | None = None) -> m.Hospital:
+        hospital = self._hospitals.get(code)
         if hospital is None:
-            hospital = m.Hospital(code=code, name=name)
-            s.add(hospital)
-            s.flush()
-        elif name and not hospital.name:
+            hospital = s.scalar(select(m.Hospital).where(m.Hospital.code == code))
+            if hospital is None:
+                hospital = m.Hospital(code=code, name=name)
+                s.add(hospital)
+                s.flush()
+            self._hospitals[code] = hospital
+        if name and not hospital.name:
             hospital.name = name
         return hospital
 
@@ -1027,8 +1033,7 @@ class RecordsWriter:
 
     def _apply_to_exam(self, s: Session, record: m.ExamRecord, exam: m.Exam) -> None:
         """The record is authoritative for hospital, patient, ordered items and urgency."""
-        hospital = s.scalar(select(m.Hospital).where(m.Hospital.code == record.hospital_code))
-        assert hospital is not None
+        hospital = self._hospital(s, record.hospital_code)
         exam.hospital_id = hospital.id
         if record.patient_id is not None:
             exam.patient_id = record.patient_id
@@ -1067,10 +1072,14 @@ class RecordsWriter:
             if pseudo and rec.exam_time
             else None
         )
-        record = s.scalar(select(m.ExamRecord).where(m.ExamRecord.record_key == acc_key)) if acc_key else None
-        if record is None and pt_key:
-            candidate = s.scalar(select(m.ExamRecord).where(m.ExamRecord.record_key == pt_key))
-            if candidate is not None and (candidate.accession_number is None or not rec.accession_number):
+        found = {
+            r.record_key: r
+            for r in s.scalars(select(m.ExamRecord).where(m.ExamRecord.record_key.in_([k for k in (acc_key, pt_key) if k])))
+        }
+        record = found.get(acc_key) if acc_key else None
+        if record is None and pt_key in found:
+            candidate = found[pt_key]  # sent before without an accession number: the same record
+            if candidate.accession_number is None or not rec.accession_number:
                 record = candidate
         content = self.vault.pseudonym("exam-record", rec.canonical())
         stored = rec.stored_fields()
