@@ -54,6 +54,13 @@ def hash_bytes_in_process(ctx: ExamContext) -> dict:
     }
 
 
+def dies_on_marked_exam(ctx: ExamContext) -> dict:
+    """Kills its worker process for the exam whose accession ends in 1 (a native crash, OOM)."""
+    if (ctx.accession_number or "").endswith("1"):
+        os._exit(3)
+    return {"pid": os.getpid()}
+
+
 # -- fixtures ---------------------------------------------------------------------------------
 
 
@@ -419,6 +426,19 @@ def test_a_process_stage_runs_in_a_worker_process_and_reads_bytes(workspace, tmp
             assert row.manifest["versions"] == {"model": "none"}
 
 
+def test_a_dead_worker_process_fails_its_exam_and_the_run_goes_on(workspace, tmp_path):
+    exam_ids = _ingest_exams(workspace, tmp_path, n_exams=3)
+    reg = _registry(Stage("fragile", "1", dies_on_marked_exam, resources=Resources(process=True)),
+                    Stage("after", "1", constant, depends=("fragile",)))
+    summary = LocalRunner(workspace, reg, workers=1, retry=NO_WAIT).run()
+    assert (summary.succeeded, summary.failed, summary.skipped) == (4, 1, 1)
+    dead = _ledger(workspace, exam_ids[1], "fragile")[-1]
+    assert dead.status == "failed" and "BrokenProcessPool" in dead.error
+    assert _ledger(workspace, exam_ids[1], "after")[-1].status == "skipped"
+    for exam_id in (exam_ids[0], exam_ids[2]):
+        assert _ledger(workspace, exam_id, "fragile")[-1].status == "succeeded"
+
+
 def test_selecting_exams_by_id_uid_or_accession(workspace, tmp_path):
     exam_ids = _ingest_exams(workspace, tmp_path)
     with workspace.sessions() as s:
@@ -454,5 +474,9 @@ def test_cli_run_json_and_status(workspace, tmp_path):
         assert status["ledger_entries"] == s.scalar(select(func.count(m.LedgerEntry.id))) == data["runs"] + 3
     bad = cli.invoke(app, ["run", "--json", "--stages", "no_such_stage"])
     assert bad.exit_code == 2 and "unknown stage" in bad.output
+    both = cli.invoke(app, ["run", "--json", "--all", "--exams", str(exam_ids[0])])
+    assert both.exit_code == 2 and "--all" in both.output
+    unknown = cli.invoke(app, ["run", "--json", "--exams", "NO-SUCH-ACCESSION"])
+    assert unknown.exit_code == 2 and "NO-SUCH-ACCESSION" in unknown.output
     listed = json.loads(cli.invoke(app, ["stages", "--json"]).stdout)
     assert any(s["name"] == "index" and s["version"] for s in listed)

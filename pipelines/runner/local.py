@@ -32,6 +32,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -217,6 +218,7 @@ class _Scheduler:
         self.used_slots = 0
         self.used_gpus = 0
         self.heavy_inflight = 0
+        self.processes_broken = False
         self.prefetch = max(runner.workers, PREFETCH)
         self.batch = ledger.WriteBatch()
         self.threads: ThreadPoolExecutor | None = None
@@ -401,6 +403,11 @@ class _Scheduler:
 
     def _pool(self, stage: Stage) -> tuple[Executor, str]:
         if stage.resources.process:
+            if self.processes is not None and self.processes_broken:
+                # a worker process died (killed, out of memory, a crash in native code): the
+                # pool is unusable; its in-flight tasks were recorded as failed, start afresh
+                self.processes.shutdown(wait=False, cancel_futures=True)
+                self.processes, self.processes_broken = None, False
             if self.processes is None:
                 # forkserver, not fork: forking a coordinator that has worker threads and
                 # open database connections can deadlock or share sockets with the child.
@@ -429,6 +436,8 @@ class _Scheduler:
         try:
             outcome = future.result()
         except Exception as exc:  # the worker itself died (a crashed process, an unpicklable stage)
+            if isinstance(exc, BrokenProcessPool):
+                self.processes_broken = True
             now = datetime.now(UTC)
             outcome = Outcome(
                 exam_id=state.exam_id, stage=stage.name, status=FAILED, attempts=1, started_at=task.queued_at,
