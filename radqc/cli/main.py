@@ -46,10 +46,11 @@ def _register() -> None:
         cmd_network,
         cmd_records,
         cmd_run,
+        cmd_synth,
         cmd_workspace,
     )
 
-    for module in (cmd_workspace, cmd_ingest, cmd_records, cmd_network, cmd_archive, cmd_run, cmd_demo):
+    for module in (cmd_workspace, cmd_ingest, cmd_records, cmd_network, cmd_archive, cmd_run, cmd_demo, cmd_synth):
         module.register(app)
 
 

@@ -51,7 +51,9 @@ PROFILES = ("mixed", "ct", "mr", "dx", "audit", "qc")
 PLANNER_REALISED = {("sequences", "missing"), ("dose", "not_recorded"), ("reconstruction", "deviation")}
 DERIVED_PREFIXES = ("mpr", "mip", "vr")
 REGION_ORDER = ("head", "neck", "cervical_spine", "chest", "thoracic_spine", "abdomen", "lumbar_spine", "pelvis", "knee")
-MALFORMED_RECORD_KINDS = ("bad_json", "missing_accession", "bad_time", "bad_quantity")
+#: Deliberately malformed record lines (each is a broken re-send of a good line, so the good
+#: data is complete and the broken copy must be quarantined by ``radqc ingest-records``).
+MALFORMED_RECORD_KINDS = ("bad_json", "missing_hospital_code", "bad_time", "bad_sex", "bad_quantity", "charge_bad_json")
 MALFORMED_FILE_KINDS = ("truncated", "not_dicom", "empty_file")
 
 
@@ -460,7 +462,12 @@ class Planner:
             "findings": report.findings,
             "impression": report.impression,
         }
-        charge_records = [ln.record(accession) for ln in billing.lines]
+        charge_records = []
+        for k, ln in enumerate(billing.lines):
+            rec = ln.record(accession)
+            rec["hospital_code"] = hospital.code
+            rec["charge_id"] = f"{accession}-{k + 1:02d}"
+            charge_records.append(rec)
         malformed_record = rng.choice(MALFORMED_RECORD_KINDS) if rng.random() < prof["malformed_record_rate"] else None
         malformed_file = rng.choice(MALFORMED_FILE_KINDS) if rng.random() < prof["malformed_file_rate"] else None
 

@@ -1,0 +1,1 @@
+"""Evaluators of the stages that exist; each module registers itself with the registry."""
