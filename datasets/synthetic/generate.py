@@ -24,7 +24,7 @@ from typing import Any
 
 from radqc.datasets.synthetic.clinical.identities import id_number_is_valid, phone_is_valid
 from radqc.datasets.synthetic.clinical.imaging_qc import expected_result
-from radqc.datasets.synthetic.clinical.planner import GENERATOR_VERSION, PLANNER_REALISED, ExamPlan, plan_set, profile
+from radqc.datasets.synthetic.clinical.planner import GENERATOR_VERSION, ExamPlan, plan_set, profile
 from radqc.datasets.synthetic.spec import Defect, ImagingResult, ImagingSpec
 
 TRUTH_SCHEMA = "radqc.synthetic.truth/1"
@@ -77,18 +77,9 @@ def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=False)
 
 
-def _applied_defects(plan: ExamPlan, result: ImagingResult | None) -> list[Defect]:
-    """Defects truly in the images: what the renderer reports, plus those the planner realised.
-
-    The planner realises some defects itself (a missing sequence is a series it left out);
-    they hold whatever the renderer records, so they are added when it does not echo them.
-    """
-    applied = list(result.applied_defects) if result is not None else []
-    have = {(d.dimension, d.value) for d in applied}
-    for d in plan.spec.defects:
-        if (d.dimension, d.value) in PLANNER_REALISED and (d.dimension, d.value) not in have:
-            applied.append(d)
-    return applied
+def _applied_defects(result: ImagingResult | None) -> list[Any]:
+    """Defects truly in the images: what the renderer reports it applied (the contract)."""
+    return list(result.applied_defects) if result is not None else []
 
 
 def _as_defects(items: list[Any]) -> list[Defect]:
@@ -99,7 +90,7 @@ def exam_truth(plan: ExamPlan, result: ImagingResult | None, set_info: dict[str,
                lines: dict[str, Any], malformed_files: list[dict[str, Any]]) -> dict[str, Any]:
     """The ground truth of one exam (schema ``radqc.synthetic.truth/1``)."""
     ident = plan.identity
-    applied = _as_defects(_applied_defects(plan, result))
+    applied = _as_defects(_applied_defects(result))
     return {
         "schema": TRUTH_SCHEMA,
         "generator_version": GENERATOR_VERSION,

@@ -36,7 +36,13 @@ from radqc.datasets.synthetic.clinical.items import (
     standard_items,
     write_order,
 )
-from radqc.datasets.synthetic.clinical.reports import ANATOMY_ORDER, Report, ReportOptions, ReportPart, pick_layout, write_report
+from radqc.datasets.synthetic.clinical.reports import (
+    Report,
+    ReportOptions,
+    ReportPart,
+    pick_layout,
+    write_report,
+)
 from radqc.datasets.synthetic.spec import Defect, ImagingSpec, SeriesRole
 
 GENERATOR_VERSION = "0.1.0"
@@ -46,9 +52,6 @@ START_DATE = date(2026, 1, 5)
 SPAN_DAYS = 60
 PROFILES = ("mixed", "ct", "mr", "dx", "audit", "qc")
 
-#: Defects the planner realises itself by changing the series list or parameters, so they
-#: hold whatever the renderer does; the others are applied by the renderer.
-PLANNER_REALISED = {("sequences", "missing"), ("dose", "not_recorded"), ("reconstruction", "deviation")}
 DERIVED_PREFIXES = ("mpr", "mip", "vr")
 REGION_ORDER = ("head", "neck", "cervical_spine", "chest", "thoracic_spine", "abdomen", "lumbar_spine", "pelvis", "knee")
 #: Deliberately malformed record lines (each is a broken re-send of a good line, so the good
@@ -564,7 +567,6 @@ class Planner:
             present = {r.role for r in roles}
             required = [s for s in required if s in present]
             defects = draw_defects(rng, modality, regions, required, rng.randint(1, prof["max_defects"]))
-            roles, defects = self._realise(rng, defects, roles)
         if partner is not None and fid == "F1":
             evidence["reuse_pixels_from"] = partner.exam_key
         if partner is not None and fid == "F3":
@@ -607,43 +609,6 @@ class Planner:
             transfer_syntax=ts,
         )
         return spec, facts
-
-    def _realise(self, rng: random.Random, defects: list[Defect],
-                 roles: list[SeriesRole]) -> tuple[list[SeriesRole], list[Defect]]:
-        """Apply the defects that are a matter of which series exist or their parameters.
-
-        A defect that cannot be realised on this exam (no series to change) is dropped, so
-        every defect in the spec is really present.
-        """
-        kept: list[Defect] = []
-        for d in defects:
-            if (d.dimension, d.value) == ("sequences", "missing"):
-                roles = [r for r in roles if r.role != d.params["sequence"]]
-                d.params["applied_by"] = "planner"
-            elif (d.dimension, d.value) == ("dose", "not_recorded"):
-                roles = [r for r in roles if r.role != "dose_report"]
-                d.params["applied_by"] = "planner"
-            elif (d.dimension, d.value) == ("reconstruction", "deviation"):
-                if d.params.get("kind") == "slice_thickness":
-                    target = next((r for r in roles if r.role.startswith("axial") and not _is_thin(r)), None)
-                    if target:
-                        target.params["thickness_mm"] = float(d.params["thickness_mm"])
-                        d.params["series_role"] = target.role
-                else:
-                    expected = d.params.get("expected")
-                    target = next((r for r in roles if r.params.get("kernel") == expected), None)
-                    if target is None:
-                        target = next((r for r in roles if r.params.get("kernel") in ("lung", "bone")), None)
-                        if target is not None:
-                            d.params["expected"] = target.params["kernel"]
-                    if target:
-                        target.params["kernel"] = d.params.get("kernel", "soft")
-                        d.params["series_role"] = target.role
-                if "series_role" not in d.params:
-                    continue
-                d.params["applied_by"] = "planner"
-            kept.append(d)
-        return roles, kept
 
 
 def plan_set(seed: int, n: int, profile_name: str = "mixed", size: str = "small") -> list[ExamPlan]:
