@@ -202,8 +202,6 @@ def _header(hospital: Hospital, ident: Identity, patient_id: str, accession: str
         "StudyDescription": "，".join(order.exam_items)[:64],
         "RequestedProcedureDescription": order.exam_items[0][:64],
         "InstitutionName": hospital.name,
-        "InstitutionCodeSequence": [{"CodeValue": hospital.code, "CodingSchemeDesignator": "99CNORG",
-                                     "CodeMeaning": hospital.name}],
         "InstitutionAddress": hospital.province,
         "Manufacturer": device.vendor,
         "ManufacturerModelName": device.model,
@@ -211,8 +209,10 @@ def _header(hospital: Hospital, ident: Identity, patient_id: str, accession: str
         "StationName": device.station,
         "OperatorsName": technician,
         "BodyPartExamined": body_parts[0],
-        "Timezone": "+0800",
+        "TimezoneOffsetFromUTC": "+0800",
         # Not DICOM keywords: facts the renderer needs to write consistent headers.
+        # institution_code belongs in InstitutionCodeSequence[0].CodeValue (ingest reads the
+        # hospital code from there); a sequence cannot be passed as a plain header value.
         "institution_code": hospital.code,
         "acquisition_minutes": round(duration_min, 2),
         "body_parts": body_parts,
