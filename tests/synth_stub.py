@@ -25,7 +25,7 @@ def _uid(spec: ImagingSpec, *parts: object) -> str:
     return f"2.25.{int(digest[:30], 16)}"
 
 
-def stub_render(spec: ImagingSpec, out_dir: Path) -> ImagingResult:
+def stub_render(spec: ImagingSpec, out_dir: Path, *, labels_dir: Path | None = None) -> ImagingResult:
     study = _uid(spec, "study")
     series_out = []
     hashes = {}

@@ -13,7 +13,13 @@ from radqc.datasets.synthetic.clinical._data import load
 from radqc.datasets.synthetic.clinical.imaging_qc import expected_result, grade_for
 from radqc.datasets.synthetic.clinical.items import OrderedItem, item, write_order
 from radqc.datasets.synthetic.clinical.planner import plan_set
-from radqc.datasets.synthetic.clinical.reports import LAYOUTS, ReportOptions, ReportPart, part_terms, write_report
+from radqc.datasets.synthetic.clinical.reports import (
+    LAYOUTS,
+    ReportOptions,
+    ReportPart,
+    part_terms,
+    write_report,
+)
 from radqc.datasets.synthetic.spec import QC_DIMENSIONS, Defect
 
 
@@ -224,7 +230,7 @@ def test_no_unseeded_device_time_overlap(plans) -> None:
     overlaps = set()
     for exams in by_device.values():
         exams.sort(key=lambda p: p.timeline.exam_time)
-        for a, b in zip(exams, exams[1:]):
+        for a, b in zip(exams, exams[1:], strict=False):
             if b.timeline.exam_time < a.timeline.exam_end:
                 overlaps.add(b.exam_key if b.index > a.index else a.exam_key)
     f3 = {p.exam_key for p in plans if p.planned_irregularity == "F3"}

@@ -4,6 +4,7 @@ Layout of a generated set (documented in docs/synthetic-data.md)::
 
     DIR/manifest.json                       seed, profile, counts, generator version, exams
     DIR/dicom/<hospital_code>/<accession>/  the hospital export: what render_exam wrote
+    DIR/labels/<exam_key>/                  label maps (NIfTI), kept out of the export
     DIR/records/exams.jsonl                 HIS/RIS exam records (orders, times, reports)
     DIR/records/charges.jsonl               charge lines
     DIR/truth/<exam_key>.json               the ground truth of one exam
@@ -32,6 +33,7 @@ MANIFEST_SCHEMA = "radqc.synthetic.manifest/1"
 DICOM_DIR = "dicom"
 RECORDS_DIR = "records"
 TRUTH_DIR = "truth"
+LABELS_DIR = "labels"
 EXAMS_FILE = "exams.jsonl"
 CHARGES_FILE = "charges.jsonl"
 #: Quarantine reasons ingest may give to each kind of deliberately broken file.
@@ -41,7 +43,7 @@ MALFORMED_FILE_REASONS = {
     "empty_file": ["empty_file"],
 }
 
-Renderer = Callable[[ImagingSpec, Path], ImagingResult]
+Renderer = Callable[..., ImagingResult]  # render_exam(spec, out_dir, *, labels_dir=None)
 Progress = Callable[[int, int], None]
 
 
@@ -199,7 +201,7 @@ def _malformed_file(kind: str, exam_root: Path, result: ImagingResult | None, se
 # -- the set ---------------------------------------------------------------------------------
 def _prepare(out: Path, force: bool) -> None:
     if out.exists() and any(out.iterdir()):
-        ours = {DICOM_DIR, RECORDS_DIR, TRUTH_DIR, "manifest.json"}
+        ours = {DICOM_DIR, RECORDS_DIR, TRUTH_DIR, LABELS_DIR, "manifest.json"}
         present = {p.name for p in out.iterdir()}
         if not force:
             raise GenerateError(f"output folder is not empty (use --force to replace a generated set) / 输出目录非空: {out}")
@@ -249,7 +251,7 @@ def generate_set(
         for done, plan in enumerate(plans, 1):
             exam_root = out / export_dir(plan)
             exam_root.mkdir(parents=True, exist_ok=True)
-            result = render(plan.spec, exam_root)
+            result = render(plan.spec, exam_root, labels_dir=out / LABELS_DIR / plan.exam_key)
             malformed_files = []
             if plan.malformed_file:
                 malformed_files.append(_malformed_file(plan.malformed_file, exam_root, result, out))
@@ -307,7 +309,8 @@ def generate_set(
         "schema": MANIFEST_SCHEMA,
         "generator_version": GENERATOR_VERSION,
         **set_info,
-        "layout": {"dicom": f"{DICOM_DIR}/<hospital_code>/<accession>/", "exam_records": f"{RECORDS_DIR}/{EXAMS_FILE}",
+        "layout": {"dicom": f"{DICOM_DIR}/<hospital_code>/<accession>/", "labels": f"{LABELS_DIR}/<exam_key>/",
+                   "exam_records": f"{RECORDS_DIR}/{EXAMS_FILE}",
                    "charge_lines": f"{RECORDS_DIR}/{CHARGES_FILE}", "truth": f"{TRUTH_DIR}/<exam_key>.json"},
         "counts": {"exams": n, "exam_records": exam_line - sum(1 for m in malformed_records if m["file"].endswith(EXAMS_FILE)),
                    "malformed_records": len(malformed_records), "malformed_files": len(all_malformed_files),

@@ -188,8 +188,8 @@ def bill(
     # Add-ons that are not supported by the images (the evidence was removed by the planner).
     addon_for = {"F10": "reconstruction_3d", "F11": "thin_slice", "F12": "spectral"}
     if irregularity in addon_for:
-        target = ct_lines[0] if ct_lines else 0
-        lines.append(line(hospital, addon_for[irregularity], 1, t, lines[target].items, irregularity))
+        target_index = ct_lines[0] if ct_lines else 0
+        lines.append(line(hospital, addon_for[irregularity], 1, t, lines[target_index].items, irregularity))
         irr.append({"id": irregularity, "lines": [len(lines) - 1],
                     "detail": {"charged": lines[-1].charge_name, "evidence": {_evidence_key(irregularity): False}}})
     if irregularity == "F13":

@@ -48,7 +48,9 @@ def id_number_is_valid(value: str | None) -> bool:
 
 def phone_is_valid(value: str | None) -> bool:
     """True for an 11-digit mobile number with a carrier prefix from the data file."""
-    return bool(value) and len(value) == 11 and value.isdigit() and value[:3] in set(load("hospitals")["mobile_prefixes"])  # type: ignore[arg-type]
+    if not value:
+        return False
+    return len(value) == 11 and value.isdigit() and value[:3] in set(load("hospitals")["mobile_prefixes"])
 
 
 @dataclass

@@ -84,9 +84,10 @@ def draw_defects(
         row = rng.choices(options, weights=[d["weight"] for d in options], k=1)[0]
         params = {k: _draw_param(rng, v) for k, v in row["params"].items() if v not in ("by_region", "by_item")}
         params.update({k: v for k, v in row["params"].items() if v in ("by_region", "by_item")})
-        params = _region_params(rng, qc_class, params, regions, required_sequences)
-        if params is None:
+        resolved = _region_params(rng, qc_class, params, regions, required_sequences)
+        if resolved is None:
             continue
+        params = resolved
         assert row["value"] in QC_DIMENSIONS[row["dimension"]], row
         chosen.append(Defect(row["dimension"], row["value"], params))
         used.add(row["dimension"])

@@ -392,8 +392,10 @@ class Planner:
         # 10. report
         report_parts = [ReportPart(oi.item.part, modality, oi.label, oi.side) for oi in imaged]
         # de-duplicate parts (e.g. two items on one part) keeping the first title
-        seen_parts: set[str] = set()
-        report_parts = [rp for rp in report_parts if not (rp.part in seen_parts or seen_parts.add(rp.part))]
+        unique: dict[str, ReportPart] = {}
+        for rp in report_parts:
+            unique.setdefault(rp.part, rp)
+        report_parts = list(unique.values())
         violations_out: list[dict[str, Any]] = []
         opts = ReportOptions(layout=layout, sex=ident.sex, exam_date=exam_time.date(),
                              findings_header=rng.random() < style["findings_header"],
@@ -428,7 +430,7 @@ class Planner:
                 chosen_v.remove("laterality_contradiction")
         report = write_report(rng, report_parts, opts)
         if opts.laterality_flip:
-            sides = next((f["sides"] for f in report.facts["parts"] if f["part"] == opts.laterality_part), {})
+            sides: dict[str, str] = next((f["sides"] for f in report.facts["parts"] if f["part"] == opts.laterality_part), {})
             between = ["exam_items", "findings"] if opts.laterality_flip == "findings" else ["findings", "impression"]
             violations_out.append(vio.labelled("laterality_contradiction", part=opts.laterality_part, between=between,
                                                ordered=next((rp.side for rp in report_parts if rp.side), None), sides=sides))
