@@ -8,6 +8,7 @@ tests in test_synth_generate.py.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -75,4 +76,8 @@ def stub_render(spec: ImagingSpec, out_dir: Path, *, labels_dir: Path | None = N
         hashes[sop_uid] = hashlib.sha256(pixels.tobytes()).hexdigest()
         series_out.append(SeriesTruth(series_uid, role.role, role.role, spec.modality, 1,
                                       [path.relative_to(out_dir).as_posix()]))
-    return ImagingResult(study, series_out, applied_defects=list(spec.defects), pixel_hashes=hashes)
+    start = datetime.strptime(spec.header["StudyDate"] + spec.header["StudyTime"], "%Y%m%d%H%M%S")
+    end = start + timedelta(minutes=float(spec.header.get("acquisition_minutes", 5)))
+    window = [start.isoformat(timespec="seconds"), end.isoformat(timespec="seconds")]
+    return ImagingResult(study, series_out, applied_defects=list(spec.defects), pixel_hashes=hashes,
+                         measurements={"acquisition_window": window})

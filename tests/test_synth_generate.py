@@ -71,6 +71,15 @@ def test_set_layout_manifest_and_truth(stub_set: Path) -> None:
         assert (stub_set / bad["path"]).exists()
 
 
+def test_f3_overlap_is_measured_on_the_written_windows(tmp_path: Path) -> None:
+    out = tmp_path / "audit"
+    generate_set(out, 80, seed=9, profile_name="audit", renderer=stub_render)
+    f3 = [irr for t in iter_truth(out) for irr in t["charges"]["irregularities"] if irr["id"] == "F3"]
+    assert f3, "the audit profile seeds device-time conflicts in 80 exams"
+    for irr in f3:
+        assert irr["detail"]["dicom_overlap_seconds"] > 0, irr
+
+
 def test_output_folder_is_protected(stub_set: Path, tmp_path: Path) -> None:
     with pytest.raises(GenerateError, match="not empty"):
         generate_set(stub_set, 2, seed=1, renderer=stub_render)

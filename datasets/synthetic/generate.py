@@ -155,6 +155,24 @@ def exam_truth(plan: ExamPlan, result: ImagingResult | None, set_info: dict[str,
     }
 
 
+def _verify_overlap(plan: ExamPlan, windows: dict[str, tuple[str, str]]) -> None:
+    """F3: record the overlap the written headers really show (renderer acquisition windows)."""
+    from datetime import datetime
+
+    for irr in plan.irregularities:
+        if irr["id"] != "F3":
+            continue
+        a = windows.get(irr["detail"]["partner_exam"])
+        b = windows.get(plan.exam_key)
+        if not a or not b:
+            irr["detail"]["dicom_overlap_seconds"] = None
+            continue
+        start = max(datetime.fromisoformat(a[0]), datetime.fromisoformat(b[0]))
+        end = min(datetime.fromisoformat(a[1]), datetime.fromisoformat(b[1]))
+        irr["detail"]["dicom_overlap_seconds"] = round((end - start).total_seconds(), 1)
+        irr["detail"]["acquisition_windows"] = {"partner": list(a), "this": list(b)}
+
+
 # -- malformed inputs ------------------------------------------------------------------------
 def _broken_exam_line(kind: str, record: dict[str, Any]) -> str:
     if kind == "bad_json":
@@ -246,12 +264,17 @@ def generate_set(
     all_malformed_files: list[dict[str, Any]] = []
     exams_index: list[dict[str, Any]] = []
     exam_line = charge_line = 0
+    windows: dict[str, tuple[str, str]] = {}
     with (out / RECORDS_DIR / EXAMS_FILE).open("w", encoding="utf-8") as exams_out, \
             (out / RECORDS_DIR / CHARGES_FILE).open("w", encoding="utf-8") as charges_out:
         for done, plan in enumerate(plans, 1):
             exam_root = out / export_dir(plan)
             exam_root.mkdir(parents=True, exist_ok=True)
             result = render(plan.spec, exam_root, labels_dir=out / LABELS_DIR / plan.exam_key)
+            window = (result.measurements or {}).get("acquisition_window") if result is not None else None
+            if window:
+                windows[plan.exam_key] = (str(window[0]), str(window[1]))
+            _verify_overlap(plan, windows)
             malformed_files = []
             if plan.malformed_file:
                 malformed_files.append(_malformed_file(plan.malformed_file, exam_root, result, out))

@@ -316,8 +316,10 @@ class Planner:
         lo, hi = vio.DURATION_MIN[modality]
         duration = rng.uniform(lo, hi)
         if partner is not None and fid == "F3":
-            p_dur = (partner.timeline.exam_end - partner.timeline.exam_time).total_seconds() / 60
-            exam_time = partner.timeline.exam_time + timedelta(minutes=p_dur * rng.uniform(0.15, 0.7))
+            # Starts 10–60 s after the partner started on the same device: inside its
+            # acquisition window however short the renderer makes it (two exams within one
+            # minute on one machine is the documented case).
+            exam_time = partner.timeline.exam_time + timedelta(seconds=rng.randint(10, 60))
             urgency = partner.urgency
         else:
             exam_time = _exam_datetime(rng, self.span_days, urgency)
