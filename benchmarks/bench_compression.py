@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -82,7 +83,7 @@ def _prepare(name: str, paths: list[Path], staging: Path) -> Case:
         ds = pydicom.dcmread(io.BytesIO(data))
         if _trailing_zero_padding(ds, data):
             raw = ds.get_item(max(t for t in ds.keys() if (t >> 16) != 0))
-            data = data[: raw.value_tell + raw.length]
+            data = data[: getattr(raw, "value_tell", 0) + getattr(raw, "length", 0)]
             ds = pydicom.dcmread(io.BytesIO(data))
         target = staging / path.name
         target.write_bytes(data)
@@ -152,8 +153,8 @@ def _archive_path(case: Case) -> tuple[float, float]:
     return _self_cpu() - c0, time.perf_counter() - w0
 
 
-def _external(case: Case, tool: str, encode: Callable[[Path, Path], list[str]],
-              decode: Callable[[Path, Path], list[str]] | None, out_dir: Path, dec_dir: Path) -> Row:
+def _external(case: Case, tool: str, encode: Callable[[Path, Path], list[Any]],
+              decode: Callable[[Path, Path], list[Any]] | None, out_dir: Path, dec_dir: Path) -> Row:
     outputs = []
     c0, w0 = _children_cpu(), time.perf_counter()
     for src in case.files:
@@ -222,7 +223,7 @@ def run(quick: bool = False) -> str:
             f"{_pkg('pylibjpeg-openjpeg')}, pylibjpeg-libjpeg {_pkg('pylibjpeg-libjpeg')}; {dcmtk}; {gdcm}.",
             "",
         ]
-        summary: list[str] = []
+        summary: list[tuple[str, float, float]] = []
         for case in cases:
             slug = case.name.split()[0].lower()
             out = {k: root / "out" / slug / k for k in ("ours", "j2k", "dcmtk", "gdcm", "gdcmj2k", "dec_dcmtk", "dec_gdcm", "dec_gdcmj2k")}

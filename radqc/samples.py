@@ -163,7 +163,7 @@ def fetch_pydicom_bundled(source: SampleSource, tmp: Path, dest: Path) -> dict[s
     import pydicom
     from pydicom.data import get_testdata_file
 
-    folder = Path(get_testdata_file("CT_small.dcm")).parent
+    folder = Path(str(get_testdata_file("CT_small.dcm"))).parent
     files = []
     for pattern in source.demo_files:
         for path in sorted(folder.glob(pattern)):
@@ -193,7 +193,7 @@ def inv3_to_dicom_series(inv3: Path, dest: Path, *, package_version: str = "") -
     """
     import numpy as np
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
+    from pydicom.uid import UID, ExplicitVRLittleEndian
 
     with tarfile.open(inv3) as archive:
         members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
@@ -230,8 +230,8 @@ def inv3_to_dicom_series(inv3: Path, dest: Path, *, package_version: str = "") -
         ds = Dataset()
         ds.file_meta = FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-        sop = _uid("cranium", "instance", str(k))
+        ds.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.2")
+        sop = UID(_uid("cranium", "instance", str(k)))
         ds.file_meta.MediaStorageSOPInstanceUID = sop
         ds.SpecificCharacterSet = "ISO_IR 192"
         ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
