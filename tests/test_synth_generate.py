@@ -93,18 +93,17 @@ def test_output_folder_is_protected(stub_set: Path, tmp_path: Path) -> None:
 
 def test_records_accepted_by_ingest_records_except_the_malformed(stub_set: Path, workspace) -> None:  # type: ignore[no-untyped-def]
     from radqc.catalogue import models as m
-    from radqc.pipelines.ingest.folder import ingest_path
-    from radqc.pipelines.ingest.records import ingest_records
+    from radqc.datasets.synthetic.generate import ingest_generated_set
 
     manifest = load_manifest(stub_set)
-    ingest_path(workspace, stub_set / "dicom", workers=1)
-    exams = ingest_records(workspace, stub_set / "records/exams.jsonl")
-    charges = ingest_records(workspace, stub_set / "records/charges.jsonl")
+    summary = ingest_generated_set(workspace, stub_set, workers=1)
+    exams, charges = summary["exam_records"], summary["charge_lines"]
     bad_exam = [m_ for m_ in manifest["malformed_records"] if m_["file"].endswith("exams.jsonl")]
     bad_charge = [m_ for m_ in manifest["malformed_records"] if m_["file"].endswith("charges.jsonl")]
-    assert exams.quarantined == len(bad_exam)
-    assert charges.quarantined == len(bad_charge)
-    assert exams.exam_records == 60
+    assert exams["quarantined"] == len(bad_exam)
+    assert charges["quarantined"] == len(bad_charge)
+    assert exams["exam_records"] == 60
+    assert summary["images"]["quarantined"] == len(manifest["malformed_files"])
     with workspace.sessions() as s:
         refs = set(s.scalars(select(m.QuarantineItem.source_ref).where(m.QuarantineItem.source == "records")))
         expected = {f"{(stub_set / b['file']).resolve()}:{b['line']}" for b in manifest["malformed_records"]}

@@ -10,6 +10,7 @@ Dice per structure, checked rates, and the sample count.
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import tempfile
 import time
@@ -101,7 +102,9 @@ def scratch_workspace() -> Iterator[Callable[[], Any]]:
         base = load_settings(home)
         from dataclasses import replace
 
-        settings = replace(base, database_url=f"sqlite:///{home / 'catalogue.sqlite'}", objects_dir=home / "objects")
+        # A throw-away key: nothing in a scratch catalogue must outlive the evaluation.
+        settings = replace(base, database_url=f"sqlite:///{home / 'catalogue.sqlite'}", objects_dir=home / "objects",
+                           secret_key=secrets.token_bytes(32))
         ws = Workspace(settings)
         ws.initialise()
         made.append(ws)

@@ -357,3 +357,20 @@ def iter_truth(root: str | Path):  # type: ignore[no-untyped-def]
     """Yield every exam's truth dict of a generated set, in exam order."""
     for path in sorted((Path(root) / TRUTH_DIR).glob("*.json")):
         yield json.loads(path.read_text(encoding="utf-8"))
+
+
+def ingest_generated_set(workspace: Any, root: str | Path, workers: int | None = None) -> dict[str, Any]:
+    """Ingest a generated set into ``workspace``: the DICOM export, then the records.
+
+    What ``radqc demo`` does after :func:`generate_set`; only the deliberately broken inputs
+    listed in the manifest end in the quarantine.
+    """
+    from radqc.pipelines.ingest.folder import ingest_path
+    from radqc.pipelines.ingest.records import ingest_records
+
+    root = Path(root)
+    manifest = load_manifest(root)
+    images = ingest_path(workspace, root / DICOM_DIR, workers=workers).to_dict()
+    exams = ingest_records(workspace, root / manifest["layout"]["exam_records"]).to_dict()
+    charges = ingest_records(workspace, root / manifest["layout"]["charge_lines"]).to_dict()
+    return {"images": images, "exam_records": exams, "charge_lines": charges}
