@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -205,7 +206,32 @@ def _check_pixels(ds: Dataset) -> str | None:
     expected = _expected_native_bytes(ds)
     if expected is not None and len(raw) < expected:
         raise InvalidDicom("pixel_data_short", f"{len(raw)} of {expected} bytes")
-    return hashlib.sha256(raw[: expected or len(raw)]).hexdigest()
+    return hashlib.sha256(_canonical_pixel_bytes(ds, raw, tsyntax)[: expected or len(raw)]).hexdigest()
+
+
+def _canonical_pixel_bytes(ds: Dataset, raw: bytes, tsyntax: str | None) -> bytes:
+    """Native pixels as little-endian, colour-by-pixel bytes: the one layout every pixel hash uses.
+
+    The same image then hashes the same whether it arrived big-endian, colour-by-plane or
+    little-endian, and after lossless archive compression (``radqc verify`` relies on it).
+    """
+    bits = int(ds.get("BitsAllocated", 8) or 8)
+    big_endian = tsyntax is not None and UID(tsyntax) == "1.2.840.10008.1.2.2"
+    if big_endian:
+        # 8-bit pixels in an OW element are still swapped as 16-bit words in big endian.
+        word = bits // 8 if bits in (16, 32, 64) else (2 if ds["PixelData"].VR == "OW" else 1)
+        if word > 1:
+            usable = len(raw) - len(raw) % word
+            raw = np.frombuffer(raw[:usable], dtype=f">u{word}").astype(f"<u{word}").tobytes()
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples > 1 and int(ds.get("PlanarConfiguration", 0) or 0) == 1 and bits % 8 == 0:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        width = bits // 8
+        if len(raw) == frames * samples * rows * cols * width:
+            planes = np.frombuffer(raw, dtype=np.uint8).reshape(frames, samples, rows * cols, width)
+            raw = np.ascontiguousarray(planes.transpose(0, 2, 1, 3)).tobytes()
+    return raw
 
 
 def _institution(ds: Dataset) -> tuple[str, str | None]:
