@@ -65,6 +65,8 @@ class ExamContext:
     structures: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     series_counter: int = 0
+    #: run by render_exam after every series is written (records that need measured pixels)
+    after_write: list[Any] = field(default_factory=list)
 
     # ---------------------------------------------------------------- construction
     @classmethod

@@ -162,8 +162,8 @@ class CTRenderer:
         key = (round(d0), round(d1))
         cache = self.__dict__.setdefault("_centroids", {})
         if key not in cache:
-            z = -np.linspace(d0, d1, num=8)
-            grid = Grid.axial(600.0, 40, z)
+            z = -np.linspace(d0, d1, num=12)
+            grid = Grid.axial(600.0, 100, z)
             labels = self.m.label_lut()[paint(self.phantom, grid, Placement())]
             c = body_centroid_mm(self._body_mask(labels), grid.x.astype(np.float64), grid.y.astype(np.float64))
             cache[key] = c or (0.0, 0.0)
@@ -294,7 +294,7 @@ class CTRenderer:
                 what = "hair clip"
             else:
                 ant = -(110 * self.habitus.depth + self.habitus.fat_mm + 2)
-                shapes = [Ellipsoid((float(self.rng.uniform(-60, 60)), ant, d_mid + float(self.rng.uniform(-30, 30))), (8, 2, 8))]
+                shapes = [Ellipsoid((float(self.rng.uniform(-60, 60)), ant, d_mid + float(self.rng.uniform(-30, 30))), (11, 3.5, 11))]
                 what = "ECG electrode / button on the skin"
             for s in shapes:
                 self.phantom.add(s, self.m("foreign_object", "metal"))
@@ -303,6 +303,7 @@ class CTRenderer:
     # ------------------------------------------------------------------ rendering
     def render(self) -> list[SeriesOut]:
         acqs = self.plan()
+        self._acqs = acqs
         lm = self.landmarks()
         label_lut = self.m.label_lut()
         for acq in acqs:
@@ -312,6 +313,12 @@ class CTRenderer:
             self._slice_defects(acq)
         self._record_plan_defects(acqs)
         self.ctx.measurements["landmarks_mm"] = {k: round(acqs[0].placement.z_vertex - v, 2) for k, v in lm.items()}
+        self.ctx.measurements["landmarks_in_range"] = {str(a.index): a.truth["landmarks_in_range"] for a in acqs}
+        self.ctx.measurements["vertebrae_in_range"] = {str(a.index): a.truth["vertebrae_in_range"] for a in acqs}
+        self.ctx.measurements["acquisitions"] = [
+            {"index": a.index, "regions": a.regions, "z_range_mm": a.truth["z_range_mm"], "depth_range_mm": a.truth["depth_range_mm"], "nominal_depth_range_mm": [round(v, 1) for v in a.nominal], "fov_mm": round(a.fov, 1), "body_centroid_mm": a.truth["body_centroid_mm"], "centroid_offset_fraction": a.truth["centroid_offset_fraction"], "truncated_slices": a.truth["truncated_slices"], "ctdivol_mgy": round(a.ctdi, 2)}
+            for a in acqs
+        ]
         self.ctx.measurements["landmarks_depth_mm"] = {k: round(v, 2) for k, v in lm.items()}
         self.ctx.measurements["habitus"] = {"height_scale": round(self.habitus.height, 3), "width_scale": round(self.habitus.width, 3), "fat_mm": round(self.habitus.fat_mm, 1)}
         number = 0
@@ -355,7 +362,7 @@ class CTRenderer:
                     s.attrs.pop("CTDIvol", None)
                     s.attrs.pop("CTDIPhantomTypeCodeSequence", None)
                 self.ctx.record(p, dose_report_present=False, ctdivol_in_headers=False)
-        self.ctx.measurements.update({k: v for k, v in self.measure.items() if v})
+        self.ctx.measurements.update(self.measure)  # filled while the writer runs (on_image hooks)
         return self.series
 
     def _add(self, s: SeriesOut, number: int) -> None:
@@ -459,7 +466,12 @@ class CTRenderer:
                         acq.metal_slices[k] = streak_pattern(mk.shape, centres, amp, self.ctx.rng(f"metal:{acq.index}:{k}"), width_px=max(0.8, 1.0 * 512 / acq.matrix / 2))
             acq.truth["metal_streak_amplitude_hu"] = amp
         if hasattr(self, "_truncation_pending"):
-            acq.truncation = {"slices": acq.truth.get("truncated_slices", 0)}
+            nx = acq.grid.shape[2]
+            r = (nx - 1) / 2
+            yy, xx = np.mgrid[0:nx, 0:nx]
+            dist_edge = r - np.hypot(yy - r, xx - r)
+            rim = np.where(dist_edge >= 0, np.exp(-dist_edge / max(1.5, nx * 0.02)), 0).astype(F)
+            acq.truncation = {"slices": acq.truth.get("truncated_slices", 0), "rim": rim * F(float(self.rng.uniform(150, 300)))}
 
     def _record_plan_defects(self, acqs: list[Acquisition]) -> None:
         ctx, lm = self.ctx, self.landmarks()
@@ -472,7 +484,8 @@ class CTRenderer:
                 ctx.record(p, missing=missing, missing_by_mm=beyond, cut_mm=entry[3], cut_structures_bottom=acqs[0].truth["cut_at_bottom"], cut_structures_top=acqs[0].truth["cut_at_top"], acquisitions=acq_truth)
             else:
                 side, excess = entry[2], entry[3]
-                extra_regions = sorted({r for a in acqs for r in a.truth["slice_regions"]} - {self._region_label(r) for a in acqs for r in a.regions})
+                outside = {r for a in acqs for r, d in zip(a.truth["slice_regions"], a.depth, strict=True) if d < a.nominal[0] - 1 or d > a.nominal[1] + 1}
+                extra_regions = sorted(outside - {self._region_label(r) for a in acqs for r in a.regions})
                 ctx.record(p, side=side, excess_mm=round(excess, 1), excess_regions=extra_regions, acquisitions=acq_truth)
         if hasattr(self, "_off_centre_pending"):
             p, direction, mm = self._off_centre_pending
@@ -502,15 +515,20 @@ class CTRenderer:
             p, what = self._metal_pending
             slices = {a.index: sorted(a.metal_slices) for a in acqs}
             ctx.record(p, object=what, slices_with_metal={k: [v[0], v[-1]] if v else [] for k, v in slices.items()}, streak_amplitude_hu=acqs[0].truth.get("metal_streak_amplitude_hu"))
-        if hasattr(self, "_noise_pending"):
-            ctx.record(self._noise_pending, factor=round(self.noise_factor, 3), measured_sd_hu=self.measure["noise_sd_hu"], expected_normal_sd_hu=self.measure.get("noise_sd_expected_normal"))
-        if hasattr(self, "_blur_pending"):
-            ctx.record(self._blur_pending, sigma_mm=round(self.blur_mm, 3), measured_sharpness=self.measure["sharpness"])
+        ctx.after_write.append(self._record_measured_defects)
         if self.window_defect:
             wd = self.window_defect
             ctx.record(wd["pending"], mode=wd["mode"], series=wd["series"])
         for p in ctx.pending("thickness_nonstandard", "kernel_nonstandard"):
             ctx.skip(p, "no thick or matching series to alter")
+
+    def _record_measured_defects(self) -> None:
+        """Noise and blur are labelled with values measured on the written pixels."""
+        if hasattr(self, "_noise_pending"):
+            self.ctx.record(self._noise_pending, factor=round(self.noise_factor, 3), measured_sd_hu=dict(self.measure["noise_sd_hu"]), expected_normal_sd_hu=self.measure.get("noise_sd_expected_normal"))
+        if hasattr(self, "_blur_pending"):
+            acq = self._acqs[0]
+            self.ctx.record(self._blur_pending, sigma_mm=round(self.blur_mm, 3), sigma_px=round(self.blur_px(acq), 3), sigma_mm_effective=round(self.blur_px(acq) * acq.fov / acq.matrix, 3), measured_sharpness=dict(self.measure["sharpness"]))
 
     # ------------------------------------------------------------------ pixels
     def _lut(self, phase: str) -> np.ndarray:
@@ -528,9 +546,16 @@ class CTRenderer:
             img += motion_streaks(img.shape, self.ctx.rng(f"motion:{acq.index}:{k}"), 60.0 * acq.motion["weight"])
         if k in acq.metal_slices:
             img = img + acq.metal_slices[k]
+        if acq.truncation is not None:
+            # truncation: missing projection data raise the values next to the FOV edge inside the body
+            img = img + acq.truncation["rim"] * (acq.vol[k] != 0)
         if self.blur_mm:
-            img = blur2d(img, self.blur_mm / (acq.fov / acq.matrix))
+            img = blur2d(img, self.blur_px(acq))
         return img
+
+    def blur_px(self, acq: Acquisition) -> float:
+        """Blur defect sigma in pixels: at least 1.5 px so it shows on coarse (small) grids too."""
+        return max(self.blur_mm / (acq.fov / acq.matrix), 1.5)
 
     def soft_volume(self, acq: Acquisition, phase: str) -> np.ndarray:
         """Soft-kernel object volume (int16 HU), computed once per phase."""
@@ -726,7 +751,7 @@ class CTRenderer:
         aorta: list[float] = []
         sharp: list[float] = []
         key = f"{acq.index}:{phase}:{s.role}"
-        roi_tissues = ("liver", "brain", "muscle", "spleen")
+        roi_tissues = ("liver", "brain", "spleen", "muscle", "body")
         roi_ids = [ids[t] for t in roi_tissues]
         body_excl = np.zeros(256, dtype=bool)
         for name in ("table", "foreign_object"):

@@ -30,6 +30,8 @@ def render_exam(spec: ImagingSpec, out_dir: Path, *, labels_dir: Path | None = N
     for s in sorted(series, key=lambda s: (s.derived_from is not None, s.series_number)):
         writer.write(s)
     writer.truths.sort(key=lambda t: t.extra.get("series_number", 0))
+    for hook in ctx.after_write:
+        hook()
     ctx.finish_defects()
     if ctx.notes:
         ctx.measurements["notes"] = ctx.notes
