@@ -37,7 +37,11 @@ def _sections(text: str) -> dict[str, str]:
     parts = text.split("<!-- section:")
     for part in parts[1:]:
         name, body = part.split(" -->", 1)
-        out[name] = body.strip()
+        body = body.strip()
+        # The "## name" heading is written back by main(); drop it here so it is not repeated.
+        while body.startswith(f"## {name}"):
+            body = body[len(f"## {name}") :].strip()
+        out[name] = body
     return out
 
 
