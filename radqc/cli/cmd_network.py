@@ -148,7 +148,10 @@ def receive(
     def _terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    # Both stop the receiver cleanly (and print the totals), also when started in the
+    # background, where a shell leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     try:
         scp.start()
     except OSError as exc:
