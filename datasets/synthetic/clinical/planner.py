@@ -557,6 +557,9 @@ class Planner:
             "special_techniques": sorted({r.role for r in roles if r.role in ("DWI", "SWI")}),
         }
         evidence = dict(facts)
+        # the same facts under the renderer's evidence keys (datasets/synthetic/imaging)
+        evidence.update({"contrast_absent": not contrast, "thin_slices": facts["thin_series"],
+                         "derived": facts["derived_series"]})
 
         # image defects
         defects: list[Defect] = []
@@ -564,7 +567,7 @@ class Planner:
             defects = [Defect(d.dimension, d.value, dict(d.params)) for d in partner.spec.defects]
             roles = [SeriesRole(r.role, dict(r.params)) for r in partner.spec.series]
             phases = list(partner.spec.phases)
-            evidence = dict(partner.facts)
+            evidence = {k: v for k, v in partner.spec.evidence.items() if k not in ("reuse_pixels_from", "device_overlap_with")}
             facts = dict(partner.facts)
         elif rng.random() < prof["defect_rate"]:
             required = sorted({s for oi in imaged for s in oi.item.required})
