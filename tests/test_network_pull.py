@@ -202,3 +202,18 @@ def test_move_destination_unknown_to_the_pacs_is_a_clear_failure(workspace, pacs
     with workspace.sessions() as s:
         job = s.scalar(select(m.PullJob))
         assert [v["state"] for v in job.progress.values()] == ["failed"]  # retried on the next run
+
+
+def test_move_port_in_use_is_a_clear_failure(workspace, pacs, three_studies):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        host, port = pacs.dimse.split(":")
+        peer = DimsePeer(
+            workspace, host, int(port), pacs.aet, ae_title=RADQC_AET, move_port=busy.getsockname()[1]
+        )
+        result = pull(workspace, peer, PullQuery(accession="ACC-A"))
+    assert result.studies_failed == 1 and "cannot listen for C-MOVE" in result.errors[0]
+    assert workspace.status()["instances"] == 0

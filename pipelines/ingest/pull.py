@@ -551,16 +551,22 @@ class DimsePeer(PacsPeer):
         if self._scp is None:
             from radqc.pipelines.ingest.scp import StorageSCP
 
-            self._scp = StorageSCP(
-                self.ws,
-                ae_title=self.ae_title,
-                port=self.move_port,
-                bind=self.bind,
-                source="pull",
-                on_stored=lambda outcome, prepared: (
-                    self._sink.stored(outcome, prepared) if self._sink else None
-                ),
-            ).start()
+            try:
+                self._scp = StorageSCP(
+                    self.ws,
+                    ae_title=self.ae_title,
+                    port=self.move_port,
+                    bind=self.bind,
+                    source="pull",
+                    on_stored=lambda outcome, prepared: (
+                        self._sink.stored(outcome, prepared) if self._sink else None
+                    ),
+                ).start()
+            except OSError as exc:
+                raise PullError(
+                    f"cannot listen for C-MOVE on {self.bind}:{self.move_port}: {exc} "
+                    f"/ 无法监听 C-MOVE 接收端口（换一个 --move-port）"
+                ) from exc
 
     def fetch(self, unit: FetchUnit, sink: Sink) -> None:
         from pydicom.dataset import Dataset
