@@ -159,3 +159,19 @@ def test_ingest_pixel_hash_is_layout_independent_and_matches_the_archive_definit
     little = parse_instance((pydicom_test_files / "MR_small.dcm").read_bytes()).pixel_hash
     big = parse_instance((pydicom_test_files / "MR_small_bigendian.dcm").read_bytes()).pixel_hash
     assert little == big
+
+
+def test_same_data_set_with_another_file_header_is_a_duplicate_not_a_version(workspace, pydicom_test_files, tmp_path):
+    """A PACS re-writes the Part-10 header; the data set is what identifies a re-send."""
+    ds = pydicom.dcmread(pydicom_test_files / "CT_small.dcm")
+    (tmp_path / "cd").mkdir()
+    (tmp_path / "pacs").mkdir()
+    ds.save_as(tmp_path / "cd" / "1.dcm", enforce_file_format=True)
+    ds.file_meta.ImplementationVersionName = "OTHER_PACS_1"
+    ds.file_meta.SourceApplicationEntityTitle = "HOSPITAL_PACS"
+    ds.save_as(tmp_path / "pacs" / "1.dcm", enforce_file_format=True)
+    assert (tmp_path / "cd" / "1.dcm").read_bytes() != (tmp_path / "pacs" / "1.dcm").read_bytes()
+    assert ingest_path(workspace, tmp_path / "cd").ingested == 1
+    second = ingest_path(workspace, tmp_path / "pacs")
+    assert (second.ingested, second.duplicate) == (0, 1)
+    assert workspace.status()["instances"] == 1

@@ -162,6 +162,7 @@ class StorageSCP:
         on_stored: StoredHook | None = None,
     ) -> None:
         self.ws = workspace
+        self._writer = CatalogueWriter(workspace)  # one per receiver: caches committed series ids
         self.ae_title = ae_title
         self.bind = bind
         self.requested_port = port
@@ -260,9 +261,9 @@ class StorageSCP:
                     f"{len(data)} > {self.ws.settings.max_file_bytes} bytes",
                     size=len(data),
                 )
-                outcome, _ = CatalogueWriter(self.ws).commit([prepared])[0]
+                outcome, _ = self._writer.commit([prepared])[0]
             else:
-                outcome, prepared = ingest_one(self.ws, data, self.source, source_ref)
+                outcome, prepared = ingest_one(self.ws, data, self.source, source_ref, self._writer)
         except Exception as exc:  # noqa: BLE001 - storage failed: the sender must keep its copy
             log.exception("C-STORE from %s: storing failed", source_ref)
             with self._lock:

@@ -139,6 +139,9 @@ class CatalogueWriter:
 
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
+        #: SeriesInstanceUID -> series.id of rows known to be committed. Series rows are never
+        #: deleted, so the receiver can skip the series/exam look-ups for every later instance.
+        self._known_series: dict[str, int] = {}
 
     def commit(self, batch: Sequence[Prepared]) -> list[tuple[str, bool]]:
         """Record a batch in one transaction; return (outcome, is_new_version) per item.
@@ -149,9 +152,12 @@ class CatalogueWriter:
         """
         delay = 0.05
         for attempt in range(self.MAX_RETRIES):
+            new_series: dict[str, int] = {}
             try:
                 with self.ws.transaction() as session:
-                    return self._commit(session, batch)
+                    outcomes = self._commit(session, batch, new_series)
+                self._known_series.update(new_series)  # only once committed
+                return outcomes
             except (IntegrityError, OperationalError) as exc:
                 if attempt == self.MAX_RETRIES - 1:
                     raise
@@ -161,9 +167,9 @@ class CatalogueWriter:
         raise AssertionError("unreachable")
 
     # -- internals ----------------------------------------------------------------------
-    def _commit(self, s: Session, batch: Sequence[Prepared]) -> list[tuple[str, bool]]:
+    def _commit(self, s: Session, batch: Sequence[Prepared], new_series: dict[str, int]) -> list[tuple[str, bool]]:
         cache: dict[tuple[str, str], Any] = {}
-        seen_in_batch: set[tuple[str, str]] = set()
+        seen_in_batch: set[tuple[str, str | None]] = set()
         out: list[tuple[str, bool]] = []
         for item in batch:
             if not item.ok:
@@ -173,21 +179,27 @@ class CatalogueWriter:
             p = item.parsed
             assert p is not None and item.digest is not None and item.storage_key is not None
             key = (p.sop_instance_uid, item.digest)
-            if key in seen_in_batch or s.scalar(
-                select(m.Instance.id).where(
-                    m.Instance.sop_instance_uid == p.sop_instance_uid, m.Instance.content_hash == item.digest
+            versions = s.execute(
+                select(m.Instance.content_hash, m.Instance.dataset_hash, m.Instance.version).where(
+                    m.Instance.sop_instance_uid == p.sop_instance_uid
                 )
+            ).all()
+            same_dataset = p.dataset_hash is not None and any(v.dataset_hash == p.dataset_hash for v in versions)
+            dataset_key = (p.sop_instance_uid, p.dataset_hash)
+            if (
+                key in seen_in_batch
+                or (p.dataset_hash is not None and dataset_key in seen_in_batch)
+                or same_dataset
+                or any(v.content_hash == item.digest for v in versions)
             ):
                 out.append((DUPLICATE, False))
                 continue
-            seen_in_batch.add(key)
-            series = self._series(s, p, cache)
-            prior = s.scalar(
-                select(func.max(m.Instance.version)).where(m.Instance.sop_instance_uid == p.sop_instance_uid)
-            )
+            seen_in_batch.update((key, dataset_key))
+            series_id = self._series_id(s, p, cache, new_series)
+            prior = max((v.version for v in versions), default=None)
             s.add(
                 m.Instance(
-                    series_id=series.id,
+                    series_id=series_id,
                     sop_instance_uid=p.sop_instance_uid,
                     sop_class_uid=p.sop_class_uid,
                     version=(prior or 0) + 1,
@@ -200,6 +212,7 @@ class CatalogueWriter:
                     stored_transfer_syntax=p.transfer_syntax,
                     size_stored=item.size,
                     pixel_hash=p.pixel_hash,
+                    dataset_hash=p.dataset_hash,
                     source=item.source,
                     source_ref=item.source_ref,
                     header=p.header,
@@ -291,6 +304,14 @@ class CatalogueWriter:
             exam.modality = ",".join(sorted(filter(None, [*(exam.modality or "").split(","), p.modality])))
         cache[ck] = exam
         return exam
+
+    def _series_id(self, s: Session, p: ParsedInstance, cache: dict, new_series: dict[str, int]) -> int:
+        known = self._known_series.get(p.series_instance_uid)
+        if known is not None:
+            return known
+        series_id = self._series(s, p, cache).id
+        new_series[p.series_instance_uid] = series_id
+        return series_id
 
     def _series(self, s: Session, p: ParsedInstance, cache: dict) -> m.Series:
         ck = ("series", p.series_instance_uid)
@@ -397,13 +418,16 @@ def ingest_prepared(writer: CatalogueWriter, batch: Sequence[Prepared], summary:
         summary.add(item, outcome, new_version)
 
 
-def ingest_one(workspace: Workspace, data: bytes, source: str, source_ref: str) -> tuple[str, Prepared]:
+def ingest_one(
+    workspace: Workspace, data: bytes, source: str, source_ref: str, writer: CatalogueWriter | None = None
+) -> tuple[str, Prepared]:
     """Ingest a single instance durably (bytes fsynced, catalogue committed) before returning.
 
-    The C-STORE receiver acknowledges an instance only after this returns.
+    The C-STORE receiver acknowledges an instance only after this returns; it passes one
+    long-lived ``writer`` so known series skip their look-ups.
     """
     prepared = prepare_bytes(workspace.store, data, source, source_ref)
-    outcome, _ = CatalogueWriter(workspace).commit([prepared])[0]
+    outcome, _ = (writer or CatalogueWriter(workspace)).commit([prepared])[0]
     return outcome, prepared
 
 

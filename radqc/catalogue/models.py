@@ -131,6 +131,8 @@ class Instance(Base):
     stored_hash: Mapped[str] = mapped_column(String(64))
     stored_transfer_syntax: Mapped[str | None] = mapped_column(String(64))
     size_stored: Mapped[int] = mapped_column(BigInteger)
+    #: SHA-256 of the data set without its file meta header (duplicate detection across senders).
+    dataset_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     #: SHA-256 of the decoded pixel data, for reuse detection and lossless verification.
     pixel_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     source: Mapped[str | None] = mapped_column(String(32))

@@ -80,6 +80,9 @@ class ParsedInstance:
     institution_name: str | None
     patient: dict[str, str] = field(default_factory=dict)
     pixel_hash: str | None = None
+    #: SHA-256 of the data set without its Part-10 file header: the same instance written by
+    #: two different nodes (a PACS, a CD export) has different meta headers but equal data sets.
+    dataset_hash: str | None = None
     header: dict[str, Any] = field(default_factory=dict)
 
 
@@ -316,11 +319,21 @@ def parse_instance(data: bytes) -> ParsedInstance:
         raise InvalidDicom("empty_file")
     ds = _read(data)
     try:
-        return _extract(ds)
+        parsed = _extract(ds)
+        parsed.dataset_hash = hashlib.sha256(data[_dataset_offset(data) :]).hexdigest()
+        return parsed
     except InvalidDicom:
         raise
     except Exception as exc:  # any other failure while reading values is a corrupt file
         raise InvalidDicom("corrupt", f"{type(exc).__name__}: {exc}"[:500]) from exc
+
+
+def _dataset_offset(data: bytes) -> int:
+    """Byte offset where the data set starts, after the preamble and the file meta group."""
+    if len(data) >= 144 and data[128:132] == b"DICM" and data[132:136] == b"\x02\x00\x00\x00":
+        group_length = int.from_bytes(data[140:144], "little")
+        return min(144 + group_length, len(data))
+    return 0
 
 
 def _extract(ds: Dataset) -> ParsedInstance:

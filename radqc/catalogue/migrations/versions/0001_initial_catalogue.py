@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 20:34:25.784782
+Create Date: 2026-11-22 21:02:35.407854
 """
 from alembic import op
 import sqlalchemy as sa
@@ -212,6 +212,7 @@ def upgrade() -> None:
     sa.Column('stored_hash', sa.String(length=64), nullable=False),
     sa.Column('stored_transfer_syntax', sa.String(length=64), nullable=True),
     sa.Column('size_stored', sa.BigInteger(), nullable=False),
+    sa.Column('dataset_hash', sa.String(length=64), nullable=True),
     sa.Column('pixel_hash', sa.String(length=64), nullable=True),
     sa.Column('source', sa.String(length=32), nullable=True),
     sa.Column('source_ref', sa.Text(), nullable=True),
@@ -224,6 +225,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('instance', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_instance_content_hash'), ['content_hash'], unique=False)
+        batch_op.create_index(batch_op.f('ix_instance_dataset_hash'), ['dataset_hash'], unique=False)
         batch_op.create_index(batch_op.f('ix_instance_pixel_hash'), ['pixel_hash'], unique=False)
         batch_op.create_index(batch_op.f('ix_instance_series_id'), ['series_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_instance_sop_instance_uid'), ['sop_instance_uid'], unique=False)
@@ -237,6 +239,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_instance_sop_instance_uid'))
         batch_op.drop_index(batch_op.f('ix_instance_series_id'))
         batch_op.drop_index(batch_op.f('ix_instance_pixel_hash'))
+        batch_op.drop_index(batch_op.f('ix_instance_dataset_hash'))
         batch_op.drop_index(batch_op.f('ix_instance_content_hash'))
 
     op.drop_table('instance')
