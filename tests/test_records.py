@@ -387,6 +387,30 @@ def test_images_first_then_records_link_and_take_the_records_hospital(workspace,
         assert s.scalar(select(m.ChargeLine.exam_id)) == exam_row.id
 
 
+def test_a_record_moves_from_its_placeholder_exam_to_the_images_exam(workspace, pydicom_test_files, tmp_path, monkeypatch):
+    """Heal path: images catalogued as their own exam although a record's image-less exam was
+    waiting (ingested by a path that did not look for it): the next ingest of the record moves
+    it, and its charges, to the images and removes the empty exam."""
+    import radqc.pipelines.ingest.records as records
+
+    path = write_jsonl(tmp_path / "his.jsonl", [exam(), charge()])
+    ingest_records(workspace, path)
+    monkeypatch.setattr(records, "exam_waiting_for_images", lambda *a, **k: None)
+    ingest_path(workspace, ct_folder(pydicom_test_files, tmp_path / "dcm", AccessionNumber="ACC-001"))
+    monkeypatch.undo()
+    with workspace.sessions() as s:
+        assert s.scalar(select(func.count(m.Exam.id))) == 2
+        placeholder_id = s.scalar(select(m.ExamRecord.exam_id))
+    again = ingest_records(workspace, path)
+    assert again.duplicate == 2 and again.linked_to_images == 2
+    with workspace.sessions() as s:
+        assert s.scalar(select(func.count(m.Exam.id))) == 1 and s.get(m.Exam, placeholder_id) is None
+        exam_row = s.scalar(select(m.Exam))
+        assert exam_row.study_instance_uid and s.get(m.Hospital, exam_row.hospital_id).code == HOSPITAL
+        assert s.scalar(select(m.ExamRecord.exam_id)) == exam_row.id
+        assert s.scalar(select(m.ChargeLine.exam_id)) == exam_row.id
+
+
 def test_images_of_another_hospital_do_not_link(workspace, pydicom_test_files, tmp_path):
     ingest_path(workspace, ct_folder(pydicom_test_files, tmp_path / "a", "OTHER-HOSP", AccessionNumber="ACC-001"))
     summary = ingest_records(workspace, write_jsonl(tmp_path / "his.jsonl", [exam()]))
