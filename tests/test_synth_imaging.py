@@ -358,3 +358,236 @@ def test_transfer_syntaxes(tmp_path: Path, ts: str) -> None:
     ds = pydicom.dcmread(tmp_path / s.files[0])
     assert ds.file_meta.TransferSyntaxUID == ts
     assert ds.pixel_array.shape == (ds.Rows, ds.Columns)
+
+
+# ------------------------------------------------------------------------------ MR
+
+
+@pytest.fixture(scope="module")
+def brain(out: Path) -> ImagingResult:
+    return render_exam(ImagingSpec(exam_key="brain", seed=21, modality="MR", regions=["head"], size="small", vendor="GE"), out)
+
+
+def mean_by_label(root: Path, s: SeriesTruth, names: list[str]) -> dict[str, float]:
+    """Mean written pixel value per structure, from the files and the label map only."""
+    vals, dss = volume(root, s)
+    lab, _ = labels(root, s)
+    vals = vals[: lab.shape[0]]  # DWI: first b-value block
+    ids = structure_ids()
+    return {n: float(vals[lab == ids[n]].mean()) for n in names if (lab == ids[n]).sum() > 20}
+
+
+def test_mr_contrast_follows_weighting(brain: ImagingResult, out: Path) -> None:
+    names = ["brain_ventricles", "brain", "white_matter"]
+    t1 = mean_by_label(out, series(brain, "T1W"), names)
+    t2 = mean_by_label(out, series(brain, "T2W"), names)
+    flair = mean_by_label(out, series(brain, "FLAIR"), names)
+    assert t1["brain_ventricles"] < t1["brain"] < t1["white_matter"]  # CSF dark, WM brighter than GM on T1
+    assert t2["brain_ventricles"] > 1.5 * t2["brain"] and t2["brain"] > t2["white_matter"]  # CSF bright on T2
+    assert flair["brain_ventricles"] < 0.6 * flair["brain"]  # CSF suppressed on FLAIR
+
+
+def test_mr_headers_match_the_sequence(brain: ImagingResult, out: Path) -> None:
+    flair = pydicom.dcmread(out / series(brain, "FLAIR").files[0], stop_before_pixels=True)
+    assert "IR" in list(flair.ScanningSequence) and 1800 <= float(flair.InversionTime) <= 2800 and float(flair.RepetitionTime) >= 6000
+    t1 = pydicom.dcmread(out / series(brain, "T1W").files[0], stop_before_pixels=True)
+    assert t1.ScanningSequence == "SE" and 400 <= float(t1.RepetitionTime) <= 800 and float(t1.EchoTime) < 20
+    assert "InversionTime" not in t1
+    sag = pydicom.dcmread(out / [s for s in brain.series if s.role == "T1W" and s.plane == "sagittal"][0].files[0], stop_before_pixels=True)
+    assert [float(v) for v in sag.ImageOrientationPatient] == [0, 1, 0, 0, 0, -1]
+    assert float(t1.MagneticFieldStrength) in (1.5, 3.0)
+    dwi = series(brain, "DWI")
+    bvals = sorted({float(pydicom.dcmread(out / f, stop_before_pixels=True).DiffusionBValue) for f in dwi.files})
+    assert bvals == [0.0, 500.0, 1000.0]
+    assert pydicom.dcmread(out / dwi.files[0], stop_before_pixels=True).ScanningSequence == "EP"
+    adc = series(brain, "ADC")
+    assert adc.derived_from == dwi.series_instance_uid
+    ds = pydicom.dcmread(out / adc.files[0], stop_before_pixels=True)
+    assert list(ds.ImageType)[0] == "DERIVED" and "ADC" in list(ds.ImageType)
+    dwi_uids = {pydicom.dcmread(out / f, stop_before_pixels=True).SOPInstanceUID for f in dwi.files}
+    assert {i.ReferencedSOPInstanceUID for i in ds.SourceImageSequence} <= dwi_uids
+    # ADC of CSF above that of brain tissue
+    m = mean_by_label(out, adc, ["brain_ventricles", "white_matter"])
+    assert m["brain_ventricles"] > m["white_matter"]
+
+
+def test_stir_and_fat_suppression_darken_fat(out: Path) -> None:
+    r = render_exam(ImagingSpec(exam_key="lspine", seed=5, modality="MR", regions=["lumbar_spine"], size="small"), out)
+    stir = series(r, "STIR")
+    ds = pydicom.dcmread(out / stir.files[0], stop_before_pixels=True)
+    assert 130 <= float(ds.InversionTime) <= 230
+    fat_t1 = mean_by_label(out, series(r, "T1W"), ["subcutaneous_fat", "muscle"])
+    fat_stir = mean_by_label(out, stir, ["subcutaneous_fat", "muscle", "spinal_canal"])
+    assert fat_t1["subcutaneous_fat"] > fat_t1["muscle"]
+    assert fat_stir["subcutaneous_fat"] < fat_stir["spinal_canal"]
+
+
+def test_missing_sequence_exam_really_lacks_the_series(out: Path) -> None:
+    r = render_exam(ImagingSpec(exam_key="brain_noflair", seed=21, modality="MR", regions=["head"], size="small", defects=[Defect("sequences", "missing", {"sequence": "FLAIR"})]), out)
+    truth = next(d for d in r.applied_defects if d.dimension == "sequences")
+    assert truth.params["sequence"] == "FLAIR"
+    assert "FLAIR" not in {s.role for s in r.series}
+    for s in r.series:
+        ds = pydicom.dcmread(out / s.files[0], stop_before_pixels=True)
+        assert "InversionTime" not in ds or float(ds.InversionTime) < 1000  # no FLAIR-like series hides under another role
+
+
+def test_mr_motion_adds_ghosts_in_the_background(out: Path) -> None:
+    clean = render_exam(ImagingSpec(exam_key="k_clean", seed=8, modality="MR", regions=["knee"], size="small"), out)
+    moved = render_exam(ImagingSpec(exam_key="k_motion", seed=8, modality="MR", regions=["knee"], size="small", defects=[Defect("artifact", "运动", {"sequence": "PD_FS", "strength": 0.6})]), out)
+    truth = next(d for d in moved.applied_defects if d.dimension == "artifact")
+    assert truth.params["sequence"] == "PD_FS"
+
+    def background(r: ImagingResult) -> float:
+        s = series(r, "PD_FS")
+        vals, _ = volume(out, s)
+        lab, _ = labels(out, s)
+        return float(vals[lab == 0].mean())
+
+    assert background(moved) > 1.5 * background(clean)
+
+
+def test_knee_laterality_in_headers(out: Path) -> None:
+    r = render_exam(ImagingSpec(exam_key="kneeL", seed=3, modality="MR", regions=["knee"], size="small", header={"Laterality": "L"}), out)
+    ds = pydicom.dcmread(out / r.series[0].files[0], stop_before_pixels=True)
+    assert ds.Laterality == "L" and ds.BodyPartExamined == "KNEE"
+    assert "femur_left" in r.series[0].extra["tissue_signal"]
+
+
+# ------------------------------------------------------------------------------ radiographs
+
+
+def dx(out: Path, key: str, **kw) -> ImagingResult:  # type: ignore[no-untyped-def]
+    return render_exam(ImagingSpec(**{"exam_key": key, "seed": 4, "modality": "DX", "regions": ["chest"], "size": "small", **kw}), out)
+
+
+def test_chest_pa_headers_and_normal_positioning(out: Path) -> None:
+    r = dx(out, "dx_normal")
+    pa = series(r, "PA")
+    ds = pydicom.dcmread(out / pa.files[0])
+    assert ds.Modality == "DX" and ds.ViewPosition == "PA" and ds.ImageLaterality == "U"
+    assert float(ds.ExposureIndex) > 0 and "DeviationIndex" in ds
+    assert not check_required(ds)
+    t = pa.extra
+    assert t["posterior_ribs_above_right_dome"] >= 10
+    assert max(t["scapula_in_lung_fraction"].values()) < 0.15
+    assert abs(t["spinous_to_clavicle_midpoint_mm"]) < 10
+    assert t["marker"]["present"] and t["marker"]["correct"]
+    lat = pydicom.dcmread(out / series(r, "LAT").files[0], stop_before_pixels=True)
+    assert lat.ViewPosition == "LL"
+
+
+def test_scapula_over_lung_pixels_lie_in_the_lung_field(out: Path) -> None:
+    r = dx(out, "dx_scap", defects=[Defect("positioning", "不标准", {"kind": "scapula_over_lung"})])
+    truth = next(d for d in r.applied_defects if d.params["kind"] == "scapula_over_lung")
+    assert min(truth.params["scapula_in_lung_fraction"].values()) > 0.3
+    pa = series(r, "PA")
+    stack, _ = labels(out, pa)  # one binary channel per projected structure
+    ch = {name: stack[i].astype(bool) for i, name in enumerate(pa.extra["label_channels"])}
+    lungs = ch["lung_left"] | ch["lung_right"]
+    for side in ("scapula_left", "scapula_right"):
+        assert (ch[side] & lungs).sum() > 0.3 * ch[side].sum()
+    normal = series(dx(out, "dx_scap_normal"), "PA")
+    stack, _ = labels(out, normal)
+    ch = {name: stack[i].astype(bool) for i, name in enumerate(normal.extra["label_channels"])}
+    lungs = ch["lung_left"] | ch["lung_right"]
+    assert (ch["scapula_left"] & lungs).sum() < 0.15 * ch["scapula_left"].sum()
+
+
+def test_shallow_inspiration_counts_fewer_ribs(out: Path) -> None:
+    r = dx(out, "dx_insp", defects=[Defect("positioning", "不标准", {"kind": "shallow_inspiration", "ribs": 8})])
+    truth = next(d for d in r.applied_defects if d.params["kind"] == "shallow_inspiration")
+    assert truth.params["posterior_ribs_above_right_dome"] == 8
+
+
+def test_rotation_offsets_spinous_processes(out: Path) -> None:
+    r = dx(out, "dx_rot", defects=[Defect("positioning", "不标准", {"degrees": 10})])
+    truth = next(d for d in r.applied_defects if d.params["kind"] == "rotation")
+    assert abs(truth.params["spinous_to_clavicle_midpoint_mm"]) > 15
+
+
+def test_costophrenic_cutoff_cuts_the_lung_bases(out: Path) -> None:
+    r = dx(out, "dx_cut", defects=[Defect("range", "过小", {})])
+    truth = next(d for d in r.applied_defects if d.dimension == "range")
+    assert truth.params["kind"] == "costophrenic_cutoff" and truth.params["lungs_cut"]
+    pa = series(r, "PA")
+    stack, _ = labels(out, pa)
+    ds = pydicom.dcmread(out / pa.files[0])
+    lower = int(ds.CollimatorLowerHorizontalEdge)
+    lung = stack[pa.extra["label_channels"].index("lung_left")] | stack[pa.extra["label_channels"].index("lung_right")]
+    lung_rows = np.nonzero(lung.any(axis=1))[0]
+    assert lung_rows.max() > lower  # the lungs continue below the collimated field
+    below = ds.pixel_array[lower + 1 :].astype(float)
+    assert np.percentile(np.abs(below - np.median(below)), 90) < 50  # nothing exposed there (text annotations aside)
+
+
+def test_collimation_too_wide_has_large_margins(out: Path) -> None:
+    normal = series(dx(out, "dx_n2"), "PA").extra["collimation_margin_mm"]
+    wide = series(dx(out, "dx_wide", defects=[Defect("range", "过大", {"margin_mm": 80})]), "PA").extra["collimation_margin_mm"]
+    assert min(v for v in wide.values() if v is not None) > max(v for v in normal.values() if v is not None)
+
+
+@pytest.mark.parametrize("value,kind", [("缺失", "marker_missing"), ("错误", "marker_wrong")])
+def test_marker_defects(out: Path, value: str, kind: str) -> None:
+    r = dx(out, f"dx_{kind}", defects=[Defect("marker", value, {})])
+    truth = next(d for d in r.applied_defects if d.dimension == "marker")
+    assert truth.params["kind"] == kind
+    marker = series(r, "PA").extra["marker"]
+    if kind == "marker_missing":
+        assert not marker["present"]
+    else:
+        assert marker["present"] and not marker["correct"] and marker["text"] != truth.params["expected"]
+        ds = pydicom.dcmread(out / series(r, "PA").files[0])
+        row, col, h, w = marker["box"]
+        patch = ds.pixel_array[row : row + h, col : col + w]
+        assert patch.max() >= 4000  # burned in as lead (MONOCHROME2 bright)
+
+
+def test_foreign_objects_over_the_lungs(out: Path) -> None:
+    r = dx(out, "dx_fo", defects=[Defect("artifact", "异物", {"object": "buttons"})])
+    truth = next(d for d in r.applied_defects if d.dimension == "artifact")
+    assert truth.params["over_lung_px"] > 0
+    assert "foreign_object" in r.structures or truth.params["foreign_object_px"] > 0
+
+
+def test_extra_views_evidence(out: Path) -> None:
+    r = dx(out, "dx_views", evidence={"extra_views": ["OBL"]})
+    views = [pydicom.dcmread(out / s.files[0], stop_before_pixels=True).ViewPosition for s in r.series]
+    assert views == ["PA", "LL", "LAO"]
+    dup = dx(out, "dx_dup", evidence={"duplicate_view": True})
+    views = [pydicom.dcmread(out / s.files[0], stop_before_pixels=True).ViewPosition for s in dup.series]
+    assert len(views) == 3 and len(set(views)) == 2
+
+
+def test_knee_radiograph_laterality_and_cr(out: Path) -> None:
+    r = render_exam(ImagingSpec(exam_key="cr_knee", seed=2, modality="CR", regions=["knee"], size="small", header={"Laterality": "R"}), out)
+    ds = pydicom.dcmread(out / r.series[0].files[0])
+    assert ds.Modality == "CR" and str(ds.SOPClassUID) == "1.2.840.10008.5.1.4.1.1.1"
+    assert ds.PhotometricInterpretation == "MONOCHROME1"
+    assert ds.ImageLaterality == "R"
+    assert not check_required(ds)
+
+
+# ------------------------------------------------------------------------------ reuse (F1/F2)
+
+
+def test_reused_pixels_collide_across_patients(tmp_path: Path) -> None:
+    src = render(tmp_path, exam_key="src", header={"PatientID": "P1"})
+    copy = render(tmp_path, exam_key="copy", header={"PatientID": "P2", "PatientName": "李^四"}, evidence={"reuse_pixels_from": "src"})
+    assert set(copy.pixel_hashes.values()) == set(src.pixel_hashes.values())
+    assert copy.study_instance_uid != src.study_instance_uid
+    ds = pydicom.dcmread(tmp_path / copy.series[0].files[0], stop_before_pixels=True)
+    assert ds.PatientID == "P2" and ds.SOPInstanceUID not in src.pixel_hashes
+    near = render(tmp_path, exam_key="near", header={"PatientID": "P3"}, evidence={"reuse_pixels_from": "src", "near_identical": True})
+    assert set(near.pixel_hashes.values()).isdisjoint(src.pixel_hashes.values())
+    with pytest.raises(ValueError, match="render that exam first"):
+        render(tmp_path, exam_key="bad", evidence={"reuse_pixels_from": "nope"})
+
+
+def test_bad_spec_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown vendor"):
+        render(tmp_path, vendor="Acme")
+    with pytest.raises(ValueError, match="not modelled"):
+        render_exam(ImagingSpec(exam_key="x", seed=1, modality="MR", regions=["chest"]), tmp_path)
+    r = render(tmp_path, exam_key="unk", defects=[Defect("sequences", "missing", {})])
+    assert r.measurements["defects_not_applied"][0]["dimension"] == "sequences"

@@ -75,7 +75,12 @@ class _Encoder:
         self.static = [(int(e.tag), self._encode(e)) for e in ds if int(e.tag) not in dynamic]
         self.static_tags = {t for t, _ in self.static}
 
-    def _element(self, keyword: str, value: Any) -> tuple[int, bytes]:
+    def _element(self, keyword: Any, value: Any) -> tuple[int, bytes]:
+        if isinstance(keyword, tuple):  # private (group, element, VR)
+            group, element, vr = keyword
+            ds = Dataset()
+            ds.add_new((group, element), vr, value)
+            return (group << 16) | element, self._encode(ds[(group, element)])
         tag = int(tag_for_keyword(keyword))  # type: ignore[arg-type]
         vr = "OW" if keyword == "PixelData" and self._pixel_wide else dictionary_VR(keyword)
         if keyword == "PixelData" and not self._pixel_wide:
@@ -97,7 +102,7 @@ class _Encoder:
 
     def dataset_bytes_from(self, values: dict[str, Any]) -> bytes:
         self._pixel_wide = int(values.get("BitsAllocated", 16)) > 8
-        dyn = sorted((self._element(k, v) for k, v in values.items() if v is not None and isinstance(k, str)), key=lambda x: x[0])
+        dyn = sorted((self._element(k, v) for k, v in values.items() if v is not None), key=lambda x: x[0])
         out: list[bytes] = []
         i = j = 0
         st = self.static
@@ -350,7 +355,8 @@ class SeriesWriter:
                 meta.ImplementationVersionName = IMPLEMENTATION_VERSION
                 ds.file_meta = meta
                 if fast:
-                    dynamic = {int(tag_for_keyword(k)) for k in (PER_IMAGE | set(values)) if tag_for_keyword(k) is not None}
+                    dynamic = {int(tag_for_keyword(k)) for k in PER_IMAGE | {k for k in values if isinstance(k, str)} if tag_for_keyword(k) is not None}
+                    dynamic |= {(k[0] << 16) | k[1] for k in values if isinstance(k, tuple)}
                     encoder = _Encoder(implicit, ds.get("SpecificCharacterSet"), s.sop_class, self.transfer_syntax)
                     encoder.freeze(ds, dynamic)
                     path.write_bytes(encoder.meta_bytes_for(sop_uid) + encoder.dataset_bytes_from(values))

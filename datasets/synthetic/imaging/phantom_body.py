@@ -175,7 +175,7 @@ def build_body(h: Habitus, m: Materials, with_table: bool = True, rng: np.random
     neck_fat = np.interp(_TORSO_D, [165, 262, 300], [0.35, 0.4, 1.0]) * fat
     outer = _tube(td, [0] * len(td), tcy, trx + neck_fat, try_ + neck_fat, _TORSO_P)
     inner = _tube(td, [0] * len(td), tcy, trx, try_, _TORSO_P)
-    leg_d = [880 * sd, 960 * sd]
+    leg_d = [880 * sd, 1150 * sd]
     legs = []
     for side in (-1, 1):
         leg_o = _tube(leg_d, [side * 92 * sx] * 2, [5 * sy] * 2, [(75 + fat) * sx] * 2, [(70 + fat) * sy] * 2)
@@ -416,8 +416,8 @@ def build_body(h: Habitus, m: Materials, with_table: bool = True, rng: np.random
         ph.add(Ellipsoid(head_c, (21 * sx,) * 2 + (21 * sx,)), m(fh, "cancellous_bone"))
         ph.add(Capsule(S.p(side * 106, 2, 856), S.p(side * 132, 8, 872), 14 * sx), m(fem, "cortical_bone"))
         ph.add(Ellipsoid(S.p(side * 140, 10, 870), S.r(20, 20, 22)), m(fem, "cortical_bone"))
-        ph.add(Capsule(S.p(side * 134, 10, 872), S.p(side * 112, 6, 960), 14 * sx), m(fem, "cortical_bone"))
-        ph.add(Capsule(S.p(side * 134, 10, 878), S.p(side * 112, 6, 960), 8 * sx), m(fem, "yellow_marrow"))
+        ph.add(Capsule(S.p(side * 134, 10, 872), S.p(side * 100, 6, 1150), 14 * sx), m(fem, "cortical_bone"))
+        ph.add(Capsule(S.p(side * 134, 10, 878), S.p(side * 100, 6, 1150), 8 * sx), m(fem, "yellow_marrow"))
 
     # ---- head -----------------------------------------------------------------------------
     skull_outer = _shrink(head, 5)
