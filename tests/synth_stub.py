@@ -33,7 +33,7 @@ def stub_render(spec: ImagingSpec, out_dir: Path, *, labels_dir: Path | None = N
     for k, role in enumerate(spec.series, 1):
         if role.role == "dose_report":
             continue
-        folder = out_dir / f"S{k:03d}"
+        folder = out_dir / spec.exam_key / f"S{k:03d}"
         folder.mkdir(parents=True, exist_ok=True)
         series_uid = _uid(spec, "series", k)
         sop_uid = _uid(spec, "sop", k)

@@ -3,7 +3,7 @@
 Layout of a generated set (documented in docs/synthetic-data.md)::
 
     DIR/manifest.json                       seed, profile, counts, generator version, exams
-    DIR/dicom/<hospital_code>/<accession>/  the hospital export: what render_exam wrote
+    DIR/dicom/<hospital_code>/<exam_key>/   the hospital export: what render_exam wrote
     DIR/labels/<exam_key>/                  label maps (NIfTI), kept out of the export
     DIR/records/exams.jsonl                 HIS/RIS exam records (orders, times, reports)
     DIR/records/charges.jsonl               charge lines
@@ -72,7 +72,9 @@ def safe_name(text: str) -> str:
 
 
 def export_dir(plan: ExamPlan) -> str:
-    return f"{DICOM_DIR}/{safe_name(plan.hospital.code)}/{safe_name(plan.accession)}"
+    """The folder render_exam writes into (it adds ``<exam_key>/``); one per hospital, so an
+    F1 exam finds the exam whose pixels it reuses (same hospital) in the same folder."""
+    return f"{DICOM_DIR}/{safe_name(plan.hospital.code)}"
 
 
 def _dump(value: Any) -> str:
@@ -198,22 +200,33 @@ def _broken_charge_line(kind: str, record: dict[str, Any]) -> str:
     return text[: max(10, len(text) // 2)]
 
 
-def _malformed_file(kind: str, exam_root: Path, result: ImagingResult | None, set_root: Path) -> dict[str, Any]:
-    """Write one broken file into the exam's export folder, the way real exports contain them."""
+def _malformed_file_entry(plan: ExamPlan, result: ImagingResult | None) -> dict[str, Any] | None:
+    """Where the exam's seeded broken file will go (written after every exam is rendered,
+    so a broken file never sits in a folder another exam reuses pixels from)."""
+    kind = plan.malformed_file
+    if not kind:
+        return None
     files = [f for s in (result.series if result else []) for f in s.files]
+    exam_dir = f"{export_dir(plan)}/{plan.exam_key}"
     if kind == "truncated" and files:
-        source = exam_root / files[0]
-        data = source.read_bytes()
-        target = source.with_name("IM_TRUNC.dcm")
+        source = f"{export_dir(plan)}/{files[0]}"
+        path = source.rsplit("/", 1)[0] + "/IM_TRUNC.dcm"
+        return {"path": path, "kind": kind, "source": source, "expected_reasons": MALFORMED_FILE_REASONS[kind]}
+    if kind == "empty_file":
+        return {"path": f"{exam_dir}/IM_EMPTY.dcm", "kind": kind, "expected_reasons": MALFORMED_FILE_REASONS[kind]}
+    return {"path": f"{exam_dir}/readme.txt", "kind": "not_dicom", "expected_reasons": MALFORMED_FILE_REASONS["not_dicom"]}
+
+
+def _write_malformed_file(entry: dict[str, Any], set_root: Path) -> None:
+    target = set_root / entry["path"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if entry["kind"] == "truncated":
+        data = (set_root / entry["source"]).read_bytes()
         target.write_bytes(data[: max(200, int(len(data) * 0.6))])
-    elif kind == "empty_file":
-        target = exam_root / "IM_EMPTY.dcm"
+    elif entry["kind"] == "empty_file":
         target.write_bytes(b"")
     else:
-        kind = "not_dicom"
-        target = exam_root / "readme.txt"
         target.write_text("云胶片导出说明 / cloud film export notes\n", encoding="utf-8")
-    return {"path": target.relative_to(set_root).as_posix(), "kind": kind, "expected_reasons": MALFORMED_FILE_REASONS[kind]}
 
 
 # -- the set ---------------------------------------------------------------------------------
@@ -276,9 +289,10 @@ def generate_set(
                 windows[plan.exam_key] = (str(window[0]), str(window[1]))
             _verify_overlap(plan, windows)
             malformed_files = []
-            if plan.malformed_file:
-                malformed_files.append(_malformed_file(plan.malformed_file, exam_root, result, out))
-                all_malformed_files.append({"exam_key": plan.exam_key, **malformed_files[0]})
+            entry = _malformed_file_entry(plan, result)
+            if entry is not None:
+                malformed_files.append(entry)
+                all_malformed_files.append({"exam_key": plan.exam_key, **entry})
 
             # records: the good lines, then a broken re-send when one is seeded
             exam_line += 1
@@ -328,11 +342,14 @@ def generate_set(
             if progress:
                 progress(done, n)
 
+    for entry in all_malformed_files:
+        _write_malformed_file(entry, out)
+
     manifest = {
         "schema": MANIFEST_SCHEMA,
         "generator_version": GENERATOR_VERSION,
         **set_info,
-        "layout": {"dicom": f"{DICOM_DIR}/<hospital_code>/<accession>/", "labels": f"{LABELS_DIR}/<exam_key>/",
+        "layout": {"dicom": f"{DICOM_DIR}/<hospital_code>/<exam_key>/", "labels": f"{LABELS_DIR}/<exam_key>/",
                    "exam_records": f"{RECORDS_DIR}/{EXAMS_FILE}",
                    "charge_lines": f"{RECORDS_DIR}/{CHARGES_FILE}", "truth": f"{TRUTH_DIR}/<exam_key>.json"},
         "counts": {"exams": n, "exam_records": exam_line - sum(1 for m in malformed_records if m["file"].endswith(EXAMS_FILE)),
