@@ -25,10 +25,34 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware, on every backend.
+
+    SQLite keeps no offset (it returns naive values) while PostgreSQL returns aware ones;
+    without this, the same exam time compares 8 h apart depending on the catalogue. Aware
+    input is converted to UTC; naive input is taken to be UTC already (convert local times,
+    e.g. China Standard Time from DICOM, with ``pipelines.ingest.service.catalogue_time``).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -42,7 +66,7 @@ class Hospital(Base):
     #: Institution code (机构代码 / unified social credit code), or a name-derived code when unknown.
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str | None] = mapped_column(String(256))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Patient(Base):
@@ -58,7 +82,7 @@ class Patient(Base):
     identifiers_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     sex: Mapped[str | None] = mapped_column(String(1))
     birth_year: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     hospital: Mapped[Hospital | None] = relationship()
 
@@ -75,15 +99,15 @@ class Exam(Base):
     hospital_id: Mapped[int | None] = mapped_column(ForeignKey("hospital.id"))
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"), index=True)
     modality: Mapped[str | None] = mapped_column(String(64))
-    exam_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    exam_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     study_description: Mapped[str | None] = mapped_column(String(512))
     #: Ordered exam items exactly as the hospital wrote them (from HIS/RIS or StudyDescription).
     ordered_items: Mapped[list[Any]] = mapped_column(JSON, default=list)
     urgency: Mapped[str | None] = mapped_column(String(16))
     #: Pipeline status per stage name: {"index": "succeeded", ...}; a cache of the ledger.
     status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     hospital: Mapped[Hospital | None] = relationship()
     patient: Mapped[Patient | None] = relationship()
@@ -100,7 +124,7 @@ class Series(Base):
     series_number: Mapped[int | None] = mapped_column(Integer)
     description: Mapped[str | None] = mapped_column(String(512))
     body_part: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     exam: Mapped[Exam] = relationship(back_populates="series")
     instances: Mapped[list[Instance]] = relationship(back_populates="series")
@@ -137,8 +161,8 @@ class Instance(Base):
     pixel_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     source: Mapped[str | None] = mapped_column(String(32))
     source_ref: Mapped[str | None] = mapped_column(Text)
-    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: Small header facts later stages need without re-reading the file (geometry, timing).
     header: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -164,11 +188,11 @@ class ExamRecord(Base):
     modality: Mapped[str | None] = mapped_column(String(16))
     exam_items: Mapped[list[Any]] = mapped_column(JSON, default=list)
     urgency: Mapped[str | None] = mapped_column(String(16))
-    order_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    exam_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    report_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    review_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    upload_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    order_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    exam_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    report_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    review_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    upload_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     technician: Mapped[str | None] = mapped_column(String(64))
     report_doctor: Mapped[str | None] = mapped_column(String(64))
     review_doctor: Mapped[str | None] = mapped_column(String(64))
@@ -177,8 +201,8 @@ class ExamRecord(Base):
     #: Fields beyond the documented schema, kept as received (identifiers removed).
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source_ref: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class ChargeLine(Base):
@@ -197,7 +221,7 @@ class ChargeLine(Base):
     quantity: Mapped[float] = mapped_column(Float)
     unit_price: Mapped[float | None] = mapped_column(Float)
     amount: Mapped[float] = mapped_column(Float)
-    charge_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    charge_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     catalogue: Mapped[str | None] = mapped_column(String(32))
     province: Mapped[str | None] = mapped_column(String(32))
     #: Identity of the line: SHA-256 of (hospital, accession, charge_id) when the HIS sends a
@@ -208,8 +232,8 @@ class ChargeLine(Base):
     content_hash: Mapped[str | None] = mapped_column(String(64))
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source_ref: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class QuarantineItem(Base):
@@ -226,8 +250,8 @@ class QuarantineItem(Base):
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     storage_key: Mapped[str | None] = mapped_column(String(128))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class LedgerEntry(Base):
@@ -242,8 +266,8 @@ class LedgerEntry(Base):
     version: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))  # running, succeeded, failed, skipped
     attempts: Mapped[int] = mapped_column(Integer, default=1)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
     #: Manifest of the run: code/rule-set/model versions, device, timings, input fingerprint.
     manifest: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -262,8 +286,8 @@ class PullJob(Base):
     query: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     #: {study_uid: {"state": "pending|done", "instances": n}}
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class Setting(Base):

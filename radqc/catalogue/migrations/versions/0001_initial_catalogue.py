@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 21:02:35.407854
+Create Date: 2026-11-22 21:06:35.619376
 """
 from alembic import op
 import sqlalchemy as sa
