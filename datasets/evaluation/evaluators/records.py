@@ -91,8 +91,12 @@ def evaluate(ctx: EvalContext) -> EvalReport:
                     linked.numerator += 1
                 else:
                     report.fail(kind="record_not_linked", exam=truth["exam_key"], accession=acc)
-                if list(rec.exam_items or []) == truth["order"]["exam_items"]:
+                # ingest strips surrounding whitespace of every value; nothing else may change
+                if [i.strip() for i in rec.exam_items or []] == [i.strip() for i in truth["order"]["exam_items"]]:
                     items_kept.numerator += 1
+                else:
+                    report.fail(kind="exam_items_changed", exam=truth["exam_key"], got=rec.exam_items,
+                                expected=truth["order"]["exam_items"])
             lines = charges.get(acc, [])
             charge_count.denominator += 1
             charge_count.numerator += int(len(lines) == len(truth["charges"]["lines"]))

@@ -107,6 +107,10 @@ def _fmt(template: str, params: dict[str, Any], value: str) -> str:
 
 def _reason(dimension: str, value: str, params: dict[str, Any]) -> tuple[str, str]:
     table = load("qc")["scoring"]["reasons"].get(dimension, {})
+    # Quote what the renderer measured on its pixels when it did, not what was planned.
+    measured = params.get("measured_offset_mm", params.get("offset_mm"))
+    if isinstance(measured, (int, float)):
+        params = {**params, "offset_mm": int(round(abs(float(measured))))}
     kind = params.get("kind")
     row = table.get(kind) if isinstance(kind, str) and kind in table else table.get(value) or table.get("default")
     if not row:
