@@ -152,3 +152,51 @@ def test_radqc_synth_end_to_end_writes_readable_dicom_records_and_truth(tmp_path
         acc = {pydicom.dcmread(out / t["export_dir"] / s["files"][0], stop_before_pixels=True).AccessionNumber
                for s in t["imaging"]["series"] if s["files"]}
         assert acc == {t["exam"]["accession_number"]}
+
+    # radqc eval on the real set: every instance catalogued, every record linked
+    for stage, rates in (("ingest", ("instances_catalogued", "exams_complete", "accession_match", "hospital_code_match")),
+                         ("records", ("accession_linkage", "charge_linkage", "valid_accepted"))):
+        evaluated = CliRunner().invoke(app, ["eval", stage, "--data", str(out), "--workers", "1", "--json"])
+        assert evaluated.exit_code == 0, evaluated.output
+        report = json.loads(evaluated.stdout)
+        for rate in rates:
+            assert report["rates"][rate]["value"] == 1.0, (stage, rate, report["rates"][rate], report["failures"][:3])
+
+
+@needs_renderer
+def test_charge_irregularities_are_true_in_the_written_dicom(tmp_path: Path) -> None:
+    """With the real renderer: what each F-id says is missing really is missing in the files."""
+    out = tmp_path / "audit"
+    generate_set(out, 30, seed=6, profile_name="audit", size="small")  # seed 6 seeds F1 F3 F5 F10 F11
+    truths = {t["exam_key"]: t for t in iter_truth(out)}
+
+    def headers(t: dict) -> list:
+        return [pydicom.dcmread(out / t["export_dir"] / s["files"][0], stop_before_pixels=True)
+                for s in t["imaging"]["series"] if s["files"]]
+
+    seen = set()
+    for t in truths.values():
+        assert len(t["expected_qc"]["deductions"]) == len(t["imaging"]["applied_defects"])
+        for irr in t["charges"]["irregularities"]:
+            fid = irr["id"]
+            seen.add(fid)
+            if fid == "F1":
+                source = truths[irr["detail"]["partner_exam"]]
+                mine = set(t["imaging"]["pixel_hashes"].values())
+                assert mine and mine <= set(source["imaging"]["pixel_hashes"].values())
+                assert t["imaging"]["study_instance_uid"] != source["imaging"]["study_instance_uid"]
+            elif fid == "F3":
+                assert irr["detail"]["dicom_overlap_seconds"] > 0
+                partner = truths[irr["detail"]["partner_exam"]]
+                assert {str(h.DeviceSerialNumber) for h in headers(t)} == {str(h.DeviceSerialNumber) for h in headers(partner)}
+            elif fid == "F5":
+                assert not any(h.get("ContrastBolusAgent") for h in headers(t))
+                assert {s["phase"] for s in t["imaging"]["series"]} <= {None, "native"}
+            elif fid == "F10":
+                assert not any("DERIVED" in list(h.ImageType) for h in headers(t) if h.Modality == "CT" and "ImageType" in h
+                               and h.SOPClassUID != "1.2.840.10008.5.1.4.1.1.7")
+            elif fid == "F11":
+                thick = [float(h.SliceThickness) for h in headers(t) if "ImageType" in h and "ORIGINAL" in list(h.ImageType)
+                         and "AXIAL" in list(h.ImageType) and h.get("SliceThickness")]
+                assert thick and min(thick) >= 2.0
+    assert {"F1", "F3", "F5", "F10", "F11"} <= seen
