@@ -97,11 +97,10 @@ class Measure:
 
 def make_files(folder: Path, n: int) -> int:
     """``n`` uncompressed 512x512 CT slices in a few series of one study; returns total bytes."""
-    import io
-
     import numpy as np
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
+
+    from radqc.dicom.factory import ct_slice, to_bytes
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -110,32 +109,17 @@ def make_files(folder: Path, n: int) -> int:
     base = rng.integers(0, 1400, size=(512, 512), dtype=np.int16)
     total = 0
     for i in range(n):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID = study
-        ds.SeriesInstanceUID = series[i % len(series)]
-        ds.Modality, ds.PatientID, ds.PatientName = "CT", "BENCH001", "Bench^Patient"
-        ds.AccessionNumber, ds.StudyDate, ds.StudyTime = "BENCH1", "20260101", "080000"
-        ds.InstitutionName = "Bench Hospital"
-        ds.SeriesNumber, ds.InstanceNumber = i % len(series) + 1, i + 1
-        ds.ImagePositionPatient = [0.0, 0.0, -1.0 * i]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing, ds.SliceThickness = [0.7, 0.7], 1.0
-        ds.Rows = ds.Columns = 512
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
-        ds.PixelData = (base + rng.integers(0, 40, size=(512, 512), dtype=np.int16)).tobytes()
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        (folder / f"CT{i:05d}.dcm").write_bytes(buf.getvalue())
-        total += len(buf.getvalue())
+        data = to_bytes(
+            ct_slice(
+                study_uid=study, series_uid=series[i % len(series)],
+                pixels=base + rng.integers(0, 40, size=(512, 512), dtype=np.int16),
+                instance_number=i + 1, series_number=i % len(series) + 1, position=(0.0, 0.0, -1.0 * i),
+                slice_thickness=1.0, patient_id="BENCH001", patient_name="Bench^Patient", accession="BENCH1",
+                study_time="080000", institution="Bench Hospital", rescale_intercept=-1024,
+            )
+        )
+        (folder / f"CT{i:05d}.dcm").write_bytes(data)
+        total += len(data)
     return total
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 from sqlalchemy import func, select
 
 from radqc.catalogue import models as m
+from radqc.dicom.factory import ct_slice
 from radqc.pipelines.ingest.folder import ingest_path
 from radqc.pipelines.runner.execute import RetryPolicy
 from radqc.pipelines.runner.local import LocalRunner
@@ -33,37 +33,13 @@ def _slice(
     orientation: list[float], image_type: list[str], description: str, seed: int, sop_uid: str | None = None,
     thickness: float = 2.5,
 ) -> str:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid or generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = study
-    ds.SeriesInstanceUID = series
-    ds.Modality = "CT"
-    ds.PatientID = "IDX001"
-    ds.AccessionNumber = "IDXACC1"
-    ds.StudyDate = "20260102"
-    ds.InstitutionName = "Index Hospital"
-    ds.SeriesNumber = series_number
-    ds.SeriesDescription = description
-    if number is not None:
-        ds.InstanceNumber = number
-    ds.ImageType = image_type
-    ds.ImagePositionPatient = position
-    ds.ImageOrientationPatient = orientation
-    ds.PixelSpacing = [0.7, 0.8]
-    ds.SliceThickness = thickness
-    ds.Rows = ds.Columns = 32
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
-    ds.PixelData = np.random.default_rng(seed).integers(-1000, 1000, (32, 32), dtype=np.int16).tobytes()
+    ds = ct_slice(
+        study_uid=study, series_uid=series, sop_uid=sop_uid, series_number=series_number, instance_number=number,
+        position=position, orientation=orientation, image_type=image_type, pixel_spacing=(0.7, 0.8),
+        slice_thickness=thickness, patient_id="IDX001", accession="IDXACC1", study_date="20260102",
+        institution="Index Hospital", SeriesDescription=description,
+        pixels=np.random.default_rng(seed).integers(-1000, 1000, (32, 32), dtype=np.int16),
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return ds.SOPInstanceUID

@@ -282,8 +282,9 @@ def synthetic_study(
     ``series`` series of ``slices`` axial int16 slices of ``size`` x ``size`` pixels.
     """
     import numpy as np
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
+
+    from radqc.dicom.factory import ct_slice, to_bytes
 
     rng = np.random.default_rng(seed)
     study_uid = generate_uid()
@@ -291,47 +292,15 @@ def synthetic_study(
     for s in range(series):
         series_uid = generate_uid()
         for i in range(slices):
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = CTImageStorage
-            meta.MediaStorageSOPInstanceUID = generate_uid()
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds = Dataset()
-            ds.file_meta = meta
-            ds.SOPClassUID = CTImageStorage
-            ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-            ds.StudyInstanceUID = study_uid
-            ds.SeriesInstanceUID = series_uid
-            ds.Modality = "CT"
-            ds.PatientID = patient_id
-            ds.PatientName = "Test^Patient"
-            ds.PatientSex = "F"
-            ds.PatientBirthDate = "19800101"
-            ds.AccessionNumber = accession
-            ds.StudyDate = study_date
-            ds.StudyTime = "090000"
-            ds.StudyDescription = "CT chest"
-            ds.InstitutionName = institution
-            ds.SeriesNumber = s + 1
-            ds.SeriesDescription = f"axial {s + 1}"
-            ds.InstanceNumber = i + 1
-            ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-            ds.ImagePositionPatient = [0.0, 0.0, -2.5 * i]
-            ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-            ds.PixelSpacing = [0.7, 0.7]
-            ds.SliceThickness = 2.5
-            ds.Rows = ds.Columns = size
-            ds.SamplesPerPixel = 1
-            ds.PhotometricInterpretation = "MONOCHROME2"
-            ds.BitsAllocated = 16
-            ds.BitsStored = 16
-            ds.HighBit = 15
-            ds.PixelRepresentation = 1
-            ds.RescaleIntercept = -1024
-            ds.RescaleSlope = 1
-            ds.PixelData = rng.integers(0, 2000, size=(size, size), dtype=np.int16).tobytes()
-            buf = io.BytesIO()
-            ds.save_as(buf, enforce_file_format=True)
-            out.append(buf.getvalue())
+            ds = ct_slice(
+                study_uid=study_uid, series_uid=series_uid,
+                pixels=rng.integers(0, 2000, size=(size, size), dtype=np.int16),
+                instance_number=i + 1, series_number=s + 1, position=(0.0, 0.0, -2.5 * i),
+                patient_id=patient_id, patient_sex="F", patient_birth_date="19800101",
+                accession=accession, study_date=study_date, study_time="090000", institution=institution,
+                rescale_intercept=-1024, StudyDescription="CT chest", SeriesDescription=f"axial {s + 1}",
+            )
+            out.append(to_bytes(ds))
     return out
 
 
