@@ -26,7 +26,7 @@ from typing import Any
 from radqc.datasets.synthetic.clinical.identities import id_number_is_valid, phone_is_valid
 from radqc.datasets.synthetic.clinical.imaging_qc import expected_result
 from radqc.datasets.synthetic.clinical.planner import GENERATOR_VERSION, ExamPlan, plan_set, profile
-from radqc.datasets.synthetic.spec import Defect, ImagingResult, ImagingSpec
+from radqc.datasets.synthetic.spec import Defect, ImagingResult
 
 TRUTH_SCHEMA = "radqc.synthetic.truth/1"
 MANIFEST_SCHEMA = "radqc.synthetic.manifest/1"
