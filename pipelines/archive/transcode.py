@@ -41,6 +41,8 @@ from pydicom.uid import (
     JPEGLSLossless,
 )
 
+from radqc.text import bilingual
+
 #: Transfer syntaxes whose pixel data are stored natively (not encapsulated) and that the
 #: archive rewrites. Deflated Explicit VR is compressed already and is left alone.
 UNCOMPRESSED = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian})
@@ -132,8 +134,7 @@ REASONS: dict[str, tuple[str, str]] = {
 
 
 def reason_text(code: str, detail: str = "") -> str:
-    zh, en = REASONS.get(code, (code, code))
-    return f"{zh} / {en}" + (f": {detail}" if detail else "")
+    return bilingual(REASONS, code, detail)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from typing import Any
 
 from radqc.objectstore import LocalObjectStore, ObjectStore, content_hash
 from radqc.pipelines.archive.service import CHUNK, POOL_THRESHOLD, InstanceRef, select_instances
+from radqc.text import bilingual
 from radqc.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,7 @@ REASONS: dict[str, tuple[str, str]] = {
 
 
 def reason_text(code: str, detail: str = "") -> str:
-    zh, en = REASONS.get(code, (code, code))
-    return f"{zh} / {en}" + (f": {detail}" if detail else "")
+    return bilingual(REASONS, code, detail)
 
 
 @dataclass

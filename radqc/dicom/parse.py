@@ -20,6 +20,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from radqc.text import bilingual
+
 #: reason_code -> (Chinese, English) text shown to hospitals.
 REASONS: dict[str, tuple[str, str]] = {
     "empty_file": ("空文件（0 字节）", "empty file (0 bytes)"),
@@ -50,13 +52,11 @@ class InvalidDicom(ValueError):
     def __init__(self, reason_code: str, detail: str = "") -> None:
         self.reason_code = reason_code
         self.detail = detail
-        zh, en = REASONS.get(reason_code, (reason_code, reason_code))
-        super().__init__(f"{zh} / {en}" + (f": {detail}" if detail else ""))
+        super().__init__(bilingual(REASONS, reason_code, detail))
 
 
 def reason_text(reason_code: str, detail: str = "") -> str:
-    zh, en = REASONS.get(reason_code, (reason_code, reason_code))
-    return f"{zh} / {en}" + (f": {detail}" if detail else "")
+    return bilingual(REASONS, reason_code, detail)
 
 
 @dataclass
