@@ -108,7 +108,8 @@ def test_a_source_that_cannot_be_fetched_warns_and_the_others_go_on(tmp_path, mo
 def test_demo_steps_end_to_end_on_bundled_samples(workspace, tmp_path):
     ctx = DemoContext(samples_dir=tmp_path / "cache", fetch=False, sources=["pydicom-bundled"], workers=1, show_progress=False,
                       log=lambda line: None)
-    doc = run_steps(ctx)
+    sample_steps = [step for step in cmd_demo.STEPS if step.name not in ("synth", "run")]
+    doc = run_steps(ctx, sample_steps)
     ctx.workspace.close()
     assert list(doc["step_seconds"]) == ["init", "fetch", "ingest", "archive", "summary"]
     assert doc["steps"]["ingest"]["files_seen"] == 4
@@ -121,16 +122,39 @@ def test_demo_steps_end_to_end_on_bundled_samples(workspace, tmp_path):
 
     ctx2 = DemoContext(samples_dir=tmp_path / "cache", fetch=False, sources=["pydicom-bundled"], workers=1,
                        show_progress=False, log=lambda line: None)
-    second = run_steps(ctx2)
+    second = run_steps(ctx2, sample_steps)
     ctx2.workspace.close()
     assert second["steps"]["archive"]["archived"] == 0 and second["instances"] == 3  # re-running is harmless
 
 
+def test_demo_synthetic_set_is_ingested_and_run_through_the_pipeline(workspace, tmp_path):
+    from radqc.datasets.synthetic.generate import load_manifest
+
+    steps = [step for step in cmd_demo.STEPS if step.name in ("init", "synth", "run", "summary")]
+    ctx = DemoContext(samples_dir=tmp_path / "cache", fetch=False, workers=1, show_progress=False, log=lambda line: None)
+    doc = run_steps(ctx, steps)
+    ctx.workspace.close()
+    synth = doc["steps"]["synth"]
+    manifest = load_manifest(synth["folder"])
+    broken = len(manifest.get("malformed_files", []))
+    assert synth["reused"] is False and doc["exams"] == cmd_demo.SYNTH_EXAMS
+    assert synth["images"]["quarantined"] == broken
+    assert synth["images"]["ingested"] == synth["images"]["files_seen"] - broken > 0
+    assert synth["exam_records"]["exam_records"] >= cmd_demo.SYNTH_EXAMS
+    assert doc["steps"]["run"]["succeeded"] >= cmd_demo.SYNTH_EXAMS and doc["steps"]["run"]["failed"] == 0
+
+    ctx2 = DemoContext(samples_dir=tmp_path / "cache", fetch=False, workers=1, show_progress=False, log=lambda line: None)
+    again = run_steps(ctx2, steps)
+    ctx2.workspace.close()
+    assert again["steps"]["synth"]["reused"] is True and again["steps"]["synth"]["images"]["ingested"] == 0
+    assert again["steps"]["run"]["succeeded"] == 0  # nothing changed: every stage is a no-op
+
+
 def test_demo_is_extensible_by_named_steps(monkeypatch):
     monkeypatch.setattr(cmd_demo, "STEPS", list(cmd_demo.STEPS))
-    cmd_demo.add_step(DemoStep("run", "流水线 / pipeline", lambda ctx: {"ran": True}), after="archive")
+    cmd_demo.add_step(DemoStep("extra", "额外 / extra", lambda ctx: {"ran": True}), after="archive")
     names = [s.name for s in cmd_demo.STEPS]
-    assert names == ["init", "fetch", "ingest", "archive", "run", "summary"]
+    assert names == ["init", "fetch", "ingest", "synth", "archive", "extra", "run", "summary"]
     with pytest.raises(ValueError):
         cmd_demo.add_step(DemoStep("x", "x", lambda ctx: {}), after="nope")
 
