@@ -44,9 +44,64 @@ def modality_group(modality: str) -> str:
 
 @dataclass
 class PendingDefect:
+    """A planner's defect with its handler kind and normalised parameters (aliases resolved)."""
+
     defect: Defect
     kind: str
     applied: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+#: direction words accepted for off-centre defects -> image display terms
+DIRECTIONS = {
+    "left": "left", "right": "right", "up": "up", "down": "down",
+    "anterior": "up", "posterior": "down", "cranial": "up", "caudal": "down", "superior": "up", "inferior": "down",
+    "偏左": "left", "偏右": "right", "偏上": "up", "偏下": "down",
+}
+#: foreign-object names accepted (planner vocabulary -> renderer shapes)
+OBJECTS = {"necklace": "necklace", "button": "buttons", "buttons": "buttons", "ecg_lead": "ecg_leads", "ecg_leads": "ecg_leads", "coin": "coin", "bra_clip": "bra_clip", "hairpin": "hairpin", "hair_clip": "hairpin"}
+
+
+LANDMARK_ALIASES = {
+    "thoracic_inlet": "T1_top", "S1": "S1_top", "skull": "vertex", "distal_femur": "knee_top", "proximal_tibia": "knee_bottom",
+    "proximal_fibula": "knee_bottom", "costophrenic_angle_left": "lung_base", "costophrenic_angle_right": "lung_base",
+    "lesser_trochanter": "lesser_trochanter", "thigh": "body_bottom",
+}
+
+
+def resolve_landmark(name: str, landmarks: dict[str, float]) -> str | None:
+    """Landmark key for a planner's name (``C1`` -> ``C1_center``, ``thoracic_inlet`` -> ``T1_top``...)."""
+    for key in (name, LANDMARK_ALIASES.get(name, ""), f"{name}_center"):
+        if key and key in landmarks:
+            return key
+    return None
+
+
+def normalise_params(kind: str, value: str, params: dict[str, Any], modality: str) -> dict[str, Any]:
+    """Accept the planner's parameter names and fill the renderer's (the original dict is kept for the record)."""
+    p = dict(params)
+    if kind == "off_centre":
+        p["direction"] = DIRECTIONS.get(str(p.get("direction") or value), DIRECTIONS.get(value, "left"))
+    if kind == "range_too_large":
+        if "extra_mm" in p and "excess_mm" not in p:
+            p["excess_mm"] = p["extra_mm"]
+        if "end" in p and "side" not in p:
+            p["side"] = "superior" if p["end"] == "top" else "inferior"
+    if kind in ("thickness_nonstandard",) and "thickness_mm" in p and "slice_thickness_mm" not in p:
+        p["slice_thickness_mm"] = p["thickness_mm"]
+    if kind == "dose_above_reference" and "ctdivol_factor" in p and "factor" not in p:
+        p["factor"] = p["ctdivol_factor"]
+    if kind == "collimation_too_wide" and "extra_mm" in p and "margin_mm" not in p:
+        p["margin_mm"] = p["extra_mm"]
+    if kind == "motion" and "severity" in p:
+        sev = float(p["severity"])
+        p.setdefault("shift_mm", round(3.0 + 7.0 * sev, 2))
+        p.setdefault("strength", round(0.2 + 0.5 * sev, 3))
+    if kind == "foreign_object" and p.get("object"):
+        p["object"] = OBJECTS.get(str(p["object"]), str(p["object"]))
+    if isinstance(p.get("missing"), str):
+        p["missing"] = [p["missing"]]
+    return p
 
 
 @dataclass
@@ -116,7 +171,7 @@ class ExamContext:
                 self.notes.append(f"defect {d.dimension}={d.value} has no handler for {self.spec.modality}; not applied")
                 self.measurements.setdefault("defects_not_applied", []).append({"dimension": d.dimension, "value": d.value, "params": d.params, "reason": "no handler for this modality"})
                 continue
-            self.defects.append(PendingDefect(d, str(kind)))
+            self.defects.append(PendingDefect(d, str(kind), params=normalise_params(str(kind), d.value, d.params, self.spec.modality)))
 
     # ---------------------------------------------------------------- randomness and ids
     def rng(self, name: str) -> np.random.Generator:
@@ -168,6 +223,29 @@ class ExamContext:
     @property
     def size_table(self) -> dict[str, Any]:
         return protocols()["sizes"][self.spec.size]
+
+
+def vendor_private(ctx: ExamContext, b: float | None = None) -> dict[tuple[int, int, str], Any]:
+    """The vendor's private blocks (vendors.yaml) as {(group, element, VR): value}.
+
+    Entries whose value needs a b-value are included only when ``b`` is given (DWI).
+    """
+    out: dict[tuple[int, int, str], Any] = {}
+    for entry in ctx.vendor.get("private", []):
+        needs_b = "{b" in str(entry["value"])
+        if needs_b != (b is not None):
+            continue
+        group, vr = int(entry["group"]), str(entry["vr"])
+        value = str(entry["value"]).format(model=ctx.model["name"], b=int(b or 0), b_private=f"{int(b or 0)}\\8\\0\\0")
+        out[(group, 0x0010, "LO")] = str(entry["creator"])
+        if vr in ("SL", "SS", "UL", "US"):
+            typed: Any = int(float(value.split("\\")[0]))
+        elif vr in ("FL", "FD"):
+            typed = float(value)
+        else:
+            typed = value
+        out[(group, 0x1000 + int(entry["element"]), vr)] = typed
+    return out
 
 
 def _stream(spec: ImagingSpec, name: str) -> np.random.Generator:

@@ -19,11 +19,12 @@ from pydicom.dataset import Dataset
 
 from ..spec import SeriesRole
 from .anatomy import Materials, anatomy, region_of_depth, structure_ids, structure_names
-from .context import ExamContext, PendingDefect, protocols
+from .context import ExamContext, PendingDefect, protocols, resolve_landmark, vendor_private
 from .defects import body_centroid_mm, edge_sharpness, motion_double, motion_streaks, roi_sd, streak_pattern
 from .geometry import Box, Capsule, Ellipsoid, Grid, Placement, paint
 from .image_ops import NoiseSource, blur2d, burn_text
 from .phantom_body import Habitus, build_body, draw_habitus
+from .phantom_knee import build_knee
 from .series import (
     AXIAL,
     CORONAL,
@@ -88,7 +89,21 @@ class CTRenderer:
         arng = ctx.rng("anatomy")
         self.habitus: Habitus = draw_habitus(arng, self.spec.sex, self.spec.age)
         self.m = Materials()
-        self.phantom = build_body(self.habitus, self.m, with_table=True, rng=arng)
+        self.regions = list(self.spec.regions)
+        self.knee = "knee" in self.regions
+        if self.knee and len(self.regions) > 1:
+            # one phantom per exam: a knee beside body regions is not rendered (and says so)
+            self.regions = [r for r in self.regions if r != "knee"]
+            self.knee = False
+            ctx.measurements["regions_not_rendered"] = ["knee"]
+            ctx.notes.append("CT knee combined with body regions: knee not rendered")
+        if self.knee:
+            side = str(self.spec.header.get("Laterality") or ("R" if arng.random() < 0.5 else "L"))
+            self.phantom = build_knee(self.m, side, arng)
+            self.laterality: str | None = side
+        else:
+            self.phantom = build_body(self.habitus, self.m, with_table=True, rng=arng)
+            self.laterality = None
         for i, (_, tissue) in enumerate(self.m.pairs):
             if tissue in ORGAN_TISSUES:
                 self.m.hu_offset[i] = float(arng.normal(0, 3.0))
@@ -121,16 +136,14 @@ class CTRenderer:
 
     def plan(self) -> list[Acquisition]:
         spec = self.spec
-        if spec.acquisition == "one_acquisition" or len(spec.regions) == 1:
-            groups = [list(spec.regions)]
+        if spec.acquisition == "one_acquisition" or len(self.regions) == 1:
+            groups = [list(self.regions)]
         else:
-            groups = [[r] for r in spec.regions]
+            groups = [[r] for r in self.regions]
         acqs = []
         z_vertex = float(self.rng.uniform(120, 320))
         for i, regions in enumerate(groups):
-            ranges = [self.standard_range(r) for r in regions if r != "knee"]
-            if not ranges:
-                raise ValueError("CT of the knee is not supported by the body phantom; use MR or DX for knee")
+            ranges = [self.standard_range(r) for r in regions]
             d0, d1 = min(r[0] for r in ranges), max(r[1] for r in ranges)
             fov_lo, fov_hi = self.prot["fov_mm"][regions[0]]
             if len(regions) > 1:
@@ -189,10 +202,10 @@ class CTRenderer:
         for p in ctx.pending("range_too_large"):
             self._range_large(p, acqs)
         for p in ctx.pending("off_centre"):
-            direction = p.defect.params.get("direction") or {"偏左": "left", "偏右": "right", "偏上": "up", "偏下": "down"}.get(p.defect.value, "left")
+            direction = p.params["direction"]
             if direction not in ("left", "right", "up", "down"):
                 raise ValueError(f"off_centre direction {direction!r}: expected left, right, up or down (image display terms)")
-            mm = float(p.defect.params.get("offset_mm") or self.rng.uniform(35, 70))
+            mm = float(p.params.get("offset_mm") or self.rng.uniform(35, 70))
             dx, dy = {"left": (-mm, 0.0), "right": (mm, 0.0), "up": (0.0, -mm), "down": (0.0, mm)}[direction]
             for acq in acqs:
                 c0 = self._phantom_centroid(acq.d_start, acq.d_end)
@@ -200,71 +213,79 @@ class CTRenderer:
                 acq.placement.shift_y = dy - c0[1] + (0.0 if dy else float(self.rng.normal(0, 2)))
             self._off_centre_pending = (p, direction, mm)
         for p in ctx.pending("patient_rotation"):
-            deg = float(p.defect.params.get("degrees") or self.rng.uniform(8, 15) * (1 if self.rng.random() < 0.5 else -1))
+            deg = float(p.params.get("degrees") or self.rng.uniform(8, 15) * (1 if self.rng.random() < 0.5 else -1))
             for acq in acqs:
                 acq.placement.rotation_deg = deg
             ctx.record(p, degrees=deg, axis="z")
         for p in ctx.pending("truncation"):
             for acq in acqs:
                 width = 2 * (175 * self.habitus.width + self.habitus.fat_mm)
-                acq.fov = float(min(acq.fov, width * float(p.defect.params.get("fov_fraction", self.rng.uniform(0.78, 0.88)))))
+                acq.fov = float(min(acq.fov, width * float(p.params.get("fov_fraction", self.rng.uniform(0.78, 0.88)))))
             self._truncation_pending = p
         for p in ctx.pending("dose_above_reference"):
-            factor = float(p.defect.params.get("factor") or self.rng.uniform(1.6, 2.5))
+            factor = float(p.params.get("factor") or self.rng.uniform(1.6, 2.5))
             for acq in acqs:
                 ref = max(self.prot["ctdi_ref"][r] for r in acq.regions)
                 acq.ctdi = ref * factor
             ctx.record(p, ctdivol_mgy=[round(a.ctdi, 2) for a in acqs], reference_mgy=[max(self.prot["ctdi_ref"][r] for r in a.regions) for a in acqs], factor=factor)
         for p in ctx.pending("excess_noise"):
-            self.noise_factor = float(p.defect.params.get("factor") or self.rng.uniform(2.2, 3.2))
+            self.noise_factor = float(p.params.get("factor") or self.rng.uniform(2.2, 3.2))
             self._noise_pending = p
         for p in ctx.pending("blur"):
-            self.blur_mm = float(p.defect.params.get("sigma_mm") or self.rng.uniform(1.2, 2.2))
+            self.blur_mm = float(p.params.get("sigma_mm") or self.rng.uniform(1.2, 2.2))
             self._blur_pending = p
         for p in ctx.pending("window_wrong", "window_missing"):
-            mode = p.defect.params.get("mode") or ("missing" if p.kind == "window_missing" else "wrong")
+            mode = p.params.get("mode") or ("missing" if p.kind == "window_missing" else "wrong")
             self.window_defect = {"pending": p, "mode": mode, "series": []}
         self._metal(acqs)
         self._foreign(acqs)
 
     def _range_small(self, p: PendingDefect, acqs: list[Acquisition]) -> None:
         lm = self.landmarks()
-        missing = p.defect.params.get("missing")
+        missing = p.params.get("missing")
         acq = acqs[0]
         if not missing:
             end_lm = anatomy()["ct_ranges"][acq.regions[-1]][2]
             missing = [end_lm]
-        cut = float(p.defect.params.get("cut_mm") or self.rng.uniform(20, 45))
+        cut = float(p.params.get("cut_mm") or self.rng.uniform(20, 45))
         applied = []
-        for name in missing:
-            if name not in lm:
+        for requested in missing:
+            name = resolve_landmark(str(requested), lm)
+            if name is None:
                 continue
             target = next((a for a in acqs if a.d_start - 40 <= lm[name] <= a.d_end + 40), acq)
             mid = (target.nominal[0] + target.nominal[1]) / 2
-            if lm[name] >= mid:
+            end = p.params.get("end") or ("bottom" if lm[name] >= mid else "top")
+            if end == "bottom":
                 target.d_end = min(target.d_end, lm[name] - cut)
             else:
                 target.d_start = max(target.d_start, lm[name] + cut)
             applied.append(name)
+        if not applied:
+            self.ctx.skip(p, f"landmarks {missing} unknown to the phantom")
+            return
         self._range_pending = getattr(self, "_range_pending", []) + [(p, "small", applied, cut)]
 
     def _range_large(self, p: PendingDefect, acqs: list[Acquisition]) -> None:
-        excess = float(p.defect.params.get("excess_mm") or self.rng.uniform(50, 110))
-        side = p.defect.params.get("side") or ("inferior" if self.rng.random() < 0.6 else "superior")
+        excess = float(p.params.get("excess_mm") or self.rng.uniform(50, 110))
+        side = p.params.get("side") or ("inferior" if self.rng.random() < 0.6 else "superior")
         acq = acqs[-1] if side == "inferior" else acqs[0]
         if side in ("inferior", "both"):
-            acq.d_end = min(acq.d_end + excess, self.landmarks()["body_bottom"] - 5)
+            acq.d_end = min(acq.d_end + excess, self.landmarks().get("body_bottom", 1e9) - 5)
         if side in ("superior", "both"):
             acq.d_start = max(acq.d_start - excess, -5.0)
         self._range_pending = getattr(self, "_range_pending", []) + [(p, "large", side, excess)]
 
     def _metal(self, acqs: list[Acquisition]) -> None:
         for p in self.ctx.pending("metal"):
-            region = p.defect.params.get("location") or acqs[0].regions[0]
+            region = p.params.get("location") or acqs[0].regions[0]
             sx, sd = self.habitus.width, self.habitus.height
             lm = self.landmarks()
             mid = (acqs[0].d_start + acqs[0].d_end) / 2
-            if region in ("pelvis",):
+            if self.knee:
+                shapes = [Ellipsoid((0, 6, -14), (38, 28, 8)), Capsule((0, 6, 4), (0, 8, 90), 6.0), Capsule((0, 2, -20), (0, 4, -110), 6.0)]
+                what = "knee prosthesis"
+            elif region in ("pelvis",):
                 shapes = [Ellipsoid((-92 * sx, 0, 850 * sd), (25, 25, 25)), Capsule((-132 * sx, 8, 872 * sd), (-112 * sx, 6, 955 * sd), 7.0)]
                 what = "hip prosthesis"
             elif region in ("head",):
@@ -289,13 +310,21 @@ class CTRenderer:
             sd = self.habitus.height
             region = acqs[0].regions[0]
             d_mid = (acqs[0].d_start + acqs[0].d_end) / 2
-            if region in ("head",):
-                shapes = [Ellipsoid((0, -60, 60 * sd), (30, 4, 2))]
-                what = "hair clip"
+            obj = p.params.get("object")
+            ant = -(110 * self.habitus.depth + self.habitus.fat_mm + 2) if not self.knee else -68.0
+            if region in ("head",) or obj == "hairpin":
+                shapes = [Ellipsoid((0, 60, 40 * sd), (25, 3, 3))]
+                what = "hairpin"
+            elif obj == "necklace":
+                shapes = [Ellipsoid((float(60 * t), -55 + 12 * t * t, (250 + 30 * (1 - t * t)) * sd), (3.5, 3.5, 3.5)) for t in np.linspace(-1, 1, 13)]
+                what = "necklace"
+            elif obj == "bra_clip":
+                back = 105 * self.habitus.depth + self.habitus.fat_mm + 3
+                shapes = [Box((0, back, 420 * sd), (12, 2, 6))]
+                what = "bra clip"
             else:
-                ant = -(110 * self.habitus.depth + self.habitus.fat_mm + 2)
                 shapes = [Ellipsoid((float(self.rng.uniform(-60, 60)), ant, d_mid + float(self.rng.uniform(-30, 30))), (11, 3.5, 11))]
-                what = "ECG electrode / button on the skin"
+                what = "ECG electrode" if obj == "ecg_leads" else "button"
             for s in shapes:
                 self.phantom.add(s, self.m("foreign_object", "metal"))
             self._foreign_pending = (p, what)
@@ -406,12 +435,12 @@ class CTRenderer:
         acq.truth["body_centroid_mm"] = {"x": round(cx, 2), "y": round(cy, 2)}
         acq.truth["centroid_offset_fraction"] = round(math.hypot(cx, cy) / acq.fov, 4)
         depth = acq.depth
-        acq.truth["slice_regions"] = region_of_depth(self.landmarks(), depth)
+        acq.truth["slice_regions"] = self.slice_regions(depth)
         acq.truth["z_range_mm"] = [round(float(acq.grid.z[0]), 2), round(float(acq.grid.z[-1]), 2)]
         acq.truth["depth_range_mm"] = [round(float(depth[0]), 2), round(float(depth[-1]), 2)]
         lm = self.landmarks()
-        acq.truth["landmarks_in_range"] = [k for k in NAMED_LANDMARKS if depth[0] <= lm[k] <= depth[-1]]
-        acq.truth["vertebrae_in_range"] = [str(v["name"]) for v in self.phantom.extra["vertebrae"] if depth[0] <= float(v["centre"]) <= depth[-1]]
+        acq.truth["landmarks_in_range"] = [k for k in (*NAMED_LANDMARKS, "knee_top", "joint_line", "knee_bottom") if k in lm and depth[0] <= lm[k] <= depth[-1]]
+        acq.truth["vertebrae_in_range"] = [str(v["name"]) for v in self.phantom.extra.get("vertebrae", []) if depth[0] <= float(v["centre"]) <= depth[-1]]  # type: ignore[attr-defined]
         # structures: voxel counts and z extent
         names = structure_names()
         per_slice = np.stack([np.bincount(labels[k].ravel(), minlength=256) for k in range(labels.shape[0])])
@@ -446,10 +475,10 @@ class CTRenderer:
         n = acq.grid.shape[0]
         px = acq.fov / acq.matrix
         for p in self.ctx.pending("motion"):
-            frac = float(p.defect.params.get("fraction") or self.rng.uniform(0.25, 0.5))
+            frac = float(p.params.get("fraction") or self.rng.uniform(0.25, 0.5))
             k0 = int(self.rng.integers(0, max(1, int(n * (1 - frac)))))
             k1 = min(n, k0 + max(1, int(round(n * frac))))
-            shift_mm = float(p.defect.params.get("shift_mm") or self.rng.uniform(4, 9))
+            shift_mm = float(p.params.get("shift_mm") or self.rng.uniform(4, 9))
             angle = float(self.rng.uniform(0, 2 * math.pi))
             acq.motion = {"pending": p, "k0": k0, "k1": k1, "shift_px": (shift_mm * math.sin(angle) / px, shift_mm * math.cos(angle) / px), "shift_mm": shift_mm, "weight": float(self.rng.uniform(0.35, 0.5))}
         if hasattr(self, "_metal_pending") and acq.vol is not None:
@@ -493,7 +522,7 @@ class CTRenderer:
             c = a.truth["body_centroid_mm"]
             measured = {"left": -c["x"], "right": c["x"], "up": -c["y"], "down": c["y"]}[direction]
             patient = {"left": "patient_right", "right": "patient_left", "up": "anterior", "down": "posterior"}[direction]
-            ctx.record(p, direction=direction, direction_patient=patient, offset_mm=round(mm, 1), measured_offset_mm=round(measured, 2), measured_centroid_mm=c, fraction_of_fov=round(abs(measured) / a.fov, 4), fov_mm=round(a.fov, 1))
+            ctx.record(p, direction_image=direction, direction_patient=patient, offset_mm=round(mm, 1), measured_offset_mm=round(measured, 2), measured_centroid_mm=c, fraction_of_fov=round(abs(measured) / a.fov, 4), offset_fraction=round(abs(measured) / a.fov, 4), fov_mm=round(a.fov, 1))
         if hasattr(self, "_truncation_pending"):
             a = acqs[0]
             ctx.record(self._truncation_pending, fov_mm=round(a.fov, 1), truncated_slices=a.truth["truncated_slices"], total_slices=int(a.grid.shape[0]))
@@ -590,7 +619,7 @@ class CTRenderer:
     def noise_sd(self, acq: Acquisition, kclass: str, thickness: float) -> float:
         base = float(self.prot["noise_sd"].get(kclass, 14.0))
         ref = max(self.prot["ctdi_ref"][r] for r in acq.regions)
-        size = (self.habitus.width * self.habitus.depth) ** 1.5 if acq.regions[0] != "head" else 1.0
+        size = (self.habitus.width * self.habitus.depth) ** 1.5 if acq.regions[0] not in ("head", "knee") else (1.0 if not self.knee else 0.55)
         dose = math.sqrt(ref * 0.7 / max(acq.ctdi, 1e-3))
         return base * size * dose / math.sqrt(max(thickness, 0.5)) * self.noise_factor
 
@@ -618,16 +647,25 @@ class CTRenderer:
         }
         if kernel:
             attrs["ConvolutionKernel"] = kernel
+        if self.laterality:
+            attrs["Laterality"] = self.laterality
+        attrs.update(vendor_private(self.ctx))
         if phase and phase != "native" and not self.unenhanced:
             attrs.update({"ContrastBolusAgent": "Iohexol 350" if self.ctx.language != "zh" else "碘海醇", "ContrastBolusRoute": "IV", "ContrastBolusVolume": 80.0, "ContrastBolusStartTime": "000000"})
         if self.spectral:
-            attrs["MultienergyCTAcquisition"] = "YES"
+            # vendor-style spectral marker (the standard Multi-energy CT modules are not modelled)
+            attrs[(0x0071, 0x0010, "LO")] = "RADQC_SYNTH_SPECTRAL"
+            attrs[(0x0071, 0x1001, "CS")] = "MULTI_ENERGY"
         if self.ecg and any(r in ("chest",) for r in acq.regions):
             attrs.update({"TriggerTime": 600.0, "HeartRate": 68, "NominalPercentageOfCardiacPhase": 75.0, "LowRRValue": 800, "HighRRValue": 950, "CardiacSynchronizationTechnique": "RETROSPECTIVE"})
         return attrs
 
     def _region_words(self, acq: Acquisition) -> str:
         return "chest_abdomen_pelvis" if len(acq.regions) > 1 and "chest" in acq.regions else acq.regions[0]
+
+    def slice_regions(self, depth: np.ndarray) -> list[str]:
+        """Body-part label per slice (the knee phantom is all knee)."""
+        return ["knee"] * len(depth) if self.knee else region_of_depth(self.landmarks(), depth)
 
     def _body_part(self, acq: Acquisition) -> str:
         return words("region", self._region_words(acq)).get("body_part", "CHEST")
@@ -646,6 +684,9 @@ class CTRenderer:
             other = "soft" if kclass != "soft" else "lung"
             wrong = self._windows(other)
             centres, widths = [w[0] for w in wrong], [w[1] for w in wrong]
+            given = wd["pending"].params
+            if given.get("center") is not None and given.get("width") is not None:
+                centres, widths = [float(given["center"])], [float(given["width"])]
             wd["series"].append({"role": role, "window": [centres[0], widths[0]], "expected": wins[0]})
         attrs["WindowCenter"] = centres if len(centres) > 1 else centres[0]
         attrs["WindowWidth"] = widths if len(widths) > 1 else widths[0]
@@ -655,13 +696,14 @@ class CTRenderer:
         parts = r.role.split("_")
         kclass = parts[1] if len(parts) > 1 else "soft"
         thin = parts[-1] == "thin"
+        kclass = str(r.params.get("kernel") or kclass)
         if kclass not in ("soft", "lung", "bone", "head"):
             kclass = "soft"
         thickness = float(r.params.get("thickness_mm") or (acq.thin_mm if thin else float(self.rng.choice(self.prot["thick_mm"]))))
         deviation = None
         for p in self.ctx.pending("thickness_nonstandard"):
             if not thin:
-                new = float(p.defect.params.get("slice_thickness_mm") or self.rng.choice([8.0, 10.0]))
+                new = float(p.params.get("slice_thickness_mm") or self.rng.choice([8.0, 10.0]))
                 deviation = {"role": r.role, "slice_thickness_mm": new, "standard_mm": thickness}
                 thickness = new
                 self.ctx.record(p, **deviation)
@@ -688,7 +730,7 @@ class CTRenderer:
             idx_centres = [int(round(c / dz)) for c in centres]
             half = max(0, int(round(thickness / dz / 2 - 0.5)))
             slab = [list(range(max(0, k - half), min(n_master, k + half + 1))) for k in idx_centres]
-        sd = self.noise_sd(acq, kclass, thickness)
+        sd = self.noise_sd(acq, kclass, thickness) * (1.8 if r.params.get("low_dose") else 1.0)
         nrng = self.ctx.rng(f"noise:{acq.index}:{phase}:{r.role}")
         peak = {"soft": 0.07, "head": 0.06, "lung": 0.22, "bone": 0.25}[kclass] * float(nrng.uniform(0.8, 1.25))
         noise = NoiseSource(nrng, (acq.matrix, acq.matrix), peak, peak * 0.6)
@@ -725,7 +767,7 @@ class CTRenderer:
             phase=phase,
             kernel=kernel,
             thickness=round(thickness, 3),
-            slice_regions=region_of_depth(self.landmarks(), depth),
+            slice_regions=self.slice_regions(depth),
             label_volume=None if labels is None else (labels, (float(grid.x[0]), float(grid.y[0]), float(grid.z[idx_centres[0]])), (px, px, spacing), (1, 0, 0, 0, 1, 0, 0, 0, -1)),
             truth={"acquisition": acq.index, "kernel_class": kclass, "thin": thin, "nominal_noise_sd_hu": round(sd, 2), "ctdivol_mgy": round(acq.ctdi, 2), "window": self._windows(kclass)[0], "regions": acq.regions, "centring": {"body_centroid_mm": acq.truth["body_centroid_mm"], "offset_fraction": acq.truth["centroid_offset_fraction"]}, "depth_range_mm": [round(float(depth[0]), 1), round(float(depth[-1]), 1)], "enhanced": phase != "native" and not self.unenhanced},
             body_part=self._body_part(acq),
@@ -793,7 +835,7 @@ class CTRenderer:
     def localizer(self, acq: Acquisition) -> SeriesOut:
         """AP topogram: line integrals of attenuation through a coarse volume, longer than the scan."""
         margin = 60.0
-        d0, d1 = max(-10.0, acq.d_start - margin), acq.d_end + margin
+        d0, d1 = (acq.d_start - margin if self.knee else max(-10.0, acq.d_start - margin)), acq.d_end + margin
         full = self.spec.size == "full"
         nx = 256 if full else 48
         width = max(acq.fov, 480.0)
@@ -943,14 +985,14 @@ class CTRenderer:
         attrs = self._common(acq, phase, self.ctx.vendor["kernels"]["soft"][0])
         kev = 70
         if kind == "mono":
-            attrs.update({"ImageType": ["DERIVED", "PRIMARY", "AXIAL", "VMI"], "SliceThickness": thickness})
+            attrs.update({"ImageType": ["DERIVED", "PRIMARY", "AXIAL", "MONOE"], "SliceThickness": thickness})
             self._apply_window(attrs, "mono", "spectral_mono")
             name = self.ctx.vendor["spectral"]["mono"].format(kev=kev)
         else:
-            attrs.update({"ImageType": ["DERIVED", "PRIMARY", "AXIAL", "MAT_SPECIFIC"], "SliceThickness": thickness, "RescaleIntercept": 0, "RescaleSlope": 0.01, "RescaleType": "MGML", "WindowCenter": 2, "WindowWidth": 6})
+            attrs.update({"ImageType": ["DERIVED", "PRIMARY", "AXIAL", "IODINE"], "SliceThickness": thickness, "RescaleIntercept": 0, "RescaleSlope": 0.01, "RescaleType": "MGML", "WindowCenter": 2, "WindowWidth": 6})
             name = self.ctx.vendor["spectral"]["iodine"]
         desc = describe(self.ctx, "spectral", self.ctx.rng(f"desc:spec:{kind}"), vendor_spectral=name)
-        return SeriesOut(role=f"spectral_{kind}", modality="CT", sop_class=CT_IMAGE, description=desc, images=LazyImages(grid.shape[0], make), attrs=attrs, plane="axial", phase=phase, kernel=attrs.get("ConvolutionKernel"), thickness=thickness, slice_regions=region_of_depth(self.landmarks(), acq.depth), body_part=self._body_part(acq), protocol=self._protocol(acq), truth={"acquisition": acq.index, "spectral": kind, "kev": kev if kind == "mono" else None})
+        return SeriesOut(role=f"spectral_{kind}", modality="CT", sop_class=CT_IMAGE, description=desc, images=LazyImages(grid.shape[0], make), attrs=attrs, plane="axial", phase=phase, kernel=attrs.get("ConvolutionKernel"), thickness=thickness, slice_regions=self.slice_regions(acq.depth), body_part=self._body_part(acq), protocol=self._protocol(acq), truth={"acquisition": acq.index, "spectral": kind, "kev": kev if kind == "mono" else None})
 
     def dose_report(self, acqs: list[Acquisition]) -> SeriesOut:
         """Secondary Capture 'Dose Report' page; the values are also in ImageComments."""

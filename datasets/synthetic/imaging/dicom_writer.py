@@ -13,6 +13,7 @@ import hashlib
 import re
 import struct
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ IMPLEMENTATION_UID = "1.2.826.0.1.3680043.8.498.1"  # pydicom's root, used for t
 IMPLEMENTATION_VERSION = "RADQC_SYNTH_1"
 NATIVE = {str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)}
 #: header keys the planner may pass that are not DICOM keywords
-NON_DICOM_HEADER_KEYS = {"uid_prefix", "language", "acquisition_gap_s"}
+NON_DICOM_HEADER_KEYS = {"uid_prefix", "language", "urgency", "institution_code", "acquisition_minutes", "body_parts", "laterality"}
 BODY_PARTS = ["HEAD", "NECK", "CHEST", "ABDOMEN", "PELVIS", "CSPINE", "TSPINE", "LSPINE", "KNEE", "EXTREMITY", "SKULL", "HEART"]
 
 _SLUG = re.compile(r"[^A-Za-z0-9_+-]+")
@@ -62,6 +63,7 @@ class _Encoder:
         self.static_tags: set[int] = set()
         self.dynamic: set[int] = set()
         self.meta_head, self.meta_tail = self._meta_parts(sop_class, transfer_syntax)
+        self._seq_cache: dict[tuple[str, ...], bytes] = {}
 
     def _encode(self, elem) -> bytes:  # type: ignore[no-untyped-def]
         fp = DicomBytesIO()
@@ -81,10 +83,17 @@ class _Encoder:
             ds = Dataset()
             ds.add_new((group, element), vr, value)
             return (group << 16) | element, self._encode(ds[(group, element)])
-        tag = int(tag_for_keyword(keyword))  # type: ignore[arg-type]
-        vr = "OW" if keyword == "PixelData" and self._pixel_wide else dictionary_VR(keyword)
-        if keyword == "PixelData" and not self._pixel_wide:
-            vr = "OB"
+        tag, vr = _tag_vr(keyword)
+        if keyword == "PixelData":
+            vr = "OW" if self._pixel_wide else "OB"
+        if keyword == "SourceImageSequence":
+            key = tuple(str(item.ReferencedSOPInstanceUID) for item in value)
+            cached = self._seq_cache.get(key)
+            if cached is None:
+                ds = Dataset()
+                ds.SourceImageSequence = value
+                cached = self._seq_cache[key] = self._encode(ds["SourceImageSequence"])
+            return tag, cached
         body = _value_bytes(vr, value)
         if body is None:
             ds = Dataset()
@@ -132,6 +141,11 @@ class _Encoder:
         rest = self.meta_head + inst + self.meta_tail
         group_length = struct.pack("<HH", 2, 0) + b"UL" + struct.pack("<H", 4) + struct.pack("<I", len(rest))
         return b"\x00" * 128 + b"DICM" + group_length + rest
+
+
+@lru_cache(maxsize=512)
+def _tag_vr(keyword: str) -> tuple[int, str]:
+    return int(tag_for_keyword(keyword)), dictionary_VR(keyword)  # type: ignore[arg-type]
 
 
 _LONG_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "SQ", "UN", "UT", "UC", "UR"}
@@ -195,13 +209,20 @@ def study_dataset(ctx: ExamContext) -> Dataset:
     ds.DeviceSerialNumber = h.get("DeviceSerialNumber") or f"{int(digest[28:36], 16) % 10**8:08d}"
     sw = ctx.vendor.get("software", ["1.0"])
     ds.SoftwareVersions = sw[int(digest[36:38], 16) % len(sw)]
+    if h.get("institution_code"):
+        code = Dataset()
+        code.CodeValue = str(h["institution_code"])[:16]
+        code.CodingSchemeDesignator = "99RADQC"
+        code.CodeMeaning = str(h.get("InstitutionName") or h["institution_code"])[:64]
+        ds.InstitutionCodeSequence = [code]
     for key, value in h.items():
         if key in NON_DICOM_HEADER_KEYS or value is None:
             continue
         if tag_for_keyword(key) is None:
             ctx.notes.append(f"header key {key!r} is not a DICOM keyword; ignored")
             continue
-        setattr(ds, key, value)
+        vr = dictionary_VR(key) if tag_for_keyword(key) is not None else ""
+        setattr(ds, key, fit_text(vr, value))
     return ds
 
 
@@ -215,10 +236,16 @@ class SeriesWriter:
         self.pixel_hashes: dict[str, str] = {}
         self.noise_rng = ctx.rng("header_noise")
         self.clock = ctx.study_dt
+        minutes = ctx.spec.header.get("acquisition_minutes")
+        #: seconds per series when the planner fixed the exam's duration (device-time truth, F3)
+        self.per_series_s: float | None = None
+        if minutes:
+            self.per_series_s = float(minutes) * 60.0
         ts = str(ctx.spec.transfer_syntax or ExplicitVRLittleEndian)
         if ts not in NATIVE and not UID(ts).is_compressed:
             raise ValueError(f"unsupported transfer syntax {ts}: use implicit/explicit little endian or a lossless compressed syntax")
         self.transfer_syntax = UID(ts)
+        self.n_series = 1
 
     # ------------------------------------------------------------------ header noise
     def _header_noise(self, s: SeriesOut) -> dict[str, Any]:
@@ -262,20 +289,31 @@ class SeriesWriter:
     def write(self, s: SeriesOut) -> SeriesTruth:
         ctx = self.ctx
         s.series_number = s.series_number or ctx.next_series_number()
+        header_part = ctx.spec.header.get("BodyPartExamined")
+        if header_part and len(ctx.spec.regions) == 1 and s.body_part:
+            s.body_part = str(header_part)  # the planner's body part for the ordered item is the truth
         s.series_uid = ctx.uid("series", s.series_number, s.role)
         noise_truth = self._header_noise(s)
         ds = Dataset()
         ds.update(self.study)
-        self.clock = self.clock + timedelta(seconds=int(s.truth.pop("duration_s", 20)))
+        default_s = s.truth.pop("duration_s", 20)
+        step = self.per_series_s / max(self.n_series, 1) if self.per_series_s else default_s
+        self.clock = self.clock + timedelta(seconds=float(step))
         series_date, series_time = _dt(self.clock)
         ds.Modality = s.modality
         ds.SeriesInstanceUID = s.series_uid
         ds.SeriesNumber = s.series_number
-        ds.SeriesDescription = s.description
+        ds.SeriesDescription = fit_text("LO", s.description)
         if s.protocol:
-            ds.ProtocolName = s.protocol
+            ds.ProtocolName = fit_text("LO", s.protocol)
         if s.body_part:
             ds.BodyPartExamined = s.body_part
+        elif "BodyPartExamined" in ds:
+            del ds.BodyPartExamined  # header noise: missing
+        if s.modality in ("DX", "CR") and "Laterality" in ds:
+            del ds.Laterality  # radiographs carry ImageLaterality (Laterality there is a 2C error)
+        elif (s.body_part in PAIRED_PARTS or not s.body_part) and "Laterality" not in ds and s.modality not in ("DX", "CR"):
+            ds.Laterality = ""  # Type 2C: required (may be empty) for a paired body part
         ds.SeriesDate, ds.SeriesTime = series_date, series_time
         ds.ContentDate, ds.ContentTime = series_date, series_time
         if s.modality in ("CT", "MR") and s.sop_class != SC_IMAGE:
@@ -299,6 +337,7 @@ class SeriesWriter:
         s.sop_uids, s.files = [], []
         burn_boxes: list[dict[str, Any]] = []
         encoder: _Encoder | None = None
+        used_ts: set[str] = set()
         ref_class = s.derived_from.sop_class if s.derived_from else None
         ds.SOPClassUID = s.sop_class
         ds.InstanceCreationDate, ds.InstanceCreationTime = series_date, series_time
@@ -327,7 +366,7 @@ class SeriesWriter:
             if img.spacing is not None:
                 values["PixelSpacing"] = [_ds(img.spacing[0]), _ds(img.spacing[1])]
             for key, value in img.attrs.items():
-                values[key] = _ds(value) if isinstance(value, float) and dictionary_VR(key) == "DS" else value
+                values[key] = _ds(value) if isinstance(key, str) and isinstance(value, float) and dictionary_VR(key) == "DS" else value
             values.update(_pixel_values(ds, pixels))
             if s.derived_from is not None and img.sources:
                 refs = []
@@ -361,11 +400,12 @@ class SeriesWriter:
                     encoder.freeze(ds, dynamic)
                     path.write_bytes(encoder.meta_bytes_for(sop_uid) + encoder.dataset_bytes_from(values))
                 else:
-                    self._write_compressed(path, ds, pixels)
+                    used_ts.add(self._write_compressed(path, ds, pixels))
             s.sop_uids.append(sop_uid)
             s.files.append(str(path.relative_to(ctx.out_dir)))
         label_path = self._write_labels(s)
         extra: dict[str, Any] = {**s.truth, **noise_truth, "series_number": s.series_number, "sop_class_uid": s.sop_class}
+        extra["transfer_syntax"] = sorted(used_ts) if used_ts else [str(self.transfer_syntax)]
         if burned is not None:
             extra["burned_in"] = {"text": burned["text"], "boxes": burn_boxes, "all_instances": True}
         truth = SeriesTruth(
@@ -387,14 +427,27 @@ class SeriesWriter:
         self.truths.append(truth)
         return truth
 
-    def _write_compressed(self, path: Path, ds: Dataset, pixels: np.ndarray) -> None:
+    def _write_compressed(self, path: Path, ds: Dataset, pixels: np.ndarray) -> str:
+        """Write one compressed file; returns the transfer syntax really used.
+
+        OpenJPEG refuses images smaller than its resolution pyramid (about 32 px); such an
+        image is written explicit little endian instead, and the series truth says so.
+        """
         arr = np.ascontiguousarray(pixels)
-        ds.compress(self.transfer_syntax, arr, generate_instance_uid=False)
-        ds.file_meta.TransferSyntaxUID = self.transfer_syntax
+        used = str(self.transfer_syntax)
+        try:
+            ds.compress(self.transfer_syntax, arr, generate_instance_uid=False)
+            ds.file_meta.TransferSyntaxUID = self.transfer_syntax
+        except RuntimeError:
+            used = str(ExplicitVRLittleEndian)
+            ds.PixelData = arr.tobytes()
+            ds["PixelData"].VR = "OW" if int(ds.BitsAllocated) > 8 else "OB"
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         pydicom.dcmwrite(path, ds, enforce_file_format=True)
-        # the base data set is reused for the next image: drop the encapsulated pixels
+        # the base data set is reused for the next image: drop the (encapsulated) pixels
         del ds.PixelData
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        return used
 
     def _write_labels(self, s: SeriesOut) -> str | None:
         if s.label_volume is None:
@@ -418,6 +471,23 @@ class SeriesWriter:
             return str(path)
 
 
+#: maximum value length in bytes (UTF-8) per text VR, so multi-byte Chinese stays valid
+MAX_BYTES = {"LO": 64, "SH": 16, "CS": 16, "PN": 64, "ST": 1024, "LT": 10240, "AE": 16}
+#: body parts whose series need Laterality (General Series, Type 2C)
+PAIRED_PARTS = {"EXTREMITY", "KNEE", "HIP", "SHOULDER", "ELBOW", "WRIST", "HAND", "ANKLE", "FOOT", "LEG", "ARM", "BREAST", "EYE", "EAR"}
+
+
+def fit_text(vr: str, value: Any) -> Any:
+    """Clip a text value to its VR's length (in UTF-8 bytes, on a character boundary)."""
+    limit = MAX_BYTES.get(vr)
+    if limit is None or not isinstance(value, str):
+        return value
+    data = value.encode("utf-8")
+    if len(data) <= limit:
+        return value
+    return data[:limit].decode("utf-8", errors="ignore").rstrip()
+
+
 def _ds(v: float) -> str:
     """DS string of at most 16 characters."""
     text = f"{float(v):.6g}"
@@ -433,6 +503,8 @@ def _set(ds: Dataset, key: str, value: Any) -> None:
         group, element, vr = key
         ds.add_new((group, element), vr, value)
         return
+    if isinstance(value, str):
+        value = fit_text(dictionary_VR(key), value)
     if isinstance(value, float) and dictionary_VR(key) == "DS":
         value = _ds(value)
     elif isinstance(value, (list, tuple)) and value and isinstance(value[0], float) and dictionary_VR(key) == "DS":

@@ -334,7 +334,11 @@ def _index_range(coords: np.ndarray, lo: float, hi: float) -> tuple[int, int]:
 
 
 def paint(phantom: Phantom, grid: Grid, placement: Placement, chunk: int = 48) -> np.ndarray:
-    """Evaluate the phantom on ``grid``: a uint8 material volume (z, y, x)."""
+    """Evaluate the phantom on ``grid``: a uint8 material volume (z, y, x).
+
+    Each shape's index window is found once (its bounding box on the grid), then shapes are
+    evaluated chunk by chunk in z so the temporaries stay small for 512 x 512 x 300 grids.
+    """
     nz, ny, nx = grid.shape
     vol = np.zeros((nz, ny, nx), dtype=np.uint8)
     theta = math.radians(placement.rotation_deg)
@@ -343,29 +347,30 @@ def paint(phantom: Phantom, grid: Grid, placement: Placement, chunk: int = 48) -
     gx = grid.x.astype(F) - F(placement.shift_x)
     gy = grid.y.astype(F) - F(placement.shift_y)
     depth = (F(placement.z_vertex) - grid.z.astype(F)).astype(F)
-    boxes = [op.shape.bbox() for op in phantom.ops]
+    windows = []
+    for op in phantom.ops:
+        bx0, bx1, by0, by1, bd0, bd1 = op.shape.bbox()
+        k0, k1 = _index_range(depth, bd0, bd1)
+        if k1 <= k0:
+            continue
+        if rotated:
+            cx = [c * px - s * py for px in (bx0, bx1) for py in (by0, by1)]
+            cy = [s * px + c * py for px in (bx0, bx1) for py in (by0, by1)]
+            i0, i1 = _index_range(gx, min(cx), max(cx))
+            j0, j1 = _index_range(gy, min(cy), max(cy))
+        else:
+            i0, i1 = _index_range(gx, bx0, bx1)
+            j0, j1 = _index_range(gy, by0, by1)
+        if i1 <= i0 or j1 <= j0:
+            continue
+        windows.append((op, k0, k1, j0, j1, i0, i1))
     for z0 in range(0, nz, chunk):
         z1 = min(nz, z0 + chunk)
-        dchunk = depth[z0:z1]
-        dlo, dhi = float(dchunk.min()), float(dchunk.max())
-        for op, (bx0, bx1, by0, by1, bd0, bd1) in zip(phantom.ops, boxes, strict=True):
-            if bd1 < dlo or bd0 > dhi:
+        for op, k0, k1, j0, j1, i0, i1 in windows:
+            a, b = max(k0, z0), min(k1, z1)
+            if b <= a:
                 continue
-            k0, k1 = _index_range(dchunk, bd0, bd1)
-            if k1 <= k0:
-                continue
-            if rotated:
-                # world-frame bounds of the rotated local box
-                cx = [c * px - s * py for px in (bx0, bx1) for py in (by0, by1)]
-                cy = [s * px + c * py for px in (bx0, bx1) for py in (by0, by1)]
-                i0, i1 = _index_range(gx, min(cx), max(cx))
-                j0, j1 = _index_range(gy, min(cy), max(cy))
-            else:
-                i0, i1 = _index_range(gx, bx0, bx1)
-                j0, j1 = _index_range(gy, by0, by1)
-            if i1 <= i0 or j1 <= j0:
-                continue
-            D = dchunk[k0:k1].reshape(-1, 1, 1)
+            D = depth[a:b].reshape(-1, 1, 1)
             if rotated:
                 wx = gx[i0:i1].reshape(1, 1, -1)
                 wy = gy[j0:j1].reshape(1, -1, 1)
@@ -375,9 +380,8 @@ def paint(phantom: Phantom, grid: Grid, placement: Placement, chunk: int = 48) -
                 X = gx[i0:i1].reshape(1, 1, -1)
                 Y = gy[j0:j1].reshape(1, -1, 1)
             m = op.shape.mask(X, Y, D)
-            target = vol[z0 + k0 : z0 + k1, j0:j1, i0:i1]
-            m = np.broadcast_to(m, target.shape)
-            target[m] = op.material
+            target = vol[a:b, j0:j1, i0:i1]
+            target[np.broadcast_to(m, target.shape)] = op.material
     return vol
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..spec import SeriesRole
 from .anatomy import Materials, mr_flag_lut, mr_lut, region_of_depth, structure_ids, structure_names
-from .context import ExamContext, protocols
+from .context import ExamContext, protocols, resolve_landmark, vendor_private
 from .defects import mr_ghosting
 from .geometry import Capsule, Ellipsoid, Grid, Placement, paint
 from .image_ops import blur2d
@@ -88,8 +88,8 @@ class MRRenderer:
         for r in roles:
             r.params.setdefault("plane", "axial" if self.region == "head" else "sagittal")
         for p in self.ctx.pending("missing_sequence"):
-            wanted = p.defect.params.get("sequence")
-            plane = p.defect.params.get("plane")
+            wanted = p.params.get("sequence")
+            plane = p.params.get("plane")
             required = [tuple(x) for x in protocols()["mr_required"].get(self.region, [])]
             if not wanted:
                 present = [(r.role, r.params["plane"]) for r in roles]
@@ -113,13 +113,26 @@ class MRRenderer:
 
     def _setup_defects(self) -> None:
         for p in self.ctx.pending("excess_noise"):
-            self.noise_factor = float(p.defect.params.get("factor") or self.rng.uniform(2.5, 3.5))
+            self.noise_factor = float(p.params.get("factor") or self.rng.uniform(2.5, 3.5))
             self._noise_pending = p
         for p in self.ctx.pending("blur"):
-            self.blur_px = float(p.defect.params.get("sigma_px") or self.rng.uniform(1.5, 2.5))
+            sigma_mm = p.params.get("sigma_mm")
+            # MR pixels are ~0.5-1 mm at full size and ~3 mm at small size: at least 1.5 px either way
+            self.blur_px = float(p.params.get("sigma_px") or max(1.5, float(sigma_mm or 0) / (3.0 if self.spec.size == "small" else 0.8)) or self.rng.uniform(1.5, 2.5))
             self.ctx.record(p, sigma_px=round(self.blur_px, 3))
+        self.range_cut = None
+        for p in self.ctx.pending("range_too_small"):
+            lm = self.phantom.landmarks
+            names = p.params.get("missing") or []
+            key = next((k for k in (resolve_landmark(str(n), lm) for n in names) if k), None)
+            if key is None:
+                defaults = {"head": "vertex", "knee": "knee_bottom", "lumbar_spine": "S1_top", "cervical_spine": "C1_top", "thoracic_spine": "T1_top"}
+                key = defaults[self.region]
+            end = p.params.get("end") or ("top" if key in ("vertex", "C1_top", "T1_top", "knee_top") else "bottom")
+            cut = float(p.params.get("cut_mm") or self.rng.uniform(15, 35))
+            self.range_cut = {"pending": p, "landmark": key, "end": end, "cut": cut, "coverage": {}}
         for p in self.ctx.pending("motion"):
-            self.ghost = {"pending": p, "sequence": p.defect.params.get("sequence"), "strength": float(p.defect.params.get("strength") or self.rng.uniform(0.35, 0.6))}
+            self.ghost = {"pending": p, "sequence": p.params.get("sequence"), "strength": float(p.params.get("strength") or self.rng.uniform(0.35, 0.6))}
         for p in self.ctx.pending("metal"):
             lm = self.phantom.landmarks
             if self.region == "knee":
@@ -172,8 +185,19 @@ class MRRenderer:
                 lo, hi = -32.0, 32.0
             else:
                 lo, hi = cy - 40, cy + 20
+        rc = self.range_cut
+        if rc is not None:
+            lmd = lm[rc["landmark"]]
+            if plane == "axial" and self.region != "knee":
+                if rc["end"] == "top":
+                    lo = max(lo, lmd + rc["cut"])
+                else:
+                    hi = min(hi, lmd - rc["cut"])
+            else:
+                half = fov / 2
+                centre_d = lmd + rc["cut"] + half if rc["end"] == "top" else lmd - rc["cut"] - half
         for p in self.ctx.pending("thickness_nonstandard"):
-            new = float(p.defect.params.get("slice_thickness_mm") or (8.0 if self.region == "head" else 6.0))
+            new = float(p.params.get("slice_thickness_mm") or (8.0 if self.region == "head" else 6.0))
             self.ctx.record(p, sequence=role, plane=plane, slice_thickness_mm=new, standard_mm=thk)
             thk = new
         spacing = thk + gap
@@ -251,6 +275,10 @@ class MRRenderer:
             self.ctx.skip(self.ghost["pending"], "motion target sequence not in the protocol")
         if self.metal:
             self.ctx.record(self.metal["pending"], object="metal implant (susceptibility void)", bbox_mm=[round(v, 1) for v in self.metal["centre"]])
+        if self.range_cut is not None:
+            rc = self.range_cut
+            covered = [k for k, inside in rc["coverage"].items() if inside]
+            self.ctx.record(rc["pending"], missing=[rc["landmark"]], end=rc["end"], cut_mm=round(rc["cut"], 1), series_covering_landmark=covered, landmark_depth_mm=round(self.phantom.landmarks[rc["landmark"]], 1))
         if hasattr(self, "_noise_pending"):
             self.ctx.after_write.append(lambda: self.ctx.record(self._noise_pending, factor=round(self.noise_factor, 3), measured_background_sd=self.ctx.measurements.get("mr_background_sd", {})))
         return self.series
@@ -272,7 +300,7 @@ class MRRenderer:
         ghost = None
         if self.ghost and not self.ghost["pending"].applied and (self.ghost["sequence"] in (None, role)):
             ghost = self.ghost
-        b_values = list(seq.get("b", [0])) if role == "DWI" else [None]
+        b_values = list(r.params.get("b_values") or seq.get("b", [0])) if role == "DWI" else [None]
         luts: dict[Any, np.ndarray] = {}
         if role == "DWI":
             base = self.signal_lut("DWI", params)
@@ -325,6 +353,13 @@ class MRRenderer:
         desc = describe(self.ctx, "mr", self.ctx.rng(f"desc:{role}:{plane}"), mr_role=role, plane=plane)
         label_volume = (lab, position(0), (px, px, float(abs(plan.positions[1] - plan.positions[0])) if n_slices > 1 else plan.thickness), _direction(plan.plane))
         depth = self.placement.z_vertex - np.array([position(k)[2] for k in range(n_slices)]) if plan.plane == "axial" else np.full(n_slices, self.placement.z_vertex - plan.centre[2])
+        if self.range_cut is not None:
+            lmd = self.phantom.landmarks[self.range_cut["landmark"]]
+            if plan.plane == "axial":
+                span = (float(depth.min()) - plan.thickness / 2, float(depth.max()) + plan.thickness / 2)
+            else:
+                span = (float(self.placement.z_vertex - grid.z[0]), float(self.placement.z_vertex - grid.z[-1]))
+            self.range_cut["coverage"][f"{role}:{plane}"] = bool(span[0] <= lmd <= span[1])
         regions = region_of_depth(self.phantom.landmarks, depth) if self.region != "knee" else ["knee"] * n_slices
         tissue = _TissueStats(lab, n_slices)
         truth: dict[str, Any] = {"sequence": role, "tr_ms": params["tr"], "te_ms": params["te"], "ti_ms": params.get("ti"), "fat_suppressed": bool(seq.get("fs")), "contrast": bool(seq.get("contrast")), "field_t": self.field, "b_values": [b for b in b_values if b is not None] or None, "slice_thickness_mm": plan.thickness, "laterality": self.laterality, "tissue_signal": tissue.means}
@@ -376,16 +411,7 @@ class MRRenderer:
         return (1 + a * xx + b * yy - abs(c) * (xx * xx + yy * yy) * 2).astype(F)
 
     def _private_b(self, b: float) -> dict[Any, Any]:
-        out: dict[Any, Any] = {}
-        for entry in self.ctx.vendor.get("private", []):
-            if "{b" not in str(entry["value"]):
-                continue
-            group, creator = int(entry["group"]), str(entry["creator"])
-            value = str(entry["value"]).format(b=int(b), b_private=f"{int(b)}\\8\\0\\0", model=self.ctx.model["name"])
-            out[(group, 0x0010, "LO")] = creator
-            vr = entry["vr"]
-            out[(group, 0x1000 + int(entry["element"]), vr)] = float(value) if vr == "FL" else (int(value) if vr in ("SL", "US") else value)
-        return out
+        return dict(vendor_private(self.ctx, b))
 
     def _headers(self, role: str, plan: Plan, params: dict[str, float]) -> dict[str, Any]:
         seq = protocols()["mr_sequences"][role]
@@ -433,13 +459,7 @@ class MRRenderer:
             attrs["RescaleIntercept"] = 0
             attrs["RescaleSlope"] = round(float(rng.uniform(0.8, 3.0)), 5)
             attrs["RescaleType"] = "normalized"
-        for entry in self.ctx.vendor.get("private", []):
-            if "{b" in str(entry["value"]):
-                continue
-            group = int(entry["group"])
-            attrs[(group, 0x0010, "LO")] = str(entry["creator"])
-            value = str(entry["value"]).format(model=self.ctx.model["name"], b=0, b_private="0")
-            attrs[(group, 0x1000 + int(entry["element"]), entry["vr"])] = value
+        attrs.update(vendor_private(self.ctx))
         return attrs
 
     def _body_part(self) -> str:
@@ -489,6 +509,15 @@ class _TissueStats:
         if not self.ghost_bg or not self.body_mean:
             return float("nan")
         return round(float(np.mean(self.ghost_bg) / max(np.mean(self.body_mean), 1e-6)), 4)
+
+
+def _typed(vr: str, value: str) -> Any:
+    """A private value in the Python type its VR needs."""
+    if vr in ("SL", "SS", "UL", "US"):
+        return int(float(value))
+    if vr in ("FL", "FD"):
+        return float(value)
+    return value
 
 
 def _direction(plane: str) -> tuple[float, ...]:

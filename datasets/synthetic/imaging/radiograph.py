@@ -19,7 +19,7 @@ import numpy as np
 
 from ..spec import SeriesRole
 from .anatomy import Materials, structure_ids
-from .context import ExamContext, protocols
+from .context import ExamContext, protocols, resolve_landmark
 from .geometry import Capsule, Ellipsoid, Grid, Phantom, Placement, paint
 from .image_ops import blur2d, burn_text, text_mask
 from .phantom_body import Habitus, build_body, draw_habitus
@@ -72,7 +72,7 @@ class DXRenderer:
             h = draw_habitus(arng, self.spec.sex, self.spec.age)
             if self.defects["shallow_inspiration"]:
                 p = self.defects["shallow_inspiration"]
-                h.inspiration_ribs = float(p.defect.params.get("ribs") or self.rng.uniform(7.2, 8.6))
+                h.inspiration_ribs = float(p.params.get("ribs") or self.rng.uniform(7.2, 8.6))
             if self.defects["scapula_over_lung"]:
                 h.scapula_over_lung = True
             self.habitus = h
@@ -83,7 +83,7 @@ class DXRenderer:
         self.rotation = 0.0
         if self.defects["rotation"]:
             p = self.defects["rotation"]
-            self.rotation = float(p.defect.params.get("degrees") or self.rng.uniform(6, 12) * (1 if self.rng.random() < 0.5 else -1))
+            self.rotation = float(p.params.get("degrees") or self.rng.uniform(6, 12) * (1 if self.rng.random() < 0.5 else -1))
         else:
             self.rotation = float(self.rng.normal(0, 1.0))
         self.series: list[SeriesOut] = []
@@ -113,7 +113,7 @@ class DXRenderer:
         p = self.defects["foreign_object"]
         assert p is not None and self.habitus is not None
         h = self.habitus
-        kind = p.defect.params.get("object") or str(self.rng.choice(["necklace", "buttons", "ecg_leads", "coin"]))
+        kind = p.params.get("object") or str(self.rng.choice(["necklace", "buttons", "ecg_leads", "coin"]))
         ant = -(112 * h.depth + h.fat_mm + 4)
         sd = h.height
         shapes = []
@@ -123,14 +123,19 @@ class DXRenderer:
         elif kind == "buttons":
             side = 1 if self.rng.random() < 0.5 else -1  # a coat's buttons, off the midline
             for k in range(4):
-                shapes.append(Ellipsoid((side * 55 * h.width + float(self.rng.normal(0, 4)), ant, (330 + 45 * k) * sd), (7, 2.5, 7)))
+                shapes.append(Ellipsoid((side * 55 * h.width + float(self.rng.normal(0, 4)), ant, (330 + 45 * k) * sd), (7, 4, 7)))
         elif kind == "ecg_leads":
             for x, d in ((-60, 350), (60, 350), (-50, 480), (70, 470)):
                 c = (x * h.width, ant, d * sd)
-                shapes.append(Ellipsoid(c, (9, 3, 9)))
+                shapes.append(Ellipsoid(c, (9, 4, 9)))
                 shapes.append(Capsule(c, (x * 0.3 * h.width, ant - 5, 560 * sd), 1.2))
+        elif kind == "bra_clip":
+            back = 108 * h.depth + h.fat_mm + 3
+            for x in (-90, 90):
+                shapes.append(Capsule((x * h.width, back - 20, 420 * sd), (x * 0.2 * h.width, back, 425 * sd), 1.5))
+            shapes.append(Ellipsoid((0, back, 425 * sd), (12, 2, 7)))
         else:
-            shapes.append(Ellipsoid((float(self.rng.uniform(-80, 80)), ant, float(self.rng.uniform(380, 470)) * sd), (11, 1.5, 11)))
+            shapes.append(Ellipsoid((float(self.rng.uniform(-80, 80)), ant, float(self.rng.uniform(380, 470)) * sd), (11, 4, 11)))
         for s in shapes:
             self.phantom.add(s, self.m("foreign_object", "metal"))
         self.foreign.append({"object": kind, "count": len(shapes)})
@@ -149,7 +154,7 @@ class DXRenderer:
         """Line integral image (rows: head->feet, cols: viewer left->right) and structure masks."""
         full = self.spec.size == "full"
         depth_extent = 420.0 if self.region != "knee" else 200.0
-        dstep = 3.0 if full else 6.0
+        dstep = 3.0 if full else 5.0
         nr, nc = max(8, int(height / step)), max(8, int(width / step))
         nd = max(8, int(depth_extent / dstep))
         lateral = (np.linspace(-width / 2, width / 2, nc) + lateral_offset).astype(F)
@@ -167,13 +172,15 @@ class DXRenderer:
         mu = np.maximum(hu / 1000.0 + 1.0, 0) * MU_WATER
         axis = 1 if v.axis == "y" else 2
         proj = mu.sum(axis=axis) * dstep  # (rows, cols)
-        labels = self.m.label_lut()[vol]
+        # one pass: each projected structure is a bit; OR along the beam
         ids = structure_ids()
-        masks = {}
-        for name in PROJECTED:
-            sid = ids[name]
-            if sid in labels:
-                masks[name] = (labels == sid).any(axis=axis)
+        bit_of = {ids[name]: k for k, name in enumerate(PROJECTED)}
+        lut = np.zeros(256, dtype=np.uint32)
+        for mat, sid in enumerate(self.m.label_lut()):
+            if int(sid) in bit_of:
+                lut[mat] = np.uint32(1) << np.uint32(bit_of[int(sid)])
+        bits = np.bitwise_or.reduce(lut[vol], axis=axis)
+        masks = {name: ((bits >> np.uint32(k)) & 1).astype(bool) for k, name in enumerate(PROJECTED) if ((bits >> np.uint32(k)) & 1).any()}
         # frontal: columns run patient right -> left; lateral: anterior -> posterior
         return proj.astype(F), np.asarray(rows), masks
 
@@ -187,7 +194,7 @@ class DXRenderer:
                 width = 400
             n = int(self.ctx.rng(f"dxmatrix:{idx}").choice(matrix_choices))
             pitch = max(width, height) / n
-            step = max(pitch, 1.6 if full else pitch)
+            step = max(pitch, 1.6 if full else 3.0)
             centre_d = self.centre_depth()
             offset = self._centring()
             proj, rows_z, masks = self.project(v, width, height, centre_d + offset[1], step, offset[0])
@@ -201,10 +208,10 @@ class DXRenderer:
         p = self.defects["off_centre"]
         if not p:
             return (float(self.rng.normal(0, 5)), float(self.rng.normal(0, 6)))
-        direction = p.defect.params.get("direction") or {"偏左": "left", "偏右": "right", "偏上": "up", "偏下": "down"}.get(p.defect.value, "up")
-        mm = float(p.defect.params.get("offset_mm") or self.rng.uniform(40, 70))
-        # the field moves; the anatomy appears shifted the opposite way in the image
-        return {"left": (mm, 0.0), "right": (-mm, 0.0), "up": (0.0, mm), "down": (0.0, -mm)}[direction]
+        direction = p.params["direction"]
+        mm = float(p.params.get("offset_mm") or self.rng.uniform(40, 70))
+        # the central ray / field moves that way; the anatomy appears shifted the opposite way
+        return {"left": (-mm, 0.0), "right": (mm, 0.0), "up": (0.0, -mm), "down": (0.0, mm)}[direction]
 
     def _series(self, idx: int, v: View, proj: np.ndarray, masks: dict[str, np.ndarray], width: float, height: float, pitch: float, centre_d: float, offset: tuple[float, float]) -> SeriesOut:
         ctx = self.ctx
@@ -213,7 +220,8 @@ class DXRenderer:
         img = _resize(proj, (nr, nc))
         masks = {k: _resize(m.astype(F), (nr, nc)) > 0.5 for k, m in masks.items()}
         lung = masks.get("lung_left", np.zeros((nr, nc), bool)) | masks.get("lung_right", np.zeros((nr, nc), bool))
-        truth: dict[str, Any] = {"view": v.view, "region": self.region, "pixel_spacing_mm": round(pitch, 4), "rotation_deg": round(self.rotation, 2)}
+        truth: dict[str, Any] = {"view": v.view, "region": self.region, "pixel_spacing_mm": round(pitch, 4), "rotation_deg": round(self.rotation, 2), "field_shift_mm": {"x": round(offset[0], 1), "y": round(offset[1], 1)}}
+        self._field_geom = (centre_d + offset[1], height)
         # --- collimation
         field = self._collimation(v, lung, masks, nr, nc, pitch, truth)
         r0, r1, c0, c1 = field
@@ -221,7 +229,8 @@ class DXRenderer:
         ei_target = 400.0
         di = float(rng.normal(0, 0.6))
         if self.defects["excess_noise"]:
-            di = float(self.defects["excess_noise"].defect.params.get("deviation_index") or rng.uniform(-5.5, -3.5))
+            pn = self.defects["excess_noise"].params
+            di = float(pn.get("deviation_index") or (-20 * math.log10(float(pn["factor"])) if pn.get("factor") else rng.uniform(-5.5, -3.5)))
         if self.defects["dose_above_reference"]:
             di = float(rng.uniform(3.5, 5.0))
         ei = ei_target * 10 ** (di / 10)
@@ -233,7 +242,7 @@ class DXRenderer:
         enhanced = norm + 0.6 * (norm - blur2d(norm, sharp_sigma))
         if self.defects["blur"] or self.defects["motion"]:
             pb = self.defects["blur"] or self.defects["motion"]
-            sigma = float(pb.defect.params.get("sigma_px") or max(1.5, 2.0 / pitch * 1.5))
+            sigma = float(pb.params.get("sigma_px") or max(1.5, float(pb.params.get("sigma_mm") or 2.0) / pitch))
             enhanced = blur2d(enhanced, sigma) if pb is self.defects["blur"] else _motion_blur(enhanced, int(max(2, sigma * 2)))
             ctx.record(pb, sigma_px=round(sigma, 3), view=v.view)
             self.defects["blur" if pb is self.defects["blur"] else "motion"] = None
@@ -242,7 +251,7 @@ class DXRenderer:
         values = values + rng.normal(0, noise_sd, values.shape).astype(F)
         if self.defects["grid_lines"]:
             p = self.defects["grid_lines"]
-            period = int(p.defect.params.get("period_px") or 3)
+            period = int(p.params.get("period_px") or 3)
             values = values + 60.0 * ((np.arange(nc) % period) == 0).astype(F)[None, :]
             ctx.record(p, period_px=period, amplitude=60.0, view=v.view)
             self.defects["grid_lines"] = None
@@ -289,14 +298,43 @@ class DXRenderer:
             r0, r1, c0, c1 = inset[0], nr - inset[1], inset[2], nc - inset[3]
         p = self.defects["collimation_too_wide"]
         if p:
-            extra = float(p.defect.params.get("margin_mm") or self.rng.uniform(60, 110))
+            extra = float(p.params.get("margin_mm") or self.rng.uniform(60, 110))
             e = int(round(extra / pitch))
             r0, r1, c0, c1 = r0 - e, r1 + e, c0 - e, c1 + e
         p_cut = self.defects["costophrenic_cutoff"]
         cut_mm = 0.0
-        if p_cut and len(rows):
-            cut_mm = float(p_cut.defect.params.get("cut_mm") or self.rng.uniform(15, 35))
-            r1 = rows[-1] + 1 - int(round(cut_mm / pitch))
+        wanted = [str(n) for n in (p_cut.params.get("missing") or [])] if p_cut else []
+        if p_cut and self.region == "chest" and len(rows):
+            cut_mm = float(p_cut.params.get("cut_mm") or self.rng.uniform(15, 35))
+            right_only = wanted == ["costophrenic_angle_right"]
+            if right_only and "lung_right" in masks and v.view in ("PA", "AP"):
+                # the patient's right lung lies on the image left (PA/AP): cut the lateral edge there
+                rl = masks["lung_right"]
+                lo_rows = np.nonzero(rl.any(axis=1))[0]
+                base = rl[lo_rows[-1] - max(1, int(round(30 / pitch))) :]
+                lateral = np.nonzero(base.any(axis=0))[0]
+                if len(lateral):
+                    c0 = int(lateral[0]) + int(round(cut_mm / pitch))
+            else:
+                r1 = rows[-1] + 1 - int(round(cut_mm / pitch))
+        elif p_cut and self.region != "chest":
+            cut_mm = float(p_cut.params.get("cut_mm") or self.rng.uniform(10, 30))
+            lm = self.phantom.landmarks
+            top_d, height = self._field_geom[0] - self._field_geom[1] / 2, self._field_geom[1]
+            for name in wanted or ["__bottom__"]:
+                key = resolve_landmark(name, lm) if name != "__bottom__" else None
+                if key is None and name == "lesser_trochanter":
+                    lm["lesser_trochanter"] = lm["pubic_symphysis"] + 45.0 * (self.habitus.height if self.habitus else 1.0)
+                    key = "lesser_trochanter"
+                if key is None:
+                    r1 = int(nr * 0.8)
+                    continue
+                row = int(round((lm[key] - top_d) / height * nr))
+                if row < nr / 2:
+                    r0 = max(r0, row + int(round(cut_mm / pitch)))
+                else:
+                    r1 = min(r1, row - int(round(cut_mm / pitch)))
+            truth["range_cut"] = {"missing": wanted, "cut_mm": round(cut_mm, 1)}
         r0, r1, c0, c1 = max(0, r0), min(nr, r1), max(0, c0), min(nc, c1)
         has = self.region == "chest" and len(rows) > 0
         margins = {"top": (rows[0] - r0) * pitch if has else None, "bottom": (r1 - 1 - rows[-1]) * pitch if has else None, "left": (cols[0] - c0) * pitch if has else None, "right": (c1 - 1 - cols[-1]) * pitch if has else None}
@@ -304,13 +342,16 @@ class DXRenderer:
         truth["collimation_margin_mm"] = {k: (round(float(val), 1) if val is not None else None) for k, val in margins.items()}
         if p and v.view == self.views()[0].view:
             self.ctx.record(p, margin_added_mm=round(extra, 1), collimation_margin_mm=truth["collimation_margin_mm"], view=v.view)
-        if p_cut and len(rows):
+        if p_cut and self.region != "chest" and v.view == self.views()[0].view:
+            self.ctx.record(p_cut, missing=wanted, cut_mm=round(cut_mm, 1), field_rows=[int(max(0, r0)), int(min(nr, r1))], view=v.view)
+        if p_cut and self.region == "chest" and len(rows):
             cut_sides = []
             for side in LUNGS:
                 m = masks.get(side)
                 if m is not None and m.any():
-                    lowest = np.nonzero(m.any(axis=1))[0][-1]
-                    if lowest >= r1:
+                    outside = m.copy()
+                    outside[r0:r1, c0:c1] = False
+                    if outside.any():
                         cut_sides.append(side)
             truth["costophrenic_cut"] = {"cut_mm": round(cut_mm, 1), "lungs_cut": cut_sides}
             if v.view in ("PA", "AP"):
@@ -393,7 +434,7 @@ class DXRenderer:
             self.defects["foreign_object"] = None
         if self.defects["off_centre"] and v.view in ("PA", "AP"):
             p = self.defects["off_centre"]
-            self.ctx.record(p, direction=p.defect.params.get("direction") or p.defect.value, lung_centroid_offset_mm=truth.get("lung_centroid_offset_mm"), view=v.view)
+            self.ctx.record(p, direction_image=p.params["direction"], field_shift_mm=truth.get("field_shift_mm"), lung_centroid_offset_mm=truth.get("lung_centroid_offset_mm"), view=v.view)
             self.defects["off_centre"] = None
         if self.defects["excess_noise"]:
             self.ctx.record(self.defects["excess_noise"], deviation_index=truth.get("deviation_index"), view=v.view)

@@ -26,6 +26,7 @@ def render_exam(spec: ImagingSpec, out_dir: Path, *, labels_dir: Path | None = N
         return render_reused(ctx)
     series = _render_series(ctx)
     writer = SeriesWriter(ctx)
+    writer.n_series = len(series)
     # sources before derived series, so SourceImageSequence can point at written instances
     for s in sorted(series, key=lambda s: (s.derived_from is not None, s.series_number)):
         writer.write(s)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,11 +29,31 @@ IDENTITY = (
 )
 
 
+def find_exam(ctx: ExamContext, key: str) -> Path | None:
+    """The source exam folder: ``evidence["reuse_pixels_path"]``, else ``<key>`` next to this exam.
+
+    A generated set puts each exam under its own accession folder, so the source may sit
+    beside an ancestor of ``out_dir``; up to three levels up and two levels down are searched.
+    """
+    explicit = ctx.spec.evidence.get("reuse_pixels_path")
+    if explicit:
+        path = Path(explicit) if Path(explicit).is_absolute() else ctx.out_dir / explicit
+        return path if path.is_dir() else None
+    base = ctx.out_dir
+    for _ in range(4):
+        for pattern in (key, f"*/{key}", f"*/*/{key}"):
+            for hit in sorted(base.glob(pattern)):
+                if hit.is_dir() and hit != ctx.exam_dir:
+                    return hit
+        base = base.parent
+    return None
+
+
 def render_reused(ctx: ExamContext) -> ImagingResult:
     key = str(ctx.spec.evidence["reuse_pixels_from"])
-    src = ctx.out_dir / key
-    if not src.is_dir():
-        raise ValueError(f"reuse_pixels_from={key!r}: {src} does not exist; render that exam first into the same out_dir")
+    src = find_exam(ctx, key)
+    if src is None:
+        raise ValueError(f"reuse_pixels_from={key!r}: no folder {key!r} under {ctx.out_dir} or its parents (3 levels); render that exam first")
     near = bool(ctx.spec.evidence.get("near_identical"))
     study = study_dataset(ctx)
     uid_map: dict[str, str] = {}
@@ -102,5 +123,7 @@ def render_reused(ctx: ExamContext) -> ImagingResult:
             shutil.copy2(f, ctx.labels_dir / f.name)
     ctx.measurements["reused_pixels_from"] = key
     ctx.measurements["near_identical"] = near
-    ctx.finish_defects()
+    # the copied pixels carry whatever defects the source had; the planner passes the same list
+    for p in ctx.defects:
+        ctx.record(p, inherited_from=key)
     return ImagingResult(study_instance_uid=str(study.StudyInstanceUID), series=truths, structures={}, applied_defects=ctx.applied, measurements=ctx.measurements, pixel_hashes=hashes)

@@ -128,7 +128,9 @@ def describe(ctx: ExamContext, role_class: str, rng: np.random.Generator, **valu
         text = template.format(**fmt)
     except (KeyError, IndexError):
         text = template
-    return " ".join(text.split())[:64]
+    text = " ".join(text.split())
+    data = text.encode("utf-8")
+    return data[:64].decode("utf-8", errors="ignore").rstrip() if len(data) > 64 else text
 
 
 def _pick(rng: np.random.Generator, options: list[str]) -> str:
