@@ -352,7 +352,7 @@ def test_header_identity_and_burned_in_identifiers(tmp_path: Path) -> None:
     assert int(patch.max()) == int(ds.pixel_array.max())  # the text is drawn in the brightest value
 
 
-@pytest.mark.parametrize("ts", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.4.80"])
+@pytest.mark.parametrize("ts", ["1.2.840.10008.1.2", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5"])
 def test_transfer_syntaxes(tmp_path: Path, ts: str) -> None:
     r = render(tmp_path, transfer_syntax=ts, series=[SeriesRole("axial_soft_thick")])
     s = series(r, "axial_soft_thick")

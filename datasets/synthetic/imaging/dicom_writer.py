@@ -14,11 +14,9 @@ import re
 import struct
 from datetime import datetime, timedelta
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -86,6 +84,8 @@ class _Encoder:
         tag, vr = _tag_vr(keyword)
         if keyword == "PixelData":
             vr = "OW" if self._pixel_wide else "OB"
+            if isinstance(value, _EncapsulatedPixels):  # undefined length, OB
+                return tag, struct.pack("<HH", 0x7FE0, 0x0010) + b"OB\x00\x00\xff\xff\xff\xff" + value.data
         if keyword == "SourceImageSequence":
             key = tuple(str(item.ReferencedSOPInstanceUID) for item in value)
             cached = self._seq_cache.get(key)
@@ -141,6 +141,32 @@ class _Encoder:
         rest = self.meta_head + inst + self.meta_tail
         group_length = struct.pack("<HH", 2, 0) + b"UL" + struct.pack("<H", 4) + struct.pack("<I", len(rest))
         return b"\x00" * 128 + b"DICM" + group_length + rest
+
+
+class _EncapsulatedPixels:
+    """Compressed pixel data, already encapsulated (basic offset table + fragment + delimiter)."""
+
+    def __init__(self, frame: bytes) -> None:
+        from pydicom.encaps import encapsulate
+
+        self.data = encapsulate([frame]) + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"  # + sequence delimiter
+
+
+def _compress_frame(ts: UID, pixels: np.ndarray, values: dict[str, Any]) -> bytes | None:
+    """One frame encoded with pydicom's encoder for ``ts``; None when no plugin can encode it."""
+    from pydicom.pixels import get_encoder
+
+    arr = np.ascontiguousarray(pixels)
+    try:
+        return get_encoder(ts).encode(
+            arr,
+            rows=int(values["Rows"]), columns=int(values["Columns"]), samples_per_pixel=int(values["SamplesPerPixel"]),
+            bits_allocated=int(values["BitsAllocated"]), bits_stored=int(values["BitsStored"]),
+            pixel_representation=int(values["PixelRepresentation"]), photometric_interpretation=str(values["PhotometricInterpretation"]),
+            number_of_frames=1, planar_configuration=int(values.get("PlanarConfiguration", 0)),
+        )
+    except (RuntimeError, ValueError):
+        return None
 
 
 @lru_cache(maxsize=512)
@@ -338,10 +364,12 @@ class SeriesWriter:
         burn_boxes: list[dict[str, Any]] = []
         encoder: _Encoder | None = None
         used_ts: set[str] = set()
+        ref_cache: dict[tuple[int, ...], list[Dataset]] = {}
         ref_class = s.derived_from.sop_class if s.derived_from else None
         ds.SOPClassUID = s.sop_class
         ds.InstanceCreationDate, ds.InstanceCreationTime = series_date, series_time
         fast = self.transfer_syntax in NATIVE
+        series_ts = self.transfer_syntax
         implicit = self.transfer_syntax == ImplicitVRLittleEndian
         for i in range(len(s.images)):
             img = s.images[i]
@@ -369,17 +397,26 @@ class SeriesWriter:
                 values[key] = _ds(value) if isinstance(key, str) and isinstance(value, float) and dictionary_VR(key) == "DS" else value
             values.update(_pixel_values(ds, pixels))
             if s.derived_from is not None and img.sources:
-                refs = []
-                for k in img.sources:
-                    item = Dataset()
-                    item.ReferencedSOPClassUID = ref_class
-                    item.ReferencedSOPInstanceUID = s.derived_from.sop_uids[k]
-                    refs.append(item)
-                values["SourceImageSequence"] = refs
+                key = tuple(img.sources)
+                if key not in ref_cache:
+                    refs = []
+                    for k in img.sources:
+                        item = Dataset()
+                        item.ReferencedSOPClassUID = ref_class
+                        item.ReferencedSOPInstanceUID = s.derived_from.sop_uids[k]
+                        refs.append(item)
+                    ref_cache[key] = refs
+                values["SourceImageSequence"] = ref_cache[key]
             raw = values["PixelData"]
             self.pixel_hashes[sop_uid] = hashlib.sha256(raw).hexdigest()
             path = folder / f"IM{i + 1:05d}.dcm"
-            if fast and encoder is not None:
+            if not fast and encoder is not None:
+                frame = _compress_frame(series_ts, pixels, values)
+                if frame is None:  # this image cannot be encoded: explicit VR from here on
+                    fast, encoder, series_ts = True, None, ExplicitVRLittleEndian
+                else:
+                    values["PixelData"] = _EncapsulatedPixels(frame)
+            if encoder is not None:
                 data = encoder.meta_bytes_for(sop_uid) + encoder.dataset_bytes_from(values)
                 path.write_bytes(data)
             else:
@@ -389,18 +426,22 @@ class SeriesWriter:
                 meta = FileMetaDataset()
                 meta.MediaStorageSOPClassUID = s.sop_class
                 meta.MediaStorageSOPInstanceUID = sop_uid
-                meta.TransferSyntaxUID = self.transfer_syntax if fast else ExplicitVRLittleEndian
+                meta.TransferSyntaxUID = series_ts if fast else ExplicitVRLittleEndian
                 meta.ImplementationClassUID = IMPLEMENTATION_UID
                 meta.ImplementationVersionName = IMPLEMENTATION_VERSION
                 ds.file_meta = meta
-                if fast:
-                    dynamic = {int(tag_for_keyword(k)) for k in PER_IMAGE | {k for k in values if isinstance(k, str)} if tag_for_keyword(k) is not None}
-                    dynamic |= {(k[0] << 16) | k[1] for k in values if isinstance(k, tuple)}
-                    encoder = _Encoder(implicit, ds.get("SpecificCharacterSet"), s.sop_class, self.transfer_syntax)
-                    encoder.freeze(ds, dynamic)
-                    path.write_bytes(encoder.meta_bytes_for(sop_uid) + encoder.dataset_bytes_from(values))
-                else:
-                    used_ts.add(self._write_compressed(path, ds, pixels))
+                dynamic = {int(tag_for_keyword(k)) for k in PER_IMAGE | {k for k in values if isinstance(k, str)} if tag_for_keyword(k) is not None}
+                dynamic |= {(k[0] << 16) | k[1] for k in values if isinstance(k, tuple)}
+                if not fast:
+                    frame = _compress_frame(series_ts, pixels, values)
+                    if frame is None:
+                        fast, series_ts = True, ExplicitVRLittleEndian
+                    else:
+                        values["PixelData"] = _EncapsulatedPixels(frame)
+                encoder = _Encoder(implicit and series_ts == ImplicitVRLittleEndian, ds.get("SpecificCharacterSet"), s.sop_class, series_ts)
+                encoder.freeze(ds, dynamic)
+                path.write_bytes(encoder.meta_bytes_for(sop_uid) + encoder.dataset_bytes_from(values))
+            used_ts.add(str(series_ts))
             s.sop_uids.append(sop_uid)
             s.files.append(str(path.relative_to(ctx.out_dir)))
         label_path = self._write_labels(s)
@@ -426,28 +467,6 @@ class SeriesWriter:
         )
         self.truths.append(truth)
         return truth
-
-    def _write_compressed(self, path: Path, ds: Dataset, pixels: np.ndarray) -> str:
-        """Write one compressed file; returns the transfer syntax really used.
-
-        OpenJPEG refuses images smaller than its resolution pyramid (about 32 px); such an
-        image is written explicit little endian instead, and the series truth says so.
-        """
-        arr = np.ascontiguousarray(pixels)
-        used = str(self.transfer_syntax)
-        try:
-            ds.compress(self.transfer_syntax, arr, generate_instance_uid=False)
-            ds.file_meta.TransferSyntaxUID = self.transfer_syntax
-        except RuntimeError:
-            used = str(ExplicitVRLittleEndian)
-            ds.PixelData = arr.tobytes()
-            ds["PixelData"].VR = "OW" if int(ds.BitsAllocated) > 8 else "OB"
-            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        pydicom.dcmwrite(path, ds, enforce_file_format=True)
-        # the base data set is reused for the next image: drop the (encapsulated) pixels
-        del ds.PixelData
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        return used
 
     def _write_labels(self, s: SeriesOut) -> str | None:
         if s.label_volume is None:

@@ -323,6 +323,26 @@ class Phantom:
     def add(self, shape: Shape, material: int) -> None:
         self.ops.append(PaintOp(shape, material))
 
+    def bbox_array(self) -> np.ndarray:
+        """Bounding boxes of all operations (n x 6), cached until an operation is added."""
+        cached = getattr(self, "_boxes", None)
+        if cached is None or len(cached) != len(self.ops):
+            cached = np.array([op.shape.bbox() for op in self.ops], dtype=np.float64).reshape(-1, 6)
+            self._boxes = cached
+        return cached
+
+
+def _index_ranges(coords: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`_index_range` for many [lo, hi] intervals at once."""
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    c = coords.astype(np.float64)
+    if c[0] <= c[-1]:
+        return np.searchsorted(c, lo, "left"), np.searchsorted(c, hi, "right")
+    rev = c[::-1]
+    n = len(c)
+    return n - np.searchsorted(rev, hi, "right"), n - np.searchsorted(rev, lo, "left")
+
 
 def _index_range(coords: np.ndarray, lo: float, hi: float) -> tuple[int, int]:
     """Indices [i0, i1) of sorted-or-reversed ``coords`` falling within [lo, hi]."""
@@ -347,23 +367,18 @@ def paint(phantom: Phantom, grid: Grid, placement: Placement, chunk: int = 48) -
     gx = grid.x.astype(F) - F(placement.shift_x)
     gy = grid.y.astype(F) - F(placement.shift_y)
     depth = (F(placement.z_vertex) - grid.z.astype(F)).astype(F)
-    windows = []
-    for op in phantom.ops:
-        bx0, bx1, by0, by1, bd0, bd1 = op.shape.bbox()
-        k0, k1 = _index_range(depth, bd0, bd1)
-        if k1 <= k0:
-            continue
-        if rotated:
-            cx = [c * px - s * py for px in (bx0, bx1) for py in (by0, by1)]
-            cy = [s * px + c * py for px in (bx0, bx1) for py in (by0, by1)]
-            i0, i1 = _index_range(gx, min(cx), max(cx))
-            j0, j1 = _index_range(gy, min(cy), max(cy))
-        else:
-            i0, i1 = _index_range(gx, bx0, bx1)
-            j0, j1 = _index_range(gy, by0, by1)
-        if i1 <= i0 or j1 <= j0:
-            continue
-        windows.append((op, k0, k1, j0, j1, i0, i1))
+    boxes = phantom.bbox_array()
+    k0s, k1s = _index_ranges(depth, boxes[:, 4], boxes[:, 5])
+    if rotated:
+        xs = np.stack([c * boxes[:, i] - s * boxes[:, j] for i in (0, 1) for j in (2, 3)], axis=1)
+        ys = np.stack([s * boxes[:, i] + c * boxes[:, j] for i in (0, 1) for j in (2, 3)], axis=1)
+        i0s, i1s = _index_ranges(gx, xs.min(axis=1), xs.max(axis=1))
+        j0s, j1s = _index_ranges(gy, ys.min(axis=1), ys.max(axis=1))
+    else:
+        i0s, i1s = _index_ranges(gx, boxes[:, 0], boxes[:, 1])
+        j0s, j1s = _index_ranges(gy, boxes[:, 2], boxes[:, 3])
+    keep = np.nonzero((k1s > k0s) & (i1s > i0s) & (j1s > j0s))[0]
+    windows = [(phantom.ops[n], int(k0s[n]), int(k1s[n]), int(j0s[n]), int(j1s[n]), int(i0s[n]), int(i1s[n])) for n in keep]
     for z0 in range(0, nz, chunk):
         z1 = min(nz, z0 + chunk)
         for op, k0, k1, j0, j1, i0, i1 in windows:
