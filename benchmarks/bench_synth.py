@@ -121,7 +121,7 @@ def run(quick: bool = False) -> str:
     fast = _tmpfs()
     try:
         if not quick:
-            lines += ["### Full-size exams (fresh process each, best of %d)" % REPS, "",
+            lines += [f"### Full-size exams (fresh process each, best of {REPS})", "",
                       "| exam | files | MB written | thin slices x matrix | time incl. imports (s) | render (s) | peak RSS (MB) | written to |",
                       "| --- | --- | --- | --- | --- | --- | --- | --- |"]
             for modality, region, where in (("CT", "chest", work), ("CT", "chest", fast), ("MR", "head", work), ("DX", "chest", work)):

@@ -592,3 +592,22 @@ def test_bad_spec_is_refused_with_a_clear_error(tmp_path: Path) -> None:
         render_exam(ImagingSpec(exam_key="x", seed=1, modality="MR", regions=["chest"]), tmp_path)
     r = render(tmp_path, exam_key="unk", defects=[Defect("sequences", "missing", {})])
     assert r.measurements["defects_not_applied"][0]["dimension"] == "sequences"
+
+
+# ------------------------------------------------------------------------------ every defect kind
+
+
+from radqc.datasets.synthetic.spec import DEFECT_KINDS  # noqa: E402
+
+KIND_CASES = [("CT", "chest", k) for k in DEFECT_KINDS["CT"]] + [("MR", "head", k) for k in DEFECT_KINDS["MR"]] + [("DX", "chest", k) for k in DEFECT_KINDS["DX"]]
+
+
+@pytest.mark.parametrize("modality,region,kind", KIND_CASES, ids=[f"{m}-{k}" for m, _, k in KIND_CASES])
+def test_every_defect_kind_is_applied_and_recorded(tmp_path: Path, modality: str, region: str, kind: str) -> None:
+    dimension = {"missing_sequence": "sequences", "excess_noise": "noise", "blur": "sharpness"}.get(kind, "artifact")
+    r = render_exam(ImagingSpec(exam_key=f"k_{kind}", seed=13, modality=modality, regions=[region], size="small", defects=[Defect(dimension, "x", {"kind": kind})]), tmp_path)
+    applied = [d for d in r.applied_defects if d.params.get("kind") == kind]
+    assert len(applied) == 1, (kind, r.measurements.get("defects_not_applied"))
+    assert not r.measurements.get("defects_not_applied")
+    for s in r.series:
+        assert s.n_instances == len(s.files) > 0

@@ -38,6 +38,39 @@ QC_DIMENSIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Defect handlers the renderer implements, per modality group (``Defect.params["kind"]``).
+#: When ``kind`` is absent the renderer picks one from (dimension, value); see
+#: docs/synthetic-imaging.md for each kind's parameters and the measured truth it records.
+DEFECT_KINDS: dict[str, tuple[str, ...]] = {
+    "CT": (
+        "range_too_small", "range_too_large", "off_centre", "patient_rotation", "motion", "metal", "truncation",
+        "foreign_object", "excess_noise", "blur", "window_wrong", "window_missing", "thickness_nonstandard",
+        "kernel_nonstandard", "dose_above_reference", "dose_not_recorded",
+    ),
+    "MR": ("missing_sequence", "range_too_small", "motion", "metal", "excess_noise", "blur", "thickness_nonstandard"),
+    "DX": (
+        "costophrenic_cutoff", "collimation_too_wide", "rotation", "scapula_over_lung", "shallow_inspiration",
+        "marker_missing", "marker_wrong", "foreign_object", "off_centre", "motion", "grid_lines", "excess_noise", "blur",
+        "dose_above_reference", "dose_not_recorded",
+    ),
+}
+
+#: ImagingSpec.evidence keys the renderer acts on (charge-audit evidence, docs/synthetic-imaging.md).
+EVIDENCE_KEYS: dict[str, str] = {
+    "reuse_pixels_from": "F1/F2: copy the pixel data of the already rendered exam with this exam_key",
+    "reuse_pixels_path": "F1/F2: explicit folder of the source exam (relative to out_dir or absolute)",
+    "near_identical": "F1: with reuse, change one pixel per image so hashes differ",
+    "contrast_absent": "F5: no contrast tags and unenhanced vessels whatever the phases say",
+    "derived": "F10: False omits MPR/MIP/VR series",
+    "thin_slices": "F11: False omits thin (< 2 mm) original axial series",
+    "spectral": "F12: True adds mono-energetic and iodine series (spectral-capable model)",
+    "ecg_gating": "F13: True adds TriggerTime/HeartRate/NominalPercentageOfCardiacPhase to chest CT",
+    "extra_views": "F17: list of additional radiograph views (PA, AP, LAT, OBL)",
+    "duplicate_view": "F17: True repeats the first view (fewer distinct ViewPositions than images)",
+    "laterality": "knee: L or R when header has no Laterality",
+}
+
+
 @dataclass
 class Defect:
     """One image-quality defect to apply: its QC dimension, value, and parameters.

@@ -775,14 +775,14 @@ class CTRenderer:
             kernel_class=kclass,
         )
         if kclass in ("soft", "head"):
-            self._measure_hook(s, acq, phase, idx_centres)
+            self._measure_hook(s, acq, phase, idx_centres, slab)
         return s
 
     def _protocol(self, acq: Acquisition) -> str:
         w = words("region", self._region_words(acq))
         return {"zh": f"{w.get('zh', '')}常规", "en": f"{w.get('en', '')} Routine", "py": f"{w.get('py', '')} changgui"}.get(self.ctx.language, w.get("en", ""))
 
-    def _measure_hook(self, s: SeriesOut, acq: Acquisition, phase: str, idx: list[int]) -> None:
+    def _measure_hook(self, s: SeriesOut, acq: Acquisition, phase: str, idx: list[int], slab: list[list[int]] | None = None) -> None:
         """Measure noise SD in homogeneous tissue, vessel HU and edge sharpness on written pixels."""
         ids = structure_ids()
         assert acq.labels is not None
@@ -804,8 +804,10 @@ class CTRenderer:
             lab = acq.labels[idx[i]]
             hu = pixels.astype(F) * F(slope) + F(intercept)
             if i in picks:
+                # homogeneous through the whole slab: a thick slice averages its thin slices
+                same = np.all(acq.labels[slab[i]] == lab, axis=0) if slab and len(slab[i]) > 1 else True
                 for sid in roi_ids:
-                    mask = lab == sid
+                    mask = (lab == sid) & same
                     if mask.sum() > 40:
                         sd, count = roi_sd(hu, mask, 2)
                         if count >= 20 and not math.isnan(sd):

@@ -304,6 +304,10 @@ class SeriesWriter:
             truth["body_part_wrong"] = True
         else:
             truth["body_part_header"] = s.body_part
+        if hits("protocol_pinyin") and s.protocol:
+            py = " ".join(words("region", r).get("py", r) for r in self.ctx.spec.regions)
+            s.protocol = f"{py} changgui"
+            truth["protocol_pinyin"] = True
         if hits("description_wrong"):
             given = hn.get("description_wrong")
             s.description = given if isinstance(given, str) else _wrong_description(s, self.noise_rng)
