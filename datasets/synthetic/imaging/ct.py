@@ -156,6 +156,9 @@ class CTRenderer:
             thin = float(self.rng.choice(self.prot["thin_mm"]))
             if regions[0] == "head":
                 thin = float(self.rng.choice([0.625, 1.0, 1.25]))
+            asked = [float(r.params["thickness_mm"]) for r in self.spec.series if r.role.startswith("axial_") and r.role.endswith("_thin") and r.params.get("thickness_mm")]
+            if asked:
+                thin = min(asked)  # the thinnest requested reconstruction sets the master grid
             kvp = 120 if regions[0] == "head" else int(self.rng.choice(self.prot["kvp"]["default"]))
             ref = max(self.prot["ctdi_ref"][r] for r in regions)
             ctdi = ref * float(self.rng.uniform(0.45, 0.95)) * (self.habitus.width**2 if regions[0] != "head" else 1.0)

@@ -77,6 +77,8 @@ def blur2d(a: np.ndarray, sigma_px: float | tuple[float, float]) -> np.ndarray:
         if passes <= 8:
             for _ in range(max(1, passes)):
                 out = binomial_pass(out, axis)
+        elif out.ndim == 2 and out.size > 250_000:
+            return fft_blur2d(out, max(float(sy or 0), float(sx or 0)))  # large sigma on a large image
         else:
             out = convolve_axis(out, gaussian_kernel(sigma), axis)
     return out
