@@ -23,7 +23,7 @@ from .context import ExamContext, PendingDefect, protocols, resolve_landmark, ve
 from .defects import body_centroid_mm, edge_sharpness, motion_double, motion_streaks, roi_sd, streak_pattern
 from .geometry import Box, Capsule, Ellipsoid, Grid, Placement, paint
 from .image_ops import NoiseSource, blur2d, burn_text
-from .phantom_body import Habitus, build_body, draw_habitus
+from .phantom_body import Habitus, build_body, draw_habitus, vertebra_table
 from .phantom_knee import build_knee
 from .series import (
     AXIAL,
@@ -195,7 +195,14 @@ class CTRenderer:
             n = int(round(length / dz)) + 1
         z_top = acq.placement.z_vertex - acq.d_start
         z = z_top - np.arange(n) * dz
-        acq.grid = Grid.axial(acq.fov, acq.matrix, z)
+        centre = (0.0, 0.0)
+        if acq.regions[0] in ("cervical_spine", "thoracic_spine", "lumbar_spine") and not self.knee:
+            # targeted reconstruction: the small spine FOV is centred on the vertebral bodies
+            mid = (acq.d_start + acq.d_end) / 2
+            vert = min(vertebra_table(self.habitus), key=lambda v: abs(float(v["centre"]) - mid))
+            centre = (acq.placement.shift_x, float(vert["cy"]) + 15.0 + acq.placement.shift_y)
+        acq.grid = Grid.axial(acq.fov, acq.matrix, z, centre=centre)
+        acq.truth["reconstruction_centre_mm"] = [round(centre[0], 1), round(centre[1], 1)]
         acq.d_end = acq.d_start + (n - 1) * dz
 
     def _plan_defects(self, acqs: list[Acquisition]) -> None:
@@ -348,7 +355,7 @@ class CTRenderer:
         self.ctx.measurements["landmarks_in_range"] = {str(a.index): a.truth["landmarks_in_range"] for a in acqs}
         self.ctx.measurements["vertebrae_in_range"] = {str(a.index): a.truth["vertebrae_in_range"] for a in acqs}
         self.ctx.measurements["acquisitions"] = [
-            {"index": a.index, "regions": a.regions, "z_range_mm": a.truth["z_range_mm"], "depth_range_mm": a.truth["depth_range_mm"], "nominal_depth_range_mm": [round(v, 1) for v in a.nominal], "fov_mm": round(a.fov, 1), "body_centroid_mm": a.truth["body_centroid_mm"], "centroid_offset_fraction": a.truth["centroid_offset_fraction"], "truncated_slices": a.truth["truncated_slices"], "ctdivol_mgy": round(a.ctdi, 2)}
+            {"index": a.index, "regions": a.regions, "z_range_mm": a.truth["z_range_mm"], "depth_range_mm": a.truth["depth_range_mm"], "nominal_depth_range_mm": [round(v, 1) for v in a.nominal], "fov_mm": round(a.fov, 1), "body_centroid_mm": a.truth["body_centroid_mm"], "centroid_offset_mm": a.truth["centroid_offset_mm"], "centroid_offset_fraction": a.truth["centroid_offset_fraction"], "isocentre_offset_mm": a.truth.get("isocentre_offset_mm"), "truncated_slices": a.truth["truncated_slices"], "ctdivol_mgy": round(a.ctdi, 2), "reconstruction_centre_mm": a.truth.get("reconstruction_centre_mm")}
             for a in acqs
         ]
         self.ctx.measurements["landmarks_depth_mm"] = {k: round(v, 2) for k, v in lm.items()}
@@ -434,9 +441,15 @@ class CTRenderer:
         body = self._body_mask(labels)
         c = body_centroid_mm(body, acq.grid.x.astype(np.float64), acq.grid.y.astype(np.float64))
         cx, cy = c if c else (0.0, 0.0)
-        # the reconstruction centre is the isocentre (0, 0)
+        # image-based centring (what a slice-centroid rule measures): body centroid vs image centre;
+        # isocentre offset: the whole body's centroid vs the scanner axis (table centring)
+        rc = acq.truth.get("reconstruction_centre_mm", [0.0, 0.0])
         acq.truth["body_centroid_mm"] = {"x": round(cx, 2), "y": round(cy, 2)}
-        acq.truth["centroid_offset_fraction"] = round(math.hypot(cx, cy) / acq.fov, 4)
+        acq.truth["centroid_offset_mm"] = {"x": round(cx - rc[0], 2), "y": round(cy - rc[1], 2)}
+        acq.truth["centroid_offset_fraction"] = round(math.hypot(cx - rc[0], cy - rc[1]) / acq.fov, 4)
+        if not self.knee:
+            c0 = self._phantom_centroid(acq.d_start, acq.d_end)
+            acq.truth["isocentre_offset_mm"] = {"x": round(c0[0] + acq.placement.shift_x, 2), "y": round(c0[1] + acq.placement.shift_y, 2)}
         depth = acq.depth
         acq.truth["slice_regions"] = self.slice_regions(depth)
         acq.truth["z_range_mm"] = [round(float(acq.grid.z[0]), 2), round(float(acq.grid.z[-1]), 2)]
@@ -522,7 +535,7 @@ class CTRenderer:
         if hasattr(self, "_off_centre_pending"):
             p, direction, mm = self._off_centre_pending
             a = acqs[0]
-            c = a.truth["body_centroid_mm"]
+            c = a.truth["centroid_offset_mm"]
             measured = {"left": -c["x"], "right": c["x"], "up": -c["y"], "down": c["y"]}[direction]
             patient = {"left": "patient_right", "right": "patient_left", "up": "anterior", "down": "posterior"}[direction]
             ctx.record(p, direction_image=direction, direction_patient=patient, offset_mm=round(mm, 1), measured_offset_mm=round(measured, 2), measured_centroid_mm=c, fraction_of_fov=round(abs(measured) / a.fov, 4), offset_fraction=round(abs(measured) / a.fov, 4), fov_mm=round(a.fov, 1))
@@ -772,7 +785,7 @@ class CTRenderer:
             thickness=round(thickness, 3),
             slice_regions=self.slice_regions(depth),
             label_volume=None if labels is None else (labels, (float(grid.x[0]), float(grid.y[0]), float(grid.z[idx_centres[0]])), (px, px, spacing), (1, 0, 0, 0, 1, 0, 0, 0, -1)),
-            truth={"acquisition": acq.index, "kernel_class": kclass, "thin": thin, "nominal_noise_sd_hu": round(sd, 2), "ctdivol_mgy": round(acq.ctdi, 2), "window": self._windows(kclass)[0], "regions": acq.regions, "centring": {"body_centroid_mm": acq.truth["body_centroid_mm"], "offset_fraction": acq.truth["centroid_offset_fraction"]}, "depth_range_mm": [round(float(depth[0]), 1), round(float(depth[-1]), 1)], "enhanced": phase != "native" and not self.unenhanced},
+            truth={"acquisition": acq.index, "kernel_class": kclass, "thin": thin, "nominal_noise_sd_hu": round(sd, 2), "ctdivol_mgy": round(acq.ctdi, 2), "window": self._windows(kclass)[0], "regions": acq.regions, "centring": {"body_centroid_mm": acq.truth["body_centroid_mm"], "offset_mm": acq.truth["centroid_offset_mm"], "offset_fraction": acq.truth["centroid_offset_fraction"], "isocentre_offset_mm": acq.truth.get("isocentre_offset_mm")}, "depth_range_mm": [round(float(depth[0]), 1), round(float(depth[-1]), 1)], "enhanced": phase != "native" and not self.unenhanced},
             body_part=self._body_part(acq),
             protocol=self._protocol(acq),
             kernel_class=kclass,
