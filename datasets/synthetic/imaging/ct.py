@@ -21,7 +21,7 @@ from ..spec import SeriesRole
 from .anatomy import Materials, anatomy, region_of_depth, structure_ids, structure_names
 from .context import ExamContext, PendingDefect, protocols, resolve_landmark, vendor_private
 from .defects import body_centroid_mm, edge_sharpness, motion_double, motion_streaks, roi_sd, streak_pattern
-from .geometry import Box, Capsule, Ellipsoid, Grid, Placement, paint
+from .geometry import Box, Capsule, Ellipsoid, Grid, Placement, Shape, paint
 from .image_ops import NoiseSource, blur2d, burn_text
 from .phantom_body import Habitus, build_body, draw_habitus, vertebra_table
 from .phantom_knee import build_knee
@@ -293,7 +293,7 @@ class CTRenderer:
             lm = self.landmarks()
             mid = (acqs[0].d_start + acqs[0].d_end) / 2
             if self.knee:
-                shapes = [Ellipsoid((0, 6, -14), (38, 28, 8)), Capsule((0, 6, 4), (0, 8, 90), 6.0), Capsule((0, 2, -20), (0, 4, -110), 6.0)]
+                shapes: list[Shape] = [Ellipsoid((0, 6, -14), (38, 28, 8)), Capsule((0, 6, 4), (0, 8, 90), 6.0), Capsule((0, 2, -20), (0, 4, -110), 6.0)]
                 what = "knee prosthesis"
             elif region in ("pelvis",):
                 shapes = [Ellipsoid((-92 * sx, 0, 850 * sd), (25, 25, 25)), Capsule((-132 * sx, 8, 872 * sd), (-112 * sx, 6, 955 * sd), 7.0)]
@@ -640,8 +640,8 @@ class CTRenderer:
         return base * size * dose / math.sqrt(max(thickness, 0.5)) * self.noise_factor
 
     # ------------------------------------------------------------------ series builders
-    def _common(self, acq: Acquisition, phase: str | None, kernel: str | None) -> dict[str, Any]:
-        attrs: dict[str, Any] = {
+    def _common(self, acq: Acquisition, phase: str | None, kernel: str | None) -> dict[Any, Any]:
+        attrs: dict[Any, Any] = {
             "FrameOfReferenceUID": acq.frame_uid,
             "KVP": acq.kvp,
             "AcquisitionNumber": acq.index + 1,
@@ -689,7 +689,7 @@ class CTRenderer:
     def _windows(self, kclass: str) -> list[list[float]]:
         return protocols()["windows"].get(kclass, protocols()["windows"]["soft"])
 
-    def _apply_window(self, attrs: dict[str, Any], kclass: str, role: str) -> None:
+    def _apply_window(self, attrs: dict[Any, Any], kclass: str, role: str) -> None:
         wins = self._windows(kclass)
         centres, widths = [w[0] for w in wins], [w[1] for w in wins]
         wd = self.window_defect

@@ -54,7 +54,7 @@ class _Encoder:
     tag order, so the files are what a plain ``dcmwrite`` of the same data set gives.
     """
 
-    def __init__(self, implicit: bool, charset: object, sop_class: str, transfer_syntax: str) -> None:
+    def __init__(self, implicit: bool, charset: Any, sop_class: str, transfer_syntax: str) -> None:
         self.implicit = implicit
         self.encodings = convert_encodings(charset) if charset else None
         self.static: list[tuple[int, bytes]] = []
@@ -401,16 +401,16 @@ class SeriesWriter:
                 values[key] = _ds(value) if isinstance(key, str) and isinstance(value, float) and dictionary_VR(key) == "DS" else value
             values.update(_pixel_values(ds, pixels))
             if s.derived_from is not None and img.sources:
-                key = tuple(img.sources)
-                if key not in ref_cache:
+                src_key = tuple(img.sources)
+                if src_key not in ref_cache:
                     refs = []
                     for k in img.sources:
                         item = Dataset()
                         item.ReferencedSOPClassUID = ref_class
                         item.ReferencedSOPInstanceUID = s.derived_from.sop_uids[k]
                         refs.append(item)
-                    ref_cache[key] = refs
-                values["SourceImageSequence"] = ref_cache[key]
+                    ref_cache[src_key] = refs
+                values["SourceImageSequence"] = ref_cache[src_key]
             raw = values["PixelData"]
             self.pixel_hashes[sop_uid] = hashlib.sha256(raw).hexdigest()
             path = folder / f"IM{i + 1:05d}.dcm"

@@ -73,7 +73,7 @@ class MRRenderer:
         self.noise_factor = 1.0
         self.blur_px = 0.0
         self.ghost: dict[str, Any] | None = None
-        self.metal = None
+        self.metal: dict[str, Any] | None = None
         self.series: list[SeriesOut] = []
         self._setup_defects()
 
@@ -120,7 +120,7 @@ class MRRenderer:
             # MR pixels are ~0.5-1 mm at full size and ~3 mm at small size: at least 1.5 px either way
             self.blur_px = float(p.params.get("sigma_px") or max(1.5, float(sigma_mm or 0) / (3.0 if self.spec.size == "small" else 0.8)) or self.rng.uniform(1.5, 2.5))
             self.ctx.record(p, sigma_px=round(self.blur_px, 3))
-        self.range_cut = None
+        self.range_cut: dict[str, Any] | None = None
         for p in self.ctx.pending("range_too_small"):
             lm = self.phantom.landmarks
             names = p.params.get("missing") or []
@@ -413,7 +413,7 @@ class MRRenderer:
     def _private_b(self, b: float) -> dict[Any, Any]:
         return dict(vendor_private(self.ctx, b))
 
-    def _headers(self, role: str, plan: Plan, params: dict[str, float]) -> dict[str, Any]:
+    def _headers(self, role: str, plan: Plan, params: dict[str, float]) -> dict[Any, Any]:
         seq = protocols()["mr_sequences"][role]
         rng = self.ctx.rng(f"hdr:{role}")
 
@@ -423,7 +423,7 @@ class MRRenderer:
         ss = seq["ss"] if isinstance(seq["ss"], list) else [seq["ss"]]
         sv = seq["sv"] if isinstance(seq["sv"], list) else [seq["sv"]]
         so = seq["so"] if isinstance(seq["so"], list) else ([seq["so"]] if seq["so"] else [])
-        attrs: dict[str, Any] = {
+        attrs: dict[Any, Any] = {
             "ImageType": ["ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW"] if role == "DWI" else ["ORIGINAL", "PRIMARY", "M", "ND"],
             "ScanningSequence": pick(ss if len(ss) > 1 else ss[0]),
             "SequenceVariant": sv if len(sv) > 1 else sv[0],

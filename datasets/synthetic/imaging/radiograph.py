@@ -20,7 +20,7 @@ import numpy as np
 from ..spec import SeriesRole
 from .anatomy import Materials, structure_ids
 from .context import ExamContext, protocols, resolve_landmark
-from .geometry import Capsule, Ellipsoid, Grid, Phantom, Placement, paint
+from .geometry import Capsule, Ellipsoid, Grid, Phantom, Placement, Shape, paint
 from .image_ops import blur2d, burn_text, text_mask
 from .phantom_body import Habitus, build_body, draw_habitus
 from .phantom_knee import build_knee
@@ -30,7 +30,7 @@ F = np.float32
 MU_WATER = 0.0195  # 1/mm
 
 #: detector field (width x height, mm), centre landmark (depth) and SID (mm) per region
-FIELDS = {
+FIELDS: dict[str, dict[str, Any]] = {
     "chest": {"size": (430, 430), "centre": "chest", "sid": 1800, "code": ("43799004", "Chest")},
     "abdomen": {"size": (350, 430), "centre": "L3_center", "sid": 1100, "code": ("818981001", "Abdomen")},
     "pelvis": {"size": (430, 350), "centre": "pelvis", "sid": 1100, "code": ("816092008", "Pelvis")},
@@ -62,7 +62,7 @@ class DXRenderer:
         self.m = Materials()
         arng = ctx.rng("anatomy")
         self.sizes = ctx.size_table
-        self.defects = {k: ctx.take(k) for k in ("rotation", "scapula_over_lung", "shallow_inspiration", "costophrenic_cutoff", "collimation_too_wide", "marker_missing", "marker_wrong", "foreign_object", "off_centre", "excess_noise", "blur", "motion", "grid_lines", "dose_above_reference", "dose_not_recorded")}
+        self.defects: dict[str, Any] = {k: ctx.take(k) for k in ("rotation", "scapula_over_lung", "shallow_inspiration", "costophrenic_cutoff", "collimation_too_wide", "marker_missing", "marker_wrong", "foreign_object", "off_centre", "excess_noise", "blur", "motion", "grid_lines", "dose_above_reference", "dose_not_recorded")}
         if self.region == "knee":
             self.laterality = str(self.spec.header.get("Laterality") or self.spec.evidence.get("laterality") or ("R" if arng.random() < 0.5 else "L"))
             self.phantom: Phantom = build_knee(self.m, self.laterality, arng)
@@ -116,7 +116,7 @@ class DXRenderer:
         kind = p.params.get("object") or str(self.rng.choice(["necklace", "buttons", "ecg_leads", "coin"]))
         ant = -(112 * h.depth + h.fat_mm + 4)
         sd = h.height
-        shapes = []
+        shapes: list[Shape] = []
         if kind == "necklace":
             for t in np.linspace(-1, 1, 15):
                 shapes.append(Ellipsoid((float(70 * t * h.width), ant + 10 * t * t, (300 + 60 * (1 - t * t)) * sd), (4, 4, 4)))
