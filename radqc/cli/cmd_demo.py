@@ -176,7 +176,12 @@ def step_synth(ctx: DemoContext) -> dict[str, Any]:
     Generation is deterministic by seed, so a re-run reuses the set on disk; ingesting it
     again is a no-op (duplicates), which the summary shows.
     """
-    from radqc.datasets.synthetic.generate import GenerateError, generate_set, ingest_generated_set, load_manifest
+    from radqc.datasets.synthetic.generate import (
+        GenerateError,
+        generate_set,
+        ingest_generated_set,
+        load_manifest,
+    )
 
     out = ctx.workspace.settings.home / "synthetic-demo"
     wanted = {"seed": SYNTH_SEED, "n_exams": SYNTH_EXAMS, "profile": "mixed", "size": "small"}

@@ -6,7 +6,6 @@ from sqlalchemy import create_engine
 from radqc.catalogue.models import Base, UTCDateTime
 
 
-
 def render_item(type_, obj, autogen_context):  # type: ignore[no-untyped-def]
     """Migrations store plain column types, so they never import the (changing) models module."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
