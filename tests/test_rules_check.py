@@ -1,0 +1,285 @@
+"""Hospital-side check (院端质控): normalisation with a change log, facts from a folder and a
+records file, matching, the feedback report, and the ``radqc check`` round trip fail → fix → pass.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from radqc.qc_rules.hospital.check import run_check
+from radqc.qc_rules.hospital.facts import RECORD_FIELDS, read_records, scan_folder, validate_record
+from radqc.qc_rules.hospital.normalise import (
+    CST,
+    SOURCE_DICOM,
+    SOURCE_SEX,
+    SOURCE_TIME,
+    SOURCE_WIDTH,
+    normalise_record,
+    normalise_value,
+    parse_loose_time,
+)
+from radqc.qc_rules.hospital.report import render_html, write_report
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=CST)
+
+
+# -- a stand-in evaluator for the parts that do not need the engine -------------------------
+def stub_evaluator(facts: dict[str, Any]) -> dict[str, Any]:
+    """Two deterministic rules of the library, written out: enough to test the plumbing."""
+    failures = []
+    if facts["report_doctor"] and facts["report_doctor"] == facts["review_doctor"]:
+        failures.append({"rule_id": "STUB-SAME-DOCTOR", "dimension": "consistency", "fields": ["report_doctor", "review_doctor"],
+                         "points": 5.0, "reason": f"报告医生与审核医生相同 / same doctor: {facts['report_doctor']}"})
+    if not facts["accession_number"]:
+        failures.append({"rule_id": "STUB-ACC", "dimension": "completeness", "fields": ["accession_number"],
+                         "points": 5.0, "reason": "检查号缺失 / accession number missing"})
+    score = 100.0 - sum(f["points"] for f in failures)
+    return {"accession_number": facts["accession_number"], "score": score, "grade": "3" if score >= 90 else "2",
+            "failures": failures, "ruleset_version": "stub-1", "standard": None}
+
+
+@pytest.fixture(scope="module")
+def synthetic_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from radqc.datasets.synthetic.generate import generate_set
+
+    out = tmp_path_factory.mktemp("hospital") / "set"
+    generate_set(out, 6, 7)
+    return out
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _write_records(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _truth(root: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((root / "truth").glob("*.json"))]
+
+
+# -- normalisation ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "raw, expected",
+    [("男", "M"), ("女", "F"), ("1", "M"), ("2", "F"), ("M", "M"), ("f", "F"), ("female", "F"),
+     ("未知", "O"), ("0", "O"), ("９", "O"), (" 男 ", "M"), ("Ｍ", "M")],
+)
+def test_sex_codes_normalised(raw: str, expected: str) -> None:
+    value, changes = normalise_value("patient_sex", raw)
+    assert value == expected
+    assert (raw == expected) == (changes == [])
+    assert all(c.field == "patient_sex" for c in changes)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("2026/1/5 8:03", "2026-01-05T08:03:00+08:00"),
+        ("2026/01/05 08:03:09", "2026-01-05T08:03:09+08:00"),
+        ("20260105080300", "2026-01-05T08:03:00+08:00"),
+        ("202601050803", "2026-01-05T08:03:00+08:00"),
+        ("2026年1月5日 8时3分", "2026-01-05T08:03:00+08:00"),
+        ("2026年01月05日 08:03:00", "2026-01-05T08:03:00+08:00"),
+        ("2026-01-05 08:03", "2026-01-05T08:03:00+08:00"),
+        ("2026.1.5 8:03", "2026-01-05T08:03:00+08:00"),
+        ("2026-01-05T00:03:00Z", "2026-01-05T08:03:00+08:00"),
+        ("２０２６－０１－０５　０８：０３", "2026-01-05T08:03:00+08:00"),
+        ("2026-01-05T08:03:00+08:00", "2026-01-05T08:03:00+08:00"),
+    ],
+)
+def test_time_formats_normalised(raw: str, expected: str) -> None:
+    value, changes = normalise_value("exam_time", raw)
+    assert value == expected
+    if raw == expected:
+        assert changes == []
+    else:
+        assert changes[-1].source == SOURCE_TIME and changes[-1].new == expected
+        assert changes[0].old == raw
+
+
+@pytest.mark.parametrize("raw", ["2026-13-45 25:61", "2026-01-05", "yesterday", "2026/02/30 10:00"])
+def test_unparseable_times_left_as_written(raw: str) -> None:
+    value, changes = normalise_value("exam_time", raw)
+    assert value == raw and changes == []
+    assert parse_loose_time(raw) is None
+
+
+def test_full_width_codes_and_trimming_logged_free_text_kept() -> None:
+    fields = {
+        "accession_number": "ＣＴ２０２６ ００１",
+        "phone": "１３９１２３４５６７８",
+        "patient_birth_date": "1980年5月6日",
+        "findings": "  双肺纹理清晰，未见异常。 ",
+        "impression": "未见异常。",
+        "report_doctor": "",
+    }
+    out, changes = normalise_record(fields)
+    assert out["accession_number"] == "CT2026001"
+    assert out["phone"] == "13912345678"
+    assert out["patient_birth_date"] == "1980-05-06"
+    assert out["findings"] == "双肺纹理清晰，未见异常。"  # full-width punctuation is correct Chinese: kept
+    assert out["impression"] == "未见异常。"
+    assert out["report_doctor"] is None
+    logged = {(c.field, c.source) for c in changes}
+    assert ("accession_number", SOURCE_WIDTH) in logged
+    assert ("findings", "normalise:trim") in logged
+    assert ("impression", "normalise:trim") not in logged
+    for c in changes:
+        assert c.old != c.new and c.explain()
+
+
+def test_invalid_field_set_aside_with_reason_other_fields_kept() -> None:
+    entry = validate_record(
+        {"accession_number": "CT1", "hospital_code": "H1", "urgency": "soon", "patient_sex": "X",
+         "exam_time": "2026/1/5 8:03", "report_doctor": "赵强"},
+        line=3, ref="f.jsonl:3",
+    )
+    bad = {f for p in entry.problems for f in p.fields}
+    assert bad == {"urgency", "patient_sex"}
+    assert all("第 3 行" in p.message for p in entry.problems)
+    assert entry.fields["urgency"] is None and entry.fields["patient_sex"] is None
+    assert entry.fields["exam_time"] == "2026-01-05T08:03:00+08:00"
+    assert entry.fields["report_doctor"] == "赵强"
+    # identifier values are never echoed in reasons
+    assert not any("'X'" in p.message for p in entry.problems)
+
+
+# -- facts from a folder and records ------------------------------------------------------------
+def test_folder_scan_counts_match_the_truth(synthetic_set: Path) -> None:
+    studies, problems = scan_folder(synthetic_set / "dicom")
+    truths = _truth(synthetic_set)
+    by_uid = {t["imaging"]["study_instance_uid"]: t for t in truths}
+    assert set(studies) == set(by_uid)
+    for uid, study in studies.items():
+        t = by_uid[uid]
+        assert len(study.series) == len(t["imaging"]["series"])
+        assert sum(study.sop_uids.values()) == sum(len(s["files"]) for s in t["imaging"]["series"])
+        assert study.accession_number == t["exam"]["accession_number"]
+    seeded = {str(synthetic_set / f["path"]) for t in truths for f in t["malformed_files"]}
+    assert seeded <= {p.path for p in problems}
+    assert all(p.reason() for p in problems)
+
+
+def test_every_record_matched_and_facts_complete(synthetic_set: Path) -> None:
+    result = run_check(synthetic_set / "dicom", synthetic_set / "records" / "exams.jsonl", stub_evaluator, now=NOW)
+    truths = {t["exam"]["accession_number"]: t for t in _truth(synthetic_set)}
+    assert {e.accession_number for e in result.exams} == set(truths)
+    for exam in result.exams:
+        t = truths[exam.accession_number]
+        assert exam.link == "accession"
+        f = exam.facts
+        for name in RECORD_FIELDS:
+            assert name in f
+        assert f["study_instance_uid"] == t["imaging"]["study_instance_uid"]
+        assert f["series_count"] == len(t["imaging"]["series"])
+        assert f["dicom_modalities"] and f["dicom_accession_number"] == exam.accession_number
+        assert f["dicom_patient_sex"] == t["patient"]["sex"]
+        assert f["duplicate_sop_uids"] == 0
+        assert f["now"] == "2026-06-01T12:00:00+08:00"
+        assert all({"series_instance_uid", "modality", "n_instances", "slice_thickness", "pixel_spacing", "kernel",
+                    "window_centers", "window_widths", "image_type"} <= set(s) for s in f["series"])
+    assert result.summary()["charge_lines_skipped"] == 0
+
+
+def test_missing_fields_recovered_from_dicom_and_logged(synthetic_set: Path, tmp_path: Path) -> None:
+    rows = _records(synthetic_set / "records" / "exams.jsonl")
+    target = rows[0]
+    acc, sex, when = target["accession_number"], target["patient_sex"], target["exam_time"]
+    for key in ("accession_number", "patient_sex", "modality"):
+        target.pop(key)
+    target["exam_time"] = datetime.fromisoformat(when).strftime("%Y/%m/%d %H:%M:%S")  # hospital spelling
+    records = _write_records(tmp_path / "exams.jsonl", rows)
+    result = run_check(synthetic_set / "dicom", records, stub_evaluator, now=NOW)
+    exam = next(e for e in result.exams if e.accession_number == acc)
+    assert exam.link == "patient_time"
+    assert exam.facts["patient_sex"] == sex and exam.facts["modality"]
+    sources = {c["field"]: c["source"] for c in exam.changes}
+    assert sources["accession_number"] == SOURCE_DICOM + "AccessionNumber"
+    assert sources["patient_sex"] == SOURCE_DICOM + "PatientSex"
+    assert sources["modality"] == SOURCE_DICOM + "Modality"
+    assert sources["exam_time"] == SOURCE_TIME
+    assert not any(f["rule_id"] == "STUB-ACC" for f in exam.failures)
+
+
+def test_orphans_and_unreadable_lines_are_reported(synthetic_set: Path, tmp_path: Path) -> None:
+    rows = _records(synthetic_set / "records" / "exams.jsonl")
+    dropped = rows.pop(1)
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    lines.insert(2, '{"accession_number": "CUT-IN-HALF", "hosp')
+    lines.append(json.dumps({"accession_number": "NO-IMAGES-1", "hospital_code": "H1", "modality": "CT"}))
+    lines.append(json.dumps({"accession_number": "CT1", "charge_code": "210300001", "charge_name": "CT", "quantity": 1,
+                             "amount": 1}))
+    records = tmp_path / "exams.jsonl"
+    records.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run_check(synthetic_set / "dicom", records, stub_evaluator, now=NOW)
+    by_key = {e.key: e for e in result.exams}
+    assert [f["rule_id"] for f in by_key[dropped["accession_number"]].failures][0] == "CHK-NO-RECORD"
+    assert by_key["NO-IMAGES-1"].failures[0]["rule_id"] == "CHK-NO-IMAGES"
+    broken = by_key["line 3"]
+    assert broken.score is None and broken.failures[0]["rule_id"] == "CHK-REC-UNREADABLE"
+    assert "line 3" in broken.failures[0]["reason"]
+    assert result.charge_lines_skipped == 1
+    # records alone: no image findings at all
+    alone = run_check(None, records, stub_evaluator, now=NOW)
+    assert not any(f["rule_id"] == "CHK-NO-IMAGES" for e in alone.exams for f in e.failures)
+
+
+def test_csv_gb18030_records_read_with_the_ingest_reader(tmp_path: Path) -> None:
+    path = tmp_path / "his.csv"
+    text = ("accession_number,hospital_code,patient_sex,exam_time,report_doctor,review_doctor,findings\n"
+            'DR1,H1,男,2026/1/5 8:03,赵强,赵强,"双肺纹理增多。\n心影不大。"\n')
+    path.write_bytes(text.encode("gb18030"))
+    entries, charges = read_records(path)
+    assert charges == 0 and len(entries) == 1
+    assert entries[0].fields["patient_sex"] == "M"
+    assert entries[0].fields["findings"] == "双肺纹理增多。\n心影不大。"
+    result = run_check(None, path, stub_evaluator, now=NOW)
+    assert [f["rule_id"] for f in result.exams[0].failures] == ["STUB-SAME-DOCTOR"]
+
+
+# -- the report ---------------------------------------------------------------------------------
+def test_report_lists_failed_exams_first_with_reason_and_fix(synthetic_set: Path, tmp_path: Path) -> None:
+    rows = _records(synthetic_set / "records" / "exams.jsonl")
+    rows[-1]["review_doctor"] = rows[-1]["report_doctor"]
+    rows[0]["patient_sex"] = "1"
+    records = _write_records(tmp_path / "exams.jsonl", rows)
+    result = run_check(synthetic_set / "dicom", records, stub_evaluator, now=NOW)
+    failed_acc = rows[-1]["accession_number"]
+    assert [e.accession_number for e in result.failed] == [failed_acc]
+    paths = write_report(result, tmp_path / "out")
+    page = Path(paths["html"]).read_text(encoding="utf-8")
+    assert "<script" not in page and "http" not in page.split("<body>")[1]
+    assert page.index(failed_acc) < min(page.index(r["accession_number"]) for r in rows[:-1])
+    assert "STUB-SAME-DOCTOR" in page and "审核医生须为另一人" in page
+    assert "未通过的检查 Failed exams (1)" in page
+    with open(paths["failures_csv"], encoding="utf-8-sig", newline="") as handle:
+        failures = list(csv.DictReader(handle))
+    assert [(r["accession_number"], r["rule_id"], r["dimension"]) for r in failures] == [
+        (failed_acc, "STUB-SAME-DOCTOR", "consistency")]
+    assert failures[0]["fields"] == "report_doctor|review_doctor" and failures[0]["fix_hint"]
+    with open(paths["changes_csv"], encoding="utf-8-sig", newline="") as handle:
+        changes = list(csv.DictReader(handle))
+    assert {"accession_number": rows[0]["accession_number"], "field": "patient_sex", "old": "1", "new": "M",
+            "source": SOURCE_SEX} in [{k: r[k] for k in ("accession_number", "field", "old", "new", "source")} for r in changes]
+    data = json.loads(Path(paths["json"]).read_text(encoding="utf-8"))
+    assert data["summary"]["failed"] == 1 and data["summary"]["by_dimension"] == {"consistency": 1}
+    with open(paths["exams_csv"], encoding="utf-8-sig", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == len(rows)
+
+
+def test_html_escapes_hospital_text(tmp_path: Path) -> None:
+    records = _write_records(tmp_path / "r.jsonl", [{"accession_number": "A<1>", "hospital_code": "H1",
+                                                     "report_doctor": "<script>x</script>",
+                                                     "review_doctor": "<script>x</script>"}])
+    result = run_check(None, records, stub_evaluator, now=NOW)
+    page = render_html(result)
+    assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page and "A&lt;1&gt;" in page
+    assert "every exam passed" in render_html(run_check(None, None, stub_evaluator, now=NOW))
