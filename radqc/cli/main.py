@@ -41,6 +41,7 @@ def main(
 def _register() -> None:
     from radqc.cli import (
         cmd_archive,
+        cmd_check,
         cmd_demo,
         cmd_ingest,
         cmd_network,
@@ -50,7 +51,8 @@ def _register() -> None:
         cmd_workspace,
     )
 
-    for module in (cmd_workspace, cmd_ingest, cmd_records, cmd_network, cmd_archive, cmd_run, cmd_demo, cmd_synth):
+    for module in (cmd_workspace, cmd_ingest, cmd_records, cmd_network, cmd_archive, cmd_run, cmd_demo, cmd_synth,
+                   cmd_check):
         module.register(app)
 
 
