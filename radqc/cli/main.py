@@ -46,13 +46,14 @@ def _register() -> None:
         cmd_ingest,
         cmd_network,
         cmd_records,
+        cmd_rules_stats,
         cmd_run,
         cmd_synth,
         cmd_workspace,
     )
 
     for module in (cmd_workspace, cmd_ingest, cmd_records, cmd_network, cmd_archive, cmd_run, cmd_demo, cmd_synth,
-                   cmd_check):
+                   cmd_check, cmd_rules_stats):
         module.register(app)
 
 
