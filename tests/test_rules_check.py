@@ -283,3 +283,123 @@ def test_html_escapes_hospital_text(tmp_path: Path) -> None:
     page = render_html(result)
     assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page and "A&lt;1&gt;" in page
     assert "every exam passed" in render_html(run_check(None, None, stub_evaluator, now=NOW))
+
+
+# -- the CLI, through the real engine ---------------------------------------------------------
+#: Two rules that use no library function, so these tests need the engine only.
+MINI_RULESET = """
+library: index
+version: 1
+rules:
+  - id: T-CONS-DOCTOR
+    name: {zh: 报告医生与审核医生不同, en: Report and review doctors differ}
+    dimension: consistency
+    severity: major
+    points: 10
+    fields: [report_doctor, review_doctor]
+    when: "not (not report_doctor) and not (not review_doctor)"
+    expr: "report_doctor != review_doctor"
+    message: {zh: "报告医生与审核医生同为 {report_doctor}", en: "report and review doctor are both {report_doctor}"}
+    examples:
+      pass: [{report_doctor: 赵强, review_doctor: 钱文}]
+      fail: [{report_doctor: 赵强, review_doctor: 赵强}]
+  - id: T-COMP-ACC
+    name: {zh: 检查号必填, en: Accession number present}
+    dimension: completeness
+    severity: major
+    points: 5
+    fields: [accession_number]
+    expr: "not (not accession_number)"
+    message: {zh: "检查号缺失", en: "accession number missing"}
+    examples:
+      pass: [{accession_number: CT1}]
+      fail: [{accession_number: ""}]
+"""
+CLI_NOW = "2026-06-01T12:00:00+08:00"
+
+
+def _check_cli(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from radqc.cli.main import app
+
+    return CliRunner().invoke(app, ["check", *args])
+
+
+def test_cli_json_contract_fail_fix_pass(synthetic_set: Path, tmp_path: Path) -> None:
+    ruleset = tmp_path / "rules.yaml"
+    ruleset.write_text(MINI_RULESET, encoding="utf-8")
+    rows = _records(synthetic_set / "records" / "exams.jsonl")
+    target = rows[2]
+    target["review_doctor"] = target["report_doctor"]
+    records = _write_records(tmp_path / "exams.jsonl", rows)
+    args = [str(synthetic_set / "dicom"), "--records", str(records), "--ruleset", str(ruleset), "--json",
+            "--out", str(tmp_path / "report"), "--now", CLI_NOW]
+    out = _check_cli(*args)
+    assert out.exit_code == 1, out.output
+    data = json.loads(out.stdout)
+    exams = {e["accession_number"]: e for e in data["exams"]}
+    assert set(exams) == {r["accession_number"] for r in rows}
+    for exam in data["exams"]:
+        assert {"accession_number", "score", "grade", "failures"} <= set(exam)
+        for f in exam["failures"]:
+            assert {"rule_id", "dimension", "fields", "points", "reason"} <= set(f)
+            assert f["dimension"] in ("completeness", "timeliness", "consistency", "standardisation", "accuracy")
+    failed = exams[target["accession_number"]]
+    assert [f["rule_id"] for f in failed["failures"]] == ["T-CONS-DOCTOR"]
+    f = failed["failures"][0]
+    assert f["fields"] == ["report_doctor", "review_doctor"] and f["points"] == 10.0
+    assert target["report_doctor"] in f["reason"] and " / " in f["reason"]
+    assert failed["score"] == 90.0
+    assert all(e["failures"] == [] for a, e in exams.items() if a != target["accession_number"])
+    assert Path(data["report"]["html"]).is_file() and Path(data["report"]["failures_csv"]).is_file()
+
+    # the hospital fixes the record and re-checks: the exam passes, exit 0
+    target["review_doctor"] = "复核医生甲"
+    _write_records(records, rows)
+    again = _check_cli(*args)
+    assert again.exit_code == 0, again.output
+    fixed = {e["accession_number"]: e for e in json.loads(again.stdout)["exams"]}[target["accession_number"]]
+    assert fixed["failures"] == [] and fixed["score"] == 100.0
+
+    # a blank accession is recovered from DICOM (logged); human output names the failing exam
+    rows[0]["accession_number"] = ""
+    rows[1]["review_doctor"] = rows[1]["report_doctor"]
+    _write_records(records, rows)
+    human = _check_cli(str(synthetic_set / "dicom"), "--records", str(records), "--ruleset", str(ruleset),
+                       "--out", str(tmp_path / "report2"), "--now", CLI_NOW)
+    assert human.exit_code == 1
+    assert "failed / 未通过 1" in human.stdout
+    assert rows[1]["accession_number"] in human.stdout and "T-CONS-DOCTOR" in human.stdout
+    with open(tmp_path / "report2" / "changes.csv", encoding="utf-8-sig", newline="") as handle:
+        changes = list(csv.DictReader(handle))
+    assert any(c["field"] == "accession_number" and c["source"] == "dicom:AccessionNumber" for c in changes)
+
+
+def test_cli_records_alone_and_unusable_input(tmp_path: Path) -> None:
+    ruleset = tmp_path / "rules.yaml"
+    ruleset.write_text(MINI_RULESET, encoding="utf-8")
+    records = _write_records(tmp_path / "r.jsonl", [
+        {"accession_number": "CT1", "hospital_code": "H1", "report_doctor": "赵强", "review_doctor": "钱文"},
+        {"accession_number": "", "patient_id": "P2", "exam_time": "2026/1/5 8:03", "hospital_code": "H1"},
+    ])
+    out = _check_cli("--records", str(records), "--ruleset", str(ruleset), "--json", "--out", str(tmp_path / "o"))
+    assert out.exit_code == 1, out.output
+    exams = json.loads(out.stdout)["exams"]
+    assert [e["failures"] for e in exams][0] == []
+    assert [f["rule_id"] for f in exams[1]["failures"]] == ["T-COMP-ACC"]
+    assert exams[1]["accession_number"] is None
+    utf16 = tmp_path / "u16.csv"
+    utf16.write_bytes("accession_number,hospital_code\nA,H\n".encode("utf-16"))
+    for args in (
+        ["--records", str(tmp_path / "missing.jsonl")],
+        ["--records", str(utf16)],
+        [str(tmp_path / "no-such-folder"), "--records", str(records)],
+        [],
+        ["--records", str(records), "--now", "not a time"],
+    ):
+        bad = _check_cli(*args, "--ruleset", str(ruleset), "--out", str(tmp_path / "o2"))
+        assert bad.exit_code == 2, (args, bad.output)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(MINI_RULESET.replace('"report_doctor != review_doctor"', '"__import__(\'os\')"'), encoding="utf-8")
+    assert _check_cli("--records", str(records), "--ruleset", str(broken), "--out", str(tmp_path / "o3")).exit_code == 2

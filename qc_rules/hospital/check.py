@@ -10,6 +10,7 @@ images). The result feeds the feedback report (:mod:`.report`) and ``--json``.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -195,7 +196,8 @@ def _source(exam: ExamInput) -> dict[str, Any]:
         out["record"] = exam.record.source_ref
     if exam.studies:
         out["study_instance_uids"] = [s.uid for s in exam.studies]
-        out["folders"] = sorted({f for s in exam.studies for f in s.folders})
+        folders = sorted({f for s in exam.studies for f in s.folders})
+        out["folder"] = os.path.commonpath(folders) if folders else None
     return out
 
 

@@ -459,6 +459,15 @@ def _same_code(a: str, b: str) -> bool:
     return normalise_value("accession_number", a)[0] == normalise_value("accession_number", b)[0]
 
 
+def _neutral() -> dict[str, Any]:
+    """The engine's neutral fact set (every known name, empty), so rules never miss a name."""
+    try:
+        from radqc.qc_rules.engine.names import neutral_facts
+    except ImportError:  # the engine is optional for building facts
+        return {}
+    return neutral_facts()
+
+
 def build_facts(exam: ExamInput, now: datetime) -> dict[str, Any]:
     """The CONTRACT §1 facts dict of one exam; fills ``exam.facts`` and ``exam.changes``."""
     record_fields = dict(exam.record.fields) if exam.record else {}
@@ -466,7 +475,7 @@ def build_facts(exam: ExamInput, now: datetime) -> dict[str, Any]:
     dicom = study_facts(exam.studies)
     if exam.studies:
         changes.extend(recover_from_dicom(record_fields, dicom))
-    facts: dict[str, Any] = {}
+    facts: dict[str, Any] = _neutral()
     for key, value in record_fields.items():
         facts[key] = value
     for name in RECORD_FIELDS:
@@ -481,6 +490,8 @@ def build_facts(exam: ExamInput, now: datetime) -> dict[str, Any]:
     facts.update(dicom)
     if not exam.studies:
         facts["study_instance_uid"] = record_uid
+    facts["dicom_institution"] = dicom.get("dicom_institution_code")
+    facts["record_count"] = 1 if exam.record is not None else 0
     facts["now"] = iso_time(now)
     exam.facts, exam.changes = facts, changes
     return facts

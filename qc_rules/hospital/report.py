@@ -138,7 +138,7 @@ def _change_rows(exam: ExamOutcome) -> str:
 def _exam_block(exam: ExamOutcome) -> str:
     status = "<span class='pass'>通过 PASS</span>" if exam.passed else "<span class='fail'>未通过 FAIL</span>"
     where = " · ".join(
-        x for x in (exam.source.get("record"), ", ".join(exam.source.get("folders") or [])) if x
+        x for x in (exam.source.get("record"), exam.source.get("folder")) if x
     )
     head = (
         f"<h3>{status} 检查号 Accession: <code>{_e(exam.accession_number or exam.key)}</code> "

@@ -24,11 +24,21 @@ def engine_evaluator(ruleset: Path | None) -> tuple[Any, str | None]:
     """An evaluator over the engine's published library (or ``ruleset``) and its version."""
     from radqc.qc_rules.engine import evaluate_exam, load_library
 
-    loaded = load_library(ruleset) if ruleset is not None else load_library()
+    if ruleset is not None and not ruleset.exists():
+        raise FileNotFoundError(f"no such ruleset file or folder / 规则集不存在: {ruleset}")
+    if ruleset is None:
+        loaded = load_library()
+    else:
+        # A folder: its rule/standard files, and those of standards/ and library/ beneath it.
+        files = [ruleset] if ruleset.is_file() else sorted(
+            {p for p in ruleset.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml", ".json")}
+        )
+        if not files:
+            raise FileNotFoundError(f"no rule files in / 规则集目录为空: {ruleset}")
+        loaded = load_library(files)
 
     def evaluate(facts: dict[str, Any]) -> Any:
-        standard = loaded.standard_for(facts.get("exam_items"), facts.get("exam_item_codes"))
-        return evaluate_exam(facts, loaded, standard)
+        return evaluate_exam(facts, loaded)  # the engine picks the exam item's standard
 
     return evaluate, getattr(loaded, "version", None)
 
