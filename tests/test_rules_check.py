@@ -403,3 +403,38 @@ def test_cli_records_alone_and_unusable_input(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text(MINI_RULESET.replace('"report_doctor != review_doctor"', '"__import__(\'os\')"'), encoding="utf-8")
     assert _check_cli("--records", str(records), "--ruleset", str(broken), "--out", str(tmp_path / "o3")).exit_code == 2
+
+
+def test_hospital_facts_equal_platform_facts(synthetic_set: Path, workspace: Any) -> None:
+    """The check feeds the rules what the platform will feed them after upload (CONTRACT §1)."""
+    from sqlalchemy import select
+
+    from radqc.catalogue import models as m
+    from radqc.datasets.synthetic.generate import ingest_generated_set
+    from radqc.qc_rules.facts import facts_for_exam
+
+    ingest_generated_set(workspace, synthetic_set, workers=1)
+    hospital = run_check(synthetic_set / "dicom", synthetic_set / "records" / "exams.jsonl", stub_evaluator, now=NOW)
+    with workspace.sessions() as s:
+        exam_ids = dict(s.execute(select(m.Exam.accession_number, m.Exam.id)).all())
+    compared = ("accession_number", "hospital_code", "patient_id", "patient_name", "patient_sex", "id_number",
+                "phone", "modality", "exam_items", "urgency", "order_time", "exam_time", "report_time",
+                "review_time", "upload_time", "technician", "report_doctor", "review_doctor", "findings",
+                "impression", "dicom_modalities", "series_count", "instance_count", "study_instance_uid",
+                "dicom_accession_number", "dicom_patient_sex", "dicom_study_time", "body_parts", "series",
+                "dicom_patient_id", "dicom_patient_birth_date", "dicom_institution", "record_count")
+    assert len(hospital.exams) == len(exam_ids)
+    for exam in hospital.exams:
+        platform = facts_for_exam(workspace, exam_ids[exam.accession_number], now=exam.facts["now"])
+        ours = exam.facts
+        for name in ("order_time", "exam_time", "report_time", "review_time", "upload_time"):
+            if platform.get(name) is not None:  # the catalogue keeps UTC; compare instants
+                assert datetime.fromisoformat(platform[name]) == datetime.fromisoformat(ours[name]), name
+        platform_series = sorted(platform["series"], key=lambda x: x["series_instance_uid"])
+        our_series = sorted(ours["series"], key=lambda x: x["series_instance_uid"])
+        assert our_series == platform_series
+        for name in compared:
+            if name.endswith("_time") or name == "series":
+                continue
+            assert ours[name] == platform[name], (exam.accession_number, name, ours[name], platform[name])
+        assert str(ours["patient_birth_date"]) == str(platform["patient_birth_date"])

@@ -123,6 +123,7 @@ class Study:
     patient_sex: str | None = None
     patient_birth_date: str | None = None
     institution_code: str | None = None
+    institution_name: str | None = None
     study_time: datetime | None = None
     series: dict[str, SeriesAcc] = field(default_factory=dict)
     sop_uids: Counter[str] = field(default_factory=Counter)
@@ -237,6 +238,8 @@ def _add_instance(studies: dict[str, Study], ds: Any, path: Path) -> None:
             setattr(study, attr, _text(ds, keyword))
     if study.institution_code is None:
         study.institution_code = _institution(ds)
+    if study.institution_name is None:
+        study.institution_name = _text(ds, "InstitutionName")
     if study.study_time is None:
         study.study_time = _study_time(ds)
     study.sop_uids[str(ds.SOPInstanceUID).strip()] += 1
@@ -251,52 +254,50 @@ def _add_instance(studies: dict[str, Study], ds: Any, path: Path) -> None:
     ):
         if getattr(series, attr) is None:
             setattr(series, attr, _text(ds, keyword))
-    if series.kernel is None:
-        kernel = ds.get("ConvolutionKernel")
-        if kernel not in (None, ""):
-            series.kernel = "\\".join(str(k) for k in kernel) if not isinstance(kernel, str) and hasattr(kernel, "__iter__") else str(kernel)
-    if series.slice_thickness is None:
-        thick = _floats(ds.get("SliceThickness"))
-        series.slice_thickness = thick[0] if thick else None
-    if not series.pixel_spacing:
-        series.pixel_spacing = _floats(ds.get("PixelSpacing"))
-    if not series.image_type:
-        value = ds.get("ImageType")
-        if value not in (None, ""):
-            series.image_type = [str(v) for v in value] if not isinstance(value, str) else value.split("\\")
-    for target, keyword in ((series.window_centers, "WindowCenter"), (series.window_widths, "WindowWidth")):
-        for v in _floats(ds.get(keyword)):
-            if v not in target:
-                target.append(v)
+    if series.n_instances > 1:
+        return
+    # Per-series header facts come from the series' first instance, as on the platform
+    # (radqc.qc_rules.facts.series_facts), so both sides feed the rules the same values.
+    kernel = ds.get("ConvolutionKernel")
+    if kernel not in (None, ""):
+        series.kernel = str(kernel[0]) if not isinstance(kernel, str) and hasattr(kernel, "__iter__") else str(kernel)
+    thick = _floats(ds.get("SliceThickness"))
+    series.slice_thickness = thick[0] if thick else None
+    series.pixel_spacing = _floats(ds.get("PixelSpacing"))
+    value = ds.get("ImageType")
+    if value not in (None, ""):
+        series.image_type = [str(v) for v in value] if not isinstance(value, str) else value.split("\\")
+    series.window_centers = _floats(ds.get("WindowCenter"))
+    series.window_widths = _floats(ds.get("WindowWidth"))
 
 
 def study_facts(studies: list[Study]) -> dict[str, Any]:
     """The DICOM-derived facts of one exam (one or more studies sharing an accession)."""
     if not studies:
         return {**{k: None for k in DICOM_FIELDS}, "dicom_patient_id": None, "dicom_patient_birth_date": None,
-                "dicom_modality": None, "dicom_institution_code": None, "dicom_patient_name": None}
+                "dicom_modality": None, "dicom_institution_code": None, "dicom_patient_name": None,
+                "dicom_institution": None}
     first = studies[0]
     series = [s for st in studies for s in st.series.values()]
     sops: Counter[str] = Counter()
     for st in studies:
         sops.update(st.sop_uids)
     modalities = sorted({m for st in studies for m in st.modalities})
-    sex = normalise_value("patient_sex", first.patient_sex)[0] if first.patient_sex else None
-    birth = normalise_value("patient_birth_date", first.patient_birth_date)[0] if first.patient_birth_date else None
     return {
         "dicom_modalities": modalities,
         "series_count": len(series),
-        "instance_count": sum(sops.values()),
+        "instance_count": len(sops),  # distinct SOP instances, as the platform counts them
         "study_instance_uid": first.uid,
         "dicom_accession_number": first.accession_number,
-        "dicom_patient_sex": sex,
+        "dicom_patient_sex": first.patient_sex,
         "dicom_study_time": iso_time(first.study_time) if first.study_time else None,
         "body_parts": sorted({s.body_part for s in series if s.body_part}),
         "series": [s.to_fact() for s in series],
         "duplicate_sop_uids": sum(n - 1 for n in sops.values() if n > 1),
         "dicom_patient_id": first.patient_id,
         "dicom_patient_name": first.patient_name,
-        "dicom_patient_birth_date": birth,
+        "dicom_patient_birth_date": first.patient_birth_date,
+        "dicom_institution": first.institution_name,
         "dicom_modality": modalities[0] if len(modalities) == 1 else (modalities[0] if modalities else None),
         "dicom_institution_code": first.institution_code,
         "study_instance_uids": [st.uid for st in studies],
@@ -490,7 +491,6 @@ def build_facts(exam: ExamInput, now: datetime) -> dict[str, Any]:
     facts.update(dicom)
     if not exam.studies:
         facts["study_instance_uid"] = record_uid
-    facts["dicom_institution"] = dicom.get("dicom_institution_code")
     facts["record_count"] = 1 if exam.record is not None else 0
     facts["now"] = iso_time(now)
     exam.facts, exam.changes = facts, changes

@@ -299,6 +299,8 @@ def recover_from_dicom(fields: dict[str, Any], study: dict[str, Any]) -> list[Ch
         if target == "hospital_code" and isinstance(value, str) and (value.startswith("NAME:") or value == "UNKNOWN"):
             continue
         old = fields.get(target)
+        if isinstance(value, str):
+            value = normalise_value(target, value)[0]  # DICOM codes/dates in the record's format
         fields[target] = value
         changes.append(Change(target, old, value, SOURCE_DICOM + keyword))
     return changes
