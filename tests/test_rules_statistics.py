@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from radqc.catalogue import models as m
 from radqc.qc_rules import statistics as st
@@ -156,3 +157,97 @@ def test_no_results_gives_empty_tables(workspace: Any) -> None:
     with workspace.sessions() as s:
         data = st.statistics(s, "rule")
     assert data["overall"]["exams"] == 0 and data["groups"] == []
+
+
+# -- through the runner: the rule_qc stage writes the results, statistics read them ------------
+STAGE_LIBRARY = """
+library: index
+rules:
+  - id: ST-DOC
+    name: {zh: 报告与审核医生不同, en: Report and review doctor differ}
+    dimension: consistency
+    severity: major
+    points: 10
+    fields: [report_doctor, review_doctor]
+    when: "review_doctor != None"
+    expr: "report_doctor != review_doctor"
+    message: {zh: "报告医生与审核医生相同：{value}", en: "same doctor: {value}"}
+    examples: {pass: [{report_doctor: a, review_doctor: b}], fail: [{report_doctor: a, review_doctor: a}]}
+  - id: ST-PHONE
+    name: {zh: 电话11位, en: Phone has 11 digits}
+    dimension: completeness
+    severity: minor
+    points: 2
+    fields: [phone]
+    expr: "len(strip(phone)) == 11"
+    message: {zh: "电话号码长度错误：{value}", en: "phone length wrong: {value}"}
+    examples: {pass: [{phone: "13912345678"}], fail: [{phone: "0571"}, {}]}
+"""
+
+
+def test_statistics_of_stage_results_and_hospital_check_agree(workspace: Any, tmp_path: Path) -> None:
+    from radqc.datasets.synthetic.generate import generate_set, ingest_generated_set
+    from radqc.pipelines.runner.local import run_pipeline
+    from radqc.qc_rules.engine.evaluate import evaluate_exam
+    from radqc.qc_rules.engine.loader import load_ruleset_documents, parse_text
+    from radqc.qc_rules.engine.store import RulesetStore
+    from radqc.qc_rules.hospital.check import run_check
+
+    out = tmp_path / "set"
+    generate_set(out, 8, seed=5)
+    lines = (out / "records" / "exams.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(x) for x in lines if x.strip().startswith("{") and x.strip().endswith("}")]
+    rows = [r for r in rows if r.get("hospital_code") and r.get("accession_number")]
+    # seed violations the tiny ruleset sees: same doctor on two exams, a short phone on one
+    for r in rows[:2]:
+        r["review_doctor"] = r["report_doctor"]
+    rows[3]["phone"] = "0571"
+    (out / "records" / "exams.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                                                 encoding="utf-8")
+    ingest_generated_set(workspace, out, workers=1)
+
+    def ruleset():  # type: ignore[no-untyped-def]
+        return load_ruleset_documents([(parse_text(STAGE_LIBRARY, "stats-lib"), "stats-lib")], functions={})
+
+    store = RulesetStore(workspace.settings.home / "rulesets", functions={}, bootstrap=ruleset)
+    store.ensure_initialised("qc-admin")
+    summary = run_pipeline(workspace, ["rule_qc"], workers=1).to_dict()
+    assert summary["stages"]["rule_qc"]["succeeded"] == len(rows), summary
+
+    # expected figures straight from the records file
+    by_acc = {r["accession_number"]: r for r in rows}
+    doc_fail = {a for a, r in by_acc.items() if r["report_doctor"] == r["review_doctor"]}
+    phone_fail = {a for a, r in by_acc.items() if len(str(r.get("phone") or "").strip()) != 11}
+    failing = doc_fail | phone_fail
+    with workspace.sessions() as s:
+        data = st.statistics(s, "hospital")
+        rules = {g["group"]: g for g in st.statistics(s, "rule")["groups"]}
+        dims = {g["group"]: g for g in st.statistics(s, "dimension")["groups"]}
+        reviewers = {g["group"]: g for g in st.statistics(s, "review_doctor")["groups"]}
+    assert data["overall"]["exams"] == len(rows) and data["overall"]["failed_exams"] == len(failing)
+    assert data["overall"]["ruleset_versions"] == ["1"]
+    hospitals = {g["group"]: g for g in data["groups"]}
+    for code in {r["hospital_code"] for r in rows}:
+        mine = [a for a, r in by_acc.items() if r["hospital_code"] == code]
+        assert hospitals[code]["exams"] == len(mine)
+        assert hospitals[code]["failed_exams"] == len([a for a in mine if a in failing])
+    assert rules["ST-DOC"]["failed_exams"] == len(doc_fail) >= 2
+    assert rules.get("ST-PHONE", {"failed_exams": 0})["failed_exams"] == len(phone_fail) >= 1
+    assert dims["consistency"]["failed_exams"] == len(doc_fail)
+    for reviewer, group in reviewers.items():
+        mine = [a for a, r in by_acc.items() if r["review_doctor"] == reviewer]
+        assert group["exams"] == len(mine) and group["failed_exams"] == len([a for a in mine if a in failing])
+    with workspace.sessions() as s:
+        png = st.plot(st.compute(st.load_rows(s), "hospital"), "hospital", tmp_path / "h.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+    # the hospital-side check with the same ruleset finds exactly what the platform stage found
+    published = store.ruleset(1)
+    check = run_check(out / "dicom", out / "records" / "exams.jsonl", lambda f: evaluate_exam(f, published))
+    with workspace.sessions() as s:
+        stage_rows = st.load_rows(s)
+        accs = dict(s.execute(select(m.Exam.id, m.Exam.accession_number)).all())
+    platform = {accs[r.exam_id]: sorted(f["rule_id"] for f in r.failures) for r in stage_rows}
+    hospital = {e.accession_number: sorted(f["rule_id"] for f in e.failures) for e in check.exams}
+    assert hospital == platform
+    assert {a for a, ids in hospital.items() if ids} == failing
