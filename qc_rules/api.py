@@ -27,7 +27,7 @@ from radqc.qc_rules.engine.store import LEVELS, PermissionDenied, RulesetStore, 
 
 __all__ = [
     "LEVELS", "PermissionDenied", "RuleLoadError", "StoreError", "add_rules", "disable_rule", "edit_rule",
-    "evaluate_facts", "export_ruleset", "history", "import_ruleset", "list_rules", "open_store", "publish",
+    "evaluate_facts", "export_ruleset", "history", "import_bundled", "import_ruleset", "list_rules", "open_store", "publish",
     "set_points", "show_rule", "test_version",
 ]
 
@@ -208,6 +208,14 @@ def import_ruleset(store: RulesetStore, path: str | Path, *, user: str | None = 
             else:
                 docs["standards"].append(std)
     return store.commit(docs, user=user, action="import", message=message or f"import {path.name}")
+
+
+def import_bundled(store: RulesetStore, *, user: str | None = None, message: str = "") -> dict[str, Any]:
+    """The library shipped with this RadQC release as a new draft version (after an upgrade)."""
+    from radqc.qc_rules.engine.loader import load_library
+
+    docs = load_library(functions=store.functions).documents()
+    return store.commit(docs, user=user, action="import", message=message or "bundled rule library / 内置规则库")
 
 
 def export_ruleset(store: RulesetStore, *, version: int | None = None, fmt: str = "yaml",

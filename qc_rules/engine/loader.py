@@ -526,7 +526,11 @@ def load_library(
     expanded: list[Path] = []
     for p in files:
         expanded += bundled_paths(p, p) if p.is_dir() else [p]
-    ruleset = load_ruleset_documents(read_documents(expanded), functions=functions)
+    documents = read_documents(expanded)
+    ruleset = load_ruleset_documents(documents, functions=functions)
+    exported = {str(d["ruleset_version"]) for d, _ in documents if isinstance(d, dict) and d.get("ruleset_version")}
+    if version is None and len(exported) == 1 and len(documents) == 1:
+        version = exported.pop()  # an export of a store version keeps its number
     ruleset.version = version or f"bundled:{ruleset.content_hash()[:12]}"
     return ruleset
 

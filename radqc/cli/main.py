@@ -46,6 +46,7 @@ def _register() -> None:
         cmd_ingest,
         cmd_network,
         cmd_records,
+        cmd_rules,
         cmd_rules_stats,
         cmd_run,
         cmd_synth,
@@ -53,7 +54,7 @@ def _register() -> None:
     )
 
     for module in (cmd_workspace, cmd_ingest, cmd_records, cmd_network, cmd_archive, cmd_run, cmd_demo, cmd_synth,
-                   cmd_check, cmd_rules_stats):
+                   cmd_check, cmd_rules_stats, cmd_rules):
         module.register(app)
 
 
