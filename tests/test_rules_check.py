@@ -438,3 +438,27 @@ def test_hospital_facts_equal_platform_facts(synthetic_set: Path, workspace: Any
                 continue
             assert ours[name] == platform[name], (exam.accession_number, name, ours[name], platform[name])
         assert str(ours["patient_birth_date"]) == str(platform["patient_birth_date"])
+
+
+def test_truncated_and_pixel_less_files_are_rejected_and_charged_to_their_exam(synthetic_set: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from radqc.qc_rules.hospital.facts import FileRejected, read_header
+
+    folder = tmp_path / "dicom"
+    shutil.copytree(synthetic_set / "dicom", folder)
+    files = sorted(p for p in folder.rglob("IM*.dcm") if p.stat().st_size > 0)
+    native = next(p for p in files if read_header(p).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1")
+    data = native.read_bytes()
+    cut = native.with_name("IM_CUT.dcm")
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(FileRejected) as info:
+        read_header(cut)
+    assert info.value.code == "truncated" and info.value.study_uid
+    result = run_check(folder, synthetic_set / "records" / "exams.jsonl", stub_evaluator, now=NOW)
+    assert str(cut) in {p.path for p in result.file_problems}
+    owner = next(e for e in result.exams if info.value.study_uid in e.source["study_instance_uids"])
+    assert [f["rule_id"] for f in owner.failures] == ["CHK-FILE-REJECTED"]
+    assert "IM_CUT.dcm" in owner.failures[0]["reason"] and "截断" in owner.failures[0]["reason"]
+    # the good copy of the same instance still counts once
+    assert owner.facts["instance_count"] == sum(1 for _ in native.parent.parent.rglob("IM0*.dcm"))

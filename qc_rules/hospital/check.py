@@ -244,6 +244,10 @@ def run_check(
         failures = list(result.get("failures") or [])
         if exam.record is not None:
             failures = _record_findings(exam.record) + failures
+        uids = {st.uid for st in exam.studies}
+        for problem in problems:
+            if problem.study_uid is not None and problem.study_uid in uids:
+                failures.append(check_finding("CHK-FILE-REJECTED", f"{problem.path}: {problem.reason()}"))
         if exam.record is None:
             failures.insert(0, check_finding("CHK-NO-RECORD"))
         elif path is not None and not exam.studies:

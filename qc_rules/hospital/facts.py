@@ -15,6 +15,7 @@ an exam, and each field the validator rejects becomes a blocking problem the rep
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -62,14 +63,14 @@ TIME_FIELDS = ("order_time", "exam_time", "report_time", "review_time", "upload_
 #: Files never read as DICOM (exports put them beside the images).
 SKIP_NAMES = frozenset({"dicomdir", "thumbs.db", ".ds_store"})
 
-#: Why a file could not be read: code -> (Chinese, English).
-FILE_PROBLEMS: dict[str, tuple[str, str]] = {
-    "empty_file": ("空文件（0 字节）", "empty file (0 bytes)"),
-    "not_dicom": ("不是 DICOM 文件", "not a DICOM file"),
-    "corrupt": ("DICOM 文件头已损坏，无法解析", "corrupt DICOM header, cannot be parsed"),
-    "missing_tag": ("缺少必需的 DICOM 标签", "required DICOM tag missing"),
-    "unreadable": ("文件无法读取", "file cannot be read"),
-}
+
+
+class FileRejected(ValueError):
+    """A file the platform's ingest would quarantine; ``study_uid`` when its header was readable."""
+
+    def __init__(self, code: str, detail: str = "", study_uid: str | None = None) -> None:
+        super().__init__(code, detail)
+        self.code, self.detail, self.study_uid = code, detail, study_uid
 
 
 @dataclass
@@ -77,12 +78,14 @@ class FileProblem:
     """A file of the folder that is not a usable DICOM instance (reported, never fatal)."""
 
     path: str
-    code: str
+    code: str  # a reason code of radqc.dicom.parse.REASONS (the quarantine's codes)
     detail: str = ""
+    study_uid: str | None = None
 
     def reason(self) -> str:
-        zh, en = FILE_PROBLEMS.get(self.code, (self.code, self.code))
-        return f"{zh} / {en}" + (f": {self.detail}" if self.detail else "")
+        from radqc.dicom.parse import reason_text
+
+        return reason_text(self.code, self.detail)
 
 
 @dataclass
@@ -177,29 +180,56 @@ def _institution(ds: Any) -> str | None:
     return None
 
 
+#: Values longer than this are not read (pixel data): only their lengths, to spot truncation.
+DEFER_BYTES = 256
+
+
 def read_header(path: Path) -> Any:
-    """The DICOM header of one file without its pixels; raise ValueError(code, detail)."""
+    """The DICOM header of one file without reading its pixels; raise :class:`FileRejected`.
+
+    Pixel data is deferred, not skipped, so its declared length is known: a file shorter than
+    its pixel data says is truncated, and an image whose encapsulated pixel data ends before
+    its delimiter has none; the platform's ingest quarantines both.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    if path.stat().st_size == 0:
-        raise ValueError("empty_file", "")
-    try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
-    except InvalidDicomError:
+    from radqc.dicom.parse import requires_pixels
+
+    size = path.stat().st_size
+    if size == 0:
+        raise FileRejected("empty_file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
-        except Exception as exc:
-            raise ValueError("not_dicom", type(exc).__name__) from exc
-        if "SOPInstanceUID" not in ds and "StudyInstanceUID" not in ds:
-            raise ValueError("not_dicom", "no DICM preamble and no DICOM identifiers") from None
-    except (OSError, EOFError) as exc:
-        raise ValueError("unreadable", str(exc)[:200]) from exc
-    except Exception as exc:  # pydicom raises many types on garbage
-        raise ValueError("corrupt", f"{type(exc).__name__}: {exc}"[:200]) from exc
-    missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID") if not _text(ds, k)]
+            ds = pydicom.dcmread(str(path), defer_size=DEFER_BYTES)
+        except InvalidDicomError:
+            try:
+                ds = pydicom.dcmread(str(path), defer_size=DEFER_BYTES, force=True)
+            except Exception as exc:
+                raise FileRejected("not_dicom", type(exc).__name__) from exc
+            if "SOPInstanceUID" not in ds and "StudyInstanceUID" not in ds:
+                raise FileRejected("not_dicom", "no DICM preamble and no DICOM identifiers") from None
+        except (OSError, EOFError) as exc:
+            raise FileRejected("truncated" if isinstance(exc, EOFError) else "unreadable", str(exc)[:200]) from exc
+        except Exception as exc:  # pydicom raises many types on garbage
+            raise FileRejected("corrupt", f"{type(exc).__name__}: {exc}"[:200]) from exc
+    try:
+        missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID") if not _text(ds, k)]
+    except Exception as exc:  # a UID value pydicom cannot decode
+        raise FileRejected("corrupt", f"{type(exc).__name__}: {exc}"[:200]) from exc
     if missing:
-        raise ValueError("missing_tag", ", ".join(missing))
+        raise FileRejected("missing_tag", ", ".join(missing))
+    study_uid = str(ds.StudyInstanceUID).strip()
+    if "PixelData" in ds:
+        item = ds.get_item("PixelData", keep_deferred=True)
+        tell, length = getattr(item, "value_tell", None), getattr(item, "length", None)
+        if tell is not None and length is not None and length != 0xFFFFFFFF and tell + length > size:
+            raise FileRejected("truncated", f"{size} < {tell + length} bytes", study_uid)
+    else:
+        sop_class = _text(ds, "SOPClassUID") or str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", "") or "")
+        if requires_pixels(sop_class or None):
+            raise FileRejected("no_pixel_data", "", study_uid)
     return ds
 
 
@@ -213,9 +243,11 @@ def scan_folder(root: Path) -> tuple[dict[str, Study], list[FileProblem]]:
     for path in paths:
         try:
             ds = read_header(path)
-        except ValueError as exc:
-            code, detail = (exc.args + ("",))[:2] if len(exc.args) >= 1 else ("corrupt", "")
-            problems.append(FileProblem(str(path), str(code), str(detail)))
+        except FileRejected as exc:
+            problems.append(FileProblem(str(path), exc.code, exc.detail, exc.study_uid))
+            continue
+        except OSError as exc:
+            problems.append(FileProblem(str(path), "unreadable", str(exc)[:200]))
             continue
         try:
             _add_instance(studies, ds, path)
