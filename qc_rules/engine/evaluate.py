@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from radqc.qc_rules.engine.expr import EvalError, Scope
+from radqc.qc_rules.engine.expr import STEP_BUDGET, EvalError, Scope
 from radqc.qc_rules.engine.model import (
     PLACEHOLDER,
     ExamResult,
@@ -340,15 +340,20 @@ def _evaluate_rules(cols: _Columns, rules: Sequence[Rule], row_items: Any, row_m
         first_error: str | None = None
         uniques = [cols.uniques[n] for n in names]
         facts: dict[str, Any] = {}
-        for combo in np.flatnonzero(needed):
-            row = table[combo]
-            for k, name in enumerate(names):
-                facts[name] = uniques[k][row[k]]
-            scope = Scope(facts, rule.params, memo)
+        scope = Scope(facts, rule.params, memo)
+        budget = scope.budget
+        expr_fn = rule.compiled.fn  # type: ignore[union-attr]
+        when_fn = rule.compiled_when.fn if rule.compiled_when is not None else None
+        lookups = [(name, uniques[k], table[:, k].tolist()) for k, name in enumerate(names)]
+        for combo in np.flatnonzero(needed).tolist():
+            for name, values, index in lookups:
+                facts[name] = values[index[combo]]
+            budget.left = STEP_BUDGET
+            scope.locals.clear()
             try:
-                if rule.compiled_when is not None and not rule.compiled_when.fn(scope):
+                if when_fn is not None and not when_fn(scope):
                     continue
-                if not rule.compiled.fn(scope):  # type: ignore[union-attr]
+                if not expr_fn(scope):
                     status[combo] = 1
             except Exception as exc:  # noqa: BLE001
                 status[combo] = 2
