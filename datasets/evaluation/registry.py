@@ -25,6 +25,7 @@ EvaluateFn = Callable[["EvalContext"], "EvalReport"]
 MODULES: tuple[str, ...] = (
     "radqc.datasets.evaluation.evaluators.ingest",
     "radqc.datasets.evaluation.evaluators.records",
+    "radqc.datasets.evaluation.evaluators.rules",
 )
 
 

@@ -59,6 +59,16 @@ def subset(a: Any, b: Any) -> bool:
     return set(a or []) <= set(b or [])
 
 
+def lookup(key: Any, keys: Any, values: Any, default: Any = None) -> Any:
+    """``values[i]`` where ``keys[i] == key`` (a per-modality table in params), else ``default``."""
+    if key is None or not keys or not values:
+        return default
+    for k, v in zip(keys, values, strict=False):
+        if k == key:
+            return v
+    return default
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     # general
     "is_blank": basic.is_blank,
@@ -80,6 +90,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "distinct": _set,
     "intersects": intersects,
     "subset": subset,
+    "lookup": lookup,
     # identity and codes
     "normalise_sex": basic.normalise_sex,
     "sex_code_valid": basic.sex_code_valid,

@@ -18,6 +18,9 @@ from radqc.qc_rules.functions.basic import to_number
 from radqc.qc_rules.functions.lexicon import kernel_table, window_presets
 
 _NON_DIAGNOSTIC = re.compile(r"(?i)localizer|scout|topogram|surview|scanogram|topo\b|定位|dose|剂量|screen ?save|3 plane loc")
+#: Derived renderings (3D volume rendering, surface, endoscopy views, screen captures): pictures
+#: made for viewing, without the geometry and window attributes of slices.
+_RENDERING = re.compile(r"(?i)\b(VOLUME|VR|SSD|VE|SCREEN|CAPTURE)\b")
 _DIAG_MODALITIES = {"CT", "MR", "DX", "CR", "DR", "MG", "RF", "XA", "US", "NM", "PT"}
 
 
@@ -36,13 +39,17 @@ def _list(v: Any) -> list[Any]:
 
 
 def is_diagnostic(s: Any) -> bool:
-    """A series of diagnostic images: an imaging modality, not a localizer, dose report or
-    screen capture (by ImageType and description)."""
+    """A series of diagnostic images: an imaging modality, not a localizer, dose report, 3D
+    rendering (DERIVED\\SECONDARY\\VOLUME\\VR) or screen capture (by ImageType and description).
+    Reformats (MPR) are diagnostic slices and count."""
     if not isinstance(s, dict):
         return False
     if str(s.get("modality") or "").upper() not in _DIAG_MODALITIES:
         return False
-    image_type = " ".join(str(t) for t in _list(s.get("image_type")))
+    types = [str(t).upper() for t in _list(s.get("image_type"))]
+    image_type = " ".join(types)
+    if "SECONDARY" in types and _RENDERING.search(image_type):
+        return False
     text = " ".join(str(s.get(k) or "") for k in ("description", "protocol_name")) + " " + image_type
     return not _NON_DIAGNOSTIC.search(text)
 
