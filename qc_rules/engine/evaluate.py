@@ -29,7 +29,7 @@ from radqc.qc_rules.engine.model import (
 from radqc.qc_rules.engine.names import LIST_FACTS
 
 EVIDENCE_TEXT_LIMIT = 200
-MEMO_LIMIT = 300_000
+
 
 
 # -- applicability ------------------------------------------------------------------------------
@@ -240,7 +240,10 @@ class BatchResult:
 
 
 class _Columns:
-    """Factorised columns: integer codes per row and the distinct values, built lazily."""
+    """Factorised columns: integer codes per row and the distinct values, built lazily.
+
+    Derived columns (``__dN``) hold a function call's result per row, computed once per
+    distinct combination of its arguments and shared by every rule that makes the call."""
 
     def __init__(self, columns: Mapping[str, Sequence[Any]], n: int) -> None:
         self.raw = columns
@@ -256,25 +259,10 @@ class _Columns:
             return
         values = self.raw.get(name)
         if values is None:
-            self.codes[name] = np.zeros(self.n, dtype=np.int64)
+            self.codes[name] = np.zeros(self.n, dtype=np.int32)
             self.uniques[name] = [[] if name in LIST_FACTS else None]
             return
-        index: dict[Any, int] = {}
-        uniques: list[Any] = []
-        codes = np.empty(self.n, dtype=np.int64)
-        setdefault = index.setdefault
-        for i, v in enumerate(values):
-            try:
-                key = v
-                c = setdefault(key, len(uniques))
-            except TypeError:  # lists/dicts: key by a frozen form
-                key = _freeze(v)
-                c = setdefault(key, len(uniques))
-            if c == len(uniques):
-                uniques.append(v)
-            codes[i] = c
-        self.codes[name] = codes
-        self.uniques[name] = uniques
+        self.codes[name], self.uniques[name] = _factorise_values(values, self.n)
 
     def combine(self, names: tuple[str, ...]) -> tuple[Any, Any]:
         """(row -> combination id, combination id -> per-name unique index rows)."""
@@ -283,68 +271,282 @@ class _Columns:
         if names in self.combos:
             return self.combos[names]
         if not names:
-            result = (np.zeros(self.n, dtype=np.int64), np.zeros((1, 0), dtype=np.int64))
-            self.combos[names] = result
-            return result
-        for name in names:
-            self.factorise(name)
-        if len(names) == 1:
-            codes = self.codes[names[0]]
-            table = np.arange(len(self.uniques[names[0]]), dtype=np.int64).reshape(-1, 1)
-            result = (codes, table)
+            result = (np.zeros(self.n, dtype=np.int32), np.zeros((1, 0), dtype=np.int64))
         else:
-            prefix_ids, prefix_table = self.combine(names[:-1])
-            last = self.codes[names[-1]]
-            width = len(self.uniques[names[-1]])
-            joint = prefix_ids * width + last
-            ids, inverse = np.unique(joint, return_inverse=True)
-            table = np.concatenate(
-                [prefix_table[ids // width], (ids % width).reshape(-1, 1)], axis=1)
-            result = (inverse.astype(np.int64, copy=False), table)
+            for name in names:
+                self.factorise(name)
+            if len(names) == 1:
+                codes = self.codes[names[0]]
+                table = np.arange(len(self.uniques[names[0]]), dtype=np.int64).reshape(-1, 1)
+                result = (codes, table)
+            else:
+                prefix_ids, prefix_table = self.combine(names[:-1])
+                width = len(self.uniques[names[-1]])
+                joint = prefix_ids.astype(np.int64) * width + self.codes[names[-1]]
+                ids, inverse = np.unique(joint, return_inverse=True)
+                table = np.concatenate([prefix_table[ids // width], (ids % width).reshape(-1, 1)], axis=1)
+                result = (inverse.astype(np.int32), table)
         self.combos[names] = result
         return result
+
+    def derive(self, spec: _Derived) -> None:
+        """Compute a derived column (its argument columns, derived ones included, first)."""
+        if spec.name in self.codes:
+            return
+        ids, values = compute_derived(self, spec)
+        self.codes[spec.name] = ids
+        self.uniques[spec.name] = values
+
+
+def _factorise_values(values: Sequence[Any], n: int) -> tuple[Any, list[Any]]:
+    import numpy as np
+
+    index: dict[Any, int] = {}
+    by_identity: dict[int, int] = {}  # lists/dicts shared by reference: freeze once
+    uniques: list[Any] = []
+    codes = np.empty(n, dtype=np.int32)
+    setdefault = index.setdefault
+    for i, v in enumerate(values):
+        try:
+            c = setdefault(v, len(uniques))
+        except TypeError:  # lists/dicts: key by a frozen form
+            c = by_identity.get(id(v), -1)
+            if c < 0:
+                c = by_identity[id(v)] = setdefault(_freeze(v), len(uniques))
+        if c == len(uniques):
+            uniques.append(v)
+        codes[i] = c
+    return codes, uniques
 
 
 def _freeze(value: Any) -> Any:
     if isinstance(value, dict):
         return ("__dict__", tuple(sorted((k, _freeze(v)) for k, v in value.items())))
-    if isinstance(value, (list, tuple)):
-        return ("__list__", tuple(_freeze(v) for v in value))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return (type(value).__name__, tuple(_freeze(v) for v in items))
+    if isinstance(value, float) and value != value:
+        return ("nan",)
     return value
 
 
-def _rule_names(rule: Rule) -> tuple[str, ...]:
-    names = set(rule.compiled.names) if rule.compiled else set()
-    if rule.compiled_when is not None:
-        names |= rule.compiled_when.names
-    return tuple(sorted(names))
+# -- batch plans: leaf function calls become shared derived columns --------------------------------
+
+@dataclass
+class _Derived:
+    name: str
+    fn: Any
+    args: tuple[tuple[str, Any], ...]  # ("name", fact) | ("const", value)
+    kwargs: tuple[tuple[str, str, Any], ...]  # (keyword, kind, value)
+    depends: tuple[str, ...] = ()
+
+    def arg_names(self) -> tuple[str, ...]:
+        names: set[str] = set()
+        for spec in [*self.args, *((k, v) for _, k, v in self.kwargs)]:
+            _spec_names(spec, names)
+        return tuple(sorted(names))
 
 
-def _evaluate_rules(cols: _Columns, rules: Sequence[Rule], row_items: Any, row_modalities: Any,
-                    memo: dict) -> dict[str, tuple[Any, Any, str | None]]:
+def _spec_names(spec: tuple[str, Any], out: set[str]) -> None:
+    kind, value = spec
+    if kind == "name":
+        out.add(value)
+    elif kind == "list":
+        for item in value:
+            _spec_names(item, out)
+
+
+@dataclass
+class _RulePlan:
+    rule: Rule
+    names: tuple[str, ...]
+    expr: Any
+    when: Any
+
+
+def compute_derived(cols: _Columns, spec: _Derived) -> tuple[Any, list[Any]]:
+    """Call ``spec.fn`` once per distinct argument combination; errors become :class:`Raised`."""
+    import numpy as np
+
+    from radqc.qc_rules.engine.expr import Raised
+
+    names = spec.arg_names()
+    ids, table = cols.combine(names)
+    position = {n: k for k, n in enumerate(names)}
+    columns = [cols.uniques[n] for n in names]
+    index_cols = [table[:, k].tolist() for k in range(len(names))]
+    fn = spec.fn
+    results_index: dict[Any, int] = {}
+    values: list[Any] = []
+    combo_codes = np.empty(table.shape[0], dtype=np.int32)
+
+    def arg(kind: str, v: Any, combo: int) -> Any:
+        if kind == "name":
+            k = position[v]
+            value = columns[k][index_cols[k][combo]]
+            if type(value) is Raised:
+                raise EvalError(value.message)
+            return value
+        if kind == "list":
+            return [arg(ik, iv, combo) for ik, iv in v]
+        return list(v) if isinstance(v, list) else v
+
+    for combo in range(table.shape[0]):
+        try:
+            args = [arg(kind, v, combo) for kind, v in spec.args]
+            kw = {key: arg(kind, v, combo) for key, kind, v in spec.kwargs}
+            value = fn(*args, **kw)
+        except Exception as exc:  # noqa: BLE001 - re-raised only where a rule reads it
+            value = Raised(f"{type(exc).__name__}: {exc}" if not isinstance(exc, EvalError) else str(exc))
+        try:
+            c = results_index.setdefault(value, len(values)) if type(value) is not Raised else len(values)
+        except TypeError:
+            c = results_index.setdefault(_freeze(value), len(values))
+        if c == len(values):
+            values.append(value)
+        combo_codes[combo] = c
+    return combo_codes[ids], values
+
+
+class _Planner:
+    """Rewrites rules so that every call whose arguments are facts/constants reads a derived
+    column; identical calls across rules share one column."""
+
+    def __init__(self, functions: Mapping[str, Any]) -> None:
+        self.functions = functions
+        self.derived: dict[str, _Derived] = {}  # key (ast dump) -> spec
+        self.order: list[_Derived] = []
+
+    def plan(self, rule: Rule) -> _RulePlan:
+        import ast
+
+        from radqc.qc_rules.engine.expr import compile_tree
+
+        names: set[str] = set()
+        fns = []
+        for comp in (rule.compiled, rule.compiled_when):
+            if comp is None or comp.tree is None:
+                fns.append(None if comp is None else comp.fn)
+                continue
+            tree = _Rewriter(self, rule).visit(ast.parse(ast.unparse(comp.tree), mode="eval"))
+            ast.fix_missing_locations(tree)
+            names |= _free_names(tree, rule)
+            fns.append(compile_tree(tree, functions=self.functions, params=rule.params))
+        return _RulePlan(rule=rule, names=tuple(sorted(names)), expr=fns[0], when=fns[1])
+
+    def register(self, key: str, fn: Any, args: tuple, kwargs: tuple) -> str:
+        from radqc.qc_rules.engine.expr import DERIVED_PREFIX
+
+        spec = self.derived.get(key)
+        if spec is None:
+            spec = _Derived(name=f"{DERIVED_PREFIX}{len(self.derived)}", fn=fn, args=args, kwargs=kwargs)
+            spec.depends = tuple(n for n in spec.arg_names() if n.startswith(DERIVED_PREFIX))
+            self.derived[key] = spec
+            self.order.append(spec)
+        return spec.name
+
+
+def _free_names(tree: Any, rule: Rule) -> set[str]:
+    """Fact and derived names a (rewritten) tree reads, minus params, constants and loop variables."""
+    import ast
+
+    from radqc.qc_rules.engine.expr import BUILTINS, CONSTANT_NAMES, GENERATOR_FUNCTIONS
+
+    loop_vars = {g.target.id for n in ast.walk(tree) if isinstance(n, ast.GeneratorExp)
+                 for g in n.generators if isinstance(g.target, ast.Name)}
+    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    out = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and n.id not in loop_vars and n.id not in rule.params and n.id not in CONSTANT_NAMES:
+            if n.id in called and (n.id in BUILTINS or n.id in GENERATOR_FUNCTIONS):
+                continue
+            out.add(n.id)
+    return out - called
+
+
+def _make_rewriter() -> type:
+    import ast
+
+    from radqc.qc_rules.engine.expr import BUILTINS, CONSTANT_NAMES, GENERATOR_FUNCTIONS
+
+    class Rewriter(ast.NodeTransformer):
+        def __init__(self, planner: _Planner, rule: Rule) -> None:
+            self.planner = planner
+            self.rule = rule
+
+        def visit_GeneratorExp(self, node: ast.GeneratorExp) -> ast.AST:
+            return node  # loop variables: leave the body alone
+
+        def _arg(self, node: ast.AST) -> tuple[str, Any] | None:
+            if isinstance(node, ast.Constant):
+                return ("const", node.value)
+            if isinstance(node, ast.Name):
+                if node.id in CONSTANT_NAMES:
+                    return ("const", CONSTANT_NAMES[node.id])
+                if node.id in self.rule.params:
+                    return ("const", self.rule.params[node.id])
+                return ("name", node.id)
+            if isinstance(node, (ast.List, ast.Tuple)) and len(node.elts) <= 32:
+                items = [self._arg(e) for e in node.elts]
+                if any(i is None for i in items):
+                    return None
+                if all(kind == "const" for kind, _ in items):  # type: ignore[misc]
+                    return ("const", [v for _, v in items])  # type: ignore[misc]
+                return ("list", items)
+            return None
+
+        def visit_Call(self, node: ast.Call) -> ast.AST:
+            self.generic_visit(node)
+            if not isinstance(node.func, ast.Name) or node.func.id in GENERATOR_FUNCTIONS:
+                return node
+            fname = node.func.id
+            fn = self.planner.functions.get(fname) or BUILTINS.get(fname)
+            if fn is None:
+                return node
+            args = [self._arg(a) for a in node.args]
+            kwargs = [(k.arg, self._arg(k.value)) for k in node.keywords]
+            if any(a is None for a in args) or any(v is None for _, v in kwargs):
+                return node
+            key = repr((fname, args, kwargs))
+            name = self.planner.register(key, fn, tuple(args), tuple((k, kind, v) for k, (kind, v) in kwargs))
+            return ast.copy_location(ast.Name(id=name, ctx=ast.Load()), node)
+
+    return Rewriter
+
+
+_REWRITER: type | None = None
+
+
+def _Rewriter(planner: _Planner, rule: Rule) -> Any:  # noqa: N802 - a lazily built class
+    global _REWRITER
+    if _REWRITER is None:
+        _REWRITER = _make_rewriter()
+    return _REWRITER(planner, rule)
+
+
+def _evaluate_plans(cols: _Columns, plans: Sequence[_RulePlan], row_items: Any, row_modalities: Any,
+                    ) -> dict[str, tuple[Any, Any, str | None]]:
     """Per rule: (failing row indices, erroring row indices, first error)."""
     import numpy as np
 
     out: dict[str, tuple[Any, Any, str | None]] = {}
-    for rule in rules:
-        names = _rule_names(rule)
+    for plan in plans:
+        rule = plan.rule
         applicable = _applicability_mask(rule, cols, row_items, row_modalities)
-        ids, table = cols.combine(names)
+        ids, table = cols.combine(plan.names)
         n_combos = table.shape[0]
-        needed = np.zeros(n_combos, dtype=bool)
         if applicable is None:
-            needed[:] = True
+            needed = np.ones(n_combos, dtype=bool)
         else:
-            needed[np.unique(ids[applicable])] = True
+            needed = np.zeros(n_combos, dtype=bool)
+            needed[ids[applicable]] = True
         status = np.zeros(n_combos, dtype=np.int8)  # 0 pass/skip, 1 fail, 2 error
         first_error: str | None = None
-        uniques = [cols.uniques[n] for n in names]
         facts: dict[str, Any] = {}
-        scope = Scope(facts, rule.params, memo)
+        scope = Scope(facts, rule.params, None)
         budget = scope.budget
-        expr_fn = rule.compiled.fn  # type: ignore[union-attr]
-        when_fn = rule.compiled_when.fn if rule.compiled_when is not None else None
-        lookups = [(name, uniques[k], table[:, k].tolist()) for k, name in enumerate(names)]
+        expr_fn, when_fn = plan.expr, plan.when
+        lookups = [(name, cols.uniques[name], table[:, k].tolist()) for k, name in enumerate(plan.names)]
         for combo in np.flatnonzero(needed).tolist():
             for name, values, index in lookups:
                 facts[name] = values[index[combo]]
@@ -362,8 +564,6 @@ def _evaluate_rules(cols: _Columns, rules: Sequence[Rule], row_items: Any, row_m
         row_status = status[ids]
         if applicable is not None:
             row_status = np.where(applicable, row_status, 0)
-        if len(memo) > MEMO_LIMIT:  # bound memory: the memo only pays across rules
-            memo.clear()
         out[rule.id] = (np.flatnonzero(row_status == 1).astype(np.int32), np.flatnonzero(row_status == 2).astype(np.int32),
                         first_error)
     return out
@@ -402,10 +602,41 @@ def _factor_sets(values: Iterable[frozenset[str]], n: int) -> tuple[Any, list[fr
 _FORK_STATE: dict[str, Any] = {}
 
 
-def _worker(rule_ids: list[str]) -> dict[str, tuple[Any, Any, str | None]]:
+def _derive_worker(names: list[str]) -> list[tuple[str, Any, list[Any]]]:
+    cols, specs = _FORK_STATE["cols"], _FORK_STATE["specs"]
+    out = []
+    for name in names:
+        ids, values = compute_derived(cols, specs[name])
+        out.append((name, ids, values))
+    return out
+
+
+def _rules_worker(rule_ids: list[str]) -> dict[str, tuple[Any, Any, str | None]]:
     state = _FORK_STATE
-    rules = [state["ruleset"].rules[r] for r in rule_ids]
-    return _evaluate_rules(state["cols"], rules, state["items"], state["modalities"], {})
+    plans = [state["plans"][r] for r in rule_ids]
+    return _evaluate_plans(state["cols"], plans, state["items"], state["modalities"])
+
+
+def _shares(items: Sequence[Any], cost: Any, workers: int) -> list[list[Any]]:
+    """Greedy split by cost (largest first onto the least loaded worker)."""
+    loads = [0.0] * workers
+    out: list[list[Any]] = [[] for _ in range(workers)]
+    for item in sorted(items, key=lambda x: -cost(x)):
+        k = loads.index(min(loads))
+        out[k].append(item)
+        loads[k] += cost(item)
+    return [s for s in out if s]
+
+
+def _pool(workers: int) -> Any:
+    import multiprocessing as mp
+
+    if workers <= 1:
+        return None
+    try:
+        return mp.get_context("fork").Pool(workers)
+    except (ValueError, OSError):
+        return None
 
 
 def evaluate_batch(
@@ -418,7 +649,7 @@ def evaluate_batch(
 
     Scores use each exam's item standard (found from ``exam_items``/``exam_item_codes``) or
     the default standard; the outcome per exam equals :func:`evaluate_exam`'s. ``workers`` > 1
-    forks processes that each take a share of the rules (POSIX only; falls back to 1).
+    forks processes (POSIX) for the derived columns and then for the rules.
     """
     import time
 
@@ -430,9 +661,8 @@ def evaluate_batch(
     n = lengths.pop() if lengths else 0
     cols = _Columns(columns, n)
     t0 = time.perf_counter()
-    # the standard per exam: by distinct (exam_items, exam_item_codes, modality)
-    std_ids, std_table = cols.combine(tuple(sorted({"exam_items", "exam_item_codes", "modality", "dicom_modalities"})))
     combo_names = tuple(sorted({"exam_items", "exam_item_codes", "modality", "dicom_modalities"}))
+    std_ids, std_table = cols.combine(combo_names)
     combo_standards: list[Standard] = []
     combo_items: list[frozenset[str]] = []
     combo_mods: list[frozenset[str]] = []
@@ -449,38 +679,62 @@ def evaluate_batch(
     row_items = (item_codes[std_ids], item_uniques)
     row_mods = (mod_codes[std_ids], mod_uniques)
     rules = ruleset.enabled_rules()
-    for rule in rules:  # factorise before forking so children share the codes copy-on-write
-        cols.combine(_rule_names(rule))
-    t_factor = time.perf_counter() - t0
-    results: dict[str, tuple[Any, Any, str | None]] = {}
-    workers = max(1, int(workers))
-    if workers > 1 and len(rules) > 1:
-        import multiprocessing as mp
+    functions = ruleset.functions
+    if functions is None:
+        from radqc.qc_rules.engine.loader import _default_functions
 
-        try:
-            ctx = mp.get_context("fork")
-        except ValueError:
-            ctx = None
-        if ctx is not None:
-            _FORK_STATE.update(ruleset=ruleset, cols=cols, items=row_items, modalities=row_mods)
-            costs = sorted(rules, key=lambda r: -cols.combine(_rule_names(r))[1].shape[0])
-            shares: list[list[str]] = [[] for _ in range(workers)]
-            for k, rule in enumerate(costs):  # snake order: big rules spread across workers
-                lane = k % (2 * workers)
-                shares[lane if lane < workers else 2 * workers - 1 - lane].append(rule.id)
+        functions = _default_functions()
+    planner = _Planner(functions)
+    plans = {rule.id: planner.plan(rule) for rule in rules}
+    base = sorted({name for p in plans.values() for name in p.names if not name.startswith("__d")}
+                  | {v for s in planner.order for v in s.arg_names() if not v.startswith("__d")})
+    for name in base:
+        cols.factorise(name)
+    t_factor = time.perf_counter() - t0
+    workers = max(1, int(workers))
+    # derived columns, level by level (a call over another call's result waits for it)
+    specs = {s.name: s for s in planner.order}
+    done: set[str] = set()
+    while len(done) < len(specs):
+        level = [s for s in planner.order if s.name not in done and all(d in done for d in s.depends)]
+        for s in level:  # argument combinations before forking: children share them
+            cols.combine(s.arg_names())
+        _FORK_STATE.update(cols=cols, specs=specs)  # before the fork: children inherit it
+        pool = _pool(workers) if len(level) > 1 else None
+        if pool is None:
+            _FORK_STATE.clear()
+            for s in level:
+                cols.derive(s)
+        else:
             try:
-                with ctx.Pool(workers) as pool:
-                    for part in pool.map(_worker, [s for s in shares if s]):
-                        results.update(part)
+                cost = {s.name: cols.combine(s.arg_names())[1].shape[0] for s in level}
+                with pool:
+                    for part in pool.map(_derive_worker, _shares([s.name for s in level], cost.__getitem__, workers)):
+                        for name, ids, values in part:
+                            cols.codes[name], cols.uniques[name] = ids, values
             finally:
                 _FORK_STATE.clear()
-    if not results:
-        results = _evaluate_rules(cols, rules, row_items, row_mods, {})
-    t_rules = time.perf_counter() - t0 - t_factor
-    # scores: total - sum(points) per row, with the row's standard
+        done |= {s.name for s in level}
+    t_derived = time.perf_counter() - t0 - t_factor
+    for plan in plans.values():  # rule combinations before forking
+        cols.combine(plan.names)
+    results: dict[str, tuple[Any, Any, str | None]] = {}
+    _FORK_STATE.update(plans=plans, cols=cols, items=row_items, modalities=row_mods)
+    pool = _pool(workers) if len(plans) > 1 else None
+    if pool is None:
+        _FORK_STATE.clear()
+        results = _evaluate_plans(cols, list(plans.values()), row_items, row_mods)
+    else:
+        try:
+            cost = {rid: cols.combine(p.names)[1].shape[0] for rid, p in plans.items()}
+            with pool:
+                for part in pool.map(_rules_worker, _shares(list(plans), cost.__getitem__, workers)):
+                    results.update(part)
+        finally:
+            _FORK_STATE.clear()
+    t_rules = time.perf_counter() - t0 - t_factor - t_derived
     totals = np.array([s.total for s in combo_standards], dtype=np.float64)[std_ids]
     deducted = np.zeros(n, dtype=np.float64)
-    std_index = {id(s): k for k, s in enumerate(combo_standards)}
     failed_rows: dict[str, Any] = {}
     error_rows: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -494,27 +748,21 @@ def evaluate_batch(
             continue
         per_combo = np.array([points_for(rule.id, rule.points, s)[0] for s in combo_standards], dtype=np.float64)
         deducted[fail] += per_combo[std_ids[fail]]
-    del std_index
     scores = np.maximum(0.0, totals - deducted).round(4)
-    grades_by_combo: list[str] = []
-    standards: list[str | None] = []
+    grades: list[str] = []
     grade_cache: dict[tuple[int, float], str] = {}
-    std_of_row = std_ids
-    for i in range(n):
-        s = combo_standards[std_of_row[i]]
-        key = (int(std_of_row[i]), float(scores[i]))
-        g = grade_cache.get(key)
+    for c, score in zip(std_ids.tolist(), scores.tolist(), strict=True):
+        g = grade_cache.get((c, score))
         if g is None:
-            g = s.grade(scores[i])
-            grade_cache[key] = g
-        grades_by_combo.append(g)
+            g = grade_cache[(c, score)] = combo_standards[c].grade(score)
+        grades.append(g)
     standards = [None if s.item == "general" else s.item for s in combo_standards]
-    row_standards = [standards[c] for c in std_of_row] if n else []
     return BatchResult(
-        n=n, scores=scores, grades=grades_by_combo, ruleset_version=ruleset.version, standards=row_standards,
-        failed_rows=failed_rows, error_rows=error_rows, errors=errors,
-        seconds={"factorise": round(t_factor, 3), "rules": round(t_rules, 3),
-                 "total": round(time.perf_counter() - t0, 3)},
+        n=n, scores=scores, grades=grades, ruleset_version=ruleset.version,
+        standards=[standards[c] for c in std_ids.tolist()], failed_rows=failed_rows, error_rows=error_rows,
+        errors=errors,
+        seconds={"factorise": round(t_factor, 3), "derived": round(t_derived, 3), "rules": round(t_rules, 3),
+                 "total": round(time.perf_counter() - t0, 3), "derived_columns": len(specs)},
     )
 
 

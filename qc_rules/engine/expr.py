@@ -67,6 +67,23 @@ class EvalError(RuntimeError):
     """An expression failed while evaluating (wrong types, step budget exhausted)."""
 
 
+#: Names of derived columns in batch plans (underscore names are refused in rule text).
+DERIVED_PREFIX = "__d"
+
+
+class Raised:
+    """A function call that raised while a batch precomputed it; re-raised where it is read,
+    so a call a short-circuit would have skipped never becomes an error."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Raised, (self.message,))
+
+
 class _Budget:
     __slots__ = ("left",)
 
@@ -476,6 +493,13 @@ class _Compiler:
 
     def name(self, node: ast.Name, local: frozenset[str]) -> Closure:
         ident = node.id
+        if ident.startswith(DERIVED_PREFIX):  # batch plans only: user text can never name these
+            def derived(s: Scope) -> Any:
+                value = s.facts.get(ident)
+                if type(value) is Raised:
+                    raise EvalError(value.message)
+                return value
+            return derived
         if ident in local:
             return lambda s: s.locals.get(ident)
         if ident in CONSTANT_NAMES:
@@ -643,6 +667,11 @@ def _fold_constants(compiler: _Compiler, tree: ast.AST, functions: Mapping[str, 
             raise compiler.fail(node, f"constant expression refused: {exc}") from None
         except (TypeError, ValueError, ArithmeticError) as exc:
             raise compiler.fail(node, f"constant expression fails: {exc}") from None
+
+
+def compile_tree(tree: ast.AST, *, functions: Mapping[str, Callable[..., Any]], params: Mapping[str, Any]) -> Closure:
+    """Compile an already validated tree (a batch plan's rewrite of a rule); no checks."""
+    return _Compiler("", functions, params, None, None, "expr").compile(tree)
 
 
 def evaluate(compiled: Compiled, facts: Mapping[str, Any], params: Mapping[str, Any] | None = None,

@@ -481,7 +481,7 @@ def load_ruleset_documents(
         standards[std.item] = std
     if errs.errors:
         raise RuleLoadError(errs.errors)
-    return Ruleset(rules=rules, standards=standards, version=version, libraries=headers)
+    return Ruleset(rules=rules, standards=standards, version=version, libraries=headers, functions=functions)
 
 
 def read_documents(paths: Iterable[Path]) -> list[tuple[Any, str]]:

@@ -203,6 +203,8 @@ class Ruleset:
     standards: dict[str, Standard]
     version: str = "unversioned"
     libraries: dict[str, dict[str, Any]] = field(default_factory=dict)  # library name -> file header
+    #: the functions the expressions were compiled against (batch evaluation re-plans with them)
+    functions: Any = field(default=None, repr=False, compare=False)
 
     def enabled_rules(self) -> list[Rule]:
         return [r for r in self.rules.values() if r.enabled]
