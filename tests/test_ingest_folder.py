@@ -175,3 +175,32 @@ def test_same_data_set_with_another_file_header_is_a_duplicate_not_a_version(wor
     second = ingest_path(workspace, tmp_path / "pacs")
     assert (second.ingested, second.duplicate) == (0, 1)
     assert workspace.status()["instances"] == 1
+
+
+def test_cli_ingest_with_archive_compresses_only_what_it_added(workspace, tmp_path):
+    """`radqc ingest --archive`: the pipeline option of the lossless archive."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from radqc.cli.main import app
+    from tests.dicom_factory import ct_series
+
+    ct_series(tmp_path / "old", n_slices=3, size=64, accession="OLD1")
+    ingest_path(workspace, tmp_path / "old")
+    ct_series(tmp_path / "new", n_slices=4, size=64, accession="NEW1")
+    out = CliRunner().invoke(app, ["ingest", str(tmp_path / "new"), "--archive", "--json", "--workers", "1"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["ingested"] == 4
+    assert doc["archive"]["archived"] == 4 and doc["archive"]["failed"] == 0
+    with workspace.sessions() as s:
+        by_accession = {
+            acc: archived
+            for acc, archived in s.execute(
+                select(m.Exam.accession_number, m.Instance.archived_at)
+                .join(m.Series, m.Series.exam_id == m.Exam.id)
+                .join(m.Instance, m.Instance.series_id == m.Series.id)
+            )
+        }
+    assert by_accession["NEW1"] is not None and by_accession["OLD1"] is None
