@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real services the tests and benchmarks run against, when missing:
 # PostgreSQL (catalogue backend), Orthanc + DICOMweb plugin (the hospital PACS peer),
-# DCMTK and GDCM (peer codecs for the compression benchmark). Services are not started
+# DCMTK and GDCM (peer codecs for the compression benchmark), dicom3tools (dciodvfy, the
+# DICOM validator the synthetic generator's tests run). Services are not started
 # here: the test fixtures start their own instances on loopback.
 set -euo pipefail
 need=()
@@ -9,6 +10,7 @@ command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
 command -v dcmcjpls >/dev/null 2>&1 || need+=(dcmtk)
 command -v gdcmconv >/dev/null 2>&1 || need+=(libgdcm-tools)
+command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -eq 0 ]; then
   echo "services: all installed"
