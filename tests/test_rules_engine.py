@@ -379,8 +379,14 @@ def test_extra_failures_from_image_qc_use_standard_points() -> None:
     assert result.failures == [img] and img.points == 15 and result.score == 85
 
 
-def test_batch_equals_single() -> None:
+@pytest.mark.parametrize("rowwise", [False, True])
+def test_batch_equals_single(rowwise: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     import random
+
+    from radqc.qc_rules.engine import evaluate as ev
+
+    if rowwise:  # the path used for large batches: high-cardinality calls computed row by row
+        monkeypatch.setattr(ev, "ROWWISE_MIN_ROWS", 0)
 
     rs = ruleset()
     rng = random.Random(4)
@@ -485,3 +491,29 @@ def test_bundled_library_loads_when_present() -> None:
         pytest.skip("bundled rule library not written yet")
     rs = load_library()
     assert rs.rules and rs.version.startswith("bundled:")
+
+
+def test_bundled_library_batch_equals_single_on_generated_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole bundled library: batch (both derivation paths, 2 workers) == one exam at a time."""
+    from benchmarks.bench_rules import make_columns
+    from radqc.qc_rules.engine import evaluate as ev
+    from radqc.qc_rules.engine.loader import bundled_paths
+
+    if not any(p.parent.name == "library" for p in bundled_paths()):
+        pytest.skip("bundled rule library not written yet")
+    rs = load_library()
+    n = 600
+    cols = make_columns(n, seed=5, standards=[s.name_zh for s in rs.standards.values()])
+    rows = [{k: cols[k][i] for k in cols} for i in range(n)]
+    singles = [evaluate_exam(r, rs) for r in rows]
+    for rowwise in (False, True):
+        monkeypatch.setattr(ev, "ROWWISE_MIN_ROWS", 0 if rowwise else 10**9)
+        batch = evaluate_batch(cols, rs, workers=2)
+        failed = [set() for _ in range(n)]
+        for rid, idx in batch.failed_rows.items():
+            for i in idx.tolist():
+                failed[i].add(rid)
+        for i, single in enumerate(singles):
+            assert failed[i] == {f.rule_id for f in single.failures}, i
+            assert batch.scores[i] == single.score and batch.grades[i] == single.grade
+            assert batch.standards[i] == single.standard

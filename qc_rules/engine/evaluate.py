@@ -408,6 +408,94 @@ def compute_derived(cols: _Columns, spec: _Derived) -> tuple[Any, list[Any]]:
     return combo_codes[ids], values
 
 
+ROWWISE_MIN_ROWS = 20_000  # below this, every derived column is computed per distinct combination
+ROW_CHUNK = 8192  # rows per chunk in row-wise derivation (keeps functions' own parse caches warm)
+
+
+def _call_value(fn: Any, spec: _Derived, getter: Any) -> Any:
+    from radqc.qc_rules.engine.expr import Raised
+
+    def arg(kind: str, v: Any) -> Any:
+        if kind == "name":
+            value = getter(v)
+            if type(value) is Raised:
+                raise EvalError(value.message)
+            return value
+        if kind == "list":
+            return [arg(ik, iv) for ik, iv in v]
+        return list(v) if isinstance(v, list) else v
+
+    try:
+        return fn(*[arg(kind, v) for kind, v in spec.args], **{key: arg(kind, v) for key, kind, v in spec.kwargs})
+    except Exception as exc:  # noqa: BLE001 - re-raised only where a rule reads it
+        return Raised(str(exc) if isinstance(exc, EvalError) else f"{type(exc).__name__}: {exc}")
+
+
+def rowwise_derive(cols: _Columns, specs: Sequence[_Derived], start: int, end: int) -> list[tuple[str, Any, list[Any]]]:
+    """Derived columns whose arguments are (nearly) unique per row: computed row by row, all
+    specs chunk by chunk, so a value parsed by one call is still cached for the next."""
+    import numpy as np
+
+    from radqc.qc_rules.engine.expr import Raised
+
+    n = end - start
+    state = {s.name: ({}, [], np.empty(n, dtype=np.int32)) for s in specs}
+    for lo in range(start, end, ROW_CHUNK):
+        hi = min(end, lo + ROW_CHUNK)
+        rows: dict[str, list[Any]] = {}
+        for spec in specs:
+            for name in spec.arg_names():
+                if name not in rows:
+                    values = cols.uniques[name]
+                    rows[name] = [values[c] for c in cols.codes[name][lo:hi].tolist()]
+        for spec in specs:
+            index, uniques, codes = state[spec.name]
+            fn = spec.fn
+            for j in range(hi - lo):
+                value = _call_value(fn, spec, lambda name, j=j, rows=rows: rows[name][j])
+                try:
+                    c = index.setdefault(value, len(uniques)) if type(value) is not Raised else len(uniques)
+                except TypeError:
+                    c = index.setdefault(_freeze(value), len(uniques))
+                if c == len(uniques):
+                    uniques.append(value)
+                codes[lo - start + j] = c
+    return [(s.name, state[s.name][2], state[s.name][1]) for s in specs]
+
+
+def _merge_parts(parts: Sequence[tuple[Any, list[Any]]]) -> tuple[Any, list[Any]]:
+    """Concatenate row-range results, re-coding later parts onto the first part's values."""
+    import numpy as np
+
+    from radqc.qc_rules.engine.expr import Raised
+
+    codes0, uniques = parts[0]
+    uniques = list(uniques)
+    index: dict[Any, int] = {}
+    for k, v in enumerate(uniques):
+        if type(v) is not Raised:
+            try:
+                index.setdefault(v, k)
+            except TypeError:
+                index.setdefault(_freeze(v), k)
+    out = [codes0]
+    for codes, values in parts[1:]:
+        remap = np.empty(max(1, len(values)), dtype=np.int32)
+        for k, v in enumerate(values):
+            if type(v) is Raised:
+                c = len(uniques)
+            else:
+                try:
+                    c = index.setdefault(v, len(uniques))
+                except TypeError:
+                    c = index.setdefault(_freeze(v), len(uniques))
+            if c == len(uniques):
+                uniques.append(v)
+            remap[k] = c
+        out.append(remap[codes])
+    return np.concatenate(out), uniques
+
+
 class _Planner:
     """Rewrites rules so that every call whose arguments are facts/constants reads a derived
     column; identical calls across rules share one column."""
@@ -611,6 +699,10 @@ def _derive_worker(names: list[str]) -> list[tuple[str, Any, list[Any]]]:
     return out
 
 
+def _rowwise_worker(span: tuple[int, int]) -> list[tuple[str, Any, list[Any]]]:
+    return rowwise_derive(_FORK_STATE["cols"], _FORK_STATE["rowwise"], span[0], span[1])
+
+
 def _rules_worker(rule_ids: list[str]) -> dict[str, tuple[Any, Any, str | None]]:
     state = _FORK_STATE
     plans = [state["plans"][r] for r in rule_ids]
@@ -699,21 +791,35 @@ def evaluate_batch(
         level = [s for s in planner.order if s.name not in done and all(d in done for d in s.depends)]
         for s in level:  # argument combinations before forking: children share them
             cols.combine(s.arg_names())
-        _FORK_STATE.update(cols=cols, specs=specs)  # before the fork: children inherit it
-        pool = _pool(workers) if len(level) > 1 else None
-        if pool is None:
-            _FORK_STATE.clear()
-            for s in level:
-                cols.derive(s)
-        else:
-            try:
-                cost = {s.name: cols.combine(s.arg_names())[1].shape[0] for s in level}
+        rowwise = [sp for sp in level if n >= ROWWISE_MIN_ROWS and cols.combine(sp.arg_names())[1].shape[0] > n * 0.3]
+        by_combo = [sp for sp in level if sp not in rowwise]
+        _FORK_STATE.update(cols=cols, specs=specs, rowwise=rowwise)  # before the fork: children inherit it
+        pool = _pool(workers) if (len(by_combo) > 1 or rowwise) else None
+        try:
+            if pool is None:
+                for sp in by_combo:
+                    cols.derive(sp)
+                for name, ids, values in rowwise_derive(cols, rowwise, 0, n):
+                    cols.codes[name], cols.uniques[name] = ids, values
+            else:
                 with pool:
-                    for part in pool.map(_derive_worker, _shares([s.name for s in level], cost.__getitem__, workers)):
-                        for name, ids, values in part:
-                            cols.codes[name], cols.uniques[name] = ids, values
-            finally:
-                _FORK_STATE.clear()
+                    pending = None
+                    if rowwise:
+                        step = -(-n // workers)
+                        spans = [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+                        pending = pool.map_async(_rowwise_worker, spans)
+                    if by_combo:
+                        cost = {sp.name: cols.combine(sp.arg_names())[1].shape[0] for sp in by_combo}
+                        shares = _shares([sp.name for sp in by_combo], cost.__getitem__, workers)
+                        for part in pool.map(_derive_worker, shares):
+                            for name, ids, values in part:
+                                cols.codes[name], cols.uniques[name] = ids, values
+                    if pending is not None:
+                        parts = pending.get()
+                        for k, sp in enumerate(rowwise):
+                            cols.codes[sp.name], cols.uniques[sp.name] = _merge_parts([(p[k][1], p[k][2]) for p in parts])
+        finally:
+            _FORK_STATE.clear()
         done |= {s.name for s in level}
     t_derived = time.perf_counter() - t0 - t_factor
     for plan in plans.values():  # rule combinations before forking
