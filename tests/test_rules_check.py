@@ -462,3 +462,56 @@ def test_truncated_and_pixel_less_files_are_rejected_and_charged_to_their_exam(s
     assert "IM_CUT.dcm" in owner.failures[0]["reason"] and "截断" in owner.failures[0]["reason"]
     # the good copy of the same instance still counts once
     assert owner.facts["instance_count"] == sum(1 for _ in native.parent.parent.rglob("IM0*.dcm"))
+
+
+# -- end to end with the published library: fail -> fix -> pass -------------------------------
+#: A valid imaging-cloud index string for an exam time (five parts, 26-12-9-13-18; a real
+#: unified social credit code as part 5): synthetic exports carry none.
+def _index_string(exam_time: str) -> str:
+    stamp = datetime.fromisoformat(exam_time).astimezone(CST).strftime("%Y%m%d%H%M")
+    return "|".join(["A" * 26, stamp, "110000000", "DEV0000000001", "91350100M000100Y43"])
+
+
+def test_round_trip_with_the_published_library(synthetic_set: Path, tmp_path: Path) -> None:
+    rows = _records(synthetic_set / "records" / "exams.jsonl")
+    first = _check_cli(str(synthetic_set / "dicom"), "--records", str(synthetic_set / "records" / "exams.jsonl"),
+                       "--json", "--out", str(tmp_path / "first"), "--now", CLI_NOW)
+    assert first.exit_code == 1, first.output  # no synthetic record carries an index string
+    exams = json.loads(first.stdout)["exams"]
+    assert all("IDX-COMP-024" in {f["rule_id"] for f in e["failures"]} for e in exams)
+    candidates = [e for e in exams if {f["rule_id"] for f in e["failures"]} == {"IDX-COMP-024"}]
+    assert candidates, [(e["accession_number"], [f["rule_id"] for f in e["failures"]]) for e in exams]
+    target = next(r for r in rows if r["accession_number"] == candidates[0]["accession_number"])
+    folder = candidates[0]["source"]["folder"]
+    good_id, good_reviewer = target["id_number"], target["review_doctor"]
+
+    # the hospital's export: an index string, its own spellings, and two real mistakes
+    sent = dict(target)
+    sent["index_string"] = _index_string(target["exam_time"])
+    sent["patient_sex"] = {"M": "男", "F": "女"}[target["patient_sex"]]
+    sent["exam_time"] = datetime.fromisoformat(target["exam_time"]).strftime("%Y/%m/%d %H:%M:%S")
+    sent["review_doctor"] = target["report_doctor"]
+    sent["id_number"] = good_id[:-1] + next(c for c in "0123456789X" if c != good_id[-1])
+    records = _write_records(tmp_path / "exams.jsonl", [sent])
+    args = [folder, "--records", str(records), "--json", "--out", str(tmp_path / "fb"), "--now", CLI_NOW]
+    failed = _check_cli(*args)
+    assert failed.exit_code == 1, failed.output
+    (exam,) = json.loads(failed.stdout)["exams"]
+    fields = {name for f in exam["failures"] for name in f["fields"]}
+    assert {"review_doctor", "id_number"} <= fields, exam["failures"]
+    assert not fields & {"patient_sex", "index_string"}  # normalised, and the index string is valid
+    assert exam["score"] < 100
+    for f in exam["failures"]:
+        assert f["dimension"] in ("completeness", "timeliness", "consistency", "standardisation", "accuracy")
+        assert " / " in f["reason"] and f["points"] >= 0
+    assert {c["field"] for c in exam["changes"]} >= {"patient_sex", "exam_time"}
+    page = (tmp_path / "fb" / "report.html").read_text(encoding="utf-8")
+    assert target["accession_number"] in page and "未通过 FAIL" in page
+
+    # the hospital fixes both mistakes and re-checks: the exam passes
+    sent["review_doctor"], sent["id_number"] = good_reviewer, good_id
+    _write_records(records, [sent])
+    passed = _check_cli(*args)
+    assert passed.exit_code == 0, passed.output
+    (exam,) = json.loads(passed.stdout)["exams"]
+    assert exam["failures"] == [] and exam["score"] == 100.0

@@ -253,7 +253,6 @@ def run_check(
         elif path is not None and not exam.studies:
             failures.insert(0, check_finding("CHK-NO-IMAGES"))
         for f in failures:
-            f.setdefault("fix_hint", fix_hint(f))
             f["fix_hint"] = f.get("fix_hint") or fix_hint(f)
         outcomes.append(
             ExamOutcome(
