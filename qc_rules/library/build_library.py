@@ -1036,13 +1036,174 @@ def main() -> None:
     STANDARDS.mkdir(exist_ok=True)
     for old in STANDARDS.glob("*.yaml"):
         old.unlink()
-    for s in standards(by_id):
+    stds = standards(by_id)
+    for s in stds:
         for it in s["items"]:
             if it["type"] != "image" or it["id"].startswith("IMG-"):
                 if it["id"] not in by_id:
                     raise SystemExit(f"standard {s['item']} names unknown rule {it['id']}")
         dump(STANDARDS / f"{s['item']}.yaml", s, f"Scoring standard for {s['name']['en']} ({s['name']['zh']}).")
+    write_doc(libraries, stds)
     print(f"{len(by_id)} rules ({', '.join(f'{k}: {len(v)}' for k, v in libraries.items())}); {len(standards(by_id))} standards")
+
+
+# =========================================================================================
+# docs/rule-library.md: the narrative below plus tables generated from the files above
+# =========================================================================================
+DOC_HEAD = """# Rule library and scoring standards · 规则库与评分标准
+
+The rule QC (规则质控) data of issue 4: three rule libraries, the scoring standards per exam
+item, the vocabularies the rules' functions use, and how the library is measured. The engine
+that loads and runs them is described in docs/rule-qc.md; the hospital-side check in
+docs/hospital-check.md.
+
+| what | where |
+| --- | --- |
+| exam index data 影像检查数据 | `qc_rules/library/index.yaml` |
+| raw image data 原始图像 (header level) | `qc_rules/library/image.yaml` |
+| diagnostic reports 诊断报告 | `qc_rules/library/report.yaml` |
+| scoring standards per exam item | `qc_rules/standards/<item>.yaml` |
+| built-in functions (`FUNCTIONS`) | `qc_rules/functions/` (`basic.py`, `report.py`, `dicom.py`) |
+| vocabularies | `qc_rules/lexicons/*.yaml` (anatomy, items, cues, sex terms, critical values, windows/kernels, phone prefixes) |
+| generator of the YAML and of this page | `qc_rules/library/build_library.py` |
+
+The YAML files are the source of truth: the engine loads them, `radqc rules export` writes
+them, people edit them. Many rules are parameterised families (one per mandatory field, per
+time pair, per window preset, per MR sequence), so they are written from compact tables by
+`build_library.py`; after editing a table run
+`.venv/bin/python qc_rules/library/build_library.py` (it rewrites the libraries, the
+standards and this page). Every rule carries `examples.pass` and `examples.fail`; the engine
+refuses a rule whose own examples misbehave, and `tests/test_rules_library.py` runs them all.
+
+## Conventions
+
+* Ids: `IDX-`/`IMG-`/`RPT-` (library) + dimension code (`COMP` completeness, `TIME`
+  timeliness, `CONS` consistency, `STD` standardisation, `ACC` accuracy) + number.
+* `fields` names the record fields / DICOM facts a failure is about (the hospital sees them).
+* `when` keeps a rule from judging what it cannot see: a format rule skips a blank field
+  (the completeness rule reports it), an image rule skips exams without images, a
+  per-item rule runs only when the ordered items name its body part (`part` param).
+* Thresholds are `params` (configurable without touching the expression): e.g.
+  `IDX-TIME-001` has `max_minutes_emergency` / `max_minutes_routine` (both 120 by default,
+  qc-items.md: > 2 h flagged).
+* `tags: [violation:<kind>]` names the synthetic generator's seeded violation a rule
+  detects; `radqc eval rules` scores by it.
+
+## Report text analysis (`qc_rules/functions/report.py`)
+
+* **Sections**: headers from `lexicons/cues.yaml` (findings: 检查所见, 影像所见, 影像学表现,
+  影像表现, CT/MR/MRI/X线/DR表现, 所见, 描述; impression: 诊断意见, 影像诊断, 诊断结论,
+  检查结论, 诊断, 印象, 意见, 结论, 提示; also 检查项目, 临床诊断, 建议, signatures) at the
+  start of a line followed by a colon or line break; `sections(text)` returns each
+  section's body text and exact `[start, end]` spans, `body(text)` strips a leading header.
+* **Sentences / clauses**: split at 。；！？ and line breaks (clauses also at ，), with spans.
+* **Negation**: a cue (未见(明显), 未发现, 未显示, 无(明显), 不伴, 排除, 除外, 阴性, 没有)
+  opens a scope to the end of the clause; anatomy before the cue stays positive
+  ("附件区未见异常" describes the adnexa); "子宫未见显示" / "…缺如" negate the term before
+  them; 不除外/不排除 are uncertainty (longest cue wins); exceptions like 无名, 有无.
+* **Laterality**: 左/右/双/两侧 attach to the nearest anatomy term at or after them in the
+  clause (左肺上叶, 左侧胸腔), else the nearest before (甲状腺左叶, 椎间盘突出（左后型）), else
+  the last anatomy named (carry). Direction words (向左, 偏右, 左右) and heart chambers
+  (左心室, 右冠) are not sides. `part_sides(text)` gives part → sides; conflicts compare
+  only left/right (双 never conflicts) and only for a part whose reference names a side.
+* **Body parts**: the anatomy lexicon (`lexicons/anatomy.yaml`, series-and-reports.md) maps
+  terms to billing parts, longest match first; spine words (椎体, 椎间盘) belong to every
+  spine segment, joint words to every joint; ASCII terms need word boundaries (T1 in
+  "长T1信号" is not a vertebra: only `T12椎`, disc levels `L4/5`). A sentence is about the
+  union of its terms' parts; `parts_outside(text, ordered)` lists parts of sentences none of
+  whose parts was ordered. Item names map to parts with `lexicons/items.yaml`
+  (`item_body_parts`: 胸部+上腹部CT平扫, Tri Phase Liver, 腹部CT平扫(上腹) → only 上腹部).
+* **Sex terms**: `lexicons/sex_terms.yaml` (前列腺, 精囊, 睾丸… / 子宫, 宫颈, 附件, 卵巢,
+  节育环…); negated mentions ignored; `sex_conflict_terms(text, sex)` lists the other
+  sex's organs with spans.
+* **Critical values** (危急值): `lexicons/critical_values.yaml` patterns (张力性/大量气胸 or
+  compression >= 30%, 主动脉夹层, 颅内出血, 急性脑梗死, 脑疝, 肺栓塞, 消化道穿孔/膈下游离气体,
+  绞窄性肠梗阻, 实质脏器破裂, 心包填塞, 颈椎骨折脱位, 异位妊娠); positive and suspected
+  mentions count, negated ones do not.
+
+Identity functions: `id_number_valid` (GB 11643: 18 characters, a real birth date since
+1900, ISO 7064 MOD 11-2 check), `id_birth_date`, `id_sex`, `mobile_valid` (11 digits with
+an allocated prefix from `lexicons/phone.yaml`; +86 and separators tolerated),
+`uscc_valid` (GB 32100), `org_code_valid` (GB 11714), `index_string_valid` (five parts
+26-12-9-13-18 split at one of `| ^ - _ , ; space` or by fixed widths; part 2 a real
+YYYYMMDDhhmm). Times: ISO 8601, naive = China Standard Time.
+
+Names: the function for report body parts is registered as `report_parts` (CONTRACT §3
+calls it `body_parts`, which is also the DICOM fact name; the engine resolves a name to
+the function first, so the fact would be unreachable).
+
+## Measured: `radqc eval rules`
+
+MEASURED_PLACEHOLDER
+
+## Known limits
+
+* **upload_late**: latency runs from the end of the acquisition, which the record does not
+  carry (only `exam_time`, the start). The rule allows the modality's longest acquisition
+  (`acquisition_minutes`: DX 6, CT 15, MR 40 min) on top of 1 / 5 min, so a late upload of
+  a short scan can hide inside the allowance. An `exam_end_time` fact (last
+  AcquisitionDateTime) would make it exact.
+* **phone prefix 190**: allocated to China Telecom in 2019 and valid here; the synthetic
+  generator lists it among invalid prefixes (`clinical/data/hospitals.yaml`), so one seeded
+  `phone_invalid` kind in ten is "missed" on purpose.
+* Header rules on *small* synthetic sets: 64–128 px images give pixel spacings of 2–7 mm and
+  few slices, so `IMG-ACC-002/003` (pixel spacing plausible) and the 40-slice abdomen rule
+  fire on clean small exams; they pass on full-size sets.
+* `BodyPartExamined` is wrong in about 15% of exams: the header-vs-order and
+  report-vs-header rules are `minor`; the image classifier (later issue) decides.
+* Report-text rules are lexicon based: a term missing from the anatomy lexicon is invisible;
+  grow `lexicons/*.yaml` with the hospitals' vocabulary.
+"""
+
+
+def _md(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def write_doc(libraries: dict[str, list[dict[str, Any]]], stds: list[dict[str, Any]], measured: str | None = None) -> None:
+    doc_path = HERE.parent.parent / "docs" / "rule-library.md"
+    head = DOC_HEAD
+    if measured is None and doc_path.exists():
+        old = doc_path.read_text(encoding="utf-8")
+        start = old.find("## Measured: `radqc eval rules`")
+        end = old.find("## Known limits")
+        measured = old[start + len("## Measured: `radqc eval rules`"):end].strip() if start >= 0 and end > start else None
+    head = head.replace("MEASURED_PLACEHOLDER", measured or "(run `radqc eval rules --data DIR` and record the numbers here)")
+    lines = [head, f"## Rules ({sum(len(v) for v in libraries.values())})", ""]
+    titles = {"index": "Exam index data 影像检查数据", "image": "Raw image data 原始图像 (header)",
+              "report": "Diagnostic reports 诊断报告"}
+    for lib, rules in libraries.items():
+        lines += [f"### {titles[lib]} — `{lib}.yaml` ({len(rules)} rules)", "",
+                  "| id | 名称 | name | dimension | severity / points | modalities | checks (pass when) |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in rules:
+            check = f"`{_md(r['expr'])}`"
+            if r.get("when"):
+                check += f" when `{_md(r['when'])}`"
+            if r.get("params"):
+                check += " · params " + ", ".join(f"{k}={_md(v)}" for k, v in r["params"].items())
+            if r.get("tags"):
+                check += " · " + ", ".join(r["tags"])
+            mods = ", ".join(r["applies_to"]["modalities"]) or "all"
+            lines.append(f"| {r['id']} | {_md(r['name']['zh'])} | {_md(r['name']['en'])} | {r['dimension']} | "
+                         f"{r['severity']} / {r['points']} | {mods} | {check} |")
+        lines.append("")
+    lines += [f"## Scoring standards ({len(stds)} exam items)", "",
+              "Each standard lists its QC items with points (单项分值配置: they override the rule's default); "
+              "`IQC-*` items are the image-QC checks of the later issue (range, positioning, artifacts, centring, "
+              "sharpness, noise, reconstruction, window, sequences, dose, marker, exposure, enhancement), "
+              "placeholders of type `image`. Grades: radiographs 甲 >= 90, 乙 >= 75, 丙 >= 60, else 丁; "
+              "CT/MR 3 >= 90, 2 >= 75, 1 >= 60, else 0. An exam finds its standard by item code or by an alias "
+              "(the hospital spellings listed).", "",
+              "| item | 名称 | name | modality | grading | image-QC items | header rules | index / report items | aliases |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for s in stds:
+        iqc = ", ".join(f"{i['id'].removeprefix('IQC-').lower()} {i['points']:g}" for i in s["items"] if i["id"].startswith("IQC-"))
+        hdr = ", ".join(i["id"] for i in s["items"] if i["id"].startswith("IMG-"))
+        other = ", ".join(f"{i['id']} {i['points']:g}" for i in s["items"] if i["id"][:4] in ("IDX-", "RPT-"))
+        lines.append(f"| {s['item']} | {s['name']['zh']} | {s['name']['en']} | {s['modality']} | {s['grading']} | "
+                     f"{iqc} | {hdr} | {other} | {_md(', '.join(s['aliases']))} |")
+    doc_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
