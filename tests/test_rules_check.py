@@ -472,7 +472,9 @@ def _index_string(exam_time: str) -> str:
     return "|".join(["A" * 26, stamp, "110000000", "DEV0000000001", "91350100M000100Y43"])
 
 
-def test_round_trip_with_the_published_library(synthetic_set: Path, tmp_path: Path) -> None:
+def test_round_trip_with_the_published_library(synthetic_set: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RADQC_HOME", str(tmp_path / "no-store"))  # no local store: the bundled library
     rows = _records(synthetic_set / "records" / "exams.jsonl")
     first = _check_cli(str(synthetic_set / "dicom"), "--records", str(synthetic_set / "records" / "exams.jsonl"),
                        "--json", "--out", str(tmp_path / "first"), "--now", CLI_NOW)
@@ -515,3 +517,31 @@ def test_round_trip_with_the_published_library(synthetic_set: Path, tmp_path: Pa
     assert passed.exit_code == 0, passed.output
     (exam,) = json.loads(passed.stdout)["exams"]
     assert exam["failures"] == [] and exam["score"] == 100.0
+
+
+def test_default_ruleset_is_the_published_version_of_the_local_store(synthetic_set: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from radqc.qc_rules import api
+    from radqc.qc_rules.engine.loader import load_ruleset_documents, parse_text
+    from radqc.qc_rules.engine.store import RulesetStore
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("RADQC_HOME", str(home))
+    store = RulesetStore(home / "rulesets", functions={},
+                         bootstrap=lambda: load_ruleset_documents([(parse_text(MINI_RULESET, "mini"), "mini")], functions={}))
+    store.ensure_initialised("qc-admin")
+    rows = _records(synthetic_set / "records" / "exams.jsonl")[:1]
+    rows[0]["review_doctor"] = rows[0]["report_doctor"]
+    records = _write_records(tmp_path / "r.jsonl", rows)
+    args = ["--records", str(records), "--json", "--out", str(tmp_path / "o"), "--now", CLI_NOW]
+    out = _check_cli(*args)
+    assert out.exit_code == 1, out.output
+    data = json.loads(out.stdout)
+    assert data["summary"]["ruleset_version"] == "1"
+    assert [f["rule_id"] for f in data["exams"][0]["failures"]] == ["T-CONS-DOCTOR"]
+    api.disable_rule(store, "T-CONS-DOCTOR", user="qc-admin")  # a draft: not used yet
+    assert _check_cli(*args).exit_code == 1
+    api.publish(store, 2, user="qc-admin")
+    again = _check_cli(*args)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["summary"]["ruleset_version"] == "2"

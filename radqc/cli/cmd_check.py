@@ -1,7 +1,8 @@
 """``radqc check [PATH] --records FILE``: the hospital-side check before upload / 院端上传前质控.
 
-Works offline and never opens a workspace: the ruleset is the one shipped with RadQC (the
-published library) or an exported ruleset given with ``--ruleset``. Exit status: 0 when every
+Works offline and never opens the catalogue: the ruleset is an exported one given with
+``--ruleset``, else the published version of the local ruleset store (files under
+``$RADQC_HOME/rulesets``, when there is one), else the library shipped with RadQC. Exit status: 0 when every
 exam passes, 1 when some exam fails, 2 when an input is unusable as a whole.
 """
 
@@ -20,14 +21,29 @@ def register(app: typer.Typer) -> None:
     app.command("check")(check)
 
 
+def published_ruleset() -> Any | None:
+    """The published version of this installation's ruleset store (``$RADQC_HOME/rulesets``),
+    read without touching the catalogue; None when there is no store (then the bundled library)."""
+    from radqc.qc_rules.engine.store import RulesetStore
+
+    store = RulesetStore.for_home()
+    if not (store.root / "state.json").is_file() or not store.version_numbers():
+        return None
+    return store.published()
+
+
 def engine_evaluator(ruleset: Path | None) -> tuple[Any, str | None]:
-    """An evaluator over the engine's published library (or ``ruleset``) and its version."""
+    """An evaluator over the ruleset to use, and its version.
+
+    ``--ruleset`` (an export, or a folder of library/standard files) wins; else the published
+    version of the local ruleset store when there is one; else the library shipped with RadQC.
+    """
     from radqc.qc_rules.engine import evaluate_exam, load_library
 
     if ruleset is not None and not ruleset.exists():
         raise FileNotFoundError(f"no such ruleset file or folder / 规则集不存在: {ruleset}")
     if ruleset is None:
-        loaded = load_library()
+        loaded = published_ruleset() or load_library()
     else:
         # A folder: its rule/standard files, and those of standards/ and library/ beneath it.
         files = [ruleset] if ruleset.is_file() else sorted(
@@ -48,7 +64,10 @@ def check(
     records: Path = typer.Option(None, "--records", "-r", help="HIS/RIS exam records (JSON Lines or CSV, UTF-8/GB18030)."),
     as_json: bool = typer.Option(False, "--json", help="Per exam: accession_number, score, grade, failures (JSON on stdout)."),
     out: Path = typer.Option(None, "--out", "-o", help="Folder for the feedback report (HTML, CSV, JSON); default ./radqc-check."),
-    ruleset: Path = typer.Option(None, "--ruleset", help="Ruleset file or folder (an export); default: the published library."),
+    ruleset: Path = typer.Option(
+        None, "--ruleset",
+        help="Ruleset file or folder (an export); default: the local store's published version, else the bundled library.",
+    ),
     records_format: str = typer.Option("auto", "--format", help="Records format: auto, jsonl or csv."),
     now: str = typer.Option(None, "--now", help="Check time (ISO 8601) for timeliness rules; default the current time."),
 ) -> None:
