@@ -545,3 +545,20 @@ def test_default_ruleset_is_the_published_version_of_the_local_store(synthetic_s
     again = _check_cli(*args)
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["summary"]["ruleset_version"] == "2"
+
+
+def test_resent_lines_update_their_record_and_bad_resends_are_reported_on_it(synthetic_set: Path, tmp_path: Path) -> None:
+    rows = _records(synthetic_set / "records" / "exams.jsonl")
+    first = rows[0]
+    amended = {"accession_number": first["accession_number"], "hospital_code": first["hospital_code"],
+               "review_doctor": first["report_doctor"]}  # a re-send that only changes the reviewer
+    broken = {**first, "patient_sex": "X"}  # a corrupted re-send: the platform quarantines it
+    records = _write_records(tmp_path / "exams.jsonl", [*rows, amended, broken])
+    result = run_check(synthetic_set / "dicom", records, stub_evaluator, now=NOW)
+    assert len(result.exams) == len(rows)  # re-sends are not exams of their own
+    exam = next(e for e in result.exams if e.accession_number == first["accession_number"])
+    assert exam.facts["review_doctor"] == first["report_doctor"]  # the valid re-send applied
+    assert exam.facts["patient_sex"] == first["patient_sex"]  # the quarantined one did not
+    assert exam.facts["findings"] == first["findings"]  # omitted fields kept
+    assert [f["rule_id"] for f in exam.failures] == ["CHK-REC-INVALID", "STUB-SAME-DOCTOR"]
+    assert f"line {len(rows) + 2}" in exam.failures[0]["reason"] and "patient_sex" in exam.failures[0]["fields"]

@@ -194,6 +194,8 @@ def _source(exam: ExamInput) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if exam.record is not None:
         out["record"] = exam.record.source_ref
+        if exam.record.resends:
+            out["resends"] = list(exam.record.resends)
     if exam.studies:
         out["study_instance_uids"] = [s.uid for s in exam.studies]
         folders = sorted({f for s in exam.studies for f in s.folders})

@@ -356,6 +356,8 @@ class RecordEntry:
     changes: list[Change] = field(default_factory=list)
     problems: list[RecordProblem] = field(default_factory=list)
     unreadable: bool = False
+    #: Later lines of the same record (same hospital + accession): re-sends, applied as updates.
+    resends: list[str] = field(default_factory=list)
 
 
 def read_records(path: Path, fmt: str = "auto") -> tuple[list[RecordEntry], int]:
@@ -451,8 +453,44 @@ class ExamInput:
     changes: list[Change] = field(default_factory=list)
 
 
+def merge_resends(entries: list[RecordEntry]) -> list[RecordEntry]:
+    """Lines of one record (same hospital + accession) as the ingest applies them: each valid
+    line updates the fields it carries (omitted fields are kept); a line the ingest would
+    quarantine changes nothing, and its problems are reported on the record."""
+    out: list[RecordEntry] = []
+    groups: dict[tuple[Any, Any], list[RecordEntry]] = {}
+    for entry in entries:
+        acc = entry.fields.get("accession_number")
+        if entry.unreadable or not acc:
+            out.append(entry)
+            continue
+        key = (entry.fields.get("hospital_code"), acc)
+        if key not in groups:
+            groups[key] = []
+            out.append(entry)  # placeholder, replaced below
+        groups[key].append(entry)
+    merged: dict[int, RecordEntry] = {}
+    for lines in groups.values():
+        valid = [e for e in lines if not e.problems]
+        base = valid[0] if valid else lines[0]
+        record = RecordEntry(base.line, base.source_ref, dict(base.fields), list(base.changes), [], False)
+        for e in lines:
+            if e is base:
+                continue
+            record.resends.append(e.source_ref)
+            if e.problems or base.problems:
+                continue
+            record.fields.update({k: v for k, v in e.fields.items() if v is not None})
+            record.changes.extend(e.changes)
+        for e in lines:
+            record.problems.extend(e.problems)
+        merged[id(lines[0])] = record
+    return [merged.get(id(e), e) for e in out]
+
+
 def match(records: list[RecordEntry], studies: dict[str, Study]) -> list[ExamInput]:
     """Pair records with studies like the ingest links them; leftovers stand alone."""
+    records = merge_resends(records)
     free = dict(studies)
     exams: list[ExamInput] = []
     tolerance = vocabulary().link_tolerance
