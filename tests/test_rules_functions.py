@@ -130,6 +130,8 @@ def test_sections_have_exact_spans():
     other = r.sections("CT表现:脑实质未见异常。\n印象:\n颅脑CT平扫未见明显异常，诊断明确。")
     assert other["findings"]["text"] == "脑实质未见异常。" and other["impression"]["text"].startswith("颅脑CT")
     assert r.sections(None) == {} and r.section_text(REPORT, "advice") is None
+    bracketed = r.sections("【影像所见】双肺纹理清晰。\n【诊断意见】未见异常。")
+    assert bracketed["findings"]["text"] == "双肺纹理清晰。" and bracketed["impression"]["text"] == "未见异常。"
     assert r.body("诊断意见：胸部CT平扫未见明显异常。") == "胸部CT平扫未见明显异常。"
     assert r.body("诊断意见：") == ""
 

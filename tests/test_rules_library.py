@@ -44,6 +44,9 @@ def test_yaml_structure_light_schema():
     for r in rules:
         assert set(r) - {"_library"} <= RULE_KEYS, (r["id"], set(r) - RULE_KEYS)
         assert r["id"].startswith({"index": "IDX-", "image": "IMG-", "report": "RPT-"}[r["_library"]])
+        code = {"completeness": "COMP", "timeliness": "TIME", "consistency": "CONS", "standardisation": "STD",
+                "accuracy": "ACC"}[r["dimension"]]
+        assert r["id"].split("-")[1] == code, (r["id"], r["dimension"])
         assert r["name"]["zh"] and r["name"]["en"] and r["message"]["zh"] and r["message"]["en"]
         assert r["dimension"] in DIMENSIONS
         assert r["severity"] in {"critical", "major", "minor", "info"}

@@ -153,7 +153,8 @@ def cue_matchers() -> dict[str, Any]:
         "side_exceptions": term_regex(data.get("laterality_exceptions", [])),
         # A header: at the start of the text or a line (after optional spaces / numbering
         # brackets), then a colon or a line break (or the end of the text).
-        "header": re.compile(rf"(?m)^[ \t\u3000【\[]*(?P<h>{header_alt})[】\]]?[ \t\u3000]*(?P<sep>[:：]|\n|$)"),
+        "header": re.compile(rf"(?m)^[ \t\u3000]*(?:[【\[](?P<hb>{header_alt})[】\]][ \t\u3000]*[:：]?"
+                             rf"|(?P<h>{header_alt})[ \t\u3000]*(?:[:：]|\n|$))"),
         "header_section": headers,
         "modality": {m: re.compile("|".join(ps)) for m, ps in data["report_modality_patterns"].items()},
         "modality_skip": term_regex(data.get("report_modality_skip", [])),

@@ -96,7 +96,7 @@ def _in(spans: list[tuple[int, int]], pos: int) -> bool:
     return any(s <= pos < e for s, e in spans)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)
 def analyse(raw: str) -> Analysis:
     """Clauses, sentences, anatomy mentions, negation/uncertainty scopes and sides of a text."""
     cues = cue_matchers()
@@ -170,7 +170,10 @@ def sections(text: Any) -> dict[str, Any]:
         return {}
     cues = cue_matchers()
     norm = nfkc(raw)
-    found = [(m.start(), m.end(), cues["header_section"][m.group("h")], m.group("h")) for m in cues["header"].finditer(norm)]
+    found = []
+    for m in cues["header"].finditer(norm):
+        word = m.group("h") or m.group("hb")
+        found.append((m.start(), m.end(), cues["header_section"][word], word))
     out: dict[str, Any] = {}
 
     def add(name: str, start: int, end: int, header: str | None) -> None:

@@ -249,12 +249,12 @@ def index_rules() -> list[dict[str, Any]]:
              fields=["accession_number", "id_number", "phone"], severity="minor", points=1,
              passes=[{"accession_number": "CT1", "phone": "13912345678"}],
              fails=[{"phone": "１３９１２３４５６７８"}]),
-        rule(sid(), "外部患者ID与DICOM一致", "Patient ID agrees with DICOM", "consistency",
-             "strip(patient_id) == strip(dicom_patient_id)", "患者ID {patient_id} 与DICOM患者ID {dicom_patient_id} 不一致",
-             "patient ID {patient_id} differs from the DICOM patient ID {dicom_patient_id}",
-             fields=["patient_id", "dicom_patient_id"], when="not is_blank(patient_id) and not is_blank(dicom_patient_id)",
-             points=5, passes=[{"patient_id": "P1", "dicom_patient_id": "P1"}],
-             fails=[{"patient_id": "P1", "dicom_patient_id": "P2"}]),
+        rule(sid(), "标准检查项目编码存在", "Standard exam item code present", "standardisation",
+             "not is_blank(exam_item_codes)", "检查项目 {exam_items} 未映射到标准项目编码", "exam items {exam_items} carry no standard item code",
+             fields=["exam_item_codes", "exam_items"], when="not is_blank(exam_items)", severity="info", points=0,
+             description="Filled by item normalisation (a later stage) or sent by the hospital.",
+             passes=[{"exam_items": ["胸部CT平扫"], "exam_item_codes": ["CT.CHEST.PLAIN"]}],
+             fails=[{"exam_items": ["胸部CT平扫"], "exam_item_codes": []}]),
     ]
 
     # -- timeliness ----------------------------------------------------------------------------------
@@ -420,6 +420,22 @@ def index_rules() -> list[dict[str, Any]]:
              description="BodyPartExamined is wrong in about 15% of exams: minor, and the image-QC body-part check decides.",
              passes=[{"exam_items": ["胸部CT平扫"], "body_parts": ["CHEST"]}],
              fails=[{"exam_items": ["胸部CT平扫"], "body_parts": ["HEAD"]}]),
+        rule(cid(), "外部患者ID与DICOM一致", "Patient ID agrees with DICOM", "consistency",
+             "strip(patient_id) == strip(dicom_patient_id)", "患者ID {patient_id} 与DICOM患者ID {dicom_patient_id} 不一致",
+             "patient ID {patient_id} differs from the DICOM patient ID {dicom_patient_id}",
+             fields=["patient_id", "dicom_patient_id"], when="not is_blank(patient_id) and not is_blank(dicom_patient_id)",
+             points=5, passes=[{"patient_id": "P1", "dicom_patient_id": "P1"}],
+             fails=[{"patient_id": "P1", "dicom_patient_id": "P2"}]),
+        rule(cid(), "医院名称与DICOM机构名称一致", "Hospital name agrees with DICOM InstitutionName", "consistency",
+             "strip(hospital_name) == strip(dicom_institution)",
+             "医院名称 {hospital_name} 与DICOM机构名称 {dicom_institution} 不一致", "hospital name {hospital_name} differs from DICOM {dicom_institution}",
+             fields=["hospital_name", "dicom_institution"],
+             when="not is_blank(hospital_name) and not is_blank(dicom_institution) and not matches(dicom_institution, '[ -~]+')",
+             severity="info", points=0,
+             description="Only when the header writes the name in Chinese (pinyin or English names are not compared).",
+             passes=[{"hospital_name": "云溪市第一人民医院", "dicom_institution": "云溪市第一人民医院"},
+                     {"hospital_name": "云溪市第一人民医院", "dicom_institution": "YUNXI FIRST HOSPITAL"}],
+             fails=[{"hospital_name": "云溪市第一人民医院", "dicom_institution": "明江县人民医院"}]),
         rule(cid(), "年龄与出生日期合理", "Age at exam plausible", "accuracy",
              "age_years(patient_birth_date, exam_time) >= 0 and age_years(patient_birth_date, exam_time) <= max_age",
              "出生日期 {patient_birth_date} 与检查时间 {exam_time} 得出的年龄不合理", "age from birth date {patient_birth_date} at {exam_time} is implausible",
@@ -487,6 +503,10 @@ def index_rules() -> list[dict[str, Any]]:
              "instance_count > 0", "检查 {accession_number} 无影像（实例数 {instance_count}）", "exam {accession_number} has no images ({instance_count} instances)",
              fields=["instance_count", "accession_number"], when="instance_count != None", severity="critical", points=20,
              passes=[{"instance_count": 120}], fails=[{"instance_count": 0}]),
+        rule(aid(), "检查记录不重复", "One record per exam", "accuracy",
+             "record_count <= 1", "同一检查有 {record_count} 条记录", "{record_count} records for one exam",
+             fields=["record_count", "accession_number"], when="record_count != None", points=5,
+             passes=[{"record_count": 1}], fails=[{"record_count": 2}]),
         rule(aid(), "报告时间晚于检查时间至少1分钟", "Report not written before acquisition could finish", "accuracy",
              "minutes_between(exam_time, report_time) >= min_minutes",
              "检查 {exam_time} 后 {min_minutes} 分钟内即出报告 {report_time}，时间可疑",
@@ -1024,8 +1044,18 @@ def dump(path: Path, data: Any, comment: str) -> None:
                     encoding="utf-8")
 
 
+PREFIX = {"index": "IDX", "image": "IMG", "report": "RPT"}
+DIM_CODE = {"completeness": "COMP", "timeliness": "TIME", "consistency": "CONS", "standardisation": "STD",
+            "accuracy": "ACC"}
+
+
 def main() -> None:
     libraries = {"index": index_rules(), "image": image_rules(), "report": report_rules()}
+    # Ids: library prefix + the code of the rule's own dimension + a number running through the
+    # library in table order (the tables above number by family; this makes the code honest).
+    for lib, rules in libraries.items():
+        for k, r in enumerate(rules, 1):
+            r["id"] = f"{PREFIX[lib]}-{DIM_CODE[r['dimension']]}-{k:03d}"
     by_id: dict[str, dict[str, Any]] = {}
     for lib, rules in libraries.items():
         for r in rules:
