@@ -62,6 +62,11 @@ def fix_hint(failure: dict[str, Any]) -> str:
     return f"{hint['zh']} / {hint['en']}" if hint else ""
 
 
+def is_blocking(failure: dict[str, Any]) -> bool:
+    """Whether a failure fails the exam (every one except rules of severity ``info``)."""
+    return failure.get("severity") != "info"
+
+
 def check_finding(finding_id: str, reason_detail: str = "", fields: list[str] | None = None) -> dict[str, Any]:
     """A check-level failure in the public failure shape (``rule_id, dimension, fields, points, reason``)."""
     spec = check_data()["findings"][finding_id]
@@ -120,7 +125,8 @@ class ExamOutcome:
 
     @property
     def passed(self) -> bool:
-        return not self.failures
+        """No failure but notes: a rule of severity ``info`` informs, it does not fail an exam."""
+        return not any(is_blocking(f) for f in self.failures)
 
     def to_dict(self, with_facts: bool = False) -> dict[str, Any]:
         out = {

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from radqc.qc_rules.hospital.check import DIMENSION_ZH, CheckResult, ExamOutcome
+from radqc.qc_rules.hospital.check import DIMENSION_ZH, CheckResult, ExamOutcome, is_blocking
 
 #: Files written into the output folder.
 HTML_NAME = "report.html"
@@ -108,7 +108,7 @@ def _failure_rows(exam: ExamOutcome) -> str:
         dim = f.get("dimension") or ""
         rows.append(
             "<tr>"
-            f"<td><code>{_e(f['rule_id'])}</code></td>"
+            f"<td><code>{_e(f['rule_id'])}</code>{'' if is_blocking(f) else ' 提示 note'}</td>"
             f"<td>{_e(DIMENSION_ZH.get(dim, dim))} {_e(dim)}</td>"
             f"<td>{_e(', '.join(f.get('fields') or []))}</td>"
             f"<td>{_e(f['points'])}</td>"
@@ -147,7 +147,7 @@ def _exam_block(exam: ExamOutcome) -> str:
         f"<p class='muted'>{_e(where)}</p>"
     )
     body = _failure_rows(exam) if exam.failures else ""
-    return f"<div class='exam{'' if exam.failures else ' ok'}'>{head}{body}{_change_rows(exam)}</div>"
+    return f"<div class='exam{'' if not exam.passed else ' ok'}'>{head}{body}{_change_rows(exam)}</div>"
 
 
 def render_html(result: CheckResult) -> str:
