@@ -10,7 +10,7 @@ backend, imported only when a plot is asked for).
 Definitions (the same for every grouping, so tables can be compared):
 
 * ``exams``: exams with a result in the group; ``failed_exams``: those with at least one
-  failure; ``failure_rate`` = failed_exams / exams; ``mean_score``; ``failures`` and
+  failure other than a note (a rule of severity ``info``, as in ``radqc check``); ``failure_rate`` = failed_exams / exams; ``mean_score``; ``failures`` and
   ``points`` (deducted) summed over the group.
 * For ``rule`` and ``dimension``, an exam belongs to a group when it failed that rule /
   dimension, and the rate is over *all* exams with a result (``exams`` is that total):
@@ -67,6 +67,11 @@ class ExamRow:
     grade: str | None
     failures: list[dict[str, Any]]
     ruleset_version: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """At least one failure that is not a note (rules of severity ``info`` only inform)."""
+        return any(f.get("severity") != "info" for f in self.failures)
 
 
 @dataclass
@@ -204,7 +209,7 @@ def compute(rows: list[ExamRow], by: str) -> list[dict[str, Any]]:
                 g.failed_exams += 1
             else:
                 mine = row.failures
-                g.failed_exams += 1 if row.failures else 0
+                g.failed_exams += 1 if row.failed else 0
             g.failures += len(mine)
             g.points += sum(float(f.get("points") or 0) for f in mine)
             if row.score is not None:
@@ -216,7 +221,7 @@ def compute(rows: list[ExamRow], by: str) -> list[dict[str, Any]]:
 
 
 def overall(rows: list[ExamRow]) -> dict[str, Any]:
-    failed = sum(1 for r in rows if r.failures)
+    failed = sum(1 for r in rows if r.failed)
     scores = [r.score for r in rows if r.score is not None]
     grades: dict[str, int] = defaultdict(int)
     for r in rows:

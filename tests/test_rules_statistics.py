@@ -32,7 +32,8 @@ EXAMS = [
      [_failure("IDX-TIME-001", "timeliness"), _failure("IDX-TIME-002", "timeliness"), _failure("IDX-COMP-001", "completeness")]),
     ("H2", "MR", ["头颅MR平扫", "颈椎MR平扫"], "孙立", "吴敏", "钱文", "general", 95.0,
      [_failure("IDX-TIME-001", "timeliness")]),
-    ("H2", "MR", ["头颅MR平扫"], None, "吴敏", "钱文", None, 100.0, []),
+    ("H2", "MR", ["头颅MR平扫"], None, "吴敏", "钱文", None, 100.0,
+     [{**_failure("IDX-STD-052", "standardisation", 0.0), "severity": "info"}]),  # a note: not failed
 ]
 
 
@@ -101,11 +102,12 @@ def test_by_rule_and_dimension_rate_over_all_exams(stats_workspace: Any) -> None
     rules = _table(stats_workspace, "rule")
     assert {k: (v["failed_exams"], v["exams"], v["failure_rate"], v["points"]) for k, v in rules.items()} == {
         "IDX-TIME-001": (2, 5, 0.4, 10.0), "IDX-TIME-002": (1, 5, 0.2, 5.0),
-        "IDX-COMP-001": (1, 5, 0.2, 5.0), "IDX-CONS-001": (1, 5, 0.2, 10.0)}
+        "IDX-COMP-001": (1, 5, 0.2, 5.0), "IDX-CONS-001": (1, 5, 0.2, 10.0), "IDX-STD-052": (1, 5, 0.2, 0.0)}
     assert "OLD" not in rules and "NOT-RULE-QC" not in rules
     dims = _table(stats_workspace, "dimension")
     assert {k: (v["failed_exams"], v["failures"], v["failure_rate"]) for k, v in dims.items()} == {
-        "timeliness": (2, 3, 0.4), "consistency": (1, 1, 0.2), "completeness": (1, 1, 0.2)}
+        "timeliness": (2, 3, 0.4), "consistency": (1, 1, 0.2), "completeness": (1, 1, 0.2),
+        "standardisation": (1, 1, 0.2)}
     assert dims["timeliness"]["label"] == "及时性 timeliness"
     with stats_workspace.sessions() as s:
         ordered = [r["group"] for r in st.statistics(s, "rule")["groups"]]
@@ -145,7 +147,7 @@ def test_cli_qc_stats(stats_workspace: Any, tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert data["overall"]["exams"] == 5
-    assert [g["group"] for g in data["groups"]] == ["timeliness", "completeness", "consistency"]
+    assert [g["group"] for g in data["groups"]] == ["timeliness", "completeness", "consistency", "standardisation"]
     assert Path(data["plot"]).stat().st_size > 0 and Path(data["csv"]).exists()
     human = CliRunner().invoke(app, ["qc-stats", "--by", "report_doctor"])
     assert human.exit_code == 0 and "吴敏: 2/3" in human.stdout
