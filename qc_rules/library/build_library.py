@@ -1119,6 +1119,32 @@ refuses a rule whose own examples misbehave, and `tests/test_rules_library.py` r
 * `tags: [violation:<kind>]` names the synthetic generator's seeded violation a rule
   detects; `radqc eval rules` scores by it.
 
+## Adding or changing a rule
+
+A rule is one YAML mapping (CONTRACT §2); for example the same-doctor rule:
+
+```yaml
+- id: IDX-CONS-059
+  name: {zh: 报告医师与审核医师不同, en: Report and review doctor differ}
+  dimension: consistency
+  applies_to: {modalities: [], items: []}      # [] = all
+  severity: major
+  points: 10
+  fields: [report_doctor, review_doctor]
+  when: not is_blank(report_doctor) and not is_blank(review_doctor)
+  expr: strip(report_doctor) != strip(review_doctor)
+  message: {zh: 报告医师与审核医师同为 {report_doctor}, en: report and review doctor are both {report_doctor}}
+  tags: [violation:same_doctor]
+  examples:
+    pass: [{report_doctor: 赵强, review_doctor: 钱文}]
+    fail: [{report_doctor: 赵强, review_doctor: 赵强}]
+```
+
+Expressions may use the facts of CONTRACT §1, the rule's `params`, and the functions of
+`FUNCTIONS` (below); `radqc rules add|edit|import` validate it (examples included) before a
+new ruleset version is created. Put thresholds in `params`, vocabularies in
+`qc_rules/lexicons/`, never in the expression.
+
 ## Report text analysis (`qc_rules/functions/report.py`)
 
 * **Sections**: headers from `lexicons/cues.yaml` (findings: 检查所见, 影像所见, 影像学表现,
