@@ -302,7 +302,28 @@ def plot(table: list[dict[str, Any]], by: str, path: Path, top: int = 20) -> Pat
     return path
 
 
-def statistics(session: Session, by: str, stage: str = STAGE) -> dict[str, Any]:
-    """Everything ``radqc qc-stats`` prints: the overall figures and the table for ``by``."""
+def statistics(session: Session, by: str, stage: str = STAGE, rule_names: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything ``radqc qc-stats`` prints: the overall figures and the table for ``by``.
+
+    ``rule_names`` (rule id -> name) labels rule groups readably; results store only ids."""
     rows = load_rows(session, stage)
-    return {"by": by, "overall": overall(rows), "groups": compute(rows, by)}
+    table = compute(rows, by)
+    if by == "rule" and rule_names:
+        for row in table:
+            name = rule_names.get(str(row["group"]))
+            if name:
+                row["label"] = f"{row['group']} {name}"
+    return {"by": by, "overall": overall(rows), "groups": table}
+
+
+def published_rule_names() -> dict[str, str]:
+    """Rule id -> Chinese name from the workspace's published ruleset ({} when unavailable)."""
+    try:
+        from radqc.qc_rules.engine.store import RulesetStore
+
+        store = RulesetStore.for_home()
+        if not (store.root / "state.json").is_file():
+            return {}
+        return {rid: rule.name_zh for rid, rule in store.published().rules.items()}
+    except Exception:  # noqa: BLE001 - labels are a convenience; ids stay correct without them
+        return {}

@@ -234,6 +234,9 @@ def test_statistics_of_stage_results_and_hospital_check_agree(workspace: Any, tm
         assert hospitals[code]["exams"] == len(mine)
         assert hospitals[code]["failed_exams"] == len([a for a in mine if a in failing])
     assert rules["ST-DOC"]["failed_exams"] == len(doc_fail) >= 2
+    with workspace.sessions() as s:
+        named = st.statistics(s, "rule", rule_names=st.published_rule_names())["groups"]
+    assert {g["group"]: g["label"] for g in named}["ST-DOC"] == "ST-DOC 报告与审核医生不同"
     assert rules.get("ST-PHONE", {"failed_exams": 0})["failed_exams"] == len(phone_fail) >= 1
     assert dims["consistency"]["failed_exams"] == len(doc_fail)
     for reviewer, group in reviewers.items():

@@ -35,7 +35,7 @@ def qc_stats(
         raise typer.Exit(2)
     ws = Workspace.open()
     with ws.sessions() as session:
-        data = st.statistics(session, by)
+        data = st.statistics(session, by, rule_names=st.published_rule_names() if by == "rule" else None)
     if csv_path is not None:
         data["csv"] = str(st.write_csv(data["groups"], csv_path))
     if plot_path is not None:
