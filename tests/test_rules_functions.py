@@ -183,6 +183,8 @@ def test_report_parts_and_mismatch():
     assert r.parts_outside("各椎体骨质未见异常。", ["腰椎"]) == []  # 椎体 belongs to every spine segment
     assert r.parts_outside("长T1长T2信号。", ["颅脑"]) == []  # T1 is not a vertebra here
     assert r.parts_missing("脑实质未见异常。", ["颅脑", "胸部"]) == ["胸部"]
+    assert r.parts_outside("双肺纹理清晰。扫描所及肝脏未见异常。", ["胸部"]) == []  # incidental
+    assert r.parts_outside("双肺纹理清晰。建议腰椎MR检查。", ["胸部"]) == []
     assert r.dicom_parts(["CHEST"]) == ["心脏", "胸部"]
 
 

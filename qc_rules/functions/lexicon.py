@@ -158,6 +158,7 @@ def cue_matchers() -> dict[str, Any]:
         "header_section": headers,
         "modality": {m: re.compile("|".join(ps)) for m, ps in data["report_modality_patterns"].items()},
         "modality_skip": term_regex(data.get("report_modality_skip", [])),
+        "incidental": term_regex(data.get("incidental", [])),
     }
 
 

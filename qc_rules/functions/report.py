@@ -262,16 +262,12 @@ def sentence_parts(text: Any) -> list[dict[str, Any]]:
 
 def parts_outside(text: Any, allowed: Any) -> list[str]:
     """Parts described by sentences none of whose parts is in ``allowed`` (the ordered or
-    imaged parts): the report talks about anatomy that was not examined. [] when ``allowed``
-    is empty (nothing to compare with) or the text is None."""
-    allowed_set = set(allowed or [])
-    if not allowed_set:
-        return []
+    imaged parts): the report talks about anatomy that was not examined. Incidental sentences
+    (扫描所及肝脏…, 建议…, 对比旧片…; lexicons/cues.yaml ``incidental``) are not held against
+    it. [] when ``allowed`` is empty (nothing to compare with) or the text is None."""
     out: set[str] = set()
-    for sent in sentence_parts(text):
-        parts = set(sent["parts"])
-        if parts and not parts & allowed_set:
-            out |= parts
+    for sent in sentences_outside(text, allowed):
+        out |= set(sent["parts"])
     return sorted(out)
 
 
@@ -280,7 +276,9 @@ def sentences_outside(text: Any, allowed: Any) -> list[dict[str, Any]]:
     allowed_set = set(allowed or [])
     if not allowed_set:
         return []
-    return [s for s in sentence_parts(text) if s["parts"] and not set(s["parts"]) & allowed_set]
+    incidental = cue_matchers()["incidental"]
+    return [s for s in sentence_parts(text) if s["parts"] and not set(s["parts"]) & allowed_set
+            and not incidental.search(nfkc(s["text"]))]
 
 
 def parts_missing(text: Any, expected: Any) -> list[str]:
