@@ -567,3 +567,12 @@ def test_resent_lines_update_their_record_and_bad_resends_are_reported_on_it(syn
     assert exam.facts["findings"] == first["findings"]  # omitted fields kept
     assert [f["rule_id"] for f in exam.failures] == ["CHK-REC-INVALID", "STUB-SAME-DOCTOR"]
     assert f"line {len(rows) + 2}" in exam.failures[0]["reason"] and "patient_sex" in exam.failures[0]["fields"]
+
+
+def test_index_counts_and_string_under_hospital_field_names() -> None:
+    out, changes = normalise_record({"series_count": "３", "图像数": "120", "影像云索引": " A|B ", "accession_number": "X"})
+    assert out["index_series_count"] == 3 and out["index_instance_count"] == 120 and out["index_string"] == "A|B"
+    logged = {(c.field, c.source) for c in changes}
+    assert {("index_series_count", "alias:series_count"), ("index_instance_count", "alias:图像数"),
+            ("index_string", "alias:影像云索引"), ("index_series_count", "normalise:number")} <= logged
+    assert all(c.explain() for c in changes)

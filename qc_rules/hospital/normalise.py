@@ -38,6 +38,8 @@ SOURCE_TIME = "normalise:time_format"
 SOURCE_DATE = "normalise:date_format"
 SOURCE_MODALITY = "normalise:upper_case"
 SOURCE_DICOM = "dicom:"  # + the DICOM keyword
+SOURCE_ALIAS = "alias:"  # + the field name the hospital used
+SOURCE_NUMBER = "normalise:number"
 
 #: Why a change was made, per source: (Chinese, English).
 SOURCE_TEXT: dict[str, tuple[str, str]] = {
@@ -49,6 +51,8 @@ SOURCE_TEXT: dict[str, tuple[str, str]] = {
     SOURCE_DATE: ("日期格式标准化为 YYYY-MM-DD", "date normalised to YYYY-MM-DD"),
     SOURCE_MODALITY: ("设备类型转大写", "modality upper-cased"),
     SOURCE_DICOM: ("由 DICOM 标签补全", "filled from the DICOM tag"),
+    SOURCE_ALIAS: ("由同义字段取值", "taken from the synonymous field"),
+    SOURCE_NUMBER: ("文本转为数字", "text made a number"),
 }
 
 
@@ -62,10 +66,10 @@ class Change:
     source: str
 
     def explain(self) -> str:
-        key = SOURCE_DICOM if self.source.startswith(SOURCE_DICOM) else self.source
+        key = next((p for p in (SOURCE_DICOM, SOURCE_ALIAS) if self.source.startswith(p)), self.source)
         zh, en = SOURCE_TEXT.get(key, (self.source, self.source))
-        if key == SOURCE_DICOM:
-            tag = self.source[len(SOURCE_DICOM) :]
+        if key in (SOURCE_DICOM, SOURCE_ALIAS):
+            tag = self.source[len(key) :]
             return f"{zh} {tag} / {en} {tag}"
         return f"{zh} / {en}"
 
@@ -276,6 +280,8 @@ def normalise_record(fields: dict[str, Any]) -> tuple[dict[str, Any], list[Chang
             for alias in aliases:
                 if out.get(alias) is not None:
                     out[fact] = out[alias]
+                    if alias != fact:
+                        changes.append(Change(fact, None, out[alias], SOURCE_ALIAS + alias))
                     break
     for fact in ("index_series_count", "index_instance_count"):
         value = out.get(fact)
@@ -283,7 +289,8 @@ def normalise_record(fields: dict[str, Any]) -> tuple[dict[str, Any], list[Chang
             try:
                 out[fact] = int(float(to_half_width(value).strip()))
             except ValueError:
-                pass
+                continue
+            changes.append(Change(fact, value, out[fact], SOURCE_NUMBER))
     return out, changes
 
 
