@@ -154,7 +154,7 @@ def test_negation_scope():
 def test_laterality_attached_to_anatomy():
     assert r.lateralities("左肺上叶见结节，双侧胸膜未见增厚。") == ["B", "L"]
     assert r.part_sides("甲状腺右叶见一结节。") == {"颈部软组织": ["R"]}
-    assert r.part_sides("L4/5椎间盘突出（左后型）。")["腰椎"] == ["L"]
+    assert r.part_sides("L4/5椎间盘突出（左后型）。") == {"腰椎": ["L"]}  # generic 椎间盘 narrowed by L4/5
     assert r.lateralities("心影向左下增大，左心室增大。") == []  # direction and chamber, not sides
     assert r.lateralities("未见左侧胸腔积液。") == []  # negated side
     assert r.side_conflicts("左侧胸腔见弧形液体密度影。", "右侧胸腔少量积液。")[0]["part"] == "胸部"

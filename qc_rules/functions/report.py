@@ -150,12 +150,25 @@ def _attach(a: Analysis, pos: int) -> frozenset[str]:
     cs, ce = _clause_of(a, pos)
     after = [m for m in a.mentions if pos <= m.start < ce or m.start <= pos < m.end]
     if after:
-        return min(after, key=lambda m: abs(m.start - pos)).parts
+        return _narrow(a, pos, min(after, key=lambda m: abs(m.start - pos)).parts)
     before = [m for m in a.mentions if cs <= m.start < pos]
     if before:
-        return max(before, key=lambda m: m.start).parts
+        return _narrow(a, pos, max(before, key=lambda m: m.start).parts)
     earlier = [m for m in a.mentions if m.start < cs]
-    return earlier[-1].parts if earlier else frozenset()
+    return _narrow(a, pos, earlier[-1].parts) if earlier else frozenset()
+
+
+def _narrow(a: Analysis, pos: int, parts: frozenset[str]) -> frozenset[str]:
+    """A generic term (椎间盘: every spine segment) takes the specific part named in the same
+    sentence (L5/S1 → 腰椎)."""
+    if len(parts) < 2:
+        return parts
+    ss, se = next(((s, e) for s, e in a.sentences if s <= pos < e), (pos, pos + 1))
+    specific: set[str] = set()
+    for m in a.mentions:
+        if ss <= m.start < se and m.parts < parts:
+            specific |= m.parts
+    return frozenset(parts & specific) or parts
 
 
 # -- sections and sentences ---------------------------------------------------------------
