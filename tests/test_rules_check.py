@@ -576,3 +576,22 @@ def test_index_counts_and_string_under_hospital_field_names() -> None:
     assert {("index_series_count", "alias:series_count"), ("index_instance_count", "alias:图像数"),
             ("index_string", "alias:影像云索引"), ("index_series_count", "normalise:number")} <= logged
     assert all(c.explain() for c in changes)
+
+
+def test_zip_exports_are_read_like_the_ingest_reads_them(synthetic_set: Path, tmp_path: Path) -> None:
+    import zipfile
+
+    plain, _ = scan_folder(synthetic_set / "dicom")
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted((synthetic_set / "dicom").rglob("*")):
+            if path.is_file():
+                z.write(path, path.relative_to(synthetic_set / "dicom").as_posix())
+        z.writestr("../escape.dcm", b"x")
+    zipped, problems = scan_folder(archive)
+    assert set(zipped) == set(plain)
+    for uid, study in zipped.items():
+        assert study.sop_uids == plain[uid].sop_uids and set(study.series) == set(plain[uid].series)
+    codes = {p.code for p in problems}
+    assert "unsafe_path" in codes and "empty_file" in codes
+    assert all("!" in p.path for p in problems)  # zip members are named ZIP!MEMBER, as in the quarantine

@@ -14,7 +14,6 @@ an exam, and each field the validator rejects becomes a blocking problem the rep
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -184,28 +183,35 @@ def _institution(ds: Any) -> str | None:
 DEFER_BYTES = 256
 
 
-def read_header(path: Path) -> Any:
-    """The DICOM header of one file without reading its pixels; raise :class:`FileRejected`.
+def read_header(source: Path | bytes) -> Any:
+    """The DICOM header of one file (a path, or a zip member's bytes) without reading its
+    pixels; raise :class:`FileRejected`.
 
     Pixel data is deferred, not skipped, so its declared length is known: a file shorter than
     its pixel data says is truncated, and an image whose encapsulated pixel data ends before
     its delimiter has none; the platform's ingest quarantines both.
     """
+    import io
+
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     from radqc.dicom.parse import requires_pixels
 
-    size = path.stat().st_size
+    size = source.stat().st_size if isinstance(source, Path) else len(source)
     if size == 0:
         raise FileRejected("empty_file")
+
+    def target() -> Any:
+        return str(source) if isinstance(source, Path) else io.BytesIO(source)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ds = pydicom.dcmread(str(path), defer_size=DEFER_BYTES)
+            ds = pydicom.dcmread(target(), defer_size=DEFER_BYTES)
         except InvalidDicomError:
             try:
-                ds = pydicom.dcmread(str(path), defer_size=DEFER_BYTES, force=True)
+                ds = pydicom.dcmread(target(), defer_size=DEFER_BYTES, force=True)
             except Exception as exc:
                 raise FileRejected("not_dicom", type(exc).__name__) from exc
             if "SOPInstanceUID" not in ds and "StudyInstanceUID" not in ds:
@@ -234,25 +240,39 @@ def read_header(path: Path) -> Any:
 
 
 def scan_folder(root: Path) -> tuple[dict[str, Study], list[FileProblem]]:
-    """Read every file under ``root`` (headers only) and group instances by StudyInstanceUID."""
+    """Read every file under ``root`` (headers only) and group instances by StudyInstanceUID.
+
+    Files are walked exactly as ``radqc ingest`` walks them (recursing into zip files, skipping
+    DICOMDIR, refusing oversized files, unsafe zip member names and zip bombs), so what this
+    reports as unreadable is what the upload would quarantine.
+    """
+    from radqc.config import load_settings
+    from radqc.pipelines.ingest.folder import WalkReport, _read_task, walk
+
     studies: dict[str, Study] = {}
     problems: list[FileProblem] = []
-    paths = [root] if root.is_file() else sorted(
-        Path(d) / f for d, _, files in os.walk(root) for f in files if f.lower() not in SKIP_NAMES
-    )
-    for path in paths:
+    report = WalkReport([], [])
+    for task in walk(root, load_settings(), report):
+        if task.reject:
+            problems.append(FileProblem(task.ref, task.reject, task.reject_detail))
+            continue
+        if Path(task.path).name.lower() in SKIP_NAMES and task.member is None:
+            continue
         try:
-            ds = read_header(path)
+            source: Path | bytes = Path(task.path) if task.member is None else _read_task(task)
+            ds = read_header(source)
         except FileRejected as exc:
-            problems.append(FileProblem(str(path), exc.code, exc.detail, exc.study_uid))
+            problems.append(FileProblem(task.ref, exc.code, exc.detail, exc.study_uid))
             continue
-        except OSError as exc:
-            problems.append(FileProblem(str(path), "unreadable", str(exc)[:200]))
+        except (OSError, ValueError, RuntimeError, EOFError) as exc:  # zip member unreadable
+            problems.append(FileProblem(task.ref, "unreadable", f"{type(exc).__name__}: {exc}"[:200]))
             continue
         try:
-            _add_instance(studies, ds, path)
+            _add_instance(studies, ds, Path(task.path) / task.member if task.member else Path(task.path))
         except Exception as exc:  # a value pydicom cannot convert: report the file, go on
-            problems.append(FileProblem(str(path), "corrupt", f"{type(exc).__name__}: {exc}"[:200]))
+            problems.append(FileProblem(task.ref, "corrupt", f"{type(exc).__name__}: {exc}"[:200]))
+    for missing in report.dicomdir_missing:
+        problems.append(FileProblem(missing, "unreadable", "referenced by DICOMDIR, not on the medium / DICOMDIR 引用的文件缺失"))
     return studies, problems
 
 
