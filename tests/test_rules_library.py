@@ -213,3 +213,18 @@ def test_eval_rules_on_a_generated_set(tmp_path):
     assert seen >= 4
     for kind in ("sex_contradiction", "laterality_contradiction", "part_mismatch", "upload_late"):
         assert rates[f"precision:{kind}"]["value"] in (None, 1.0), kind
+
+
+def test_standard_item_fallback_for_hospital_spellings(ruleset):
+    from radqc.qc_rules.functions import FUNCTIONS
+
+    pick = FUNCTIONS["standard_item"]
+    cases = {("CT", "LDCT胸部（云胶片）"): "CT-CHEST-LOWDOSE", ("CT", "*胸部CT平扫"): "CT-CHEST-PLAIN",
+             ("DR", "胸部正侧位拍片（胸部）"): "DX-CHEST-PALAT", ("DX", "数字化摄影(胸部正位)"): "DX-CHEST-PA",
+             ("MR", "BRAIN ROUTINE"): "MR-BRAIN", ("CT", "Tri Phase Liver"): "CT-UABD",
+             ("CT", "冠状动脉CTA"): "CT-CORONARY-CTA", ("MR", "前列腺MR平扫+增强"): "MR-PROSTATE",
+             ("CT", "计算机体层成像（CT）增强(上腹部、盆腔)"): "CT-ABD-PELVIS"}
+    for (modality, item), code in cases.items():
+        assert pick(modality, [item]) == code, (modality, item)
+        assert code in ruleset.standards
+    assert pick("CT", ["未知项目"]) is None and pick(None, ["胸部CT"]) is None

@@ -151,6 +151,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "report_modalities": report.report_modalities,
     "comparison_without_prior": report.comparison_without_prior,
     "placeholders": report.placeholders,
+    "standard_item": report.standard_item,
     # DICOM header (series list)
     "is_diagnostic": dicom.is_diagnostic,
     "diagnostic_series": dicom.diagnostic_series,

@@ -578,3 +578,28 @@ _PLACEHOLDER = re.compile(r"X{3,}|x{3,}|\*{3,}|＊{3,}|_{3,}|（请填写）|\(�
 def placeholders(text: Any) -> list[str]:
     """Template leftovers (XXX, ***, ___, 【…】, （请填写）) in a report text."""
     return [m.group(0) for m in _PLACEHOLDER.finditer(_text(text))]
+
+
+def standard_item(modality: Any, exam_items: Any) -> str | None:
+    """The scoring-standard code (qc_rules/standards) for an exam from its modality and item
+    names (lexicons/standard_items.yaml: parts, keywords; first match wins), e.g. CT +
+    "LDCT胸部（云胶片）" → CT-CHEST-LOWDOSE; None when no entry fits. For engines that match
+    standards by alias first and need a fallback for the hospitals' spellings."""
+    from radqc.qc_rules.functions.basic import modality_group
+    from radqc.qc_rules.functions.lexicon import load
+
+    group = modality_group(modality)
+    texts = _item_texts(exam_items)
+    if group is None or not texts:
+        return None
+    parts = set(item_body_parts(texts))
+    joined = nfkc(" ".join(texts)).lower()
+    for entry in load("standard_items")["standards"]:
+        if entry["modality"] != group or not set(entry["parts"]) <= parts:
+            continue
+        if entry.get("any") and not any(str(w).lower() in joined for w in entry["any"]):
+            continue
+        if entry.get("none") and any(str(w).lower() in joined for w in entry["none"]):
+            continue
+        return str(entry["code"])
+    return None

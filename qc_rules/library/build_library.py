@@ -1250,7 +1250,9 @@ def write_doc(libraries: dict[str, list[dict[str, Any]]], stds: list[dict[str, A
               "sharpness, noise, reconstruction, window, sequences, dose, marker, exposure, enhancement), "
               "placeholders of type `image`. Grades: radiographs 甲 >= 90, 乙 >= 75, 丙 >= 60, else 丁; "
               "CT/MR 3 >= 90, 2 >= 75, 1 >= 60, else 0. An exam finds its standard by item code or by an alias "
-              "(the hospital spellings listed).", "",
+              "(the hospital spellings listed); for other spellings the function `standard_item(modality, exam_items)` "
+              "maps modality + ordered parts + keywords to a standard code (`lexicons/standard_items.yaml`, first "
+              "match wins: 'LDCT胸部（云胶片）' → CT-CHEST-LOWDOSE).", "",
               "| item | 名称 | name | modality | grading | image-QC items | header rules | index / report items | aliases |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in stds:
