@@ -58,10 +58,8 @@ DICOM_FIELDS = (
     "duplicate_sop_uids",
 )
 LIST_FIELDS = frozenset({"exam_items"})
-TIME_FIELDS = ("order_time", "exam_time", "report_time", "review_time", "upload_time")
 #: Files never read as DICOM (exports put them beside the images).
 SKIP_NAMES = frozenset({"dicomdir", "thumbs.db", ".ds_store"})
-
 
 
 class FileRejected(ValueError):
@@ -323,6 +321,15 @@ def _add_instance(studies: dict[str, Study], ds: Any, path: Path) -> None:
     series.window_widths = _floats(ds.get("WindowWidth"))
 
 
+def _main_modality(series: list[SeriesAcc]) -> str | None:
+    """The modality with the most instances (a CT with a dose-report SR series is a CT)."""
+    counts: Counter[str] = Counter()
+    for s in series:
+        if s.modality:
+            counts[s.modality] += s.n_instances
+    return max(sorted(counts), key=lambda m: counts[m]) if counts else None
+
+
 def study_facts(studies: list[Study]) -> dict[str, Any]:
     """The DICOM-derived facts of one exam (one or more studies sharing an accession)."""
     if not studies:
@@ -350,7 +357,7 @@ def study_facts(studies: list[Study]) -> dict[str, Any]:
         "dicom_patient_name": first.patient_name,
         "dicom_patient_birth_date": first.patient_birth_date,
         "dicom_institution": first.institution_name,
-        "dicom_modality": modalities[0] if len(modalities) == 1 else (modalities[0] if modalities else None),
+        "dicom_modality": _main_modality(series),
         "dicom_institution_code": first.institution_code,
         "study_instance_uids": [st.uid for st in studies],
     }
