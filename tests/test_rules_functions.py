@@ -234,6 +234,7 @@ def test_header_helpers():
     loc = _series(description="Topogram", image_type=["ORIGINAL", "PRIMARY", "LOCALIZER"], slice_thickness=None)
     series = [loc, _series(), _series(slice_thickness=5.0, kernel="B30f", window_centers=[40], window_widths=[350])]
     assert len(d.diagnostic_series(series)) == 2
+    assert not d.is_diagnostic(_series(image_type=["DERIVED\\SECONDARY\\VOLUME\\VR"]))  # one backslash-joined value
     assert d.count_missing(series, "slice_thickness") == 0  # the localizer does not count
     assert d.min_thickness(series) == 1.25 and d.max_thickness(series) == 5.0
     assert d.kernel_classes(series) == ["lung", "soft"]

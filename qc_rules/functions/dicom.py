@@ -46,7 +46,7 @@ def is_diagnostic(s: Any) -> bool:
         return False
     if str(s.get("modality") or "").upper() not in _DIAG_MODALITIES:
         return False
-    types = [str(t).upper() for t in _list(s.get("image_type"))]
+    types = [p for t in _list(s.get("image_type")) for p in str(t).upper().split("\\")]
     image_type = " ".join(types)
     if "SECONDARY" in types and _RENDERING.search(image_type):
         return False
