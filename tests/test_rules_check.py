@@ -595,3 +595,14 @@ def test_zip_exports_are_read_like_the_ingest_reads_them(synthetic_set: Path, tm
     codes = {p.code for p in problems}
     assert "unsafe_path" in codes and "empty_file" in codes
     assert all("!" in p.path for p in problems)  # zip members are named ZIP!MEMBER, as in the quarantine
+
+
+def test_images_of_another_hospital_never_join_a_record(synthetic_set: Path, tmp_path: Path) -> None:
+    rows = _records(synthetic_set / "records" / "exams.jsonl")
+    other = next(r["hospital_code"] for r in rows if r["hospital_code"] != rows[0]["hospital_code"])
+    rows[0]["hospital_code"] = other
+    records = _write_records(tmp_path / "exams.jsonl", rows)
+    result = run_check(synthetic_set / "dicom", records, stub_evaluator, now=NOW)
+    mine = [e for e in result.exams if e.accession_number == rows[0]["accession_number"]]
+    assert sorted(e.link for e in mine) == ["images_only", "none"]
+    assert {e.failures[0]["rule_id"] for e in mine} == {"CHK-NO-RECORD", "CHK-NO-IMAGES"}

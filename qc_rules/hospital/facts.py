@@ -29,6 +29,7 @@ from radqc.pipelines.ingest.records import (
     RecordsFileError,
     _error_lines,
     detect_format,
+    is_placeholder,
     modalities_compatible,
     read_csv,
     read_jsonl,
@@ -530,7 +531,8 @@ def match(records: list[RecordEntry], studies: dict[str, Study]) -> list[ExamInp
             taken, link = [free.pop(uid)], "study_instance_uid"
         acc = f.get("accession_number")
         if not taken and acc:
-            uids = [u for u, st in free.items() if st.accession_number and _same_code(st.accession_number, acc)]
+            uids = [u for u, st in free.items() if st.accession_number and _same_code(st.accession_number, acc)
+                    and _same_hospital(st, f.get("hospital_code"))]
             if uids:
                 taken, link = [free.pop(u) for u in uids], "accession"
         if not taken and f.get("patient_id") and f.get("exam_time"):
@@ -538,6 +540,8 @@ def match(records: list[RecordEntry], studies: dict[str, Study]) -> list[ExamInp
             best: tuple[float, str] | None = None
             for u, st in free.items():
                 if st.patient_id != f["patient_id"] or st.study_time is None or when is None:
+                    continue
+                if not _same_hospital(st, f.get("hospital_code")):  # a patient ID is per hospital
                     continue
                 if f.get("modality") and st.modalities and not any(modalities_compatible(f["modality"], m) for m in st.modalities):
                     continue
@@ -551,6 +555,13 @@ def match(records: list[RecordEntry], studies: dict[str, Study]) -> list[ExamInp
     for st in free.values():
         exams.append(ExamInput(st.accession_number or st.uid, None, [st], "images_only"))
     return exams
+
+
+def _same_hospital(study: Study, hospital_code: str | None) -> bool:
+    """Images whose institution code is a different real hospital never join the record
+    (the ingest's rule); images without a code (or only a name) may."""
+    code = study.institution_code
+    return not code or not hospital_code or is_placeholder(code) or code == hospital_code
 
 
 def _same_code(a: str, b: str) -> bool:
