@@ -1225,7 +1225,23 @@ def write_doc(libraries: dict[str, list[dict[str, Any]]], stds: list[dict[str, A
         end = old.find("## Known limits")
         measured = old[start + len("## Measured: `radqc eval rules`"):end].strip() if start >= 0 and end > start else None
     head = head.replace("MEASURED_PLACEHOLDER", measured or "(run `radqc eval rules --data DIR` and record the numbers here)")
-    lines = [head, f"## Rules ({sum(len(v) for v in libraries.values())})", ""]
+    lines = [head]
+    try:
+        import inspect
+
+        from radqc.qc_rules.functions import FUNCTIONS
+
+        lines += [f"## Functions ({len(FUNCTIONS)})", "", "`qc_rules.functions.FUNCTIONS`, callable by bare name in "
+                  "`expr`/`when` (the engine adds its own len, min, max, sum, abs, str, int, float, round, lower, "
+                  "upper, strip, any, all). First line of each docstring:", "", "| function | returns |", "| --- | --- |"]
+        for name, fn in sorted(FUNCTIONS.items()):
+            doc = " ".join((fn.__doc__ or "").strip().split("\n\n")[0].split())
+            sig = str(inspect.signature(fn)).replace(" -> ", " → ").replace("'", "")
+            lines.append(f"| `{name}{_md(sig)}` | {_md(doc)} |")
+        lines.append("")
+    except ImportError:  # running outside the installed package
+        pass
+    lines += [f"## Rules ({sum(len(v) for v in libraries.values())})", ""]
     titles = {"index": "Exam index data 影像检查数据", "image": "Raw image data 原始图像 (header)",
               "report": "Diagnostic reports 诊断报告"}
     for lib, rules in libraries.items():
