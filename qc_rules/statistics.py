@@ -27,6 +27,7 @@ import csv
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ class ExamRow:
     grade: str | None
     failures: list[dict[str, Any]]
     ruleset_version: str | None = None
+    exam_time: datetime | None = None
 
     @property
     def failed(self) -> bool:
@@ -170,6 +172,7 @@ def load_rows(session: Session, stage: str = STAGE) -> list[ExamRow]:
                 grade=res.get("grade"),
                 failures=[f for f in res.get("failures") or [] if isinstance(f, dict)],
                 ruleset_version=res.get("ruleset_version"),
+                exam_time=(exam.exam_time if exam is not None else None) or (record.exam_time if record else None),
             )
         )
     return rows
@@ -302,11 +305,44 @@ def plot(table: list[dict[str, Any]], by: str, path: Path, top: int = 20) -> Pat
     return path
 
 
-def statistics(session: Session, by: str, stage: str = STAGE, rule_names: dict[str, str] | None = None) -> dict[str, Any]:
+def select_rows(
+    rows: list[ExamRow],
+    hospital: str | None = None,
+    modality: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[ExamRow]:
+    """Rows of one hospital / modality and exam time in [since, until) (exams without a time
+    are left out when a period is asked for)."""
+    out = []
+    for r in rows:
+        if hospital and r.hospital != hospital:
+            continue
+        if modality and r.modality.upper() != modality.upper():
+            continue
+        if since is not None or until is not None:
+            if r.exam_time is None:
+                continue
+            if since is not None and r.exam_time < since:
+                continue
+            if until is not None and r.exam_time >= until:
+                continue
+        out.append(r)
+    return out
+
+
+def statistics(
+    session: Session,
+    by: str,
+    stage: str = STAGE,
+    rule_names: dict[str, str] | None = None,
+    **filters: Any,
+) -> dict[str, Any]:
     """Everything ``radqc qc-stats`` prints: the overall figures and the table for ``by``.
 
-    ``rule_names`` (rule id -> name) labels rule groups readably; results store only ids."""
-    rows = load_rows(session, stage)
+    ``rule_names`` (rule id -> name) labels rule groups readably (results store only ids);
+    ``filters``: hospital, modality, since, until (see :func:`select_rows`)."""
+    rows = select_rows(load_rows(session, stage), **filters)
     table = compute(rows, by)
     if by == "rule" and rule_names:
         for row in table:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,8 @@ def stats_workspace(workspace):  # type: ignore[no-untyped-def]
         s.add_all(hospitals.values())
         s.flush()
         for i, (hosp, modality, items, tech, rep, rev, standard, score, failures) in enumerate(EXAMS):
-            exam = m.Exam(accession_number=f"A{i}", hospital_id=hospitals[hosp].id, modality=modality, ordered_items=items)
+            exam = m.Exam(accession_number=f"A{i}", hospital_id=hospitals[hosp].id, modality=modality, ordered_items=items,
+                          exam_time=datetime(2026, 3, 1 + i, 2, 0, tzinfo=UTC))
             s.add(exam)
             s.flush()
             s.add(m.ExamRecord(record_key=f"k{i}", accession_number=f"A{i}", hospital_code=hosp, exam_id=exam.id,
@@ -256,3 +258,22 @@ def test_statistics_of_stage_results_and_hospital_check_agree(workspace: Any, tm
     hospital = {e.accession_number: sorted(f["rule_id"] for f in e.failures) for e in check.exams}
     assert hospital == platform
     assert {a for a, ids in hospital.items() if ids} == failing
+
+
+def test_filters_by_hospital_modality_and_period(stats_workspace: Any) -> None:
+    with stats_workspace.sessions() as s:
+        h2 = st.statistics(s, "modality", hospital="H2")
+        ct = st.statistics(s, "hospital", modality="ct")
+        march = st.statistics(s, "hospital", since=datetime(2026, 3, 2, tzinfo=UTC), until=datetime(2026, 3, 4, tzinfo=UTC))
+    assert h2["overall"]["exams"] == 2 and [g["group"] for g in h2["groups"]] == ["MR"]
+    assert ct["overall"]["exams"] == 2 and ct["overall"]["failed_exams"] == 1
+    assert march["overall"]["exams"] == 2  # exams 1 and 2 (2 and 3 March)
+    from typer.testing import CliRunner
+
+    from radqc.cli.main import app
+
+    out = CliRunner().invoke(app, ["qc-stats", "--json", "--since", "2026-03-02", "--until", "2026/3/4 10:00"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["overall"]["exams"] == 2 and data["filters"]["since"] == "2026-03-02"
+    assert CliRunner().invoke(app, ["qc-stats", "--since", "soon"]).exit_code == 2

@@ -7,6 +7,7 @@ technician, report doctor, reviewing doctor, rule or dimension; exports CSV and 
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ def qc_stats(
     csv_path: Path = typer.Option(None, "--csv", help="Write the table as CSV (UTF-8 with BOM)."),
     plot_path: Path = typer.Option(None, "--plot", help="Write a PNG bar chart of the failure rate per group."),
     top: int = typer.Option(20, "--top", help="Groups shown in the plot and the table on screen."),
+    hospital: str = typer.Option(None, "--hospital", help="Only this hospital (institution code)."),
+    modality: str = typer.Option(None, "--modality", help="Only this modality (CT, MR, DX...)."),
+    since: str = typer.Option(None, "--since", help="Only exams at or after this time (ISO 8601 date or date-time)."),
+    until: str = typer.Option(None, "--until", help="Only exams before this time (ISO 8601 date or date-time)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
 ) -> None:
     """Failure rates and deductions of rule QC, grouped / 按维度统计规则质控结果."""
@@ -33,9 +38,24 @@ def qc_stats(
     if by not in st.GROUPINGS:
         console.print(f"[red]unknown --by / 未知分组: {by} (one of {', '.join(st.GROUPINGS)})")
         raise typer.Exit(2)
+    from radqc.qc_rules.hospital.normalise import CST, parse_loose_date, parse_loose_time
+
+    period: dict[str, Any] = {}
+    for name, text in (("since", since), ("until", until)):
+        if text:
+            stamp = parse_loose_time(text)
+            if stamp is None:
+                day = parse_loose_date(text)
+                stamp = datetime(day.year, day.month, day.day, tzinfo=CST) if day else None
+            if stamp is None:
+                console.print(f"[red]--{name} is not a date or date-time / 时间格式错误: {text}")
+                raise typer.Exit(2)
+            period[name] = stamp
     ws = Workspace.open()
     with ws.sessions() as session:
-        data = st.statistics(session, by, rule_names=st.published_rule_names() if by == "rule" else None)
+        data = st.statistics(session, by, rule_names=st.published_rule_names() if by == "rule" else None,
+                             hospital=hospital, modality=modality, **period)
+    data["filters"] = {"hospital": hospital, "modality": modality, "since": since, "until": until}
     if csv_path is not None:
         data["csv"] = str(st.write_csv(data["groups"], csv_path))
     if plot_path is not None:
