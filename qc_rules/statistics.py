@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from radqc.catalogue import models as m
@@ -122,10 +122,16 @@ def _text(value: Any) -> str:
 def load_rows(session: Session, stage: str = STAGE) -> list[ExamRow]:
     """The latest succeeded ``stage`` result per exam, with hospital, modality, items and people."""
     L = m.LedgerEntry
+    # Only the newest succeeded row per exam is fetched (a run that finds nothing changed
+    # writes no row, so the newest succeeded row holds the current result).
+    newest = (
+        select(func.max(L.id))
+        .where(L.stage == stage, L.status == "succeeded", L.exam_id.is_not(None))
+        .group_by(L.exam_id)
+        .scalar_subquery()
+    )
     latest: dict[int, dict[str, Any]] = {}
-    for exam_id, result in session.execute(
-        select(L.exam_id, L.result).where(L.stage == stage, L.status == "succeeded", L.exam_id.is_not(None)).order_by(L.id)
-    ):
+    for exam_id, result in session.execute(select(L.exam_id, L.result).where(L.id.in_(newest))):
         parsed = exam_result(result)
         if parsed is not None:
             latest[exam_id] = parsed
