@@ -1120,9 +1120,9 @@ refuses a rule whose own examples misbehave, and `tests/test_rules_library.py` r
 * `when` keeps a rule from judging what it cannot see: a format rule skips a blank field
   (the completeness rule reports it), an image rule skips exams without images, a
   per-item rule runs only when the ordered items name its body part (`part` param).
-* Thresholds are `params` (configurable without touching the expression): e.g.
-  `IDX-TIME-001` has `max_minutes_emergency` / `max_minutes_routine` (both 120 by default,
-  qc-items.md: > 2 h flagged).
+* Thresholds are `params` (configurable without touching the expression): e.g. the
+  exam-to-report and exam-to-review rules have `max_minutes_emergency` /
+  `max_minutes_routine` (both 120 by default, qc-items.md: > 2 h flagged).
 * `tags: [violation:<kind>]` names the synthetic generator's seeded violation a rule
   detects; `radqc eval rules` scores by it.
 
