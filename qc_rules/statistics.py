@@ -120,65 +120,61 @@ def _text(value: Any) -> str:
 
 
 def load_rows(session: Session, stage: str = STAGE) -> list[ExamRow]:
-    """The latest succeeded ``stage`` result per exam, with hospital, modality, items and people."""
-    L = m.LedgerEntry
-    # Only the newest succeeded row per exam is fetched (a run that finds nothing changed
-    # writes no row, so the newest succeeded row holds the current result).
+    """The latest succeeded ``stage`` result per exam, with hospital, modality, items and people.
+
+    Two queries of plain columns (no ORM objects): the newest succeeded ledger row per exam
+    joined to its exam and hospital, then the exams' HIS/RIS records.
+    """
+    L, E, H, R = m.LedgerEntry, m.Exam, m.Hospital, m.ExamRecord
+    # A run that finds nothing changed writes no row, so the newest succeeded row per exam
+    # holds the exam's current result.
     newest = (
-        select(func.max(L.id))
+        select(func.max(L.id).label("id"))
         .where(L.stage == stage, L.status == "succeeded", L.exam_id.is_not(None))
         .group_by(L.exam_id)
-        .scalar_subquery()
+        .subquery()
     )
-    latest: dict[int, dict[str, Any]] = {}
-    for exam_id, result in session.execute(select(L.exam_id, L.result).where(L.id.in_(newest))):
-        parsed = exam_result(result)
-        if parsed is not None:
-            latest[exam_id] = parsed
-    if not latest:
-        return []
-    ids = sorted(latest)
-    exams: dict[int, tuple[m.Exam, m.Hospital | None]] = {}
-    records: dict[int, m.ExamRecord] = {}
-    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
-        for exam_row, hospital_row in session.execute(
-            select(m.Exam, m.Hospital).outerjoin(m.Hospital, m.Exam.hospital_id == m.Hospital.id).where(m.Exam.id.in_(chunk))
-        ):
-            exams[exam_row.id] = (exam_row, hospital_row)
-        for record_row in session.scalars(
-            select(m.ExamRecord).where(m.ExamRecord.exam_id.in_(chunk)).order_by(m.ExamRecord.id)
-        ):
-            if record_row.exam_id is not None:
-                records[record_row.exam_id] = record_row  # the latest record of the exam wins
+    results = session.execute(
+        select(L.exam_id, L.result, E.modality, E.ordered_items, E.exam_time, H.code, H.name)
+        .join(newest, newest.c.id == L.id)
+        .outerjoin(E, E.id == L.exam_id)
+        .outerjoin(H, H.id == E.hospital_id)
+        .order_by(L.exam_id)
+    ).all()
+    records: dict[int, Any] = {}
+    for rec in session.execute(
+        select(R.exam_id, R.modality, R.exam_items, R.technician, R.report_doctor, R.review_doctor, R.exam_time)
+        .where(R.exam_id.in_(select(L.exam_id).join(newest, newest.c.id == L.id)))
+        .order_by(R.id)
+    ):
+        records[rec.exam_id] = rec  # the latest record of the exam wins
     rows = []
-    for exam_id in ids:
-        res = latest[exam_id]
-        found = exams.get(exam_id)
-        exam: m.Exam | None = found[0] if found else None
-        hospital: m.Hospital | None = found[1] if found else None
-        record: m.ExamRecord | None = records.get(exam_id)
+    for exam_id, result, modality, ordered_items, exam_time, code, name in results:
+        res = exam_result(result)
+        if res is None:
+            continue
+        record = records.get(exam_id)
         standard = res.get("standard")
         if standard and standard != "general":
             items = [str(standard)]
         else:
-            written = (record.exam_items if record is not None and record.exam_items else None) or (
-                exam.ordered_items if exam is not None else None) or []
+            written = (record.exam_items if record is not None and record.exam_items else None) or ordered_items or []
             items = [_text(i) for i in written] or [NONE_LABEL]
         rows.append(
             ExamRow(
                 exam_id=exam_id,
-                hospital=_text(hospital.code if hospital else None),
-                hospital_name=hospital.name if hospital else None,
-                modality=_text((exam.modality if exam else None) or (record.modality if record else None)),
+                hospital=_text(code),
+                hospital_name=name,
+                modality=_text(modality or (record.modality if record is not None else None)),
                 items=items,
-                technician=_text(record.technician if record else None),
-                report_doctor=_text(record.report_doctor if record else None),
-                review_doctor=_text(record.review_doctor if record else None),
+                technician=_text(record.technician if record is not None else None),
+                report_doctor=_text(record.report_doctor if record is not None else None),
+                review_doctor=_text(record.review_doctor if record is not None else None),
                 score=float(res["score"]) if res.get("score") is not None else None,
                 grade=res.get("grade"),
                 failures=[f for f in res.get("failures") or [] if isinstance(f, dict)],
                 ruleset_version=res.get("ruleset_version"),
-                exam_time=(exam.exam_time if exam is not None else None) or (record.exam_time if record else None),
+                exam_time=exam_time or (record.exam_time if record is not None else None),
             )
         )
     return rows
