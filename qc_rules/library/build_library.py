@@ -282,7 +282,7 @@ def index_rules() -> list[dict[str, Any]]:
              fields=["exam_time", "review_time", "urgency"], params=dict(limits), tags=["violation:review_late"],
              when=("minutes_between(exam_time, review_time) != None and minutes_between(exam_time, review_time) >= 0 "
                    "and not (minutes_between(exam_time, report_time) > (max_minutes_emergency if urgency == 'emergency' else max_minutes_routine))"),
-             description="Not charged again when the report itself was late (IDX-TIME-001 already deducts).",
+             description="Not charged again when the report itself was late (the exam-to-report rule already deducts).",
              passes=[{"exam_time": T0, "review_time": T_PLUS_90},
                      {"exam_time": T0, "report_time": T_PLUS_180, "review_time": T_PLUS_300}],
              fails=[{"exam_time": T0, "report_time": T_PLUS_60, "review_time": T_PLUS_180},
@@ -328,7 +328,7 @@ def index_rules() -> list[dict[str, Any]]:
              fields=["exam_time", "report_time", "urgency"], params={"max_minutes": 30},
              when="urgency == 'emergency' and minutes_between(exam_time, report_time) != None and minutes_between(exam_time, report_time) >= 0",
              severity="info", points=0,
-             description="Department target for emergencies (informational; the deduction is IDX-TIME-001).",
+             description="Department target for emergencies (informational; the deduction is the exam-to-report rule).",
              passes=[{"exam_time": T0, "report_time": T_PLUS_10, "urgency": "emergency"}],
              fails=[{"exam_time": T0, "report_time": T_PLUS_60, "urgency": "emergency"}]),
     ]
