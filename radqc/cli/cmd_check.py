@@ -115,7 +115,8 @@ def check(
                 continue
             stdout.print(f"[bold red]✗ {exam['accession_number'] or exam['key']}[/] score {exam['score']} grade {exam['grade']}")
             for f in exam["failures"]:
-                stdout.print(f"   {f['rule_id']} [{f['dimension']}] {f['reason']}", markup=False)
+                note = " (提示 note)" if f.get("severity") == "info" else ""
+                stdout.print(f"   {f['rule_id']} [{f['dimension']}]{note} {f['reason']}", markup=False)
         stdout.print(f"report / 报告: {d['report']['html']}")
 
     emit(data, as_json, human)
