@@ -262,10 +262,19 @@ class _Columns:
             self.codes[name] = np.zeros(self.n, dtype=np.int32)
             self.uniques[name] = [[] if name in LIST_FACTS else None]
             return
+        if self.n >= IDENTITY_MIN_ROWS and _mostly_unique(values):
+            # (nearly) every value distinct: deduplicating would cost a dict insert per row and
+            # save nothing; row i is its own "distinct value"
+            self.codes[name] = np.arange(self.n, dtype=np.int32)
+            self.uniques[name] = values if isinstance(values, list) else list(values)
+            return
         self.codes[name], self.uniques[name] = _factorise_values(values, self.n)
 
-    def combine(self, names: tuple[str, ...]) -> tuple[Any, Any]:
-        """(row -> combination id, combination id -> per-name unique index rows)."""
+    def combine(self, names: tuple[str, ...], cache: bool = False) -> tuple[Any, Any]:
+        """(row -> combination id, combination id -> per-name unique index rows).
+
+        Multi-column combinations are cached only on request: each costs 4 bytes a row and
+        most are read by one rule once (memory stays flat in the number of rules)."""
         import numpy as np
 
         if names in self.combos:
@@ -285,8 +294,9 @@ class _Columns:
                 joint = prefix_ids.astype(np.int64) * width + self.codes[names[-1]]
                 ids, inverse = np.unique(joint, return_inverse=True)
                 table = np.concatenate([prefix_table[ids // width], (ids % width).reshape(-1, 1)], axis=1)
-                result = (inverse.astype(np.int32), table)
-        self.combos[names] = result
+                result = (inverse.astype(np.int32).reshape(-1), table)
+        if cache or len(names) <= 1:
+            self.combos[names] = result
         return result
 
     def derive(self, spec: _Derived) -> None:
@@ -296,6 +306,19 @@ class _Columns:
         ids, values = compute_derived(self, spec)
         self.codes[spec.name] = ids
         self.uniques[spec.name] = values
+
+
+IDENTITY_MIN_ROWS = 50_000
+IDENTITY_SAMPLE = 5_000
+
+
+def _mostly_unique(values: Sequence[Any]) -> bool:
+    """More than 90% distinct among a sample of hashable values."""
+    sample = values[:IDENTITY_SAMPLE]
+    try:
+        return len(set(sample)) > 0.9 * len(sample)
+    except TypeError:  # lists/dicts: factorise (they are often shared)
+        return False
 
 
 def _factorise_values(values: Sequence[Any], n: int) -> tuple[Any, list[Any]]:
@@ -312,7 +335,12 @@ def _factorise_values(values: Sequence[Any], n: int) -> tuple[Any, list[Any]]:
         except TypeError:  # lists/dicts: key by a frozen form
             c = by_identity.get(id(v), -1)
             if c < 0:
-                c = by_identity[id(v)] = setdefault(_freeze(v), len(uniques))
+                try:
+                    key = ("list", tuple(v)) if type(v) is list else _freeze(v)  # == _freeze(v) for flat lists
+                    hash(key)
+                except TypeError:
+                    key = _freeze(v)
+                c = by_identity[id(v)] = setdefault(key, len(uniques))
         if c == len(uniques):
             uniques.append(v)
         codes[i] = c
@@ -431,15 +459,28 @@ def _call_value(fn: Any, spec: _Derived, getter: Any) -> Any:
         return Raised(str(exc) if isinstance(exc, EvalError) else f"{type(exc).__name__}: {exc}")
 
 
+def _spec_values(spec: _Derived, rows: Mapping[str, list[Any]], m: int) -> list[Any]:
+    """``spec.fn`` over ``m`` rows. Plain positional calls over plain facts take a fast path
+    (one list comprehension); any exception there re-runs the chunk row by row."""
+    import itertools
+
+    fn = spec.fn
+    if not spec.kwargs and not spec.depends and all(kind != "list" for kind, _ in spec.args):
+        columns = [rows[v] if kind == "name" else itertools.repeat(v, m) for kind, v in spec.args]
+        if not any(kind == "const" and isinstance(v, list) for kind, v in spec.args):
+            try:
+                return [fn(*args) for args in zip(*columns, strict=False)]
+            except Exception:  # noqa: BLE001 - redo row by row to place the error
+                pass
+    return [_call_value(fn, spec, lambda name, j=j: rows[name][j]) for j in range(m)]
+
+
 def rowwise_derive(cols: _Columns, specs: Sequence[_Derived], start: int, end: int) -> list[tuple[str, Any, list[Any]]]:
     """Derived columns whose arguments are (nearly) unique per row: computed row by row, all
     specs chunk by chunk, so a value parsed by one call is still cached for the next."""
     import numpy as np
 
-    from radqc.qc_rules.engine.expr import Raised
-
-    n = end - start
-    state = {s.name: ({}, [], np.empty(n, dtype=np.int32)) for s in specs}
+    state: dict[str, tuple[dict[Any, int], list[int]]] = {s.name: ({}, []) for s in specs}
     for lo in range(start, end, ROW_CHUNK):
         hi = min(end, lo + ROW_CHUNK)
         rows: dict[str, list[Any]] = {}
@@ -447,20 +488,44 @@ def rowwise_derive(cols: _Columns, specs: Sequence[_Derived], start: int, end: i
             for name in spec.arg_names():
                 if name not in rows:
                     values = cols.uniques[name]
-                    rows[name] = [values[c] for c in cols.codes[name][lo:hi].tolist()]
+                    codes = cols.codes[name][lo:hi]
+                    if codes[0] == lo and codes[-1] == hi - 1 and len(values) == cols.n:  # identity column
+                        rows[name] = values[lo:hi]
+                    else:
+                        rows[name] = [values[c] for c in codes.tolist()]
         for spec in specs:
-            index, uniques, codes = state[spec.name]
-            fn = spec.fn
-            for j in range(hi - lo):
-                value = _call_value(fn, spec, lambda name, j=j, rows=rows: rows[name][j])
-                try:
-                    c = index.setdefault(value, len(uniques)) if type(value) is not Raised else len(uniques)
-                except TypeError:
-                    c = index.setdefault(_freeze(value), len(uniques))
-                if c == len(uniques):
-                    uniques.append(value)
-                codes[lo - start + j] = c
-    return [(s.name, state[s.name][2], state[s.name][1]) for s in specs]
+            index, out = state[spec.name]
+            values = _spec_values(spec, rows, hi - lo)
+            setdefault = index.setdefault
+            try:
+                out.extend([setdefault(v, len(index)) for v in values])
+            except TypeError:  # an unhashable result somewhere in the chunk: key by frozen form
+                out.extend([setdefault(_freeze(v), len(index)) for v in values])
+    result = []
+    for spec in specs:
+        index, out = state[spec.name]
+        uniques = _unfreeze_keys(index)
+        result.append((spec.name, np.asarray(out, dtype=np.int32), uniques))
+    return result
+
+
+def _unfreeze_keys(index: Mapping[Any, int]) -> list[Any]:
+    return [_thaw(k) for k in index]
+
+
+def _thaw(key: Any) -> Any:
+    if isinstance(key, tuple) and len(key) == 2 and key[0] in ("list", "tuple", "__dict__", "set", "frozenset"):
+        kind, items = key
+        if kind == "__dict__":
+            return {k: _thaw(v) for k, v in items}
+        if kind == "list":
+            return [_thaw(v) for v in items]
+        if kind == "tuple":
+            return tuple(_thaw(v) for v in items)
+        return set(_thaw(v) for v in items) if kind == "set" else frozenset(_thaw(v) for v in items)
+    if key == ("nan",):
+        return float("nan")
+    return key
 
 
 def _merge_parts(parts: Sequence[tuple[Any, list[Any]]]) -> tuple[Any, list[Any]]:
@@ -709,6 +774,14 @@ def _rules_worker(rule_ids: list[str]) -> dict[str, tuple[Any, Any, str | None]]
     return _evaluate_plans(state["cols"], plans, state["items"], state["modalities"])
 
 
+def _combo_estimate(cols: _Columns, names: tuple[str, ...]) -> int:
+    """An upper bound of a rule's distinct combinations, without computing them."""
+    estimate = 1
+    for name in names:
+        estimate = min(cols.n, estimate * max(1, len(cols.uniques.get(name, ()))))
+    return estimate
+
+
 def _shares(items: Sequence[Any], cost: Any, workers: int) -> list[list[Any]]:
     """Greedy split by cost (largest first onto the least loaded worker)."""
     loads = [0.0] * workers
@@ -790,7 +863,7 @@ def evaluate_batch(
     while len(done) < len(specs):
         level = [s for s in planner.order if s.name not in done and all(d in done for d in s.depends)]
         for s in level:  # argument combinations before forking: children share them
-            cols.combine(s.arg_names())
+            cols.combine(s.arg_names(), cache=True)
         rowwise = [sp for sp in level if n >= ROWWISE_MIN_ROWS and cols.combine(sp.arg_names())[1].shape[0] > n * 0.3]
         by_combo = [sp for sp in level if sp not in rowwise]
         _FORK_STATE.update(cols=cols, specs=specs, rowwise=rowwise)  # before the fork: children inherit it
@@ -822,8 +895,8 @@ def evaluate_batch(
             _FORK_STATE.clear()
         done |= {s.name for s in level}
     t_derived = time.perf_counter() - t0 - t_factor
-    for plan in plans.values():  # rule combinations before forking
-        cols.combine(plan.names)
+    for name in {name for plan in plans.values() for name in plan.names}:
+        cols.factorise(name)  # single columns before forking (free for derived ones)
     results: dict[str, tuple[Any, Any, str | None]] = {}
     _FORK_STATE.update(plans=plans, cols=cols, items=row_items, modalities=row_mods)
     pool = _pool(workers) if len(plans) > 1 else None
@@ -832,7 +905,7 @@ def evaluate_batch(
         results = _evaluate_plans(cols, list(plans.values()), row_items, row_mods)
     else:
         try:
-            cost = {rid: cols.combine(p.names)[1].shape[0] for rid, p in plans.items()}
+            cost = {rid: _combo_estimate(cols, p.names) for rid, p in plans.items()}
             with pool:
                 for part in pool.map(_rules_worker, _shares(list(plans), cost.__getitem__, workers)):
                     results.update(part)
