@@ -1056,13 +1056,35 @@ DIM_CODE = {"completeness": "COMP", "timeliness": "TIME", "consistency": "CONS",
             "accuracy": "ACC"}
 
 
+def _shipped_ids(lib: str) -> dict[str, str]:
+    """English rule name -> id in the library file as shipped (empty on the first build)."""
+    path = HERE / f"{lib}.yaml"
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {r["name"]["en"]: r["id"] for r in data.get("rules", [])}
+
+
 def main() -> None:
     libraries = {"index": index_rules(), "image": image_rules(), "report": report_rules()}
-    # Ids: library prefix + the code of the rule's own dimension + a number running through the
-    # library in table order (the tables above number by family; this makes the code honest).
+    # Ids are public (results, standards and hospitals' scripts name them), so a rebuild never
+    # renumbers: a rule keeps the id it has in the shipped YAML (matched by library and English
+    # name); only a new rule gets a new id, the next free number of its library. The id is the
+    # library prefix + the code of the rule's own dimension + that number.
     for lib, rules in libraries.items():
-        for k, r in enumerate(rules, 1):
-            r["id"] = f"{PREFIX[lib]}-{DIM_CODE[r['dimension']]}-{k:03d}"
+        shipped = _shipped_ids(lib)
+        used = {int(rid.rsplit("-", 1)[1]) for rid in shipped.values()}
+        for r in rules:
+            rid = shipped.get(r["name"]["en"])
+            if rid is None:
+                number = max(used, default=0) + 1
+                used.add(number)
+                rid = f"{PREFIX[lib]}-{DIM_CODE[r['dimension']]}-{number:03d}"
+            r["id"] = rid
+    for lib, rules in libraries.items():
+        names = [r["name"]["en"] for r in rules]
+        if len(names) != len(set(names)):
+            raise SystemExit(f"{lib}: English rule names must be unique (they carry the ids across rebuilds)")
     by_id: dict[str, dict[str, Any]] = {}
     for lib, rules in libraries.items():
         for r in rules:
