@@ -606,3 +606,28 @@ def test_images_of_another_hospital_never_join_a_record(synthetic_set: Path, tmp
     mine = [e for e in result.exams if e.accession_number == rows[0]["accession_number"]]
     assert sorted(e.link for e in mine) == ["images_only", "none"]
     assert {e.failures[0]["rule_id"] for e in mine} == {"CHK-NO-RECORD", "CHK-NO-IMAGES"}
+
+
+def test_normalised_records_file_is_what_the_ingest_accepts(synthetic_set: Path, tmp_path: Path, workspace: Any) -> None:
+    from radqc.pipelines.ingest.records import ingest_records
+
+    rows = _records(synthetic_set / "records" / "exams.jsonl")
+    sent = [dict(r) for r in rows]
+    sent[0]["patient_sex"] = {"M": "1", "F": "2"}[rows[0]["patient_sex"]]  # the ingest would quarantine "1"
+    sent[1]["exam_time"] = datetime.fromisoformat(rows[1]["exam_time"]).strftime("%Y年%m月%d日 %H时%M分%S秒")
+    sent[2].pop("accession_number")  # recovered from DICOM (matched by patient + time)
+    sent[3]["urgency"] = "soon"  # cannot be normalised: kept as written, reported
+    sent[4]["series_count"] = "３"
+    records = _write_records(tmp_path / "sent.jsonl", sent)
+    result = run_check(synthetic_set / "dicom", records, stub_evaluator, now=NOW)
+    paths = write_report(result, tmp_path / "out")
+    fixed = _records(Path(paths["normalised_records"]))
+    assert len(fixed) == len(rows)
+    assert fixed[0]["patient_sex"] == rows[0]["patient_sex"]
+    assert datetime.fromisoformat(fixed[1]["exam_time"]) == datetime.fromisoformat(rows[1]["exam_time"])
+    assert fixed[2]["accession_number"] == rows[2]["accession_number"]
+    assert fixed[3]["urgency"] == "soon"
+    assert fixed[4]["series_count"] == "３" and "index_series_count" not in fixed[4]
+    summary = ingest_records(workspace, Path(paths["normalised_records"])).to_dict()
+    assert summary["quarantined"] == 1 and summary["quarantine_reasons"] == {"invalid_field": 1}  # only "soon"
+    assert summary["exam_records"] == len(rows) - 1

@@ -122,6 +122,8 @@ class ExamOutcome:
     standard: str | None = None
     ruleset_version: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    #: The record as it should be sent (normalised, completed from DICOM); None without a record.
+    normalised_record: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -275,6 +277,7 @@ def run_check(
                 standard=result.get("standard"),
                 ruleset_version=result.get("ruleset_version") or ruleset_version,
                 facts=facts,
+                normalised_record=exam.normalised_record,
             )
         )
     version = ruleset_version or next((o.ruleset_version for o in outcomes if o.ruleset_version), None)

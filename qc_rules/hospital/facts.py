@@ -37,6 +37,8 @@ from radqc.pipelines.ingest.records import (
 )
 from radqc.qc_rules.hospital.normalise import (
     CST,
+    SOURCE_ALIAS,
+    SOURCE_NUMBER,
     Change,
     iso_time,
     normalise_record,
@@ -386,6 +388,8 @@ class RecordEntry:
     unreadable: bool = False
     #: Later lines of the same record (same hospital + accession): re-sends, applied as updates.
     resends: list[str] = field(default_factory=list)
+    #: Values set aside because the ingest would reject them (kept for the normalised export).
+    rejected: dict[str, Any] = field(default_factory=dict)
 
 
 def read_records(path: Path, fmt: str = "auto") -> tuple[list[RecordEntry], int]:
@@ -463,6 +467,8 @@ def validate_record(fields: dict[str, Any], line: int, ref: str) -> RecordEntry:
             elif value is not None:
                 entry.fields[name] = value
         for name in {n for p in entry.problems for n in p.fields}:
+            if entry.fields.get(name) is not None:
+                entry.rejected[name] = entry.fields[name]
             entry.fields[name] = None  # a rejected value is not a fact; rules see it as missing
         break
     return entry
@@ -479,6 +485,8 @@ class ExamInput:
     link: str  # study_instance_uid | accession | patient_time | none | images_only
     facts: dict[str, Any] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
+    #: The record as it should be sent: normalised, completed from DICOM, rejected values kept.
+    normalised_record: dict[str, Any] | None = None
 
 
 def merge_resends(entries: list[RecordEntry]) -> list[RecordEntry]:
@@ -501,7 +509,8 @@ def merge_resends(entries: list[RecordEntry]) -> list[RecordEntry]:
     for lines in groups.values():
         valid = [e for e in lines if not e.problems]
         base = valid[0] if valid else lines[0]
-        record = RecordEntry(base.line, base.source_ref, dict(base.fields), list(base.changes), [], False)
+        record = RecordEntry(base.line, base.source_ref, dict(base.fields), list(base.changes), [], False,
+                             rejected=dict(base.rejected))
         for e in lines:
             if e is base:
                 continue
@@ -602,4 +611,9 @@ def build_facts(exam: ExamInput, now: datetime) -> dict[str, Any]:
     facts["record_count"] = 1 if exam.record is not None else 0
     facts["now"] = iso_time(now)
     exam.facts, exam.changes = facts, changes
+    if exam.record is not None:
+        derived = {c.field for c in changes if c.source.startswith(SOURCE_ALIAS) or c.source == SOURCE_NUMBER}
+        out = {k: v for k, v in record_fields.items() if v is not None and k not in derived}
+        out.update(exam.record.rejected)
+        exam.normalised_record = out
     return facts

@@ -23,6 +23,7 @@ JSON_NAME = "report.json"
 FAILURES_CSV = "failures.csv"
 EXAMS_CSV = "exams.csv"
 CHANGES_CSV = "changes.csv"
+NORMALISED_RECORDS = "records.normalised.jsonl"
 
 FAILURE_COLUMNS = ("accession_number", "exam_key", "rule_id", "dimension", "fields", "points", "reason", "fix_hint", "record")
 EXAM_COLUMNS = ("accession_number", "exam_key", "passed", "score", "grade", "failures", "points_deducted", "standard",
@@ -203,9 +204,23 @@ def write_html(result: CheckResult, out: Path) -> Path:
     return path
 
 
+def write_normalised_records(result: CheckResult, out: Path) -> Path:
+    """The exam records as they should be sent: normalised, completed from DICOM (every change
+    is in changes.csv), one JSON object per line in input order, readable by ``ingest-records``.
+    Values the upload would reject are kept as written (nothing is dropped): fix them first."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / NORMALISED_RECORDS
+    with path.open("w", encoding="utf-8") as handle:
+        for exam in result.exams:
+            if exam.normalised_record is not None:
+                handle.write(json.dumps(exam.normalised_record, ensure_ascii=False, default=str) + "\n")
+    return path
+
+
 def write_report(result: CheckResult, out: Path) -> dict[str, str]:
     """Write every format into ``out``; return {format: path}."""
-    paths = {"html": write_html(result, out), "json": write_json(result, out)}
+    paths = {"html": write_html(result, out), "json": write_json(result, out),
+             "normalised_records": write_normalised_records(result, out)}
     for p in write_csv(result, out):
         paths[p.stem + "_csv"] = p
     return {k: str(v) for k, v in paths.items()}
