@@ -631,3 +631,26 @@ def test_normalised_records_file_is_what_the_ingest_accepts(synthetic_set: Path,
     summary = ingest_records(workspace, Path(paths["normalised_records"])).to_dict()
     assert summary["quarantined"] == 1 and summary["quarantine_reasons"] == {"invalid_field": 1}  # only "soon"
     assert summary["exam_records"] == len(rows) - 1
+
+
+def test_orders_and_reports_in_separate_files(synthetic_set: Path, tmp_path: Path) -> None:
+    rows = _records(synthetic_set / "records" / "exams.jsonl")
+    report_keys = ("report_time", "review_time", "report_doctor", "review_doctor", "findings", "impression")
+    orders = [{k: v for k, v in r.items() if k not in report_keys} for r in rows]
+    reports = [{k: r[k] for k in ("accession_number", "hospital_code", *report_keys)} for r in rows]
+    reports[0]["review_doctor"] = reports[0]["report_doctor"]
+    a = _write_records(tmp_path / "orders.jsonl", orders)
+    b = _write_records(tmp_path / "reports.jsonl", reports)
+    out = _check_cli(str(synthetic_set / "dicom"), "--records", str(a), "--records", str(b), "--ruleset",
+                     str(_mini(tmp_path)), "--json", "--out", str(tmp_path / "o"), "--now", CLI_NOW)
+    assert out.exit_code == 1, out.output
+    exams = {e["accession_number"]: e for e in json.loads(out.stdout)["exams"]}
+    assert len(exams) == len(rows)
+    assert [f["rule_id"] for f in exams[rows[0]["accession_number"]]["failures"]] == ["T-CONS-DOCTOR"]
+    assert all(not e["failures"] for a_, e in exams.items() if a_ != rows[0]["accession_number"])
+
+
+def _mini(tmp_path: Path) -> Path:
+    path = tmp_path / "mini.yaml"
+    path.write_text(MINI_RULESET, encoding="utf-8")
+    return path

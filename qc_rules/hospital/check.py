@@ -221,7 +221,7 @@ def _record_findings(entry: RecordEntry) -> list[dict[str, Any]]:
 
 def run_check(
     path: Path | None,
-    records: Path | None,
+    records: Path | list[Path] | None,
     evaluator: Evaluator,
     now: datetime | None = None,
     ruleset_version: str | None = None,
@@ -241,8 +241,11 @@ def run_check(
         studies, problems = scan_folder(path)
     entries: list[RecordEntry] = []
     charges = 0
-    if records is not None:
-        entries, charges = read_records(records, records_format)
+    files = [records] if isinstance(records, Path) else list(records or [])
+    for file in files:  # several files (orders, then reports) are read in order, like re-sends
+        more, skipped = read_records(file, records_format)
+        entries += more
+        charges += skipped
     outcomes: list[ExamOutcome] = []
     for exam in match(entries, studies):
         source = _source(exam)
@@ -282,4 +285,4 @@ def run_check(
         )
     version = ruleset_version or next((o.ruleset_version for o in outcomes if o.ruleset_version), None)
     return CheckResult(outcomes, problems, iso_time(now), str(path) if path else None,
-                       str(records) if records else None, version, charges)
+                       ", ".join(str(f) for f in files) or None, version, charges)

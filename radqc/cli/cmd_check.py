@@ -61,7 +61,10 @@ def engine_evaluator(ruleset: Path | None) -> tuple[Any, str | None]:
 
 def check(
     path: Path = typer.Argument(None, help="Hospital folder (or one file) of DICOM studies; omit to check records alone."),
-    records: Path = typer.Option(None, "--records", "-r", help="HIS/RIS exam records (JSON Lines or CSV, UTF-8/GB18030)."),
+    records: list[Path] = typer.Option(
+        None, "--records", "-r",
+        help="HIS/RIS exam records (JSON Lines or CSV, UTF-8/GB18030); repeat for several files, read in order.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Per exam: accession_number, score, grade, failures (JSON on stdout)."),
     out: Path = typer.Option(None, "--out", "-o", help="Folder for the feedback report (HTML, CSV, JSON); default ./radqc-check."),
     ruleset: Path = typer.Option(
@@ -77,7 +80,7 @@ def check(
     from radqc.qc_rules.hospital.normalise import parse_loose_time
     from radqc.qc_rules.hospital.report import write_report
 
-    if path is None and records is None:
+    if path is None and not records:
         console.print("[red]nothing to check / 无检查对象: give PATH and/or --records FILE")
         raise typer.Exit(2)
     if records_format not in ("auto", "jsonl", "csv"):
@@ -95,7 +98,7 @@ def check(
         console.print(f"[red]ruleset cannot be loaded / 规则集无法加载: {exc}")
         raise typer.Exit(2) from exc
     try:
-        result = run_check(path, records, evaluator, now=when, ruleset_version=version, records_format=records_format)
+        result = run_check(path, list(records or []), evaluator, now=when, ruleset_version=version, records_format=records_format)
     except (RecordsFileError, FileNotFoundError) as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(2) from exc
