@@ -654,3 +654,18 @@ def _mini(tmp_path: Path) -> Path:
     path = tmp_path / "mini.yaml"
     path.write_text(MINI_RULESET, encoding="utf-8")
     return path
+
+
+def test_an_exam_the_engine_cannot_score_does_not_stop_the_batch(synthetic_set: Path) -> None:
+    def flaky(facts: dict[str, Any]) -> dict[str, Any]:
+        if facts["modality"] == "DX":
+            raise RuntimeError("boom")
+        return stub_evaluator(facts)
+
+    result = run_check(synthetic_set / "dicom", synthetic_set / "records" / "exams.jsonl", flaky, now=NOW)
+    broken = [e for e in result.exams if e.facts["modality"] == "DX"]
+    assert broken and len(result.exams) == len(_records(synthetic_set / "records" / "exams.jsonl"))
+    for exam in broken:
+        assert exam.score is None and [f["rule_id"] for f in exam.failures] == ["CHK-EVAL-ERROR"]
+        assert "boom" in exam.failures[0]["reason"]
+    assert all(e.passed for e in result.exams if e not in broken)

@@ -124,6 +124,8 @@ class ExamOutcome:
     facts: dict[str, Any] = field(default_factory=dict)
     #: The record as it should be sent (normalised, completed from DICOM); None without a record.
     normalised_record: dict[str, Any] | None = None
+    #: Rules that raised while evaluating (the engine's ``errors``): not deductions, but shown.
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -143,6 +145,7 @@ class ExamOutcome:
             "source": self.source,
             "standard": self.standard,
             "ruleset_version": self.ruleset_version,
+            "errors": self.errors,
         }
         if with_facts:
             out["facts"] = self.facts
@@ -253,7 +256,11 @@ def run_check(
             outcomes.append(ExamOutcome(exam.key, None, None, None, _record_findings(exam.record), [], exam.link, source))
             continue
         facts = build_facts(exam, now)
-        result = result_dict(evaluator(facts))
+        try:
+            result = result_dict(evaluator(facts))
+        except Exception as exc:  # one exam the engine cannot score must not stop the batch
+            result = {"score": None, "grade": None, "standard": None, "ruleset_version": ruleset_version,
+                      "failures": [check_finding("CHK-EVAL-ERROR", f"{type(exc).__name__}: {exc}"[:300])]}
         failures = list(result.get("failures") or [])
         if exam.record is not None:
             failures = _record_findings(exam.record) + failures
@@ -281,6 +288,7 @@ def run_check(
                 ruleset_version=result.get("ruleset_version") or ruleset_version,
                 facts=facts,
                 normalised_record=exam.normalised_record,
+                errors=list(result.get("errors") or []),
             )
         )
     version = ruleset_version or next((o.ruleset_version for o in outcomes if o.ruleset_version), None)
