@@ -21,25 +21,47 @@ from typing import Any
 CITIES = ["330102", "330106", "320102", "440103", "110101", "310104", "510104", "420102"]
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红建国文斌宇浩凯"
-FINDINGS = [
-    "胸廓对称，双肺纹理清晰，走行自然，双肺野内未见明显实质性病变。气管及主支气管通畅。纵隔内未见肿大淋巴结。",
-    "右肺上叶见一结节影，大小约{n}mm，边缘光整。余肺野清晰。心影大小形态未见异常。",
-    "左侧膝关节间隙变窄，关节面骨质增生硬化，髌骨上缘骨赘形成。",
-    "脑实质内未见异常密度影，脑室系统未见扩大，中线结构居中。",
-    "肝脏大小形态正常，肝实质内见一类圆形低密度影，大小约{n}mm。胆囊不大，壁不厚。",
-    "前列腺体积增大，约{n}mm，信号不均匀。膀胱充盈可。",
-    "子宫大小形态正常，左侧卵巢见囊性灶，大小约{n}mm。",
-    "腰椎生理曲度变直，L4/5椎间盘向后突出，硬膜囊受压。",
+USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+#: Coherent exam profiles (item, standard code, DICOM body part, findings, impression, series).
+PROFILES = [
+    ("CT", "胸部CT平扫", "CT-CHEST-PLAIN", "CHEST",
+     "胸廓对称，双肺纹理清晰，走行自然，双肺野内未见明显实质性病变。气管及主支气管通畅。纵隔内未见肿大淋巴结。",
+     "胸部CT平扫未见明显异常。", "chest"),
+    ("CT", "颅脑CT平扫", "CT-HEAD-PLAIN", "HEAD",
+     "脑实质内未见异常密度影，脑室系统未见扩大，脑沟脑裂未见增宽，中线结构居中。", "颅脑CT平扫未见明显异常。", "head"),
+    ("MR", "腰椎MR平扫", "MR-LSPINE", "LSPINE",
+     "腰椎生理曲度变直，L4/5椎间盘向后突出，硬膜囊受压。", "L4/5椎间盘突出。", "lspine"),
+    ("DX", "胸部正位片", "DX-CHEST-PA", "CHEST", "胸廓对称，气管居中。双肺纹理增多，未见明确实变影。心影不大，双膈面光整。",
+     "双肺纹理增多，请结合临床。", "dx"),
 ]
-IMPRESSIONS = [
-    "胸部CT平扫未见明显异常。", "右肺上叶结节，建议随访。", "左膝关节退行性变。", "颅脑CT平扫未见明显异常。",
-    "肝脏占位，考虑血管瘤可能。", "前列腺增生。", "左侧卵巢囊肿。", "L4/5椎间盘突出。", "右侧气胸，请结合临床。",
-]
-ITEMS_BY_MODALITY = {
-    "CT": ["胸部CT平扫", "颅脑CT平扫", "上腹部CT平扫+增强", "腰椎CT平扫", "胸部低剂量CT"],
-    "MR": ["颅脑MR平扫", "膝关节MR平扫", "腰椎MR平扫"],
-    "DX": ["胸部正位片", "膝关节正侧位片", "腰椎正侧位片"],
-}
+
+
+def _series_for(kind: str, k: int) -> list[dict[str, Any]]:
+    def one(j: int, modality: str, desc: str, thick: float, kernel: str | None, wc: list[float], ww: list[float],
+            part: str, n: int) -> dict[str, Any]:
+        return {"series_instance_uid": f"1.2.156.{k}.{j}", "modality": modality, "description": desc, "body_part": part,
+                "n_instances": n, "slice_thickness": thick, "pixel_spacing": [0.7, 0.7], "kernel": kernel,
+                "window_centers": wc, "window_widths": ww, "image_type": ["ORIGINAL", "PRIMARY", "AXIAL"],
+                "protocol_name": desc, "manufacturer": "GE"}
+    if kind == "chest":
+        return [one(0, "CT", "Lung 1.0", 1.0, "B70f", [-600.0], [1500.0], "CHEST", 300),
+                one(1, "CT", "Mediastinum 5.0", 5.0, "B30f", [40.0], [350.0], "CHEST", 60)]
+    if kind == "head":
+        return [one(0, "CT", "Brain 5.0", 5.0, "H30s", [40.0], [80.0], "HEAD", 30),
+                one(1, "CT", "Bone 1.0", 1.0, "H70h", [500.0], [2500.0], "HEAD", 150)]
+    if kind == "lspine":
+        return [one(j, "MR", d, 4.0, None, [300.0], [600.0], "LSPINE", 15)
+                for j, d in enumerate(["SAG T1", "SAG T2", "AX T2"])]
+    return [one(0, "DX", "Chest PA", 0.0, None, [2048.0], [4096.0], "CHEST", 1)]
+
+
+def uscc(k: int) -> str:
+    """A unified social credit code with a valid GB 32100 check character."""
+    body = f"12{330100 + k % 900:06d}{470116600 + k:09d}"
+    total = sum(USCC_CHARS.index(c) * w for c, w in zip(body, USCC_WEIGHTS, strict=True))
+    return body + USCC_CHARS[(31 - total % 31) % 31]
 
 
 def _id_number(rng: Any, k: int) -> str:
@@ -63,30 +85,22 @@ def make_columns(n: int, seed: int = 11, standards: list[str] | None = None) -> 
         "name": [SURNAMES[k % len(SURNAMES)] + GIVEN[(k // 7) % len(GIVEN)] + GIVEN[(k // 3) % len(GIVEN)] for k in range(n_people)],
         "sex": ["M" if k % 2 else "F" for k in range(n_people)],
         "id": [_id_number(rng, k) for k in range(n_people)],
-        "phone": [f"1{3 + k % 7}{k % 10}{(k * 7919) % 100000000:08d}" for k in range(n_people)],
+        "phone": [f"{('138', '139', '150', '186', '177', '135')[k % 6]}{(k * 7919) % 100000000:08d}" for k in range(n_people)],
     }
     bad = rng.random((12, n))  # seeded-violation draws
-    modality_pool = np.array(["CT", "CT", "CT", "MR", "DX", "DX"])
-    modality = modality_pool[rng.integers(0, len(modality_pool), n)]
-    item_pool = {m: v + list(standards or []) for m, v in ITEMS_BY_MODALITY.items()}
-    hospitals = [f"1233010047011{k:04d}X" for k in range(20)]
+    profile_of = rng.choice(np.array([0, 0, 1, 2, 3, 3]), n)
+    hospitals = [uscc(k) for k in range(20)]
     hosp = rng.integers(0, len(hospitals), n)
     doctors = [f"{SURNAMES[k % len(SURNAMES)]}{GIVEN[k % len(GIVEN)]}医生" for k in range(120)]
     base = datetime(2024, 1, 1, tzinfo=cst)
     exam_s = rng.integers(0, 365 * 86400, n)
     order_d = rng.integers(5 * 60, 3 * 3600, n)
-    report_d = rng.integers(10 * 60, 150 * 60, n)
-    review_d = rng.integers(5 * 60, 100 * 60, n)
-    upload_d = rng.integers(10, 400, n)
-    texts = [f.replace("{n}", str(5 + k % 40)) for k in range(60) for f in FINDINGS]
-    series_pool = []
-    for k in range(300):
-        m = ["CT", "MR", "DX"][k % 3]
-        series_pool.append([{"series_instance_uid": f"1.2.156.{k}.{j}", "modality": m, "description": "AX", "body_part": "CHEST",
-                             "n_instances": 40 + j, "slice_thickness": [1.0, 5.0, None][(k + j) % 3], "pixel_spacing": [0.7, 0.7],
-                             "kernel": ["B30f", "B70f", None][j % 3], "window_centers": [40.0], "window_widths": [400.0],
-                             "image_type": ["ORIGINAL", "PRIMARY", "AXIAL"], "protocol_name": "Chest", "manufacturer": "GE"}
-                            for j in range(1 + k % 4)])
+    report_d = rng.integers(10 * 60, 60 * 60, n)
+    review_d = rng.integers(5 * 60, 40 * 60, n)
+    upload_d = rng.integers(5, 55, n)
+    # report texts: each profile's template with small variations (structured-report templates)
+    texts = {k: [p[4] + ("" if v == 0 else f"随访对比第{v}次。") for v in range(500)] for k, p in enumerate(PROFILES)}
+    series_pool = {k: [_series_for(p[6], 1000 * k + v) for v in range(50)] for k, p in enumerate(PROFILES)}
 
     def iso(seconds: int) -> str:
         return (base + timedelta(seconds=int(seconds))).isoformat()
@@ -95,14 +109,15 @@ def make_columns(n: int, seed: int = 11, standards: list[str] | None = None) -> 
         "accession_number", "hospital_code", "patient_id", "patient_name", "patient_sex", "patient_birth_date", "id_number",
         "phone", "modality", "exam_items", "urgency", "order_time", "exam_time", "report_time", "review_time",
         "upload_time", "technician", "report_doctor", "review_doctor", "findings", "impression", "index_string",
+        "exam_item_codes",
         "dicom_modalities", "series_count", "instance_count", "study_instance_uid", "dicom_accession_number",
         "dicom_patient_sex", "dicom_study_time", "body_parts", "series", "duplicate_sop_uids", "index_series_count",
         "index_instance_count", "now")}
     now = "2025-01-01T00:00:00+08:00"
-    item_lists = {m: [[x] for x in pool] for m, pool in item_pool.items()}
     for i in range(n):
         p = int(people_ids[i])
-        m = str(modality[i])
+        prof = int(profile_of[i])
+        m, item, code, part, _, impression, _ = PROFILES[prof]
         acc = f"{m}{i:09d}"
         e = int(exam_s[i])
         cols["accession_number"].append("" if bad[0, i] < 0.01 else acc)
@@ -115,26 +130,27 @@ def make_columns(n: int, seed: int = 11, standards: list[str] | None = None) -> 
         cols["id_number"].append(idn[:-1] + ("0" if idn[-1] != "0" else "1") if bad[2, i] < 0.02 else idn)
         cols["phone"].append(persons["phone"][p][:10] if bad[3, i] < 0.02 else persons["phone"][p])
         cols["modality"].append(m)
-        pool = item_lists[m]
-        cols["exam_items"].append(pool[i % len(pool)])
+        cols["exam_items"].append([item])
+        cols["exam_item_codes"].append([code])
         urgent = bad[4, i] < 0.15
         cols["urgency"].append("emergency" if urgent else "routine")
         cols["order_time"].append(iso(e - int(order_d[i])))
         cols["exam_time"].append(iso(e))
-        late = 4 * 3600 if bad[5, i] < 0.05 else 0
+        late = 3 * 3600 if bad[5, i] < 0.03 else 0
         rep = e + int(report_d[i]) + late
         cols["report_time"].append(iso(rep))
         cols["review_time"].append(iso(rep + int(review_d[i])) if bad[6, i] > 0.01 else iso(rep - 600))
         cols["upload_time"].append(iso(e + int(upload_d[i])))
         d = int(hosp[i]) * 6
-        cols["technician"].append(doctors[(d + i % 6) % 120])
-        rd = doctors[(d + 1 + i % 5) % 120]
+        cols["technician"].append(doctors[(d + i % 3) % 120])
+        rd = doctors[(d + 3 + i % 2) % 120]
         cols["report_doctor"].append(rd)
-        cols["review_doctor"].append(rd if bad[7, i] < 0.02 else doctors[(d + 2 + i % 3) % 120])
-        cols["findings"].append("" if bad[8, i] < 0.01 else texts[i % len(texts)])
-        cols["impression"].append(IMPRESSIONS[(i // 7) % len(IMPRESSIONS)])
-        cols["index_string"].append(None)
-        series = series_pool[i % len(series_pool)]
+        cols["review_doctor"].append(rd if bad[7, i] < 0.02 else doctors[(d + 5) % 120])
+        cols["findings"].append("" if bad[8, i] < 0.01 else texts[prof][i % 500])
+        cols["impression"].append(impression)
+        stamp = (base + timedelta(seconds=e)).strftime("%Y%m%d%H%M")
+        cols["index_string"].append(f"{p:026d}|{stamp}|{part[:4]:0>9}|{int(hosp[i]):013d}|{hospitals[hosp[i]]}")
+        series = series_pool[prof][i % 50]
         cols["dicom_modalities"].append([m])
         cols["series_count"].append(len(series))
         cols["instance_count"].append(sum(s["n_instances"] for s in series))
@@ -142,7 +158,7 @@ def make_columns(n: int, seed: int = 11, standards: list[str] | None = None) -> 
         cols["dicom_accession_number"].append(acc)
         cols["dicom_patient_sex"].append(persons["sex"][p] if bad[9, i] > 0.01 else ("F" if persons["sex"][p] == "M" else "M"))
         cols["dicom_study_time"].append(iso(e))
-        cols["body_parts"].append(["CHEST"])
+        cols["body_parts"].append([part])
         cols["series"].append(series)
         cols["duplicate_sop_uids"].append(0)
         cols["index_series_count"].append(len(series) if bad[10, i] > 0.01 else len(series) + 1)
