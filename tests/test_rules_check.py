@@ -467,21 +467,16 @@ def test_truncated_and_pixel_less_files_are_rejected_and_charged_to_their_exam(s
 # -- end to end with the published library: fail -> fix -> pass -------------------------------
 #: A valid imaging-cloud index string for an exam time (five parts, 26-12-9-13-18; a real
 #: unified social credit code as part 5): synthetic exports carry none.
-def _index_string(exam_time: str) -> str:
-    stamp = datetime.fromisoformat(exam_time).astimezone(CST).strftime("%Y%m%d%H%M")
-    return "|".join(["A" * 26, stamp, "110000000", "DEV0000000001", "91350100M000100Y43"])
-
-
 def test_round_trip_with_the_published_library(synthetic_set: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RADQC_HOME", str(tmp_path / "no-store"))  # no local store: the bundled library
     rows = _records(synthetic_set / "records" / "exams.jsonl")
-    bare = _check_cli(str(synthetic_set / "dicom"), "--records", str(synthetic_set / "records" / "exams.jsonl"),
+    assert all(row.get("index_string") for row in rows)  # the generator sends one, like a hospital
+    stripped = _write_records(tmp_path / "stripped.jsonl", [{k: v for k, v in r.items() if k != "index_string"} for r in rows])
+    bare = _check_cli(str(synthetic_set / "dicom"), "--records", str(stripped),
                       "--json", "--out", str(tmp_path / "bare"), "--now", CLI_NOW)
-    assert bare.exit_code == 1, bare.output  # no synthetic record carries an index string
+    assert bare.exit_code == 1, bare.output  # without the index string every exam fails
     assert all("IDX-COMP-024" in {f["rule_id"] for f in e["failures"]} for e in json.loads(bare.stdout)["exams"])
-    for row in rows:
-        row["index_string"] = _index_string(row["exam_time"])
     baseline = _write_records(tmp_path / "baseline.jsonl", rows)
     first = _check_cli(str(synthetic_set / "dicom"), "--records", str(baseline), "--json",
                        "--out", str(tmp_path / "first"), "--now", CLI_NOW)

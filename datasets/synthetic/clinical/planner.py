@@ -27,6 +27,7 @@ from radqc.datasets.synthetic.clinical._data import load
 from radqc.datasets.synthetic.clinical.hospitals import Device, Hospital, hospitals
 from radqc.datasets.synthetic.clinical.identities import Identity, draw_identity
 from radqc.datasets.synthetic.clinical.imaging_qc import draw_defects
+from radqc.datasets.synthetic.clinical.index_string import index_string
 from radqc.datasets.synthetic.clinical.items import (
     OrderedItem,
     WrittenOrder,
@@ -468,6 +469,10 @@ class Planner:
             "review_doctor": review_doctor,
             "findings": report.findings,
             "impression": report.impression,
+            "index_string": index_string(
+                id_number=ident.id_number or patient_id, exam_time=exam_time,
+                part=imaged[0].item.part if imaged else modality, device_serial=device.serial, org_code=hospital.code,
+            ),
         }
         charge_records = []
         for k, ln in enumerate(billing.lines):
