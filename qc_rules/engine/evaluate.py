@@ -1,12 +1,12 @@
 """Evaluate a ruleset: one exam (:func:`evaluate_exam`) or many at once (:func:`evaluate_batch`).
 
 Both paths run the *same* compiled closures, so they cannot disagree. The batch path is fast
-because exam data repeats: for each rule it factorises the columns the rule reads (once per
-column per batch, shared by all rules), finds the distinct combinations of those values with
-numpy, evaluates the rule once per distinct combination, and scatters the outcome back to
-every row. Pure-function results are memoised across rules (``sex_terms(findings)`` is
-computed once per distinct report text however many rules call it). Work is split across
-worker processes by rule (``workers``), each forked after the columns are factorised.
+because exam data repeats. Each rule is rewritten so that every library call over facts reads
+a *derived column*, shared by all rules making the same call. A derived column is computed
+once per distinct argument combination, or row by row in chunks when the arguments are
+unique per row. Each rule is then evaluated once per distinct combination of the columns it
+reads, and the outcome is scattered back to the rows with numpy. With ``workers`` > 1, forked
+processes each take a contiguous range of rows end to end and return only row indices.
 """
 
 from __future__ import annotations
@@ -536,39 +536,6 @@ def _thaw(key: Any) -> Any:
     return key
 
 
-def _merge_parts(parts: Sequence[tuple[Any, list[Any]]]) -> tuple[Any, list[Any]]:
-    """Concatenate row-range results, re-coding later parts onto the first part's values."""
-    import numpy as np
-
-    from radqc.qc_rules.engine.expr import Raised
-
-    codes0, uniques = parts[0]
-    uniques = list(uniques)
-    index: dict[Any, int] = {}
-    for k, v in enumerate(uniques):
-        if type(v) is not Raised:
-            try:
-                index.setdefault(v, k)
-            except TypeError:
-                index.setdefault(_freeze(v), k)
-    out = [codes0]
-    for codes, values in parts[1:]:
-        remap = np.empty(max(1, len(values)), dtype=np.int32)
-        for k, v in enumerate(values):
-            if type(v) is Raised:
-                c = len(uniques)
-            else:
-                try:
-                    c = index.setdefault(v, len(uniques))
-                except TypeError:
-                    c = index.setdefault(_freeze(v), len(uniques))
-            if c == len(uniques):
-                uniques.append(v)
-            remap[k] = c
-        out.append(remap[codes])
-    return np.concatenate(out), uniques
-
-
 class _Planner:
     """Rewrites rules so that every call whose arguments are facts/constants reads a derived
     column; identical calls across rules share one column."""
@@ -763,44 +730,6 @@ def _factor_sets(values: Iterable[frozenset[str]], n: int) -> tuple[Any, list[fr
 _FORK_STATE: dict[str, Any] = {}
 
 
-def _derive_worker(names: list[str]) -> list[tuple[str, Any, list[Any]]]:
-    cols, specs = _FORK_STATE["cols"], _FORK_STATE["specs"]
-    out = []
-    for name in names:
-        ids, values = compute_derived(cols, specs[name])
-        out.append((name, ids, values))
-    return out
-
-
-def _rowwise_worker(span: tuple[int, int]) -> list[tuple[str, Any, list[Any]]]:
-    return rowwise_derive(_FORK_STATE["cols"], _FORK_STATE["rowwise"], span[0], span[1])
-
-
-def _rules_worker(rule_ids: list[str]) -> dict[str, tuple[Any, Any, str | None]]:
-    state = _FORK_STATE
-    plans = [state["plans"][r] for r in rule_ids]
-    return _evaluate_plans(state["cols"], plans, state["items"], state["modalities"])
-
-
-def _combo_estimate(cols: _Columns, names: tuple[str, ...]) -> int:
-    """An upper bound of a rule's distinct combinations, without computing them."""
-    estimate = 1
-    for name in names:
-        estimate = min(cols.n, estimate * max(1, len(cols.uniques.get(name, ()))))
-    return estimate
-
-
-def _shares(items: Sequence[Any], cost: Any, workers: int) -> list[list[Any]]:
-    """Greedy split by cost (largest first onto the least loaded worker)."""
-    loads = [0.0] * workers
-    out: list[list[Any]] = [[] for _ in range(workers)]
-    for item in sorted(items, key=lambda x: -cost(x)):
-        k = loads.index(min(loads))
-        out[k].append(item)
-        loads[k] += cost(item)
-    return [s for s in out if s]
-
-
 def _pool(workers: int) -> Any:
     import multiprocessing as mp
 
@@ -810,6 +739,50 @@ def _pool(workers: int) -> Any:
         return mp.get_context("fork").Pool(workers)
     except (ValueError, OSError):
         return None
+
+
+def _range_worker(span: tuple[int, int]) -> tuple[dict[str, tuple[Any, Any, str | None]], dict[str, float]]:
+    state = _FORK_STATE
+    lo, hi = span
+    columns = {k: v[lo:hi] for k, v in state["columns"].items()}
+    items = (state["items"][0][lo:hi], state["items"][1])
+    modalities = (state["modalities"][0][lo:hi], state["modalities"][1])
+    results, phases = _evaluate_serial(columns, hi - lo, state["rules"], state["functions"], items, modalities)
+    shifted = {rid: (fail + lo, err + lo, first) for rid, (fail, err, first) in results.items()}
+    return shifted, phases
+
+
+def _evaluate_serial(columns: Mapping[str, Sequence[Any]], n: int, rules: Sequence[Rule], functions: Mapping[str, Any],
+                     row_items: Any, row_mods: Any) -> tuple[dict[str, tuple[Any, Any, str | None]], dict[str, float]]:
+    """Plan, factorise, derive and evaluate every rule over ``n`` rows in this process."""
+    import time
+
+    t0 = time.perf_counter()
+    cols = _Columns(columns, n)
+    planner = _Planner(functions)
+    plans = {rule.id: planner.plan(rule) for rule in rules}
+    base = sorted({name for p in plans.values() for name in p.names if not name.startswith("__d")}
+                  | {v for sp in planner.order for v in sp.arg_names() if not v.startswith("__d")})
+    for name in base:
+        cols.factorise(name)
+    t1 = time.perf_counter()
+    done: set[str] = set()
+    while len(done) < len(planner.order):
+        level = [sp for sp in planner.order if sp.name not in done and all(d in done for d in sp.depends)]
+        rowwise = [sp for sp in level if n >= ROWWISE_MIN_ROWS and cols.combine(sp.arg_names(), cache=True)[1].shape[0] > n * 0.3]
+        for sp in level:
+            if sp not in rowwise:
+                cols.derive(sp)
+        for name, ids, values in rowwise_derive(cols, rowwise, 0, n):
+            cols.codes[name], cols.uniques[name] = ids, values
+        for sp in level:  # argument combinations of this level are no longer needed
+            if len(sp.arg_names()) > 1:
+                cols.combos.pop(sp.arg_names(), None)
+        done |= {sp.name for sp in level}
+    t2 = time.perf_counter()
+    results = _evaluate_plans(cols, list(plans.values()), row_items, row_mods)
+    t3 = time.perf_counter()
+    return results, {"factorise": t1 - t0, "derived": t2 - t1, "rules": t3 - t2, "derived_columns": len(planner.order)}
 
 
 def evaluate_batch(
@@ -822,7 +795,7 @@ def evaluate_batch(
 
     Scores use each exam's item standard (found from ``exam_items``/``exam_item_codes``) or
     the default standard; the outcome per exam equals :func:`evaluate_exam`'s. ``workers`` > 1
-    forks processes (POSIX) for the derived columns and then for the rules.
+    forks processes (POSIX), each taking a contiguous range of rows end to end.
     """
     import time
 
@@ -857,69 +830,35 @@ def evaluate_batch(
         from radqc.qc_rules.engine.loader import _default_functions
 
         functions = _default_functions()
-    planner = _Planner(functions)
-    plans = {rule.id: planner.plan(rule) for rule in rules}
-    base = sorted({name for p in plans.values() for name in p.names if not name.startswith("__d")}
-                  | {v for s in planner.order for v in s.arg_names() if not v.startswith("__d")})
-    for name in base:
-        cols.factorise(name)
-    t_factor = time.perf_counter() - t0
     workers = max(1, int(workers))
-    # derived columns, level by level (a call over another call's result waits for it)
-    specs = {s.name: s for s in planner.order}
-    done: set[str] = set()
-    while len(done) < len(specs):
-        level = [s for s in planner.order if s.name not in done and all(d in done for d in s.depends)]
-        for s in level:  # argument combinations before forking: children share them
-            cols.combine(s.arg_names(), cache=True)
-        rowwise = [sp for sp in level if n >= ROWWISE_MIN_ROWS and cols.combine(sp.arg_names())[1].shape[0] > n * 0.3]
-        by_combo = [sp for sp in level if sp not in rowwise]
-        _FORK_STATE.update(cols=cols, specs=specs, rowwise=rowwise)  # before the fork: children inherit it
-        pool = _pool(workers) if (len(by_combo) > 1 or rowwise) else None
+    t_standards = time.perf_counter() - t0
+    phases: dict[str, float] = {}
+    if workers > 1 and n >= 2 * workers and len(rules) > 0:
+        # data-parallel: each forked worker takes a contiguous range of rows end to end
+        # (factorise, derive, rules) and returns only failing/erroring row indices
+        step = -(-n // workers)
+        spans = [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+        _FORK_STATE.update(columns=columns, rules=rules, functions=functions, items=row_items, modalities=row_mods)
+        pool = _pool(workers)
         try:
             if pool is None:
-                for sp in by_combo:
-                    cols.derive(sp)
-                for name, ids, values in rowwise_derive(cols, rowwise, 0, n):
-                    cols.codes[name], cols.uniques[name] = ids, values
+                parts = [_range_worker(span) for span in spans]
             else:
                 with pool:
-                    pending = None
-                    if rowwise:
-                        step = -(-n // workers)
-                        spans = [(lo, min(n, lo + step)) for lo in range(0, n, step)]
-                        pending = pool.map_async(_rowwise_worker, spans)
-                    if by_combo:
-                        cost = {sp.name: cols.combine(sp.arg_names())[1].shape[0] for sp in by_combo}
-                        shares = _shares([sp.name for sp in by_combo], cost.__getitem__, workers)
-                        for part in pool.map(_derive_worker, shares):
-                            for name, ids, values in part:
-                                cols.codes[name], cols.uniques[name] = ids, values
-                    if pending is not None:
-                        parts = pending.get()
-                        for k, sp in enumerate(rowwise):
-                            cols.codes[sp.name], cols.uniques[sp.name] = _merge_parts([(p[k][1], p[k][2]) for p in parts])
+                    parts = pool.map(_range_worker, spans)
         finally:
             _FORK_STATE.clear()
-        done |= {s.name for s in level}
-    t_derived = time.perf_counter() - t0 - t_factor
-    for name in {name for plan in plans.values() for name in plan.names}:
-        cols.factorise(name)  # single columns before forking (free for derived ones)
-    results: dict[str, tuple[Any, Any, str | None]] = {}
-    _FORK_STATE.update(plans=plans, cols=cols, items=row_items, modalities=row_mods)
-    pool = _pool(workers) if len(plans) > 1 else None
-    if pool is None:
-        _FORK_STATE.clear()
-        results = _evaluate_plans(cols, list(plans.values()), row_items, row_mods)
+        results = {}
+        for rule in rules:
+            fails = [p[0][rule.id][0] for p in parts]
+            errs = [p[0][rule.id][1] for p in parts]
+            first = next((p[0][rule.id][2] for p in parts if p[0][rule.id][2]), None)
+            results[rule.id] = (np.concatenate(fails), np.concatenate(errs), first)
+        for p in parts:
+            for key, value in p[1].items():
+                phases[key] = max(phases.get(key, 0.0), value)  # workers run side by side
     else:
-        try:
-            cost = {rid: _combo_estimate(cols, p.names) for rid, p in plans.items()}
-            with pool:
-                for part in pool.map(_rules_worker, _shares(list(plans), cost.__getitem__, workers)):
-                    results.update(part)
-        finally:
-            _FORK_STATE.clear()
-    t_rules = time.perf_counter() - t0 - t_factor - t_derived
+        results, phases = _evaluate_serial(columns, n, rules, functions, row_items, row_mods)
     totals = np.array([s.total for s in combo_standards], dtype=np.float64)[std_ids]
     deducted = np.zeros(n, dtype=np.float64)
     failed_rows: dict[str, Any] = {}
@@ -948,8 +887,8 @@ def evaluate_batch(
         n=n, scores=scores, grades=grades, ruleset_version=ruleset.version,
         standards=[standards[c] for c in std_ids.tolist()], failed_rows=failed_rows, error_rows=error_rows,
         errors=errors,
-        seconds={"factorise": round(t_factor, 3), "derived": round(t_derived, 3), "rules": round(t_rules, 3),
-                 "total": round(time.perf_counter() - t0, 3), "derived_columns": len(specs)},
+        seconds={"standards": round(t_standards, 3), **{k: round(v, 3) for k, v in phases.items()},
+                 "total": round(time.perf_counter() - t0, 3)},
     )
 
 
