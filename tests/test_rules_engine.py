@@ -387,6 +387,7 @@ def test_batch_equals_single(rowwise: bool, monkeypatch: pytest.MonkeyPatch) -> 
 
     if rowwise:  # the path used for large batches: high-cardinality calls computed row by row
         monkeypatch.setattr(ev, "ROWWISE_MIN_ROWS", 0)
+        monkeypatch.setattr(ev, "ROW_CHUNK", 16)  # many chunks: the switch to one value per row happens
 
     rs = ruleset()
     rng = random.Random(4)
@@ -508,6 +509,9 @@ def test_bundled_library_batch_equals_single_on_generated_records(monkeypatch: p
     singles = [evaluate_exam(r, rs) for r in rows]
     for rowwise in (False, True):
         monkeypatch.setattr(ev, "ROWWISE_MIN_ROWS", 0 if rowwise else 10**9)
+        monkeypatch.setattr(ev, "ROW_CHUNK", 32 if rowwise else 8192)
+        monkeypatch.setattr(ev, "IDENTITY_MIN_ROWS", 0 if rowwise else 50_000)
+        monkeypatch.setattr(ev, "IDENTITY_SAMPLE", 50)
         batch = evaluate_batch(cols, rs, workers=2)
         failed = [set() for _ in range(n)]
         for rid, idx in batch.failed_rows.items():

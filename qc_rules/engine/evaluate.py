@@ -485,10 +485,14 @@ def _spec_values(spec: _Derived, rows: Mapping[str, list[Any]], m: int) -> list[
 
 def rowwise_derive(cols: _Columns, specs: Sequence[_Derived], start: int, end: int) -> list[tuple[str, Any, list[Any]]]:
     """Derived columns whose arguments are (nearly) unique per row: computed row by row, all
-    specs chunk by chunk, so a value parsed by one call is still cached for the next."""
+    specs chunk by chunk, so a value parsed by one call is still cached for the next.
+
+    Results are deduplicated while that pays; a spec whose results turn out (nearly) unique
+    switches to keeping one value per row (no dictionary of a million keys)."""
     import numpy as np
 
-    state: dict[str, tuple[dict[Any, int], list[int]]] = {s.name: ({}, []) for s in specs}
+    # per spec: [index dict or None (unique mode), distinct values or per-row values, code chunks]
+    state: dict[str, list[Any]] = {s.name: [{}, [], []] for s in specs}
     for lo in range(start, end, ROW_CHUNK):
         hi = min(end, lo + ROW_CHUNK)
         rows: dict[str, list[Any]] = {}
@@ -502,18 +506,32 @@ def rowwise_derive(cols: _Columns, specs: Sequence[_Derived], start: int, end: i
                     else:
                         rows[name] = [values[c] for c in codes.tolist()]
         for spec in specs:
-            index, out = state[spec.name]
+            entry = state[spec.name]
+            index, kept, chunks = entry
             values = _spec_values(spec, rows, hi - lo)
+            if index is None:  # unique mode: row i's value is its own distinct value
+                chunks.append(np.arange(len(kept), len(kept) + len(values), dtype=np.int32))
+                kept.extend(values)
+                continue
             setdefault = index.setdefault
             try:
-                out.extend([setdefault(v, len(index)) for v in values])
+                codes_list = [setdefault(v, len(index)) for v in values]
             except TypeError:  # an unhashable result somewhere in the chunk: key by frozen form
-                out.extend([setdefault(_freeze(v), len(index)) for v in values])
+                codes_list = [setdefault(_freeze(v), len(index)) for v in values]
+            chunks.append(np.asarray(codes_list, dtype=np.int32))
+            processed = hi - start
+            if processed >= 4 * ROW_CHUNK and len(index) > 0.8 * processed:
+                # (nearly) every result distinct: switch to one value per row
+                distinct = _unfreeze_keys(index)
+                per_row = [distinct[c] for chunk in chunks for c in chunk.tolist()]
+                entry[0], entry[1] = None, per_row
+                entry[2] = [np.arange(len(per_row), dtype=np.int32)]
     result = []
     for spec in specs:
-        index, out = state[spec.name]
-        uniques = _unfreeze_keys(index)
-        result.append((spec.name, np.asarray(out, dtype=np.int32), uniques))
+        index, kept, chunks = state[spec.name]
+        uniques = kept if index is None else _unfreeze_keys(index)
+        codes = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
+        result.append((spec.name, codes, uniques))
     return result
 
 
@@ -767,6 +785,7 @@ def _evaluate_serial(columns: Mapping[str, Sequence[Any]], n: int, rules: Sequen
         cols.factorise(name)
     t1 = time.perf_counter()
     done: set[str] = set()
+    read_by_rules = {name for p in plans.values() for name in p.names}
     while len(done) < len(planner.order):
         level = [sp for sp in planner.order if sp.name not in done and all(d in done for d in sp.depends)]
         rowwise = [sp for sp in level if n >= ROWWISE_MIN_ROWS and cols.combine(sp.arg_names(), cache=True)[1].shape[0] > n * 0.3]
@@ -779,6 +798,12 @@ def _evaluate_serial(columns: Mapping[str, Sequence[Any]], n: int, rules: Sequen
             if len(sp.arg_names()) > 1:
                 cols.combos.pop(sp.arg_names(), None)
         done |= {sp.name for sp in level}
+        pending = [sp for sp in planner.order if sp.name not in done]
+        still_needed = read_by_rules | {a for sp in pending for a in sp.arg_names()}
+        for name in [d for d in done if d not in still_needed and d in cols.codes]:
+            cols.codes.pop(name)  # an intermediate call result no rule reads: free it
+            cols.uniques.pop(name)
+            cols.combos.pop((name,), None)
     t2 = time.perf_counter()
     results = _evaluate_plans(cols, list(plans.values()), row_items, row_mods)
     t3 = time.perf_counter()
