@@ -444,6 +444,7 @@ def compute_derived(cols: _Columns, spec: _Derived) -> tuple[Any, list[Any]]:
     return combo_codes[ids], values
 
 
+SPAN_ROWS = 200_000  # rows per worker task (memory: input + workers x one span)
 ROWWISE_MIN_ROWS = 20_000  # below this, every derived column is computed per distinct combination
 ROW_CHUNK = 8192  # rows per chunk in row-wise derivation (keeps functions' own parse caches warm)
 
@@ -749,12 +750,14 @@ _FORK_STATE: dict[str, Any] = {}
 
 
 def _pool(workers: int) -> Any:
+    """Forked workers, one fresh process per task: the input pages a task touched (and so
+    copied) are given back when it ends, so memory stays at input + workers x one span."""
     import multiprocessing as mp
 
     if workers <= 1:
         return None
     try:
-        return mp.get_context("fork").Pool(workers)
+        return mp.get_context("fork").Pool(workers, maxtasksperchild=1)
     except (ValueError, OSError):
         return None
 
@@ -861,18 +864,23 @@ def evaluate_batch(
     if workers > 1 and n >= 2 * workers and len(rules) > 0:
         # data-parallel: each forked worker takes a contiguous range of rows end to end
         # (factorise, derive, rules) and returns only failing/erroring row indices
-        step = -(-n // workers)
+        tasks = -(-n // (SPAN_ROWS * workers)) * workers  # a multiple of the workers: balanced
+        step = -(-n // tasks)
         spans = [(lo, min(n, lo + step)) for lo in range(0, n, step)]
         _FORK_STATE.update(columns=columns, rules=rules, functions=functions, items=row_items, modalities=row_mods)
+        import gc
+
+        gc.freeze()  # children's garbage collections then never write to (and copy) the input's pages
         pool = _pool(workers)
         try:
             if pool is None:
                 parts = [_range_worker(span) for span in spans]
             else:
                 with pool:
-                    parts = pool.map(_range_worker, spans)
+                    parts = pool.map(_range_worker, spans, chunksize=1)
         finally:
             _FORK_STATE.clear()
+            gc.unfreeze()
         results = {}
         for rule in rules:
             fails = [p[0][rule.id][0] for p in parts]
