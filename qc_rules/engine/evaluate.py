@@ -889,7 +889,7 @@ def evaluate_batch(
             results[rule.id] = (np.concatenate(fails), np.concatenate(errs), first)
         for p in parts:
             for key, value in p[1].items():
-                phases[key] = max(phases.get(key, 0.0), value)  # workers run side by side
+                phases[key] = value if key == "derived_columns" else phases.get(key, 0.0) + value  # summed over spans
     else:
         results, phases = _evaluate_serial(columns, n, rules, functions, row_items, row_mods)
     totals = np.array([s.total for s in combo_standards], dtype=np.float64)[std_ids]
