@@ -27,7 +27,7 @@ from radqc.qc_rules.engine.store import LEVELS, PermissionDenied, RulesetStore, 
 
 __all__ = [
     "LEVELS", "PermissionDenied", "RuleLoadError", "StoreError", "add_rules", "disable_rule", "edit_rule",
-    "evaluate_facts", "export_ruleset", "history", "import_bundled", "import_ruleset", "list_rules", "open_store", "publish",
+    "catalogue_facts", "evaluate_facts", "export_ruleset", "history", "import_bundled", "import_ruleset", "list_rules", "open_store", "publish",
     "set_points", "show_rule", "test_version",
 ]
 
@@ -257,7 +257,28 @@ def test_version(store: RulesetStore, *, version: int | None = None, user: str |
     out: dict[str, Any] = {"version": int(rs.version), "rules": len(rs.rules), "examples": n_examples,
                            "example_failures": problems}
     if facts is not None:
-        out["results"] = [evaluate_exam(f, rs).to_dict() for f in facts]
+        out["results"] = []
+        for f in facts:
+            result = evaluate_exam(f, rs).to_dict()
+            if "exam_id" in f:
+                result["exam_id"] = f["exam_id"]
+            out["results"].append(result)
+    return out
+
+
+def catalogue_facts(workspace: Any, exams: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Facts of catalogue exams (ids, StudyInstanceUIDs or accession numbers; None = all),
+    identifiers decrypted with the workspace vault, for re-running a version over real exams."""
+    from radqc.pipelines.runner.ledger import resolve_exams
+    from radqc.qc_rules.facts import facts_for_exam
+
+    with workspace.sessions() as session:
+        ids = resolve_exams(session, list(exams) if exams is not None else None)
+    out = []
+    for exam_id in ids:
+        facts = facts_for_exam(workspace, exam_id)
+        facts["exam_id"] = exam_id
+        out.append(facts)
     return out
 
 

@@ -131,6 +131,22 @@ def test_rule_qc_stage_end_to_end(workspace, generated) -> None:  # type: ignore
         compared += 1
     assert compared >= 4
 
+    # the same version re-run over the catalogue from the CLI gives the stage's outcome per exam
+    from typer.testing import CliRunner
+
+    from radqc.cli.main import app
+
+    out = CliRunner().invoke(app, ["rules", "test", "--version", "1", "--exams", "all", "--json", "--user", "qc-admin"])
+    assert out.exit_code == 0, out.output
+    rerun = {r["exam_id"]: r for r in json.loads(out.stdout)["results"]}
+    assert set(rerun) == set(rows)
+    for exam_id, row in rows.items():
+        assert rerun[exam_id]["ruleset_version"] == "1"
+        assert {f["rule_id"] for f in rerun[exam_id]["failures"]} == {f["rule_id"] for f in row.result["failures"]}
+        assert rerun[exam_id]["score"] == row.result["score"]
+    bad = CliRunner().invoke(app, ["rules", "test", "--exams", "NO-SUCH-EXAM", "--user", "qc-admin"])
+    assert bad.exit_code == 2
+
     # unchanged on a second run; a draft is not used; publishing re-runs every exam
     again = run_pipeline(workspace, ["rule_qc"]).to_dict()
     assert again["stages"]["rule_qc"]["unchanged"] == exam_count

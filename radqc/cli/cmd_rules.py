@@ -230,14 +230,29 @@ def rules_export(
 def rules_test(
     version: int = typer.Option(None, "--version", help="Ruleset version to (re-)run (default: newest)."),
     facts: Path = typer.Option(None, "--facts", help="JSON Lines (or a JSON list) of exam facts to score."),
+    exams: str = typer.Option(None, "--exams", help="Catalogue exams to score: ids/UIDs/accession numbers, or 'all'."),
     user: str = typer.Option(None, "--user", help=USER_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Run a version's embedded examples, and score exam facts with it / 测试规则集版本."""
+    """Run a version's embedded examples, and score exam facts or catalogue exams with it / 测试规则集版本."""
     from radqc.qc_rules import api
 
     rows = api.read_facts_file(facts) if facts is not None else None
     with _store() as store:
+        if exams is not None:
+            from radqc.workspace import Workspace
+
+            store.require(api.current_user(user), "view")
+            ws = Workspace.open()
+            try:
+                refs = None if exams.strip().lower() == "all" else [e.strip() for e in exams.split(",") if e.strip()]
+                try:
+                    rows = (rows or []) + api.catalogue_facts(ws, refs)
+                except ValueError as exc:  # unknown exam
+                    console.print(f"error / 错误: {exc}", markup=False)
+                    raise typer.Exit(2) from exc
+            finally:
+                ws.close()
         data = api.test_version(store, version=version, user=user, facts=rows)
 
     def human(d: dict[str, Any]) -> None:
