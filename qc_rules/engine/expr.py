@@ -98,7 +98,7 @@ class _Budget:
 
 class Scope:
     """What one evaluation sees: the facts, the rule params, loop variables, the budget, and
-    an optional memo of pure-function results (shared across rules in batch evaluation)."""
+    an optional memo of pure-function results (shared across the rules of one evaluate_exam call)."""
 
     __slots__ = ("facts", "params", "locals", "budget", "memo")
 
