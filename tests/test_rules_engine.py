@@ -521,3 +521,46 @@ def test_bundled_library_batch_equals_single_on_generated_records(monkeypatch: p
             assert failed[i] == {f.rule_id for f in single.failures}, i
             assert batch.scores[i] == single.score and batch.grades[i] == single.grade
             assert batch.standards[i] == single.standard
+
+
+def test_batch_precomputed_calls_raise_only_where_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call guarded by a short-circuit is precomputed for every row in batch mode; its error
+    must surface only where the rule really reads it (as in the one-exam path)."""
+    from radqc.qc_rules.engine import evaluate as ev
+
+    def strict_len(x):  # noqa: ANN001, ANN202
+        if x is None:
+            raise TypeError("None has no length")
+        return len(x)
+
+    text = textwrap.dedent("""\
+        library: index
+        rules:
+          - id: G-1
+            name: {zh: 守卫, en: guarded}
+            dimension: completeness
+            severity: minor
+            points: 1
+            expr: "accession_number == None or strict_len(accession_number) > 2"
+            message: {zh: 短, en: short}
+            examples: {pass: [{accession_number: null}, {accession_number: abc}], fail: [{accession_number: ab}]}
+          - id: G-2
+            name: {zh: 未守卫, en: unguarded}
+            dimension: completeness
+            severity: minor
+            points: 1
+            expr: "strict_len(accession_number) > 2"
+            message: {zh: 短, en: short}
+            examples: {pass: [{accession_number: abc}], fail: [{accession_number: ab}]}
+        """)
+    rs = load_ruleset_documents([(parse_text(text, "g"), "g")], functions={"strict_len": strict_len})
+    values = [None, "ab", "abcd", None, "xyz"] * 20
+    for rowwise in (False, True):
+        monkeypatch.setattr(ev, "ROWWISE_MIN_ROWS", 0 if rowwise else 10**9)
+        batch = evaluate_batch({"accession_number": values}, rs, workers=1)
+        assert set(batch.failed_rows["G-1"].tolist()) == {i for i, v in enumerate(values) if v == "ab"}
+        assert "G-1" not in batch.error_rows
+        assert set(batch.error_rows["G-2"].tolist()) == {i for i, v in enumerate(values) if v is None}
+        assert "None has no length" in batch.errors["G-2"]
+    single = evaluate_exam({"accession_number": None}, rs)
+    assert [e["rule_id"] for e in single.errors] == ["G-2"] and not single.failures
