@@ -187,7 +187,8 @@ def import_ruleset(store: RulesetStore, path: str | Path, *, user: str | None = 
     added otherwise. ``replace``: the file is the whole new ruleset. Validated as a whole first.
     """
     path = Path(path)
-    parsed = parse_text(path.read_text(encoding="utf-8-sig"), str(path))
+    text = path.read_text(encoding="utf-8-sig")
+    parsed = rules_from_csv(text, str(path)) if path.suffix.lower() == ".csv" else parse_text(text, str(path))
     incoming = load_ruleset_documents([(parsed, str(path))], functions=store.functions).documents()
     if replace:
         docs = incoming
@@ -218,11 +219,76 @@ def import_bundled(store: RulesetStore, *, user: str | None = None, message: str
     return store.commit(docs, user=user, action="import", message=message or "bundled rule library / 内置规则库")
 
 
+#: Spreadsheet columns (CSV, UTF-8 with BOM so Excel opens it); nested values are JSON cells.
+CSV_COLUMNS = ("id", "library", "name_zh", "name_en", "dimension", "severity", "points", "modalities", "items",
+               "fields", "when", "expr", "message_zh", "message_en", "params", "examples", "enabled")
+
+
+def rules_to_csv(docs: Mapping[str, Any]) -> str:
+    """The rules of a bundle as one spreadsheet row each (standards stay YAML/JSON)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for lib in docs.get("libraries", []):
+        for r in lib.get("rules", []):
+            applies = r.get("applies_to") or {}
+            writer.writerow([
+                r["id"], lib["library"], r["name"]["zh"], r["name"]["en"], r["dimension"], r["severity"], r["points"],
+                "|".join(applies.get("modalities") or []), "|".join(applies.get("items") or []),
+                "|".join(r.get("fields") or []), r.get("when") or "", r["expr"], r["message"]["zh"], r["message"]["en"],
+                json.dumps(r.get("params") or {}, ensure_ascii=False),
+                json.dumps(r.get("examples") or {}, ensure_ascii=False), "false" if r.get("enabled") is False else "true",
+            ])
+    return "\ufeff" + out.getvalue()
+
+
+def rules_from_csv(text: str, source: str = "<csv>") -> dict[str, Any]:
+    """A spreadsheet of rules (as :func:`rules_to_csv` writes it) back to a bundle; bad cells
+    are errors naming the row."""
+    import csv
+    import io
+
+    errors: list[str] = []
+    libraries: dict[str, list[dict[str, Any]]] = {}
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    missing = set(CSV_COLUMNS) - set(reader.fieldnames or [])
+    if missing:
+        raise RuleLoadError([f"{source}: missing column(s) {sorted(missing)} / 缺少列"])
+    for line, row in enumerate(reader, 2):
+        try:
+            rule: dict[str, Any] = {
+                "id": row["id"], "name": {"zh": row["name_zh"], "en": row["name_en"]},
+                "dimension": row["dimension"], "severity": row["severity"], "points": float(row["points"]),
+                "applies_to": {"modalities": [m for m in row["modalities"].split("|") if m],
+                               "items": [i for i in row["items"].split("|") if i]},
+                "fields": [f for f in row["fields"].split("|") if f], "expr": row["expr"],
+                "message": {"zh": row["message_zh"], "en": row["message_en"]},
+                "params": json.loads(row["params"] or "{}"), "examples": json.loads(row["examples"] or "{}"),
+            }
+        except (ValueError, TypeError) as exc:
+            errors.append(f"{source}: row {line} (rule {row.get('id')}): bad cell / 单元格格式错误: {exc}")
+            continue
+        if row.get("when"):
+            rule["when"] = row["when"]
+        if (row.get("enabled") or "true").strip().lower() in ("false", "0", "no", "否"):
+            rule["enabled"] = False
+        libraries.setdefault(row["library"], []).append(rule)
+    if errors:
+        raise RuleLoadError(errors)
+    return {"libraries": [{"library": name, "rules": rules} for name, rules in libraries.items()]}
+
+
 def export_ruleset(store: RulesetStore, *, version: int | None = None, fmt: str = "yaml",
                    user: str | None = None) -> str:
+    """YAML or JSON bundle (rules + standards), or ``csv``: the rules as a spreadsheet."""
     _view(store, user)
     n = version or store.head()
     docs = {"ruleset_version": n, **store.documents(n)}
+    if fmt == "csv":
+        return rules_to_csv(docs)
     return documents_to_text(docs, fmt)
 
 

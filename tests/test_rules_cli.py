@@ -140,3 +140,31 @@ def test_rules_cli_export_import_and_rerun_old_version(rules_cli, tmp_path: Path
     assert result["score"] == 75 and result["grade"] == "乙"
     assert by_id["S-ID"]["reason"] == "身份证号长度错误：123 / ID number length wrong: 123"
     assert run("test", "--version", "9", code=2).startswith("error")
+
+
+def test_rules_cli_spreadsheet_round_trip(rules_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import csv
+
+    run = rules_cli
+    sheet = tmp_path / "rules.csv"
+    run("export", str(sheet))
+    raw = sheet.read_bytes()
+    assert raw.startswith("\ufeff".encode())  # Excel opens UTF-8 with a BOM
+    rows = list(csv.DictReader(sheet.read_text(encoding="utf-8-sig").splitlines()))
+    assert [r["id"] for r in rows] == ["S-ACC", "S-DOC", "S-ID", "S-NAME", "S-IMG"]
+    for r in rows:
+        if r["id"] == "S-ID":
+            r["points"] = "8"
+    with sheet.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    meta = run("import", str(sheet), "--json")
+    assert meta["diff"]["rules_changed"] == {"S-ID": ["points"]}
+    assert run("show", "S-ID", "--json")["rule"]["points"] == 8
+    rows[0]["params"] = "{not json"
+    with sheet.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert "row 2" in run("import", str(sheet), code=2)

@@ -44,10 +44,10 @@ def _store() -> Iterator[Any]:
     try:
         yield open_store(str(ws.settings.home))
     except RuleLoadError as exc:
-        console.print(f"[red]refused / 已拒绝: {exc}", markup=False, highlight=False)
+        console.print(f"refused / 已拒绝: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     except (PermissionDenied, StoreError, KeyError, OSError) as exc:
-        console.print(f"error / 错误: {exc}", markup=False, highlight=False)
+        console.print(f"error / 错误: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
 
 
@@ -56,9 +56,9 @@ def _emit_change(meta: dict[str, Any], as_json: bool) -> None:
 
     def human(d: dict[str, Any]) -> None:
         stdout.print(f"version {d['version']} ({d.get('status', 'draft')}) by {d['created_by']} at {d['created_at']}: "
-                     f"{d['summary']}", markup=False, highlight=False)
+                     f"{d['summary']}", markup=False, highlight=False, soft_wrap=True)
         stdout.print("not used by pipelines until published: radqc rules publish "
-                     f"{d['version']} / 发布后才会生效", markup=False, highlight=False)
+                     f"{d['version']} / 发布后才会生效", markup=False, highlight=False, soft_wrap=True)
     emit(data, as_json, human)
 
 
@@ -102,14 +102,14 @@ def rules_show(
     with _store() as store:
         data = api.show_rule(store, rule_id, version=version, user=user)
     emit(data, as_json, lambda d: stdout.print(yaml.safe_dump(d, allow_unicode=True, sort_keys=False),
-                                               markup=False, highlight=False))
+                                               markup=False, highlight=False, soft_wrap=True))
 
 
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        console.print(f"error / 错误: cannot read {path}: {exc}", markup=False)
+        console.print(f"error / 错误: cannot read {path}: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from exc
 
 
@@ -135,7 +135,7 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            console.print(f"error / 错误: --set takes KEY=VALUE, got {pair!r}", markup=False)
+            console.print(f"error / 错误: --set takes KEY=VALUE, got {pair!r}", markup=False, soft_wrap=True)
             raise typer.Exit(2)
         key, value = pair.split("=", 1)
         out[key.strip()] = yaml.safe_load(value) if value.strip() else None
@@ -155,7 +155,7 @@ def rules_edit(
     from radqc.qc_rules.engine.loader import parse_text
 
     if not sets and file is None:
-        console.print("error / 错误: give --set KEY=VALUE or --file", markup=False)
+        console.print("error / 错误: give --set KEY=VALUE or --file", markup=False, soft_wrap=True)
         raise typer.Exit(2)
     with _store() as store:
         if file is not None:
@@ -182,7 +182,7 @@ def rules_disable(
 
 
 def rules_import(
-    file: Path = typer.Argument(None, help="YAML/JSON: library, standard, list, or an exported bundle."),
+    file: Path = typer.Argument(None, help="YAML/JSON (library, standard, list, exported bundle) or a CSV of rules."),
     bundled: bool = typer.Option(False, "--bundled", help="Import the library shipped with this release instead."),
     replace: bool = typer.Option(False, "--replace", help="The file is the whole new ruleset (default: merge by id)."),
     message: str = typer.Option("", "--message", "-m"),
@@ -193,7 +193,7 @@ def rules_import(
     from radqc.qc_rules import api
 
     if bundled == (file is not None):
-        console.print("error / 错误: give a FILE or --bundled", markup=False)
+        console.print("error / 错误: give a FILE or --bundled", markup=False, soft_wrap=True)
         raise typer.Exit(2)
     if file is not None:
         _read(file)
@@ -207,16 +207,16 @@ def rules_import(
 
 def rules_export(
     file: str = typer.Argument("-", help="Output file, or - for stdout."),
-    fmt: str = typer.Option(None, "--format", help="yaml | json (default from the file name, else yaml)."),
+    fmt: str = typer.Option(None, "--format", help="yaml | json | csv (rules as a spreadsheet; default from the file name, else yaml)."),
     version: int = typer.Option(None, "--version"),
     user: str = typer.Option(None, "--user", help=USER_HELP),
 ) -> None:
     """Export a ruleset version as YAML or JSON / 导出规则库."""
     from radqc.qc_rules import api
 
-    chosen = fmt or ("json" if file.endswith(".json") else "yaml")
-    if chosen not in ("yaml", "json"):
-        console.print("error / 错误: --format is yaml or json", markup=False)
+    chosen = fmt or ("json" if file.endswith(".json") else "csv" if file.endswith(".csv") else "yaml")
+    if chosen not in ("yaml", "json", "csv"):
+        console.print("error / 错误: --format is yaml, json or csv", markup=False, soft_wrap=True)
         raise typer.Exit(2)
     with _store() as store:
         text = api.export_ruleset(store, version=version, fmt=chosen, user=user)
@@ -224,7 +224,7 @@ def rules_export(
         typer.echo(text, nl=False)
     else:
         Path(file).write_text(text, encoding="utf-8")
-        console.print(f"exported to {file} / 已导出", markup=False)
+        console.print(f"exported to {file} / 已导出", markup=False, soft_wrap=True)
 
 
 def rules_test(
@@ -249,7 +249,7 @@ def rules_test(
                 try:
                     rows = (rows or []) + api.catalogue_facts(ws, refs)
                 except ValueError as exc:  # unknown exam
-                    console.print(f"error / 错误: {exc}", markup=False)
+                    console.print(f"error / 错误: {exc}", markup=False, soft_wrap=True)
                     raise typer.Exit(2) from exc
             finally:
                 ws.close()
@@ -258,14 +258,14 @@ def rules_test(
     def human(d: dict[str, Any]) -> None:
         ok = not d["example_failures"]
         stdout.print(f"ruleset v{d['version']}: {d['rules']} rules, {d['examples']} examples, "
-                     f"{len(d['example_failures'])} failing {'✓' if ok else '✗'}", markup=False)
+                     f"{len(d['example_failures'])} failing {'✓' if ok else '✗'}", markup=False, soft_wrap=True)
         for p in d["example_failures"]:
-            stdout.print(f"  {p['rule_id']} {p['example']}: {p['error']}", markup=False)
+            stdout.print(f"  {p['rule_id']} {p['example']}: {p['error']}", markup=False, soft_wrap=True)
         for r in d.get("results", []):
             stdout.print(f"{r['accession_number']}: {r['score']:g} ({r['grade']}), {len(r['failures'])} deduction(s)",
-                         markup=False)
+                         markup=False, soft_wrap=True)
             for f in r["failures"]:
-                stdout.print(f"  -{f['points']:g} {f['rule_id']}: {f['reason']}", markup=False)
+                stdout.print(f"  -{f['points']:g} {f['rule_id']}: {f['reason']}", markup=False, soft_wrap=True)
     emit(data, as_json, human)
     if data["example_failures"]:
         raise typer.Exit(1)
@@ -284,7 +284,7 @@ def rules_history(
     def human(d: dict[str, Any]) -> None:
         for v in d["versions"]:
             stdout.print(f"v{v['version']} [{v['status']}] {v['created_at']} {v['created_by']} {v['action']}: "
-                         f"{v['summary']}{' — ' + v['message'] if v.get('message') else ''}", markup=False)
+                         f"{v['summary']}{' — ' + v['message'] if v.get('message') else ''}", markup=False, soft_wrap=True)
     emit(data, as_json, human)
 
 
@@ -299,7 +299,7 @@ def rules_publish(
     with _store() as store:
         data = api.publish(store, version, user=user)
     emit(data, as_json, lambda d: stdout.print(f"published v{d['published']} by {d['published_by']} / 已发布",
-                                               markup=False))
+                                               markup=False, soft_wrap=True))
 
 
 def rules_points(
@@ -319,16 +319,16 @@ def rules_points(
         if set_points is None and not remove:
             std = api.show_rule(store, item, user=user)
             if std["kind"] != "standard":
-                console.print(f"error / 错误: {item} is not an item standard", markup=False)
+                console.print(f"error / 错误: {item} is not an item standard", markup=False, soft_wrap=True)
                 raise typer.Exit(2)
             items = std["standard"]["items"]
             data: dict[str, Any] = {"version": std["version"], "item": item,
                                     "items": [i for i in items if check is None or i["id"] == check]}
             emit(data, as_json, lambda d: [stdout.print(f"{i['id']} [{i['type']}/{i['category']}]: {i['points']:g}",
-                                                        markup=False) for i in d["items"]])
+                                                        markup=False, soft_wrap=True) for i in d["items"]])
             return
         if check is None:
-            console.print("error / 错误: name the check to change", markup=False)
+            console.print("error / 错误: name the check to change", markup=False, soft_wrap=True)
             raise typer.Exit(2)
         meta = api.set_points(store, item, check, None if remove else set_points, user=user, check_type=check_type,
                               category=category)
@@ -344,6 +344,6 @@ def rules_grant(
     """Set a user's permission level (needs publish) / 设置用户权限."""
     with _store() as store:
         roles = store.grant(target, None if level == "none" else level, user=user)
-    emit(roles, as_json, lambda d: stdout.print(f"{target}: {level}", markup=False))
+    emit(roles, as_json, lambda d: stdout.print(f"{target}: {level}", markup=False, soft_wrap=True))
 
 
