@@ -655,7 +655,8 @@ def _make_rewriter() -> type:
             if any(a is None for a in args) or any(v is None for _, v in kwargs):
                 return node
             key = repr((fname, args, kwargs))
-            name = self.planner.register(key, fn, tuple(args), tuple((k, kind, v) for k, (kind, v) in kwargs))
+            name = self.planner.register(key, fn, tuple(args),
+                                         tuple((k, kind, v) for k, (kind, v) in kwargs))  # type: ignore[misc]
             return ast.copy_location(ast.Name(id=name, ctx=ast.Load()), node)
 
     return Rewriter

@@ -409,8 +409,8 @@ class _Compiler:
         if isinstance(node, ast.Expression):
             return self.compile(node.body, local)
         if isinstance(node, ast.Constant):
-            value = node.value
-            return lambda s: value
+            const_value = node.value
+            return lambda s: const_value
         if isinstance(node, ast.Name):
             return self.name(node, local)
         if isinstance(node, ast.BoolOp):
@@ -472,7 +472,7 @@ class _Compiler:
                 return lambda s: frozenset(i(s) for i in items)
             return lambda s: [i(s) for i in items]
         if isinstance(node, ast.Subscript):
-            value = self.compile(node.value, local)
+            container = self.compile(node.value, local)
             if isinstance(node.slice, ast.Slice):
                 lo, hi, st = (self.compile(p, local) if p is not None else (lambda s: None)
                               for p in (node.slice.lower, node.slice.upper, node.slice.step))
@@ -483,10 +483,10 @@ class _Compiler:
                         raise EvalError("slice bounds must be integers")
                     if bounds[2] == 0:
                         return None
-                    return _subscript(value(s), slice(*bounds))
+                    return _subscript(container(s), slice(*bounds))
                 return sliced
             key = self.compile(node.slice, local)
-            return lambda s: _subscript(value(s), key(s))
+            return lambda s: _subscript(container(s), key(s))
         if isinstance(node, ast.Call):
             return self.call(node, local)
         raise self.fail(node, f"{type(node).__name__} is not allowed here / 此处不允许该语法")
@@ -529,7 +529,7 @@ class _Compiler:
         args = [self.compile(a, local) for a in node.args]
         if any(k.arg is None for k in node.keywords):
             raise self.fail(node, "'**' arguments are not allowed / 不允许 ** 展开")
-        kwargs = [(k.arg, self.compile(k.value, local)) for k in node.keywords]
+        kwargs = [(str(k.arg), self.compile(k.value, local)) for k in node.keywords]
         memo_key = fname
 
         def invoke(s: Scope) -> Any:

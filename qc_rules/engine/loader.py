@@ -247,12 +247,12 @@ def _rule(raw: Any, library: str, source: str, functions: Mapping[str, Callable[
     if not isinstance(examples, dict) or set(examples) - {"pass", "fail"}:
         errs.add(f"{where}: examples takes only pass and fail lists / examples 只允许 pass、fail")
     else:
-        for key, out in (("pass", ex_pass), ("fail", ex_fail)):
-            values = examples.get(key) or []
-            if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+        for key, ex_out in (("pass", ex_pass), ("fail", ex_fail)):
+            ex_values = examples.get(key) or []
+            if not isinstance(ex_values, list) or not all(isinstance(v, dict) for v in ex_values):
                 errs.add(f"{where}: examples.{key} must be a list of fact mappings")
             else:
-                out.extend(_plain(v) for v in values)
+                ex_out.extend(_plain(v) for v in ex_values)
     expr_src, when_src = raw["expr"], raw.get("when")
     compiled = compiled_when = None
     known = FACT_NAMES
@@ -376,10 +376,11 @@ def _standard(raw: Any, source: str, errs: _Collector) -> Standard | None:
         seen.add(cid)
         if ctype not in STANDARD_ITEM_TYPES:
             errs.add(f"{iw}: standard {item}: item {cid}: type must be one of {list(STANDARD_ITEM_TYPES)}")
-        if not _number(pts) or pts < 0:
+        if not _number(pts) or float(pts) < 0:  # type: ignore[arg-type]
             errs.add(f"{iw}: standard {item}: item {cid}: points must be a number >= 0")
             continue
-        items.append(StandardItem(id=cid, type=str(ctype), category=str(it.get("category") or ""), points=float(pts)))
+        items.append(StandardItem(id=cid, type=str(ctype), category=str(it.get("category") or ""),
+                                  points=float(pts)))  # type: ignore[arg-type]
     aliases = raw.get("aliases") or []
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         errs.add(f"{where}: aliases must be a list of item names")
@@ -451,7 +452,7 @@ def load_ruleset_documents(
         if unknown:
             errs.add(f"{_where(source, lib)}: library: unknown field(s) {sorted(unknown)} / 未知字段")
         name = lib.get("library")
-        if name not in LIBRARIES:
+        if not isinstance(name, str) or name not in LIBRARIES:
             errs.add(f"{_where(source, lib, 'library')}: library must be one of {list(LIBRARIES)}, got {name!r}")
             continue
         headers[name] = {"version": lib.get("version", 1)}
