@@ -101,7 +101,8 @@ def summarise(diff: Mapping[str, Any]) -> str:
     for key, label in (("rules_added", "+rules"), ("rules_removed", "-rules"), ("standards_added", "+standards"),
                        ("standards_removed", "-standards"), ("standards_changed", "~standards")):
         if diff.get(key):
-            parts.append(f"{label} {', '.join(diff[key][:10])}{' …' if len(diff[key]) > 10 else ''}")
+            count = f"({len(diff[key])}) " if len(diff[key]) > 10 else ""
+            parts.append(f"{label} {count}{', '.join(diff[key][:10])}{' …' if len(diff[key]) > 10 else ''}")
     if diff.get("rules_changed"):
         items = [f"{rid}({','.join(keys)})" for rid, keys in list(diff["rules_changed"].items())[:10]]
         parts.append("~rules " + ", ".join(items))

@@ -79,8 +79,9 @@ def rules_list(
         from rich.table import Table
 
         table = Table(title=f"ruleset v{d['version']} ({d['status']}): {d['count']} rules")
-        for col in ("id", "library", "dimension", "severity", "points", "on", "name"):
-            table.add_column(col)
+        for col in ("id", "library", "dimension", "severity", "points", "on"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("name")
         for r in d["rules"]:
             table.add_row(r["id"], r["library"], r["dimension"], r["severity"], f"{r['points']:g}",
                           "yes" if r["enabled"] else "no", f"{r['name_zh']} / {r['name_en']}")
