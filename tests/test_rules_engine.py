@@ -564,3 +564,13 @@ def test_batch_precomputed_calls_raise_only_where_read(monkeypatch: pytest.Monke
         assert "None has no length" in batch.errors["G-2"]
     single = evaluate_exam({"accession_number": None}, rs)
     assert [e["rule_id"] for e in single.errors] == ["G-2"] and not single.failures
+
+
+def test_loading_a_ruleset_folder_reads_each_file_once():
+    """A folder given to load_library is its files, not the library and standards folders twice."""
+    from radqc.qc_rules.engine.loader import LIBRARY_DIR, STANDARDS_DIR, load_library
+
+    from_folders = load_library([LIBRARY_DIR, STANDARDS_DIR])
+    bundled = load_library()
+    assert len(from_folders.rules) == len(bundled.rules) > 150
+    assert from_folders.content_hash() == bundled.content_hash()

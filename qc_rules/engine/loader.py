@@ -504,12 +504,13 @@ def read_documents(paths: Iterable[Path]) -> list[tuple[Any, str]]:
     return docs
 
 
+def _ruleset_files(folder: Path) -> list[Path]:
+    """The YAML/JSON files directly in a folder, in name order."""
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml", ".json")) if folder.is_dir() else []
+
+
 def bundled_paths(library_dir: Path | None = None, standards_dir: Path | None = None) -> list[Path]:
-    out: list[Path] = []
-    for folder in (library_dir or LIBRARY_DIR, standards_dir or STANDARDS_DIR):
-        if folder.is_dir():
-            out += sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
-    return out
+    return _ruleset_files(library_dir or LIBRARY_DIR) + _ruleset_files(standards_dir or STANDARDS_DIR)
 
 
 def load_library(
@@ -526,7 +527,7 @@ def load_library(
     files = [Path(p) for p in paths] if paths is not None else bundled_paths()
     expanded: list[Path] = []
     for p in files:
-        expanded += bundled_paths(p, p) if p.is_dir() else [p]
+        expanded += _ruleset_files(p) if p.is_dir() else [p]
     documents = read_documents(expanded)
     ruleset = load_ruleset_documents(documents, functions=functions)
     exported = {str(d["ruleset_version"]) for d, _ in documents if isinstance(d, dict) and d.get("ruleset_version")}
