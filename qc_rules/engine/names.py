@@ -12,6 +12,7 @@ RECORD_FIELDS = (
     "patient_birth_date", "id_number", "phone", "modality", "exam_items", "urgency", "order_time", "exam_time",
     "report_time", "review_time", "upload_time", "technician", "report_doctor", "review_doctor", "findings",
     "impression", "study_instance_uid", "department", "ordering_doctor", "clinical_diagnosis", "patient_type",
+    "exam_end_time",
 )
 
 #: DICOM-derived facts (None when the exam has no images).

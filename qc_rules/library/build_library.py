@@ -288,23 +288,29 @@ def index_rules() -> list[dict[str, Any]]:
              fails=[{"exam_time": T0, "report_time": T_PLUS_60, "review_time": T_PLUS_180},
                     {"exam_time": T0, "review_time": T_PLUS_300, "urgency": "emergency"}]),
         rule(tid(), "影像上传时限", "Upload within the limit", "timeliness",
-             "minutes_between(exam_time, upload_time) <= lookup(modality_group(modality), acquisition_modalities, acquisition_minutes, default_acquisition_minutes) + (max_upload_minutes_emergency if urgency == 'emergency' else max_upload_minutes_routine)",
-             "检查 {exam_time} 后上传 {upload_time} 超时（急诊 {max_upload_minutes_emergency} 分钟，平诊 {max_upload_minutes_routine} 分钟，另加该类检查的最长采集时间）",
-             "upload {upload_time} too late after the exam {exam_time} (emergency {max_upload_minutes_emergency} min, routine {max_upload_minutes_routine} min, plus the modality's longest acquisition)",
-             fields=["exam_time", "upload_time", "urgency", "modality"],
+             "(minutes_between(exam_end_time, upload_time) if not is_blank(exam_end_time) else "
+             "minutes_between(exam_time, upload_time) - lookup(modality_group(modality), acquisition_modalities, acquisition_minutes, default_acquisition_minutes)) "
+             "<= (max_upload_minutes_emergency if urgency == 'emergency' else max_upload_minutes_routine)",
+             "检查结束/检查 {exam_time} 后上传 {upload_time} 超时（急诊 {max_upload_minutes_emergency} 分钟，平诊 {max_upload_minutes_routine} 分钟）",
+             "upload {upload_time} too late after the end of the exam {exam_time} (emergency {max_upload_minutes_emergency} min, routine {max_upload_minutes_routine} min)",
+             fields=["exam_end_time", "exam_time", "upload_time", "urgency", "modality"],
              params={"max_upload_minutes_emergency": 1, "max_upload_minutes_routine": 5,
                      "acquisition_modalities": ["DX", "CT", "MR"], "acquisition_minutes": [6, 15, 40],
                      "default_acquisition_minutes": 15},
              when="minutes_between(exam_time, upload_time) != None", tags=["violation:upload_late"],
              description=("Upload latency to the provincial cloud (emergency <= 1 min, routine <= 5 min) runs from "
-                          "the end of the acquisition; the record only has the exam (start) time, so the "
-                          "modality's longest acquisition (acquisition_minutes) is allowed on top. A late upload "
-                          "of a short scan can hide inside that allowance (see docs/rule-library.md)."),
+                          "the end of the acquisition: exact when the record sends exam_end_time (检查结束时间); "
+                          "otherwise from the exam (start) time with the modality's longest acquisition "
+                          "(acquisition_minutes) allowed on top, where a late upload of a short scan can hide."),
              passes=[{"exam_time": T0, "upload_time": "2026-03-05T10:04:00+08:00", "modality": "DX"},
-                     {"exam_time": T0, "upload_time": "2026-03-05T10:16:00+08:00", "modality": "CT", "urgency": "emergency"}],
+                     {"exam_time": T0, "upload_time": "2026-03-05T10:16:00+08:00", "modality": "CT", "urgency": "emergency"},
+                     {"exam_time": T0, "exam_end_time": "2026-03-05T10:03:00+08:00",
+                      "upload_time": "2026-03-05T10:07:30+08:00", "modality": "CT"}],
              fails=[{"exam_time": T0, "upload_time": "2026-03-05T10:12:00+08:00", "modality": "DX"},
                     {"exam_time": T0, "upload_time": T_PLUS_60, "modality": "MR"},
-                    {"exam_time": T0, "upload_time": "2026-03-05T10:17:00+08:00", "modality": "CT", "urgency": "emergency"}]),
+                    {"exam_time": T0, "upload_time": "2026-03-05T10:17:00+08:00", "modality": "CT", "urgency": "emergency"},
+                    {"exam_time": T0, "exam_end_time": "2026-03-05T10:03:00+08:00",
+                     "upload_time": "2026-03-05T10:09:00+08:00", "modality": "CT"}]),
         rule(tid(), "申请至检查等待时间", "Order to exam waiting time", "timeliness",
              "minutes_between(order_time, exam_time) <= (max_wait_minutes_emergency if urgency == 'emergency' else max_wait_days_routine * 1440)",
              "申请 {order_time} 至检查 {exam_time} 等待过长", "waited too long from order {order_time} to exam {exam_time}",

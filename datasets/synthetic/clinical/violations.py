@@ -68,8 +68,11 @@ class Timeline:
     details: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, str]:
-        return {k: getattr(self, k).replace(microsecond=0).isoformat()
-                for k in ("order_time", "exam_time", "report_time", "review_time", "upload_time")}
+        """The record's times; ``exam_end_time`` (检查结束时间) is an optional field hospitals send."""
+        out = {k: getattr(self, k).replace(microsecond=0).isoformat()
+               for k in ("order_time", "exam_time", "report_time", "review_time", "upload_time")}
+        out["exam_end_time"] = self.exam_end.replace(microsecond=0).isoformat()
+        return out
 
 
 def timeline(rng: random.Random, modality: str, urgency: str, exam_time: datetime, violations: list[str],
