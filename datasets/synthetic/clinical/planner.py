@@ -432,8 +432,10 @@ class Planner:
             if opts.laterality_flip is None:
                 chosen_v.remove("laterality_contradiction")
         report = write_report(rng, report_parts, opts)
+        sides: dict[str, str] = {}
         if opts.laterality_flip:
-            sides: dict[str, str] = next((f["sides"] for f in report.facts["parts"] if f["part"] == opts.laterality_part), {})
+            sides = next((f["sides"] for f in report.facts["parts"] if f["part"] == opts.laterality_part), {})
+        if opts.laterality_flip and sides:  # no side written (a normal report): nothing was flipped, no label
             between = ["exam_items", "findings"] if opts.laterality_flip == "findings" else ["findings", "impression"]
             violations_out.append(vio.labelled("laterality_contradiction", part=opts.laterality_part, between=between,
                                                ordered=next((rp.side for rp in report_parts if rp.side), None), sides=sides))
