@@ -1229,14 +1229,11 @@ MEASURED_PLACEHOLDER
 
 ## Known limits
 
-* **upload_late**: latency runs from the end of the acquisition, which the record does not
-  carry (only `exam_time`, the start). The rule allows the modality's longest acquisition
-  (`acquisition_minutes`: DX 6, CT 15, MR 40 min) on top of 1 / 5 min, so a late upload of
-  a short scan can hide inside the allowance. An `exam_end_time` fact (last
-  AcquisitionDateTime) would make it exact.
-* **phone prefix 190**: allocated to China Telecom in 2019 and valid here; the synthetic
-  generator lists it among invalid prefixes (`clinical/data/hospitals.yaml`), so one seeded
-  `phone_invalid` kind in ten is "missed" on purpose.
+* **upload_late** without `exam_end_time`: latency runs from the end of the acquisition;
+  with only `exam_time` (the start) the rule allows the modality's longest acquisition
+  (`acquisition_minutes`: DX 6, CT 15, MR 40 min) on top of 1 / 5 min, so a late upload of a
+  short scan can hide inside the allowance. Hospitals that send `exam_end_time` get the exact
+  check.
 * Header rules on *small* synthetic sets: 64–128 px images give pixel spacings of 2–7 mm and
   few slices, so `IMG-ACC-002/003` (pixel spacing plausible) and the 40-slice abdomen rule
   fire on clean small exams; they pass on full-size sets.
