@@ -574,3 +574,36 @@ def test_loading_a_ruleset_folder_reads_each_file_once():
     bundled = load_library()
     assert len(from_folders.rules) == len(bundled.rules) > 150
     assert from_folders.content_hash() == bundled.content_hash()
+
+
+def test_rule_evidence_expressions_add_report_spans_to_failures() -> None:
+    """A rule's `evidence` expressions run only on failure; report rules use them for spans."""
+    from radqc.qc_rules.functions import FUNCTIONS
+
+    doc = textwrap.dedent("""\
+        library: report
+        rules:
+          - id: R-SEX-1
+            name: {zh: 性别用语, en: Sex terms}
+            dimension: consistency
+            severity: major
+            points: 10
+            fields: [findings, patient_sex]
+            expr: "length(sex_conflict_terms(findings, patient_sex)) == 0"
+            evidence: {terms: "sex_conflict_terms(findings, patient_sex)", broken: "length(findings) / 0"}
+            message: {zh: 性别不符, en: other sex}
+            examples:
+              pass: [{findings: 前列腺大小正常。, patient_sex: M}]
+              fail: [{findings: 子宫大小正常。, patient_sex: M}]
+        """)
+    rs = load_ruleset_documents([(parse_text(doc, "r.yaml"), "r.yaml")], functions=FUNCTIONS)
+    failure = evaluate_exam({"findings": "双肺清晰。子宫大小正常。", "patient_sex": "M"}, rs).failures[0]
+    (term,) = failure.evidence["terms"]
+    assert term["term"] == "子宫" and "双肺清晰。子宫大小正常。"[term["start"]:term["end"]] == "子宫"
+    assert failure.evidence["broken"] is None  # a failing evidence expression never hides the failure
+    assert evaluate_exam({"findings": "前列腺大小正常。", "patient_sex": "M"}, rs).failures == []
+    with pytest.raises(RuleLoadError):
+        load_ruleset_documents(
+            [(parse_text(doc.replace('broken: "length(findings) / 0"', 'broken: "().__class__"'), "r.yaml"), "r.yaml")],
+            functions=FUNCTIONS,
+        )

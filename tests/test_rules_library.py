@@ -16,7 +16,7 @@ from radqc.qc_rules.engine.names import FACT_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent / "qc_rules"
 LIBRARIES = ("index", "image", "report")
-RULE_KEYS = {"id", "name", "dimension", "applies_to", "severity", "points", "fields", "when", "expr", "message",
+RULE_KEYS = {"id", "name", "dimension", "applies_to", "severity", "points", "fields", "when", "expr", "message", "evidence",
              "params", "examples", "tags", "description"}
 DIMENSIONS = {"completeness", "timeliness", "consistency", "standardisation", "accuracy"}
 

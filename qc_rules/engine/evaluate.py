@@ -108,6 +108,11 @@ def evidence_for(rule: Rule, facts: Mapping[str, Any]) -> dict[str, Any]:
     out = {n: _short(facts.get(n)) for n in names if n != "series"}
     if rule.params:
         out["params"] = dict(rule.params)
+    for name, compiled in rule.compiled_evidence.items():
+        try:  # evidence never turns a failure into an error: a broken expression just gives None
+            out[name] = compiled.fn(Scope(facts, rule.params, None))
+        except Exception:  # noqa: BLE001
+            out[name] = None
     return out
 
 

@@ -42,7 +42,7 @@ STANDARDS_DIR = PACKAGE_ROOT / "standards"
 
 RULE_FIELDS = frozenset({
     "id", "name", "library", "dimension", "applies_to", "severity", "points", "fields", "when", "expr",
-    "message", "params", "examples", "enabled", "description", "tags", "references",
+    "message", "params", "examples", "enabled", "description", "tags", "references", "evidence",
 })
 REQUIRED_RULE_FIELDS = ("id", "name", "dimension", "severity", "points", "expr", "message")
 LIBRARY_FIELDS = frozenset({"library", "version", "rules", "description", "name"})
@@ -265,6 +265,21 @@ def _rule(raw: Any, library: str, source: str, functions: Mapping[str, Callable[
     except ExprError as exc:
         line = _line(raw, exc.where)
         errs.add(f"{source}:{line}: {exc}" if line else f"{source}: {exc}")
+    evidence_src = raw.get("evidence") or {}
+    compiled_evidence = {}
+    if not isinstance(evidence_src, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in evidence_src.items()
+    ):
+        errs.add(f"{where}: evidence must map names to expressions / evidence 须为 名称: 表达式")
+        evidence_src = {}
+    for ev_name, ev_src in evidence_src.items():
+        try:
+            compiled_evidence[ev_name] = compile_expr(
+                ev_src, functions=functions, params=params, known_names=known, rule_id=rid, where=f"evidence.{ev_name}"
+            )
+        except ExprError as exc:
+            line = _line(raw, "evidence")
+            errs.add(f"{source}:{line}: {exc}" if line else f"{source}: {exc}")
     if message is not None:
         allowed = set(FACT_NAMES) | set(params) | {"value"}
         for text in message:
@@ -279,6 +294,7 @@ def _rule(raw: Any, library: str, source: str, functions: Mapping[str, Callable[
         modalities=tuple(modalities), items=tuple(items), fields=tuple(fields), when=when_src, params=params,
         examples_pass=tuple(ex_pass), examples_fail=tuple(ex_fail), enabled=enabled,
         description=raw.get("description"), line=_line(raw), compiled=compiled, compiled_when=compiled_when,
+        evidence=dict(evidence_src), compiled_evidence=compiled_evidence,
     )
     _self_test(rule, where, errs)
     if len(errs.errors) > before:

@@ -65,6 +65,10 @@ class Rule:
     line: int | None = None
     compiled: Compiled | None = field(default=None, compare=False, repr=False)
     compiled_when: Compiled | None = field(default=None, compare=False, repr=False)
+    #: Named expressions evaluated only when the rule fails, added to the failure's evidence
+    #: (e.g. the report-text spans a report rule objects to).
+    evidence: dict[str, str] = field(default_factory=dict)
+    compiled_evidence: dict[str, Compiled] = field(default_factory=dict, compare=False, repr=False)
 
     def modality_set(self) -> frozenset[str]:
         out = set(self.modalities)
@@ -88,6 +92,8 @@ class Rule:
             data["when"] = self.when
         data["expr"] = self.expr
         data["message"] = {"zh": self.message_zh, "en": self.message_en}
+        if self.evidence:
+            data["evidence"] = dict(self.evidence)
         if self.params:
             data["params"] = dict(self.params)
         data["examples"] = {"pass": [dict(e) for e in self.examples_pass], "fail": [dict(e) for e in self.examples_fail]}

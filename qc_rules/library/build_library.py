@@ -42,7 +42,7 @@ def rule(rid: str, zh: str, en: str, dimension: str, expr: str, msg_zh: str, msg
          fields: list[str], passes: list[dict[str, Any]], fails: list[dict[str, Any]],
          severity: str = "major", points: float = 5, modalities: list[str] | None = None,
          when: str | None = None, params: dict[str, Any] | None = None, tags: list[str] | None = None,
-         description: str | None = None) -> dict[str, Any]:
+         description: str | None = None, evidence: dict[str, str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": rid,
         "name": {"zh": zh, "en": en},
@@ -58,6 +58,8 @@ def rule(rid: str, zh: str, en: str, dimension: str, expr: str, msg_zh: str, msg
         out["when"] = when
     out["expr"] = expr
     out["message"] = {"zh": msg_zh, "en": msg_en}
+    if evidence:
+        out["evidence"] = evidence
     if params:
         out["params"] = params
     if tags:
@@ -812,6 +814,7 @@ def report_rules() -> list[dict[str, Any]]:
                         f"{zh}出现与患者性别 {{patient_sex}} 不符的器官描述", f"the {en} describe an organ of the other sex than {{patient_sex}}",
                         fields=[field, "patient_sex"], when=f"normalise_sex(patient_sex) in ['M', 'F'] and not is_blank({field})",
                         points=10, severity="critical", tags=["violation:sex_contradiction"],
+                        evidence={"terms": f"sex_conflict_terms({field}, patient_sex)"},
                         passes=[{field: "前列腺大小形态正常。", "patient_sex": "M"}, {field: "未见子宫。", "patient_sex": "M"},
                                 {field: "双侧附件区未见明显异常密度影。", "patient_sex": "F"}],
                         fails=[{field: "子宫大小形态正常，宫壁密度均匀。", "patient_sex": "M"},
@@ -837,20 +840,20 @@ def report_rules() -> list[dict[str, Any]]:
              "length(item_side_conflicts(exam_items, findings)) == 0", "检查项目 {exam_items} 的侧别与检查所见描述的侧别相反",
              "the findings describe the other side than ordered in {exam_items}",
              fields=["exam_items", "findings"], when="length(item_sides(exam_items)) > 0 and not is_blank(findings)",
-             severity="critical", points=15, tags=lat_tag,
+             severity="critical", points=15, tags=lat_tag, evidence={"conflicts": "item_side_conflicts(exam_items, findings)"},
              passes=[{"exam_items": ["左膝关节MR平扫"], "findings": "左膝关节内侧半月板后角见线样高信号。"}],
              fails=[{"exam_items": ["左膝关节MR平扫"], "findings": "右膝关节内侧半月板后角见线样高信号，右膝关节腔少量积液。"}]),
         rule(nid("CONS"), "诊断意见左右与检查项目一致", "Impression side matches the ordered side", "consistency",
              "length(item_side_conflicts(exam_items, impression)) == 0", "检查项目 {exam_items} 的侧别与诊断意见的侧别相反",
              "the impression names the other side than ordered in {exam_items}",
              fields=["exam_items", "impression"], when="length(item_sides(exam_items)) > 0 and not is_blank(impression)",
-             severity="critical", points=15, tags=lat_tag,
+             severity="critical", points=15, tags=lat_tag, evidence={"conflicts": "item_side_conflicts(exam_items, impression)"},
              passes=[{"exam_items": ["膝关节MR平扫(右)"], "impression": "右膝关节少量积液。"}],
              fails=[{"exam_items": ["膝关节MR平扫(右)"], "impression": "左膝关节少量积液。"}]),
         rule(nid("CONS"), "诊断意见左右与检查所见一致", "Impression side matches the findings", "consistency",
              "length(side_conflicts(findings, impression)) == 0", "诊断意见的侧别与检查所见不一致", "the impression names a side the findings do not",
              fields=["findings", "impression"], when="not is_blank(findings) and not is_blank(impression)",
-             severity="critical", points=15, tags=lat_tag,
+             severity="critical", points=15, tags=lat_tag, evidence={"conflicts": "side_conflicts(findings, impression)"},
              passes=[{"findings": "左肺上叶见一实性结节，大小约8mm。双肺门不大。", "impression": "左肺上叶结节。"},
                      {"findings": "双肺纹理增多。", "impression": "双肺支气管炎。"}],
              fails=[{"findings": "左侧胸腔见弧形液体密度影。", "impression": "右侧胸腔少量积液。"},
@@ -868,6 +871,7 @@ def report_rules() -> list[dict[str, Any]]:
              "检查所见描述了未申请的部位（检查项目 {exam_items}）", "the findings describe parts not ordered ({exam_items})",
              fields=["findings", "exam_items"], when="length(item_body_parts(exam_items)) > 0 and not is_blank(findings)",
              severity="critical", points=15, tags=part_tag,
+             evidence={"sentences": "sentences_outside(findings, item_body_parts(exam_items))"},
              passes=[{"exam_items": ["胸部CT平扫"], "findings": f_ok}],
              fails=[{"exam_items": ["胸部CT平扫"], "findings": "肝脏大小形态正常，肝实质密度均匀。胆囊不大。"}]),
         rule(nid("CONS"), "诊断意见部位与检查项目一致", "Impression about the ordered parts", "consistency",
@@ -875,6 +879,7 @@ def report_rules() -> list[dict[str, Any]]:
              "诊断意见涉及未申请的部位（检查项目 {exam_items}）", "the impression is about parts not ordered ({exam_items})",
              fields=["impression", "exam_items"], when="length(item_body_parts(exam_items)) > 0 and not is_blank(impression)",
              severity="critical", points=15, tags=part_tag,
+             evidence={"sentences": "sentences_outside(impression, item_body_parts(exam_items))"},
              passes=[{"exam_items": ["头颅CT平扫+胸部CT平扫"], "impression": "1.脑萎缩。2.双肺纹理增多。"}],
              fails=[{"exam_items": ["头颅CT平扫"], "impression": "腰椎退行性变。"}]),
         rule(nid("CONS"), "诊断意见部位见于检查所见", "Impression parts are described in the findings", "consistency",
