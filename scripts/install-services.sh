@@ -12,7 +12,8 @@ command -v dcmcjpls >/dev/null 2>&1 || need+=(dcmtk)
 command -v gdcmconv >/dev/null 2>&1 || need+=(libgdcm-tools)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 # A font with Chinese glyphs for the statistics plots (labels are hospitals and doctors).
-ls /usr/share/fonts/truetype/droid/DroidSansFallback*.ttf /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 \
+compgen -G "/usr/share/fonts/truetype/droid/DroidSansFallback*.ttf" >/dev/null \
+  || compgen -G "/usr/share/fonts/opentype/noto/NotoSansCJK*" >/dev/null \
   || need+=(fonts-droid-fallback)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -eq 0 ]; then
