@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from radqc.catalogue import models as m
 from radqc.crypto import IdentifierVault
 from radqc.dicom.parse import InvalidDicom, ParsedInstance, parse_instance, reason_text
-from radqc.objectstore import ObjectStore, content_hash
+from radqc.objectstore import ObjectStore
 from radqc.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -429,18 +429,3 @@ def ingest_one(
     prepared = prepare_bytes(workspace.store, data, source, source_ref)
     outcome, _ = (writer or CatalogueWriter(workspace)).commit([prepared])[0]
     return outcome, prepared
-
-
-def digest_of(data: bytes) -> str:
-    return content_hash(data)
-
-
-def chunked(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
