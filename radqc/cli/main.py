@@ -44,6 +44,7 @@ def _register() -> None:
         cmd_check,
         cmd_demo,
         cmd_ingest,
+        cmd_models,
         cmd_network,
         cmd_records,
         cmd_rules,
@@ -54,7 +55,7 @@ def _register() -> None:
     )
 
     for module in (cmd_workspace, cmd_ingest, cmd_records, cmd_network, cmd_archive, cmd_run, cmd_demo, cmd_synth,
-                   cmd_check, cmd_rules_stats, cmd_rules):
+                   cmd_check, cmd_rules_stats, cmd_rules, cmd_models):
         module.register(app)
 
 
