@@ -284,7 +284,7 @@ def analyse_radiograph(radiograph: Radiograph, *, analyser: Any) -> Analysis:
         px = int(m.sum())
         result["structures"].append({
             "name": name, "label": channel, "area_px": px,
-            "area_mm2": round(px * area, 1) if area else None,
+            "area_mm2": round(px * area, 2) if area else None,
             "bbox": [int(rows[0]), int(cols[0]), int(rows[-1]), int(cols[-1])] if px else None,
         })
     result["landmarks"] = {k: (None if v is None else [round(float(v[0]), 1), round(float(v[1]), 1)])

@@ -153,7 +153,7 @@ def _stats(name: str, label: int, count: int, s_hu: float | None, s_sq: float | 
         "label": label,
         **extra,
         "voxels": int(count),
-        "volume_ml": round(count * geometry.voxel_ml, 3),
+        "volume_ml": round(count * geometry.voxel_ml, 4),
         "mean_hu": None if mean is None else round(mean, 2),
         "sd_hu": None if sd is None else round(sd, 2),
         "z_min_mm": round(float(z.min()), 2),

@@ -92,7 +92,7 @@ def _header_only(ds: Dataset) -> Dataset:
     for keyword in SOURCE_TYPE2:
         if keyword not in out:
             setattr(out, keyword, "")
-    if "FrameOfReferenceUID" not in out and "ImagePositionPatient" in out:
+    if "FrameOfReferenceUID" not in out:
         # The SEG IOD requires one; a series without it gets one derived from its own UIDs
         # (the same for every instance of the series).
         out.FrameOfReferenceUID = _uid(str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", "")), "for")

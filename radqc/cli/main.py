@@ -50,12 +50,13 @@ def _register() -> None:
         cmd_rules,
         cmd_rules_stats,
         cmd_run,
+        cmd_segment,
         cmd_synth,
         cmd_workspace,
     )
 
     for module in (cmd_workspace, cmd_ingest, cmd_records, cmd_network, cmd_archive, cmd_run, cmd_demo, cmd_synth,
-                   cmd_check, cmd_rules_stats, cmd_rules, cmd_models):
+                   cmd_check, cmd_rules_stats, cmd_rules, cmd_segment, cmd_models):
         module.register(app)
 
 
