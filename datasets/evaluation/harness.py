@@ -35,6 +35,8 @@ class EvalReport:
     counts: dict[str, int] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)  # examples of what went wrong (capped)
     notes: list[str] = field(default_factory=list)
+    #: Free-form structured results (per-case numbers, per-landmark errors) for JSON readers.
+    details: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     MAX_FAILURES = 50
@@ -54,6 +56,7 @@ class EvalReport:
             "counts": self.counts,
             "failures": self.failures,
             "notes": self.notes,
+            "details": self.details,
             "seconds": round(self.seconds, 3),
         }
 
@@ -121,12 +124,17 @@ def scratch_workspace() -> Iterator[Callable[[], Any]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run_evaluation(stage: str, data: str | Path, *, options: dict[str, Any] | None = None,
+def run_evaluation(stage: str, data: str | Path | None, *, options: dict[str, Any] | None = None,
                    workspace_factory: Callable[[], Any] | None = None) -> EvalReport:
-    """Evaluate ``stage`` on the labelled folder ``data`` (a generated set)."""
+    """Evaluate ``stage`` on the labelled folder ``data`` (a generated set).
+
+    Evaluators registered with ``needs_data=False`` render their own held-out cases and
+    accept ``data=None``."""
     info = registry.get(stage)
-    root = Path(data)
-    if not (root / "manifest.json").is_file():
+    root = Path(data) if data is not None else Path(".")
+    if data is None and info.needs_data:
+        raise FileNotFoundError(f"stage {stage!r} needs --data DIR (a labelled set) / 该阶段需要 --data 目录")
+    if info.needs_data and not (root / "manifest.json").is_file():
         raise FileNotFoundError(f"{root} has no manifest.json: not a labelled set / 不是带标注的数据集")
     started = time.perf_counter()
     if workspace_factory is not None:

@@ -26,6 +26,7 @@ MODULES: tuple[str, ...] = (
     "radqc.datasets.evaluation.evaluators.ingest",
     "radqc.datasets.evaluation.evaluators.records",
     "radqc.datasets.evaluation.evaluators.rules",
+    "radqc.datasets.evaluation.evaluators.anatomy",
 )
 
 
@@ -36,6 +37,8 @@ class EvaluatorInfo:
     fn: EvaluateFn
     #: Modules the stage under evaluation lives in; missing ones hide the evaluator.
     requires: tuple[str, ...] = field(default=())
+    #: False for evaluators that render their own held-out cases (``--data`` optional).
+    needs_data: bool = True
 
     def is_available(self) -> bool:
         for module in self.requires:
@@ -51,13 +54,14 @@ _REGISTRY: dict[str, EvaluatorInfo] = {}
 _loaded = False
 
 
-def register(name: str, description: str, requires: tuple[str, ...] = ()) -> Callable[[EvaluateFn], EvaluateFn]:
+def register(name: str, description: str, requires: tuple[str, ...] = (),
+             needs_data: bool = True) -> Callable[[EvaluateFn], EvaluateFn]:
     """Decorator: register ``fn(ctx) -> EvalReport`` as the evaluator of stage ``name``."""
 
     def deco(fn: EvaluateFn) -> EvaluateFn:
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
             raise ValueError(f"an evaluator for stage {name!r} is already registered")
-        _REGISTRY[name] = EvaluatorInfo(name, description, fn, tuple(requires))
+        _REGISTRY[name] = EvaluatorInfo(name, description, fn, tuple(requires), needs_data)
         return fn
 
     return deco

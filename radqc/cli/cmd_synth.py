@@ -80,6 +80,8 @@ def evaluate(
     data: Path = typer.Option(None, "--data", "-d", help="A labelled folder (made by `radqc synth`)."),
     list_: bool = typer.Option(False, "--list", help="List the stages that can be evaluated."),
     workers: int = typer.Option(None, "--workers", "-w", help="Parallel processes for stages that ingest."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer, smaller held-out cases (self-generating evaluators)."),
+    cases: int = typer.Option(None, "--cases", help="Held-out cases to render (self-generating evaluators)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable report on stdout."),
 ) -> None:
     """Score a stage against ground truth: P/R/F1, confusion matrix, Dice, kappa / 按真值评估."""
@@ -96,13 +98,10 @@ def evaluate(
         if stage is None and not list_:
             raise typer.Exit(2)
         return
-    if data is None:
-        console.print("[red]--data DIR is required / 需要 --data 目录")
-        raise typer.Exit(2)
     from radqc.datasets.evaluation.harness import render_human, run_evaluation
 
     try:
-        report = run_evaluation(stage, data, options={"workers": workers})
+        report = run_evaluation(stage, data, options={"workers": workers, "quick": quick, "cases": cases})
     except KeyError as exc:
         console.print(f"[red]{exc.args[0]}")
         raise typer.Exit(2) from exc

@@ -1,0 +1,1 @@
+"""CT organ segmentation (slot ``ct_organs``): data, network, training, ONNX export, inference."""
