@@ -20,7 +20,10 @@ Precedence: environment variable, then models.yaml, then the default. A path is 
 its layout (:data:`DETECTORS`): a MONAI bundle folder (``configs/metadata.json`` and an
 inference config), an nnU-Net results folder (``dataset.json``, ``plans.json``, ``fold_*``), an
 ``.onnx`` file; a folder holding exactly one of these (one or two levels down) counts too, so
-``Dataset291_…/`` or a ``monai.bundle download`` target works as given.
+``Dataset291_…/`` or a ``monai.bundle download`` target works as given. A *list* of paths
+(``os.pathsep``-separated in the environment variable) runs several folders of one kind and
+merges their maps (:class:`~radqc.models.byo.common.MergedSegmenter`): TotalSegmentator v2
+ships its ``total`` task as five part models.
 
 A resolved model is cached per process and configuration (:func:`resolve`): a worker loads it
 once and reuses it for every exam. :func:`slot_versions` describes a slot's model (name,
@@ -82,12 +85,14 @@ KINDS: dict[str, dict[str, Any]] = {
         "keys": ("label_map", "device", "config_file", "overrides", "body_fill", "output_key"),
         "factory": "radqc.models.byo.monai_bundle:MonaiBundleSegmenter",
         "describe": "radqc.models.byo.monai_bundle:bundle_info",
+        "labels": "radqc.models.byo.monai_bundle:declared_labels",
     },
     "nnunet": {
         "needs": "path",
         "keys": ("label_map", "device", "folds", "checkpoint", "use_mirroring", "tile_step_size", "body_fill"),
         "factory": "radqc.models.byo.nnunet:NnUNetSegmenter",
         "describe": "radqc.models.byo.nnunet:nnunet_info",
+        "labels": "radqc.models.byo.nnunet:declared_labels",
     },
     "python": {"needs": "factory", "keys": ("options", "version")},
 }
@@ -165,19 +170,21 @@ class SlotConfig:
     name: str | None = None
     factory: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    parts: tuple[Path, ...] = ()  # several folders of one kind, merged (TotalSegmentator's part models)
 
     def key(self) -> str:
         """Cache key: two equal configurations share one loaded model in a process."""
         return json.dumps(
-            [self.slot, self.kind, str(self.path) if self.path else None, self.name, self.factory, self.options],
+            [self.slot, self.kind, str(self.path) if self.path else None, self.name, self.factory, self.options,
+             [str(p) for p in self.parts]],
             sort_keys=True, default=str,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "slot": self.slot, "kind": self.kind, "source": self.source,
-            "path": str(self.path) if self.path else None, "name": self.name, "factory": self.factory,
-            "options": self.options,
+            "path": str(self.path) if self.path else None, "parts": [str(p) for p in self.parts],
+            "name": self.name, "factory": self.factory, "options": self.options,
         }
 
 
@@ -244,10 +251,15 @@ def _from_entry(slot: str, entry: Any, source: str, base: Path | None) -> SlotCo
     entry = dict(entry)
     kind = entry.get("kind")
     path: Path | None = None
+
+    def absolute(value: Any) -> Path:
+        p = Path(str(value)).expanduser()
+        return base / p if base is not None and not p.is_absolute() else p  # relative to its models.yaml
+
+    if isinstance(entry.get("path"), (list, tuple)):
+        return _merged_entry(slot, entry, [absolute(v) for v in entry["path"]], source, where)
     if entry.get("path") is not None:
-        path = Path(str(entry["path"])).expanduser()
-        if base is not None and not path.is_absolute():
-            path = base / path  # relative to the models.yaml that names it
+        path = absolute(entry["path"])
     if kind is None:
         if path is None:
             if entry.get("name"):
@@ -285,6 +297,27 @@ def _from_entry(slot: str, entry: Any, source: str, base: Path | None) -> SlotCo
                       factory=entry.get("factory"), options=options)
 
 
+def _merged_entry(slot: str, entry: dict[str, Any], paths: list[Path], source: str, where: str) -> SlotConfig:
+    """``path: [a, b, ...]``: several folders of one kind (bundle or nnU-Net) merged into one map."""
+    if not paths:
+        raise _error("entry_invalid", f"empty path list{where}")
+    detected = [detect_kind(p, where) for p in paths]
+    kinds = {k for k, _ in detected}
+    kind = entry.get("kind") or next(iter(kinds))
+    if len(kinds) != 1 or kind not in ("monai_bundle", "nnunet") or kinds != {kind}:
+        found = ", ".join(f"{p.name} ({k})" for k, p in detected)
+        raise _error("entry_invalid", f"a path list must be folders of one kind, monai_bundle or nnunet: {found}{where}")
+    if kind not in SLOTS[slot]["kinds"]:
+        raise _error("kind_not_allowed", f"{kind} (slot {slot} takes {', '.join(SLOTS[slot]['kinds'])}){where}")
+    allowed = set(COMMON_KEYS) | set(KINDS[kind]["keys"])
+    extra = sorted(set(entry) - allowed)
+    if extra:
+        raise _error("entry_invalid", f"unknown key(s) {extra} for kind {kind} (allowed: {sorted(allowed)}){where}")
+    options = {k: entry[k] for k in KINDS[kind]["keys"] if k in entry}
+    return SlotConfig(slot=slot, kind=kind, source=source, name=entry.get("name"), options=options,
+                      parts=tuple(p.resolve() for _, p in detected))
+
+
 def slot_config(slot: str) -> SlotConfig:
     """Where ``slot``'s model comes from: env var, then models.yaml, then the default."""
     spec = _slot_spec(slot)
@@ -295,6 +328,8 @@ def slot_config(slot: str) -> SlotConfig:
         looks_like_path = os.sep in value or value.startswith((".", "~")) or Path(value).expanduser().exists()
         if not looks_like_path:
             return _from_entry(slot, {"kind": "registry", "name": value}, source, None)
+        if os.pathsep in value:  # several part folders: /a/Dataset291_…:/a/Dataset292_…
+            return _from_entry(slot, {"path": [v for v in value.split(os.pathsep) if v]}, source, None)
         return _from_entry(slot, value, source, None)
     cfg_path = models_config_path()
     slots = _load_config_file(cfg_path)
@@ -358,6 +393,8 @@ def _factory_for(cfg: SlotConfig) -> Callable[[], Any]:
     if cfg.kind == "onnx":
         info = _onnx_info(cfg)
         return lambda: _import(spec["factory"])(info)
+    if cfg.kind in ("monai_bundle", "nnunet") and cfg.parts:
+        return lambda: _merged(cfg)
     if cfg.kind in ("monai_bundle", "nnunet"):
         cls_path = KINDS[cfg.kind]["factory"]
         return lambda: _import(cls_path)(cfg.path, **cfg.options)
@@ -365,6 +402,19 @@ def _factory_for(cfg: SlotConfig) -> Callable[[], Any]:
         options = dict(cfg.options.get("options") or {})
         return lambda: _import(str(cfg.factory))(**options)
     raise _error("unknown_kind", cfg.kind)
+
+
+def _merged(cfg: SlotConfig) -> Any:
+    """Build each part (body_fill off, its share of the label_map) and merge them."""
+    from radqc.models.byo.common import MergedSegmenter, split_label_map
+
+    cls = _import(KINDS[cfg.kind]["factory"])
+    declared = _import(KINDS[cfg.kind]["labels"])
+    options = {k: v for k, v in cfg.options.items() if k != "label_map"}
+    body_fill = bool(options.pop("body_fill", True))
+    maps = split_label_map(cfg.options.get("label_map"), [declared(p) for p in cfg.parts])
+    parts = [cls(p, label_map=m or None, body_fill=False, **options) for p, m in zip(cfg.parts, maps, strict=True)]
+    return MergedSegmenter(parts, body_fill=body_fill, name=cfg.name)
 
 
 def _check_protocol(slot: str, obj: Any) -> None:
@@ -428,7 +478,16 @@ def slot_versions(slot: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         if cfg.kind == "nnunet":
             kwargs = {k: cfg.options[k] for k in ("folds", "checkpoint") if k in cfg.options}
-        info = describe(cfg.path, **kwargs)
+        infos = [describe(p, **kwargs) for p in (cfg.parts or (cfg.path,))]
+        if len(infos) == 1:
+            info = infos[0]
+        else:  # merged parts: one identity over all of them, in order
+            import hashlib
+
+            info = {"name": cfg.name or "+".join(i["name"] for i in infos),
+                    "version": "+".join(i["version"] for i in infos),
+                    "bundle_hash": hashlib.sha256("".join(i["bundle_hash"] for i in infos).encode()).hexdigest()}
+            out["parts"] = infos
         out.update(name=info["name"], version=info["version"], bundle_hash=info["bundle_hash"])
     else:
         out.update(name=cfg.factory, version=str(cfg.options.get("version") or "unversioned"))

@@ -363,7 +363,7 @@ nnunetv2 = pytest.importorskip("nnunetv2", reason="nnunetv2 is in the test extra
 NN_LABELS = {"background": 0, "lung_upper_lobe_right": 1, "urinary_bladder": 2, "gallbladder": 3}
 
 
-def write_nnunet_folder(root: Path, reader: str = "SimpleITKIO") -> Path:
+def write_nnunet_folder(root: Path, reader: str = "SimpleITKIO", labels: dict[str, int] | None = None) -> Path:
     """A trained-model folder (dataset.json, plans.json, fold_0/checkpoint_final.pth) with a
     2-stage PlainConvUNet whose weights are set by hand.
 
@@ -372,11 +372,12 @@ def write_nnunet_folder(root: Path, reader: str = "SimpleITKIO") -> Path:
     positive in channel 0 and "below" in channel 1; the deeper stage is zero, the decoder conv
     passes the two skip channels on, and the 1x1x1 head scores label 2 (urinary_bladder) by
     ch0 - ch1 and label 1 (lung_upper_lobe_right) by ch1 - ch0. On a two-valued image the high
-    voxels become bladder and the low ones lung, whatever the patch."""
+    voxels become bladder and the low ones lung, whatever the patch. ``labels`` renames the
+    four outputs (same values) for a second, differently named part model."""
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
     root.mkdir(parents=True)
-    dataset = {"channel_names": {"0": "CT"}, "labels": NN_LABELS, "numTraining": 1, "file_ending": ".nii.gz",
+    dataset = {"channel_names": {"0": "CT"}, "labels": labels or NN_LABELS, "numTraining": 1, "file_ending": ".nii.gz",
                "name": "Dataset999_Tiny"}
     arch = {
         "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
@@ -498,3 +499,36 @@ def test_nnunet_info_hash_and_region_labels(tmp_path: Path) -> None:
     regions = {"labels": {"background": 0, "whole_tumor": [1, 2, 3], "tumor_core": [2, 3], "enhancing_tumor": [3]},
                "regions_class_order": [1, 2, 3]}
     assert dataset_labels(regions) == {0: "background", 1: "whole_tumor", 2: "tumor_core", 3: "enhancing_tumor"}
+
+
+def test_nnunet_parts_merge_through_the_slot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two part folders in one slot (TotalSegmentator v2 style): the first part's specific
+    structure wins, another part's organ beats a part's `body`."""
+    import os
+
+    from radqc.models import slots
+    from radqc.models.byo.common import MergedSegmenter
+
+    torch.set_num_threads(1)
+    # part B: low HU is "face" (unmapped -> body), high HU is liver; part A: low lung, high bladder
+    b = write_nnunet_folder(tmp_path / "Dataset292_B" / "nnUNetTrainer__nnUNetPlans__3d_fullres",
+                            labels={"background": 0, "face": 1, "liver": 2, "colon": 3})
+    a = write_nnunet_folder(tmp_path / "Dataset291_A" / "nnUNetTrainer__nnUNetPlans__3d_fullres")
+    monkeypatch.setenv("RADQC_MODEL_CT_ORGANS", os.pathsep.join([str(b.parent), str(a.parent)]))
+    monkeypatch.delenv("RADQC_MODELS_CONFIG", raising=False)
+    monkeypatch.setenv("RADQC_HOME", str(tmp_path / "home"))
+    slots.clear_cache()
+    try:
+        cfg = slots.slot_config("ct_organs")
+        assert cfg.kind == "nnunet" and cfg.parts == (b.resolve(), a.resolve())
+        model = slots.resolve("ct_organs")
+        assert isinstance(model, MergedSegmenter) and all(p.body_fill is False for p in model.parts)
+        arr = sitk.GetArrayFromImage(model.segment(_image(_corner_box())))
+        high = _corner_box() > 0
+        assert (arr[high] == OURS["liver"].label).all()
+        assert (arr[~high] == OURS["lung_right"].label).all()
+        assert model.last_run["unmapped"] == ["colon", "face", "gallbladder"]
+        v = slots.slot_versions("ct_organs")
+        assert v["name"] == "Dataset999_Tiny+Dataset999_Tiny" and len(v["parts"]) == 2
+    finally:
+        slots.clear_cache()

@@ -61,10 +61,10 @@ def fake_bundle(root: Path, name: str = "fake bundle") -> Path:
     return root
 
 
-def fake_nnunet(root: Path) -> Path:
+def fake_nnunet(root: Path, labels: dict[str, int] | None = None) -> Path:
     """The files an nnU-Net v2 results folder is recognised by."""
     (root / "fold_0").mkdir(parents=True)
-    labels = {"background": 0, "spleen": 1, "urinary_bladder": 2, "gluteus_maximus_left": 3}
+    labels = labels or {"background": 0, "spleen": 1, "urinary_bladder": 2, "gluteus_maximus_left": 3}
     (root / "dataset.json").write_text(json.dumps({"labels": labels, "name": "Dataset291_Fake"}))
     (root / "plans.json").write_text(json.dumps({"dataset_name": "Dataset291_Fake", "image_reader_writer": "SimpleITKIO"}))
     (root / "fold_0" / "checkpoint_final.pth").write_bytes(b"checkpoint")
@@ -333,6 +333,32 @@ def test_misconfigured_slots_fail_clearly(tmp_path: Path, entry: Any, pattern: s
         slots.resolve("ct_organs")
     _bilingual(exc)
     assert "ct_organs" in str(exc.value) or "label map" in str(exc.value)
+
+
+def test_part_list_splits_the_label_map(tmp_path: Path) -> None:
+    from radqc.models.byo.common import MergedSegmenter
+
+    home = tmp_path / "home"
+    fake_nnunet(home / "a")
+    fake_nnunet(home / "b", labels={"background": 0, "face": 1})
+    label_map = {"face": "skull", "gluteus_maximus_left": "pelvis_bones"}
+    _write_models_yaml(home, {"slots": {"ct_organs": {"path": ["a", "b"], "label_map": label_map, "name": "ts"}}})
+    model = slots.resolve("ct_organs")
+    assert isinstance(model, MergedSegmenter) and model.name == "ts"
+    ours = load_label_set("ct_organs").by_name()
+    assert [p.mapping.lookup() for p in model.parts] == [
+        {0: 0, 1: ours["spleen"].label, 2: ours["bladder"].label, 3: ours["pelvis_bones"].label},
+        {0: 0, 1: ours["skull"].label},
+    ]
+    for bad, pattern in (({"fac": "skull"}, "no part has a label named 'fac'"),
+                         ({1: "skull"}, "name their labels, not their numbers")):
+        _write_models_yaml(home, {"slots": {"ct_organs": {"path": ["a", "b"], "label_map": bad}}})
+        with pytest.raises(ModelError, match=pattern):
+            slots.resolve("ct_organs")
+    fake_bundle(home / "c")
+    _write_models_yaml(home, {"slots": {"ct_organs": {"path": ["a", "c"]}}})
+    with pytest.raises(ModelError, match="folders of one kind"):
+        slots.slot_config("ct_organs")
 
 
 def test_slot_takes_only_its_kinds(tmp_path: Path) -> None:

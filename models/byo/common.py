@@ -319,3 +319,80 @@ def files_hash(root: Path, files: Iterable[Path]) -> str:
         h.update(sha256_file(path).encode())
         h.update(b"\n")
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# several part models as one
+
+
+class MergedSegmenter:
+    """Several segmenters of one CT, merged into one label map in our label set.
+
+    TotalSegmentator v2 splits its ``total`` task into part models (organs, vertebrae, cardiac,
+    muscles, ribs), one nnU-Net results folder each; a slot configured with a list of paths
+    runs every part and merges them. A voxel takes the first part's specific structure (not
+    background, not ``body``); ``body`` where any part says body; then ``body_fill`` once.
+    Build the parts with ``body_fill=False`` so one part's body never hides another's organ."""
+
+    def __init__(self, parts: list[Any], body_fill: bool = True, name: str | None = None) -> None:
+        if not parts:
+            raise ModelError("MergedSegmenter needs at least one part")
+        self.parts = list(parts)
+        self.name = name or "+".join(str(p.name) for p in self.parts)
+        self.version = "+".join(str(p.version) for p in self.parts)
+        self.body_fill = body_fill
+        self.last_run: dict[str, Any] = {}
+
+    @property
+    def label_set(self) -> LabelSet:
+        return load_label_set(OUR_LABEL_SET)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": "merged", "name": self.name, "version": self.version,
+                "parts": [p.fingerprint() if hasattr(p, "fingerprint") else p.name for p in self.parts]}
+
+    def segment(self, image: sitk.Image) -> sitk.Image:
+        import numpy as np
+        import SimpleITK as sitk
+
+        check_volume(image)
+        body = self.label_set.by_name()[BODY].label
+        out: np.ndarray | None = None
+        any_body: np.ndarray | None = None
+        for part in self.parts:
+            arr = sitk.GetArrayFromImage(part.segment(image))
+            if out is None:
+                out = np.zeros_like(arr, dtype=np.uint8)
+                any_body = np.zeros(arr.shape, dtype=bool)
+            specific = (arr != 0) & (arr != body) & ((out == 0) | (out == body))
+            out[specific] = arr[specific]
+            any_body |= arr == body
+        assert out is not None and any_body is not None
+        out[(out == 0) & any_body] = body
+        if self.body_fill:
+            out = fill_body(out, sitk.GetArrayViewFromImage(image).astype(np.float32), body)
+        result = sitk.GetImageFromArray(out.astype(np.uint8))
+        result.CopyInformation(image)
+        self.last_run = {"parts": [getattr(p, "last_run", {}) for p in self.parts],
+                         "unmapped": sorted({n for p in self.parts for n in getattr(p, "last_run", {}).get("unmapped", [])})}
+        return result
+
+
+def split_label_map(label_map: Mapping[Any, Any] | None, parts: list[dict[int, str | None]]) -> list[dict[Any, Any]]:
+    """One slot label_map -> one per part: each part gets the name keys it declares.
+
+    A key no part declares is an error (a typo would otherwise do nothing); value keys (their
+    label numbers) are refused, since parts number their labels independently."""
+    label_map = dict(label_map or {})
+    per_part: list[dict[Any, Any]] = [{} for _ in parts]
+    for key, target in label_map.items():
+        if isinstance(key, int) or (isinstance(key, str) and key.strip().isdigit()):
+            raise byo_error("label_map", f"{key!r}: with several parts, name their labels, not their numbers")
+        hit = False
+        for i, declared in enumerate(parts):
+            if normalise_name(key) in {normalise_name(n) for n in declared.values() if n is not None}:
+                per_part[i][key] = target
+                hit = True
+        if not hit:
+            raise byo_error("label_map", f"no part has a label named {key!r}")
+    return per_part

@@ -93,6 +93,11 @@ def bundle_channels(meta: Mapping[str, Any], output_key: str | None = None) -> d
     return out
 
 
+def declared_labels(path: Path | str) -> dict[int, str | None]:
+    """The bundle's output value -> name (from its metadata), without importing monai."""
+    return bundle_channels(bundle_metadata(Path(path)))
+
+
 def bundle_info(path: Path | str) -> dict[str, Any]:
     """Name, version and a hash of the bundle's configs and weights — without importing monai.
 

@@ -95,6 +95,11 @@ def dataset_labels(dataset: Mapping[str, Any]) -> dict[int, str | None]:
     return out
 
 
+def declared_labels(path: Path | str) -> dict[int, str | None]:
+    """The folder's output value -> name (from dataset.json), without importing nnunetv2."""
+    return dataset_labels(_load_json(Path(path) / "dataset.json"))
+
+
 def _load_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
