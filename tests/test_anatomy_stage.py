@@ -184,3 +184,38 @@ def test_stage_without_models_records_model_unavailable(workspace, exams, tmp_pa
     assert only["models"]["ct_organs"]["status"] == "unavailable"
     assert "no_such_module" in only["models"]["ct_organs"]["reason"]
     assert results["ACC-D"]["result"]["status"] == "model_unavailable"
+
+
+def test_stage_on_an_ingested_generator_exam(workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A chest-abdomen CT from the synthetic generator (localizer, thin and thick
+    reconstructions, dose report): the thin original series is analysed, the rest recorded."""
+    from radqc.datasets.synthetic.imaging import render_exam
+    from radqc.datasets.synthetic.spec import ImagingSpec
+
+    _config(tmp_path, DOUBLES, monkeypatch)
+    spec = ImagingSpec(exam_key="E1", seed=7, modality="CT", regions=["chest", "abdomen"],
+                       acquisition="one_acquisition", phases=["native"], size="small", evidence={"derived": False})
+    render_exam(spec, tmp_path / "gen", labels_dir=tmp_path / "labels")
+    ingest_path(workspace, tmp_path / "gen", workers=1)
+    summary = run_pipeline(workspace, ["anatomy"], workers=1).to_dict()
+    assert summary["stages"]["anatomy"]["succeeded"] == 1, summary
+    (only,) = _results(workspace).values()
+    result = only["result"]
+    assert result["status"] == "ok" and len(result["analysed"]) == 1
+    done = result["analysed"][0]
+    from sqlalchemy import func
+
+    with workspace.sessions() as s:
+        rows = s.execute(
+            select(m.Series.series_instance_uid, m.Series.modality, func.count(m.Instance.id))
+            .join(m.Instance, m.Instance.series_id == m.Series.id).group_by(m.Series.id)
+        ).all()
+    counts = {uid: n for uid, _, n in rows}
+    assert counts[done["series_instance_uid"]] == max(counts.values())  # the thin stack
+    assert done["sources"]["instances"] == done["scan"]["slices"] == counts[done["series_instance_uid"]]
+    body = {s["name"]: s for s in done["structures"]}["body"]
+    assert body["volume_ml"] > 0 and body["z_min_mm"] < body["z_max_mm"]
+    reasons = {s["series_instance_uid"]: s["reason"]["code"] for s in result["skipped"]}
+    assert set(reasons) == set(counts) - {done["series_instance_uid"]}  # every other series has a reason
+    assert "localizer" in reasons.values()
+    assert set(done["landmarks"]) == set(CT_LANDMARKS)

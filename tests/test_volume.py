@@ -274,6 +274,13 @@ def test_monochrome1_radiograph_is_inverted() -> None:
     assert rg.inverted
 
 
+def test_zero_pixel_spacing_means_unknown() -> None:
+    ds = _radiograph()
+    del ds.ImagerPixelSpacing
+    ds.PixelSpacing = [0.0, 0.0]  # as written by a real CR (pydicom-data RG1)
+    assert load_radiograph(ds).spacing_mm is None
+
+
 def test_radiograph_loader_refuses_ct() -> None:
     with pytest.raises(UnsuitableSeries) as info:
         load_radiograph(series(1)[0])

@@ -114,7 +114,7 @@ def segment(
     code = EXIT_BY_STATUS.get(status, EXIT_INTERNAL)
     if code != EXIT_OK and result.get("error"):
         console.print(f"error / 错误 ({result['error']['code']}): {result['error']['message']}", markup=False,
-                      highlight=False, style="red")
+                      highlight=False, style="red", soft_wrap=True)
     emit(result, as_json, _human)
     raise typer.Exit(code)
 
@@ -124,7 +124,7 @@ def _fail(as_json: bool, code: str, detail: str, exit_code: int) -> None:
 
     table = {"bad_option": ("参数错误", "bad option"), "internal_error": ("内部错误", "internal error")}
     message = bilingual(table, code, detail)
-    console.print(f"error / 错误: {message}", markup=False, highlight=False)
+    console.print(f"error / 错误: {message}", markup=False, highlight=False, soft_wrap=True)
     if as_json:
         emit({"status": "error", "error": {"code": code, "message": message}}, True)
     raise typer.Exit(exit_code)

@@ -474,7 +474,8 @@ def load_radiograph(source: Dataset | bytes | str | os.PathLike[str]) -> Radiogr
     inverted = str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1"
     if inverted:
         pixels = float(pixels.max()) + float(pixels.min()) - pixels
-    spacing = _floats(ds.get("ImagerPixelSpacing"), 2) or _floats(ds.get("PixelSpacing"), 2)
+    spacing = next((v for v in (_floats(ds.get("ImagerPixelSpacing"), 2), _floats(ds.get("PixelSpacing"), 2))
+                    if v and min(v) > 0), None)  # "0\\0" (seen on real CR) means unknown
     view = str(ds.get("ViewPosition", "") or "").strip() or None
     body_part = str(ds.get("BodyPartExamined", "") or "").strip() or None
     return Radiograph(pixels=pixels, spacing_mm=(spacing[0], spacing[1]) if spacing else None, view=view,
