@@ -267,6 +267,26 @@ def test_bundle_runs_each_new_image_without_reloading(tiny_bundle: Path) -> None
     assert (_band_core(first, 0) == OURS["lung_left"].label).all()
 
 
+def test_bundle_keeps_stdout_clean(tiny_bundle: Path) -> None:
+    """MONAI's module loggers write to the stdout of the moment they were imported; in a
+    worker that imported monai before, their lines must still not reach stdout (--json)."""
+    import subprocess
+
+    script = (
+        "import torch; torch.set_num_threads(1)\n"
+        "import monai.data.image_writer  # binds its logger to sys.stdout now\n"
+        "import numpy as np, SimpleITK as sitk\n"
+        "from radqc.models.byo.monai_bundle import MonaiBundleSegmenter\n"
+        f"seg = MonaiBundleSegmenter({str(tiny_bundle)!r}, device='cpu')\n"
+        "seg.segment(sitk.GetImageFromArray(np.full((8, 8, 8), 200, np.float32)))\n"
+        "print('done')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=500)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == "done\n"
+    assert "writing:" in proc.stderr
+
+
 def test_bundle_label_map_and_body_fill(tiny_bundle: Path) -> None:
     from radqc.models.byo.monai_bundle import MonaiBundleSegmenter
 
@@ -452,7 +472,7 @@ def _corner_box() -> np.ndarray:
 
 
 @pytest.mark.parametrize("reader", ["SimpleITKIO", "NibabelIOWithReorient"])
-def test_nnunet_predictor_runs_and_labels_map(tmp_path: Path, reader: str) -> None:
+def test_nnunet_predictor_runs_and_labels_map(tmp_path: Path, reader: str, capfd: pytest.CaptureFixture[str]) -> None:
     from radqc.models.byo.nnunet import NnUNetSegmenter
 
     torch.set_num_threads(1)
@@ -471,6 +491,7 @@ def test_nnunet_predictor_runs_and_labels_map(tmp_path: Path, reader: str) -> No
     assert seg.version == "nnUNetTrainer__nnUNetPlans__3d_fullres:folds=0"
     again = sitk.GetArrayFromImage(seg.segment(image))  # the predictor is reused
     assert (again == arr).all()
+    assert capfd.readouterr().out == ""  # nnU-Net's prints go to stderr: `radqc ... --json` owns stdout
 
 
 def test_nnunet_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,10 +6,13 @@ configured folder (its names, version, hash) without loading any of them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import logging
 import re
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +61,31 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "not_3d": ("输入不是三维 CT 体数据", "the input is not a 3D CT volume"),
 }
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Keep a foreign model's chatter off stdout for the duration of a call.
+
+    ``radqc segment --json`` owns stdout, but nnU-Net ``print``s and MONAI's module loggers
+    hold a ``StreamHandler(sys.stdout)`` created when they were imported (a redirect of
+    ``sys.stdout`` alone misses them): both go to stderr here, and back afterwards."""
+    original = sys.stdout
+    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for lg in loggers:
+        for handler in lg.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (original, sys.__stdout__):
+                swapped.append((handler, handler.stream))
+                handler.setStream(sys.stderr)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for handler, stream in swapped:
+            handler.setStream(stream)
 
 
 def byo_error(code: str, detail: str = "") -> ModelError:

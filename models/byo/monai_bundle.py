@@ -37,6 +37,7 @@ from radqc.models.byo.common import (
     files_hash,
     finish,
     resample_labels_like,
+    stdout_to_stderr,
 )
 from radqc.models.registry import LabelSet, load_label_set
 
@@ -267,7 +268,7 @@ class MonaiBundleSegmenter:
 
         check_volume(image)
         started = time.perf_counter()
-        with self._lock:
+        with self._lock, stdout_to_stderr():  # MONAI's loggers write to stdout; --json owns it
             parser = self._prepare()
             assert self._workdir is not None
             out_dir = self._workdir / "out"

@@ -18,14 +18,12 @@ region-trained models with ``regions_class_order``) are mapped onto ours like a 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +36,7 @@ from radqc.models.byo.common import (
     files_hash,
     finish,
     resample_labels_like,
+    stdout_to_stderr,
 )
 from radqc.models.registry import LabelSet, load_label_set
 
@@ -128,13 +127,6 @@ def nnunet_info(path: Path | str, folds: Sequence[int | str] | int | str | None 
     }
 
 
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """nnU-Net prints progress and path warnings to stdout; ``radqc ... --json`` owns stdout."""
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
-
-
 class NnUNetSegmenter:
     """:class:`radqc.models.interfaces.Segmenter` running an nnU-Net v2 trained-model folder.
 
@@ -203,14 +195,14 @@ class NnUNetSegmenter:
         if self._predictor is not None:
             return self._predictor
         try:
-            with _quiet_stdout():
+            with stdout_to_stderr():
                 import torch
                 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         except ImportError as exc:
             raise byo_error("nnunet_missing", str(exc)) from exc
         device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         try:
-            with _quiet_stdout():
+            with stdout_to_stderr():
                 predictor = nnUNetPredictor(
                     tile_step_size=self.tile_step_size,
                     use_gaussian=True,
@@ -272,7 +264,7 @@ class NnUNetSegmenter:
         with self._lock:
             predictor = self._predictor_once()
             try:
-                with _quiet_stdout():
+                with stdout_to_stderr():
                     if self.reader in DIRECT_READERS:
                         their = self._predict_direct(predictor, image)
                     else:
