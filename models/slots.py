@@ -287,6 +287,8 @@ def _from_entry(slot: str, entry: Any, source: str, base: Path | None) -> SlotCo
     needs = spec["needs"]
     if needs == "path" and (path is None or not path.exists()):
         raise _error("path_missing", f"{path}{where}")
+    if kind == "onnx" and path is not None and not _is_onnx_file(path):
+        raise _error("entry_invalid", f"{path} is not an .onnx file{where}")
     if needs == "name" and not entry.get("name"):
         raise _error("entry_invalid", f"kind registry needs 'name'{where}")
     if needs == "factory" and not entry.get("factory"):

@@ -319,6 +319,7 @@ def test_models_config_env_points_elsewhere(tmp_path: Path, monkeypatch: pytest.
         ({"path": "plain_folder"}, "无法识别模型目录"),
         ({"path": "two"}, "目录下有多个模型"),
         ({"path": "b", "label_map": {"liver": "hepar"}}, "标签映射无效 / invalid label map"),
+        ({"kind": "onnx", "path": "b"}, "is not an .onnx file"),
         (42, "expected a mapping or a path"),
     ],
 )

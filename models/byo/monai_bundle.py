@@ -194,7 +194,8 @@ class MonaiBundleSegmenter:
         (workdir / "in").mkdir()
         (workdir / "out").mkdir()
         self._workdir = workdir
-        image_file = str(workdir / "in" / "image.nii.gz")
+        # uncompressed: gzip of a 512 x 512 x 300 float volume costs seconds per exam for nothing
+        image_file = str(workdir / "in" / "image.nii")
 
         parser = ConfigParser()
         parser.read_meta(str(self.path / "configs" / META_FILE))
@@ -274,7 +275,7 @@ class MonaiBundleSegmenter:
             out_dir = self._workdir / "out"
             shutil.rmtree(out_dir, ignore_errors=True)
             out_dir.mkdir()
-            sitk.WriteImage(sitk.Cast(image, sitk.sitkFloat32), str(self._workdir / "in" / "image.nii.gz"))
+            sitk.WriteImage(sitk.Cast(image, sitk.sitkFloat32), str(self._workdir / "in" / "image.nii"))
             try:
                 self._run_once(parser)
             except Exception as exc:  # noqa: BLE001

@@ -240,10 +240,9 @@ class NnUNetSegmenter:
         rw = rw_class()
         workdir = Path(tempfile.mkdtemp(prefix="radqc-nnunet-"))
         try:
-            ending = ".nii.gz"
             endings = list(getattr(rw, "supported_file_endings", []) or [])
-            if endings and ending not in endings:
-                ending = endings[0]
+            # uncompressed NIfTI when the reader takes it (gzip costs seconds on a full CT)
+            ending = next((e for e in (".nii", ".nii.gz") if not endings or e in endings), endings[0])
             in_file = workdir / f"image_0000{ending}"
             sitk.WriteImage(sitk.Cast(image, sitk.sitkFloat32), str(in_file))
             data, props = rw.read_images([str(in_file)])
