@@ -14,11 +14,13 @@ PATCH: tuple[int, int, int] = (64, 64, 64)
 SPACING_MM = 3.0
 CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 256)
 STRIDES: tuple[int, ...] = (2, 2, 2, 2)
-RES_UNITS = 1
+#: Residual units cost 3-4x the training time on CPU (measured: 2.8 s vs 11 s per batch of two 64³
+#: patches, one thread) for no gain we could measure in the time we have; plain conv blocks.
+RES_UNITS = 0
 
 
 def build_network(n_classes: int) -> Any:
-    """MONAI ``UNet`` (residual units, instance norm); ``n_classes`` includes background."""
+    """MONAI ``UNet`` (instance norm); ``n_classes`` includes background."""
     from monai.networks.nets import UNet
 
     return UNet(

@@ -51,10 +51,14 @@ class CaseBank:
             self.images.append(normalise_hu(d["hu"]))
             lab = d["labels"]
             self.labels.append(lab)
-            for c in np.unique(lab):
-                if c == 0:
+            flat = lab.ravel()
+            order = np.argsort(flat, kind="stable")  # one pass instead of one scan per class
+            counts = np.bincount(flat, minlength=256)
+            starts = np.concatenate([[0], np.cumsum(counts)])
+            for c in np.flatnonzero(counts):
+                if c == 0 or c not in self.where:
                     continue
-                idx = np.flatnonzero(lab.ravel() == c)
+                idx = order[starts[c]:starts[c + 1]]
                 take = rng.choice(idx, size=min(len(idx), 3000), replace=False)
                 self.where[int(c)].append((i, np.stack(np.unravel_index(take, lab.shape), axis=1)))
         self.classes = [c for c, v in self.where.items() if v]
