@@ -1,11 +1,14 @@
 """Per-structure statistics of a label map: volume, HU mean/SD, z-extent, centroid.
 
-Everything is computed from per-label sums that add up over slices (voxel counts, HU sums
-and squared sums, counts per slice, per row and per column), in chunks of slices, so a
-512² x 300 volume takes a few hundred ms and a bounded amount of memory (tens of MB,
-never a float64 copy of the whole volume). Because the sums add up, the ``body``
-structure — the union of every foreground label, i.e. the body outline — costs nothing
-extra: it is the sum over labels 1..N.
+Two passes, each the fastest tool for its part (300 slices of 512², 23 structures: ~2 s on
+two loaded cores, where one numpy pass per quantity took ~3.6 s):
+
+* voxel counts and HU sums / squared sums per label: ``np.bincount`` over chunks of slices
+  (bounded memory: never a float64 copy of the whole volume);
+* centroids and index bounding boxes: ITK's ``LabelShapeStatisticsImageFilter`` (0.2 s),
+  run once on the label map and once on its foreground (the ``body`` structure: the union
+  of every foreground label, i.e. the body outline). ITK's own intensity statistics filter
+  was far slower (8-11 s) and is not used.
 
 Coordinates are DICOM patient coordinates (LPS, mm, +z towards the head) of voxel
 *centres*: ``z_min_mm`` / ``z_max_mm`` are the z of the lowest and highest voxel centre
@@ -62,22 +65,15 @@ class Geometry:
 
 @dataclass
 class LabelSums:
-    """Additive per-label sums over a label map (index = label value)."""
+    """Per-label voxel counts and HU sums (index = label value)."""
 
     count: np.ndarray  # (L,)
     hu_sum: np.ndarray | None
     hu_sq: np.ndarray | None
-    per_slice: np.ndarray  # (nz, L) voxel counts
-    x_sum: np.ndarray  # (L,) sum of column indices
-    y_sum: np.ndarray  # (L,) sum of row indices
 
 
 def label_sums(labels: np.ndarray, hu: np.ndarray | None = None, n_labels: int | None = None) -> LabelSums:
-    """Sums of a (z, y, x) integer label map, with HU sums when ``hu`` (same shape) is given.
-
-    Per chunk of slices: one bincount keyed by (slice, label) and weighted bincounts for
-    the column index, row index, HU and HU² — sequential passes that stay fast on real
-    label maps (a key of (label, column) would be a scattered histogram, several x slower)."""
+    """Counts (and HU sums when ``hu``, same shape, is given) of a (z, y, x) label map."""
     if labels.ndim != 3:
         raise ValueError(f"labels must be 3-D (z, y, x), got shape {labels.shape}")
     if hu is not None and hu.shape != labels.shape:
@@ -85,29 +81,52 @@ def label_sums(labels: np.ndarray, hu: np.ndarray | None = None, n_labels: int |
     nz, ny, nx = labels.shape
     top = int(labels.max()) if labels.size else 0
     n = max(top + 1, int(n_labels or 0))
+    count = np.zeros(n, np.int64)
     hu_sum = np.zeros(n) if hu is not None else None
     hu_sq = np.zeros(n) if hu is not None else None
-    per_slice = np.zeros((nz, n), np.int64)
-    x_sum = np.zeros(n)
-    y_sum = np.zeros(n)
     step = max(1, CHUNK_VOXELS // max(1, ny * nx))
-    xs = np.broadcast_to(np.arange(nx, dtype=np.float64), (step, ny, nx)).reshape(-1)
-    ys = np.broadcast_to(np.arange(ny, dtype=np.float64)[:, None], (step, ny, nx)).reshape(-1)
-    offsets = (np.arange(step, dtype=np.intp) * n)[:, None, None]
     for k0 in range(0, nz, step):
-        chunk = labels[k0 : k0 + step]
-        c = chunk.shape[0]
-        m = c * ny * nx
-        flat = chunk.reshape(-1)
-        per_slice[k0 : k0 + c] = np.bincount((chunk + offsets[:c]).reshape(-1), minlength=c * n).reshape(c, n)
-        x_sum += np.bincount(flat, weights=xs[:m], minlength=n)
-        y_sum += np.bincount(flat, weights=ys[:m], minlength=n)
+        flat = labels[k0 : k0 + step].reshape(-1)
+        count += np.bincount(flat, minlength=n)
         if hu is not None and hu_sum is not None and hu_sq is not None:
             values = hu[k0 : k0 + step].reshape(-1).astype(np.float64)
             hu_sum += np.bincount(flat, weights=values, minlength=n)
             np.multiply(values, values, out=values)
             hu_sq += np.bincount(flat, weights=values, minlength=n)
-    return LabelSums(per_slice.sum(axis=0), hu_sum, hu_sq, per_slice, x_sum, y_sum)
+    return LabelSums(count, hu_sum, hu_sq)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Centroid (patient mm) and index bounding box (i0, j0, k0, i1, j1, k1) of one label."""
+
+    centroid: tuple[float, float, float]
+    box: tuple[int, int, int, int, int, int]
+
+
+def label_shapes(labels: np.ndarray, geometry: Geometry) -> tuple[dict[int, Shape], Shape | None]:
+    """Shapes of every label present, and of the foreground as a whole (None when empty)."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(labels if labels.dtype in (np.uint8, np.uint16) else labels.astype(np.uint16))
+    image.SetOrigin(tuple(float(v) for v in geometry.origin))
+    image.SetSpacing(tuple(float(v) for v in geometry.spacing))
+    image.SetDirection(tuple(float(v) for v in geometry.direction.reshape(-1)))
+    f = sitk.LabelShapeStatisticsImageFilter()
+    f.SetComputePerimeter(False)
+    f.SetBackgroundValue(0)
+
+    def shapes_of(img: sitk.Image) -> dict[int, Shape]:
+        f.Execute(img)
+        out = {}
+        for v in f.GetLabels():
+            i0, j0, k0, si, sj, sk = f.GetBoundingBox(v)
+            out[int(v)] = Shape(tuple(f.GetCentroid(v)), (i0, j0, k0, i0 + si - 1, j0 + sj - 1, k0 + sk - 1))  # type: ignore[arg-type]
+        return out
+
+    per_label = shapes_of(image)
+    foreground = shapes_of(sitk.Cast(image > 0, sitk.sitkUInt8)).get(1) if per_label else None
+    return per_label, foreground
 
 
 def _z_extremes(labels: np.ndarray, geometry: Geometry, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -134,16 +153,13 @@ def _z_extremes(labels: np.ndarray, geometry: Geometry, n: int) -> tuple[np.ndar
     return lo, hi
 
 
-def _stats(name: str, label: int, count: int, s_hu: float | None, s_sq: float | None, per_slice: np.ndarray,
-           x_sum: float, y_sum: float, z_range: tuple[float, float] | None, geometry: Geometry,
-           extra: dict[str, Any]) -> dict[str, Any]:
+def _stats(name: str, label: int, count: int, s_hu: float | None, s_sq: float | None, shape: Shape,
+           z_range: tuple[float, float] | None, geometry: Geometry, extra: dict[str, Any]) -> dict[str, Any]:
     if z_range is None:  # slices perpendicular to z: the in-plane position does not change z
-        k = np.flatnonzero(per_slice)
-        z = geometry.to_patient(np.array([[0, 0, k[0]], [0, 0, k[-1]]], float))[:, 2]
+        k0, k1 = shape.box[2], shape.box[5]
+        z = geometry.to_patient(np.array([[0, 0, k0], [0, 0, k1]], float))[:, 2]
     else:
         z = np.asarray(z_range, float)
-    centroid_ijk = np.array([x_sum / count, y_sum / count, float(per_slice @ np.arange(per_slice.size)) / count])
-    centroid = geometry.to_patient(centroid_ijk)
     mean = sd = None
     if s_hu is not None and s_sq is not None:
         mean = s_hu / count
@@ -158,7 +174,7 @@ def _stats(name: str, label: int, count: int, s_hu: float | None, s_sq: float | 
         "sd_hu": None if sd is None else round(sd, 2),
         "z_min_mm": round(float(z.min()), 2),
         "z_max_mm": round(float(z.max()), 2),
-        "centroid_mm": [round(float(v), 2) for v in centroid],
+        "centroid_mm": [round(float(v), 2) for v in shape.centroid],
     }
 
 
@@ -172,6 +188,7 @@ def structure_statistics(
     value is "other tissue inside the patient")."""
     sums = label_sums(labels, hu, n_labels=label_set.max_label + 1)
     n = sums.count.size
+    shapes, foreground = label_shapes(labels, geometry)
     tilted = bool(np.any(np.abs(geometry.direction[2, :2]) > 1e-6))
     extremes = _z_extremes(labels, geometry, n) if tilted else None
 
@@ -186,14 +203,13 @@ def structure_statistics(
         extra = {"zh": structure.zh, "snomed": structure.snomed}
         if structure.name == BODY_NAME:
             count = int(sums.count[1:].sum())
-            if not count:
+            if not count or foreground is None:
                 continue
             out.append(_stats(
                 structure.name, v, count,
                 float(sums.hu_sum[1:].sum()) if sums.hu_sum is not None else None,
                 float(sums.hu_sq[1:].sum()) if sums.hu_sq is not None else None,
-                sums.per_slice[:, 1:].sum(axis=1), float(sums.x_sum[1:].sum()), float(sums.y_sum[1:].sum()),
-                z_range(0), geometry, {**extra, "union_of_foreground": True},
+                foreground, z_range(0), geometry, {**extra, "union_of_foreground": True},
             ))
             continue
         if v >= n or not sums.count[v]:
@@ -202,7 +218,6 @@ def structure_statistics(
             structure.name, v, int(sums.count[v]),
             float(sums.hu_sum[v]) if sums.hu_sum is not None else None,
             float(sums.hu_sq[v]) if sums.hu_sq is not None else None,
-            sums.per_slice[:, v], float(sums.x_sum[v]), float(sums.y_sum[v]),
-            z_range(v), geometry, extra,
+            shapes[v], z_range(v), geometry, extra,
         ))
     return out, unknown
