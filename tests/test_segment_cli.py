@@ -204,3 +204,15 @@ def test_bad_seg_type_option(tmp_path: Path, doubles: None) -> None:
     _body_series(tmp_path / "ct")
     code, data, _ = invoke(str(tmp_path / "ct"), "--out", str(tmp_path / "o"), "--seg-type", "fractional", "--json")
     assert code == 2 and data is not None and data["error"]["code"] == "bad_option"
+
+
+def test_series_option_selects_or_refuses(tmp_path: Path, doubles: None) -> None:
+    thin = _body_series(tmp_path / "in" / "thin")
+    thick = _body_series(tmp_path / "in" / "thick", n=4, SliceThickness=5.0)
+    code, data, _ = invoke(str(tmp_path / "in"), "--out", str(tmp_path / "o1"), "--json",
+                           "--series", thick[0].SeriesInstanceUID)
+    assert code == 0 and data is not None and data["series_instance_uid"] == thick[0].SeriesInstanceUID
+    assert len(data["series_in_folder"]) == 2
+    code, data, _ = invoke(str(tmp_path / "in"), "--out", str(tmp_path / "o2"), "--json", "--series", "1.2.3")
+    assert code == 2 and data is not None and data["error"]["code"] == "series_not_found"
+    del thin

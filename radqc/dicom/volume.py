@@ -64,6 +64,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "inconsistent_spacing": ("层间距不一致", "inconsistent slice spacing"),
     "undecodable": ("像素数据无法解码", "pixel data cannot be decoded"),
     "not_radiograph": ("不是可分析的X线平片", "not a radiograph that can be analysed"),
+    "series_not_found": ("路径中没有指定的序列", "the requested series is not at this path"),
 }
 
 #: A slice normal further than this from the patient z axis is not axial (degrees).
@@ -566,14 +567,20 @@ def ct_preference(group: SeriesGroup) -> tuple[Any, ...]:
     return (not group.original, not group.axial, group.localizer, len(group.files) < 2, thickness, -len(group.files))
 
 
-def pick_series(groups: Sequence[SeriesGroup]) -> tuple[SeriesGroup, str]:
+def pick_series(groups: Sequence[SeriesGroup], series_instance_uid: str | None = None) -> tuple[SeriesGroup, str]:
     """The series to segment and its kind (``ct`` or ``radiograph``).
 
-    The thinnest original axial CT series with the most slices; else, when the folder holds
-    projections, a radiograph; else the largest series, so that the volume checks say why
-    it cannot be used (``not_ct``) instead of a vague "nothing found"."""
+    ``series_instance_uid`` when given; else the thinnest original axial CT series with the
+    most slices; else, when the folder holds projections, a radiograph; else the largest
+    series, so that the volume checks say why it cannot be used (``not_ct``) instead of a
+    vague "nothing found"."""
     if not groups:
         raise UnsuitableSeries("no_dicom", "no DICOM images found")
+    if series_instance_uid:
+        for group in groups:
+            if group.series_instance_uid == series_instance_uid:
+                return group, "radiograph" if group.modality in RADIOGRAPH_MODALITIES else "ct"
+        raise UnsuitableSeries("series_not_found", f"{series_instance_uid} (found {len(groups)} series)")
     ct = [g for g in groups if g.modality == "CT" and not g.localizer]
     if ct:
         return min(ct, key=ct_preference), "ct"
