@@ -344,18 +344,23 @@ class Volume:
 
 
 def decode(ds: Dataset) -> np.ndarray:
-    """Stored pixel values (frames, rows, columns) or (rows, columns); ``undecodable`` on error."""
+    """Stored pixel values (frames, rows, columns) or (rows, columns); ``undecodable`` on error.
+
+    Uses the transfer syntax's decoder directly (not ``ds.pixel_array``), so the decoded
+    array is not cached inside the data set: a 300-slice series would otherwise hold its
+    pixels twice (~150 MB) for as long as the data sets live (they do, for the SEG)."""
+    from pydicom.pixels import get_decoder
+
     try:
-        syntax = str(ds.file_meta.TransferSyntaxUID) if "TransferSyntaxUID" in getattr(ds, "file_meta", {}) else ""
-        plugin = DECODING_PLUGIN.get(syntax)
-        if plugin:
-            try:
-                ds.pixel_array_options(decoding_plugin=plugin)
-            except Exception:  # noqa: BLE001 - plugin missing: pydicom's default order
-                ds.pixel_array_options(decoding_plugin="")
-        return np.asarray(ds.pixel_array)
-    except UnsuitableSeries:
-        raise
+        syntax = ds.file_meta.TransferSyntaxUID if "TransferSyntaxUID" in getattr(ds, "file_meta", {}) else None
+        if syntax is None:
+            return np.asarray(ds.pixel_array)
+        decoder = get_decoder(syntax)
+        plugin = DECODING_PLUGIN.get(str(syntax), "")
+        if plugin and plugin not in decoder.available_plugins:
+            plugin = ""
+        arr, _meta = decoder.as_array(ds, decoding_plugin=plugin)
+        return np.asarray(arr)
     except Exception as exc:  # noqa: BLE001 - every decoder failure is one reason for the user
         raise UnsuitableSeries("undecodable", f"instance {ds.get('SOPInstanceUID', '?')}: {type(exc).__name__}: {exc}"[:300]) from exc
 
