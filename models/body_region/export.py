@@ -23,6 +23,8 @@ WEIGHTS = "weights/body_region.onnx"
 #: A landmark is reported when its standard score lies within the scanned score range
 #: widened by this many score units (~8 mm each); otherwise it is null.
 LANDMARK_MARGIN = 1.0
+#: Score each slice as is and mirrored left-right, and average (less per-slice noise).
+FLIP_AVERAGE = True
 
 
 def export_onnx(model: Any, path: Path, opset: int = 17) -> Path:
@@ -66,6 +68,7 @@ def model_info(report: dict[str, Any], metrics: dict[str, Any] | None = None) ->
             "standard_depth_mm": {k: round(v, 2) for k, v in cal["standard_depth_mm"].items()},
             "landmark_margin": LANDMARK_MARGIN,
             "empty_fraction": D.EMPTY_FRACTION,
+            "flip_average": FLIP_AVERAGE,
         },
         metrics=metrics or {},
         card="cards/body_region.md",

@@ -137,7 +137,7 @@ def rank_correlation(z_mm: np.ndarray, scores: np.ndarray) -> float | None:
 class OnnxBodyRegionScorer:
     """The registered ``body_region`` model served by a cached ONNX Runtime session."""
 
-    def __init__(self, info: ModelInfo) -> None:
+    def __init__(self, info: ModelInfo, flip_average: bool | None = None) -> None:
         from radqc.models.runtime import session_for
 
         self.info = info
@@ -150,6 +150,7 @@ class OnnxBodyRegionScorer:
             raise ValueError(f"model {info.name} {info.version}: registry entry lacks output.landmark_scores")
         self.margin = float(out.get("landmark_margin", 1.0))
         self.empty_fraction = float(out.get("empty_fraction", D.EMPTY_FRACTION))
+        self.flip_average = bool(out.get("flip_average", False)) if flip_average is None else flip_average
         std = out.get("standard_depth_mm") or {}
         self.slope_per_mm = 100.0 / float(std.get(D.REFERENCE, 800.0))
         inp = info.input or {}
@@ -158,11 +159,20 @@ class OnnxBodyRegionScorer:
         self._input = self.session.get_inputs()[0].name
 
     def raw_scores(self, hu: np.ndarray) -> np.ndarray:
-        """Network scores of prepared slices (n, grid, grid) HU."""
+        """Network scores of prepared slices (n, grid, grid) HU.
+
+        With ``flip_average`` (registry ``output.flip_average``) each slice is scored as is
+        and mirrored left-right (a training augmentation) and the two are averaged: the
+        per-slice noise drops, which is what orders neighbouring thin slices."""
         out = []
         for i in range(0, len(hu), CHUNK):
             x = np.ascontiguousarray(hu[i : i + CHUNK, None], dtype=np.float32)
-            out.append(np.asarray(self.session.run(None, {self._input: x})[0], dtype=np.float64).reshape(-1))
+            if self.flip_average:
+                both = np.concatenate([x, x[..., ::-1]])
+                s = np.asarray(self.session.run(None, {self._input: both})[0], dtype=np.float64).reshape(-1)
+                out.append(0.5 * (s[: len(x)] + s[len(x) :]))
+            else:
+                out.append(np.asarray(self.session.run(None, {self._input: x})[0], dtype=np.float64).reshape(-1))
         return np.concatenate(out) if out else np.zeros(0)
 
     def _vertex_from_air(self, z_mm: np.ndarray, body: np.ndarray, fitted: np.ndarray) -> float | None:
