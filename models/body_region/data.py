@@ -114,16 +114,18 @@ def resample_slices(
     Returns the slices (float32) and the body fraction per slice."""
     from scipy.ndimage import map_coordinates
 
-    arr = np.clip(np.asarray(arr, dtype=np.float32), HU_MIN, HU_MAX)
     n, rows, cols = arr.shape
     sx, sy = float(spacing_xy[0]), float(spacing_xy[1])
     fx, fy = max(1, int(pixel_mm / sx)), max(1, int(pixel_mm / sy))
-    if fx > 1 or fy > 1:
-        r2, c2 = (rows // fy) * fy, (cols // fx) * fx
-        if r2 == 0 or c2 == 0:
-            fx, fy = 1, 1
-        else:
-            arr = arr[:, :r2, :c2].reshape(n, r2 // fy, fy, c2 // fx, fx).mean(axis=(2, 4), dtype=np.float32)
+    r2, c2 = (rows // fy) * fy, (cols // fx) * fx
+    if r2 == 0 or c2 == 0:
+        fx, fy, r2, c2 = 1, 1, rows, cols
+    pooled = np.empty((n, r2 // fy, c2 // fx), dtype=np.float32)
+    for k0 in range(0, n, 32):  # in chunks: a 512 x 512 x 300 CT never exists twice in float32
+        chunk = np.clip(np.asarray(arr[k0 : k0 + 32, :r2, :c2], dtype=np.float32), HU_MIN, HU_MAX)
+        m_ = len(chunk)
+        pooled[k0 : k0 + m_] = chunk.reshape(m_, r2 // fy, fy, c2 // fx, fx).mean(axis=(2, 4), dtype=np.float32)
+    arr = pooled
     d2 = np.asarray(direction_2x2, dtype=np.float64).reshape(2, 2)
     # physical (x, y) of pooled index (i=col, j=row): o + D @ diag(s') @ (i, j)
     o = np.asarray(origin_xy, dtype=np.float64) + d2 @ np.array([(fx - 1) / 2 * sx, (fy - 1) / 2 * sy])
