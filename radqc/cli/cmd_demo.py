@@ -9,7 +9,8 @@ function ``step_x(ctx) -> dict`` and insert it with :func:`add_step`, e.g.
 Steps: ``init`` (create the workspace if needed) -> ``fetch`` (real samples into the
 cache outside the repository; a source that cannot be fetched is a warning) -> ``ingest``
 -> ``synth`` (a small labelled synthetic set with records and charges) -> ``archive``
-(verified lossless compression) -> ``run`` (pipeline stages) -> ``summary``.
+(verified lossless compression) -> ``run`` (pipeline stages) -> ``summary`` (workspace
+totals and, per exam, what the ``anatomy`` stage found or the reason it analysed nothing).
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ def step_archive(ctx: DemoContext) -> dict[str, Any]:
 
 
 def step_summary(ctx: DemoContext) -> dict[str, Any]:
-    """Workspace totals: what the catalogue holds and what its storage costs now."""
+    """Workspace totals (what the catalogue holds, what its storage costs now) and, per exam,
+    what the ``anatomy`` stage found or why it analysed nothing."""
     status = ctx.workspace.status()
     before, after = status["bytes_original"], status["bytes_stored"]
     return {
@@ -162,7 +164,95 @@ def step_summary(ctx: DemoContext) -> dict[str, Any]:
         "bytes_after": after,
         "saving_percent": round(100.0 * (1 - after / before), 2) if before else 0.0,
         "quarantined": status["quarantined"],
+        "anatomy": anatomy_summary(ctx.workspace),
     }
+
+
+def _anatomy_reasons() -> dict[str, tuple[str, str]]:
+    """Every code an anatomy result can carry -> (Chinese, English): series refusals, stage
+    skips, result statuses. Read from the modules that own them, so the words never drift."""
+    from radqc.dicom.volume import REASONS
+    from radqc.pipelines.anatomy.engine import STATUSES
+    from radqc.pipelines.stages.anatomy import SKIP_REASONS
+
+    return {**REASONS, **SKIP_REASONS, **STATUSES, "nothing_analysed": ("未分析任何序列", "nothing analysed")}
+
+
+def _analysed_row(item: dict[str, Any]) -> dict[str, Any]:
+    """One analysed series (or radiograph) of an anatomy result, reduced to what people read."""
+    coverage = item.get("coverage") or {}
+    models = item.get("models") or {}
+    failed = [str(slot) for slot, info in models.items() if isinstance(info, dict) and info.get("status") != "ok"]
+    return {
+        "kind": item.get("kind"),
+        "modality": item.get("modality"),
+        "series_number": item.get("series_number"),
+        "status": item.get("status"),
+        "structures": len(item.get("structures") or []),
+        "coverage": coverage.get("text"),
+        "error": (item.get("error") or {}).get("code"),
+        "slots_not_ok": failed,
+    }
+
+
+def anatomy_summary(ws: Workspace) -> list[dict[str, Any]]:
+    """Per exam, the latest successful ``anatomy`` ledger result: the series analysed (with
+    their structure count and coverage in words) and the reasons series were skipped.
+    Empty when the stage has not run."""
+    from sqlalchemy import func, select
+
+    from radqc.catalogue import models as m
+
+    with ws.sessions() as s:
+        latest = (select(func.max(m.LedgerEntry.id))
+                  .where(m.LedgerEntry.stage == "anatomy", m.LedgerEntry.status == "succeeded")
+                  .group_by(m.LedgerEntry.exam_id))
+        rows = s.execute(
+            select(m.Exam.id, m.Exam.accession_number, m.Exam.modality, m.LedgerEntry.result)
+            .join(m.LedgerEntry, m.LedgerEntry.exam_id == m.Exam.id)
+            .where(m.LedgerEntry.id.in_(latest)).order_by(m.Exam.id)
+        ).all()
+    out = []
+    for exam_id, accession, modality, result in rows:
+        result = result or {}
+        skipped: dict[str, int] = {}
+        for item in result.get("skipped") or []:
+            code = str((item.get("reason") or {}).get("code"))
+            skipped[code] = skipped.get(code, 0) + 1
+        out.append({
+            "exam_id": exam_id,
+            "accession_number": accession,
+            "modality": modality,
+            "status": result.get("status"),
+            "analysed": [_analysed_row(a) for a in result.get("analysed") or []],
+            "skipped": skipped,
+        })
+    return out
+
+
+def _anatomy_line(exam: dict[str, Any], words: dict[str, tuple[str, str]]) -> tuple[str, str, str]:
+    """(analysed, structures, coverage or reason) cells of one exam, bilingual and short."""
+    from radqc.text import bilingual
+
+    done = exam["analysed"]
+    analysed = ", ".join(f"{a['modality'] or '?'}" + (f" #{a['series_number']}" if a["series_number"] is not None
+                                                       else "") for a in done) or "—"
+    structures = ", ".join(str(a["structures"]) for a in done) or "—"
+    found = [a for a in done if a["status"] == "ok"]
+    if found and found[0]["coverage"]:
+        text = found[0]["coverage"]
+        return analysed, structures, f"{text['zh']} / {text['en']}"
+    if found:
+        return analysed, structures, bilingual(words, "ok")
+    failed = [a for a in done if a["status"] != "ok"]
+    if failed:
+        return analysed, structures, bilingual(words, str(failed[0]["status"]), ", ".join(failed[0]["slots_not_ok"]))
+    reasons = sorted(exam["skipped"].items(), key=lambda kv: -kv[1])
+    if not reasons:
+        return analysed, structures, bilingual(words, str(exam["status"]))
+    code, count = reasons[0]
+    more = f" (+{len(reasons) - 1} 其他 / other)" if len(reasons) > 1 else ""
+    return analysed, structures, bilingual(words, code) + (f" ×{count}" if count > 1 else "") + more
 
 
 #: A small mixed synthetic set (CT, MR, radiographs with seeded defects, records, charges).
@@ -264,8 +354,27 @@ def _human(doc: dict[str, Any]) -> None:
     samples = doc.get("steps", {}).get("fetch", {}).get("samples", {})
     for name, info in samples.items():
         stdout.print(f"  sample / 样例 {name}: {info['package']} {info['version']} — {info['licence']}")
+    _human_anatomy(doc.get("anatomy") or [])
     for warning in doc.get("warnings", []):
         stdout.print(f"  [yellow]warning / 警告[/yellow]: {warning}")
+
+
+def _human_anatomy(exams: list[dict[str, Any]]) -> None:
+    """One row per exam: series analysed, structures found, coverage in words or the reason."""
+    if not exams:
+        return
+    from rich.table import Table
+
+    words = _anatomy_reasons()
+    table = Table(title="anatomy / 解剖结构")
+    table.add_column("exam / 检查")
+    table.add_column("analysed / 已分析")
+    table.add_column("structures / 结构", justify="right")
+    table.add_column("coverage or reason / 覆盖范围或原因")
+    for exam in exams:
+        name = exam["accession_number"] or f"#{exam['exam_id']}"
+        table.add_row(f"{name} ({exam['modality'] or '?'})", *_anatomy_line(exam, words))
+    stdout.print(table)
 
 
 def demo(
