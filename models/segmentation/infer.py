@@ -109,6 +109,7 @@ class OnnxCTSegmenter:
         self._session = session_for(info, providers)
         self._input = self._session.get_inputs()[0].name
         spec = info.input
+        self.layout = str(spec.get("layout", "N,1,z,y,x"))  # or "N,C,y,x": 2.5-D slice stacks
         self.spacing_mm = float(spec.get("spacing_mm", 3.0))
         self.patch = tuple(int(v) for v in spec.get("patch", (64, 64, 64)))
         self.overlap = float(spec.get("overlap", 0.25))
@@ -130,8 +131,14 @@ class OnnxCTSegmenter:
 
         ref = model_grid(image, self.spacing_mm)
         hu = sitk.GetArrayFromImage(resample_image_to(image, ref))
-        prob = sliding_window_probabilities(normalise_hu(hu), self._predict, self.patch,  # type: ignore[arg-type]
-                                            self._label_set.max_label + 1, self.overlap)
+        n_classes = self._label_set.max_label + 1
+        if self.layout == "N,C,y,x":
+            from radqc.models.segmentation.slices import predict_volume
+
+            prob = predict_volume(normalise_hu(hu), self._predict, n_classes)
+        else:
+            prob = sliding_window_probabilities(normalise_hu(hu), self._predict, self.patch,  # type: ignore[arg-type]
+                                                n_classes, self.overlap)
         labels = prob.argmax(axis=0).astype(np.uint8)
         del prob
         labels = keep_main_components(labels, self._label_set, MULTI_PART)

@@ -55,8 +55,9 @@ def resample_image_to(image: sitk.Image, ref: sitk.Image, default_hu: float = -1
     src = sitk.Cast(image, sitk.sitkFloat32)
     target = ref.GetSpacing()[0]
     sigmas = [max(0.0, (target**2 - s**2)) ** 0.5 / 2.355 for s in src.GetSpacing()]
-    if max(sigmas) > 0.1:
-        src = sitk.SmoothingRecursiveGaussian(src, sigmas)
+    for axis, sigma in enumerate(sigmas):  # axis by axis: axes already coarser than the target stay untouched
+        if sigma > 0.1 and src.GetSize()[axis] >= 4:
+            src = sitk.RecursiveGaussian(src, sigma, False, sitk.RecursiveGaussianImageFilter.ZeroOrder, axis)
     return sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, default_hu, sitk.sitkFloat32)
 
 
