@@ -37,6 +37,10 @@ FIRST_SEED = 1000
 #: Index range of the real head CT (InVesalius, 108 slices, index 0 = lowest z) used unlabelled
 #: for the self-supervised loss; slices 54.. (the upper half) stay fully held out.
 REAL_SLICES = "0:54"
+#: On-the-fly zoom range (1.0: off). Off in the shipped model: a run with 1.25 (same seeds
+#: and steps) scored worse on the held-out synthetic CT (all-landmark median 8.8 vs 4.6 mm)
+#: and on the real head CT's held-out half (rank correlation 0.64 vs 0.92).
+ZOOM = 1.0
 
 
 def load_subjects(seeds: list[int], cache: Path) -> list[dict[str, Any]]:
@@ -64,10 +68,31 @@ def calibrate(subjects: list[dict[str, Any]]) -> dict[str, Any]:
     return {"standard_depth_mm": standard, "landmark_scores": scores, "landmark_score_sd": spread}
 
 
-def _augment(x: Any, rng: np.random.Generator) -> Any:
-    """Noise, HU gain/offset, left-right flip, a circular FOV cut-off and small shifts."""
+def _zoom(x: Any, rng: np.random.Generator, zoom: float) -> Any:
+    """Random in-plane zoom in [1/zoom, zoom] (log-uniform) and rotation (σ 6°) per slice.
+
+    Body size is a strong cue in the phantom (habitus varies little), and real heads and
+    bodies differ in size from it: zooming makes the score rest on anatomy more than size."""
+    import torch
+    import torch.nn.functional as F
+
+    b = x.shape[0]
+    s = np.exp(rng.uniform(-np.log(zoom), np.log(zoom), b))
+    a = np.deg2rad(rng.normal(0.0, 6.0, b))
+    theta = np.zeros((b, 2, 3), dtype=np.float32)
+    theta[:, 0, 0], theta[:, 0, 1] = np.cos(a) / s, -np.sin(a) / s
+    theta[:, 1, 0], theta[:, 1, 1] = np.sin(a) / s, np.cos(a) / s
+    grid = F.affine_grid(torch.from_numpy(theta), list(x.shape), align_corners=False)
+    return F.grid_sample(x - D.HU_MIN, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + D.HU_MIN
+
+
+def _augment(x: Any, rng: np.random.Generator, zoom: float = 1.0) -> Any:
+    """Zoom/rotation (when ``zoom`` > 1), noise, HU gain/offset, left-right flip, a circular
+    FOV cut-off and small shifts."""
     import torch
 
+    if zoom > 1.0:
+        x = _zoom(x, rng, zoom)
     b = x.shape[0]
     g = torch.from_numpy(rng.normal(1.0, 0.03, (b, 1, 1, 1)).astype(np.float32))
     o = torch.from_numpy(rng.normal(0.0, 12.0, (b, 1, 1, 1)).astype(np.float32))
@@ -143,6 +168,7 @@ def train(
     real: list[Path] | None = None,
     real_weight: float = 0.5,
     pair_weight: float = 1.0,
+    zoom: float = ZOOM,
     cache: Path = DEFAULT_CACHE,
     first_seed: int = FIRST_SEED,
     log_every: int = 100,
@@ -195,7 +221,7 @@ def train(
             # one mixed batch (separate small real batches would skew the running statistics)
             xr, dz = sample_real(real_vols[int(rng.integers(len(real_vols)))], rng)
             xb = np.concatenate([xb, xr.astype(np.float32)])
-        out_all = model(_augment(torch.from_numpy(xb).unsqueeze(1), rng))
+        out_all = model(_augment(torch.from_numpy(xb).unsqueeze(1), rng, zoom))
         pred = out_all[:batch]
         y = torch.from_numpy(Y[idx])
         loss = crit(pred, y)
@@ -229,6 +255,7 @@ def train(
         "steps": steps,
         "batch": batch,
         "seed": seed,
+        "zoom": zoom,
         "real_unlabelled": [str(p).replace(str(Path.home()), "~") for p in (real or [])],
         "calibration": cal,
         "data_s": round(t_data, 1),
@@ -255,13 +282,14 @@ def main(argv: list[str] | None = None) -> None:
         "self-supervised ordering loss; repeatable (default: the InVesalius head CT @0:54)",
     )
     ap.add_argument("--no-real", action="store_true", help="train on synthetic subjects only")
+    ap.add_argument("--zoom", type=float, default=ZOOM, help="on-the-fly in-plane zoom range (1.0: off)")
     ap.add_argument("--register", action="store_true", help="install as models/weights/body_region.onnx and register")
     a = ap.parse_args(argv)
     real = a.real
     if real is None and not a.no_real:
         default = Path.home() / ".cache" / "radqc" / "samples" / "invesalius-cranium"
         real = [Path(f"{default}@{REAL_SLICES}")] if default.is_dir() else []
-    report = train(a.out, a.subjects, a.steps, a.batch, a.seed, real if not a.no_real else [], cache=a.cache)
+    report = train(a.out, a.subjects, a.steps, a.batch, a.seed, real if not a.no_real else [], cache=a.cache, zoom=a.zoom)
     if a.register:
         from radqc.models.body_region.export import install
 
