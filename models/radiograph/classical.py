@@ -37,6 +37,9 @@ ROTATION_B = 3.925
 #: when a lung touches the field's lateral edge (cut off) the thorax feature is unusable:
 #: offset = ROTATION_C x clavicle_raw, C fitted the same way on the network's masks.
 ROTATION_C = 7.111
+#: beyond this the spinous line would be more than 6 cm from the clavicle midpoint, an oblique
+#: view rather than a rotated PA: the masks are wrong, so no rotation value is reported.
+ROTATION_PLAUSIBLE_MM = 60.0
 #: how far (fraction of the spine-to-lateral-lung-edge distance) from the spine the
 #: posterior-rib profile is read: medial enough that no anterior rib crosses it.
 RIB_PROFILE_AT = 0.3
@@ -328,6 +331,9 @@ def chest_frontal(m: dict[str, np.ndarray], image: np.ndarray, px_mm: float | No
             out["rotation_thorax_raw_mm"] = mm(thorax, px_mm, 2)
             out["rotation_clavicle_mm"] = mm(raw * ROTATION_GAIN, px_mm, 2)
             out["rotation_offset_mm"] = mm(combined, px_mm, 2)
+            if px_mm is not None and abs(combined * px_mm) > ROTATION_PLAUSIBLE_MM:
+                out["rotation_offset_mm"] = None
+                notes.append(f"rotation: implausible offset {combined * px_mm:.0f} mm, masks unreliable")
             out["clavicle_spine_distance_mm"] = {"right": mm(d_r, px_mm), "left": mm(d_l, px_mm)}
             out["rotation_ratio"] = round((d_l - d_r) / max(abs(d_l) + abs(d_r), 1e-6), 4)
     else:

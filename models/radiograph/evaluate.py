@@ -41,8 +41,14 @@ INSPIRATION_MIN_RIBS = 10
 QUICK_SEEDS = 8
 
 
-def default_seeds(n: int = 40) -> list[int]:
-    return list(range(HELDOUT_SEEDS.start, HELDOUT_SEEDS.start + n))
+#: first held-out seed of the reported evaluation. Seeds 900000-900039 were looked at while
+#: developing (two gross rotation failures led to the plausibility limit in classical.py),
+#: so the card's final numbers come from 900200 on, never looked at before.
+REPORT_START = HELDOUT_SEEDS.start + 200
+
+
+def default_seeds(n: int = 40, start: int = REPORT_START) -> list[int]:
+    return list(range(start, start + n))
 
 
 def eval_defects(seed: int) -> list[Any]:
