@@ -8,6 +8,9 @@ knee the joint space and fibular overlap, for the spine the midline. Every funct
 on the model grid (one pixel = ``px_mm`` mm, ``None`` when the image has no spacing) and
 returns plain Python values, so the results serialise to JSON as they are.
 
+Notes are reason codes (``code`` or ``code:detail``); :mod:`.infer` turns them into
+bilingual text.
+
 Conventions (DICOM display of a frontal view): image columns run from the patient's right
 to left, rows from head to feet; on a lateral view columns run anterior to posterior.
 """
@@ -333,11 +336,11 @@ def chest_frontal(m: dict[str, np.ndarray], image: np.ndarray, px_mm: float | No
             out["rotation_offset_mm"] = mm(combined, px_mm, 2)
             if px_mm is not None and abs(combined * px_mm) > ROTATION_PLAUSIBLE_MM:
                 out["rotation_offset_mm"] = None
-                notes.append(f"rotation: implausible offset {combined * px_mm:.0f} mm, masks unreliable")
+                notes.append(f"rotation_implausible:{combined * px_mm:.0f} mm")
             out["clavicle_spine_distance_mm"] = {"right": mm(d_r, px_mm), "left": mm(d_l, px_mm)}
             out["rotation_ratio"] = round((d_l - d_r) / max(abs(d_l) + abs(d_r), 1e-6), 4)
     else:
-        notes.append("rotation: clavicles or spine not found")
+        notes.append("rotation_not_found")
     # --- inspiration: posterior ribs above the right hemidiaphragm dome
     dome_r = dome_row(image, lung_r)
     dome_l = dome_row(image, lung_l)
@@ -357,7 +360,7 @@ def chest_frontal(m: dict[str, np.ndarray], image: np.ndarray, px_mm: float | No
         out["rib_profile_col"] = round(col, 1)
     else:
         out["posterior_ribs_above_right_dome"] = None
-        notes.append("inspiration: right dome or ribs not found")
+        notes.append("inspiration_not_found")
     # --- centring: lung-field centroid vs detector (image) centre
     c = centroid(lungs)
     if c is not None:
@@ -422,7 +425,7 @@ def knee(m: dict[str, np.ndarray], image: np.ndarray, px_mm: float | None, view:
                                      if len(g) and px_mm else None)
             out["joint_line_row"] = (float(np.median([np.nonzero(fem[:, c])[0][-1] for c in cols])) if len(cols) else None)
     else:
-        notes.append("knee: femur or tibia not found")
+        notes.append("knee_bones_not_found")
     if fib.any():
         out["fibula_tibia_overlap_fraction"] = round(float((fib & tib).sum() / fib.sum()), 4)
     out["patella_present"] = bool(pat.any())

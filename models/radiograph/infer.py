@@ -34,6 +34,10 @@ REASONS: dict[str, tuple[str, str]] = {
     "no_spacing": ("缺少像素间距，毫米测量值为空", "no pixel spacing: measurements in mm are empty"),
     "no_lungs": ("未找到肺野", "no lung fields found"),
     "region_unknown": ("无法判断摄影部位", "body region could not be determined from the image"),
+    "rotation_not_found": ("未找到锁骨内侧端或脊柱，无法测量旋转", "rotation: clavicles or spine not found"),
+    "rotation_implausible": ("旋转测量值不合理，掩膜不可信", "rotation: implausible offset, masks unreliable"),
+    "inspiration_not_found": ("未找到右膈顶或肋骨，无法计数后肋", "inspiration: right dome or ribs not found"),
+    "knee_bones_not_found": ("未找到股骨或胫骨", "knee: femur or tibia not found"),
     "lungs_classical": ("模型肺野不可信，改用经典阈值分割", "network lung fields implausible: classical threshold segmentation used"),
 }
 #: header BodyPartExamined / region words -> the analysis used
@@ -142,7 +146,7 @@ class RadiographAnatomyModel:
             lm, meas, n2 = classical.spine(m, grid, px_mm, v)
         else:
             lm, meas, n2 = {}, {}, [bilingual(REASONS, "region_unknown")]
-        notes += n2
+        notes += [n if n in notes or " / " in n else bilingual(REASONS, *n.split(":", 1)) for n in n2]
         # back to image pixels: landmarks, marker position, field box, polylines
         inv = 1.0 / frame.scale
         landmarks = {k: (None if p is None else (round(p[0] * inv, 1), round(p[1] * inv, 1))) for k, p in lm.items()}
