@@ -333,9 +333,17 @@ def test_segment_real_chest_cr(tmp_path: Path) -> None:
         pytest.skip("real sample pydicom-data RG1_UNCR.dcm not cached (radqc.samples)")
     code, result = segment(path, tmp_path / "out", tmp_path / "home")
     assert code == 0, result.get("error")
-    found = _by_name(result)
-    assert {"lung_left", "lung_right"} <= set(found), sorted(found)
+    assert result["status"] == "ok" and result["view"] == "PA"
     assert (tmp_path / "out" / "labels.nii.gz").exists() and (tmp_path / "out" / "seg.dcm").exists()
+    # A normal adult PA chest (MONOCHROME1 CR): each lung field covers well over 4 % of the
+    # image (about 12-15 % here), the patient's left lung on the image's right.
+    found = _by_name(result)
+    pixels = result["image"]["rows"] * result["image"]["columns"]
+    for lung in ("lung_left", "lung_right"):
+        assert lung in found, sorted(found)
+        assert found[lung]["area_px"] >= 0.04 * pixels, (lung, found[lung]["area_px"], pixels)
+    centre = {k: (found[k]["bbox"][1] + found[k]["bbox"][3]) / 2 for k in ("lung_left", "lung_right")}
+    assert centre["lung_left"] - centre["lung_right"] >= 0.2 * result["image"]["columns"], centre
 
 
 # -- the real head CT --------------------------------------------------------------------------
