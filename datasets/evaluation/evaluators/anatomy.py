@@ -75,18 +75,23 @@ def evaluate(ctx: EvalContext) -> EvalReport:
 
 
 def _body_region(report: EvalReport, result: dict[str, Any]) -> None:
-    errors = result.get("landmark_errors_mm") or result.get("errors_mm") or {}
+    held = result.get("synthetic_held_out", {})
     within = total = 0
-    for values in errors.values() if isinstance(errors, dict) else []:
-        for v in values if isinstance(values, list) else []:
-            total += 1
-            within += int(abs(float(v)) <= 10.0)
+    for case in held.get("per_case", []):
+        for v in (case.get("errors_mm") or {}).values():
+            if v is not None:
+                total += 1
+                within += int(abs(float(v)) <= 10.0)
     if total:
         report.rates["landmark_within_10mm"] = Rate(within, total)
-    report.counts["body_region_cases"] = int(result.get("n_cases", result.get("cases", 0)) or 0) \
-        if not isinstance(result.get("cases"), list) else len(result["cases"])
-    summary = {k: result[k] for k in ("median_error_mm", "p90_error_mm", "real") if k in result}
-    report.notes.append(f"body_region: {summary}")
+    report.counts["body_region_cases"] = len(held.get("per_case", []))
+    overall = held.get("all_landmarks_error_mm")
+    report.notes.append(f"body_region: landmark |error| mm over all landmarks {overall}; "
+                        f"monotonic fraction mean {held.get('monotonic_fraction_mean')}, "
+                        f"null-landmark accuracy {held.get('null_correct_fraction')}")
+    for name, real in (result.get("real") or {}).items():
+        if isinstance(real, dict) and real.get("available", True):
+            report.notes.append(f"body_region real {name}: monotonic fraction {real.get('monotonic_fraction')}")
 
 
 def _radiograph(report: EvalReport, result: dict[str, Any]) -> None:
