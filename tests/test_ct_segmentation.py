@@ -9,7 +9,14 @@ import pytest
 import SimpleITK as sitk
 
 from radqc.models.registry import get_model, load_label_set
-from radqc.models.segmentation.data import HELDOUT_SEEDS, TRAIN_SEEDS, VAL_SEEDS, CasePlan, generator_lut, render_native
+from radqc.models.segmentation.data import (
+    HELDOUT_SEEDS,
+    TRAIN_SEEDS,
+    VAL_SEEDS,
+    CasePlan,
+    generator_lut,
+    render_native,
+)
 from radqc.models.segmentation.evaluate import body_dice, confusion, dice_from_confusion
 from radqc.models.segmentation.infer import OnnxCTSegmenter, sliding_window_probabilities
 from radqc.models.segmentation.preprocess import model_grid, normalise_hu
