@@ -188,10 +188,13 @@ def _analysed_row(item: dict[str, Any]) -> dict[str, Any]:
         "modality": item.get("modality"),
         "series_number": item.get("series_number"),
         "status": item.get("status"),
-        "structures": len(item.get("structures") or []),
+        # Radiograph results list every channel of the model, empty ones too: count what was found.
+        "structures": sum(1 for st in item.get("structures") or [] if (st.get("voxels") or st.get("area_px") or 0) > 0),
         "coverage": coverage.get("text"),
         "error": (item.get("error") or {}).get("code"),
         "slots_not_ok": failed,
+        "view": item.get("view"),
+        "body_part": item.get("body_part"),
     }
 
 
@@ -242,8 +245,9 @@ def _anatomy_line(exam: dict[str, Any], words: dict[str, tuple[str, str]]) -> tu
     if found and found[0]["coverage"]:
         text = found[0]["coverage"]
         return analysed, structures, f"{text['zh']} / {text['en']}"
-    if found:
-        return analysed, structures, bilingual(words, "ok")
+    if found:  # a radiograph (no z-coverage): its view and body part
+        seen = ", ".join(" ".join(str(a[k]) for k in ("view", "body_part") if a.get(k)) or "?" for a in found)
+        return analysed, structures, bilingual(words, "ok", seen)
     failed = [a for a in done if a["status"] != "ok"]
     if failed:
         return analysed, structures, bilingual(words, str(failed[0]["status"]), ", ".join(failed[0]["slots_not_ok"]))
