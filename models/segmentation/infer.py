@@ -155,14 +155,54 @@ class OnnxCTSegmenter:
 
 
 def resample_labels_smooth(coarse: sitk.Image, target: sitk.Image) -> sitk.Image:
-    """Coarse label map → ``target``'s grid with smooth boundaries (label-Gaussian interpolation).
+    """Coarse label map → ``target``'s grid with smooth boundaries, in a few seconds.
 
     Nearest-neighbour upsampling of a 3-mm map leaves 3-mm staircases that cost Dice on
-    small structures; ITK's label Gaussian interpolator blends each label's indicator."""
+    small structures; ITK's label-Gaussian interpolator smooths them but took ~26 s for a
+    512² × 300 target. Here each label's indicator is interpolated linearly inside its own
+    bounding box only: linear weights sum to one, so at most one label exceeds 0.5 at any
+    point and it wins; where none does (triple junctions) the nearest label stays."""
     import SimpleITK as sitk
 
-    out = sitk.Resample(coarse, target, sitk.Transform(), sitk.sitkLabelGaussian, 0, sitk.sitkUInt8)
-    return out
+    out_img = sitk.Resample(coarse, target, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    out = sitk.GetArrayFromImage(out_img)
+    labels = sitk.GetArrayViewFromImage(coarse)
+    cz, cy, cx = labels.shape
+    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
+    tsize = np.array(target.GetSize())  # x, y, z
+    for lab in present:
+        idx = np.nonzero(labels == lab) if lab else None
+        if idx is None:  # background: everywhere
+            lo, hi = np.zeros(3, int), np.array([cz, cy, cx]) - 1
+        else:
+            lo = np.array([int(i.min()) for i in idx])
+            hi = np.array([int(i.max()) for i in idx])
+        lo = np.maximum(lo - 2, 0)
+        hi = np.minimum(hi + 2, np.array([cz, cy, cx]) - 1)
+        block = (labels[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] == lab).astype(np.float32)
+        src = sitk.GetImageFromArray(block)
+        src.SetSpacing(coarse.GetSpacing())
+        src.SetDirection(coarse.GetDirection())
+        src.SetOrigin(coarse.TransformIndexToPhysicalPoint([int(lo[2]), int(lo[1]), int(lo[0])]))
+        corners = [target.TransformPhysicalPointToContinuousIndex(
+            coarse.TransformIndexToPhysicalPoint([int(x), int(y), int(z)]))
+            for z in (lo[0], hi[0]) for y in (lo[1], hi[1]) for x in (lo[2], hi[2])]
+        c = np.asarray(corners)
+        t0 = np.clip(np.floor(c.min(axis=0)).astype(int), 0, tsize - 1)
+        t1 = np.clip(np.ceil(c.max(axis=0)).astype(int), 0, tsize - 1)
+        if np.any(t1 < t0):
+            continue
+        ref = sitk.Image([int(v) for v in (t1 - t0 + 1)], sitk.sitkUInt8)
+        ref.SetSpacing(target.GetSpacing())
+        ref.SetDirection(target.GetDirection())
+        ref.SetOrigin(target.TransformIndexToPhysicalPoint([int(v) for v in t0]))
+        resampled = sitk.Resample(src, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        weight = sitk.GetArrayViewFromImage(resampled)  # a view: ``resampled`` must outlive it
+        view = out[t0[2]:t1[2] + 1, t0[1]:t1[1] + 1, t0[0]:t1[0] + 1]
+        view[weight > 0.5] = lab
+    result = sitk.GetImageFromArray(out)
+    result.CopyInformation(target)
+    return result
 
 
 def describe(info: ModelInfo) -> dict[str, Any]:
