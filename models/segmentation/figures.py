@@ -20,25 +20,33 @@ FIG_DIR = MODELS_DIR / "cards" / "figures"
 
 
 def _overlay(ax: Any, image: np.ndarray, labels: np.ndarray, title: str, aspect: float = 1.0) -> None:
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
     ax.imshow(image, cmap="gray", vmin=-300, vmax=500, origin="lower", aspect=aspect, interpolation="bilinear")
-    colours = plt.get_cmap("tab20")(np.arange(20))
-    cmap = ListedColormap(np.vstack([[0, 0, 0, 0], np.tile(colours, (2, 1))[:40]]))
+    colours = _colours()
+    cmap = ListedColormap(colours)
     masked = np.ma.masked_where(labels <= 1, labels)  # body itself stays unpainted
-    ax.imshow(masked, cmap=cmap, vmin=0, vmax=40, alpha=0.45, origin="lower", aspect=aspect, interpolation="nearest")
+    ax.imshow(masked, cmap=cmap, vmin=-0.5, vmax=len(colours) - 0.5, alpha=0.5, origin="lower", aspect=aspect,
+              interpolation="nearest")
     ax.set_title(title, fontsize=8)
     ax.axis("off")
 
 
-def _legend(fig: Any, present: set[int]) -> None:
-    import matplotlib.patches as mpatches
+def _colours() -> np.ndarray:
+    """One distinct colour per label value (index = label)."""
     import matplotlib.pyplot as plt
 
-    colours = np.tile(plt.get_cmap("tab20")(np.arange(20)), (2, 1))
+    n = load_label_set("ct_organs").max_label + 1
+    pool = np.vstack([plt.get_cmap("tab20")(np.arange(20)), plt.get_cmap("Dark2")(np.arange(8))])
+    return pool[np.arange(n) % len(pool)]
+
+
+def _legend(fig: Any, present: set[int]) -> None:
+    import matplotlib.patches as mpatches
+
+    colours = _colours()
     ls = load_label_set("ct_organs")
-    handles = [mpatches.Patch(color=colours[s.label - 1], label=s.name) for s in ls.structures
+    handles = [mpatches.Patch(color=colours[s.label], label=s.name) for s in ls.structures
                if s.label in present and s.label > 1]
     fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=6, frameon=False)
 
@@ -88,7 +96,7 @@ def heldout_case(segmenter: Any, out: Path, seed: int) -> Path:
     hu = sitk.GetArrayFromImage(image).astype(np.float32)
     sp = image.GetSpacing()
     y = hu.shape[1] // 2 + 10
-    fig, axes = plt.subplots(1, 2, figsize=(8, 8))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 6))
     _overlay(axes[0], hu[:, y, :], truth[:, y, :], f"held-out seed {seed}: generator truth", aspect=sp[2] / sp[0])
     _overlay(axes[1], hu[:, y, :], pred[:, y, :], "ct_organs_3mm prediction", aspect=sp[2] / sp[0])
     _legend(fig, set(np.unique(truth).tolist()))
