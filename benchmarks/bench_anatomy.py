@@ -152,7 +152,7 @@ def run(quick: bool = False) -> str:
         elif r:
             lines.append(f"| {name} | {r['seconds']:.2f} | {r['maxrss_mb']:.0f} | {note} |")
 
-    row("RadQC ct_organs_3mm, full segmentation at 3 mm (resample, sliding window, back to source grid)", ours,
+    row("RadQC ct_organs_3mm, full segmentation at 3 mm (resample, 2.5-D slice-stack inference, smooth upsampling to the source grid)", ours,
         f"model load {ours.get('load_s', 0):.2f} s once per worker; a second exam in the same process "
         f"{ours.get('seconds_second_exam', 0):.2f} s")
     row("MONAI wholeBody_ct_segmentation network (SegResNet, random weights), same input", monai, "torch, 2 threads")
