@@ -170,6 +170,8 @@ def resample_labels_smooth(coarse: sitk.Image, target: sitk.Image) -> sitk.Image
     cz, cy, cx = labels.shape
     present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
     tsize = np.array(target.GetSize())  # x, y, z
+    lo: np.ndarray
+    hi: np.ndarray
     for lab in present:
         idx = np.nonzero(labels == lab) if lab else None
         if idx is None:  # background: everywhere

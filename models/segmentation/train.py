@@ -210,26 +210,39 @@ def train(data: Path, out: Path, iterations: int, minutes: float, batch: int, lr
                 entry["val_dice"] = dice
                 log.info("val mean dice %.3f %s", entry["val_dice_mean"], json.dumps({k: round(v, 2) for k, v in dice.items()}))
             history.append(entry)
-            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "iteration": it + 1, "history": history}, ckpt)
-    torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "iteration": it + 1, "history": history}, ckpt)
+            save_checkpoint(ckpt, net, opt, it + 1, history)
+    save_checkpoint(ckpt, net, opt, it + 1, history)
     (out / "history.json").write_text(json.dumps(history, indent=1))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description="Train the CT organ model on synthetic cases")
+def run_cli(train_fn: Any, description: str, run_name: str, batch: int, lr: float, threads: int,
+            iterations: int = 3000) -> None:
+    """The command line shared by the 3-D and 2.5-D trainers (same data layout, same knobs)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--data", type=Path, default=Path("~/.cache/radqc/train/ct_organs").expanduser(),
-                    help="folder with train/, val/ and heldout/ npz cases (models/segmentation/data.py)")
-    ap.add_argument("--out", type=Path, default=Path("~/.cache/radqc/train/ct_organs/run").expanduser())
-    ap.add_argument("--iterations", type=int, default=3000)
+                    help="folder with train/ and val/ npz cases (models/segmentation/data.py)")
+    ap.add_argument("--out", type=Path, default=Path(f"~/.cache/radqc/train/ct_organs/{run_name}").expanduser())
+    ap.add_argument("--iterations", type=int, default=iterations)
     ap.add_argument("--minutes", type=float, default=600.0)
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--lr", type=float, default=lr)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=threads)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     val = sorted((args.data / "val").glob("*.npz"))[:2]
-    train(args.data / "train", args.out, args.iterations, args.minutes, args.batch, args.lr, args.seed, args.threads, val)
+    train_fn(args.data / "train", args.out, args.iterations, args.minutes, args.batch, args.lr, args.seed,
+             args.threads, val)
+
+
+def save_checkpoint(path: Path, net: Any, opt: Any, iteration: int, history: list[dict[str, Any]]) -> None:
+    import torch
+
+    torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "iteration": iteration, "history": history}, path)
+
+
+def main() -> None:
+    run_cli(train, "Train the 3-D CT organ model on synthetic cases", "run", batch=2, lr=3e-3, threads=2)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ records which one was exported and why (held-out Dice).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -20,7 +19,7 @@ import numpy as np
 
 from radqc.models.registry import load_label_set
 from radqc.models.segmentation.slices import CONTEXT, SIZE, fit_plane, predict_volume, slab
-from radqc.models.segmentation.train import CaseBank, _cases, dice_per_class
+from radqc.models.segmentation.train import CaseBank, _cases, dice_per_class, run_cli, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -125,25 +124,13 @@ def train(data: Path, out: Path, iterations: int, minutes: float, batch: int, lr
                 entry["val_dice"] = dice
                 log.info("val mean dice %.3f %s", entry["val_dice_mean"], json.dumps({k: round(v, 2) for k, v in dice.items()}))
             history.append(entry)
-            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "iteration": it + 1, "history": history}, ckpt)
-    torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "iteration": it + 1, "history": history}, ckpt)
+            save_checkpoint(ckpt, net, opt, it + 1, history)
+    save_checkpoint(ckpt, net, opt, it + 1, history)
     (out / "history.json").write_text(json.dumps(history, indent=1))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="Train the 2.5-D CT organ model on synthetic cases")
-    ap.add_argument("--data", type=Path, default=Path("~/.cache/radqc/train/ct_organs").expanduser())
-    ap.add_argument("--out", type=Path, default=Path("~/.cache/radqc/train/ct_organs/run25d").expanduser())
-    ap.add_argument("--iterations", type=int, default=3000)
-    ap.add_argument("--minutes", type=float, default=600.0)
-    ap.add_argument("--batch", type=int, default=12)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    val = sorted((args.data / "val").glob("*.npz"))[:2]
-    train(args.data / "train", args.out, args.iterations, args.minutes, args.batch, args.lr, args.seed, args.threads, val)
+    run_cli(train, "Train the 2.5-D CT organ model on synthetic cases", "run25d", batch=12, lr=2e-3, threads=1)
 
 
 if __name__ == "__main__":
