@@ -39,6 +39,8 @@ class Structure:
     zh: str = ""
     snomed: str | None = None
     from_generator: tuple[int, ...] = ()
+    #: Body regions (head, neck, chest, abdomen, pelvis, legs) where the structure can lie; () = anywhere.
+    regions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ def load_label_set(name: str) -> LabelSet:
             zh=str(s.get("zh", "")),
             snomed=(str(s["snomed"]) if s.get("snomed") else None),
             from_generator=tuple(int(x) for x in s.get("from_generator", []) or []),
+            regions=tuple(str(x) for x in s.get("regions", []) or []),
         )
         for s in raw.get("structures", [])
     )

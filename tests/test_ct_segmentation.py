@@ -145,3 +145,23 @@ def test_smooth_upsampling_beats_nearest_on_a_sphere_and_keeps_geometry() -> Non
     d_smooth, d_nearest = dice(sitk.GetArrayFromImage(smooth)), dice(sitk.GetArrayFromImage(nearest))
     assert d_smooth > 0.9
     assert d_smooth > d_nearest
+
+
+def test_implausible_structures_are_relabelled_body_with_a_margin() -> None:
+    """'Lung' on head slices becomes body; lung within 30 mm of a chest slice is kept (boundary error)."""
+    from radqc.models.segmentation.plausibility import remove_implausible
+
+    ls = load_label_set("ct_organs")
+    lung, body, brain = (ls.by_name()[n].label for n in ("lung_left", "body", "brain"))
+    z = np.arange(20, dtype=float) * 5.0  # 0..95 mm, slice 0 lowest
+    regions = ["chest"] * 8 + ["neck"] * 4 + ["head"] * 8
+    labels = np.full((20, 4, 4), lung, np.uint8)
+    labels[15:, :2] = brain
+    removed = remove_implausible(labels, regions, z, ls)
+    assert (labels[:8] == lung).all()  # chest
+    assert (labels[8:14] == lung).all()  # neck slices within 30 mm of the last chest slice (z 35)
+    assert (labels[14:, 2:] == body).all()  # 35 mm and more above the chest: not lung
+    assert (labels[15:, :2] == brain).all()  # brain on head slices untouched
+    assert removed == {"lung_left": int(6 * 8 + 8)}
+    with pytest.raises(ValueError):
+        remove_implausible(labels, regions[:-1], z, ls)

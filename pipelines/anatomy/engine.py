@@ -175,16 +175,6 @@ def analyse_ct(
             errors.append(_error("model_error", f"ct_organs {getattr(segmenter, 'name', '?')}: {type(exc).__name__}: {exc}"[:500]))
             result["models"]["ct_organs"]["status"] = "error"
         timings["segment_s"] = round(time.perf_counter() - t0, 3)
-        if labels_img is not None:
-            t0 = time.perf_counter()
-            labels = sitk.GetArrayViewFromImage(labels_img)
-            hu = sitk.GetArrayViewFromImage(image)
-            structures, unknown = structure_statistics(labels, geometry, labels_set, hu=hu)
-            if unknown:
-                warnings.append(f"label values not in label set {labels_set.name}: {unknown}")
-            result["structures"] = structures
-            timings["statistics_s"] = round(time.perf_counter() - t0, 3)
-
     body: BodyRegionResult | None = None
     if scorer is not None and not isinstance(scorer, Unavailable):
         t0 = time.perf_counter()
@@ -197,6 +187,18 @@ def analyse_ct(
             errors.append(_error("model_error", f"body_region {getattr(scorer, 'name', '?')}: {type(exc).__name__}: {exc}"[:500]))
             result["models"]["body_region"]["status"] = "error"
         timings["body_region_s"] = round(time.perf_counter() - t0, 3)
+    if labels_img is not None and body is not None and body.regions and len(body.regions) == len(z):
+        labels_img = _drop_implausible(labels_img, body, z, labels_set, warnings, result)
+    if labels_img is not None:
+        t0 = time.perf_counter()
+        labels = sitk.GetArrayViewFromImage(labels_img)
+        hu = sitk.GetArrayViewFromImage(image)
+        structures, unknown = structure_statistics(labels, geometry, labels_set, hu=hu)
+        if unknown:
+            warnings.append(f"label values not in label set {labels_set.name}: {unknown}")
+        result["structures"] = structures
+        timings["statistics_s"] = round(time.perf_counter() - t0, 3)
+
     tolerance = float(geometry.spacing[2])
     result["landmarks"] = _landmarks(body, z_lo, z_hi, tolerance, warnings)
     if body is not None:
@@ -216,6 +218,38 @@ def analyse_ct(
         result["error"] = _error("model_unavailable", detail)
     result["timings_s"] = timings
     return Analysis(result=result, labels=labels_img)
+
+
+def _polarity_hint(analyser: Any) -> dict[str, Any]:
+    """The loader already turned MONOCHROME1 the right way (higher = denser): say so to
+    analysers that accept it, so they do not guess the polarity (a guess failed on real CR)."""
+    import inspect
+
+    try:
+        params = inspect.signature(analyser.analyse).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"mono1": False} if "mono1" in params else {}
+
+
+def _drop_implausible(labels_img: sitk.Image, body: BodyRegionResult, z: np.ndarray, labels_set: LabelSet,
+                      warnings: list[str], result: dict[str, Any]) -> sitk.Image:
+    """Structures on slices where anatomy forbids them (lung in a head) become ``body``; reported."""
+    import SimpleITK as sitk
+
+    from radqc.models.segmentation.plausibility import remove_implausible
+
+    arr = sitk.GetArrayFromImage(labels_img)
+    removed = remove_implausible(arr, list(body.regions), np.asarray(z, float), labels_set)
+    if not removed:
+        return labels_img
+    voxel_ml = float(np.prod(labels_img.GetSpacing())) / 1000.0
+    result["implausible_removed_ml"] = {k: round(v * voxel_ml, 2) for k, v in removed.items()}
+    warnings.append("relabelled as body (outside their body regions): "
+                    + ", ".join(f"{k} {v * voxel_ml:.1f} ml" for k, v in removed.items()))
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(labels_img)
+    return out
 
 
 def _region_runs(regions: list[str], z: np.ndarray) -> list[dict[str, Any]]:
@@ -262,7 +296,8 @@ def analyse_radiograph(radiograph: Radiograph, *, analyser: Any) -> Analysis:
         return Analysis(result=result)
     t0 = time.perf_counter()
     try:
-        out = analyser.analyse(radiograph.pixels, radiograph.spacing_mm, radiograph.view, radiograph.body_part)
+        out = analyser.analyse(radiograph.pixels, radiograph.spacing_mm, radiograph.view, radiograph.body_part,
+                               **_polarity_hint(analyser))
     except Exception as exc:  # noqa: BLE001
         result["status"] = "model_error"
         result["models"]["radiograph_anatomy"]["status"] = "error"
