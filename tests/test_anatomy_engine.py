@@ -371,3 +371,27 @@ def test_seg_uids_are_stable_for_the_same_input(ct_volume) -> None:  # type: ign
     a, b = run_ct(ct_volume, models), run_ct(ct_volume, models)
     assert a.result["outputs"]["seg_sop_instance_uid"] == b.result["outputs"]["seg_sop_instance_uid"]
     assert a.files["labels.nii.gz"] == b.files["labels.nii.gz"]
+
+
+def test_seg_keeps_a_single_component_chinese_name_without_warning() -> None:
+    """Chinese names arrive as one component ("杨婷华"): the SEG copies it as sent and
+    highdicom's person-name warning does not repeat for every exam of a batch."""
+    import warnings
+
+    from radqc.dicom.factory import ct_series_datasets
+    from radqc.dicom.volume import build_volume
+    from radqc.pipelines.anatomy.run import run_ct
+
+    datasets = ct_series_datasets(4, size=16, spacing_mm=3.0, seed=5, rescale_intercept=-1024)
+    for ds in datasets:
+        ds.PatientName = "杨婷华"
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        arr = np.full((16, 16), 24, np.int16)
+        arr[3:13, 3:13] = 1024 + 60
+        ds.PixelData = arr.tobytes()
+    volume = build_volume(datasets)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = run_ct(volume, {"ct_organs": ThresholdSegmenter(), "body_region": None})
+    assert not [w for w in caught if "person name" in str(w.message)]
+    assert str(pydicom.dcmread(io.BytesIO(out.files["seg.dcm"])).PatientName) == "杨婷华"

@@ -16,11 +16,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -190,17 +192,18 @@ def ct_seg(
         from pydicom.uid import JPEGLSLossless
 
         try:  # lossless JPEG-LS: ~100x smaller than uncompressed 8-bit frames
-            return hd.seg.Segmentation(**kwargs, transfer_syntax_uid=JPEGLSLossless), segment_map
+            with _source_names_as_given():
+                return hd.seg.Segmentation(**kwargs, transfer_syntax_uid=JPEGLSLossless), segment_map
         except (RuntimeError, ValueError, ImportError):  # no JPEG-LS encoder here: uncompressed
             pass
-    return hd.seg.Segmentation(**kwargs), segment_map
+    with _source_names_as_given():
+        return hd.seg.Segmentation(**kwargs), segment_map
 
 
 def radiograph_seg(masks: dict[str, np.ndarray], radiograph: Radiograph, model: dict[str, Any]) -> tuple[Dataset, dict[int, str]]:
     """A BINARY DICOM SEG of a projection's masks (overlapping allowed), one segment per mask."""
     import highdicom as hd
 
-    from radqc import __version__
 
     names = [n for n, m in masks.items() if m.any()]
     if not names:
@@ -210,13 +213,33 @@ def radiograph_seg(masks: dict[str, np.ndarray], radiograph: Radiograph, model: 
     seed = f"{radiograph.sop_instance_uid}|{hashlib.sha256(stack.tobytes()).hexdigest()}|{model.get('name')}|{model.get('version')}"
     algorithm = _algorithm(model)
     descriptions = [_description(i + 1, n, None, algorithm, seed) for i, n in enumerate(names)]
-    seg = hd.seg.Segmentation(
+    with _source_names_as_given():
+        seg = _radiograph_segmentation(hd, src, stack, descriptions, seed)
+    return seg, {i + 1: n for i, n in enumerate(names)}
+
+
+def _radiograph_segmentation(hd: Any, src: Dataset, stack: np.ndarray, descriptions: list[Any], seed: str) -> Any:
+    from radqc import __version__
+
+    return hd.seg.Segmentation(
         source_images=[src], pixel_array=stack, segmentation_type="BINARY", segment_descriptions=descriptions,
         series_instance_uid=_uid(seed, "series"), series_number=SEG_SERIES_NUMBER, sop_instance_uid=_uid(seed, "instance"),
         instance_number=1, manufacturer=SEG_MANUFACTURER, manufacturer_model_name=SEG_MODEL_NAME,
         software_versions=str(__version__), device_serial_number="0", content_label="ANATOMY", omit_empty_frames=True,
     )
-    return seg, {i + 1: n for i, n in enumerate(names)}
+
+
+@contextlib.contextmanager
+def _source_names_as_given() -> Any:
+    """Silence highdicom's warning on single-component person names.
+
+    The SEG copies the patient's name from the source images, and Chinese names are
+    routinely stored as one component (e.g. "杨婷华"); the warning would repeat for every
+    SEG in a batch and bury real warnings. The name is copied as the hospital sent it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The string .* is unlikely to represent the intended person name",
+                                category=UserWarning)
+        yield
 
 
 def dataset_bytes(ds: Dataset) -> bytes:
