@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -205,8 +205,3 @@ def resample_labels_smooth(coarse: sitk.Image, target: sitk.Image) -> sitk.Image
     result = sitk.GetImageFromArray(out)
     result.CopyInformation(target)
     return result
-
-
-def describe(info: ModelInfo) -> dict[str, Any]:
-    return {"name": info.name, "version": info.version, "spacing_mm": info.input.get("spacing_mm"),
-            "patch": info.input.get("patch")}

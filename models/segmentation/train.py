@@ -166,12 +166,7 @@ def train(data: Path, out: Path, iterations: int, minutes: float, batch: int, lr
     start = 0
     history: list[dict[str, Any]] = []
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        start = int(state["iteration"])
-        history = state.get("history", [])
-        log.info("resumed at iteration %d", start)
+        start, history = load_checkpoint(ckpt, net, opt)
     aug = augmentation(network.PATCH)
     aug.set_random_state(seed=seed)
     big = tuple(int(s * 1.25) for s in network.PATCH)
@@ -233,6 +228,17 @@ def run_cli(train_fn: Any, description: str, run_name: str, batch: int, lr: floa
     val = sorted((args.data / "val").glob("*.npz"))[:2]
     train_fn(args.data / "train", args.out, args.iterations, args.minutes, args.batch, args.lr, args.seed,
              args.threads, val)
+
+
+def load_checkpoint(path: Path, net: Any, opt: Any) -> tuple[int, list[dict[str, Any]]]:
+    """Resume: weights and optimiser state in place; returns (iteration, history)."""
+    import torch
+
+    state = torch.load(path, weights_only=False)
+    net.load_state_dict(state["net"])
+    opt.load_state_dict(state["opt"])
+    log.info("resumed at iteration %d", int(state["iteration"]))
+    return int(state["iteration"]), list(state.get("history", []))
 
 
 def save_checkpoint(path: Path, net: Any, opt: Any, iteration: int, history: list[dict[str, Any]]) -> None:

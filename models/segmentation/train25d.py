@@ -19,7 +19,14 @@ import numpy as np
 
 from radqc.models.registry import load_label_set
 from radqc.models.segmentation.slices import CONTEXT, SIZE, fit_plane, predict_volume, slab
-from radqc.models.segmentation.train import CaseBank, _cases, dice_per_class, run_cli, save_checkpoint
+from radqc.models.segmentation.train import (
+    CaseBank,
+    _cases,
+    dice_per_class,
+    load_checkpoint,
+    run_cli,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +78,7 @@ def train(data: Path, out: Path, iterations: int, minutes: float, batch: int, lr
     ckpt = out / "ckpt.pt"
     start, history = 0, []
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        start, history = int(state["iteration"]), state.get("history", [])
+        start, history = load_checkpoint(ckpt, net, opt)
     t0 = time.time()
     running: list[float] = []
     it = start
