@@ -291,6 +291,9 @@ class Finish:
     error: str | None
     manifest: dict[str, Any]
     result: Any
+    #: The stage's catalogue projection and the exam it runs for (succeeded results only).
+    project: Callable[[Any, int, int, Any], None] | None = None
+    exam_id: int | None = None
 
 
 @dataclass
@@ -337,6 +340,9 @@ def flush(sessions: Callable[[], Any], batch: WriteBatch) -> None:
                         result=fin.result if fin.result is not None else {},
                     )
                 )
+            for fin in batch.finishes:
+                if fin.project is not None and fin.status == "succeeded" and fin.exam_id is not None:
+                    fin.project(s, fin.exam_id, fin.ledger_id, fin.result)
             if batch.statuses:
                 current = {
                     exam_id: status

@@ -460,6 +460,7 @@ class _Scheduler:
                 ledger_id=task.row.ledger_id, status=outcome.status, attempts=outcome.attempts,
                 started_at=outcome.started_at, finished_at=outcome.finished_at, error=outcome.error,
                 manifest=manifest, result=outcome.result if outcome.status == SUCCEEDED else {},
+                project=stage.project, exam_id=task.state.exam_id,
             )
         )
         if outcome.status == SUCCEEDED:

@@ -108,6 +108,13 @@ class Stage:
     reads: tuple[str, ...] = ("instances",)
     versions: Mapping[str, str] | Callable[[], Mapping[str, str]] = field(default_factory=dict)
     description: str = ""
+    #: Optional catalogue projection: a module-level ``fn(session, exam_id, ledger_id, result)``
+    #: called in the same transaction that records a succeeded result. It turns the result into
+    #: catalogue rows other parts of the product query (split standard series, exam tags, the
+    #: item review queue). The stage function itself still never opens the catalogue; a
+    #: projection must be idempotent per exam (replace the exam's rows), because a re-run
+    #: projects again.
+    project: Callable[[Any, int, int, Any], None] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):

@@ -297,3 +297,114 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+# ------------------------------------------------------------ standard items and series (#6)
+
+
+class ItemMapping(Base):
+    """A confirmed mapping of one hospital's exam item onto standard items (院内编码/名称 ↔ 标准编码).
+
+    Looked up before any parsing, so each hospital's mapping converges as reviewers confirm
+    names. ``hospital_id`` NULL is a region-wide mapping. ``region_code`` is the imaging
+    cloud's generated institution-level code for the hospital's item, when the region issues
+    one. ``name_key`` is the normalised name (NFKC, noise stripped) the lookup uses.
+    """
+
+    __tablename__ = "item_mapping"
+    __table_args__ = (Index("ix_item_mapping_lookup", "hospital_id", "name_key"),
+                      Index("ix_item_mapping_code", "hospital_id", "local_code"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hospital_id: Mapped[int | None] = mapped_column(ForeignKey("hospital.id"))
+    local_code: Mapped[str | None] = mapped_column(String(64))
+    region_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    local_name: Mapped[str | None] = mapped_column(String(512))
+    name_key: Mapped[str | None] = mapped_column(String(512))
+    #: Standard item codes, with laterality when the item is lateral: [{"code": ..., "laterality": "左"}].
+    standard_items: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="confirmed")  # confirmed, retired
+    source: Mapped[str] = mapped_column(String(32), default="review")  # review, import, code_2012
+    confirmed_by: Mapped[str | None] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ItemReview(Base):
+    """An exam-item name the normaliser could not map with confidence: the human review queue."""
+
+    __tablename__ = "item_review"
+    __table_args__ = (Index("ix_item_review_lookup", "hospital_id", "name_key", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hospital_id: Mapped[int | None] = mapped_column(ForeignKey("hospital.id"))
+    local_code: Mapped[str | None] = mapped_column(String(64))
+    local_name: Mapped[str] = mapped_column(String(512))
+    name_key: Mapped[str] = mapped_column(String(512))
+    #: What the normaliser proposed: [{"code", "name", "confidence", "source"}...] best first.
+    candidates: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open, confirmed, rejected
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    first_exam_id: Mapped[int | None] = mapped_column(ForeignKey("exam.id"))
+    decision: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StandardSeries(Base):
+    """A standard series of one standard item, made by the split: it points at original instances.
+
+    A combined exam's long acquisition becomes one row per item (a slab: ``z_from_mm`` to
+    ``z_to_mm``); an ordinary series becomes one row under the item it belongs to. The original
+    series and instances are never changed. Rows are replaced whenever the ``series`` stage
+    re-runs for the exam (``ledger_id`` says which run made them).
+    """
+
+    __tablename__ = "standard_series"
+    __table_args__ = (Index("ix_standard_series_item", "item_code", "category"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exam_id: Mapped[int] = mapped_column(ForeignKey("exam.id"), index=True)
+    source_series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id"), index=True)
+    #: A new UID for the standard series (2.25 form), stable for the same exam, item and source.
+    standard_series_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    item_code: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(64))
+    role: Mapped[str | None] = mapped_column(String(32))
+    z_from_mm: Mapped[float | None] = mapped_column(Float)
+    z_to_mm: Mapped[float | None] = mapped_column(Float)
+    instance_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: The series label (plane, sequence, phase, confidence, evidence) as the stage wrote it.
+    label: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    ledger_id: Mapped[int | None] = mapped_column(ForeignKey("ledger.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StandardSeriesInstance(Base):
+    """Which original instances a standard series is made of."""
+
+    __tablename__ = "standard_series_instance"
+
+    standard_series_id: Mapped[int] = mapped_column(ForeignKey("standard_series.id", ondelete="CASCADE"),
+                                                    primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), primary_key=True, index=True)
+
+
+class ExamTag(Base):
+    """A tag of the TAG dictionary (影像特征标签 / 数据质量标签) assigned to an exam."""
+
+    __tablename__ = "exam_tag"
+    __table_args__ = (UniqueConstraint("exam_id", "tag", name="uq_exam_tag"), Index("ix_exam_tag_tag", "tag", "value"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exam_id: Mapped[int] = mapped_column(ForeignKey("exam.id"), index=True)
+    tag: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str | None] = mapped_column(String(128))
+    #: The stage whose result set the tag (one stage owns a tag; its re-run replaces it).
+    stage: Mapped[str] = mapped_column(String(64))
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    ledger_id: Mapped[int | None] = mapped_column(ForeignKey("ledger.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -285,7 +285,29 @@ HEADER_KEYWORDS = (
     "EchoTime",
     "InversionTime",
     "MagneticFieldStrength",
+    # series classification (pipelines/series): MR sequence family, derived series, dynamics
+    "EchoTrainLength",
+    "ScanOptions",
+    "MRAcquisitionType",
+    "SequenceName",
+    "FlipAngle",
+    "AngioFlag",
+    "DiffusionBValue",
+    "NumberOfTemporalPositions",
+    "TemporalPositionIdentifier",
+    "TriggerTime",
+    "NominalPercentageOfCardiacPhase",
+    "DerivationDescription",
+    "ReconstructionDiameter",
+    "ContrastBolusRoute",
+    "ContrastBolusVolume",
+    "SeriesTime",
 )
+
+#: Vendor private b-value elements (GE (0043,1039) first value, Siemens (0019,100C)), read
+#: when the standard DiffusionBValue is absent; stored as ``DiffusionBValue`` with
+#: ``DiffusionBValueSource`` saying where it came from.
+PRIVATE_B_VALUE = (((0x0043, 0x1039), "GEMS_PARM_01"), ((0x0019, 0x100C), "SIEMENS MR HEADER"))
 
 
 def _header(ds: Dataset) -> dict[str, Any]:
@@ -300,6 +322,19 @@ def _header(ds: Dataset) -> dict[str, Any]:
             out[keyword] = [_jsonable(v) for v in value]
         else:
             out[keyword] = _jsonable(value)
+    if "DiffusionBValue" not in out:
+        for tag, creator in PRIVATE_B_VALUE:
+            element = ds.get(tag)
+            if element is None or element.value in (None, "", b""):
+                continue
+            value = element.value
+            first = value[0] if isinstance(value, (list, pydicom.multival.MultiValue)) else value
+            try:
+                out["DiffusionBValue"] = float(first.decode() if isinstance(first, bytes) else first)
+                out["DiffusionBValueSource"] = creator
+                break
+            except (TypeError, ValueError):
+                continue
     return out
 
 
