@@ -27,6 +27,8 @@ MODULES: tuple[str, ...] = (
     "radqc.datasets.evaluation.evaluators.records",
     "radqc.datasets.evaluation.evaluators.rules",
     "radqc.datasets.evaluation.evaluators.anatomy",
+    "radqc.datasets.evaluation.evaluators.series",
+    "radqc.datasets.evaluation.evaluators.items",
 )
 
 

@@ -58,6 +58,10 @@ def _register() -> None:
     for module in (cmd_workspace, cmd_ingest, cmd_records, cmd_network, cmd_archive, cmd_run, cmd_demo, cmd_synth,
                    cmd_check, cmd_rules_stats, cmd_rules, cmd_segment, cmd_models):
         module.register(app)
+    import importlib
+
+    for name in ("cmd_series", "cmd_items", "cmd_exams"):  # standard series / items / exam search (#6)
+        importlib.import_module(f"radqc.cli.{name}").register(app)
 
 
 _register()
