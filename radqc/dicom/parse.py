@@ -307,6 +307,9 @@ HEADER_KEYWORDS = (
 #: Vendor private b-value elements (GE (0043,1039) first value, Siemens (0019,100C)), read
 #: when the standard DiffusionBValue is absent; stored as ``DiffusionBValue`` with
 #: ``DiffusionBValueSource`` saying where it came from.
+#: Referenced source SOP instances kept per derived image (enough to find the source series).
+MAX_SOURCE_REFS = 2
+
 PRIVATE_B_VALUE = (((0x0043, 0x1039), "GEMS_PARM_01"), ((0x0019, 0x100C), "SIEMENS MR HEADER"))
 
 
@@ -322,6 +325,14 @@ def _header(ds: Dataset) -> dict[str, Any]:
             out[keyword] = [_jsonable(v) for v in value]
         else:
             out[keyword] = _jsonable(value)
+    sources = ds.get("SourceImageSequence")
+    if sources:
+        # A derived series (MPR, MIP, ADC, VR) names its source images: the series classifier
+        # links it to its source series (its phase and item follow the source).
+        refs = [str(item.get("ReferencedSOPInstanceUID", "")) for item in list(sources)[:MAX_SOURCE_REFS]]
+        refs = [r for r in refs if r]
+        if refs:
+            out["SourceSOPInstanceUIDs"] = refs
     if "DiffusionBValue" not in out:
         for tag, creator in PRIVATE_B_VALUE:
             element = ds.get(tag)
