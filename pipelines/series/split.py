@@ -1,0 +1,590 @@
+"""Assign an exam's series to its ordered standard items; cut one long acquisition into slabs.
+
+Pure functions, no I/O: the CLI (:mod:`radqc.pipelines.series.run`), the ``series`` stage and
+``radqc eval series`` all call :func:`split_exam` with what they already have (labels from the
+classifier, header facts, slice positions, optionally the anatomy engine's body regions).
+
+Why it works the way it does (docs/series.md has the long form):
+
+* Regions come from the images first: the classifier's ``region`` per series (image model +
+  header model), the per-slice body regions of the anatomy engine when they exist. The
+  header's BodyPartExamined is only a weak hint (wrong in ~15% of exams), so it is never the
+  only reason for an assignment.
+* CT originals that overlap in z are one acquisition (a 5 mm soft and a 1.25 mm lung
+  reconstruction of the same helical scan). When an acquisition is the only one whose
+  region fits an item and it is long enough to cover the item's neighbour in z too, it
+  covers several ordered items and is cut into slabs at anatomical boundaries: the body-region
+  result's region limits / landmarks when present (``boundary_source: "body_region"``),
+  otherwise typical part lengths along the scan (``"z_coverage"``, lower confidence).
+* Derived series follow their source series, a localizer the acquisition it plans (the next
+  acquisition in series-number order), a dose report covers every item of its modality.
+* Nothing is guessed silently: a series that fits no item is ``unassigned`` with its reason,
+  an ordered item that no series covers is a ``mismatch`` with the evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from radqc.pipelines.series.types import SeriesLabel
+
+SPLIT_VERSION = "1"
+
+#: Billing-part facts used when ``radqc.vocab`` cannot answer: part -> (region, z_order).
+#: z_order runs from 0 (vertex) to 100 (pubic symphysis) for trunk parts, as in the vocab.
+FALLBACK_PARTS: dict[str, tuple[str, int]] = {
+    "颅脑": ("head", 5), "颅底": ("head", 12), "眼部": ("head", 10), "中耳乳突": ("head", 12),
+    "鼻窦": ("head", 14), "鼻咽部": ("head", 16), "颌面部": ("head", 16), "齿科": ("head", 17),
+    "颈部软组织": ("neck", 22), "颈部": ("neck", 22), "颈椎": ("cervical_spine", 22),
+    "胸部": ("chest", 40), "心脏": ("chest", 42), "胸椎": ("thoracic_spine", 40),
+    "上腹部": ("abdomen", 60), "下腹部": ("abdomen", 72), "腰椎": ("lumbar_spine", 70),
+    "骶尾椎": ("pelvis", 88), "盆腔": ("pelvis", 88), "髋关节": ("pelvis", 92),
+    "骶髂关节": ("pelvis", 86), "膝关节": ("knee", 130), "踝关节": ("legs", 150),
+}
+
+#: Item region -> series regions that may image it. A thoracic-spine CT looks like a chest
+#: slab to a body-region model, a lumbar spine like abdomen (+ pelvis): both are legitimate.
+COMPATIBLE_REGIONS: dict[str, tuple[str, ...]] = {
+    "head": ("head",),
+    "neck": ("neck",),
+    "chest": ("chest",),
+    "abdomen": ("abdomen",),
+    "pelvis": ("pelvis",),
+    "cervical_spine": ("cervical_spine", "neck", "spine"),
+    "thoracic_spine": ("thoracic_spine", "chest", "spine"),
+    "lumbar_spine": ("lumbar_spine", "abdomen", "spine"),
+    "spine": ("spine", "cervical_spine", "thoracic_spine", "lumbar_spine", "neck", "chest", "abdomen"),
+    "knee": ("knee", "legs"),
+    "legs": ("legs", "knee"),
+}
+
+#: Typical scanned length (mm) of one item of a region: the z-coverage fallback cuts a long
+#: acquisition in these proportions, and decides whether a scan is long enough to cover a
+#: neighbouring ordered part. Medians measured on the generator's training set (train_mixed),
+#: in line with adult anatomy (chest ~30 cm, abdomen ~20 cm).
+TYPICAL_LENGTH_MM: dict[str, float] = {
+    "head": 145.0, "neck": 190.0, "chest": 300.0, "abdomen": 200.0, "pelvis": 190.0,
+    "cervical_spine": 170.0, "thoracic_spine": 300.0, "lumbar_spine": 205.0, "knee": 160.0, "legs": 400.0,
+}
+#: An acquisition covers extra ordered parts when its length reaches this share of the parts'
+#: summed typical lengths (chest alone: median 302 mm; chest + upper abdomen in one scan: >= 367).
+COVER_FRACTION = 0.75
+#: Confidence of a slab boundary by its source.
+BOUNDARY_CONFIDENCE = {"body_region": 0.95, "z_coverage": 0.7}
+#: Modalities that are the same thing for an order (a DR item is imaged by DX or CR objects).
+MODALITY_GROUPS: dict[str, str] = {"DX": "DX", "CR": "DX", "DR": "DX", "RG": "DX", "MG": "MG", "CT": "CT",
+                                   "MR": "MR", "RF": "RF", "XA": "XA", "US": "US", "NM": "NM", "PT": "PT"}
+#: Body region per BodyPartExamined value (weak hint only).
+BODY_PART_REGION: dict[str, str] = {
+    "HEAD": "head", "BRAIN": "head", "SKULL": "head", "NECK": "neck", "CSPINE": "cervical_spine",
+    "CHEST": "chest", "THORAX": "chest", "LUNG": "chest", "TSPINE": "thoracic_spine", "ABDOMEN": "abdomen",
+    "LIVER": "abdomen", "PELVIS": "pelvis", "LSPINE": "lumbar_spine", "KNEE": "knee", "CHESTABDOMEN": "chest",
+}
+#: Reasons a series is not assigned: code -> (Chinese, English).
+UNASSIGNED_REASONS: dict[str, tuple[str, str]] = {
+    "modality_not_ordered": ("该模态无医嘱项目", "no ordered item of this modality"),
+    "region_not_ordered": ("该部位未开医嘱", "the imaged region is not ordered"),
+    "region_unknown": ("无法确定序列部位", "the series' region could not be determined"),
+    "ambiguous_items": ("多个医嘱项目同样匹配", "several ordered items fit equally well"),
+    "source_unassigned": ("源序列未分配", "the source series is unassigned"),
+}
+
+
+def _bilingual(table: Mapping[str, tuple[str, str]], code: str, detail: str = "") -> str:
+    zh, en = table[code]
+    text = f"{zh} / {en}"
+    return f"{text}: {detail}" if detail else text
+
+
+def _modality_group(modality: str | None) -> str:
+    m = (modality or "").upper()
+    return MODALITY_GROUPS.get(m, m)
+
+
+def part_facts(name: str) -> tuple[str | None, int | None]:
+    """(region, z_order) of a billing part: the vocabulary when it knows it, else the fallback."""
+    try:
+        import importlib
+
+        bp = importlib.import_module("radqc.vocab").part(name)
+        if bp is not None:
+            return getattr(bp, "region", None), getattr(bp, "z_order", None)
+    except Exception:  # vocab not installed yet or unknown part name: the fallback table
+        pass
+    region, z = FALLBACK_PARTS.get(name, (None, None))
+    return region, z
+
+
+@dataclass
+class ItemInfo:
+    """An ordered standard item plus the region facts the split needs."""
+
+    index: int
+    item: dict[str, Any]
+    region: str | None
+    z_order: float
+
+    @property
+    def code(self) -> str:
+        return str(self.item.get("code") or f"item{self.index}")
+
+
+def item_info(index: int, item: Mapping[str, Any],
+              facts: Callable[[str], tuple[str | None, int | None]] = part_facts) -> ItemInfo:
+    """Resolve an item's body region and z order (its first part's, the trunk order)."""
+    parts = list(item.get("parts") or ([item["part"]] if item.get("part") else []))
+    region = item.get("region")
+    z_order: float | None = None
+    for p in parts:
+        r, z = facts(str(p))
+        region = region or r
+        if z is not None:
+            z_order = float(z) if z_order is None else min(z_order, float(z))
+    if z_order is None:
+        z_order = float({"head": 5, "neck": 22, "chest": 40, "abdomen": 62, "pelvis": 88}.get(str(region), 200 + index))
+    return ItemInfo(index=index, item=dict(item), region=str(region) if region else None, z_order=z_order)
+
+
+def regions_compatible(item_region: str | None, series_region: str | None) -> bool:
+    if not item_region or not series_region:
+        return False
+    return series_region in COMPATIBLE_REGIONS.get(item_region, (item_region,))
+
+
+@dataclass
+class _Series:
+    uid: str
+    label: SeriesLabel
+    header: Any
+    z: list[float]
+    region: str | None
+    region_conf: float
+
+    @property
+    def number(self) -> int:
+        n = getattr(self.header, "series_number", None)
+        return int(n) if isinstance(n, (int, float)) else 1 << 30
+
+    @property
+    def z_range(self) -> tuple[float, float] | None:
+        if self.z:
+            return min(self.z), max(self.z)
+        lo, hi = getattr(self.header, "z_min", None), getattr(self.header, "z_max", None)
+        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
+            return float(min(lo, hi)), float(max(lo, hi))
+        return None
+
+
+@dataclass
+class _Cluster:
+    """One CT acquisition: original axial series that overlap in z."""
+
+    members: list[_Series] = field(default_factory=list)
+    lo: float = math.inf
+    hi: float = -math.inf
+
+    def add(self, s: _Series, zr: tuple[float, float]) -> None:
+        self.members.append(s)
+        self.lo, self.hi = min(self.lo, zr[0]), max(self.hi, zr[1])
+
+    @property
+    def length(self) -> float:
+        return max(0.0, self.hi - self.lo)
+
+    def region(self) -> tuple[str | None, float]:
+        votes: dict[str, float] = {}
+        for m in self.members:
+            if m.region:
+                votes[m.region] = votes.get(m.region, 0.0) + max(m.region_conf, 0.05)
+        if not votes:
+            return None, 0.0
+        best = max(votes, key=lambda k: votes[k])
+        return best, votes[best] / sum(votes.values())
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Overlap of two z ranges as a share of the shorter one."""
+    inter = min(a[1], b[1]) - max(a[0], b[0])
+    shorter = max(min(a[1] - a[0], b[1] - b[0]), 1e-6)
+    return inter / shorter if inter > 0 else (1.0 if inter == 0 and shorter <= 1e-6 else 0.0)
+
+
+def _series_region(label: SeriesLabel, header: Any) -> tuple[str | None, float]:
+    if label.region:
+        return label.region, float(label.field_confidence.get("region", label.confidence or 0.5))
+    bp = str(getattr(header, "body_part", None) or "").upper().replace(" ", "")
+    if bp in BODY_PART_REGION:  # weak hint: low confidence, never decisive alone for a mismatch
+        return BODY_PART_REGION[bp], 0.3
+    return None, 0.0
+
+
+def _entry(s: _Series, by: str, confidence: float, slab: dict[str, Any] | None = None,
+           note: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"series_uid": s.uid, "category": s.label.category, "role": s.label.role,
+                           "slab": slab, "assigned_by": by, "confidence": round(float(confidence), 3)}
+    if note:
+        out["note"] = note
+    return out
+
+
+def slab_boundaries(items: Sequence[ItemInfo], lo: float, hi: float,
+                    body_regions: Mapping[str, Any] | None) -> tuple[list[float], str]:
+    """Cut points (descending z, one fewer than ``items``) between consecutive items top to bottom.
+
+    With the anatomy engine's regions: the midpoint between where the upper item's region
+    ends and the lower item's begins (two items of one region, e.g. 上腹部 + 下腹部, split
+    that region at the lower renal pole when known, else in typical-length proportion).
+    Otherwise typical part lengths scaled to the scan (``z_coverage``).
+    """
+    regions = list((body_regions or {}).get("regions") or [])
+    landmarks = dict((body_regions or {}).get("landmarks") or {})
+    zones: dict[str, tuple[float, float]] = {}
+    for r in regions:
+        try:
+            name, zlo, zhi = str(r["region"]), float(r["z_min_mm"]), float(r["z_max_mm"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        old = zones.get(name)
+        zones[name] = (min(zlo, old[0]), max(zhi, old[1])) if old else (zlo, zhi)
+
+    def zone(item: ItemInfo) -> tuple[float, float] | None:
+        found = [zones[r] for r in COMPATIBLE_REGIONS.get(item.region or "", (item.region or "",)) if r in zones]
+        if not found:
+            return None
+        return min(z[0] for z in found), max(z[1] for z in found)
+
+    cuts: list[float] = []
+    source = "body_region" if zones else "z_coverage"
+    if zones:
+        for upper, lower in zip(items, items[1:], strict=False):
+            zu, zl = zone(upper), zone(lower)
+            if zu and zl and zu != zl:
+                cuts.append((zu[0] + zl[1]) / 2.0)
+            elif zu and zl:  # same region (上腹部 + 下腹部): landmark or proportion inside it
+                renal = landmarks.get("lower_renal_pole")
+                if isinstance(renal, (int, float)) and zu[0] < renal < zu[1]:
+                    cuts.append(float(renal))
+                else:
+                    cuts.append(zu[1] - (zu[1] - zu[0]) * 0.55)
+            else:
+                source = "z_coverage"
+                cuts = []
+                break
+        if cuts and not all(lo < c < hi for c in cuts):
+            source, cuts = "z_coverage", []
+    if not cuts:
+        lengths = [TYPICAL_LENGTH_MM.get(i.region or "", 200.0) for i in items]
+        same: dict[str | None, int] = {}
+        for i in items:  # two items of one region share its length
+            same[i.region] = same.get(i.region, 0) + 1
+        lengths = [length / same[i.region] for i, length in zip(items, lengths, strict=True)]
+        total = sum(lengths)
+        acc = 0.0
+        for length in lengths[:-1]:
+            acc += length
+            cuts.append(hi - (hi - lo) * acc / total)
+        source = "z_coverage"
+    return sorted(cuts, reverse=True), source
+
+
+def slab_members(z_positions: Sequence[float], z_from_mm: float, z_to_mm: float) -> list[int]:
+    """Indices of the slices inside a slab (inclusive: boundaries lie between slices)."""
+    return [i for i, z in enumerate(z_positions) if z_from_mm - 1e-3 <= z <= z_to_mm + 1e-3]
+
+
+def _snap(z_sorted_desc: Sequence[float], cut: float) -> float:
+    """A cut moved halfway between the two slices around it, so no slice lies on a boundary."""
+    above = [z for z in z_sorted_desc if z >= cut]
+    below = [z for z in z_sorted_desc if z < cut]
+    if not above or not below:
+        return cut
+    return (min(above) + max(below)) / 2.0
+
+
+def _slabs_for(s: _Series, cuts: Sequence[float], source: str) -> list[dict[str, Any] | None]:
+    """The series' own slab per item (top to bottom); None where the slab holds no slice.
+
+    Each slab's ``z_from_mm``/``z_to_mm`` are its lowest/highest slice, so
+    :func:`slab_members` over the same positions gives back exactly its slices.
+    """
+    zs = sorted(s.z, reverse=True)
+    if not zs:
+        return [None for _ in range(len(cuts) + 1)]
+    snapped = [_snap(zs, c) for c in cuts]
+    out: list[dict[str, Any] | None] = []
+    for k in range(len(snapped) + 1):
+        upper = math.inf if k == 0 else snapped[k - 1]
+        lower = -math.inf if k == len(snapped) else snapped[k]
+        members = [z for z in zs if lower < z <= upper]
+        if not members:
+            out.append(None)
+            continue
+        out.append({"z_from_mm": round(min(members), 3), "z_to_mm": round(max(members), 3),
+                    "instances": len(members), "boundary_source": source})
+    return out
+
+
+def split_exam(
+    labels: Sequence[SeriesLabel],
+    items: Sequence[Mapping[str, Any]],
+    *,
+    headers: Mapping[str, Any] | None = None,
+    slice_z: Mapping[str, Sequence[float]] | None = None,
+    body_regions: Mapping[str, Any] | None = None,
+    part_lookup: Callable[[str], tuple[str | None, int | None]] = part_facts,
+) -> dict[str, Any]:
+    """Assign every series to the ordered standard item(s) it belongs to (result: docs/series.md).
+
+    ``labels``: the classifier's labels; ``items``: the ordered standard items (the items
+    stage's ``standard_items`` or the normaliser's matches: code, name, modality, parts,
+    method, laterality); ``headers``: series uid -> header facts (``series_number``,
+    ``z_min``/``z_max``, ``source_series_uids``, ``laterality``, ``body_part``);
+    ``slice_z``: series uid -> patient z of each instance (slab membership and counts);
+    ``body_regions``: the anatomy engine's ``body_region`` (regions with ``z_min_mm``/
+    ``z_max_mm``) and ``landmarks`` of one CT series of the exam, when it ran.
+    """
+    headers = headers or {}
+    slice_z = slice_z or {}
+    series = []
+    for lab in labels:
+        h = headers.get(lab.series_uid)
+        region, conf = _series_region(lab, h)
+        zs = [float(z) for z in (slice_z.get(lab.series_uid) or []) if isinstance(z, (int, float))]
+        series.append(_Series(lab.series_uid, lab, h, zs, region, conf))
+    by_uid = {s.uid: s for s in series}
+    infos = [item_info(i, it, part_lookup) for i, it in enumerate(items)]
+    result_items: list[dict[str, Any]] = [
+        {k: info.item.get(k) for k in ("code", "name", "modality", "parts", "method", "laterality")}
+        | {"region": info.region, "series": []} for info in infos]
+    unassigned: list[dict[str, Any]] = []
+    mismatch: list[dict[str, Any]] = []
+    assigned: dict[str, list[int]] = {}
+
+    def put(idx: int, entry: dict[str, Any]) -> None:
+        result_items[idx]["series"].append(entry)
+        assigned.setdefault(entry["series_uid"], []).append(idx)
+
+    def drop(s: _Series, code: str, detail: str = "") -> None:
+        unassigned.append({"series_uid": s.uid, "category": s.label.category, "role": s.label.role,
+                           "reason": code, "message": _bilingual(UNASSIGNED_REASONS, code, detail)})
+
+    if not infos:
+        return _no_order(series)
+
+    ordered_groups = {_modality_group(i.item.get("modality")) for i in infos}
+    imaged_groups = {_modality_group(s.label.modality) for s in series}
+    for it in infos:
+        group = _modality_group(it.item.get("modality"))
+        if group and group not in imaged_groups and series:
+            mismatch.append({"kind": "modality_mismatch", "item": it.code,
+                             "evidence": f"ordered {group}, images are {sorted(g for g in imaged_groups if g)}"})
+
+    primaries = [s for s in series if s.label.role in ("original", "unknown")]
+    for group in sorted(g for g in {_modality_group(s.label.modality) for s in primaries}):
+        cands = [it for it in infos if _modality_group(it.item.get("modality")) == group]
+        members = [s for s in primaries if _modality_group(s.label.modality) == group]
+        if not cands:
+            for s in members:
+                drop(s, "modality_not_ordered", str(s.label.modality))
+            continue
+        if group == "CT":
+            _assign_ct(members, cands, body_regions, put, drop)
+        else:
+            _assign_each(members, cands, put, drop)
+
+    # derived series follow their sources; localizers the acquisition they plan
+    for s in sorted(series, key=lambda x: x.number):
+        if s.label.role != "derived":
+            continue
+        sources = [u for u in (getattr(s.header, "source_series_uids", None) or []) if u in by_uid]
+        targets = sorted({i for u in sources for i in assigned.get(u, [])})
+        if targets:
+            for idx in targets:
+                put(idx, _entry(s, "source_series", 0.95))
+            continue
+        cands = [it for it in infos if _modality_group(it.item.get("modality")) == _modality_group(s.label.modality)]
+        if not cands:
+            drop(s, "modality_not_ordered", str(s.label.modality))
+        elif sources:
+            drop(s, "source_unassigned", ", ".join(sources))
+        else:  # no SourceImageSequence: place it like an original, by region and z
+            _assign_each([s], cands, put, drop, by_suffix="(no source reference)")
+    for s in series:
+        if s.label.role != "localizer":
+            continue
+        idxs = [i.index for i in infos if _modality_group(i.item.get("modality")) == _modality_group(s.label.modality)]
+        if not idxs:
+            drop(s, "modality_not_ordered", str(s.label.modality))
+            continue
+        later = sorted((o for o in primaries if o.uid in assigned and o.number > s.number), key=lambda o: o.number)
+        earlier = sorted((o for o in primaries if o.uid in assigned and o.number < s.number), key=lambda o: -o.number)
+        plan = (later or earlier)[0] if (later or earlier) else None
+        if plan is None:
+            for idx in idxs:
+                put(idx, _entry(s, "exam_wide", 0.5))
+        else:
+            for idx in sorted(set(assigned[plan.uid])):
+                put(idx, _entry(s, "localizer_plans", 0.9, note=plan.uid))
+    for s in series:
+        if s.label.role not in ("dose_report", "screen_capture"):
+            continue
+        idxs = [i.index for i in infos if _modality_group(i.item.get("modality")) == _modality_group(s.label.modality)]
+        if not idxs and len(ordered_groups) == 1:
+            idxs = [i.index for i in infos]
+        if not idxs:
+            drop(s, "modality_not_ordered", str(s.label.modality))
+        for idx in idxs:
+            put(idx, _entry(s, "exam_wide", 0.9))
+
+    imaged_regions = {s.region for s in series if s.region and s.label.role in ("original", "unknown")}
+    for info, out in zip(infos, result_items, strict=True):
+        if not any(e.get("assigned_by") not in ("exam_wide",) for e in out["series"]):
+            if not any(m["kind"] == "modality_mismatch" and m["item"] == info.code for m in mismatch):
+                mismatch.append({"kind": "ordered_part_not_imaged", "item": info.code,
+                                 "evidence": f"no series images {info.region or '?'}; imaged regions: "
+                                             f"{sorted(imaged_regions) or 'none'}"})
+    for u in unassigned:
+        if u["reason"] == "region_not_ordered":
+            s = by_uid[u["series_uid"]]
+            mismatch.append({"kind": "imaged_part_not_ordered", "region": s.region,
+                             "evidence": f"series {s.uid} ({s.label.category}) images {s.region} "
+                                         f"(confidence {s.region_conf:.2f}); ordered: "
+                                         f"{[i.region for i in infos]}"})
+    return {"version": SPLIT_VERSION, "standard_items": result_items, "unassigned": unassigned,
+            "mismatch": mismatch, "no_order": False}
+
+
+def _no_order(series: Sequence[_Series]) -> dict[str, Any]:
+    """No ordered item: the series grouped by region, explicitly flagged, nothing invented."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for s in series:
+        key = s.region or "unknown"
+        groups.setdefault(key, []).append(_entry(s, "region", s.region_conf))
+    return {"version": SPLIT_VERSION, "standard_items": [], "unassigned": [], "mismatch": [], "no_order": True,
+            "regions": [{"region": k, "series": v} for k, v in groups.items()]}
+
+
+def _laterality_pick(s: _Series, fits: list[ItemInfo]) -> list[ItemInfo]:
+    lat = str(getattr(s.header, "laterality", None) or "").upper()
+    side = {"L": "左", "R": "右"}.get(lat)
+    if side is None:
+        return fits
+    same = [it for it in fits if it.item.get("laterality") in (side, "双侧")]
+    return same or fits
+
+
+def _assign_each(members: Sequence[_Series], cands: Sequence[ItemInfo], put: Callable[[int, dict[str, Any]], None],
+                 drop: Callable[..., None], by_suffix: str = "") -> None:
+    """Series placed one by one by region (MR, DX, ...; or a derived series with no source)."""
+    for s in members:
+        fits = [it for it in cands if regions_compatible(it.region, s.region)]
+        if len(cands) == 1 and (not fits) and s.region_conf < 0.6:
+            put(cands[0].index, _entry(s, "single_item", 0.5, note=f"region {s.region or 'unknown'} unconfirmed"))
+            continue
+        if not fits:
+            drop(s, "region_unknown" if not s.region else "region_not_ordered",
+                 f"{s.region or '?'} vs {[c.region for c in cands]}")
+            continue
+        fits = _laterality_pick(s, fits)
+        if len(fits) > 1 and len({it.region for it in fits}) == 1 and len({it.item.get("laterality") for it in fits}) > 1:
+            drop(s, "ambiguous_items", ", ".join(it.code for it in fits))
+            continue
+        for it in fits:
+            put(it.index, _entry(s, "region" + (f" {by_suffix}" if by_suffix else ""), s.region_conf))
+
+
+def _assign_ct(members: Sequence[_Series], cands: Sequence[ItemInfo], body_regions: Mapping[str, Any] | None,
+               put: Callable[[int, dict[str, Any]], None], drop: Callable[..., None]) -> None:
+    """CT: acquisitions by z overlap, matched to items by region, long ones cut into slabs."""
+    clusters: list[_Cluster] = []
+    loose: list[_Series] = []
+    for s in sorted(members, key=lambda x: x.number):
+        zr = s.z_range
+        if zr is None or s.label.plane not in ("axial", None):
+            loose.append(s)
+            continue
+        for c in clusters:
+            if _overlap((c.lo, c.hi), zr) >= 0.5:
+                c.add(s, zr)
+                break
+        else:
+            c = _Cluster()
+            c.add(s, zr)
+            clusters.append(c)
+    # items per cluster: by region first
+    owner: dict[int, list[int]] = {}
+    cl_region = [c.region() for c in clusters]
+    for ci, (reg, _conf) in enumerate(cl_region):
+        for it in cands:
+            if regions_compatible(it.region, reg):
+                owner.setdefault(it.index, []).append(ci)
+    by_index = {it.index: it for it in cands}
+    # body regions seen by the anatomy engine inside a cluster make it own those items too
+    zones = [(str(r.get("region")), float(r.get("z_min_mm", 0)), float(r.get("z_max_mm", 0)))
+             for r in (body_regions or {}).get("regions") or [] if isinstance(r, Mapping)]
+    for ci, c in enumerate(clusters):
+        for name, zlo, zhi in zones:
+            inside = min(zhi, c.hi) - max(zlo, c.lo)
+            if inside >= 40.0:
+                for it in cands:
+                    if it.index not in owner and regions_compatible(it.region, name):
+                        owner.setdefault(it.index, []).append(ci)
+    # an item without an acquisition of its region: a long neighbouring acquisition may cover it
+    cluster_items: dict[int, list[int]] = {}
+    for idx, cis in owner.items():
+        for ci in cis:
+            cluster_items.setdefault(ci, []).append(idx)
+    for it in sorted(cands, key=lambda x: x.z_order):
+        if it.index in owner:
+            continue
+        best: tuple[float, int] | None = None
+        for ci, c in enumerate(clusters):
+            have = [by_index[i] for i in cluster_items.get(ci, [])]
+            if not have:
+                continue
+            zs = [h.z_order for h in have]
+            # the missing item must be the next part above or below what the cluster images
+            neighbours = sorted(cands, key=lambda x: x.z_order)
+            pos = neighbours.index(it)
+            adjacent = any(n.index in cluster_items.get(ci, []) for n in neighbours[max(0, pos - 1):pos + 2] if n is not it)
+            if not adjacent or min(abs(it.z_order - z) for z in zs) > 60:
+                continue
+            need = sum(TYPICAL_LENGTH_MM.get(h.region or "", 200.0) for h in have + [it])
+            if c.length >= COVER_FRACTION * need:
+                score = c.length / need
+                if best is None or score > best[0]:
+                    best = (score, ci)
+        if best is not None:
+            owner[it.index] = [best[1]]
+            cluster_items.setdefault(best[1], []).append(it.index)
+    # write: single-item clusters whole, multi-item clusters as slabs
+    for ci, c in enumerate(clusters):
+        idxs = sorted(set(cluster_items.get(ci, [])), key=lambda i: by_index[i].z_order)
+        reg, conf = cl_region[ci]
+        if not idxs:
+            for s in c.members:
+                drop(s, "region_unknown" if not reg else "region_not_ordered",
+                     f"{reg or '?'} vs {[x.region for x in cands]}")
+            continue
+        if len(idxs) == 1:
+            for s in c.members:
+                put(idxs[0], _entry(s, "region", max(conf, s.region_conf)))
+            continue
+        its = [by_index[i] for i in idxs]
+        # items of the same region that are not z-neighbours (two knees) cannot be slabs: give all
+        cuts, source = slab_boundaries(its, c.lo, c.hi, body_regions)
+        for s in c.members:
+            slabs = _slabs_for(s, cuts, source)
+            if not s.z:
+                for i in idxs:
+                    put(i, _entry(s, "acquisition_covers_items", BOUNDARY_CONFIDENCE[source] * 0.8,
+                                  note="no slice positions: whole series under each item"))
+                continue
+            for it, slab in zip(its, slabs, strict=True):
+                if slab is not None:
+                    put(it.index, _entry(s, f"slab_{source}", BOUNDARY_CONFIDENCE[source], slab=slab))
+    for s in loose:  # non-axial or no geometry: by region like the other modalities
+        _assign_each([s], cands, put, drop)
