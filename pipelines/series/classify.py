@@ -1,0 +1,342 @@
+"""Series classification: header rules fused with a learned header model and an image model.
+
+Each component gives, per label field, a distribution over the field's values (``None`` =
+not applicable is a value): the header rules as additive log-odds (hard facts and
+description words kept apart), the header model (:mod:`radqc.models.series_header`) and the
+thumbnail image model (:mod:`radqc.models.series_image`, helper C) as probabilities. The
+fusion is a weighted log-linear combination::
+
+    logit(v) = S_header_rules(v) + w_desc * S_description(v)
+               + w_model * log P_header_model(v) + w_image * log P_image(v)
+
+so hard header facts (ImageType LOCALIZER, SOP class, TR/TE/TI, b-values) outweigh
+everything, the image model can overrule a description word (about 10% of descriptions
+are wrong), and each component is optional: without a model, or without an image for a
+series, its term is left out and the evidence says so. The weights live in
+``FusionWeights`` (tuned on the val_* sets only; see models/cards/series_header.md).
+
+Fields are decided in order: role first, then the fields that apply to that role
+(``applicable`` in rules.yaml); the others are null. A derived series inherits the CT
+contrast phase of the source series it names (SourceImageSequence). The category code comes
+from :func:`radqc.pipelines.series.categories.category_code`; a field's confidence is its
+fused probability and the label's confidence is the minimum over the fields the category
+depends on. Nothing here raises on bad headers: such a series gets role ``unknown`` and an
+``unknown_reason``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .categories import category_code
+from .features import SeriesHeader, annotate_exam
+from .rules import RuleResult, RuleSet, family, load_rules
+from .types import Evidence, SeriesLabel
+
+log = logging.getLogger(__name__)
+
+#: Fields the fusion decides (SeriesLabel fields) plus the rules-only ``special`` field.
+LABEL_FIELDS = ("role", "derived_type", "plane", "sequence", "phase", "kernel_class", "thickness_class", "view",
+                "region")
+EPS = 1e-4
+#: Below this fused role probability the series is reported as unknown.
+MIN_ROLE_CONFIDENCE = 0.5
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    """Weights of the log-linear fusion (tuned on val_* only; the card records the values)."""
+
+    description: float = 1.0  # scale of description-word votes
+    header_model: float = 2.0  # multiplier of log P from the header model
+    image_model: float = 1.5  # multiplier of log P from the image model
+    #: with an image model present, description votes are scaled by this too (they may be wrong)
+    description_with_image: float = 0.6
+    #: log-odds for "not applicable" (None) when only rules speak and a field got votes
+    none_prior: float = 0.0
+
+
+def _softmax(logits: Mapping[Any, float]) -> dict[Any, float]:
+    m = max(logits.values())
+    ex = {k: math.exp(v - m) for k, v in logits.items()}
+    s = sum(ex.values())
+    return {k: v / s for k, v in ex.items()}
+
+
+def _argmax(probs: Mapping[Any, float]) -> Any:
+    # ties: prefer a non-None value, then the first
+    return max(probs.items(), key=lambda kv: (kv[1], kv[0] is not None))[0]
+
+
+def _load_header_model() -> Any:
+    try:
+        from radqc.models.series_header import SeriesHeaderModel
+
+        return SeriesHeaderModel.load()
+    except Exception as exc:  # noqa: BLE001 - a missing/broken model degrades to rules only
+        log.info("series header model unavailable (%s): header rules only", exc)
+        return None
+
+
+def _load_image_model() -> Any:
+    try:
+        from radqc.models.series_image import SeriesImageModel  # type: ignore[import-not-found, unused-ignore]
+
+        return SeriesImageModel.load()
+    except Exception as exc:  # noqa: BLE001 - helper C's model may not exist yet
+        log.info("series image model unavailable (%s)", exc)
+        return None
+
+
+class SeriesClassifier:
+    """Classify series from their headers (and thumbnails when given); see the module docstring."""
+
+    def __init__(self, header_model: Any = "auto", image_model: Any = "auto", rules: RuleSet | None = None,
+                 weights: FusionWeights | None = None) -> None:
+        self.rules = rules or load_rules()
+        self.weights = weights or FusionWeights()
+        self.header_model = _load_header_model() if header_model == "auto" else header_model
+        self._image_model_arg = image_model
+        self._image_model: Any = None
+        self._image_loaded = False
+
+    @property
+    def image_model(self) -> Any:
+        """Loaded on first use (torch/onnx start-up is paid only when images are classified)."""
+        if not self._image_loaded:
+            self._image_model = _load_image_model() if self._image_model_arg == "auto" else self._image_model_arg
+            self._image_loaded = True
+        return self._image_model
+
+    def versions(self) -> dict[str, str]:
+        """Rule-set and model versions the labels depend on (for the pipeline stage's manifest)."""
+        out = {"series_rules": f"{self.rules.version}+{self.rules.digest}"}
+        if self.header_model is not None:
+            out["series_header"] = str(getattr(self.header_model, "version", "?"))
+        if self._image_loaded and self._image_model is not None:
+            out["series_image"] = str(getattr(self._image_model, "version", "?"))
+        return out
+
+    # ------------------------------------------------------------------------ public API
+    def classify(self, headers: Sequence[SeriesHeader], images: Mapping[str, np.ndarray] | None = None) -> list[SeriesLabel]:
+        """One label per header, in order (derived series take their source's phase)."""
+        headers = list(headers)
+        if not headers:
+            return []
+        if not any(h.exam_context for h in headers):
+            annotate_exam(headers)
+        rule_results = [self.rules.apply(h) for h in headers]
+        model_probs: list[dict[str, dict[Any, float]] | None] = [None] * len(headers)
+        if self.header_model is not None:
+            try:
+                model_probs = list(self.header_model.predict(headers))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("series header model failed (%s): header rules only", exc)
+        image_probs: list[dict[str, dict[Any, float]] | None] = [None] * len(headers)
+        self._images_given = bool(images)
+        if images:
+            image_probs = self._predict_images(headers, images)
+        labels = [self._label(h, r, m, i) for h, r, m, i in zip(headers, rule_results, model_probs, image_probs, strict=False)]
+        self._inherit_from_sources(headers, labels)
+        return labels
+
+    # ------------------------------------------------------------------------ internals
+    def _predict_images(self, headers: Sequence[SeriesHeader], images: Mapping[str, np.ndarray]) -> list[dict[str, dict[Any, float]] | None]:
+        out: list[dict[str, dict[Any, float]] | None] = [None] * len(headers)
+        model = self.image_model
+        if model is None:
+            return out
+        idx = [k for k, h in enumerate(headers) if h.series_uid in images and images[h.series_uid] is not None]
+        if not idx:
+            return out
+        try:
+            batch = np.stack([np.asarray(images[headers[k].series_uid]) for k in idx])
+            preds = model.predict(batch, [headers[k].modality or "" for k in idx])
+        except Exception as exc:  # noqa: BLE001
+            log.warning("series image model failed (%s): header only", exc)
+            return out
+        for k, p in zip(idx, preds, strict=False):
+            out[k] = p
+        return out
+
+    def _fuse(self, fname: str, rr_h: Mapping[Any, float], rr_d: Mapping[Any, float],
+              pm: Mapping[Any, float] | None, pi: Mapping[Any, float] | None) -> tuple[dict[Any, float], bool]:
+        """Fused distribution of one field, and whether any component said anything."""
+        w = self.weights
+        wd = w.description * (w.description_with_image if pi else 1.0)
+        if pm is None and pi is None:
+            if not rr_h and not rr_d:
+                return {None: 1.0}, False
+            cands: set[Any] = set(rr_h) | set(rr_d) | {None}
+            logits = {v: rr_h.get(v, 0.0) + wd * rr_d.get(v, 0.0) for v in cands}
+            logits[None] = logits.get(None, 0.0) + w.none_prior
+            return _softmax(logits), True
+        cands = set(self.rules.values.get(fname, ())) | {None} | set(rr_h) | set(rr_d)
+        if pm:
+            cands |= set(pm)
+        if pi:
+            cands |= set(pi)
+        logits = {}
+        for v in cands:
+            z = rr_h.get(v, 0.0) + wd * rr_d.get(v, 0.0)
+            if pm is not None:
+                z += w.header_model * math.log(max(pm.get(v, 0.0), EPS))
+            if pi is not None:
+                z += w.image_model * math.log(max(pi.get(v, 0.0), EPS))
+            logits[v] = z
+        return _softmax(logits), True
+
+    def _label(self, h: SeriesHeader, rr: RuleResult, pm: dict[str, dict[Any, float]] | None,
+               pi: dict[str, dict[Any, float]] | None) -> SeriesLabel:
+        label = SeriesLabel(series_uid=h.series_uid, modality=h.modality)
+        try:
+            return self._decide(h, rr, pm, pi, label)
+        except Exception as exc:  # noqa: BLE001 - never an exception for one odd series
+            log.warning("series %s: classification failed (%s)", h.series_uid, exc)
+            label.role = "unknown"
+            label.unknown_reason = f"classification failed: {type(exc).__name__}: {exc}"
+            return label
+
+    def _decide(self, h: SeriesHeader, rr: RuleResult, pm: dict[str, dict[Any, float]] | None,
+                pi: dict[str, dict[Any, float]] | None, label: SeriesLabel) -> SeriesLabel:
+        hard, desc = rr.scores("header_rule"), rr.scores("description")
+        fused: dict[str, dict[Any, float]] = {}
+        spoke: dict[str, bool] = {}
+        for fname in LABEL_FIELDS:
+            fused[fname], spoke[fname] = self._fuse(fname, hard.get(fname, {}), desc.get(fname, {}),
+                                                    pm.get(fname) if pm else None, pi.get(fname) if pi else None)
+        reasons: list[str] = []
+        if not h.modality:
+            reasons.append("no Modality in the header")
+        if not pm:
+            label.evidence.append(Evidence("fusion", "role", None, 0.0, "header model not available: header rules only"))
+        if pi is None and getattr(self, "_images_given", False):
+            label.evidence.append(Evidence("fusion", "role", None, 0.0, "no image model prediction for this series"))
+        # --- role
+        role_probs = dict(fused["role"])
+        role_probs.pop(None, None)
+        if not role_probs or not spoke["role"]:
+            role, role_conf = "unknown", 0.0
+            reasons.append("no header fact, description or model says what this series is")
+        else:
+            total = sum(role_probs.values())
+            role = _argmax(role_probs)
+            role_conf = role_probs[role] / total if total > 0 else 0.0
+            if role_conf < MIN_ROLE_CONFIDENCE:
+                reasons.append(f"role uncertain: {role} at {role_conf:.2f}")
+                role = "unknown"
+        label.role = role
+        label.field_confidence["role"] = round(role_conf, 4)
+        # --- derived type, then the fields that apply
+        derived_type = None
+        if role == "derived":
+            dprobs = {k: v for k, v in fused["derived_type"].items() if k is not None}
+            if dprobs:
+                derived_type = _argmax(dprobs)
+        fields = self.rules.fields_for(h.modality, role, derived_type)
+        values: dict[str, Any] = {"role": role}
+        for fname in LABEL_FIELDS[1:]:
+            if fname not in fields:
+                values[fname] = None
+                continue
+            probs = fused[fname]
+            if fname == "derived_type":
+                probs = {k: v for k, v in probs.items() if k is not None} or {None: 1.0}
+            value = _argmax(probs)
+            values[fname] = value
+            ftotal = float(sum(probs.values()))
+            conf = probs.get(value, 0.0) / ftotal if ftotal > 0 and spoke[fname] else 0.0
+            label.field_confidence[fname] = round(conf, 4)
+            if value is None and spoke[fname] is False and fname not in ("region", "phase"):
+                reasons.append(f"{fname}: no evidence")
+        for fname, value in values.items():
+            setattr(label, fname, value)
+        # --- special categories (rules only: CT perfusion, calcium score)
+        special = hard.get("special") or desc.get("special")
+        special_value = None
+        if special and role == "original":
+            special_value = max(special.items(), key=lambda kv: kv[1])[0]
+            label.evidence.append(Evidence("header_rule", "category", special_value, 1.0,
+                                           "; ".join(v.detail for v in rr.votes if v.field == "special")))
+        # --- evidence per decided field
+        self._evidence(label, rr, pm, pi, values)
+        self._overruled(label, desc, values)
+        label.category = category_code({**values, "special": special_value}, h.modality)
+        if label.category is None and role != "unknown":
+            reasons.append(f"no standard category for {', '.join(f'{k}={v}' for k, v in values.items() if v is not None)}")
+        label.confidence = round(self._confidence(label), 4)
+        label.evidence.append(Evidence("fusion", "category", label.category, label.confidence,
+                                       "min confidence over the fields that define the category"))
+        if reasons:
+            label.unknown_reason = "; ".join(reasons)
+        return label
+
+    def _evidence(self, label: SeriesLabel, rr: RuleResult, pm: dict[str, dict[Any, float]] | None,
+                  pi: dict[str, dict[Any, float]] | None, values: Mapping[str, Any]) -> None:
+        for fname, value in values.items():
+            if value is None and fname != "role":
+                continue
+            for v in rr.votes:
+                if v.field == fname and value in v.values:
+                    label.evidence.append(Evidence(v.source, fname, value, round(1 - math.exp(-v.weight), 3), v.detail,
+                                                   rule=v.rule))
+            if pm and fname in pm:
+                label.evidence.append(Evidence("header_model", fname, value, round(float(pm[fname].get(value, 0.0)), 4),
+                                               "learned header classifier"))
+            if pi and fname in pi:
+                label.evidence.append(Evidence("image_model", fname, value, round(float(pi[fname].get(value, 0.0)), 4),
+                                               "thumbnail image classifier"))
+
+    def _overruled(self, label: SeriesLabel, desc: Mapping[str, Mapping[Any, float]], values: Mapping[str, Any]) -> None:
+        """Mark fields where the description voted for something else than the fused value."""
+        for fname, votes in desc.items():
+            if fname not in values or values[fname] is None or not votes:
+                continue
+            said = max(votes.items(), key=lambda kv: kv[1])[0]
+            if said != values[fname] and values[fname] not in votes:
+                label.description_overruled = True
+                label.evidence.append(Evidence("fusion", fname, values[fname], label.field_confidence.get(fname, 0.0),
+                                               f"SeriesDescription/ProtocolName says {fname}={said}; "
+                                               f"header facts and models say {values[fname]}"))
+
+    def _confidence(self, label: SeriesLabel) -> float:
+        if label.role == "unknown":
+            return 0.0
+        code = label.category or family(label.modality)
+        table = self.rules.confidence_fields
+        fields: tuple[str, ...] = ("role",)
+        best = ""
+        for prefix, fs in table.items():
+            if (code == prefix or code.startswith(prefix + ".")) and len(prefix) > len(best):
+                best, fields = prefix, fs
+        confs = [label.field_confidence[f] for f in fields if f in label.field_confidence and getattr(label, f, None) is not None]
+        return min(confs) if confs else label.field_confidence.get("role", 0.0)
+
+    def _inherit_from_sources(self, headers: Sequence[SeriesHeader], labels: list[SeriesLabel]) -> None:
+        """A derived CT series takes the contrast phase of the source series it names."""
+        by_uid = {lab.series_uid: lab for lab in labels}
+        for h, lab in zip(headers, labels, strict=False):
+            if lab.role != "derived" or lab.phase is None or not h.source_series_uids:
+                continue
+            src = next((by_uid[u] for u in h.source_series_uids if u in by_uid and by_uid[u].phase), None)
+            if src is None or src.phase == lab.phase:
+                continue
+            lab.evidence.append(Evidence("fusion", "phase", src.phase, src.field_confidence.get("phase", 0.0),
+                                         f"derived from series {src.series_uid}: its phase {src.phase} "
+                                         f"(own estimate {lab.phase})"))
+            lab.phase = src.phase
+            lab.field_confidence["phase"] = src.field_confidence.get("phase", 0.0)
+
+
+def classify_headers(headers: Sequence[SeriesHeader], **kwargs: Any) -> list[SeriesLabel]:
+    """Convenience: a one-off classifier over ``headers`` (header rules + header model)."""
+    return SeriesClassifier(image_model=None, **kwargs).classify(headers)
+
+
+__all__ = ["SeriesClassifier", "FusionWeights", "classify_headers", "LABEL_FIELDS"]

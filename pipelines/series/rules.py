@@ -1,0 +1,353 @@
+"""Header rules: deterministic, explainable votes on each label field from a SeriesHeader.
+
+The rules are data (``rules.yaml`` beside this module): each names its conditions, the
+field values it votes for, a weight and whether its evidence is a hard header fact
+(``header_rule``) or a description word (``description``). Votes are additive log-odds so
+the fusion in :mod:`radqc.pipelines.series.classify` can combine them with the learned
+models, and scale description votes down when an image model contradicts them. The rule
+file's version and hash are part of the classifier's version, so a rule change re-runs
+the pipeline stage.
+
+Rules are compiled once into small predicate closures; evaluating them is plain Python
+comparisons and a few cached regexes per series, so the header path stays far above the
+issue's 10,000 series/s.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .features import SeriesHeader
+
+RULES_FILE = Path(__file__).with_name("rules.yaml")
+
+#: numeric conditions -> how to read them from a header
+NUMERIC: dict[str, Callable[[SeriesHeader], float | None]] = {
+    "tr": lambda h: h.tr,
+    "te": lambda h: h.te,
+    "ti": lambda h: h.ti,
+    "etl": lambda h: h.echo_train_length,
+    "flip_angle": lambda h: h.flip_angle,
+    "thickness": lambda h: h.slice_thickness,
+    "b_max": lambda h: max(h.b_values) if h.b_values else None,
+    "n_instances": lambda h: float(h.n_instances),
+    "repeats": lambda h: h.repeats,
+    "recon_diameter": lambda h: h.recon_diameter,
+    "window_center": lambda h: h.window_center,
+    "window_width": lambda h: h.window_width,
+    "temporal_positions": lambda h: float(h.temporal_positions) if h.temporal_positions is not None else None,
+    "n_frames": lambda h: float(h.n_frames),
+    "rows": lambda h: float(h.rows) if h.rows is not None else None,
+}
+
+#: ``present``/``absent`` names -> header value
+PRESENCE: dict[str, Callable[[SeriesHeader], Any]] = {
+    "ti": lambda h: h.ti,
+    "contrast_agent": lambda h: h.contrast_agent,
+    "derivation": lambda h: h.derivation,
+    "plane": lambda h: h.plane,
+    "view_position": lambda h: h.view_position,
+    "b_values": lambda h: h.b_values,
+    "kernel": lambda h: h.kernel,
+    "orientation": lambda h: h.orientation,
+    "temporal_positions": lambda h: h.temporal_positions,
+}
+
+TEXT_FIELDS: dict[str, Callable[[SeriesHeader], str | None]] = {
+    "description": lambda h: h.description,
+    "protocol": lambda h: h.protocol,
+    "study_description": lambda h: h.study_description,
+}
+
+VIEW_POSITION = {"PA": "PA", "AP": "AP", "LL": "LAT", "RL": "LAT", "LAT": "LAT", "LATERAL": "LAT", "RLD": "LAT",
+                 "LLD": "LAT", "OBL": "OBL", "LAO": "OBL", "RAO": "OBL", "LPO": "OBL", "RPO": "OBL", "CC": "CC",
+                 "MLO": "MLO"}
+
+#: vote values read from the header ("@name")
+DYNAMIC: dict[str, Callable[[SeriesHeader], Any]] = {
+    "@plane": lambda h: h.plane,
+    "@view": lambda h: VIEW_POSITION.get((h.view_position or "").strip().upper()),
+}
+
+
+_MODALITY: Callable[[SeriesHeader], Any] = lambda h: h.modality or ""  # noqa: E731
+_SOP_CLASS: Callable[[SeriesHeader], Any] = lambda h: h.sop_class_uid or ""  # noqa: E731
+_PLANE: Callable[[SeriesHeader], Any] = lambda h: h.plane  # noqa: E731
+_ANGIO: Callable[[SeriesHeader], Any] = lambda h: (h.angio_flag or "").upper() or None  # noqa: E731
+
+
+def _member(getter: Callable[[SeriesHeader], Any], allowed: frozenset[Any]) -> Callable[[SeriesHeader], bool]:
+    def pred(h: SeriesHeader) -> bool:
+        return getter(h) in allowed
+    return pred
+
+
+def _presence(getters: list[Callable[[SeriesHeader], Any]], present: bool) -> Callable[[SeriesHeader], bool]:
+    def pred(h: SeriesHeader) -> bool:
+        for g in getters:
+            v = g(h)
+            if (v is None or v == "" or v == []) == present:
+                return False
+        return True
+    return pred
+
+
+def _search(pat: re.Pattern[str], attr: str) -> Callable[[SeriesHeader], bool]:
+    def pred(h: SeriesHeader) -> bool:
+        return bool(pat.search(getattr(h, attr) or ""))
+    return pred
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One rule's vote for one field: values (several = "one of these"), weight, evidence text."""
+
+    rule: str
+    source: str
+    field: str
+    values: tuple[Any, ...]
+    weight: float
+    detail: str
+
+
+@dataclass
+class RuleResult:
+    """All votes for one series, and the summed log-odds per field and source."""
+
+    votes: list[Vote] = field(default_factory=list)
+
+    def scores(self, source: str | None = None) -> dict[str, dict[Any, float]]:
+        out: dict[str, dict[Any, float]] = {}
+        for v in self.votes:
+            if source is not None and v.source != source:
+                continue
+            f = out.setdefault(v.field, {})
+            for value in v.values:
+                f[value] = f.get(value, 0.0) + v.weight
+        return out
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    source: str
+    weight: float
+    vote: dict[str, Any]
+    detail: str
+    check: Callable[[SeriesHeader], bool]
+    texts: tuple[tuple[str, re.Pattern[str]], ...]  # (text field, pattern): one vote per matching text
+    text_not: re.Pattern[str] | None
+
+
+class RuleSet:
+    """The compiled rules plus the field vocabularies and applicability tables of rules.yaml."""
+
+    def __init__(self, raw: Mapping[str, Any], digest: str = "") -> None:
+        self.version = str(raw.get("version", "0"))
+        self.digest = digest
+        self.rules = [self._compile(r) for r in raw.get("rules") or []]
+        ids = [r.id for r in self.rules]
+        dupes = {i for i in ids if ids.count(i) > 1}
+        if dupes:
+            raise ValueError(f"duplicate rule ids in rules.yaml: {sorted(dupes)}")
+        self.applicable: dict[str, dict[str, tuple[str, ...]]] = {
+            fam: {role: tuple(fields) for role, fields in roles.items()} for fam, roles in (raw.get("applicable") or {}).items()}
+        self.derived_overrides = {k: tuple(v) for k, v in (raw.get("derived_overrides") or {}).items()}
+        self.confidence_fields = {k: tuple(v) for k, v in (raw.get("confidence_fields") or {}).items()}
+        self.values: dict[str, tuple[Any, ...]] = {k: tuple(v) for k, v in (raw.get("values") or {}).items()}
+
+    # -------------------------------------------------------------------- compiling
+    @staticmethod
+    def _compile(r: Mapping[str, Any]) -> Rule:
+        when = dict(r.get("when") or {})
+        preds: list[Callable[[SeriesHeader], bool]] = []
+        rid = str(r["id"])
+
+        def tokens_pred(getter: Callable[[SeriesHeader], list[str]], wanted: Sequence[str], mode: str) -> Callable[[SeriesHeader], bool]:
+            want = frozenset(str(w).upper() for w in wanted)
+            if mode == "any":
+                return lambda h: not want.isdisjoint(getter(h))
+            if mode == "all":
+                return lambda h: want.issubset(getter(h))
+            return lambda h: want.isdisjoint(getter(h))
+
+        token_fields: dict[str, Callable[[SeriesHeader], list[str]]] = {
+            "image_type": lambda h: h.image_type, "scanning_sequence": lambda h: h.scanning_sequence,
+            "sequence_variant": lambda h: h.sequence_variant, "scan_options": lambda h: h.scan_options}
+        texts: list[tuple[str, re.Pattern[str]]] = []
+        text_not = None
+        for key, cond in when.items():
+            if key == "modality":
+                mods = frozenset(str(m).upper() for m in cond)
+                preds.append(_member(_MODALITY, mods))
+            elif key == "sop_class":
+                classes = frozenset(str(c) for c in cond)
+                preds.append(_member(_SOP_CLASS, classes))
+            elif key.rsplit("_", 1)[0] in token_fields and key.rsplit("_", 1)[1] in ("any", "all", "none"):
+                name, mode = key.rsplit("_", 1)
+                preds.append(tokens_pred(token_fields[name], cond, mode))
+            elif key in NUMERIC:
+                lo, hi = (cond + [None, None])[:2] if isinstance(cond, list) else (cond, cond)
+                getter = NUMERIC[key]
+
+                def num(h: SeriesHeader, getter: Callable[[SeriesHeader], float | None] = getter,
+                        lo: float | None = lo, hi: float | None = hi) -> bool:
+                    v = getter(h)
+                    if v is None or (isinstance(v, float) and math.isnan(v)):
+                        # an open-ended upper bound on an absent value ("b_max <= 1") holds
+                        return lo is None
+                    return (lo is None or v >= lo) and (hi is None or v <= hi)
+
+                preds.append(num)
+            elif key == "present":
+                getters = [PRESENCE[n] for n in cond]
+                preds.append(_presence(getters, True))
+            elif key == "absent":
+                getters = [PRESENCE[n] for n in cond]
+                preds.append(_presence(getters, False))
+            elif key == "plane":
+                planes = frozenset(cond)
+                preds.append(_member(_PLANE, planes))
+            elif key == "angio_flag":
+                flags = frozenset(None if c is None else str(c).upper() for c in cond)
+                preds.append(_member(_ANGIO, flags))
+            elif key in ("sequence_name_re", "kernel_re", "derivation_re", "body_part_re"):
+                pat = re.compile(str(cond), re.IGNORECASE)
+                attr = {"sequence_name_re": "sequence_name", "kernel_re": "kernel", "derivation_re": "derivation",
+                        "body_part_re": "body_part"}[key]
+                preds.append(_search(pat, attr))
+            elif key == "text_re":
+                pat = re.compile(str(cond), re.IGNORECASE)
+                for name in when.get("text_in") or ("description", "protocol"):
+                    if name not in TEXT_FIELDS:
+                        raise ValueError(f"rule {rid}: unknown text field {name!r}")
+                    texts.append((str(name), pat))
+            elif key == "text_not_re":
+                text_not = re.compile(str(cond), re.IGNORECASE)
+            elif key.startswith("ctx_"):
+                name = key[4:]
+                lo, hi = (cond + [None, None])[:2] if isinstance(cond, list) else (cond, cond)
+
+                def ctxp(h: SeriesHeader, name: str = name, lo: float | None = lo, hi: float | None = hi) -> bool:
+                    v = h.exam_context.get(name)
+                    if v is None:
+                        return False
+                    return (lo is None or v >= lo) and (hi is None or v <= hi)
+
+                preds.append(ctxp)
+            elif key == "text_in":
+                continue
+            else:
+                raise ValueError(f"rule {rid}: unknown condition {key!r}")
+
+        def check(h: SeriesHeader, preds: list[Callable[[SeriesHeader], bool]] = preds) -> bool:
+            for p in preds:
+                if not p(h):
+                    return False
+            return True
+
+        source = str(r.get("source", "header_rule"))
+        if source not in ("header_rule", "description"):
+            raise ValueError(f"rule {rid}: source must be header_rule or description")
+        return Rule(id=rid, source=source, weight=float(r.get("weight", 1.0)), vote=dict(r.get("vote") or {}),
+                    detail=str(r.get("detail", "")), check=check, texts=tuple(texts), text_not=text_not)
+
+    # -------------------------------------------------------------------- applying
+    def apply(self, h: SeriesHeader) -> RuleResult:
+        """Every vote the rules give this header (never raises on odd headers)."""
+        out = RuleResult()
+        for rule in self.rules:
+            try:
+                if not rule.check(h):
+                    continue
+                matched: list[str] = []
+                if rule.texts:
+                    for name, pat in rule.texts:
+                        text = TEXT_FIELDS[name](h)
+                        if text and pat.search(text) and not (rule.text_not and rule.text_not.search(text)):
+                            matched.append(f"{_TEXT_LABEL[name]} '{text}'")
+                    if not matched:
+                        continue
+                else:
+                    matched = [""]
+                for m in matched:
+                    detail = _fill(rule.detail, h, m)
+                    for fname, value in rule.vote.items():
+                        if isinstance(value, str) and value.startswith("@"):
+                            value = DYNAMIC[value](h)
+                            if value is None:
+                                continue
+                        values = tuple(value) if isinstance(value, list) else (value,)
+                        out.votes.append(Vote(rule.id, rule.source, fname, values, rule.weight, detail))
+            except (TypeError, ValueError, KeyError, AttributeError):
+                continue  # a malformed header value never stops classification
+        return out
+
+    def fields_for(self, modality: str | None, role: str | None, derived_type: str | None = None) -> tuple[str, ...]:
+        """The label fields that apply to a series of this modality family and role."""
+        fam = family(modality)
+        table = self.applicable.get(fam) or self.applicable.get("OT") or {}
+        fields = table.get(role or "unknown") or table.get("unknown") or ("role",)
+        if role == "derived" and derived_type in self.derived_overrides:
+            fields = tuple(f for f in fields if f in self.derived_overrides[derived_type])
+        return fields
+
+
+_TEXT_LABEL = {"description": "SeriesDescription", "protocol": "ProtocolName", "study_description": "StudyDescription"}
+_FIELD_RE = re.compile(r"\{(\w+)(?::([^}]*))?\}")
+
+
+def _fill(template: str, h: SeriesHeader, text: str) -> str:
+    """The rule's detail with {field} placeholders from the header ({text}: the matched text)."""
+    if not template:
+        return text
+
+    def sub(m: re.Match[str]) -> str:
+        name, fmt = m.group(1), m.group(2)
+        if name == "text":
+            return text
+        value: Any
+        if name in NUMERIC:
+            value = NUMERIC[name](h)
+        elif name == "plane":
+            value = h.plane
+        elif name in h.exam_context:
+            value = int(h.exam_context[name])
+        else:
+            value = getattr(h, name, None)
+        if value is None:
+            return "?"
+        try:
+            return format(value, fmt) if fmt else (f"{value:g}" if isinstance(value, float) else str(value))
+        except (TypeError, ValueError):
+            return str(value)
+
+    return _FIELD_RE.sub(sub, template)
+
+
+MODALITY_FAMILY = {"CT": "CT", "MR": "MR", "DX": "DX", "CR": "DX", "DR": "DX", "RG": "DX", "MG": "DX", "SR": "OT"}
+
+
+def family(modality: str | None) -> str:
+    """Modality family of the applicability tables (CR/DR/RG/MG read as DX)."""
+    return MODALITY_FAMILY.get((modality or "").upper(), "OT")
+
+
+@functools.cache
+def load_rules(path: str | None = None) -> RuleSet:
+    """The compiled rule set (cached); ``path`` overrides rules.yaml (tests)."""
+    p = Path(path) if path else RULES_FILE
+    data = p.read_bytes()
+    return RuleSet(yaml.safe_load(data.decode("utf-8")), hashlib.sha256(data).hexdigest()[:12])
+
+
+__all__ = ["RuleSet", "RuleResult", "Vote", "load_rules", "family", "RULES_FILE"]

@@ -1,0 +1,153 @@
+"""Series classification: header facts beat descriptions, bad input gives 'unknown', never a crash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from radqc.pipelines.series.classify import FusionWeights, SeriesClassifier
+from radqc.pipelines.series.features import SeriesHeader, from_datasets
+
+MR = "1.2.840.10008.5.1.4.1.1.4"
+CT = "1.2.840.10008.5.1.4.1.1.2"
+SC = "1.2.840.10008.5.1.4.1.1.7"
+AXIAL = [1, 0, 0, 0, 1, 0]
+SAGITTAL = [0, 1, 0, 0, 0, -1]
+
+
+def series(n: int = 3, **attrs: Any) -> list[Dataset]:
+    """``n`` header-only datasets of one series with ``attrs`` (positions along the normal)."""
+    uid = generate_uid()
+    attrs.setdefault("ImageOrientationPatient", AXIAL)
+    out = []
+    for i in range(n):
+        ds = Dataset()
+        ds.SeriesInstanceUID = uid
+        ds.SOPInstanceUID = generate_uid()
+        ds.ImagePositionPatient = [0, 0, float(i * 5)] if attrs.get("ImageOrientationPatient", AXIAL) == AXIAL else [float(i * 5), 0, 0]
+        for k, v in attrs.items():
+            if isinstance(k, tuple):
+                ds.add_new(k[0], k[1], v)
+            else:
+                setattr(ds, k, v)
+        out.append(ds)
+    return out
+
+
+def mr(**attrs: Any) -> list[Dataset]:
+    base: dict[str, Any] = {"Modality": "MR", "SOPClassUID": MR, "ImageType": ["ORIGINAL", "PRIMARY", "M", "ND"],
+                            "ImageOrientationPatient": AXIAL, "ScanningSequence": "SE", "SequenceVariant": "SK"}
+    base.update(attrs)
+    return series(**base)
+
+
+@pytest.fixture(scope="module")
+def clf() -> SeriesClassifier:
+    return SeriesClassifier(header_model=None, image_model=None)
+
+
+def test_t2_tse_axial(clf: SeriesClassifier) -> None:
+    h = from_datasets(mr(RepetitionTime=4000, EchoTime=100, EchoTrainLength=16, SeriesDescription="t2_tse_tra"))
+    (lab,) = clf.classify([h])
+    assert (lab.role, lab.sequence, lab.plane, lab.category) == ("original", "T2W", "axial", "MR.T2W.AX")
+    assert 0.9 < lab.confidence <= 1.0
+    assert any(e.rule == "mr.t2.tse" for e in lab.evidence)
+    assert not lab.description_overruled
+
+
+def test_flair_signature_overrules_a_wrong_description(clf: SeriesClassifier) -> None:
+    h = from_datasets(mr(RepetitionTime=9000, EchoTime=120, InversionTime=2500, SeriesDescription="T1 SE",
+                         ImageOrientationPatient=SAGITTAL))
+    (lab,) = clf.classify([h])
+    assert lab.sequence == "FLAIR" and lab.plane == "sagittal" and lab.category == "MR.FLAIR.SAG"
+    assert lab.description_overruled
+    assert any(e.source == "fusion" and "T1W" in e.detail for e in lab.evidence)
+
+
+def test_without_facts_the_description_decides(clf: SeriesClassifier) -> None:
+    h = from_datasets(mr(SeriesDescription="STIR cor", ImageOrientationPatient=[1, 0, 0, 0, 0, -1]))
+    (lab,) = clf.classify([h])
+    assert lab.sequence == "STIR" and lab.plane == "coronal"
+    assert any(e.source == "description" and e.field == "sequence" for e in lab.evidence)
+
+
+def test_dwi_from_a_private_siemens_b_value(clf: SeriesClassifier) -> None:
+    dsets = mr(RepetitionTime=5000, EchoTime=80, ScanningSequence="EP", SeriesDescription="ep2d")
+    for ds, b in zip(dsets, (0, 500, 1000), strict=True):
+        ds.private_block(0x0019, "SIEMENS MR HEADER", create=True).add_new(0x0C, "IS", b)
+    h = from_datasets(dsets)
+    assert h.b_values == [0.0, 500.0, 1000.0]
+    (lab,) = clf.classify([h])
+    assert lab.sequence == "DWI" and lab.category == "MR.DWI.AX"
+
+
+def test_ct_localizer_and_dose_report(clf: SeriesClassifier) -> None:
+    loc = from_datasets(series(1, Modality="CT", SOPClassUID=CT, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"],
+                               SeriesDescription="胸部平扫 5mm", ImageOrientationPatient=[1, 0, 0, 0, 0, -1]))
+    dose = from_datasets(series(1, Modality="CT", SOPClassUID=SC, ImageType=["DERIVED", "SECONDARY", "DOSE_INFO"],
+                                SeriesDescription="Patient Protocol"))
+    labels = clf.classify([loc, dose])
+    assert [lab.category for lab in labels] == ["CT.LOC", "CT.DOSE"]
+    assert labels[0].plane is None and labels[0].phase is None  # fields that do not apply stay null
+    assert labels[0].description_overruled is False  # '平扫' speaks of the phase, which a localizer has not
+
+
+def test_ct_axial_kernel_thickness_and_phase(clf: SeriesClassifier) -> None:
+    common = {"Modality": "CT", "SOPClassUID": CT, "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"], "ReconstructionDiameter": 380}
+    lung = from_datasets(series(ConvolutionKernel="B70f", SliceThickness=1.0, WindowCenter=-600, WindowWidth=1500,
+                                SeriesDescription="Chest 1mm", **common))
+    soft = from_datasets(series(ConvolutionKernel="STANDARD", SliceThickness=5.0, WindowCenter=40, WindowWidth=400,
+                                SeriesDescription="动脉期 5mm", ContrastBolusAgent="Iohexol", **common))
+    a, b = clf.classify([lung, soft])
+    assert a.category == "CT.AX.LUNG.THIN" and a.phase == "native"
+    assert b.category == "CT.AX.SOFT.STD" and b.phase == "arterial"
+
+
+def test_bad_input_is_unknown_not_an_exception(clf: SeriesClassifier) -> None:
+    empty = SeriesHeader(series_uid="1.2.3")
+    odd = from_datasets(series(2, Modality="XX", SeriesDescription=""))
+    garbage = SeriesHeader(series_uid="1.2.4", modality="MR", tr=float("nan"), te=-1.0, orientation=[0, 0, 0, 0, 0, 0])
+    labels = clf.classify([empty, odd, garbage])
+    for lab in labels:
+        assert lab.role == "unknown" and lab.category is None and lab.unknown_reason
+        assert lab.confidence == 0.0
+    assert "Modality" in (labels[0].unknown_reason or "")
+
+
+def test_screen_capture_of_unknown_modality(clf: SeriesClassifier) -> None:
+    h = from_datasets(series(1, Modality="OT", SOPClassUID=SC, SeriesDescription="report page"))
+    (lab,) = clf.classify([h])
+    assert lab.role == "screen_capture" and lab.category == "OT.SC"
+
+
+def test_a_model_can_overrule_the_description() -> None:
+    """An image-model distribution confidently against a description word wins over it."""
+
+    class Stub:
+        version = "stub"
+
+        def predict(self, thumbs: Any, modalities: list[str]) -> list[dict[str, dict[Any, float]]]:
+            return [{"phase": {"portal": 0.97, "arterial": 0.01, "native": 0.01, "delayed": 0.01}}] * len(thumbs)
+
+    import numpy as np
+
+    h = from_datasets(series(Modality="CT", SOPClassUID=CT, ImageType=["ORIGINAL", "PRIMARY", "AXIAL"],
+                             ConvolutionKernel="B30f", SliceThickness=5.0, ContrastBolusAgent="Iohexol",
+                             SeriesDescription="Arterial Abdomen 5"))
+    clf = SeriesClassifier(header_model=None, image_model=Stub(), weights=FusionWeights())
+    (without,) = clf.classify([h])
+    assert without.phase == "arterial"
+    (with_image,) = clf.classify([h], images={h.series_uid: np.zeros((8, 8), np.float32)})
+    assert with_image.phase == "portal" and with_image.description_overruled
+    assert any(e.source == "image_model" and e.field == "phase" for e in with_image.evidence)
+
+
+def test_header_roundtrip_json() -> None:
+    h = from_datasets(mr(RepetitionTime=500, EchoTime=10, SeriesDescription="T1"))
+    again = SeriesHeader.from_dict(h.to_dict())
+    assert again == h
+    assert isinstance(pydicom.__version__, str)
