@@ -97,7 +97,7 @@ def test_ct_localizer_and_dose_report(clf: SeriesClassifier) -> None:
 
 
 def test_ct_axial_kernel_thickness_and_phase(clf: SeriesClassifier) -> None:
-    common = {"Modality": "CT", "SOPClassUID": CT, "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"], "ReconstructionDiameter": 380}
+    common: dict[str, Any] = {"Modality": "CT", "SOPClassUID": CT, "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"], "ReconstructionDiameter": 380}
     lung = from_datasets(series(ConvolutionKernel="B70f", SliceThickness=1.0, WindowCenter=-600, WindowWidth=1500,
                                 SeriesDescription="Chest 1mm", **common))
     soft = from_datasets(series(ConvolutionKernel="STANDARD", SliceThickness=5.0, WindowCenter=40, WindowWidth=400,
