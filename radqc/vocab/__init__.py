@@ -21,8 +21,10 @@ from radqc.vocab.items import (
     umbrella_words,
     vocab_version,
 )
+from radqc.vocab.tags import TagDef, tag, tags
 
 __all__ = [
     "BillingPart", "Code2012", "ExamItem", "Match2012", "catalogue_2012", "exam_items", "find_items", "item",
     "lookup_2012", "map_2012", "norm_key", "part", "part_by_code", "parts", "umbrella_words", "vocab_version",
+    "TagDef", "tag", "tags",
 ]
