@@ -23,8 +23,11 @@ from radqc.vocab.items import (
 )
 from radqc.vocab.tags import TagDef, tag, tags
 
+#: Alias of :func:`vocab_version` for callers that look for ``version`` (stage fingerprints).
+version = vocab_version
+
 __all__ = [
     "BillingPart", "Code2012", "ExamItem", "Match2012", "catalogue_2012", "exam_items", "find_items", "item",
     "lookup_2012", "map_2012", "norm_key", "part", "part_by_code", "parts", "umbrella_words", "vocab_version",
-    "TagDef", "tag", "tags",
+    "TagDef", "tag", "tags", "version",
 ]
