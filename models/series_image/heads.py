@@ -24,6 +24,15 @@ class Head:
     field: str
     values: tuple[str | None, ...]
     start: int
+    #: label field -> values: a null label on such a series is unknown (masked), not a class.
+    null_unknown_when: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def target(self, label: dict[str, Any]) -> int | None:
+        """Index of this head's value in ``label`` (a series' expected label), None to ignore."""
+        v = label.get(self.field)
+        if v is None and any(label.get(f) in vals for f, vals in self.null_unknown_when):
+            return None
+        return self.values.index(v) if v in self.values else None
 
     @property
     def stop(self) -> int:
@@ -51,7 +60,9 @@ class HeadTable:
         for h in self.heads:
             g = groups.setdefault(h.group, {"modalities": sorted(m for m, gg in self.modality_group.items()
                                                                  if gg == h.group), "fields": {}})
-            g["fields"][h.field] = list(h.values)
+            g["fields"][h.field] = ({"values": list(h.values),
+                                     "null_unknown_when": {f: list(v) for f, v in h.null_unknown_when}}
+                                    if h.null_unknown_when else list(h.values))
         return {"groups": groups}
 
 
@@ -62,9 +73,12 @@ def table_from_dict(raw: dict[str, Any]) -> HeadTable:
     for group, spec in (raw.get("groups") or {}).items():
         for m in spec.get("modalities") or []:
             mod[str(m).upper()] = str(group)
-        for field, values in (spec.get("fields") or {}).items():
+        for field, spec_f in (spec.get("fields") or {}).items():
+            values = (spec_f.get("values") if isinstance(spec_f, dict) else spec_f) or []
+            unknown = (spec_f.get("null_unknown_when") or {}) if isinstance(spec_f, dict) else {}
             vals = tuple(None if v is None else str(v) for v in values)
-            heads.append(Head(str(group), str(field), vals, start))
+            when = tuple((str(f), tuple(str(x) for x in v)) for f, v in unknown.items())
+            heads.append(Head(str(group), str(field), vals, start, when))
             start += len(vals)
     return HeadTable(tuple(heads), mod)
 
