@@ -96,15 +96,34 @@ def scan(path: str | Path) -> tuple[list[ExamFiles], list[dict[str, Any]]]:
     return list(exams.values()), bad
 
 
+def image_centre_z(header: Mapping[str, Any] | Any) -> float | None:
+    """Patient z (mm) of an image's centre: ImagePositionPatient plus half the image along its
+    row and column directions. For an axial slice this is its position's z; for a sagittal
+    or coronal image it is where the picture sits along the body, which groups MR stations.
+    Accepts a pydicom dataset or a mapping of keyword -> value (catalogue header facts)."""
+    get = header.get
+    pos: Any = get("ImagePositionPatient")
+    iop: Any = get("ImageOrientationPatient")
+    try:
+        z = float(pos[2])
+    except (TypeError, ValueError, IndexError):
+        return None
+    try:
+        spacing: Any = get("PixelSpacing")
+        rows, cols = int(get("Rows") or 0), int(get("Columns") or 0)
+        dr, dc = float(spacing[0]), float(spacing[1])
+        return z + float(iop[2]) * dc * cols / 2.0 + float(iop[5]) * dr * rows / 2.0
+    except (TypeError, ValueError, IndexError):
+        return z
+
+
 def slice_z(datasets: Iterable[Any]) -> list[float]:
-    """Patient z (mm) of each instance with an ImagePositionPatient, in the given order."""
+    """Image-centre z (mm) of each instance with an ImagePositionPatient, in the given order."""
     out = []
     for ds in datasets:
-        pos = ds.get("ImagePositionPatient", None)
-        try:
-            out.append(float(pos[2]))
-        except (TypeError, ValueError, IndexError):
-            continue
+        z = image_centre_z(ds)
+        if z is not None:
+            out.append(z)
     return out
 
 
@@ -153,17 +172,17 @@ def classifier(image_model: bool = True) -> Any:
     if image_model not in _CLASSIFIERS:
         from radqc.pipelines.series.classify import SeriesClassifier
 
-        _CLASSIFIERS[image_model] = SeriesClassifier(image_model="auto" if image_model else "none")
+        _CLASSIFIERS[image_model] = SeriesClassifier(image_model="auto" if image_model else None)
     return _CLASSIFIERS[image_model]
 
 
-def thumbnails(exam: ExamFiles, uids: Sequence[str]) -> list[Any]:
-    """The image model's thumbnail per series (None where the pixels cannot be read)."""
+def thumbnails(exam: ExamFiles, uids: Sequence[str]) -> dict[str, Any]:
+    """The image model's thumbnail per series uid (left out where the pixels cannot be read)."""
     import pydicom
 
     from radqc.models.series_image.thumbnail import make_thumbnail, pick_instances
 
-    out: list[Any] = []
+    out: dict[str, Any] = {}
     for uid in uids:
         members = exam.series[uid]
         picked = []
@@ -173,10 +192,10 @@ def thumbnails(exam: ExamFiles, uids: Sequence[str]) -> list[Any]:
             except Exception:  # noqa: BLE001 - the header-only path still labels the series
                 continue
         try:
-            out.append(make_thumbnail(picked) if picked else None)
+            if picked:
+                out[uid] = make_thumbnail(picked)
         except Exception as exc:  # noqa: BLE001
             log.debug("thumbnail of %s failed: %s", uid, exc)
-            out.append(None)
     return out
 
 
@@ -219,38 +238,47 @@ def needs_body_regions(labels: Sequence[SeriesLabel], items: Sequence[Mapping[st
 
 
 def body_regions_for(labels: Sequence[SeriesLabel], slice_z_map: Mapping[str, Sequence[float]],
-                     load: Callable[[str], Sequence[Any]]) -> dict[str, Any]:
-    """Run the body-region scorer on the longest original axial CT series of the exam.
+                     load: Callable[[str], Sequence[Any]], headers: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Run the body-region scorer once per CT acquisition, on its longest member.
 
-    ``load(series_uid)`` returns that series' instances (datasets or bytes, with pixels).
-    The answer always says what happened (``status`` ok / unavailable / unsuitable /
-    no_candidate); the split falls back to z-coverage when it is not ``ok``.
+    ``load(series_uid)`` returns that series' instances (datasets, bytes or paths, with
+    pixels). The answer always says what happened (``status`` ok / unavailable /
+    no_candidate, and per acquisition ok / unsuitable); the split falls back to the labels and
+    z-coverage for an acquisition without regions.
     """
-    cands = [lab.series_uid for lab in labels if (lab.modality or "").upper() == "CT" and lab.role == "original"
-             and lab.plane in ("axial", None) and len(slice_z_map.get(lab.series_uid) or []) >= 2]
-    if not cands:
-        return {"status": "no_candidate"}
+    from radqc.pipelines.series.split import ct_acquisitions
+
+    groups = ct_acquisitions(labels, headers, slice_z_map)
+    groups = [[u for u in g if len(slice_z_map.get(u) or []) >= 2] for g in groups]
+    groups = [g for g in groups if g]
+    if not groups:
+        return {"status": "no_candidate", "acquisitions": []}
+    scorer = _scorer()
+    if scorer is None:
+        return {"status": "unavailable", "acquisitions": []}
+    from radqc.dicom.volume import build_volume
 
     def extent(uid: str) -> tuple[float, int]:
         zs = slice_z_map[uid]
         return max(zs) - min(zs), len(zs)
 
-    uid = max(cands, key=extent)
-    scorer = _scorer()
-    if scorer is None:
-        return {"status": "unavailable", "series_uid": uid}
-    started = time.perf_counter()
-    try:
-        from radqc.dicom.volume import build_volume
-
-        volume = build_volume(load(uid))
-        result = scorer.score(volume.image)
-    except Exception as exc:  # noqa: BLE001 - an unsuitable series: fall back, say why
-        return {"status": "unsuitable", "series_uid": uid, "reason": f"{type(exc).__name__}: {exc}"[:300]}
-    return {"status": "ok", "series_uid": uid, "regions": zones_of(result),
-            "landmarks": {k: (None if v is None else round(float(v), 1)) for k, v in (result.landmarks or {}).items()},
-            "model": f"{getattr(scorer, 'name', '')} {getattr(scorer, 'version', '')}".strip(),
-            "seconds": round(time.perf_counter() - started, 3)}
+    out = []
+    for group in groups:
+        # longest first; a member that does not build (gaps, tilt) hands over to the next
+        for uid in sorted(group, key=extent, reverse=True)[:2]:
+            started = time.perf_counter()
+            try:
+                result = scorer.score(build_volume(load(uid)).image)
+            except Exception as exc:  # noqa: BLE001 - an unsuitable series: the next, or the fallback
+                out.append({"status": "unsuitable", "series_uid": uid, "reason": f"{type(exc).__name__}: {exc}"[:300]})
+                continue
+            out.append({"status": "ok", "series_uid": uid, "regions": zones_of(result),
+                        "landmarks": {k: (None if v is None else round(float(v), 1))
+                                      for k, v in (result.landmarks or {}).items()},
+                        "seconds": round(time.perf_counter() - started, 3)})
+            break
+    return {"status": "ok", "model": f"{getattr(scorer, 'name', '')} {getattr(scorer, 'version', '')}".strip(),
+            "acquisitions": out}
 
 
 def label_row(label: SeriesLabel, header: Any) -> dict[str, Any]:
@@ -267,8 +295,14 @@ def label_row(label: SeriesLabel, header: Any) -> dict[str, Any]:
 
 
 def analyse_exam(exam: ExamFiles, *, items: Sequence[str] | None = None, image_model: bool = True,
-                 body_regions: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Classify and split one exam read by :func:`scan` (result: docs/series.md)."""
+                 body_regions: Mapping[str, Any] | None = None,
+                 ordered_items: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Classify and split one exam read by :func:`scan` (result: docs/series.md).
+
+    ``ordered_items``: standard items already known (the evaluator passes the order's truth so
+    the split is measured apart from item normalisation); otherwise ``items`` names or the
+    StudyDescription are normalised.
+    """
     from radqc.pipelines.series.features import from_datasets
 
     started = time.perf_counter()
@@ -280,16 +314,21 @@ def analyse_exam(exam: ExamFiles, *, items: Sequence[str] | None = None, image_m
     images = thumbnails(exam, uids) if image_model else None
     labels = classifier(image_model).classify(headers, images)
     names = list(items) if items else ([exam.study_description] if exam.study_description else [])
-    ordered, items_status = normalise_items(names)
+    if ordered_items is not None:
+        ordered, items_status, names = [dict(i) for i in ordered_items], "given", []
+    else:
+        ordered, items_status = normalise_items(names)
     zmap = {uid: slice_z(ds for _, ds in exam.series[uid]) for uid in uids}
     regions_info: dict[str, Any] | None = dict(body_regions) if body_regions else None
     if regions_info is None and needs_body_regions(labels, ordered):
-        regions_info = body_regions_for(labels, zmap, lambda uid: [str(f) for f, _ in exam.series[uid]])
+        regions_info = body_regions_for(labels, zmap, lambda uid: [str(f) for f, _ in exam.series[uid]],
+                                        {h.series_uid: h for h in headers})
     usable = regions_info if regions_info and regions_info.get("status", "ok") == "ok" else None
     split = split_exam(labels, ordered, headers={h.series_uid: h for h in headers}, slice_z=zmap,
                        body_regions=usable)
     return {"study_instance_uid": exam.study_uid, "study_description": exam.study_description,
-            "items_from": "--items" if items else "StudyDescription", "item_names": names,
+            "items_from": "given" if ordered_items is not None else ("--items" if items else "StudyDescription"),
+            "item_names": names,
             "items_status": items_status, "instances": exam.instances(),
             "series": [label_row(lab, h) for lab, h in zip(labels, headers, strict=True)],
             **{k: v for k, v in split.items() if k != "version"}, "body_regions": regions_info,

@@ -383,6 +383,7 @@ def split_exam(
                              "evidence": f"ordered {group}, images are {sorted(g for g in imaged_groups if g)}"})
 
     primaries = [s for s in series if s.label.role in ("original", "unknown")]
+    acquisitions: list[tuple[_Cluster, list[int]]] = []
     for group in sorted(g for g in {_modality_group(s.label.modality) for s in primaries}):
         cands = [it for it in infos if _modality_group(it.item.get("modality")) == group]
         members = [s for s in primaries if _modality_group(s.label.modality) == group]
@@ -391,9 +392,9 @@ def split_exam(
                 drop(s, "modality_not_ordered", str(s.label.modality))
             continue
         if group == "CT":
-            _assign_ct(members, cands, body_regions, put, drop)
+            acquisitions = _assign_ct(members, cands, body_regions, put, drop)
         else:
-            _assign_each(members, cands, put, drop)
+            _assign_stations(members, cands, put, drop)
 
     # derived series follow their sources; localizers the acquisition they plan
     for s in sorted(series, key=lambda x: x.number):
@@ -410,6 +411,16 @@ def split_exam(
             drop(s, "modality_not_ordered", str(s.label.modality))
         elif sources:
             drop(s, "source_unassigned", ", ".join(sources))
+        elif (hit := _same_acquisition(s, acquisitions)) is not None:
+            cluster, idxs = hit
+            if len(idxs) > 1 and s.label.plane == "axial" and s.z:  # an axial derived stack (spectral): slabs too
+                its = [i for i in infos if i.index in idxs]
+                cuts, source = slab_boundaries(its, cluster.lo, cluster.hi,
+                                               _cluster_body_regions(cluster, body_regions))
+                _put_slabs(s, its, cuts, source, put)
+            else:
+                for idx in idxs:
+                    put(idx, _entry(s, "same_acquisition", 0.85))
         else:  # no SourceImageSequence: place it like an original, by region and z
             _assign_each([s], cands, put, drop, by_suffix="(no source reference)")
     for s in series:
@@ -457,6 +468,73 @@ def split_exam(
             "mismatch": mismatch, "no_order": False}
 
 
+#: Series whose image centres lie within this distance along z are one table station (an MR
+#: head and its sagittals; a lumbar spine station sits ~60 cm lower).
+STATION_GAP_MM = 120.0
+
+
+def _assign_stations(members: Sequence[_Series], cands: Sequence[ItemInfo],
+                     put: Callable[[int, dict[str, Any]], None], drop: Callable[..., None]) -> None:
+    """Non-CT series (MR, ...) of an exam with several ordered items of the modality.
+
+    One item: every series goes to it unless its region clearly says otherwise. Several: the
+    series are grouped into table stations by the z of their image centres; a station's
+    region (labels, confidence-weighted) picks its items; stations and items that region
+    cannot match pair up top to bottom when their numbers agree; the rest are placed one by
+    one (a BodyPartExamined hint alone never decides: low confidence, noted).
+    """
+    with_z = [s for s in members if s.z]
+    if len(cands) < 2 or not with_z:
+        _assign_each(members, cands, put, drop)
+        return
+    stations: list[list[_Series]] = []
+    for s in sorted(with_z, key=lambda x: -(sum(x.z) / len(x.z))):
+        centre = sum(s.z) / len(s.z)
+        if stations:
+            last = stations[-1]
+            last_centre = sum(sum(m.z) / len(m.z) for m in last) / len(last)
+            if abs(last_centre - centre) <= STATION_GAP_MM:
+                last.append(s)
+                continue
+        stations.append([s])
+    owner: dict[int, list[int]] = {}
+    for k, st in enumerate(stations):
+        votes: dict[str, float] = {}
+        for m in st:
+            if m.region and m.region_conf >= 0.5:
+                votes[m.region] = votes.get(m.region, 0.0) + m.region_conf
+        if votes:
+            reg = max(votes, key=lambda r: votes[r])
+            owner[k] = [it.index for it in cands if regions_compatible(it.region, reg)]
+    claimed = {i for v in owner.values() for i in v}
+    ordered = sorted(cands, key=lambda it: it.z_order)
+    if len(stations) == len(cands) and (len(claimed) < len(cands) or any(not owner.get(k) for k in range(len(stations)))):
+        owner = {k: [it.index] for k, it in enumerate(ordered)}
+        how = "z_order"
+    else:
+        how = "region"
+    for k, st in enumerate(stations):
+        idxs = owner.get(k) or []
+        if not idxs:
+            _assign_each(st, cands, put, drop)
+            continue
+        for m in st:
+            for idx in idxs:
+                put(idx, _entry(m, f"station_{how}", 0.8 if how == "region" else 0.65))
+    _assign_each([s for s in members if not s.z], cands, put, drop)
+
+
+def _same_acquisition(s: _Series, acquisitions: Sequence[tuple[_Cluster, list[int]]]
+                      ) -> tuple[_Cluster, list[int]] | None:
+    """The CT acquisition a derived series without source reference lies in (z overlap)."""
+    zr = s.z_range
+    if zr is None or _modality_group(s.label.modality) != "CT":
+        return None
+    best = max(((_overlap((c.lo, c.hi), zr), (c, idxs)) for c, idxs in acquisitions if idxs),
+               key=lambda t: t[0], default=None)
+    return best[1] if best is not None and best[0] >= 0.5 else None
+
+
 def _no_order(series: Sequence[_Series]) -> dict[str, Any]:
     """No ordered item: the series grouped by region, explicitly flagged, nothing invented."""
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -484,6 +562,10 @@ def _assign_each(members: Sequence[_Series], cands: Sequence[ItemInfo], put: Cal
         if len(cands) == 1 and (not fits) and s.region_conf < 0.6:
             put(cands[0].index, _entry(s, "single_item", 0.5, note=f"region {s.region or 'unknown'} unconfirmed"))
             continue
+        if len(cands) > 1 and s.region_conf < 0.5:  # a BodyPartExamined hint alone never decides
+            drop(s, "region_unknown", f"only a weak hint ({s.region or 'none'}, BodyPartExamined) for "
+                                      f"{[c.code for c in cands]}")
+            continue
         if not fits:
             drop(s, "region_unknown" if not s.region else "region_not_ordered",
                  f"{s.region or '?'} vs {[c.region for c in cands]}")
@@ -496,14 +578,13 @@ def _assign_each(members: Sequence[_Series], cands: Sequence[ItemInfo], put: Cal
             put(it.index, _entry(s, "region" + (f" {by_suffix}" if by_suffix else ""), s.region_conf))
 
 
-def _assign_ct(members: Sequence[_Series], cands: Sequence[ItemInfo], body_regions: Mapping[str, Any] | None,
-               put: Callable[[int, dict[str, Any]], None], drop: Callable[..., None]) -> None:
-    """CT: acquisitions by z overlap, matched to items by region, long ones cut into slabs."""
+def _cluster_ct(members: Sequence[_Series]) -> tuple[list[_Cluster], list[_Series]]:
+    """CT original axial series grouped into acquisitions by z overlap; the rest set aside."""
     clusters: list[_Cluster] = []
     loose: list[_Series] = []
     for s in sorted(members, key=lambda x: x.number):
         zr = s.z_range
-        if zr is None or s.label.plane not in ("axial", None):
+        if zr is None or s.label.plane not in ("axial", None) or s.label.role != "original":
             loose.append(s)
             continue
         for c in clusters:
@@ -514,77 +595,175 @@ def _assign_ct(members: Sequence[_Series], cands: Sequence[ItemInfo], body_regio
             c = _Cluster()
             c.add(s, zr)
             clusters.append(c)
-    # items per cluster: by region first
-    owner: dict[int, list[int]] = {}
-    cl_region = [c.region() for c in clusters]
-    for ci, (reg, _conf) in enumerate(cl_region):
+    return clusters, loose
+
+
+def ct_acquisitions(labels: Sequence[SeriesLabel], headers: Mapping[str, Any] | None = None,
+                    slice_z: Mapping[str, Sequence[float]] | None = None) -> list[list[str]]:
+    """The exam's CT acquisitions as lists of series uids (what the body-region scorer should
+    see once per acquisition: callers score the longest member of each)."""
+    headers = headers or {}
+    slice_z = slice_z or {}
+    members = [_Series(lab.series_uid, lab, headers.get(lab.series_uid),
+                       [float(z) for z in (slice_z.get(lab.series_uid) or [])], lab.region, 0.0)
+               for lab in labels if _modality_group(lab.modality) == "CT"]
+    clusters, _ = _cluster_ct(members)
+    return [[m.uid for m in c.members] for c in clusters]
+
+
+def _cluster_body_regions(c: _Cluster, body_regions: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The body regions that describe this acquisition: its own scored member's, or the
+    anatomy engine's exam-wide answer (same frame of reference) when it overlaps."""
+    if not body_regions:
+        return None
+    uids = {m.uid for m in c.members}
+    for acq in body_regions.get("acquisitions") or []:
+        if isinstance(acq, Mapping) and acq.get("series_uid") in uids and acq.get("regions"):
+            return dict(acq)
+    if body_regions.get("regions"):
+        return dict(body_regions)
+    return None
+
+
+def _zones(regions: Mapping[str, Any] | None, lo: float, hi: float) -> dict[str, float]:
+    """Region -> mm of it inside [lo, hi] (each zone widened by half a slice gap is not needed:
+    zone limits are slice centres, so a one-slice zone counts as 0 mm and never owns an item)."""
+    out: dict[str, float] = {}
+    for r in (regions or {}).get("regions") or []:
+        try:
+            name, zlo, zhi = str(r["region"]), float(r["z_min_mm"]), float(r["z_max_mm"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        inside = min(zhi, hi) - max(zlo, lo)
+        if inside > 0:
+            out[name] = out.get(name, 0.0) + inside
+    return out
+
+
+#: A body region inside an acquisition makes it image an ordered item of that region when
+#: the region spans at least this share of the item's typical length (the chest slices at
+#: the top of an abdomen scan, ~6 cm, do not make it a chest exam; a chest-abdomen-pelvis
+#: scan's ~19 cm of pelvis do).
+ZONE_OWNS_FRACTION = 0.5
+
+
+def _assign_ct(members: Sequence[_Series], cands: Sequence[ItemInfo], body_regions: Mapping[str, Any] | None,
+               put: Callable[[int, dict[str, Any]], None], drop: Callable[..., None]) -> list[tuple[_Cluster, list[int]]]:
+    """CT: acquisitions by z overlap, matched to items by region, long ones cut into slabs.
+
+    Order of evidence: (1) the acquisition's main region (body-region scorer, else the
+    labels) matches an item's region; (2) another body region inside it spans at least half
+    an item's typical length, or the item lies between two items the acquisition images;
+    (3) acquisitions and items pair up by z order when their numbers agree and the region
+    evidence left one item claimed twice or some unclaimed; (4) an acquisition long enough to
+    cover a neighbouring ordered part (typical lengths) takes it. Returns each acquisition
+    with its items.
+    """
+    clusters, loose = _cluster_ct(members)
+    by_index = {it.index: it for it in cands}
+    regions_of = [_cluster_body_regions(c, body_regions) for c in clusters]
+    main: list[tuple[str | None, float, str]] = []
+    for c, regs in zip(clusters, regions_of, strict=True):
+        zones = _zones(regs, c.lo, c.hi)
+        if zones:
+            top = max(zones, key=lambda k: zones[k])
+            main.append((top, 0.9, "body_region"))
+        else:
+            reg, conf = c.region()
+            main.append((reg, conf, "label"))
+    cluster_items: dict[int, list[int]] = {}
+    how: dict[tuple[int, int], str] = {}
+    owned: set[int] = set()
+
+    def own(ci: int, idx: int, by: str) -> None:
+        if idx not in cluster_items.setdefault(ci, []):
+            cluster_items[ci].append(idx)
+            how[(ci, idx)] = by
+        owned.add(idx)
+
+    for ci, (reg, _conf, _src) in enumerate(main):  # (1)
         for it in cands:
             if regions_compatible(it.region, reg):
-                owner.setdefault(it.index, []).append(ci)
-    by_index = {it.index: it for it in cands}
-    # body regions seen by the anatomy engine inside a cluster make it own those items too
-    zones = [(str(r.get("region")), float(r.get("z_min_mm", 0)), float(r.get("z_max_mm", 0)))
-             for r in (body_regions or {}).get("regions") or [] if isinstance(r, Mapping)]
-    for ci, c in enumerate(clusters):
-        for name, zlo, zhi in zones:
-            inside = min(zhi, c.hi) - max(zlo, c.lo)
-            if inside >= 40.0:
-                for it in cands:
-                    if it.index not in owner and regions_compatible(it.region, name):
-                        owner.setdefault(it.index, []).append(ci)
-    # an item without an acquisition of its region: a long neighbouring acquisition may cover it
-    cluster_items: dict[int, list[int]] = {}
-    for idx, cis in owner.items():
-        for ci in cis:
-            cluster_items.setdefault(ci, []).append(idx)
-    for it in sorted(cands, key=lambda x: x.z_order):
-        if it.index in owner:
+                own(ci, it.index, "region")
+    for ci, c in enumerate(clusters):  # (2)
+        zones = _zones(regions_of[ci], c.lo, c.hi)
+        for it in cands:
+            if it.index in owned:
+                continue
+            for name, mm in zones.items():
+                if regions_compatible(it.region, name) and mm >= ZONE_OWNS_FRACTION * TYPICAL_LENGTH_MM.get(
+                        it.region or "", 200.0):
+                    own(ci, it.index, "body_region")
+                    break
+    ordered = sorted(cands, key=lambda x: x.z_order)
+    for ci in range(len(clusters)):  # an item between two items of one acquisition lies in it
+        zs = [by_index[i].z_order for i in cluster_items.get(ci, [])]
+        for it in ordered:
+            if it.index not in owned and len(zs) >= 2 and min(zs) < it.z_order < max(zs):
+                own(ci, it.index, "between_items")
+    shared = [i for i in owned if sum(i in v for v in cluster_items.values()) > 1]
+    if shared and len(clusters) == len(cands) and len(owned) < len(cands):
+        # one item claimed by two acquisitions, another by none (a lumbar scan that looks like
+        # chest + abdomen next to a thoracic one): equal numbers pair up top to bottom
+        cluster_items.clear()
+        owned.clear()
+        for ci, it in zip(sorted(range(len(clusters)), key=lambda ci: -clusters[ci].hi), ordered, strict=True):
+            own(ci, it.index, "z_order")
+    free_c = sorted((ci for ci in range(len(clusters)) if not cluster_items.get(ci)), key=lambda ci: -clusters[ci].hi)
+    free_i = sorted((it for it in cands if it.index not in owned), key=lambda it: it.z_order)
+    if free_c and len(free_c) == len(free_i) and not any(main[ci][0] and main[ci][2] == "body_region"
+                                                          for ci in free_c):  # (3)
+        for ci, it in zip(free_c, free_i, strict=True):
+            own(ci, it.index, "z_order")
+    for it in ordered:  # (4)
+        if it.index in owned:
             continue
         best: tuple[float, int] | None = None
+        pos = ordered.index(it)
         for ci, c in enumerate(clusters):
             have = [by_index[i] for i in cluster_items.get(ci, [])]
-            if not have:
+            if not have or regions_of[ci]:  # body regions seen: they already said what is imaged
                 continue
-            zs = [h.z_order for h in have]
-            # the missing item must be the next part above or below what the cluster images
-            neighbours = sorted(cands, key=lambda x: x.z_order)
-            pos = neighbours.index(it)
-            adjacent = any(n.index in cluster_items.get(ci, []) for n in neighbours[max(0, pos - 1):pos + 2] if n is not it)
-            if not adjacent or min(abs(it.z_order - z) for z in zs) > 60:
+            adjacent = any(n.index in cluster_items.get(ci, []) for n in ordered[max(0, pos - 1):pos + 2]
+                           if n is not it)
+            if not adjacent or min(abs(it.z_order - h.z_order) for h in have) > 60:
                 continue
             need = sum(TYPICAL_LENGTH_MM.get(h.region or "", 200.0) for h in have + [it])
-            if c.length >= COVER_FRACTION * need:
-                score = c.length / need
-                if best is None or score > best[0]:
-                    best = (score, ci)
+            if c.length >= COVER_FRACTION * need and (best is None or c.length / need > best[0]):
+                best = (c.length / need, ci)
         if best is not None:
-            owner[it.index] = [best[1]]
-            cluster_items.setdefault(best[1], []).append(it.index)
-    # write: single-item clusters whole, multi-item clusters as slabs
+            own(best[1], it.index, "z_coverage")
+    out: list[tuple[_Cluster, list[int]]] = []
     for ci, c in enumerate(clusters):
         idxs = sorted(set(cluster_items.get(ci, [])), key=lambda i: by_index[i].z_order)
-        reg, conf = cl_region[ci]
+        out.append((c, idxs))
+        reg, conf, _src = main[ci]
         if not idxs:
             for s in c.members:
                 drop(s, "region_unknown" if not reg else "region_not_ordered",
                      f"{reg or '?'} vs {[x.region for x in cands]}")
             continue
         if len(idxs) == 1:
+            by = how.get((ci, idxs[0]), "region")
             for s in c.members:
-                put(idxs[0], _entry(s, "region", max(conf, s.region_conf)))
+                put(idxs[0], _entry(s, by, max(conf, s.region_conf) if by == "region" else 0.6))
             continue
         its = [by_index[i] for i in idxs]
-        # items of the same region that are not z-neighbours (two knees) cannot be slabs: give all
-        cuts, source = slab_boundaries(its, c.lo, c.hi, body_regions)
+        cuts, source = slab_boundaries(its, c.lo, c.hi, regions_of[ci])
         for s in c.members:
-            slabs = _slabs_for(s, cuts, source)
-            if not s.z:
-                for i in idxs:
-                    put(i, _entry(s, "acquisition_covers_items", BOUNDARY_CONFIDENCE[source] * 0.8,
-                                  note="no slice positions: whole series under each item"))
-                continue
-            for it, slab in zip(its, slabs, strict=True):
-                if slab is not None:
-                    put(it.index, _entry(s, f"slab_{source}", BOUNDARY_CONFIDENCE[source], slab=slab))
+            _put_slabs(s, its, cuts, source, put)
     for s in loose:  # non-axial or no geometry: by region like the other modalities
         _assign_each([s], cands, put, drop)
+    return out
+
+
+def _put_slabs(s: _Series, its: Sequence[ItemInfo], cuts: Sequence[float], source: str,
+               put: Callable[[int, dict[str, Any]], None]) -> None:
+    if not s.z:
+        for it in its:
+            put(it.index, _entry(s, "acquisition_covers_items", BOUNDARY_CONFIDENCE[source] * 0.8,
+                                 note="no slice positions: whole series under each item"))
+        return
+    for it, slab in zip(its, _slabs_for(s, cuts, source), strict=True):
+        if slab is not None:
+            put(it.index, _entry(s, f"slab_{source}", BOUNDARY_CONFIDENCE[source], slab=slab))
