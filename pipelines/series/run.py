@@ -130,38 +130,27 @@ def slice_z(datasets: Iterable[Any]) -> list[float]:
 def normalise_items(names: Sequence[str], hospital_code: str | None = None) -> tuple[list[dict[str, Any]], str]:
     """Ordered standard items of ``names`` (the item normaliser's matches, in order).
 
-    Returns (items, status): ``ok``, ``no_names`` or ``normaliser_unavailable`` (then no
-    items: the split says ``no_order`` instead of guessing).
+    Returns (items, status): ``ok``, ``no_names``, ``unmapped`` (names given, nothing
+    matched) or ``normaliser_unavailable``; without items the split says ``no_order``
+    instead of guessing.
     """
     names = [n for n in names if n and n.strip()]
     if not names:
         return [], "no_names"
     try:
-        from radqc.pipelines.items.normalise import ItemNormaliser
+        from radqc.pipelines.items.normalise import normalise
     except ImportError as exc:
         log.warning("item normaliser unavailable: %s", exc)
         return [], "normaliser_unavailable"
-    normaliser = _normaliser(ItemNormaliser)
     out: list[dict[str, Any]] = []
     for name in names:
-        result = normaliser.normalise(name, hospital_code=hospital_code)
-        for m in getattr(result, "items", None) or []:
-            d = m if isinstance(m, Mapping) else (m.to_dict() if hasattr(m, "to_dict") else vars(m))
-            item = {k: d.get(k) for k in ("code", "name", "modality", "parts", "method", "laterality", "confidence")}
-            item["source"] = d.get("source") or "normaliser"
+        result = normalise(name, hospital=hospital_code)
+        for m in result.get("items") or []:
+            item = {k: m.get(k) for k in ("code", "name", "modality", "parts", "method", "laterality", "confidence")}
+            item["source"] = m.get("source") or "normaliser"
             item["from_text"] = name
             out.append(item)
-    return out, "ok"
-
-
-_NORMALISER: Any = None
-
-
-def _normaliser(cls: Callable[[], Any]) -> Any:
-    global _NORMALISER
-    if _NORMALISER is None:
-        _NORMALISER = cls()
-    return _NORMALISER
+    return out, "ok" if out else "unmapped"
 
 
 _CLASSIFIERS: dict[bool, Any] = {}
