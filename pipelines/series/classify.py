@@ -29,13 +29,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .categories import category_code
 from .features import SeriesHeader, annotate_exam
+from .heads import HEADS
 from .rules import RuleResult, RuleSet, family, load_rules
 from .types import Evidence, SeriesLabel
 
@@ -45,6 +46,18 @@ log = logging.getLogger(__name__)
 LABEL_FIELDS = ("role", "derived_type", "plane", "sequence", "phase", "kernel_class", "thickness_class", "view",
                 "region")
 EPS = 1e-4
+#: Column layout shared with the header model's output: HEADS order, None first in each head.
+HEADS_VALUES: dict[str, tuple[Any, ...]] = HEADS
+HEAD_SLICES: list[tuple[str, int, int]] = []
+COLUMN: dict[tuple[str, Any], int] = {}
+COLUMN_VALUE: list[Any] = []
+for _f, _values in HEADS.items():
+    HEAD_SLICES.append((_f, len(COLUMN_VALUE), len(COLUMN_VALUE) + len(_values)))
+    for _v in _values:
+        COLUMN[(_f, _v)] = len(COLUMN_VALUE)
+        COLUMN_VALUE.append(_v)
+N_COLUMNS = len(COLUMN_VALUE)
+
 #: Below this fused role probability the series is reported as unknown.
 MIN_ROLE_CONFIDENCE = 0.5
 
@@ -54,7 +67,9 @@ class FusionWeights:
     """Weights of the log-linear fusion (tuned on val_* only; the card records the values)."""
 
     description: float = 1.0  # scale of description-word votes
-    header_model: float = 2.0  # multiplier of log P from the header model
+    header_model: float = 1.0  # multiplier of log P from the header model
+    #: per-field overrides of ``header_model``: CT phase has no hard header fact (val: 0.988 at 1, 0.996 at 3)
+    header_model_fields: dict[str, float] = field(default_factory=lambda: {"phase": 3.0, "region": 3.0})
     image_model: float = 1.5  # multiplier of log P from the image model
     #: with an image model present, description votes are scaled by this too (they may be wrong)
     description_with_image: float = 0.6
@@ -132,19 +147,98 @@ class SeriesClassifier:
         if not any(h.exam_context for h in headers):
             annotate_exam(headers)
         rule_results = [self.rules.apply(h) for h in headers]
-        model_probs: list[dict[str, dict[Any, float]] | None] = [None] * len(headers)
+        n = len(headers)
+        pm_arr: np.ndarray | None = None
         if self.header_model is not None:
             try:
-                model_probs = list(self.header_model.predict(headers))
+                pm_arr = self._model_array(headers)
             except Exception as exc:  # noqa: BLE001
                 log.warning("series header model failed (%s): header rules only", exc)
-        image_probs: list[dict[str, dict[Any, float]] | None] = [None] * len(headers)
+        image_probs: list[dict[str, dict[Any, float]] | None] = [None] * n
         self._images_given = bool(images)
         if images:
             image_probs = self._predict_images(headers, images)
-        labels = [self._label(h, r, m, i) for h, r, m, i in zip(headers, rule_results, model_probs, image_probs, strict=False)]
+        fused = self._fuse_all(rule_results, pm_arr, image_probs)
+        labels = [self._label(h, r, f, pm_arr[k] if pm_arr is not None else None, i)
+                  for k, (h, r, f, i) in enumerate(zip(headers, rule_results, fused, image_probs, strict=True))]
         self._inherit_from_sources(headers, labels)
         return labels
+
+    def _model_array(self, headers: Sequence[SeriesHeader]) -> np.ndarray:
+        """Header-model probabilities in the HEADS column layout (models without predict_array: from dicts)."""
+        model = self.header_model
+        if hasattr(model, "predict_array"):
+            arr = np.asarray(model.predict_array(headers), np.float64)
+            if arr.shape == (len(headers), N_COLUMNS):
+                return arr
+        arr = np.zeros((len(headers), N_COLUMNS))
+        for k, probs in enumerate(model.predict(headers)):
+            for fname, dist in probs.items():
+                for value, p in dist.items():
+                    c = COLUMN.get((fname, value))
+                    if c is not None:
+                        arr[k, c] = p
+        return arr
+
+    def _fuse_all(self, rule_results: Sequence[RuleResult], pm: np.ndarray | None,
+                  pis: Sequence[dict[str, dict[Any, float]] | None]) -> list[tuple[list[float], list[bool], np.ndarray]]:
+        """Fused per-column probabilities for all series at once (vectorised log-linear fusion).
+
+        Returns per series: probabilities in the HEADS column layout, whether each field got any
+        evidence, and the description scores row (for the overruled check).
+        """
+        w = self.weights
+        n = len(rule_results)
+        hard = np.zeros((n, N_COLUMNS))
+        desc = np.zeros((n, N_COLUMNS))
+        for k, rr in enumerate(rule_results):
+            for v in rr.votes:
+                target = hard if v.source == "header_rule" else desc
+                for value in v.values:
+                    c = COLUMN.get((v.field, value))
+                    if c is not None:
+                        target[k, c] += v.weight
+        img_log = np.zeros((n, N_COLUMNS))
+        img_has = np.zeros((n, len(HEAD_SLICES)), bool)
+        for k, pi in enumerate(pis):
+            if not pi:
+                continue
+            for h_i, (fname, a, b) in enumerate(HEAD_SLICES):
+                dist = pi.get(fname)
+                if not dist:
+                    continue
+                img_has[k, h_i] = True
+                for c in range(a, b):
+                    img_log[k, c] = math.log(max(float(dist.get(COLUMN_VALUE[c], 0.0)), EPS))
+        wd = np.full((n, 1), w.description)
+        wd[img_has.any(1)] *= w.description_with_image
+        logits = hard + wd * desc + w.image_model * img_log
+        if pm is not None:
+            wm = np.full(N_COLUMNS, w.header_model)
+            for fname, a, b in HEAD_SLICES:
+                if fname in w.header_model_fields:
+                    wm[a:b] = w.header_model_fields[fname]
+            logits += wm * np.log(np.maximum(pm, EPS))
+        voted = (hard != 0) | (desc != 0)
+        probs = np.zeros_like(logits)
+        spoke = np.zeros((n, len(HEAD_SLICES)), bool)
+        for h_i, (_, a, b) in enumerate(HEAD_SLICES):
+            z = logits[:, a:b].copy()
+            any_vote = voted[:, a:b].any(1)
+            model_says = np.full(n, pm is not None) | img_has[:, h_i]
+            spoke[:, h_i] = any_vote | model_says
+            # rules only: the candidates are the voted values and None (not applicable)
+            rules_only = ~model_says
+            if rules_only.any():
+                zr = np.where(voted[:, a:b], z, -np.inf)
+                zr[:, 0] = z[:, 0] + w.none_prior
+                z = np.where(rules_only[:, None], zr, z)
+            z -= z.max(1, keepdims=True)
+            e = np.exp(z)
+            probs[:, a:b] = e / e.sum(1, keepdims=True)
+        probs_l = probs.tolist()
+        spoke_l = spoke.tolist()
+        return [(probs_l[k], spoke_l[k], desc[k]) for k in range(n)]
 
     # ------------------------------------------------------------------------ internals
     def _predict_images(self, headers: Sequence[SeriesHeader], images: Mapping[str, np.ndarray]) -> list[dict[str, dict[Any, float]] | None]:
@@ -165,56 +259,26 @@ class SeriesClassifier:
             out[k] = p
         return out
 
-    def _fuse(self, fname: str, rr_h: Mapping[Any, float], rr_d: Mapping[Any, float],
-              pm: Mapping[Any, float] | None, pi: Mapping[Any, float] | None) -> tuple[dict[Any, float], bool]:
-        """Fused distribution of one field, and whether any component said anything."""
-        w = self.weights
-        wd = w.description * (w.description_with_image if pi else 1.0)
-        if pm is None and pi is None:
-            if not rr_h and not rr_d:
-                return {None: 1.0}, False
-            cands: set[Any] = set(rr_h) | set(rr_d) | {None}
-            logits = {v: rr_h.get(v, 0.0) + wd * rr_d.get(v, 0.0) for v in cands}
-            logits[None] = logits.get(None, 0.0) + w.none_prior
-            return _softmax(logits), True
-        cands = set(self.rules.values.get(fname, ())) | {None} | set(rr_h) | set(rr_d)
-        if pm:
-            cands |= set(pm)
-        if pi:
-            cands |= set(pi)
-        logits = {}
-        for v in cands:
-            z = rr_h.get(v, 0.0) + wd * rr_d.get(v, 0.0)
-            if pm is not None:
-                z += w.header_model * math.log(max(pm.get(v, 0.0), EPS))
-            if pi is not None:
-                z += w.image_model * math.log(max(pi.get(v, 0.0), EPS))
-            logits[v] = z
-        return _softmax(logits), True
-
-    def _label(self, h: SeriesHeader, rr: RuleResult, pm: dict[str, dict[Any, float]] | None,
-               pi: dict[str, dict[Any, float]] | None) -> SeriesLabel:
+    def _label(self, h: SeriesHeader, rr: RuleResult, fused: tuple[list[float], list[bool], np.ndarray],
+               pm: np.ndarray | None, pi: dict[str, dict[Any, float]] | None) -> SeriesLabel:
         label = SeriesLabel(series_uid=h.series_uid, modality=h.modality)
         try:
-            return self._decide(h, rr, pm, pi, label)
+            return self._decide(h, rr, fused, pm, pi, label)
         except Exception as exc:  # noqa: BLE001 - never an exception for one odd series
             log.warning("series %s: classification failed (%s)", h.series_uid, exc)
             label.role = "unknown"
             label.unknown_reason = f"classification failed: {type(exc).__name__}: {exc}"
             return label
 
-    def _decide(self, h: SeriesHeader, rr: RuleResult, pm: dict[str, dict[Any, float]] | None,
-                pi: dict[str, dict[Any, float]] | None, label: SeriesLabel) -> SeriesLabel:
-        hard, desc = rr.scores("header_rule"), rr.scores("description")
-        fused: dict[str, dict[Any, float]] = {}
-        spoke: dict[str, bool] = {}
-        for fname in LABEL_FIELDS:
-            fused[fname], spoke[fname] = self._fuse(fname, hard.get(fname, {}), desc.get(fname, {}),
-                                                    pm.get(fname) if pm else None, pi.get(fname) if pi else None)
+    def _decide(self, h: SeriesHeader, rr: RuleResult, fused_row: tuple[list[float], list[bool], np.ndarray],
+                pm: np.ndarray | None, pi: dict[str, dict[Any, float]] | None, label: SeriesLabel) -> SeriesLabel:
+        prow, spoke_l, desc_row = fused_row
+        fused = {fname: dict(zip(HEADS_VALUES[fname], prow[a:b], strict=True)) for fname, a, b in HEAD_SLICES}
+        spoke = {fname: spoke_l[i] for i, (fname, _, _) in enumerate(HEAD_SLICES)}
         reasons: list[str] = []
         if not h.modality:
             reasons.append("no Modality in the header")
-        if not pm:
+        if pm is None:
             label.evidence.append(Evidence("fusion", "role", None, 0.0, "header model not available: header rules only"))
         if pi is None and getattr(self, "_images_given", False):
             label.evidence.append(Evidence("fusion", "role", None, 0.0, "no image model prediction for this series"))
@@ -258,15 +322,15 @@ class SeriesClassifier:
         for fname, value in values.items():
             setattr(label, fname, value)
         # --- special categories (rules only: CT perfusion, calcium score)
-        special = hard.get("special") or desc.get("special")
+        special = [v for v in rr.votes if v.field == "special"]
         special_value = None
         if special and role == "original":
-            special_value = max(special.items(), key=lambda kv: kv[1])[0]
+            special_value = max(special, key=lambda v: v.weight).values[0]
             label.evidence.append(Evidence("header_rule", "category", special_value, 1.0,
                                            "; ".join(v.detail for v in rr.votes if v.field == "special")))
         # --- evidence per decided field
         self._evidence(label, rr, pm, pi, values)
-        self._overruled(label, desc, values)
+        self._overruled(label, desc_row, values)
         label.category = category_code({**values, "special": special_value}, h.modality)
         if label.category is None and role != "unknown":
             reasons.append(f"no standard category for {', '.join(f'{k}={v}' for k, v in values.items() if v is not None)}")
@@ -277,7 +341,7 @@ class SeriesClassifier:
             label.unknown_reason = "; ".join(reasons)
         return label
 
-    def _evidence(self, label: SeriesLabel, rr: RuleResult, pm: dict[str, dict[Any, float]] | None,
+    def _evidence(self, label: SeriesLabel, rr: RuleResult, pm: np.ndarray | None,
                   pi: dict[str, dict[Any, float]] | None, values: Mapping[str, Any]) -> None:
         for fname, value in values.items():
             if value is None and fname != "role":
@@ -286,20 +350,25 @@ class SeriesClassifier:
                 if v.field == fname and value in v.values:
                     label.evidence.append(Evidence(v.source, fname, value, round(1 - math.exp(-v.weight), 3), v.detail,
                                                    rule=v.rule))
-            if pm and fname in pm:
-                label.evidence.append(Evidence("header_model", fname, value, round(float(pm[fname].get(value, 0.0)), 4),
+            c = COLUMN.get((fname, value))
+            if pm is not None and c is not None:
+                label.evidence.append(Evidence("header_model", fname, value, round(float(pm[c]), 4),
                                                "learned header classifier"))
             if pi and fname in pi:
                 label.evidence.append(Evidence("image_model", fname, value, round(float(pi[fname].get(value, 0.0)), 4),
                                                "thumbnail image classifier"))
 
-    def _overruled(self, label: SeriesLabel, desc: Mapping[str, Mapping[Any, float]], values: Mapping[str, Any]) -> None:
+    def _overruled(self, label: SeriesLabel, desc_row: np.ndarray, values: Mapping[str, Any]) -> None:
         """Mark fields where the description voted for something else than the fused value."""
-        for fname, votes in desc.items():
-            if fname not in values or values[fname] is None or not votes:
+        for fname, a, b in HEAD_SLICES:
+            if values.get(fname) is None:
                 continue
-            said = max(votes.items(), key=lambda kv: kv[1])[0]
-            if said != values[fname] and values[fname] not in votes:
+            seg = desc_row[a:b]
+            if not seg.any():
+                continue
+            said = HEADS_VALUES[fname][int(seg.argmax())]
+            chosen = COLUMN.get((fname, values[fname]))
+            if said != values[fname] and (chosen is None or desc_row[chosen] == 0):
                 label.description_overruled = True
                 label.evidence.append(Evidence("fusion", fname, values[fname], label.field_confidence.get(fname, 0.0),
                                                f"SeriesDescription/ProtocolName says {fname}={said}; "

@@ -125,7 +125,16 @@ class SeriesHeader:
     @property
     def plane(self) -> str | None:
         """Scan plane from ImageOrientationPatient (None when absent or malformed)."""
-        return plane_of(self.orientation)
+        o = self.orientation
+        if not o:
+            return None
+        key = tuple(o)
+        hit = _PLANE_CACHE.get(key, "")
+        if hit == "":
+            hit = plane_of(o)
+            if len(_PLANE_CACHE) < 4096:
+                _PLANE_CACHE[key] = hit
+        return hit
 
     @property
     def z_extent(self) -> float | None:
@@ -142,6 +151,8 @@ class SeriesHeader:
 
 
 # ------------------------------------------------------------------------------ converters
+
+_PLANE_CACHE: dict[tuple[float, ...], str | None] = {}
 
 
 def _text(value: Any) -> str | None:

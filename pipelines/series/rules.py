@@ -79,7 +79,6 @@ DYNAMIC: dict[str, Callable[[SeriesHeader], Any]] = {
 }
 
 
-_MODALITY: Callable[[SeriesHeader], Any] = lambda h: h.modality or ""  # noqa: E731
 _SOP_CLASS: Callable[[SeriesHeader], Any] = lambda h: h.sop_class_uid or ""  # noqa: E731
 _PLANE: Callable[[SeriesHeader], Any] = lambda h: h.plane  # noqa: E731
 _ANGIO: Callable[[SeriesHeader], Any] = lambda h: (h.angio_flag or "").upper() or None  # noqa: E731
@@ -109,14 +108,25 @@ def _search(pat: re.Pattern[str], attr: str) -> Callable[[SeriesHeader], bool]:
 
 @dataclass(frozen=True)
 class Vote:
-    """One rule's vote for one field: values (several = "one of these"), weight, evidence text."""
+    """One rule's vote for one field: values (several = "one of these"), weight, evidence text.
+
+    The evidence text is formatted only when read (most votes never reach the evidence).
+    """
 
     rule: str
     source: str
     field: str
     values: tuple[Any, ...]
     weight: float
-    detail: str
+    template: str = ""
+    text: str = ""
+    header: SeriesHeader | None = None
+
+    @property
+    def detail(self) -> str:
+        if self.header is None:
+            return self.template or self.text
+        return _fill(self.template, self.header, self.text)
 
 
 @dataclass
@@ -146,6 +156,8 @@ class Rule:
     check: Callable[[SeriesHeader], bool]
     texts: tuple[tuple[str, re.Pattern[str]], ...]  # (text field, pattern): one vote per matching text
     text_not: re.Pattern[str] | None
+    modalities: frozenset[str] | None = None  # None: any modality (rules are indexed by it)
+    votes: tuple[tuple[str, Any], ...] = ()
 
 
 class RuleSet:
@@ -155,6 +167,8 @@ class RuleSet:
         self.version = str(raw.get("version", "0"))
         self.digest = digest
         self.rules = [self._compile(r) for r in raw.get("rules") or []]
+        self._by_modality: dict[str, tuple[Rule, ...]] = {}
+        self._text_cache: dict[tuple[str | None, str, str], frozenset[str]] = {}
         ids = [r.id for r in self.rules]
         dupes = {i for i in ids if ids.count(i) > 1}
         if dupes:
@@ -187,8 +201,7 @@ class RuleSet:
         text_not = None
         for key, cond in when.items():
             if key == "modality":
-                mods = frozenset(str(m).upper() for m in cond)
-                preds.append(_member(_MODALITY, mods))
+                continue  # indexed: see RuleSet.rules_for
             elif key == "sop_class":
                 classes = frozenset(str(c) for c in cond)
                 preds.append(_member(_SOP_CLASS, classes))
@@ -258,36 +271,70 @@ class RuleSet:
         source = str(r.get("source", "header_rule"))
         if source not in ("header_rule", "description"):
             raise ValueError(f"rule {rid}: source must be header_rule or description")
-        return Rule(id=rid, source=source, weight=float(r.get("weight", 1.0)), vote=dict(r.get("vote") or {}),
-                    detail=str(r.get("detail", "")), check=check, texts=tuple(texts), text_not=text_not)
+        mods = frozenset(str(m).upper() for m in when["modality"]) if "modality" in when else None
+        vote = dict(r.get("vote") or {})
+        votes = tuple((f, tuple(v) if isinstance(v, list) else v) for f, v in vote.items())
+        return Rule(id=rid, source=source, weight=float(r.get("weight", 1.0)), vote=vote,
+                    detail=str(r.get("detail", "")), check=check, texts=tuple(texts), text_not=text_not,
+                    modalities=mods, votes=votes)
+
+    def _text_hits(self, modality: str | None, name: str, text: str) -> frozenset[str]:
+        """Ids of the text rules whose pattern matches ``text`` in field ``name`` (cached).
+
+        Descriptions repeat across series and exams (a site has a few hundred protocol
+        names), so each distinct text is searched by the rule patterns once.
+        """
+        key = (modality, name, text)
+        hit = self._text_cache.get(key)
+        if hit is None:
+            ids = []
+            for rule in self.rules_for(modality):
+                for fname, pat in rule.texts:
+                    if fname == name and pat.search(text) and not (rule.text_not and rule.text_not.search(text)):
+                        ids.append(rule.id)
+                        break
+            hit = frozenset(ids)
+            if len(self._text_cache) > 200_000:
+                self._text_cache.clear()
+            self._text_cache[key] = hit
+        return hit
+
+    def rules_for(self, modality: str | None) -> tuple[Rule, ...]:
+        """The rules that can fire for a modality (cached): most rules name one."""
+        key = (modality or "").upper()
+        hit = self._by_modality.get(key)
+        if hit is None:
+            hit = tuple(r for r in self.rules if r.modalities is None or key in r.modalities)
+            self._by_modality[key] = hit
+        return hit
 
     # -------------------------------------------------------------------- applying
     def apply(self, h: SeriesHeader) -> RuleResult:
         """Every vote the rules give this header (never raises on odd headers)."""
         out = RuleResult()
-        for rule in self.rules:
+        append = out.votes.append
+        for rule in self.rules_for(h.modality):
             try:
                 if not rule.check(h):
                     continue
-                matched: list[str] = []
                 if rule.texts:
-                    for name, pat in rule.texts:
+                    matched: list[str] = []
+                    for name, _ in rule.texts:
                         text = TEXT_FIELDS[name](h)
-                        if text and pat.search(text) and not (rule.text_not and rule.text_not.search(text)):
+                        if text and rule.id in self._text_hits(h.modality, name, text):
                             matched.append(f"{_TEXT_LABEL[name]} '{text}'")
                     if not matched:
                         continue
                 else:
                     matched = [""]
                 for m in matched:
-                    detail = _fill(rule.detail, h, m)
-                    for fname, value in rule.vote.items():
-                        if isinstance(value, str) and value.startswith("@"):
+                    for fname, value in rule.votes:
+                        if isinstance(value, str) and value[:1] == "@":
                             value = DYNAMIC[value](h)
                             if value is None:
                                 continue
-                        values = tuple(value) if isinstance(value, list) else (value,)
-                        out.votes.append(Vote(rule.id, rule.source, fname, values, rule.weight, detail))
+                        values = value if isinstance(value, tuple) else (value,)
+                        append(Vote(rule.id, rule.source, fname, values, rule.weight, rule.detail, m, h))
             except (TypeError, ValueError, KeyError, AttributeError):
                 continue  # a malformed header value never stops classification
         return out
@@ -306,32 +353,43 @@ _TEXT_LABEL = {"description": "SeriesDescription", "protocol": "ProtocolName", "
 _FIELD_RE = re.compile(r"\{(\w+)(?::([^}]*))?\}")
 
 
+@functools.lru_cache(maxsize=1024)
+def _parts(template: str) -> tuple[tuple[str, str | None, str | None], ...]:
+    """A detail template split once into (literal, placeholder, format) parts."""
+    out: list[tuple[str, str | None, str | None]] = []
+    pos = 0
+    for m in _FIELD_RE.finditer(template):
+        out.append((template[pos:m.start()], m.group(1), m.group(2)))
+        pos = m.end()
+    out.append((template[pos:], None, None))
+    return tuple(out)
+
+
+def _value(name: str, fmt: str | None, h: SeriesHeader, text: str) -> str:
+    if name == "text":
+        return text
+    value: Any
+    if name in NUMERIC:
+        value = NUMERIC[name](h)
+    elif name == "plane":
+        value = h.plane
+    elif name in h.exam_context:
+        value = int(h.exam_context[name])
+    else:
+        value = getattr(h, name, None)
+    if value is None:
+        return "?"
+    try:
+        return format(value, fmt) if fmt else (f"{value:g}" if isinstance(value, float) else str(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def _fill(template: str, h: SeriesHeader, text: str) -> str:
     """The rule's detail with {field} placeholders from the header ({text}: the matched text)."""
     if not template:
         return text
-
-    def sub(m: re.Match[str]) -> str:
-        name, fmt = m.group(1), m.group(2)
-        if name == "text":
-            return text
-        value: Any
-        if name in NUMERIC:
-            value = NUMERIC[name](h)
-        elif name == "plane":
-            value = h.plane
-        elif name in h.exam_context:
-            value = int(h.exam_context[name])
-        else:
-            value = getattr(h, name, None)
-        if value is None:
-            return "?"
-        try:
-            return format(value, fmt) if fmt else (f"{value:g}" if isinstance(value, float) else str(value))
-        except (TypeError, ValueError):
-            return str(value)
-
-    return _FIELD_RE.sub(sub, template)
+    return "".join(lit + (_value(name, fmt, h, text) if name else "") for lit, name, fmt in _parts(template))
 
 
 MODALITY_FAMILY = {"CT": "CT", "MR": "MR", "DX": "DX", "CR": "DX", "DR": "DX", "RG": "DX", "MG": "DX", "SR": "OT"}
