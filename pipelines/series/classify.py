@@ -275,6 +275,7 @@ class SeriesClassifier:
         prow, spoke_l, desc_row = fused_row
         fused = {fname: dict(zip(HEADS_VALUES[fname], prow[a:b], strict=True)) for fname, a, b in HEAD_SLICES}
         spoke = {fname: spoke_l[i] for i, (fname, _, _) in enumerate(HEAD_SLICES)}
+        hard_voted = {v.field: True for v in rr.votes if v.source == "header_rule" and any(x is not None for x in v.values)}
         reasons: list[str] = []
         if not h.modality:
             reasons.append("no Modality in the header")
@@ -310,7 +311,9 @@ class SeriesClassifier:
                 values[fname] = None
                 continue
             probs = fused[fname]
-            if fname == "derived_type":
+            if fname == "derived_type" or hard_voted.get(fname):
+                # the field applies and a header fact gave it a value: "not applicable" is no answer
+                # (guards against a model that is unsure on headers unlike its training data)
                 probs = {k: v for k, v in probs.items() if k is not None} or {None: 1.0}
             value = _argmax(probs)
             values[fname] = value
