@@ -439,7 +439,11 @@ def _fallback(text: str, seg: Segment | None, use_embeddings: bool, lex: Lexicon
     best: tuple[str, float, str] | None = None
     fz_top = fz[0] if fz and fz[0][1] >= lex.thresholds["fuzzy_min"] else None
     em_top = em[0] if em and em[0][1] >= lex.thresholds["embedding_min"] else None
-    if fz_top and em_top and fz_top[0] == em_top[0]:
+    exact = fz_top is not None and fz_top[1] >= 0.999 and _PUNCT.sub("", fz_top[2].lower()) == _PUNCT.sub("", text.lower())
+    if exact and fz_top is not None:
+        # the name is, character for character, a standard item's name or listed synonym
+        best = (fz_top[0], lex.conf["exact_synonym"], "fuzzy")
+    elif fz_top and em_top and fz_top[0] == em_top[0]:
         # both agree: the fuzzy score, lifted by the embedding's margin over its runner-up
         margin = em_top[1] - (em[1][1] if em and len(em) > 1 else 0.0)
         best = (fz_top[0], min(0.95, 0.35 + 0.5 * fz_top[1] + 2.0 * margin), "fuzzy")
@@ -510,16 +514,20 @@ def normalise(name: str, *, hospital: str | None = None, local_code: str | None 
         return out
     items: list[dict[str, Any]] = []
     problems: list[str] = []
+    threshold = lex.thresholds["review_below"]
     for seg in parsed.segments:
         seg_items, unresolved, ev = _resolve_segment(seg, lex, voc, 0.0)
         out["evidence"].extend(ev)
         items.extend(seg_items)
         if unresolved:
-            problems.extend(unresolved)
             if not seg_items:
                 fb, fev = _fallback(seg.text, seg, use_embeddings, lex, voc, out)
                 items.extend(fb)
                 out["evidence"].extend(fev)
+                if fb and all(i["confidence"] >= threshold for i in fb):
+                    out["evidence"].extend(unresolved)  # resolved by a confident match: evidence, not a problem
+                    continue
+            problems.extend(unresolved)
     old = _code_2012(local_code)
     if old:
         codes = {it.code for it in old}
@@ -541,7 +549,6 @@ def normalise(name: str, *, hospital: str | None = None, local_code: str | None 
             unique.append(i)
     out["items"] = unique
     out["evidence"].extend(problems)
-    threshold = lex.thresholds["review_below"]
     if not unique:
         out["status"], out["needs_review"] = "unknown", True
     elif problems or any(i["confidence"] < threshold for i in unique):

@@ -202,6 +202,8 @@ def clean(text: str, lex: Lexicon | None = None) -> tuple[str, list[str]]:
             removed.extend(f.strip() for f in found if f.strip())
             out = pat.sub(" ", out)
     out = re.sub(r"[ ]{2,}", " ", out).strip(" +,;_/|&")
+    if out.count(" ") >= 3 and out.count(" ") * 3 >= len(out.replace(" ", "")):
+        out = out.replace(" ", "")  # "头 颅 CT 平 扫": spaces between letters, not between items
     out = re.sub(r"\(\s*\)", "", out)
     return out, removed
 
