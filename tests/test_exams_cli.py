@@ -138,6 +138,9 @@ def test_show_lists_tags_and_standard_series(catalogue: dict[str, int]) -> None:
     assert chest["source_series_number"] == 3 and chest["source_series_description"] == "Chest 1.25 lung"
     assert chest["z_from_mm"] == -250.0 and chest["category"] == "CT.AX.LUNG.THIN"
     assert "no exam" in run("show", "NOPE", code=2)
+    bare = run("show", "ACC3", "--json")
+    assert bare["standard_series"] == [] and [t["tag"] for t in bare["tags"]] == ["dx_views"]
+    assert [t["display"] for t in bare["tags"]] == ["后前位 / PA, 侧位 / lateral"]
 
 
 def test_tags_dictionary_listing(catalogue: dict[str, int]) -> None:

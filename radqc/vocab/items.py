@@ -33,8 +33,10 @@ PARTS_FILE = HERE / "parts.yaml"
 ITEMS_FILE = HERE / "exam_items.yaml"
 CATALOGUE_2012_FILE = HERE / "catalogue_2012.yaml"
 TAGS_FILE = HERE / "tags.yaml"
-#: Files whose content makes up :func:`vocab_version` (the source table is covered by its output).
-DATA_FILES = (PARTS_FILE, ITEMS_FILE, CATALOGUE_2012_FILE, TAGS_FILE)
+SERIES_CATEGORIES_FILE = HERE / "series_categories.yaml"
+#: Files whose content makes up :func:`vocab_version` (the source table is covered by its output;
+#: the series-category vocabulary is included when present, so one version covers every table here).
+DATA_FILES = (PARTS_FILE, ITEMS_FILE, CATALOGUE_2012_FILE, TAGS_FILE, SERIES_CATEGORIES_FILE)
 
 MODALITIES = ("CT", "MR", "DX", "MG", "RF")
 PART_KINDS = ("part", "vessel", "joint", "limb", "organ", "spine", "dental", "breast", "tract", "other")
