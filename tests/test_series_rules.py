@@ -124,3 +124,23 @@ def test_category_families_refuse_duplicates() -> None:
 
 def test_rules_file_path() -> None:
     assert RULES_FILE.is_file()
+
+
+def test_batch_evaluation_equals_one_by_one() -> None:
+    """apply_batch (column-wise) gives exactly the votes of apply (per header), details included."""
+    rules = load_rules()
+    headers = [
+        SeriesHeader(series_uid="1", modality="MR", tr=9000, te=120, ti=2500, description="FLAIR_TRA", protocol="x",
+                     orientation=[1, 0, 0, 0, 1, 0], image_type=["ORIGINAL", "PRIMARY", "M", "ND"]),
+        SeriesHeader(series_uid="2", modality="CT", kernel="B70F", slice_thickness=1.0, window_center=-600,
+                     window_width=1500, image_type=["ORIGINAL", "PRIMARY", "AXIAL"], description="Lung 1mm",
+                     orientation=[1, 0, 0, 0, 1, 0], contrast_agent="Iohexol",
+                     exam_context={"ct_block_rank": 0, "ct_block_count": 2}),
+        SeriesHeader(series_uid="3", modality="DX", view_position="PA", description="胸部正位", body_part="CHEST"),
+        SeriesHeader(series_uid="4"),
+        SeriesHeader(series_uid="5", modality="MR", tr=float("nan"), b_values=[0.0, 1000.0], scanning_sequence=["EP"]),
+    ]
+    one = [[(v.rule, v.field, v.values, v.detail) for v in rules.apply(h).votes] for h in headers]
+    batch = [[(v.rule, v.field, v.values, v.detail) for v in r.votes] for r in rules.apply_batch(headers)]
+    assert one == batch
+    assert any(v[0] == "ct.phase.block0" for v in batch[1])

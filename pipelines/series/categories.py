@@ -100,10 +100,26 @@ def category_code(label_fields: Mapping[str, Any], modality: str | None) -> str 
     if not role or role == "unknown":
         return None
     mod = (modality or "").upper() or "*"
+    key = (mod, tuple(label_fields.get(k) for k in _match_keys()))
+    if key in _CODE_CACHE:
+        return _CODE_CACHE[key]
+    code = None
     for cat in _by_modality(mod):
         if all(label_fields.get(k) == v for k, v in cat.match.items()):
-            return cat.code
-    return None
+            code = cat.code
+            break
+    if len(_CODE_CACHE) < 50_000:
+        _CODE_CACHE[key] = code
+    return code
+
+
+@functools.cache
+def _match_keys() -> tuple[str, ...]:
+    """Every label field some category matches on (the cache key of category_code)."""
+    return tuple(sorted({k for c in _load()[1] for k in c.match}))
+
+
+_CODE_CACHE: dict[tuple[str, tuple[Any, ...]], str | None] = {}
 
 
 def category_info(code: str | None) -> CategoryInfo | None:

@@ -57,6 +57,7 @@ for _f, _values in HEADS.items():
         COLUMN[(_f, _v)] = len(COLUMN_VALUE)
         COLUMN_VALUE.append(_v)
 N_COLUMNS = len(COLUMN_VALUE)
+HEAD_INDEX: dict[str, tuple[int, int, int]] = {f: (i, a, b) for i, (f, a, b) in enumerate(HEAD_SLICES)}
 
 #: Below this fused role probability the series is reported as unknown.
 MIN_ROLE_CONFIDENCE = 0.5
@@ -86,7 +87,29 @@ def _softmax(logits: Mapping[Any, float]) -> dict[Any, float]:
 
 def _argmax(probs: Mapping[Any, float]) -> Any:
     # ties: prefer a non-None value, then the first
-    return max(probs.items(), key=lambda kv: (kv[1], kv[0] is not None))[0]
+    best = max(probs.values())
+    winners = [k for k, v in probs.items() if v == best]
+    return next((k for k in winners if k is not None), winners[0])
+
+
+def _pick(prow: list[float], fname: str, exclude_none: bool) -> tuple[Any, float]:
+    """Most probable value of a head (ties: non-None first) and its renormalised probability."""
+    _, a, b = HEAD_INDEX[fname]
+    seg = prow[a + 1:b] if exclude_none else prow[a:b]
+    values = HEADS_VALUES[fname][1:] if exclude_none else HEADS_VALUES[fname]
+    if not seg:
+        return None, 0.0
+    total = sum(seg)
+    best = max(seg)
+    if not exclude_none and seg[0] == best and len(seg) > 1 and max(seg[1:]) == best:
+        k = seg.index(best, 1)
+    else:
+        k = seg.index(best)
+    return values[k], (best / total if total > 0 else 0.0)
+
+
+#: evidence confidence of a rule vote of weight w: 1 - exp(-w) (cached for the usual weights)
+_VOTE_CONF = {w: round(1 - math.exp(-w), 3) for w in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)}
 
 
 def _load_header_model() -> Any:
@@ -146,7 +169,7 @@ class SeriesClassifier:
             return []
         if not any(h.exam_context for h in headers):
             annotate_exam(headers)
-        rule_results = [self.rules.apply(h) for h in headers]
+        rule_results = self.rules.apply_batch(headers)
         n = len(headers)
         pm_arr: np.ndarray | None = None
         if self.header_model is not None:
@@ -181,7 +204,7 @@ class SeriesClassifier:
         return arr
 
     def _fuse_all(self, rule_results: Sequence[RuleResult], pm: np.ndarray | None,
-                  pis: Sequence[dict[str, dict[Any, float]] | None]) -> list[tuple[list[float], list[bool], np.ndarray]]:
+                  pis: Sequence[dict[str, dict[Any, float]] | None]) -> list[tuple[list[float], list[bool], list[float] | None]]:
         """Fused per-column probabilities for all series at once (vectorised log-linear fusion).
 
         Returns per series: probabilities in the HEADS column layout, whether each field got any
@@ -238,7 +261,9 @@ class SeriesClassifier:
             probs[:, a:b] = e / e.sum(1, keepdims=True)
         probs_l = probs.tolist()
         spoke_l = spoke.tolist()
-        return [(probs_l[k], spoke_l[k], desc[k]) for k in range(n)]
+        has_desc: list[bool] = desc.any(1).tolist()
+        desc_l: list[list[float] | None] = [desc[k].tolist() if has_desc[k] else None for k in range(n)]
+        return [(probs_l[k], spoke_l[k], desc_l[k]) for k in range(n)]
 
     # ------------------------------------------------------------------------ internals
     def _predict_images(self, headers: Sequence[SeriesHeader], images: Mapping[str, np.ndarray]) -> list[dict[str, dict[Any, float]] | None]:
@@ -259,7 +284,7 @@ class SeriesClassifier:
             out[k] = p
         return out
 
-    def _label(self, h: SeriesHeader, rr: RuleResult, fused: tuple[list[float], list[bool], np.ndarray],
+    def _label(self, h: SeriesHeader, rr: RuleResult, fused: tuple[list[float], list[bool], list[float] | None],
                pm: np.ndarray | None, pi: dict[str, dict[Any, float]] | None) -> SeriesLabel:
         label = SeriesLabel(series_uid=h.series_uid, modality=h.modality)
         try:
@@ -270,12 +295,10 @@ class SeriesClassifier:
             label.unknown_reason = f"classification failed: {type(exc).__name__}: {exc}"
             return label
 
-    def _decide(self, h: SeriesHeader, rr: RuleResult, fused_row: tuple[list[float], list[bool], np.ndarray],
+    def _decide(self, h: SeriesHeader, rr: RuleResult, fused_row: tuple[list[float], list[bool], list[float] | None],
                 pm: np.ndarray | None, pi: dict[str, dict[Any, float]] | None, label: SeriesLabel) -> SeriesLabel:
         prow, spoke_l, desc_row = fused_row
-        fused = {fname: dict(zip(HEADS_VALUES[fname], prow[a:b], strict=True)) for fname, a, b in HEAD_SLICES}
-        spoke = {fname: spoke_l[i] for i, (fname, _, _) in enumerate(HEAD_SLICES)}
-        hard_voted = {v.field: True for v in rr.votes if v.source == "header_rule" and any(x is not None for x in v.values)}
+        hard_voted = {v.field for v in rr.votes if v.source == "header_rule" and v.values != (None,)}
         reasons: list[str] = []
         if not h.modality:
             reasons.append("no Modality in the header")
@@ -284,43 +307,30 @@ class SeriesClassifier:
         if pi is None and getattr(self, "_images_given", False):
             label.evidence.append(Evidence("fusion", "role", None, 0.0, "no image model prediction for this series"))
         # --- role
-        role_probs = dict(fused["role"])
-        role_probs.pop(None, None)
-        if not role_probs or not spoke["role"]:
+        role, role_conf = _pick(prow, "role", exclude_none=True)
+        if role is None or not spoke_l[HEAD_INDEX["role"][0]]:
             role, role_conf = "unknown", 0.0
             reasons.append("no header fact, description or model says what this series is")
-        else:
-            total = sum(role_probs.values())
-            role = _argmax(role_probs)
-            role_conf = role_probs[role] / total if total > 0 else 0.0
-            if role_conf < MIN_ROLE_CONFIDENCE:
-                reasons.append(f"role uncertain: {role} at {role_conf:.2f}")
-                role = "unknown"
+        elif role_conf < MIN_ROLE_CONFIDENCE:
+            reasons.append(f"role uncertain: {role} at {role_conf:.2f}")
+            role = "unknown"
         label.role = role
         label.field_confidence["role"] = round(role_conf, 4)
         # --- derived type, then the fields that apply
-        derived_type = None
-        if role == "derived":
-            dprobs = {k: v for k, v in fused["derived_type"].items() if k is not None}
-            if dprobs:
-                derived_type = _argmax(dprobs)
+        derived_type = _pick(prow, "derived_type", exclude_none=True)[0] if role == "derived" else None
         fields = self.rules.fields_for(h.modality, role, derived_type)
         values: dict[str, Any] = {"role": role}
         for fname in LABEL_FIELDS[1:]:
             if fname not in fields:
                 values[fname] = None
                 continue
-            probs = fused[fname]
-            if fname == "derived_type" or hard_voted.get(fname):
-                # the field applies and a header fact gave it a value: "not applicable" is no answer
-                # (guards against a model that is unsure on headers unlike its training data)
-                probs = {k: v for k, v in probs.items() if k is not None} or {None: 1.0}
-            value = _argmax(probs)
+            spoke = spoke_l[HEAD_INDEX[fname][0]]
+            # the field applies and a header fact gave it a value: "not applicable" is no answer
+            # (guards against a model that is unsure on headers unlike its training data)
+            value, conf = _pick(prow, fname, exclude_none=fname == "derived_type" or fname in hard_voted)
             values[fname] = value
-            ftotal = float(sum(probs.values()))
-            conf = probs.get(value, 0.0) / ftotal if ftotal > 0 and spoke[fname] else 0.0
-            label.field_confidence[fname] = round(conf, 4)
-            if value is None and spoke[fname] is False and fname not in ("region", "phase"):
+            label.field_confidence[fname] = round(conf, 4) if spoke else 0.0
+            if value is None and not spoke and fname not in ("region", "phase"):
                 reasons.append(f"{fname}: no evidence")
         for fname, value in values.items():
             setattr(label, fname, value)
@@ -346,30 +356,34 @@ class SeriesClassifier:
 
     def _evidence(self, label: SeriesLabel, rr: RuleResult, pm: np.ndarray | None,
                   pi: dict[str, dict[Any, float]] | None, values: Mapping[str, Any]) -> None:
+        ev = label.evidence
+        for v in rr.votes:
+            value = values.get(v.field)
+            if value is not None and value in v.values:
+                ev.append(Evidence(v.source, v.field, value, _VOTE_CONF.get(v.weight) or round(1 - math.exp(-v.weight), 3),
+                                   v.detail, rule=v.rule))
         for fname, value in values.items():
-            if value is None and fname != "role":
+            if value is None:
                 continue
-            for v in rr.votes:
-                if v.field == fname and value in v.values:
-                    label.evidence.append(Evidence(v.source, fname, value, round(1 - math.exp(-v.weight), 3), v.detail,
-                                                   rule=v.rule))
             c = COLUMN.get((fname, value))
             if pm is not None and c is not None:
-                label.evidence.append(Evidence("header_model", fname, value, round(float(pm[c]), 4),
-                                               "learned header classifier"))
+                ev.append(Evidence("header_model", fname, value, round(float(pm[c]), 4), "learned header classifier"))
             if pi and fname in pi:
-                label.evidence.append(Evidence("image_model", fname, value, round(float(pi[fname].get(value, 0.0)), 4),
-                                               "thumbnail image classifier"))
+                ev.append(Evidence("image_model", fname, value, round(float(pi[fname].get(value, 0.0)), 4),
+                                   "thumbnail image classifier"))
 
-    def _overruled(self, label: SeriesLabel, desc_row: np.ndarray, values: Mapping[str, Any]) -> None:
+    def _overruled(self, label: SeriesLabel, desc_row: list[float] | None, values: Mapping[str, Any]) -> None:
         """Mark fields where the description voted for something else than the fused value."""
+        if not desc_row:
+            return
         for fname, a, b in HEAD_SLICES:
             if values.get(fname) is None:
                 continue
             seg = desc_row[a:b]
-            if not seg.any():
+            top = max(seg)
+            if top <= 0:
                 continue
-            said = HEADS_VALUES[fname][int(seg.argmax())]
+            said = HEADS_VALUES[fname][seg.index(top)]
             chosen = COLUMN.get((fname, values[fname]))
             if said != values[fname] and (chosen is None or desc_row[chosen] == 0):
                 label.description_overruled = True

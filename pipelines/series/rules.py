@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from .features import SeriesHeader
@@ -158,6 +159,8 @@ class Rule:
     text_not: re.Pattern[str] | None
     modalities: frozenset[str] | None = None  # None: any modality (rules are indexed by it)
     votes: tuple[tuple[str, Any], ...] = ()
+    #: the same conditions as ``check``, as (kind, key, argument) specs for batch evaluation
+    specs: tuple[tuple[str, str, Any], ...] = ()
 
 
 class RuleSet:
@@ -199,18 +202,22 @@ class RuleSet:
             "sequence_variant": lambda h: h.sequence_variant, "scan_options": lambda h: h.scan_options}
         texts: list[tuple[str, re.Pattern[str]]] = []
         text_not = None
+        specs: list[tuple[str, str, Any]] = []
         for key, cond in when.items():
             if key == "modality":
                 continue  # indexed: see RuleSet.rules_for
             elif key == "sop_class":
                 classes = frozenset(str(c) for c in cond)
                 preds.append(_member(_SOP_CLASS, classes))
+                specs.append(("member", "sop_class_uid", classes))
             elif key.rsplit("_", 1)[0] in token_fields and key.rsplit("_", 1)[1] in ("any", "all", "none"):
                 name, mode = key.rsplit("_", 1)
                 preds.append(tokens_pred(token_fields[name], cond, mode))
+                specs.append(("tokens", name, (mode, frozenset(str(w).upper() for w in cond))))
             elif key in NUMERIC:
                 lo, hi = (cond + [None, None])[:2] if isinstance(cond, list) else (cond, cond)
                 getter = NUMERIC[key]
+                specs.append(("range", key, (lo, hi)))
 
                 def num(h: SeriesHeader, getter: Callable[[SeriesHeader], float | None] = getter,
                         lo: float | None = lo, hi: float | None = hi) -> bool:
@@ -224,20 +231,25 @@ class RuleSet:
             elif key == "present":
                 getters = [PRESENCE[n] for n in cond]
                 preds.append(_presence(getters, True))
+                specs += [("present", n, True) for n in cond]
             elif key == "absent":
                 getters = [PRESENCE[n] for n in cond]
                 preds.append(_presence(getters, False))
+                specs += [("present", n, False) for n in cond]
             elif key == "plane":
                 planes = frozenset(cond)
                 preds.append(_member(_PLANE, planes))
+                specs.append(("member", "@plane", planes))
             elif key == "angio_flag":
                 flags = frozenset(None if c is None else str(c).upper() for c in cond)
                 preds.append(_member(_ANGIO, flags))
+                specs.append(("member", "@angio", flags))
             elif key in ("sequence_name_re", "kernel_re", "derivation_re", "body_part_re"):
                 pat = re.compile(str(cond), re.IGNORECASE)
                 attr = {"sequence_name_re": "sequence_name", "kernel_re": "kernel", "derivation_re": "derivation",
                         "body_part_re": "body_part"}[key]
                 preds.append(_search(pat, attr))
+                specs.append(("search", attr, pat))
             elif key == "text_re":
                 pat = re.compile(str(cond), re.IGNORECASE)
                 for name in when.get("text_in") or ("description", "protocol"):
@@ -257,6 +269,7 @@ class RuleSet:
                     return (lo is None or v >= lo) and (hi is None or v <= hi)
 
                 preds.append(ctxp)
+                specs.append(("ctx", name, (lo, hi)))
             elif key == "text_in":
                 continue
             else:
@@ -276,7 +289,7 @@ class RuleSet:
         votes = tuple((f, tuple(v) if isinstance(v, list) else v) for f, v in vote.items())
         return Rule(id=rid, source=source, weight=float(r.get("weight", 1.0)), vote=vote,
                     detail=str(r.get("detail", "")), check=check, texts=tuple(texts), text_not=text_not,
-                    modalities=mods, votes=votes)
+                    modalities=mods, votes=votes, specs=tuple(specs))
 
     def _text_hits(self, modality: str | None, name: str, text: str) -> frozenset[str]:
         """Ids of the text rules whose pattern matches ``text`` in field ``name`` (cached).
@@ -339,6 +352,69 @@ class RuleSet:
                 continue  # a malformed header value never stops classification
         return out
 
+    def apply_batch(self, headers: Sequence[SeriesHeader]) -> list[RuleResult]:
+        """The votes of every header, with the conditions evaluated column-wise over the batch.
+
+        Same result as ``[self.apply(h) for h in headers]`` (a test checks it on generated
+        exams); each condition is one comprehension or numpy comparison over the batch instead
+        of a Python call per header and rule, which is what keeps classification above
+        10,000 series/s.
+        """
+        n = len(headers)
+        out = [RuleResult() for _ in range(n)]
+        if n == 0:
+            return out
+        batch = _Batch(headers)
+        mods = [(h.modality or "").upper() for h in headers]
+        by_mod: dict[str, list[int]] = {}
+        for k, m in enumerate(mods):
+            by_mod.setdefault(m, []).append(k)
+        mod_masks = {m: np.isin(np.arange(n), idx) for m, idx in by_mod.items()}
+        any_mask = np.ones(n, bool)
+        for rule in self.rules:
+            if rule.modalities is None:
+                mask = any_mask.copy()
+            else:
+                mask = np.zeros(n, bool)
+                for m in rule.modalities:
+                    if m in mod_masks:
+                        mask |= mod_masks[m]
+            if not mask.any():
+                continue
+            try:
+                for spec in rule.specs:
+                    mask &= batch.condition(spec)
+                    if not mask.any():
+                        break
+            except (TypeError, ValueError, KeyError, AttributeError):
+                continue
+            hits = np.flatnonzero(mask)
+            if not len(hits):
+                continue
+            for k in hits.tolist():
+                h = headers[k]
+                if rule.texts:
+                    matched: list[str] = []
+                    for name, _ in rule.texts:
+                        text = TEXT_FIELDS[name](h)
+                        if text and rule.id in self._text_hits(h.modality, name, text):
+                            matched.append(f"{_TEXT_LABEL[name]} '{text}'")
+                    if not matched:
+                        continue
+                else:
+                    matched = [""]
+                append = out[k].votes.append
+                for m in matched:
+                    for fname, value in rule.votes:
+                        if isinstance(value, str) and value[:1] == "@":
+                            value = DYNAMIC[value](h)
+                            if value is None:
+                                continue
+                        values = value if isinstance(value, tuple) else (value,)
+                        append(Vote(rule.id, rule.source, fname, values, rule.weight, rule.detail, m, h))
+        # keep the vote order of ``apply`` (rule order) — it is already: rules are visited in order
+        return out
+
     def fields_for(self, modality: str | None, role: str | None, derived_type: str | None = None) -> tuple[str, ...]:
         """The label fields that apply to a series of this modality family and role."""
         fam = family(modality)
@@ -347,6 +423,90 @@ class RuleSet:
         if role == "derived" and derived_type in self.derived_overrides:
             fields = tuple(f for f in fields if f in self.derived_overrides[derived_type])
         return fields
+
+
+class _Batch:
+    """Columns of a batch of headers, computed once per attribute and condition (see apply_batch)."""
+
+    def __init__(self, headers: Sequence[SeriesHeader]) -> None:
+        self.headers = headers
+        self._cols: dict[Any, np.ndarray] = {}
+
+    def _numeric(self, key: str) -> np.ndarray:
+        col = self._cols.get(("num", key))
+        if col is None:
+            get = NUMERIC[key]
+            vals = []
+            for h in self.headers:
+                try:
+                    v = get(h)
+                except (TypeError, ValueError):
+                    v = None
+                vals.append(np.nan if v is None else float(v))
+            col = np.asarray(vals, np.float64)
+            self._cols[("num", key)] = col
+        return col
+
+    def _ctx(self, key: str) -> np.ndarray:
+        col = self._cols.get(("ctx", key))
+        if col is None:
+            col = np.asarray([h.exam_context.get(key, np.nan) for h in self.headers], np.float64)
+            self._cols[("ctx", key)] = col
+        return col
+
+    @staticmethod
+    def _range(col: np.ndarray, lo: float | None, hi: float | None, missing: bool) -> np.ndarray:
+        ok = np.ones(len(col), bool)
+        with np.errstate(invalid="ignore"):
+            if lo is not None:
+                ok &= col >= lo
+            if hi is not None:
+                ok &= col <= hi
+        nan = np.isnan(col)
+        return np.where(nan, missing, ok)
+
+    def condition(self, spec: tuple[str, str, Any]) -> np.ndarray:
+        hit = self._cols.get(spec)
+        if hit is not None:
+            return hit
+        kind, key, arg = spec
+        hs = self.headers
+        if kind == "range":
+            lo, hi = arg
+            hit = self._range(self._numeric(key), lo, hi, lo is None)
+        elif kind == "ctx":
+            lo, hi = arg
+            hit = self._range(self._ctx(key), lo, hi, False)
+        elif kind == "tokens":
+            mode, want = arg
+            lists = [getattr(h, key) for h in hs]
+            if mode == "any":
+                hit = np.fromiter((not want.isdisjoint(v) for v in lists), bool, len(hs))
+            elif mode == "all":
+                hit = np.fromiter((want.issubset(v) for v in lists), bool, len(hs))
+            else:
+                hit = np.fromiter((want.isdisjoint(v) for v in lists), bool, len(hs))
+        elif kind == "present":
+            get = PRESENCE[key]
+            hit = np.fromiter(((get(h) in (None, "", [])) != arg for h in hs), bool, len(hs))
+        elif kind == "member":
+            special = {"@plane": _PLANE, "@angio": _ANGIO}.get(key)
+            vals = [special(h) for h in hs] if special else [getattr(h, key) or "" for h in hs]
+            hit = np.fromiter((v in arg for v in vals), bool, len(hs))
+        elif kind == "search":
+            cache: dict[str, bool] = {}
+            vals = []
+            for h in hs:
+                t = getattr(h, key) or ""
+                r = cache.get(t)
+                if r is None:
+                    r = cache[t] = bool(arg.search(t))
+                vals.append(r)
+            hit = np.asarray(vals, bool)
+        else:  # pragma: no cover - _compile only writes the kinds above
+            raise ValueError(kind)
+        self._cols[spec] = hit
+        return hit
 
 
 _TEXT_LABEL = {"description": "SeriesDescription", "protocol": "ProtocolName", "study_description": "StudyDescription"}
