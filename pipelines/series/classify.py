@@ -261,7 +261,7 @@ class SeriesClassifier:
             probs[:, a:b] = e / e.sum(1, keepdims=True)
         probs_l = probs.tolist()
         spoke_l = spoke.tolist()
-        has_desc: list[bool] = desc.any(1).tolist()
+        has_desc = [bool(x) for x in desc.any(1)]
         desc_l: list[list[float] | None] = [desc[k].tolist() if has_desc[k] else None for k in range(n)]
         return [(probs_l[k], spoke_l[k], desc_l[k]) for k in range(n)]
 
