@@ -261,7 +261,7 @@ class SeriesClassifier:
             probs[:, a:b] = e / e.sum(1, keepdims=True)
         probs_l = probs.tolist()
         spoke_l = spoke.tolist()
-        has_desc = [bool(x) for x in desc.any(1)]
+        has_desc = np.any(desc != 0, axis=1).astype(bool).tolist()
         desc_l: list[list[float] | None] = [desc[k].tolist() if has_desc[k] else None for k in range(n)]
         return [(probs_l[k], spoke_l[k], desc_l[k]) for k in range(n)]
 
