@@ -90,6 +90,7 @@ class Lexicon:
         self.thresholds: dict[str, float] = {k: float(v) for k, v in data["thresholds"].items()}
         self.conf: dict[str, float] = {k: float(v) for k, v in data["confidence"].items()}
         self.noise = [re.compile(p, re.IGNORECASE) for p in data["noise"]]
+        self.typos = [(re.compile(t["pattern"]), str(t["repl"])) for t in data.get("typos", [])]
         self.tiers = [(re.compile(t["pattern"]), str(t["tier"])) for t in data["device_tiers"]]
         self.filler = sorted({_norm(f) for f in data["filler"]}, key=len, reverse=True)
         self.umbrella: dict[str, dict[str, list[str]]] = data["umbrella"]
@@ -195,6 +196,8 @@ def clean(text: str, lex: Lexicon | None = None) -> tuple[str, list[str]]:
     lex = lex or lexicon()
     out = unicodedata.normalize("NFKC", text or "").lower()
     out = out.replace("\u3000", " ").replace("\t", " ")
+    for pat, repl in lex.typos:
+        out = pat.sub(repl, out)
     removed: list[str] = []
     for pat in lex.noise:
         found = [m.group(0) for m in pat.finditer(out)]
@@ -245,7 +248,10 @@ def _segment(text: str, toks: list[Token], lex: Lexicon, offset: int = 0) -> Seg
             seg.part_word[p] = t.text
             before = [s for pos, s in side_tokens if pos <= t.start]
             after = [s for pos, s in side_tokens if pos > t.start]
-            seg.sides.append(before[-1] if before else (after[0] if after else None))
+            if {"左", "右"} <= {s for _, s in side_tokens}:
+                seg.sides.append("双侧")  # 膝关节MR平扫(左+右): both sides of one part in one name
+            else:
+                seg.sides.append(before[-1] if before else (after[0] if after else None))
         for m in t.values("method"):
             if m not in seg.method_terms:
                 seg.method_terms.append(m)
