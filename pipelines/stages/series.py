@@ -47,6 +47,7 @@ def model_versions() -> dict[str, str]:
 
         with _LOCK:
             clf = classifier(True)
+            getattr(clf, "image_model", None)  # loaded lazily: load it so its version is in the fingerprint
         versions = getattr(clf, "versions", None)
         raw = versions() if callable(versions) else versions
         for k, v in dict(raw or {}).items():
