@@ -59,6 +59,8 @@ for _f, _values in HEADS.items():
 N_COLUMNS = len(COLUMN_VALUE)
 HEAD_INDEX: dict[str, tuple[int, int, int]] = {f: (i, a, b) for i, (f, a, b) in enumerate(HEAD_SLICES)}
 
+#: Rule votes shown as evidence per field and source (the strongest first).
+MAX_VOTE_EVIDENCE = 2
 #: Below this fused role probability the series is reported as unknown.
 MIN_ROLE_CONFIDENCE = 0.5
 
@@ -357,11 +359,18 @@ class SeriesClassifier:
     def _evidence(self, label: SeriesLabel, rr: RuleResult, pm: np.ndarray | None,
                   pi: dict[str, dict[Any, float]] | None, values: Mapping[str, Any]) -> None:
         ev = label.evidence
-        for v in rr.votes:
+        # the strongest votes behind each decided value: at most MAX_VOTE_EVIDENCE per field and source
+        shown: dict[tuple[str, str], int] = {}
+        for v in rr.votes:  # rules run strongest first (RuleSet sorts them by weight)
             value = values.get(v.field)
-            if value is not None and value in v.values:
-                ev.append(Evidence(v.source, v.field, value, _VOTE_CONF.get(v.weight) or round(1 - math.exp(-v.weight), 3),
-                                   v.detail, rule=v.rule))
+            if value is None or value not in v.values:
+                continue
+            key = (v.field, v.source)
+            if shown.get(key, 0) >= MAX_VOTE_EVIDENCE:
+                continue
+            shown[key] = shown.get(key, 0) + 1
+            ev.append(Evidence(v.source, v.field, value, _VOTE_CONF.get(v.weight) or round(1 - math.exp(-v.weight), 3),
+                               v.detail, rule=v.rule))
         for fname, value in values.items():
             if value is None:
                 continue

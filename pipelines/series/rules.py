@@ -107,7 +107,7 @@ def _search(pat: re.Pattern[str], attr: str) -> Callable[[SeriesHeader], bool]:
     return pred
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Vote:
     """One rule's vote for one field: values (several = "one of these"), weight, evidence text.
 
@@ -169,7 +169,8 @@ class RuleSet:
     def __init__(self, raw: Mapping[str, Any], digest: str = "") -> None:
         self.version = str(raw.get("version", "0"))
         self.digest = digest
-        self.rules = [self._compile(r) for r in raw.get("rules") or []]
+        # strongest first (stable): votes come out in this order, so evidence lists the strongest reasons first
+        self.rules = sorted((self._compile(r) for r in raw.get("rules") or []), key=lambda r: -r.weight)
         self._by_modality: dict[str, tuple[Rule, ...]] = {}
         self._text_cache: dict[tuple[str | None, str, str], frozenset[str]] = {}
         ids = [r.id for r in self.rules]
@@ -370,6 +371,7 @@ class RuleSet:
         for k, m in enumerate(mods):
             by_mod.setdefault(m, []).append(k)
         mod_masks = {m: np.isin(np.arange(n), idx) for m, idx in by_mod.items()}
+        text_sets: dict[str, list[frozenset[str]]] = {}
         any_mask = np.ones(n, bool)
         for rule in self.rules:
             if rule.modalities is None:
@@ -388,6 +390,15 @@ class RuleSet:
                         break
             except (TypeError, ValueError, KeyError, AttributeError):
                 continue
+            if rule.texts and mask.any():
+                tmask = np.zeros(n, bool)
+                for name, _ in rule.texts:
+                    sets = text_sets.get(name)
+                    if sets is None:
+                        sets = text_sets[name] = [self._text_hits(h.modality, name, t) if (t := TEXT_FIELDS[name](h)) else _EMPTY
+                                                  for h in headers]
+                    tmask |= np.fromiter((rule.id in x for x in sets), bool, n)
+                mask &= tmask
             hits = np.flatnonzero(mask)
             if not len(hits):
                 continue
@@ -423,6 +434,9 @@ class RuleSet:
         if role == "derived" and derived_type in self.derived_overrides:
             fields = tuple(f for f in fields if f in self.derived_overrides[derived_type])
         return fields
+
+
+_EMPTY: frozenset[str] = frozenset()
 
 
 class _Batch:
