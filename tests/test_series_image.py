@@ -12,7 +12,13 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from radqc.datasets.synthetic.imaging import render_exam
 from radqc.datasets.synthetic.spec import ImagingSpec, SeriesRole
-from radqc.models.series_image import THUMB_SHAPE, make_thumbnail, make_thumbnail_ex, pick_instances
+from radqc.models.series_image import (
+    THUMB_SHAPE,
+    SeriesImageModel,
+    make_thumbnail,
+    make_thumbnail_ex,
+    pick_instances,
+)
 
 
 def _series(folder: Path) -> dict[str, list[pydicom.Dataset]]:
@@ -30,11 +36,12 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[pydicom
     root = tmp_path_factory.mktemp("series_image")
     specs = [
         ImagingSpec(exam_key="CT1", seed=11, modality="CT", regions=["chest"], phases=["native", "arterial"],
-                    series=[SeriesRole("axial_soft_thick"), SeriesRole("axial_lung_thin"), SeriesRole("mpr_coronal"),
+                    series=[SeriesRole("localizer"), SeriesRole("axial_soft_thick"), SeriesRole("axial_lung_thin"),
+                            SeriesRole("mpr_coronal"), SeriesRole("dose_report"),
                             SeriesRole("vr")]),
         ImagingSpec(exam_key="MR1", seed=12, modality="MR", regions=["head"],
                     series=[SeriesRole("T1W", {"plane": "axial"}), SeriesRole("T2W", {"plane": "axial"}),
-                            SeriesRole("FLAIR", {"plane": "axial"}), SeriesRole("DWI", {"plane": "axial"}),
+                            SeriesRole("FLAIR", {"plane": "axial"}), SeriesRole("DWI", {"plane": "axial", "b_values": [0, 1000]}),
                             SeriesRole("ADC", {"plane": "axial"})]),
         ImagingSpec(exam_key="DX1", seed=13, modality="DX", regions=["chest"], vendor="Philips",
                     series=[SeriesRole("PA"), SeriesRole("LAT")]),
@@ -132,3 +139,55 @@ def test_odd_pixels_never_raise() -> None:
     assert not t.ok and "decodable" in (t.reason or "")
     mono1 = _dataset(rng.integers(0, 255, (30, 30)), photometric="MONOCHROME1", modality="CR")
     assert make_thumbnail_ex([mono1]).ok
+
+
+@pytest.fixture(scope="module")
+def model() -> SeriesImageModel:
+    m = SeriesImageModel.load()
+    assert m is not None, "the committed series_image model must load from the registry"
+    return m
+
+
+def test_registered_model_gives_distributions(model: SeriesImageModel,
+                                              rendered: dict[str, list[pydicom.Dataset]]) -> None:
+    keys = sorted(rendered)
+    thumbs = np.stack([make_thumbnail(rendered[k]) for k in keys])
+    mods = [k.split(":")[0] for k in keys]
+    probs = model.predict(thumbs, mods)
+    assert len(probs) == len(keys)
+    for k, p in zip(keys, probs, strict=True):
+        assert p, k
+        for field, dist in p.items():
+            assert abs(sum(dist.values()) - 1.0) < 1e-5, (k, field)
+            assert all(0.0 <= v <= 1.0 for v in dist.values())
+        if k.startswith("MR:"):
+            assert "sequence" in p and "phase" not in p and "view" not in p
+        if k.startswith("CT:"):
+            assert "phase" in p and "sequence" not in p
+        if k.startswith("DX:"):
+            assert set(p) <= {"view", "region"}
+
+
+def test_model_abstains_on_blank_or_unknown_modality(model: SeriesImageModel) -> None:
+    rng = np.random.default_rng(1)
+    thumbs = np.stack([np.zeros(THUMB_SHAPE, np.float32), rng.random(THUMB_SHAPE, dtype=np.float32)])
+    assert model.predict(thumbs, ["CT", "US"]) == [{}, {}]
+
+
+def _top(p: dict[str, dict[str | None, float]], field: str) -> str | None:
+    return max(p[field].items(), key=lambda kv: kv[1])[0]
+
+
+def test_model_reads_pixels(model: SeriesImageModel, rendered: dict[str, list[pydicom.Dataset]]) -> None:
+    """Behaviour the held-out figures say is reliable: MR sequence of a brain T2W/FLAIR, a CT
+    localizer, a VR rendering, a coronal MPR, a chest PA film's region."""
+    cases = {
+        "MR:T2W": ("sequence", "T2W"), "MR:FLAIR": ("sequence", "FLAIR"), "MR:T1W": ("sequence", "T1W"),
+        "MR:DWI": ("sequence", "DWI"), "MR:ADC": ("sequence", "ADC"),
+        "CT:localizer": ("role", "localizer"), "CT:dose_report": ("role", "dose_report"), "CT:vr": ("derived_type", "vr"),
+        "CT:mpr_coronal": ("plane", "coronal"), "DX:PA": ("region", "chest"),
+    }
+    for prefix, (field, want) in cases.items():
+        dss = _one(rendered, prefix)
+        p = model.predict(make_thumbnail(dss)[None], [prefix.split(":")[0]])[0]
+        assert _top(p, field) == want, (prefix, p[field])

@@ -9,7 +9,9 @@ function ``radqc eval series`` scores against, so a label means one thing everyw
 Instances are picked exactly as serving picks them (:func:`.thumbnail.pick_instances` over
 the instances sorted by InstanceNumber), so the cache is what the model sees in production.
 
-    python -m radqc.models.series_image.data --sets train_mixed train_mr val_mixed val_mr
+    python -m radqc.models.series_image.data --sets val_mixed val_mr heldout_mixed heldout_mr
+    python -m radqc.models.series_image.data --sets train_mixed train_mr --variants 1
+    python -m radqc.models.series_image.data --corpus /work/cache/series_image/corpus --sets train_ct train_mr2 train_dx --variants 1
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from radqc.models.series_image.thumbnail import THUMB_SHAPE, make_thumbnail_ex, 
 
 CORPUS = Path(os.environ.get("RADQC_SERIES_CORPUS", "/work/cache/series"))
 CACHE = Path(os.environ.get("RADQC_SERIES_IMAGE_CACHE", "/work/cache/series_image"))
+#: Modalities whose multi-instance series get extra random-triple thumbnails (``--variants``):
+#: a DWI series' instances mix b-values in vendor-specific orders.
+VARIANT_MODALITIES = ("MR",)
 
 
 def _instance_number(path: Path) -> tuple[int, str]:
@@ -41,13 +46,15 @@ def _instance_number(path: Path) -> tuple[int, str]:
         return 0, path.name
 
 
-def series_thumbnail(files: list[Path]) -> tuple[np.ndarray, bool, str | None, str | None]:
-    """The thumbnail of one series on disk, picking instances as serving does."""
+def series_thumbnail(files: list[Path], indices: list[int] | None = None
+                     ) -> tuple[np.ndarray, bool, str | None, str | None]:
+    """The thumbnail of one series on disk, picking instances as serving does (or ``indices``
+    into the instances sorted by InstanceNumber)."""
     import pydicom
 
     ordered = sorted(files, key=_instance_number)
     picked = []
-    for i in pick_instances(len(ordered)):
+    for i in (pick_instances(len(ordered)) if indices is None else indices):
         try:
             picked.append(pydicom.dcmread(ordered[i]))
         except Exception:  # noqa: BLE001
@@ -56,7 +63,17 @@ def series_thumbnail(files: list[Path]) -> tuple[np.ndarray, bool, str | None, s
     return t.array, t.ok, t.kind, t.reason
 
 
-def _exam_rows(truth_path: Path) -> list[tuple[np.ndarray, dict[str, Any]]]:
+def _random_triple(n: int, key: str, variant: int) -> list[int]:
+    """A sorted random triple of instance indices, fixed per (series, variant)."""
+    import hashlib
+
+    seed = int.from_bytes(hashlib.sha256(f"{key}/{variant}".encode()).digest()[:8], "little")
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(n, size=min(3, n), replace=False))
+
+
+def _exam_rows(truth_path: Path, variants: int = 0,
+               variant_modalities: tuple[str, ...] = VARIANT_MODALITIES) -> list[tuple[np.ndarray, dict[str, Any]]]:
     from radqc.datasets.evaluation.series_truth import expected_label
 
     d = json.loads(truth_path.read_text(encoding="utf-8"))
@@ -77,6 +94,12 @@ def _exam_rows(truth_path: Path) -> list[tuple[np.ndarray, dict[str, Any]]]:
             "ok": ok, "kind": kind, "reason": reason, "label": expected_label(s),
         }
         rows.append((arr.astype(np.float16), meta))
+        # extra thumbnails from other instance triples: DWI b-value order, interleaved series
+        if len(files) > 3 and str(s.get("modality")) in variant_modalities:
+            for v in range(1, variants + 1):
+                idx = _random_triple(len(files), str(s.get("series_instance_uid")), v)
+                arr_v, ok_v, kind_v, reason_v = series_thumbnail(files, idx)
+                rows.append((arr_v.astype(np.float16), dict(meta, ok=ok_v, kind=kind_v, reason=reason_v, variant=v)))
     return rows
 
 
@@ -85,22 +108,23 @@ def _chunks(items: list[Path], n: int) -> Iterator[list[Path]]:
         yield items[i:i + n]
 
 
-def _work(paths: list[Path]) -> list[tuple[np.ndarray, dict[str, Any]]]:
+def _work(job: tuple[list[Path], int]) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    paths, variants = job
     out = []
     for p in paths:
-        out.extend(_exam_rows(p))
+        out.extend(_exam_rows(p, variants))
     return out
 
 
 def build_cache(set_name: str, corpus: Path = CORPUS, cache: Path = CACHE, workers: int = 2,
-                limit: int | None = None) -> Path:
+                limit: int | None = None, variants: int = 0) -> Path:
     """Write ``cache/<set_name>.npz`` + ``.jsonl`` from ``corpus/<set_name>``; returns the npz path."""
     truths = sorted((corpus / set_name / "truth").glob("*.json"))[:limit]
     xs: list[np.ndarray] = []
     metas: list[dict[str, Any]] = []
     t0 = time.time()
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for rows in pool.map(_work, list(_chunks(truths, 20))):
+        for rows in pool.map(_work, [(c, variants) for c in _chunks(truths, 20)]):
             for arr, meta in rows:
                 xs.append(arr)
                 metas.append(meta)
@@ -129,9 +153,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--variants", type=int, default=0,
+                    help="extra thumbnails per multi-instance MR series from random instance triples (training sets)")
     args = ap.parse_args(argv)
     for s in args.sets:
-        build_cache(s, args.corpus, args.cache, args.workers, args.limit)
+        build_cache(s, args.corpus, args.cache, args.workers, args.limit, args.variants)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ TRAIN_SETS = ("train_mixed", "train_mr", "train_ct", "train_mr2", "train_dx")
 TRAIN_SEEDS = {"train_mixed": 7001, "train_mr": 7002, "train_ct": 7003, "train_mr2": 7004, "train_dx": 7005}
 VAL_SETS = ("val_mixed", "val_mr")
 IGNORE = -1
+#: Heads trained with class weights ~ 1/sqrt(frequency).
+BALANCED_FIELDS = ("phase", "sequence")
 
 
 def encode_labels(metas: list[dict[str, Any]], table: HeadTable) -> np.ndarray:
@@ -170,11 +172,15 @@ def train(out: Path, epochs: int = 30, batch: int = 64, lr: float = 3e-3, seed: 
     xt = torch.from_numpy(xtr.astype(np.float32))
     yt = torch.from_numpy(ytr)
     kt = torch.from_numpy(ktr)
-    # class weights ~ 1/sqrt(frequency) per head: rare values (portal phase, MIP) still count
+    # class weights ~ 1/sqrt(frequency) for the balanced fields: the rare contrast phases still
+    # count. Not for role/derived type: a spectral mono image looks like a soft-kernel axial
+    # one, and up-weighting "mono" only moved soft axial series to it (run r2).
     ces = []
     for j, h in enumerate(table.heads):
         counts = np.bincount(ytr[:, j][ytr[:, j] != IGNORE], minlength=len(h.values)).astype(np.float64)
         w = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1.0)), 0.0)
+        if h.field not in BALANCED_FIELDS:
+            w = np.ones_like(counts)
         w = w / max(1e-12, float((w * counts).sum() / max(1.0, counts.sum())))
         ces.append(torch.nn.CrossEntropyLoss(weight=torch.tensor(w, dtype=torch.float32), ignore_index=IGNORE,
                                              label_smoothing=0.05, reduction="sum"))
