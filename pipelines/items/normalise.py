@@ -173,7 +173,7 @@ def _jobs(seg: Segment, lex: Lexicon, voc: _Vocab) -> tuple[list[_Job], list[str
     main = rule_method(terms, lex)
     item_ms = [t for t in terms if t in lex.item_methods]
     addons = [t for t in terms if t in lex.addon_methods]
-    if not main and not item_ms:
+    if not main and (not item_ms or seg.main_implied):
         main = lex.default_method.get(mod)
         if main:
             notes.append("default_method")
@@ -198,6 +198,11 @@ def _jobs(seg: Segment, lex: Lexicon, voc: _Vocab) -> tuple[list[_Job], list[str
             if q not in parts:
                 parts.append(q)
                 sides.append(s)
+    subsumes = lex.data.get("part_subsumes", {})
+    covered = {q for p in parts for q in subsumes.get(p, [])}
+    if covered:
+        kept = [(p, s) for p, s in zip(parts, sides, strict=True) if p not in covered]
+        parts, sides = [p for p, _ in kept], [s for _, s in kept]
     vessels = [p for p in parts if p in lex.vessels or (voc.lateral.get(p) is not None and _is_vessel(p))]
     regions = [p for p in parts if p not in vessels]
     written_views: list[str | None] = _views(seg, lex) if mod in ("DX", "MG") else [None]

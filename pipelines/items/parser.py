@@ -61,6 +61,8 @@ class Segment:
     part_word: dict[str, str] = field(default_factory=dict)
     residue: str = ""
     inherited: list[str] = field(default_factory=list)
+    #: A bare modality word before a separator and an item method (头颅MRI+MRA): main item too.
+    main_implied: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -261,6 +263,22 @@ def _segment(text: str, toks: list[Token], lex: Lexicon, offset: int = 0) -> Seg
         for v in t.values("view"):
             if v not in seg.views:
                 seg.views.append(v)
+    if not seg.parts:
+        for t in toks:
+            for p in t.values("fallback_part"):
+                if p not in seg.parts:
+                    seg.parts.append(p)
+                    seg.part_word[p] = t.text
+                    seg.sides.append(None)
+    # "头颅MRI+MRA": a bare modality word, a separator, then an item method: a main item too
+    item_methods = lex.item_methods
+    for m_tok in toks:
+        if m_tok.values("modality") and not m_tok.values("method"):
+            for x in toks:
+                if x.start >= m_tok.end and any(v in item_methods for v in x.values("method")):
+                    between = text[m_tok.end - offset:x.start - offset]
+                    if any(ch in lex.separators and ch != " " for ch in between):
+                        seg.main_implied = True
     for pat, tier in lex.tiers:
         if pat.search(text) and tier not in seg.tiers:
             seg.tiers.append(tier)
