@@ -82,3 +82,11 @@ def test_hospital_mapping_comes_first() -> None:
     assert [(i["code"], i["source"], i["confidence"]) for i in r["items"]] == [("MR.HEAD.PLAIN", "hospital_mapping", 1.0)]
     other = normalise("头颅平扫（特需）", hospital="H2", mappings=Table(), use_embeddings=False)
     assert all(i["source"] != "hospital_mapping" for i in other["items"])
+
+
+def test_old_2012_code_as_local_code() -> None:
+    agree = normalise("头颅CT平扫", local_code="002103000010000", use_embeddings=False)
+    assert agree["status"] == "mapped" and any("2012" in e for e in agree["evidence"])
+    clash = normalise("头颅MR平扫", local_code="210300001", use_embeddings=False)  # a CT 平扫 code under an MR name
+    assert clash["status"] == "review" and clash["needs_review"]
+    assert normalise("头颅CT平扫", local_code="12345", use_embeddings=False)["status"] == "mapped"  # not an old code

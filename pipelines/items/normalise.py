@@ -352,7 +352,7 @@ def embedding_candidates(text: str, modality: str | None = None, parts: Sequence
 
 
 def _code_2012(local_code: str | None) -> list[Any]:
-    if not local_code or not re.fullmatch(r"\d{9,15}", local_code.strip()):
+    if not local_code or not re.fullmatch(r"[\d\s._-]{9,20}", local_code.strip()):
         return []
     try:
         from radqc import vocab
@@ -544,6 +544,9 @@ def normalise(name: str, *, hospital: str | None = None, local_code: str | None 
         elif not items and len(old) == 1:
             items.append(_item_dict(old[0], laterality=None, confidence=0.85, source="code_2012", segment=text))
             out["evidence"].append(f"old 2012 code {local_code} -> {old[0].code} / 按2012版编码映射")
+        elif items:
+            # the name and the old code disagree (an MR name under a CT code): a human decides
+            problems.append(f"old 2012 code {local_code} names other items than the name / 2012版编码与项目名称不一致")
     # one item per (code, laterality)
     seen: set[tuple[str, str | None]] = set()
     unique = []
