@@ -138,5 +138,11 @@ def test_exam_context_orders_t1_after_other_sequences_and_ct_phase_blocks() -> N
     series = [ct("1", "B30F", 5, False), ct("2", "B30F", 5, True), ct("3", "B30F", 1, True),
               ct("4", "B30F", 5, True), ct("5", "B30F", 1, True)]
     annotate_exam(series)
-    assert [s.exam_context["ct_block_rank"] for s in series] == [-1, 0, 0, 1, 1]
-    assert all(s.exam_context["ct_block_count"] == 2 for s in series)
+    assert [s.exam_context["ct_block_rank"] for s in series] == [0, 1, 1, 2, 2]
+    assert [s.exam_context["ct_enh_rank"] for s in series] == [-1, 0, 0, 1, 1]
+    assert all(s.exam_context["ct_enh_count"] == 2 and s.exam_context["ct_contrast_all"] == 0 for s in series)
+    # tags copied onto every series (study-wide): they say nothing, the first block is the plain scan
+    tagged = [ct("1", "B30F", 5, True), ct("2", "B30F", 1, True), ct("3", "B30F", 5, True), ct("4", "B30F", 1, True)]
+    annotate_exam(tagged)
+    assert [s.exam_context["ct_block_rank"] for s in tagged] == [0, 0, 1, 1]
+    assert all(s.exam_context["ct_contrast_all"] == 1 for s in tagged)

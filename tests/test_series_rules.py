@@ -135,7 +135,7 @@ def test_batch_evaluation_equals_one_by_one() -> None:
         SeriesHeader(series_uid="2", modality="CT", kernel="B70F", slice_thickness=1.0, window_center=-600,
                      window_width=1500, image_type=["ORIGINAL", "PRIMARY", "AXIAL"], description="Lung 1mm",
                      orientation=[1, 0, 0, 0, 1, 0], contrast_agent="Iohexol",
-                     exam_context={"ct_block_rank": 0, "ct_block_count": 2}),
+                     exam_context={"ct_enh_rank": 0, "ct_enh_count": 2, "ct_contrast_all": 0}),
         SeriesHeader(series_uid="3", modality="DX", view_position="PA", description="胸部正位", body_part="CHEST"),
         SeriesHeader(series_uid="4"),
         SeriesHeader(series_uid="5", modality="MR", tr=float("nan"), b_values=[0.0, 1000.0], scanning_sequence=["EP"]),
@@ -143,4 +143,16 @@ def test_batch_evaluation_equals_one_by_one() -> None:
     one = [[(v.rule, v.field, v.values, v.detail) for v in rules.apply(h).votes] for h in headers]
     batch = [[(v.rule, v.field, v.values, v.detail) for v in r.votes] for r in rules.apply_batch(headers)]
     assert one == batch
-    assert any(v[0] == "ct.phase.block0" for v in batch[1])
+    assert any(v[0] == "ct.phase.enh0" for v in batch[1])
+
+
+def test_an_absent_value_fails_range_conditions_except_zero_meaning_ones() -> None:
+    """No window preset is not a lung window; no b-value is b = 0."""
+    h = SeriesHeader(series_uid="1", modality="CT", kernel="B70S", slice_thickness=1.0,
+                     image_type=["ORIGINAL", "PRIMARY", "AXIAL"])
+    assert top(h, "kernel_class") == "bone"
+    assert "lung" not in scores(h, "kernel_class")
+    t2 = SeriesHeader(series_uid="2", modality="MR", tr=4000, te=100, image_type=["ORIGINAL"])
+    assert top(t2, "sequence") == "T2W"  # the T2 rule requires b_max <= 1: satisfied by no b-values
+    rules = load_rules()
+    assert [v.rule for v in rules.apply_batch([h])[0].votes] == [v.rule for v in rules.apply(h).votes]

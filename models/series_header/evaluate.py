@@ -28,8 +28,21 @@ from radqc.pipelines.series.classify import LABEL_FIELDS, SeriesClassifier
 from .data import load
 
 
-def evaluate(sets: list[str], classifier: SeriesClassifier, errors: int = 0) -> dict[str, Any]:
-    """Metrics over the cached ``sets`` (see the module docstring)."""
+def image_thumbnails(set_name: str) -> dict[str, Any]:
+    """Series UID -> thumbnail of a set, from the image model's cache (helper C's
+    ``radqc.models.series_image.data``); empty when that cache is absent."""
+    try:
+        from radqc.models.series_image.data import load_cache
+
+        x, metas = load_cache(set_name)
+    except Exception:  # noqa: BLE001 - no image cache: header-only evaluation
+        return {}
+    return {m["series_uid"]: x[i].astype("float32") for i, m in enumerate(metas) if m.get("ok", True)}
+
+
+def evaluate(sets: list[str], classifier: SeriesClassifier, errors: int = 0, with_images: bool = False) -> dict[str, Any]:
+    """Metrics over the cached ``sets`` (see the module docstring); ``with_images``: thumbnails
+    from the image model's cache go to the classifier too."""
     field_ok: Counter[str] = Counter()
     n = 0
     cat_ok = 0
@@ -42,13 +55,16 @@ def evaluate(sets: list[str], classifier: SeriesClassifier, errors: int = 0) -> 
     elapsed = 0.0
     for name in sets:
         rows = list(load(name))
+        thumbs = image_thumbnails(name) if with_images else {}
         # classify per exam (derived series look up their sources within the exam)
         by_exam: dict[str, list[int]] = defaultdict(list)
         for k, (_, _, row) in enumerate(rows):
             by_exam[row["exam"]].append(k)
         for exam, idx in by_exam.items():
             t0 = time.perf_counter()
-            labels = classifier.classify([rows[k][0] for k in idx])
+            hs = [rows[k][0] for k in idx]
+            imgs = {h.series_uid: thumbs[h.series_uid] for h in hs if h.series_uid in thumbs} or None
+            labels = classifier.classify(hs, imgs)
             elapsed += time.perf_counter() - t0
             for k, lab in zip(idx, labels, strict=False):
                 h, truth, row = rows[k]
@@ -90,6 +106,7 @@ def evaluate(sets: list[str], classifier: SeriesClassifier, errors: int = 0) -> 
         "mr_exams": n_ex,
         "mr_exam_sequence_plane_set_accuracy": sum(set(e["p"]) == set(e["t"]) for e in exams.values()) / max(n_ex, 1),
         "mr_exam_sequence_set_accuracy": sum(set(e["ps"]) == set(e["ts"]) for e in exams.values()) / max(n_ex, 1),
+        "with_images": with_images,
         "wrong_description_series": wrong_desc,
         "wrong_description_category_accuracy": wrong_desc_ok / max(wrong_desc, 1),
         "series_per_s": (n + incomplete) / max(elapsed, 1e-9),
@@ -103,9 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("sets", nargs="+")
     ap.add_argument("--rules-only", action="store_true")
     ap.add_argument("--errors", type=int, default=0)
+    ap.add_argument("--images", action="store_true", help="fuse the image model (thumbnails from its cache)")
     a = ap.parse_args(argv)
-    clf = SeriesClassifier(header_model=None if a.rules_only else "auto", image_model=None)
-    print(json.dumps(evaluate(a.sets, clf, a.errors), indent=1, ensure_ascii=False))
+    clf = SeriesClassifier(header_model=None if a.rules_only else "auto", image_model="auto" if a.images else None)
+    print(json.dumps(evaluate(a.sets, clf, a.errors, with_images=a.images), indent=1, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import numpy as np
 from radqc.pipelines.series.features import SeriesHeader
 
 #: version of the feature layout; stored in the model's metadata and checked at load
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 MODALITIES = ("CT", "MR", "DX", "CR", "DR", "MG", "SR", "OT", "SC", "PT", "NM", "US", "XA", "RF")
 SOP_CLASSES = (
@@ -50,7 +50,8 @@ PLANES = ("axial", "coronal", "sagittal", "oblique")
 MANUFACTURERS = ("ge", "siemens", "philips", "uih", "canon", "toshiba", "hitachi", "fujifilm", "carestream", "agfa")
 VIEW_POSITIONS = ("PA", "AP", "LL", "RL", "LAT", "LATERAL", "OBL", "CC", "MLO")
 PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "PALETTE COLOR")
-CONTEXT_KEYS = ("exam_contrast", "mr_after_other", "ct_block_rank", "ct_block_count")
+CONTEXT_KEYS = ("exam_contrast", "mr_after_other", "ct_block_rank", "ct_block_count", "ct_enh_rank", "ct_enh_count",
+                "ct_contrast_all")
 
 #: hashed n-gram buckets per text field
 TEXT_BUCKETS = {"description": 384, "protocol": 256, "study_description": 256, "body_part": 32, "kernel": 64,

@@ -498,13 +498,19 @@ def annotate_exam(headers: Sequence[SeriesHeader]) -> None:
 
     * ``exam_contrast``: 1 when any series of the exam carries contrast tags;
     * ``mr_after_other``: 1 when an original non-T1 MR series was acquired before this one;
-    * ``ct_block_rank`` / ``ct_block_count``: rank of this original axial CT series' block among
-      the exam's contrast-enhanced blocks (-1: not enhanced), and how many there are.
+    * ``ct_block_rank`` / ``ct_block_count``: rank of this original axial CT series' block (a run
+      of distinct reconstructions; a repeated kernel + thickness starts the next block) among
+      all blocks of the exam (-1: not an original axial series), and how many there are;
+    * ``ct_enh_rank`` / ``ct_enh_count``: the same among the blocks whose series carry contrast tags;
+    * ``ct_contrast_all``: 1 when every block carries contrast tags (the tags were copied
+      study-wide, so they say nothing about a single series: the first block is then
+      usually the plain scan).
     """
     ordered = sorted(headers, key=_time_key)
     contrast = any(h.contrast_agent for h in headers)
     seen_other = False
     blocks: list[set[tuple[Any, Any]]] = []
+    block_contrast: list[bool] = []
     block_of: dict[int, int] = {}
     for h in ordered:
         ctx = h.exam_context
@@ -513,17 +519,27 @@ def annotate_exam(headers: Sequence[SeriesHeader]) -> None:
             ctx["mr_after_other"] = 1.0 if seen_other else 0.0
             if "ORIGINAL" in h.image_type and not _t1_like(h):
                 seen_other = True
-        if h.modality == "CT" and "ORIGINAL" in h.image_type and "LOCALIZER" not in h.image_type and h.plane == "axial" \
-                and h.contrast_agent:
+        if h.modality == "CT" and "ORIGINAL" in h.image_type and "LOCALIZER" not in h.image_type and h.plane == "axial":
             key = (h.kernel, round(h.slice_thickness or 0.0, 2))
-            if not blocks or key in blocks[-1]:
+            enhanced = bool(h.contrast_agent)
+            if not blocks or key in blocks[-1] or block_contrast[-1] != enhanced:
                 blocks.append(set())
+                block_contrast.append(enhanced)
             blocks[-1].add(key)
             block_of[id(h)] = len(blocks) - 1
+    enh_rank: dict[int, int] = {}
+    for b, enhanced in enumerate(block_contrast):
+        if enhanced:
+            enh_rank[b] = len(enh_rank)
+    contrast_all = bool(block_contrast) and all(block_contrast)
     for h in headers:
         if h.modality == "CT":
-            h.exam_context["ct_block_rank"] = float(block_of.get(id(h), -1))
+            b = block_of.get(id(h), -1)
+            h.exam_context["ct_block_rank"] = float(b)
             h.exam_context["ct_block_count"] = float(len(blocks))
+            h.exam_context["ct_enh_rank"] = float(enh_rank.get(b, -1))
+            h.exam_context["ct_enh_count"] = float(len(enh_rank))
+            h.exam_context["ct_contrast_all"] = 1.0 if contrast_all else 0.0
 
 
 __all__ = ["SeriesHeader", "annotate_exam", "from_datasets", "headers_from_folder", "from_catalogue", "headers_from_context",

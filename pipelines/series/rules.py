@@ -221,11 +221,10 @@ class RuleSet:
                 specs.append(("range", key, (lo, hi)))
 
                 def num(h: SeriesHeader, getter: Callable[[SeriesHeader], float | None] = getter,
-                        lo: float | None = lo, hi: float | None = hi) -> bool:
+                        lo: float | None = lo, hi: float | None = hi, key: str = key) -> bool:
                     v = getter(h)
                     if v is None or (isinstance(v, float) and math.isnan(v)):
-                        # an open-ended upper bound on an absent value ("b_max <= 1") holds
-                        return lo is None
+                        return _missing_holds(key, lo, hi)
                     return (lo is None or v >= lo) and (hi is None or v <= hi)
 
                 preds.append(num)
@@ -438,6 +437,14 @@ class RuleSet:
 
 _EMPTY: frozenset[str] = frozenset()
 
+#: numeric facts whose absence means zero (no b-values, no repeats): a range containing 0 holds
+#: for them; any other absent value (no TR, no window preset) fails every range condition.
+ZERO_WHEN_MISSING = frozenset({"b_max", "temporal_positions"})
+
+
+def _missing_holds(key: str, lo: float | None, hi: float | None) -> bool:
+    return key in ZERO_WHEN_MISSING and (lo is None or lo <= 0) and (hi is None or hi >= 0)
+
 
 class _Batch:
     """Columns of a batch of headers, computed once per attribute and condition (see apply_batch)."""
@@ -487,7 +494,7 @@ class _Batch:
         hs = self.headers
         if kind == "range":
             lo, hi = arg
-            hit = self._range(self._numeric(key), lo, hi, lo is None)
+            hit = self._range(self._numeric(key), lo, hi, _missing_holds(key, lo, hi))
         elif kind == "ctx":
             lo, hi = arg
             hit = self._range(self._ctx(key), lo, hi, False)
