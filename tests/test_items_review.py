@@ -164,3 +164,15 @@ def test_cli_contract(workspace) -> None:  # type: ignore[no-untyped-def]
     assert again[0]["items"][0]["source"] == "hospital_mapping"
     maps = json.loads(runner.invoke(app, ["items", "mappings", "--json"]).stdout)
     assert maps[0]["standard_items"] == [{"code": "CT.HEAD.PLAIN", "laterality": None}]
+
+
+def test_ordered_entries_with_local_codes() -> None:
+    from radqc.pipelines.runner.stage import ExamContext, StoreRef
+    from radqc.pipelines.stages.items import ordered_entries
+
+    ctx = ExamContext(exam_id=1, study_instance_uid=None, accession_number="A", modality="CT", exam_time=None,
+                      study_description=None, ordered_items=("头颅CT平扫", {"name": "胸部CT平扫", "code": "L2"}, "", None),
+                      hospital_code="H1", patient_sex=None, patient_birth_year=None, series=(),
+                      store=StoreRef("local", "/nonexistent"),
+                      records=({"exam_items": ["头颅CT平扫", "胸部CT平扫"], "extra": {"exam_item_codes": ["L1", "X"]}},))
+    assert ordered_entries(ctx) == [("头颅CT平扫", "L1"), ("胸部CT平扫", "L2")]

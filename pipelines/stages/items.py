@@ -113,6 +113,14 @@ def ordered_entries(ctx: ExamContext) -> list[tuple[str, str | None]]:
                 out.append((text, str(code) if code else None))
         elif entry is not None and str(entry).strip():
             out.append((str(entry).strip(), None))
+    # a record may carry the hospital's item codes beside the names (extra["exam_item_codes"],
+    # one per exam item): they are the local codes the confirmed mappings are keyed by
+    for rec in ctx.records:
+        codes = (rec.get("extra") or {}).get("exam_item_codes") if isinstance(rec, dict) else None
+        names = [str(n).strip() for n in (rec.get("exam_items") or [])] if isinstance(rec, dict) else []
+        if isinstance(codes, list) and len(codes) == len(names):
+            by_name = dict(zip(names, codes, strict=True))
+            out = [(t, c or (str(by_name[t]) if by_name.get(t) else None)) for t, c in out]
     return out
 
 
