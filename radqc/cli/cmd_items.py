@@ -68,8 +68,6 @@ def items_normalise(
     results = [normalise(n, hospital=hospital, local_code=local_code, mappings=mappings,
                          use_embeddings=not no_embeddings) for n in names]
     emit(results, as_json, _print_results)
-    if any(r["status"] == "unknown" for r in results):
-        raise typer.Exit(code=0)
 
 
 STATUS_ZH = {"mapped": "已映射", "review": "待审核", "unknown": "未识别"}
