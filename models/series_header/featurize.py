@@ -150,18 +150,25 @@ class Featurizer:
         """Rows of features (float32, ``[len(headers), dim]``); ``texts`` overrides text fields (training noise)."""
         x = np.zeros((len(headers), self.dim), np.float32)
         ix = self.index
-        num_cols = [(ix[f"num:{n}"], ix[f"missing:{n}"], get) for n, get in NUMERIC]
-        for r, h in enumerate(headers):
-            row = x[r]
-            for ci, mi, get in num_cols:
+        # numeric block, column-wise: raw values (NaN = missing) -> sign * log1p(|v|) and a missing flag
+        raw = np.full((len(headers), len(NUMERIC)), np.nan)
+        for j, (_, get) in enumerate(NUMERIC):
+            col = raw[:, j]
+            for r, h in enumerate(headers):
                 try:
                     v = get(h)
                 except (TypeError, ValueError):
-                    v = None
-                if v is None or not math.isfinite(float(v)):
-                    row[mi] = 1.0
-                else:
-                    row[ci] = _log(float(v))
+                    continue
+                if v is not None:
+                    col[r] = v
+        finite = np.isfinite(raw)
+        vals = np.where(finite, np.sign(raw) * np.log1p(np.abs(np.where(finite, raw, 0.0))), 0.0)
+        num_idx = [ix[f"num:{n}"] for n, _ in NUMERIC]
+        miss_idx = [ix[f"missing:{n}"] for n, _ in NUMERIC]
+        x[:, num_idx] = vals
+        x[:, miss_idx] = ~finite
+        for r, h in enumerate(headers):
+            row = x[r]
             for k in CONTEXT_KEYS:
                 row[ix[f"ctx:{k}"]] = float(h.exam_context.get(k, 0.0))
             row[ix.get(f"modality:{h.modality}", ix["modality:other"])] = 1.0

@@ -94,20 +94,23 @@ def _argmax(probs: Mapping[Any, float]) -> Any:
     return next((k for k in winners if k is not None), winners[0])
 
 
-def _pick(prow: list[float], fname: str, exclude_none: bool) -> tuple[Any, float]:
-    """Most probable value of a head (ties: non-None first) and its renormalised probability."""
-    _, a, b = HEAD_INDEX[fname]
-    seg = prow[a + 1:b] if exclude_none else prow[a:b]
-    values = HEADS_VALUES[fname][1:] if exclude_none else HEADS_VALUES[fname]
-    if not seg:
-        return None, 0.0
-    total = sum(seg)
-    best = max(seg)
-    if not exclude_none and seg[0] == best and len(seg) > 1 and max(seg[1:]) == best:
-        k = seg.index(best, 1)
-    else:
-        k = seg.index(best)
-    return values[k], (best / total if total > 0 else 0.0)
+class _Fused:
+    """One series' fused decisions per head, precomputed column-wise (see ``_fuse_all``)."""
+
+    __slots__ = ("idx_all", "conf_all", "idx_nn", "conf_nn", "spoke", "desc_top", "row", "desc")
+
+    def __init__(self, idx_all: list[int], conf_all: list[float], idx_nn: list[int], conf_nn: list[float],
+                 spoke: list[bool], desc_top: list[int], row: int, desc: np.ndarray) -> None:
+        self.idx_all, self.conf_all, self.idx_nn, self.conf_nn = idx_all, conf_all, idx_nn, conf_nn
+        self.spoke, self.desc_top, self.row, self.desc = spoke, desc_top, row, desc
+
+
+def _pick(fr: _Fused, fname: str, exclude_none: bool) -> tuple[Any, float]:
+    """Most probable value of a head (ties: non-None first) and its (renormalised) probability."""
+    i = HEAD_INDEX[fname][0]
+    if exclude_none:
+        return HEADS_VALUES[fname][fr.idx_nn[i]], fr.conf_nn[i]
+    return HEADS_VALUES[fname][fr.idx_all[i]], fr.conf_all[i]
 
 
 #: evidence confidence of a rule vote of weight w: 1 - exp(-w) (cached for the usual weights)
@@ -171,7 +174,7 @@ class SeriesClassifier:
             return []
         if not any(h.exam_context for h in headers):
             annotate_exam(headers)
-        rule_results = self.rules.apply_batch(headers)
+        rule_results, hard, desc = self.rules.apply_batch_scored(headers, COLUMN, N_COLUMNS)
         n = len(headers)
         pm_arr: np.ndarray | None = None
         if self.header_model is not None:
@@ -183,7 +186,7 @@ class SeriesClassifier:
         self._images_given = bool(images)
         if images:
             image_probs = self._predict_images(headers, images)
-        fused = self._fuse_all(rule_results, pm_arr, image_probs)
+        fused = self._fuse_all(hard, desc, pm_arr, image_probs)
         labels = [self._label(h, r, f, pm_arr[k] if pm_arr is not None else None, i)
                   for k, (h, r, f, i) in enumerate(zip(headers, rule_results, fused, image_probs, strict=True))]
         self._inherit_from_sources(headers, labels)
@@ -205,24 +208,15 @@ class SeriesClassifier:
                         arr[k, c] = p
         return arr
 
-    def _fuse_all(self, rule_results: Sequence[RuleResult], pm: np.ndarray | None,
-                  pis: Sequence[dict[str, dict[Any, float]] | None]) -> list[tuple[list[float], list[bool], list[float] | None]]:
+    def _fuse_all(self, hard: np.ndarray, desc: np.ndarray, pm: np.ndarray | None,
+                  pis: Sequence[dict[str, dict[Any, float]] | None]) -> list[_Fused]:
         """Fused per-column probabilities for all series at once (vectorised log-linear fusion).
 
         Returns per series: probabilities in the HEADS column layout, whether each field got any
         evidence, and the description scores row (for the overruled check).
         """
         w = self.weights
-        n = len(rule_results)
-        hard = np.zeros((n, N_COLUMNS))
-        desc = np.zeros((n, N_COLUMNS))
-        for k, rr in enumerate(rule_results):
-            for v in rr.votes:
-                target = hard if v.source == "header_rule" else desc
-                for value in v.values:
-                    c = COLUMN.get((v.field, value))
-                    if c is not None:
-                        target[k, c] += v.weight
+        n = len(hard)
         img_log = np.zeros((n, N_COLUMNS))
         img_has = np.zeros((n, len(HEAD_SLICES)), bool)
         for k, pi in enumerate(pis):
@@ -261,11 +255,30 @@ class SeriesClassifier:
             z -= z.max(1, keepdims=True)
             e = np.exp(z)
             probs[:, a:b] = e / e.sum(1, keepdims=True)
-        probs_l = probs.tolist()
-        spoke_l = spoke.tolist()
-        has_desc = np.any(desc != 0, axis=1).astype(bool).tolist()
-        desc_l: list[list[float] | None] = [desc[k].tolist() if has_desc[k] else None for k in range(n)]
-        return [(probs_l[k], spoke_l[k], desc_l[k]) for k in range(n)]
+        # per head: best value with None allowed (ties -> non-None), best non-None value renormalised
+        n_heads = len(HEAD_SLICES)
+        idx_all = np.zeros((n, n_heads), np.int64)
+        conf_all = np.zeros((n, n_heads))
+        idx_nn = np.zeros((n, n_heads), np.int64)
+        conf_nn = np.zeros((n, n_heads))
+        desc_top = np.full((n, n_heads), -1, np.int64)
+        for h_i, (_, a, b) in enumerate(HEAD_SLICES):
+            p = probs[:, a:b]
+            k_nn = p[:, 1:].argmax(1)
+            p_nn = p[np.arange(n), k_nn + 1]
+            p_none = p[:, 0]
+            use_nn = p_nn >= p_none
+            idx_all[:, h_i] = np.where(use_nn, k_nn + 1, 0)
+            conf_all[:, h_i] = np.where(use_nn, p_nn, p_none)
+            idx_nn[:, h_i] = k_nn + 1
+            rest = 1.0 - p_none
+            conf_nn[:, h_i] = np.where(rest > 0, p_nn / np.where(rest > 0, rest, 1.0), 0.0)
+            d = desc[:, a:b]
+            has = d.max(1) > 0
+            desc_top[:, h_i] = np.where(has, d.argmax(1), -1)
+        ia, ca, inn, cnn = idx_all.tolist(), conf_all.tolist(), idx_nn.tolist(), conf_nn.tolist()
+        sp, dt = spoke.tolist(), desc_top.tolist()
+        return [_Fused(ia[k], ca[k], inn[k], cnn[k], sp[k], dt[k], k, desc) for k in range(n)]
 
     # ------------------------------------------------------------------------ internals
     def _predict_images(self, headers: Sequence[SeriesHeader], images: Mapping[str, np.ndarray]) -> list[dict[str, dict[Any, float]] | None]:
@@ -286,7 +299,7 @@ class SeriesClassifier:
             out[k] = p
         return out
 
-    def _label(self, h: SeriesHeader, rr: RuleResult, fused: tuple[list[float], list[bool], list[float] | None],
+    def _label(self, h: SeriesHeader, rr: RuleResult, fused: _Fused,
                pm: np.ndarray | None, pi: dict[str, dict[Any, float]] | None) -> SeriesLabel:
         label = SeriesLabel(series_uid=h.series_uid, modality=h.modality)
         try:
@@ -297,9 +310,9 @@ class SeriesClassifier:
             label.unknown_reason = f"classification failed: {type(exc).__name__}: {exc}"
             return label
 
-    def _decide(self, h: SeriesHeader, rr: RuleResult, fused_row: tuple[list[float], list[bool], list[float] | None],
+    def _decide(self, h: SeriesHeader, rr: RuleResult, fr: _Fused,
                 pm: np.ndarray | None, pi: dict[str, dict[Any, float]] | None, label: SeriesLabel) -> SeriesLabel:
-        prow, spoke_l, desc_row = fused_row
+        spoke_l = fr.spoke
         hard_voted = {v.field for v in rr.votes if v.source == "header_rule" and v.values != (None,)}
         reasons: list[str] = []
         if not h.modality:
@@ -309,7 +322,7 @@ class SeriesClassifier:
         if pi is None and getattr(self, "_images_given", False):
             label.evidence.append(Evidence("fusion", "role", None, 0.0, "no image model prediction for this series"))
         # --- role
-        role, role_conf = _pick(prow, "role", exclude_none=True)
+        role, role_conf = _pick(fr, "role", exclude_none=True)
         if role is None or not spoke_l[HEAD_INDEX["role"][0]]:
             role, role_conf = "unknown", 0.0
             reasons.append("no header fact, description or model says what this series is")
@@ -319,7 +332,7 @@ class SeriesClassifier:
         label.role = role
         label.field_confidence["role"] = round(role_conf, 4)
         # --- derived type, then the fields that apply
-        derived_type = _pick(prow, "derived_type", exclude_none=True)[0] if role == "derived" else None
+        derived_type = _pick(fr, "derived_type", exclude_none=True)[0] if role == "derived" else None
         fields = self.rules.fields_for(h.modality, role, derived_type)
         values: dict[str, Any] = {"role": role}
         for fname in LABEL_FIELDS[1:]:
@@ -329,7 +342,7 @@ class SeriesClassifier:
             spoke = spoke_l[HEAD_INDEX[fname][0]]
             # the field applies and a header fact gave it a value: "not applicable" is no answer
             # (guards against a model that is unsure on headers unlike its training data)
-            value, conf = _pick(prow, fname, exclude_none=fname == "derived_type" or fname in hard_voted)
+            value, conf = _pick(fr, fname, exclude_none=fname == "derived_type" or fname in hard_voted)
             values[fname] = value
             label.field_confidence[fname] = round(conf, 4) if spoke else 0.0
             if value is None and not spoke and fname not in ("region", "phase"):
@@ -345,7 +358,7 @@ class SeriesClassifier:
                                            "; ".join(v.detail for v in rr.votes if v.field == "special")))
         # --- evidence per decided field
         self._evidence(label, rr, pm, pi, values)
-        self._overruled(label, desc_row, values)
+        self._overruled(label, fr, values)
         label.category = category_code({**values, "special": special_value}, h.modality)
         if label.category is None and role != "unknown":
             reasons.append(f"no standard category for {', '.join(f'{k}={v}' for k, v in values.items() if v is not None)}")
@@ -381,20 +394,15 @@ class SeriesClassifier:
                 ev.append(Evidence("image_model", fname, value, round(float(pi[fname].get(value, 0.0)), 4),
                                    "thumbnail image classifier"))
 
-    def _overruled(self, label: SeriesLabel, desc_row: list[float] | None, values: Mapping[str, Any]) -> None:
+    def _overruled(self, label: SeriesLabel, fr: _Fused, values: Mapping[str, Any]) -> None:
         """Mark fields where the description voted for something else than the fused value."""
-        if not desc_row:
-            return
-        for fname, a, b in HEAD_SLICES:
-            if values.get(fname) is None:
+        for i, (fname, _, _) in enumerate(HEAD_SLICES):
+            top = fr.desc_top[i]
+            if top < 0 or values.get(fname) is None:
                 continue
-            seg = desc_row[a:b]
-            top = max(seg)
-            if top <= 0:
-                continue
-            said = HEADS_VALUES[fname][seg.index(top)]
+            said = HEADS_VALUES[fname][top]
             chosen = COLUMN.get((fname, values[fname]))
-            if said != values[fname] and (chosen is None or desc_row[chosen] == 0):
+            if said != values[fname] and (chosen is None or fr.desc[fr.row, chosen] == 0):
                 label.description_overruled = True
                 label.evidence.append(Evidence("fusion", fname, values[fname], label.field_confidence.get(fname, 0.0),
                                                f"SeriesDescription/ProtocolName says {fname}={said}; "

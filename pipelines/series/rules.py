@@ -353,6 +353,10 @@ class RuleSet:
         return out
 
     def apply_batch(self, headers: Sequence[SeriesHeader]) -> list[RuleResult]:
+        return self.apply_batch_scored(headers)[0]
+
+    def apply_batch_scored(self, headers: Sequence[SeriesHeader], columns: Mapping[tuple[str, Any], int] | None = None,
+                           n_columns: int = 0) -> tuple[list[RuleResult], np.ndarray, np.ndarray]:
         """The votes of every header, with the conditions evaluated column-wise over the batch.
 
         Same result as ``[self.apply(h) for h in headers]`` (a test checks it on generated
@@ -362,8 +366,12 @@ class RuleSet:
         """
         n = len(headers)
         out = [RuleResult() for _ in range(n)]
+        hard = np.zeros((n, n_columns))
+        desc = np.zeros((n, n_columns))
         if n == 0:
-            return out
+            return out, hard, desc
+        cols = columns or {}
+        acc: dict[str, tuple[list[int], list[int], list[float]]] = {"header_rule": ([], [], []), "description": ([], [], [])}
         batch = _Batch(headers)
         mods = [(h.modality or "").upper() for h in headers]
         by_mod: dict[str, list[int]] = {}
@@ -414,6 +422,7 @@ class RuleSet:
                 else:
                     matched = [""]
                 append = out[k].votes.append
+                rows, cs, ws = acc[rule.source]
                 for m in matched:
                     for fname, value in rule.votes:
                         if isinstance(value, str) and value[:1] == "@":
@@ -422,8 +431,20 @@ class RuleSet:
                                 continue
                         values = value if isinstance(value, tuple) else (value,)
                         append(Vote(rule.id, rule.source, fname, values, rule.weight, rule.detail, m, h))
-        # keep the vote order of ``apply`` (rule order) — it is already: rules are visited in order
-        return out
+                        if cols:
+                            for v in values:
+                                c = cols.get((fname, v))
+                                if c is not None:
+                                    rows.append(k)
+                                    cs.append(c)
+                                    ws.append(rule.weight)
+        if cols:
+            for source, target in (("header_rule", hard), ("description", desc)):
+                rows, cs, ws = acc[source]
+                if rows:
+                    np.add.at(target, (np.asarray(rows), np.asarray(cs)), np.asarray(ws))
+        # the vote order is that of ``apply``: rules are visited in the same order
+        return out, hard, desc
 
     def fields_for(self, modality: str | None, role: str | None, derived_type: str | None = None) -> tuple[str, ...]:
         """The label fields that apply to a series of this modality family and role."""
@@ -570,7 +591,12 @@ def _fill(template: str, h: SeriesHeader, text: str) -> str:
     """The rule's detail with {field} placeholders from the header ({text}: the matched text)."""
     if not template:
         return text
-    return "".join(lit + (_value(name, fmt, h, text) if name else "") for lit, name, fmt in _parts(template))
+    parts = _parts(template)
+    if len(parts) == 1:
+        return template
+    if len(parts) == 2 and parts[0][1] == "text" and not parts[0][0] and not parts[1][0]:
+        return text
+    return "".join(lit + (_value(name, fmt, h, text) if name else "") for lit, name, fmt in parts)
 
 
 MODALITY_FAMILY = {"CT": "CT", "MR": "MR", "DX": "DX", "CR": "DX", "DR": "DX", "RG": "DX", "MG": "DX", "SR": "OT"}
