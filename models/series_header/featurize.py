@@ -152,8 +152,8 @@ class Featurizer:
         ix = self.index
         # numeric block, column-wise: raw values (NaN = missing) -> sign * log1p(|v|) and a missing flag
         raw = np.full((len(headers), len(NUMERIC)), np.nan)
-        for j, (_, get) in enumerate(NUMERIC):
-            col = raw[:, j]
+        for c, (_, get) in enumerate(NUMERIC):
+            col = raw[:, c]
             for r, h in enumerate(headers):
                 try:
                     v = get(h)
