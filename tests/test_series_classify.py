@@ -151,3 +151,20 @@ def test_header_roundtrip_json() -> None:
     again = SeriesHeader.from_dict(h.to_dict())
     assert again == h
     assert isinstance(pydicom.__version__, str)
+
+
+def test_sr_dose_report_multiframe_and_empty_series(clf: SeriesClassifier) -> None:
+    from radqc.pipelines.runner.stage import SeriesInfo
+    from radqc.pipelines.series.features import from_catalogue
+
+    sr = from_datasets(series(1, Modality="SR", SOPClassUID="1.2.840.10008.5.1.4.1.1.88.67",
+                              SeriesDescription="Radiation Dose Information", ImageOrientationPatient=None))
+    enhanced = from_datasets(series(1, Modality="MR", SOPClassUID="1.2.840.10008.5.1.4.1.1.4.1", NumberOfFrames=40,
+                                    ImageType=["ORIGINAL", "PRIMARY", "M", "NONE"], RepetitionTime=9000, EchoTime=110,
+                                    InversionTime=2400, SeriesDescription=""))
+    empty = from_catalogue(SeriesInfo(id=1, series_instance_uid="1.2.9", modality="CT", series_number=None,
+                                      description=None, body_part=None, instances=()), None)
+    dose, mf, none = clf.classify([sr, enhanced, empty])
+    assert dose.role == "dose_report" and dose.category == "CT.DOSE"
+    assert enhanced.n_frames == 40 and mf.sequence == "FLAIR" and mf.category == "MR.FLAIR.AX"
+    assert none.role == "unknown" and none.unknown_reason and none.category is None

@@ -10,7 +10,9 @@ another exam's pixels) are left out of training.
 Description noise: on top of the generator's ~10% wrong descriptions, each epoch swaps 10% of
 SeriesDescriptions with another series' description of the same modality and blanks 5%
 (ProtocolName 5% / 5%), so the network learns the header facts behind the words and can be
-overruled by them. Deterministic (seeded), single-threaded, a few minutes on one CPU core.
+overruled by them. Header noise: in 20% of the series each optional attribute (``DROPPABLE``:
+series number, matrix, window preset, FOV, kVp, manufacturer, body part, ...) is removed with
+probability 0.3, so a site that does not send one does not confuse the model. Deterministic (seeded), single-threaded, a few minutes on one CPU core.
 """
 
 from __future__ import annotations
@@ -79,6 +81,26 @@ def noisy_texts(headers: list[SeriesHeader], rng: random.Random) -> list[dict[st
     return out
 
 
+#: header attributes a site may not send (or send differently); dropped at random in training so the
+#: model does not depend on them (a missing attribute becomes its "missing" feature)
+DROPPABLE = ("series_number", "rows", "columns", "pixel_spacing", "window_center", "window_width", "recon_diameter",
+             "kvp", "field_strength", "manufacturer", "model", "spacing_between", "body_part", "study_description",
+             "protocol", "echo_train_length", "flip_angle", "photometric", "laterality", "series_time")
+
+
+def noisy_headers(headers: list[SeriesHeader], rng: random.Random, p_row: float = 0.2, p_attr: float = 0.3) -> list[SeriesHeader]:
+    """Per-epoch header noise: in ``p_row`` of the series, each droppable attribute is removed with ``p_attr``."""
+    import dataclasses
+
+    out = []
+    for h in headers:
+        if rng.random() < p_row:
+            drop = {a: None for a in DROPPABLE if rng.random() < p_attr}
+            h = dataclasses.replace(h, **drop) if drop else h
+        out.append(h)
+    return out
+
+
 def train(epochs: int = 40, seed: int = 0, out: Path = DEFAULT_OUT, log_every: int = 5) -> dict[str, Any]:
     import torch
     from torch import nn
@@ -102,7 +124,8 @@ def train(epochs: int = 40, seed: int = 0, out: Path = DEFAULT_OUT, log_every: i
     history = []
     for epoch in range(epochs):
         net.train()
-        x_tr = torch.from_numpy(feat.transform(tr_h, noisy_texts(tr_h, rng)))
+        epoch_h = noisy_headers(tr_h, rng)
+        x_tr = torch.from_numpy(feat.transform(epoch_h, noisy_texts(epoch_h, rng)))
         perm = torch.randperm(len(tr_h))
         total = 0.0
         for i in range(0, len(perm), 256):
