@@ -26,6 +26,7 @@ depends on. Nothing here raises on bad headers: such a series gets role ``unknow
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -60,7 +61,7 @@ N_COLUMNS = len(COLUMN_VALUE)
 HEAD_INDEX: dict[str, tuple[int, int, int]] = {f: (i, a, b) for i, (f, a, b) in enumerate(HEAD_SLICES)}
 
 #: Rule votes shown as evidence per field and source (the strongest first).
-MAX_VOTE_EVIDENCE = 2
+MAX_VOTE_EVIDENCE = 1
 #: Below this fused role probability the series is reported as unknown.
 MIN_ROLE_CONFIDENCE = 0.5
 
@@ -169,6 +170,17 @@ class SeriesClassifier:
     # ------------------------------------------------------------------------ public API
     def classify(self, headers: Sequence[SeriesHeader], images: Mapping[str, np.ndarray] | None = None) -> list[SeriesLabel]:
         """One label per header, in order (derived series take their source's phase)."""
+        # a batch allocates many small objects (votes, labels, evidence) that all stay alive:
+        # the cyclic garbage collector would scan them again and again for nothing
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._classify(headers, images)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _classify(self, headers: Sequence[SeriesHeader], images: Mapping[str, np.ndarray] | None) -> list[SeriesLabel]:
         headers = list(headers)
         if not headers:
             return []
