@@ -3,7 +3,7 @@
     python -m radqc.models.series_image.evaluate --from build/series_image [--sets heldout_mixed heldout_mr]
 
 Writes ``<from>/metrics.json`` (read by ``export.install`` into the registry) and the
-confusion-matrix figures ``models/cards/figures/series_image_{phase,mr_sequence}.png``.
+confusion-matrix figures ``models/cards/figures/series_image_{ct_phase,mr_sequence}.png``.
 Held-out sets (generator seeds 9101, 9102) are read only here, never by training or
 model selection. Speed is measured on one thread, thumbnails built from already decoded
 pixels (the classifier's situation: the series stage decodes the picked instances once).
@@ -100,8 +100,8 @@ def accuracy_figures(model: SeriesImageModel, sets: tuple[str, ...], cache: Path
         if figures is not None and key in ("ct.phase", "mr.sequence"):
             labels = [str(v) for v in h.values]
             cm = _confusion_png([str(t) for t in truth], [str(p[0]) for p in pred], labels,
-                                f"series_image {key} ({', '.join(sets)})",
-                                figures / f"series_image_{key.split('.')[1] if key != 'ct.phase' else 'phase'}.png")
+                                f"series_image {key}\n({', '.join(sets)})",
+                                figures / f"series_image_{key.replace('.', '_')}.png")
             res[f"confusion_{key}"] = {"labels": labels, "matrix": cm}
     res["accuracy"] = acc
     res["confident"] = conf
