@@ -44,6 +44,11 @@ class SeriesImageModel:
         self.info = info
         self.input_name = session.get_inputs()[0].name
 
+    @property
+    def version(self) -> str:
+        """The registry version (recorded in stage manifests next to the label)."""
+        return str(getattr(self.info, "version", "?"))
+
     @classmethod
     def load(cls, name: str = MODEL_NAME) -> SeriesImageModel | None:
         """The model from the registry, or None with a logged reason (unregistered, weights
