@@ -168,3 +168,18 @@ def test_sr_dose_report_multiframe_and_empty_series(clf: SeriesClassifier) -> No
     assert dose.role == "dose_report" and dose.category == "CT.DOSE"
     assert enhanced.n_frames == 40 and mf.sequence == "FLAIR" and mf.category == "MR.FLAIR.AX"
     assert none.role == "unknown" and none.unknown_reason and none.category is None
+
+
+def test_derived_series_takes_the_phase_of_its_source(clf: SeriesClassifier) -> None:
+    """An MPR named 'plain' in its description but reformatted from the arterial series is arterial."""
+    axial = from_datasets(series(Modality="CT", SOPClassUID=CT, ImageType=["ORIGINAL", "PRIMARY", "AXIAL"],
+                                 ConvolutionKernel="B30f", SliceThickness=1.0, ContrastBolusAgent="Iohexol",
+                                 SeriesDescription="Arterial 1mm", SeriesTime="100000"))
+    mpr = from_datasets(series(Modality="CT", SOPClassUID=CT, ImageType=["DERIVED", "SECONDARY", "REFORMATTED", "MPR"],
+                               ImageOrientationPatient=[1, 0, 0, 0, 0, -1], ContrastBolusAgent="Iohexol",
+                               SeriesDescription="Coronal MPR plain", SeriesTime="100500"))
+    mpr.source_series_uids = [axial.series_uid]
+    a, m = clf.classify([axial, mpr])
+    assert a.phase == "arterial"
+    assert m.category == "CT.MPR.COR" and m.phase == "arterial"
+    assert any(e.field == "phase" and axial.series_uid in e.detail for e in m.evidence)
