@@ -146,3 +146,14 @@ def test_exam_context_orders_t1_after_other_sequences_and_ct_phase_blocks() -> N
     annotate_exam(tagged)
     assert [s.exam_context["ct_block_rank"] for s in tagged] == [0, 0, 1, 1]
     assert all(s.exam_context["ct_contrast_all"] == 1 for s in tagged)
+
+
+def test_exam_context_is_per_study_in_a_mixed_batch() -> None:
+    def mr(uid: str, study: str, t: str, tr: float, te: float) -> SeriesHeader:
+        return SeriesHeader(series_uid=uid, study_uid=study, modality="MR", tr=tr, te=te, image_type=["ORIGINAL"],
+                            series_time=t, contrast_agent="Gd")
+
+    a_t2, a_t1 = mr("1", "A", "090000", 4000, 100), mr("2", "A", "091000", 500, 10)
+    b_t1 = mr("3", "B", "120000", 500, 10)  # study B: its only series, acquired later than A's T2
+    annotate_exam([a_t2, a_t1, b_t1])
+    assert a_t1.exam_context["mr_after_other"] == 1 and b_t1.exam_context["mr_after_other"] == 0

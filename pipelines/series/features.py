@@ -44,7 +44,7 @@ INSTANCE_KEYWORDS = (
     "MagneticFieldStrength", "DiffusionBValue", "AngioFlag", "NumberOfTemporalPositions", "TriggerTime",
     "DerivationDescription", "ViewPosition", "ImageLaterality", "Laterality", "SeriesTime",
     "PhotometricInterpretation", "WindowCenter", "WindowWidth", "ReconstructionDiameter", "NumberOfFrames",
-    "TemporalPositionIdentifier",
+    "TemporalPositionIdentifier", "StudyInstanceUID",
 )
 
 
@@ -112,6 +112,8 @@ class SeriesHeader:
     notes: list[str] = field(default_factory=list)
     #: facts about this series' place in its exam (see annotate_exam); empty when classified alone
     exam_context: dict[str, float] = field(default_factory=dict)
+    #: StudyInstanceUID: annotate_exam groups a mixed batch by study
+    study_uid: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -332,6 +334,7 @@ def _summarise(series_uid: str, items: Sequence[Mapping[str, Any]], *, modality:
         n_positions=len(positions),
         n_frames=frames,
         n_temporal_ids=len(temporal),
+        study_uid=_text(pick("StudyInstanceUID")),
     )
 
 
@@ -477,7 +480,10 @@ def from_catalogue(series: SeriesInfo, study_description: str | None, index_row:
 def headers_from_context(ctx: ExamContext) -> list[SeriesHeader]:
     """All series of a pipeline exam context, with derived series linked to their sources."""
     sop_index = {inst.sop_instance_uid: s.series_instance_uid for s in ctx.series for inst in s.instances}
-    return [from_catalogue(s, ctx.study_description, sop_index=sop_index) for s in ctx.series]
+    out = [from_catalogue(s, ctx.study_description, sop_index=sop_index) for s in ctx.series]
+    for h in out:
+        h.study_uid = h.study_uid or ctx.study_instance_uid
+    return out
 
 
 def _t1_like(h: SeriesHeader) -> bool:
@@ -490,6 +496,8 @@ def _time_key(h: SeriesHeader) -> tuple[str, int]:
 
 def annotate_exam(headers: Sequence[SeriesHeader]) -> None:
     """Fill ``exam_context`` of each header from the other series of its exam (in place).
+
+    Headers of several studies (``study_uid``) are annotated study by study.
 
     Some facts are only visible across series: scanners often copy ContrastBolusAgent onto
     every series once it is entered, so a post-contrast T1 is told from the pre-contrast T1
@@ -506,6 +514,13 @@ def annotate_exam(headers: Sequence[SeriesHeader]) -> None:
       study-wide, so they say nothing about a single series: the first block is then
       usually the plain scan).
     """
+    studies: dict[str | None, list[SeriesHeader]] = {}
+    for h in headers:
+        studies.setdefault(h.study_uid, []).append(h)
+    if len(studies) > 1:
+        for group in studies.values():
+            annotate_exam(group)
+        return
     ordered = sorted(headers, key=_time_key)
     contrast = any(h.contrast_agent for h in headers)
     seen_other = False
