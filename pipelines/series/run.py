@@ -210,13 +210,17 @@ def _scorer() -> Any:
 
 def zones_of(result: Any) -> list[dict[str, Any]]:
     """Per-region z limits (``region``, ``z_min_mm``, ``z_max_mm``, ``slices``) of a
-    :class:`~radqc.models.interfaces.BodyRegionResult` (the anatomy result's ``regions`` form)."""
+    :class:`~radqc.models.interfaces.BodyRegionResult` (the anatomy result's ``regions`` form),
+    each slice widened by half the slice gap so a zone's length is the range it covers."""
     zones: dict[str, dict[str, Any]] = {}
-    for region, z in zip(result.regions or [], result.z_mm or [], strict=False):
-        zone = zones.setdefault(str(region), {"region": str(region), "z_min_mm": float(z), "z_max_mm": float(z),
+    zs = [float(z) for z in result.z_mm or []]
+    # each slice stands for half a slice gap either side: a zone is the range its slices cover
+    half = (max(zs) - min(zs)) / (len(zs) - 1) / 2.0 if len(zs) > 1 else 0.0
+    for region, z in zip(result.regions or [], zs, strict=False):
+        zone = zones.setdefault(str(region), {"region": str(region), "z_min_mm": z - half, "z_max_mm": z + half,
                                               "slices": 0})
-        zone["z_min_mm"] = min(zone["z_min_mm"], float(z))
-        zone["z_max_mm"] = max(zone["z_max_mm"], float(z))
+        zone["z_min_mm"] = round(min(zone["z_min_mm"], z - half), 3)
+        zone["z_max_mm"] = round(max(zone["z_max_mm"], z + half), 3)
         zone["slices"] += 1
     return sorted(zones.values(), key=lambda r: -r["z_max_mm"])
 
@@ -243,6 +247,10 @@ def body_regions_for(labels: Sequence[SeriesLabel], slice_z_map: Mapping[str, Se
     groups = ct_acquisitions(labels, headers, slice_z_map)
     groups = [[u for u in g if len(slice_z_map.get(u) or []) >= 2] for g in groups]
     groups = [g for g in groups if g]
+    # axial derived stacks (spectral mono-energetic, ...) of the same range are fallbacks
+    # when no original stack builds a volume (irregular spacing)
+    spare = [lab.series_uid for lab in labels if (lab.modality or "").upper() == "CT" and lab.role == "derived"
+             and lab.plane == "axial" and len(slice_z_map.get(lab.series_uid) or []) >= 2]
     if not groups:
         return {"status": "no_candidate", "acquisitions": []}
     scorer = _scorer()
@@ -261,14 +269,17 @@ def body_regions_for(labels: Sequence[SeriesLabel], slice_z_map: Mapping[str, Se
         # (finer slices place the boundary better), else the coarsest (reading 1500 thin
         # slices costs more than the cut gains); a member that does not build (gaps, tilt)
         # hands over to the next
-        for uid in sorted(group, key=extent, reverse=True)[:2]:
+        lo = min(min(slice_z_map[u]) for u in group)
+        hi = max(max(slice_z_map[u]) for u in group)
+        extra = [u for u in spare if min(slice_z_map[u]) < hi and max(slice_z_map[u]) > lo]
+        for uid in sorted(group, key=extent, reverse=True)[:2] + sorted(extra, key=extent, reverse=True)[:1]:
             started = time.perf_counter()
             try:
                 result = scorer.score(build_volume(load(uid)).image)
             except Exception as exc:  # noqa: BLE001 - an unsuitable series: the next, or the fallback
                 out.append({"status": "unsuitable", "series_uid": uid, "reason": f"{type(exc).__name__}: {exc}"[:300]})
                 continue
-            out.append({"status": "ok", "series_uid": uid, "regions": zones_of(result),
+            out.append({"status": "ok", "series_uid": uid, "acquisition": list(group), "regions": zones_of(result),
                         "landmarks": {k: (None if v is None else round(float(v), 1))
                                       for k, v in (result.landmarks or {}).items()},
                         "seconds": round(time.perf_counter() - started, 3)})

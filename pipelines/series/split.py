@@ -17,7 +17,7 @@ Why it works the way it does (docs/series.md has the long form):
   result's region limits / landmarks when present (``boundary_source: "body_region"``),
   otherwise typical part lengths along the scan (``"z_coverage"``, lower confidence).
 * Derived series follow their source series, a localizer the acquisition it plans (the next
-  acquisition in series-number order), a dose report covers every item of its modality.
+  acquisition in series-number order), a dose report covers the imaged items of its modality.
 * Nothing is guessed silently: a series that fits no item is ``unassigned`` with its reason,
   an ordered item that no series covers is a ``mismatch`` with the evidence.
 """
@@ -439,12 +439,15 @@ def split_exam(
         else:
             for idx in sorted(set(assigned[plan.uid])):
                 put(idx, _entry(s, "localizer_plans", 0.9, note=plan.uid))
+    imaged_items = {i for i, out in enumerate(result_items) if out["series"]}
     for s in series:
         if s.label.role not in ("dose_report", "screen_capture"):
             continue
         idxs = [i.index for i in infos if _modality_group(i.item.get("modality")) == _modality_group(s.label.modality)]
         if not idxs and len(ordered_groups) == 1:
             idxs = [i.index for i in infos]
+        # it reports on what was imaged: the items with images, all of them when none has
+        idxs = [i for i in idxs if i in imaged_items] or idxs
         if not idxs:
             drop(s, "modality_not_ordered", str(s.label.modality))
         for idx in idxs:
@@ -618,7 +621,8 @@ def _cluster_body_regions(c: _Cluster, body_regions: Mapping[str, Any] | None) -
         return None
     uids = {m.uid for m in c.members}
     for acq in body_regions.get("acquisitions") or []:
-        if isinstance(acq, Mapping) and acq.get("series_uid") in uids and acq.get("regions"):
+        if isinstance(acq, Mapping) and acq.get("regions") and (
+                acq.get("series_uid") in uids or uids & set(acq.get("acquisition") or ())):
             return dict(acq)
     if body_regions.get("regions"):
         return dict(body_regions)
@@ -645,18 +649,30 @@ def _zones(regions: Mapping[str, Any] | None, lo: float, hi: float) -> dict[str,
 #: the top of an abdomen scan, ~6 cm, do not make it a chest exam; a chest-abdomen-pelvis
 #: scan's ~19 cm of pelvis do).
 ZONE_OWNS_FRACTION = 0.5
+#: Item regions a body-region zone can vouch for. A spine item is a targeted reconstruction of a
+#: scan whose zones say chest / abdomen either way: zones never add one.
+ZONE_REGIONS = ("head", "neck", "chest", "abdomen", "pelvis")
+#: A zone this long (mm) of a missing item's region lets the length rule add the item even
+#: when the scorer ran (its boundary can sit a few cm off; the length rule confirms).
+ZONE_PRESENT_MM = 30.0
+#: Mean region confidence of an acquisition's series above which their region (rather than
+#: the body-region scorer's largest zone) names the acquisition's main region.
+LABEL_REGION_SURE = 0.8
 
 
 def _assign_ct(members: Sequence[_Series], cands: Sequence[ItemInfo], body_regions: Mapping[str, Any] | None,
                put: Callable[[int, dict[str, Any]], None], drop: Callable[..., None]) -> list[tuple[_Cluster, list[int]]]:
     """CT: acquisitions by z overlap, matched to items by region, long ones cut into slabs.
 
-    Order of evidence: (1) the acquisition's main region (body-region scorer, else the
-    labels) matches an item's region; (2) another body region inside it spans at least half
-    an item's typical length, or the item lies between two items the acquisition images;
+    Order of evidence: (1) the acquisition's main region (the series labels' region when
+    they are sure, else the body-region scorer's largest zone) matches an item's region; (2) another body region inside it spans at least half
+    an item's typical length (body-region items only, not spine), or the item lies between
+    two items the acquisition images;
     (3) acquisitions and items pair up by z order when their numbers agree and the region
-    evidence left one item claimed twice or some unclaimed; (4) an acquisition long enough to
-    cover a neighbouring ordered part (typical lengths) takes it. Returns each acquisition
+    evidence does not pair them one to one (or, otherwise, the unclaimed ones when their
+    numbers agree); (4) an acquisition long enough to
+    cover a neighbouring ordered part (typical lengths) takes it, when the scorer (if it ran)
+    saw at least a few cm of that part's region. Returns each acquisition
     with its items.
     """
     clusters, loose = _cluster_ct(members)
@@ -665,11 +681,16 @@ def _assign_ct(members: Sequence[_Series], cands: Sequence[ItemInfo], body_regio
     main: list[tuple[str | None, float, str]] = []
     for c, regs in zip(clusters, regions_of, strict=True):
         zones = _zones(regs, c.lo, c.hi)
-        if zones:
+        reg, conf = c.region()
+        sure = sum(m.region_conf for m in c.members if m.region == reg) / max(1, len(c.members))
+        if reg and sure >= LABEL_REGION_SURE:
+            # the classifier's series region (image + header models, trained per series) is
+            # preferred: the body-region scorer reads small-FOV bone spine stacks poorly
+            main.append((reg, sure, "label"))
+        elif zones:
             top = max(zones, key=lambda k: zones[k])
             main.append((top, 0.9, "body_region"))
         else:
-            reg, conf = c.region()
             main.append((reg, conf, "label"))
     cluster_items: dict[int, list[int]] = {}
     how: dict[tuple[int, int], str] = {}
@@ -688,7 +709,7 @@ def _assign_ct(members: Sequence[_Series], cands: Sequence[ItemInfo], body_regio
     for ci, c in enumerate(clusters):  # (2)
         zones = _zones(regions_of[ci], c.lo, c.hi)
         for it in cands:
-            if it.index in owned:
+            if it.index in owned or it.region not in ZONE_REGIONS:
                 continue
             for name, mm in zones.items():
                 if regions_compatible(it.region, name) and mm >= ZONE_OWNS_FRACTION * TYPICAL_LENGTH_MM.get(
@@ -701,10 +722,13 @@ def _assign_ct(members: Sequence[_Series], cands: Sequence[ItemInfo], body_regio
         for it in ordered:
             if it.index not in owned and len(zs) >= 2 and min(zs) < it.z_order < max(zs):
                 own(ci, it.index, "between_items")
-    shared = [i for i in owned if sum(i in v for v in cluster_items.values()) > 1]
-    if shared and len(clusters) == len(cands) and len(owned) < len(cands):
-        # one item claimed by two acquisitions, another by none (a lumbar scan that looks like
-        # chest + abdomen next to a thoracic one): equal numbers pair up top to bottom
+    claims = [i for v in cluster_items.values() for i in v]
+    one_to_one = (len(claims) == len(set(claims)) == len(cands)
+                  and all(len(cluster_items.get(ci, [])) == 1 for ci in range(len(clusters))))
+    if len(clusters) == len(cands) > 1 and not one_to_one:
+        # as many acquisitions as items but the regions do not pair them one to one (a lumbar
+        # scan that looks like chest next to a thoracic one that looks like neck): separate
+        # acquisitions never overlap in z, so they pair with the items top to bottom
         cluster_items.clear()
         owned.clear()
         for ci, it in zip(sorted(range(len(clusters)), key=lambda ci: -clusters[ci].hi), ordered, strict=True):
@@ -722,8 +746,13 @@ def _assign_ct(members: Sequence[_Series], cands: Sequence[ItemInfo], body_regio
         pos = ordered.index(it)
         for ci, c in enumerate(clusters):
             have = [by_index[i] for i in cluster_items.get(ci, [])]
-            if not have or regions_of[ci]:  # body regions seen: they already said what is imaged
+            if not have:
                 continue
+            if regions_of[ci]:  # body regions seen: the item's region must be there too
+                zones = _zones(regions_of[ci], c.lo, c.hi)
+                if it.region not in ZONE_REGIONS or not any(
+                        regions_compatible(it.region, n) and mm >= ZONE_PRESENT_MM for n, mm in zones.items()):
+                    continue
             adjacent = any(n.index in cluster_items.get(ci, []) for n in ordered[max(0, pos - 1):pos + 2]
                            if n is not it)
             if not adjacent or min(abs(it.z_order - h.z_order) for h in have) > 60:

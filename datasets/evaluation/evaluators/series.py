@@ -71,7 +71,8 @@ def _truth_items(truth: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict
 
 
 def _truth_assignment(truth: dict[str, Any], imaged: list[dict[str, Any]]) -> dict[str, set[str]]:
-    """Series uid -> the codes of the imaged items it belongs to."""
+    """Series uid -> the codes of the imaged items it belongs to (series whose region the truth
+    does not record in a multi-item exam are left out and counted as ``truth_unknown``)."""
     from radqc.datasets.evaluation.series_truth import expected_label
     from radqc.pipelines.series.split import BODY_PART_REGION, regions_compatible
 
@@ -96,11 +97,21 @@ def _truth_assignment(truth: dict[str, Any], imaged: list[dict[str, Any]]) -> di
             out[uid] = {str(i["code"]) for i in imaged if i.get("region") in regs}
         elif len(imaged) == 1:
             out[uid] = set(codes)
-        else:  # the region the pixels show: the generator's true body part, else its slices
-            region = BODY_PART_REGION.get(str(extra.get("body_part_true") or "").upper()) or \
-                expected_label(s).get("region")
-            out[uid] = {str(i["code"]) for i in imaged
-                        if i.get("region") == region or regions_compatible(i.get("region"), region)}
+        else:
+            # where the slices lie (their regions) and what the generator rendered (its true body
+            # part); a series where the two name different items (an MR "lumbar" station rendered
+            # from the head phantom) or neither is known (pixel-reuse exams) is not scorable
+            fits = []
+            for region in (expected_label(s).get("region"),
+                           BODY_PART_REGION.get(str(extra.get("body_part_true") or "").upper())):
+                fits.append({str(i["code"]) for i in imaged
+                             if region and (i.get("region") == region or regions_compatible(i.get("region"), region))})
+            if fits[0] and fits[1] and fits[0] != fits[1]:
+                continue
+            if not (fits[0] or fits[1]):
+                continue
+            out[uid] = fits[0] or fits[1]
+            continue
         if not out[uid] and modality:
             out[uid] = set(codes) if len(codes) == 1 else set()
     return out
@@ -227,6 +238,8 @@ def _count_assignment(res: dict[str, Any], truth: dict[str, Any], ordered: list[
                 slabs.setdefault(e["series_uid"], []).append((str(item["code"]), e["slab"]))
     combined = len(ordered) > 1
     key = truth.get("exam_key")
+    counts.total["assignment.truth_unknown"] += sum(1 for s in truth["imaging"]["series"]
+                                                    if s["series_instance_uid"] not in want)
     for uid, codes in want.items():
         ok = got.get(uid, set()) == codes
         counts.add("assignment.all", ok)
@@ -313,7 +326,10 @@ def evaluate(ctx: EvalContext) -> EvalReport:
                 generate_set(out, n, seed, profile)
                 report.n += evaluate_set(out, report, counts, image_model=image_model)
                 report.notes.append(f"rendered {n} {profile} exams, seed {seed} (held out)")
+    unknown_truth = counts.total.pop("assignment.truth_unknown", 0)
+    counts.hits.pop("assignment.truth_unknown", None)
     report.rates.update(counts.rates())
+    report.counts["assignment.truth_unknown"] = unknown_truth
     report.counts.update({f"series.{k}": v for k, v in counts.total.items() if k in ("category", "mr_sequence")})
     for name, target in (("category", 0.99), ("mr_sequence", 0.99), ("mr_sequence_set", 0.97),
                          ("assignment.combined", 0.98)):
