@@ -137,3 +137,30 @@ def test_fallback_z_coverage_cuts_follow_typical_lengths() -> None:
     cuts, source = slab_boundaries(its, -500.0, 0.0, None)
     assert source == "z_coverage" and len(cuts) == 1
     assert -320 < cuts[0] < -280  # 300 of 500 typical mm are chest
+
+
+TSPINE = {"code": "CT.TSPINE.PLAIN", "name": "胸椎CT平扫", "modality": "CT", "parts": ["胸椎"], "method": "平扫",
+          "laterality": None}
+LSPINE = {"code": "CT.LSPINE.PLAIN", "name": "腰椎CT平扫", "modality": "CT", "parts": ["腰椎"], "method": "平扫",
+          "laterality": None}
+
+
+def test_separate_acquisitions_pair_with_items_top_to_bottom_when_regions_do_not() -> None:
+    t_z, l_z = _zs(-100, -330, 5), _zs(-350, -560, 5)
+    labels = [_label("t", region="neck"), _label("l", region="chest"), _label("dose", "dose_report", plane=None)]
+    result = split_exam(labels, [LSPINE, TSPINE], headers={"t": _header(2, t_z), "l": _header(3, l_z),
+                                                          "dose": _header(999)}, slice_z={"t": t_z, "l": l_z})
+    items = _items(result)
+    assert [(e["series_uid"], e["assigned_by"]) for e in items["CT.TSPINE.PLAIN"] if e["series_uid"] != "dose"] == [
+        ("t", "z_order")]
+    assert [e["series_uid"] for e in items["CT.LSPINE.PLAIN"] if e["series_uid"] != "dose"] == ["l"]
+    assert result["mismatch"] == []
+
+
+def test_dose_report_covers_only_the_imaged_items() -> None:
+    z = _zs(0, -290, 5)
+    labels = [_label("ax", region="chest"), _label("dose", "dose_report", plane=None)]
+    result = split_exam(labels, [CHEST, UABD], headers={"ax": _header(2, z), "dose": _header(999)}, slice_z={"ax": z})
+    items = _items(result)
+    assert [e["series_uid"] for e in items["CT.CHEST.PLAIN"]] == ["ax", "dose"]
+    assert items["CT.UABD.PLAIN"] == []
