@@ -6,7 +6,9 @@ on a generated set. The ordered items are given from the order's truth
 (``radqc eval items`` measures that). Without ``--data`` it renders its own cases from seeds
 no training or tuning ever used (9301 mixed, 9302 MR; ``--quick``: a handful of each).
 
-Figures (``rates``):
+Figures (``rates``; series whose truth lacks the generator's per-series facts — exams that
+reuse another exam's pixels — are counted in ``counts`` and not scored, as in the
+``series_header`` evaluation):
 
 * ``category``: the predicted category code equals ``category_code(expected_label(...))``;
 * ``field.<name>``: per label field (role, derived_type, plane, sequence, phase, kernel_class,
@@ -198,6 +200,11 @@ def evaluate_exam(exam_dir: Path, truth: dict[str, Any], counts: _Counts, report
             row = rows.get(uid)
             if row is None:
                 continue
+            if "description_true" not in (ts.get("extra") or {}):
+                # exams that reuse another exam's pixels keep no per-series generator facts (the
+                # same rule as the series_header evaluation): not scored, counted
+                counts.total["series.truth_incomplete"] += 1
+                continue
             exp = expected_label(ts)
             modality = str(ts.get("modality") or "")
             want = category_code(exp, modality)
@@ -326,10 +333,10 @@ def evaluate(ctx: EvalContext) -> EvalReport:
                 generate_set(out, n, seed, profile)
                 report.n += evaluate_set(out, report, counts, image_model=image_model)
                 report.notes.append(f"rendered {n} {profile} exams, seed {seed} (held out)")
-    unknown_truth = counts.total.pop("assignment.truth_unknown", 0)
-    counts.hits.pop("assignment.truth_unknown", None)
+    for name in ("assignment.truth_unknown", "series.truth_incomplete"):
+        report.counts[name] = counts.total.pop(name, 0)
+        counts.hits.pop(name, None)
     report.rates.update(counts.rates())
-    report.counts["assignment.truth_unknown"] = unknown_truth
     report.counts.update({f"series.{k}": v for k, v in counts.total.items() if k in ("category", "mr_sequence")})
     for name, target in (("category", 0.99), ("mr_sequence", 0.99), ("mr_sequence_set", 0.97),
                          ("assignment.combined", 0.98)):
