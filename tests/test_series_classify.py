@@ -183,3 +183,33 @@ def test_derived_series_takes_the_phase_of_its_source(clf: SeriesClassifier) -> 
     assert a.phase == "arterial"
     assert m.category == "CT.MPR.COR" and m.phase == "arterial"
     assert any(e.field == "phase" and axial.series_uid in e.detail for e in m.evidence)
+
+
+def test_pydicom_bundled_files_never_raise_and_known_ones_are_right() -> None:
+    """Real-world headers (pydicom's bundled test files: many vendors, modalities, broken files)."""
+    import warnings
+    from pathlib import Path
+
+    from radqc.pipelines.series.features import headers_from_folder
+
+    bundled = Path(pydicom.__file__).parent / "data" / "test_files"  # shipped in the wheel: no download
+    clf = SeriesClassifier(image_model=None)  # with the registered header model
+    paths = sorted(bundled.glob("*.dcm"))
+    assert len(paths) > 20
+    headers = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for p in paths:
+            headers += headers_from_folder(p)
+        labels = clf.classify(headers)
+    assert len(labels) == len(headers)
+    for lab in labels:
+        assert lab.role in ("localizer", "original", "derived", "dose_report", "screen_capture", "unknown")
+        assert 0.0 <= lab.confidence <= 1.0
+        assert lab.category is not None or lab.unknown_reason
+    by_file = {}
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        (h,) = headers_from_folder(bundled / name)
+        (by_file[name],) = clf.classify([h])
+    assert by_file["CT_small.dcm"].category is not None and by_file["CT_small.dcm"].category.startswith("CT.AX")
+    assert by_file["MR_small.dcm"].sequence == "T2W"  # TR 4000 ms, TE 240 ms

@@ -79,6 +79,14 @@ class FusionWeights:
     description_with_image: float = 0.6
     #: log-odds for "not applicable" (None) when only rules speak and a field got votes
     none_prior: float = 0.0
+    #: probability floor of the learned models: bounds how far a confident model can veto a value
+    #: (log 0.01 = -4.6 per unit weight), so hard header facts (rule weights 5-9) keep the last word
+    #: on headers unlike the training data
+    model_floor: float = 0.01
+
+
+#: Modalities the header model was trained on; for others its output is not used (rules only).
+MODEL_MODALITIES = frozenset({"CT", "MR", "DX", "CR", "DR"})
 
 
 def _softmax(logits: Mapping[Any, float]) -> dict[Any, float]:
@@ -195,11 +203,11 @@ class SeriesClassifier:
             except Exception as exc:  # noqa: BLE001
                 log.warning("series header model failed (%s): header rules only", exc)
         image_probs: list[dict[str, dict[Any, float]] | None] = [None] * n
-        self._images_given = bool(images)
         if images:
             image_probs = self._predict_images(headers, images)
-        fused = self._fuse_all(hard, desc, pm_arr, image_probs)
-        labels = [self._label(h, r, f, pm_arr[k] if pm_arr is not None else None, i)
+        fused = self._fuse_all(hard, desc, pm_arr, image_probs, [h.modality for h in headers])
+        labels = [self._label(h, r, f, pm_arr[k] if pm_arr is not None and (h.modality or "") in MODEL_MODALITIES else None, i,
+                              bool(images))
                   for k, (h, r, f, i) in enumerate(zip(headers, rule_results, fused, image_probs, strict=True))]
         self._inherit_from_sources(headers, labels)
         return labels
@@ -221,7 +229,7 @@ class SeriesClassifier:
         return arr
 
     def _fuse_all(self, hard: np.ndarray, desc: np.ndarray, pm: np.ndarray | None,
-                  pis: Sequence[dict[str, dict[Any, float]] | None]) -> list[_Fused]:
+                  pis: Sequence[dict[str, dict[Any, float]] | None], modalities: Sequence[str | None]) -> list[_Fused]:
         """Fused per-column probabilities for all series at once (vectorised log-linear fusion).
 
         Returns per series: probabilities in the HEADS column layout, whether each field got any
@@ -229,6 +237,7 @@ class SeriesClassifier:
         """
         w = self.weights
         n = len(hard)
+        model_rows: np.ndarray = np.zeros(n, bool)
         img_log = np.zeros((n, N_COLUMNS))
         img_has = np.zeros((n, len(HEAD_SLICES)), bool)
         for k, pi in enumerate(pis):
@@ -240,7 +249,7 @@ class SeriesClassifier:
                     continue
                 img_has[k, h_i] = True
                 for c in range(a, b):
-                    img_log[k, c] = math.log(max(float(dist.get(COLUMN_VALUE[c], 0.0)), EPS))
+                    img_log[k, c] = math.log(max(float(dist.get(COLUMN_VALUE[c], 0.0)), w.model_floor))
         wd = np.full((n, 1), w.description)
         wd[img_has.any(1)] *= w.description_with_image
         logits = hard + wd * desc + w.image_model * img_log
@@ -249,14 +258,15 @@ class SeriesClassifier:
             for fname, a, b in HEAD_SLICES:
                 if fname in w.header_model_fields:
                     wm[a:b] = w.header_model_fields[fname]
-            logits += wm * np.log(np.maximum(pm, EPS))
+            model_rows = np.fromiter(((m or "") in MODEL_MODALITIES for m in modalities), bool, n)
+            logits += np.where(model_rows[:, None], wm * np.log(np.maximum(pm, w.model_floor)), 0.0)
         voted = (hard != 0) | (desc != 0)
         probs = np.zeros_like(logits)
         spoke = np.zeros((n, len(HEAD_SLICES)), bool)
         for h_i, (_, a, b) in enumerate(HEAD_SLICES):
             z = logits[:, a:b].copy()
             any_vote = voted[:, a:b].any(1)
-            model_says = np.full(n, pm is not None) | img_has[:, h_i]
+            model_says = (model_rows if pm is not None else np.zeros(n, bool)) | img_has[:, h_i]
             spoke[:, h_i] = any_vote | model_says
             # rules only: the candidates are the voted values and None (not applicable)
             rules_only = ~model_says
@@ -312,10 +322,10 @@ class SeriesClassifier:
         return out
 
     def _label(self, h: SeriesHeader, rr: RuleResult, fused: _Fused,
-               pm: np.ndarray | None, pi: dict[str, dict[Any, float]] | None) -> SeriesLabel:
+               pm: np.ndarray | None, pi: dict[str, dict[Any, float]] | None, images_given: bool = False) -> SeriesLabel:
         label = SeriesLabel(series_uid=h.series_uid, modality=h.modality)
         try:
-            return self._decide(h, rr, fused, pm, pi, label)
+            return self._decide(h, rr, fused, pm, pi, label, images_given)
         except Exception as exc:  # noqa: BLE001 - never an exception for one odd series
             log.warning("series %s: classification failed (%s)", h.series_uid, exc)
             label.role = "unknown"
@@ -323,7 +333,8 @@ class SeriesClassifier:
             return label
 
     def _decide(self, h: SeriesHeader, rr: RuleResult, fr: _Fused,
-                pm: np.ndarray | None, pi: dict[str, dict[Any, float]] | None, label: SeriesLabel) -> SeriesLabel:
+                pm: np.ndarray | None, pi: dict[str, dict[Any, float]] | None, label: SeriesLabel,
+                images_given: bool = False) -> SeriesLabel:
         spoke_l = fr.spoke
         hard_voted = {v.field for v in rr.votes if v.source == "header_rule" and v.values != (None,)}
         reasons: list[str] = []
@@ -331,7 +342,7 @@ class SeriesClassifier:
             reasons.append("no Modality in the header")
         if pm is None:
             label.evidence.append(Evidence("fusion", "role", None, 0.0, "header model not available: header rules only"))
-        if pi is None and getattr(self, "_images_given", False):
+        if pi is None and images_given:
             label.evidence.append(Evidence("fusion", "role", None, 0.0, "no image model prediction for this series"))
         # --- role
         role, role_conf = _pick(fr, "role", exclude_none=True)
@@ -364,7 +375,7 @@ class SeriesClassifier:
         # --- special categories (rules only: CT perfusion, calcium score)
         special = [v for v in rr.votes if v.field == "special"]
         special_value = None
-        if special and role == "original":
+        if special and role in ("original", "derived"):
             special_value = max(special, key=lambda v: v.weight).values[0]
             label.evidence.append(Evidence("header_rule", "category", special_value, 1.0,
                                            "; ".join(v.detail for v in rr.votes if v.field == "special")))

@@ -223,6 +223,17 @@ def _floats(value: Any) -> list[float] | None:
     return [float(v) for v in out if v is not None]
 
 
+#: ContrastBolusAgent / Route values that mean "no contrast" (sites write them instead of leaving it empty)
+NO_CONTRAST = frozenset({"NONE", "NO", "N", "NIL", "N/A", "NA", "-", "0", "无", "未用", "平扫"})
+
+
+def _contrast(value: Any) -> str | None:
+    s = _text(value)
+    if not s or s.strip().upper() in NO_CONTRAST:
+        return None
+    return s
+
+
 def plane_of(orientation: Sequence[float] | None) -> str | None:
     """axial / coronal / sagittal / oblique from ImageOrientationPatient (row, column cosines)."""
     if not orientation or len(orientation) != 6:
@@ -306,7 +317,7 @@ def _summarise(series_uid: str, items: Sequence[Mapping[str, Any]], *, modality:
         kvp=_float(pick("KVP")),
         manufacturer=_text(pick("Manufacturer")),
         model=_text(pick("ManufacturerModelName")),
-        contrast_agent=_text(pick("ContrastBolusAgent")) or (_text(pick("ContrastBolusRoute")) and "route-only"),
+        contrast_agent=_contrast(pick("ContrastBolusAgent")) or (_contrast(pick("ContrastBolusRoute")) and "route-only"),
         scanning_sequence=_tokens(pick("ScanningSequence")),
         sequence_variant=_tokens(pick("SequenceVariant")),
         scan_options=_tokens(pick("ScanOptions")),
