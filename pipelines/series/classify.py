@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 #: Fields the fusion decides (SeriesLabel fields) plus the rules-only ``special`` field.
 LABEL_FIELDS = ("role", "derived_type", "plane", "sequence", "phase", "kernel_class", "thickness_class", "view",
                 "region")
-EPS = 1e-4
 #: Column layout shared with the header model's output: HEADS order, None first in each head.
 HEADS_VALUES: dict[str, tuple[Any, ...]] = HEADS
 HEAD_SLICES: list[tuple[str, int, int]] = []
@@ -87,20 +86,6 @@ class FusionWeights:
 
 #: Modalities the header model was trained on; for others its output is not used (rules only).
 MODEL_MODALITIES = frozenset({"CT", "MR", "DX", "CR", "DR"})
-
-
-def _softmax(logits: Mapping[Any, float]) -> dict[Any, float]:
-    m = max(logits.values())
-    ex = {k: math.exp(v - m) for k, v in logits.items()}
-    s = sum(ex.values())
-    return {k: v / s for k, v in ex.items()}
-
-
-def _argmax(probs: Mapping[Any, float]) -> Any:
-    # ties: prefer a non-None value, then the first
-    best = max(probs.values())
-    winners = [k for k, v in probs.items() if v == best]
-    return next((k for k in winners if k is not None), winners[0])
 
 
 class _Fused:
