@@ -72,6 +72,8 @@ TYPICAL_LENGTH_MM: dict[str, float] = {
 #: An acquisition covers extra ordered parts when its length reaches this share of the parts'
 #: summed typical lengths (chest alone: median 302 mm; chest + upper abdomen in one scan: >= 367).
 COVER_FRACTION = 0.75
+#: Adult kidney length (mm): 下腹部 starts at the upper renal pole, the scorer finds the lower one.
+KIDNEY_LENGTH_MM = 110.0
 #: Confidence of a slab boundary by its source.
 BOUNDARY_CONFIDENCE = {"body_region": 0.95, "z_coverage": 0.7}
 #: Modalities that are the same thing for an order (a DR item is imaged by DX or CR objects).
@@ -236,7 +238,8 @@ def slab_boundaries(items: Sequence[ItemInfo], lo: float, hi: float,
 
     With the anatomy engine's regions: the midpoint between where the upper item's region
     ends and the lower item's begins (two items of one region, e.g. 上腹部 + 下腹部, split
-    that region at the lower renal pole when known, else in typical-length proportion).
+    that region at the upper renal pole — the lower pole the scorer finds plus a kidney's
+    length — when known, else in typical-length proportion).
     Otherwise typical part lengths scaled to the scan (``z_coverage``).
     """
     regions = list((body_regions or {}).get("regions") or [])
@@ -265,8 +268,9 @@ def slab_boundaries(items: Sequence[ItemInfo], lo: float, hi: float,
                 cuts.append((zu[0] + zl[1]) / 2.0)
             elif zu and zl:  # same region (上腹部 + 下腹部): landmark or proportion inside it
                 renal = landmarks.get("lower_renal_pole")
-                if isinstance(renal, (int, float)) and zu[0] < renal < zu[1]:
-                    cuts.append(float(renal))
+                upper_pole = float(renal) + KIDNEY_LENGTH_MM if isinstance(renal, (int, float)) else None
+                if upper_pole is not None and zu[0] < upper_pole < zu[1]:
+                    cuts.append(upper_pole)
                 else:
                     cuts.append(zu[1] - (zu[1] - zu[0]) * 0.55)
             else:
@@ -437,7 +441,11 @@ def split_exam(
             for idx in idxs:
                 put(idx, _entry(s, "exam_wide", 0.5))
         else:
-            for idx in sorted(set(assigned[plan.uid])):
+            planned = set(assigned[plan.uid])
+            for cluster, c_idxs in acquisitions:  # it plans the whole acquisition, every slab of it
+                if any(m.uid == plan.uid for m in cluster.members):
+                    planned |= set(c_idxs)
+            for idx in sorted(planned):
                 put(idx, _entry(s, "localizer_plans", 0.9, note=plan.uid))
     imaged_items = {i for i, out in enumerate(result_items) if out["series"]}
     for s in series:
