@@ -191,3 +191,33 @@ def test_model_reads_pixels(model: SeriesImageModel, rendered: dict[str, list[py
         dss = _one(rendered, prefix)
         p = model.predict(make_thumbnail(dss)[None], [prefix.split(":")[0]])[0]
         assert _top(p, field) == want, (prefix, p[field])
+
+
+def _disc(n: int, fov_mm: float, hu_inside: float, hu_outside: float) -> tuple[np.ndarray, tuple[float, float]]:
+    yy, xx = (np.mgrid[0:n, 0:n] + 0.5) * (fov_mm / n) - fov_mm / 2
+    img = np.where(xx ** 2 + (yy / 0.7) ** 2 < 120.0 ** 2, hu_inside, hu_outside).astype(np.float32)
+    return img, (fov_mm / n, fov_mm / n)
+
+
+@pytest.mark.parametrize("kind", ["hu", "mr"])
+def test_thumbnail_is_matrix_size_independent(kind: str) -> None:
+    """The same physical field at 64 px and at 512 px gives (nearly) the same thumbnail, and a
+    rectangular field keeps its physical aspect (a 24 x 128 MPR at 14 x 2.7 mm pixels is square)."""
+    small, sp_small = _disc(64, 350.0, 60.0, -1000.0)
+    large, sp_large = _disc(512, 350.0, 60.0, -1000.0)
+    if kind == "mr":
+        small, large = small + 1000.0, large + 1000.0
+    from radqc.models.series_image import thumbnail_from_frames
+
+    a = thumbnail_from_frames([small], sp_small, kind)
+    b = thumbnail_from_frames([large], sp_large, kind)
+    assert float(np.abs(a[:5] - b[:5]).mean()) < 0.03
+    rng = np.random.default_rng(0)
+    if kind == "hu":
+        strip = (60.0 + 20.0 * rng.random((24, 128))).astype(np.float32)
+        strip[:, :3] = -1000.0  # some air: read as HU
+    else:
+        strip = (1000.0 + 500.0 * rng.random((24, 128))).astype(np.float32)
+    t = thumbnail_from_frames([strip], (350.0 / 24, 350.0 / 128), kind)
+    filled = t[1] > 0.2 if kind == "hu" else t[0] > 0.2
+    assert filled.mean() > 0.85  # fills the square: physical 350 x 350 mm

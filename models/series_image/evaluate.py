@@ -184,6 +184,67 @@ def timing(model: SeriesImageModel, set_name: str = "val_mixed", n: int = 200, b
     return res
 
 
+def fullsize_specs() -> list[Any]:
+    """A few exams at scanners' matrix sizes (512 px CT, 256-320 px MR, 2 k radiographs)."""
+    from radqc.datasets.synthetic.spec import ImagingSpec, SeriesRole
+
+    ax = {"plane": "axial"}
+    return [
+        ImagingSpec(exam_key="F_CT_ABD", seed=950001, modality="CT", regions=["abdomen"], size="full",
+                    phases=["native", "portal"], acquisition="one_acquisition",
+                    series=[SeriesRole(r) for r in ("localizer", "axial_soft_thick", "axial_soft_thin", "axial_lung_thin",
+                                                    "mpr_coronal", "mpr_sagittal", "vr", "dose_report")]),
+        ImagingSpec(exam_key="F_CT_CHEST", seed=950002, modality="CT", regions=["chest"], size="full",
+                    phases=["arterial"], vendor="Siemens",
+                    series=[SeriesRole(r) for r in ("localizer", "axial_soft_thick", "axial_lung_thin", "axial_bone_thin",
+                                                    "mpr_coronal")]),
+        ImagingSpec(exam_key="F_MR_HEAD", seed=950003, modality="MR", regions=["head"], size="full",
+                    series=[SeriesRole(r, ax) for r in ("T1W", "T2W", "FLAIR", "T1W_POST")]
+                    + [SeriesRole("DWI", {"plane": "axial", "b_values": [0, 1000]}), SeriesRole("ADC", ax)]),
+        ImagingSpec(exam_key="F_MR_LSPINE", seed=950004, modality="MR", regions=["lumbar_spine"], size="full",
+                    series=[SeriesRole("T1W", {"plane": "sagittal"}), SeriesRole("T2W", {"plane": "sagittal"}),
+                            SeriesRole("STIR", {"plane": "sagittal"}), SeriesRole("T2W", ax)]),
+        ImagingSpec(exam_key="F_DX_CHEST", seed=950005, modality="DX", regions=["chest"], size="full", vendor="Philips",
+                    series=[SeriesRole("PA"), SeriesRole("LAT")]),
+    ]
+
+
+def fullsize_check(model: SeriesImageModel, work: Path = CACHE / "fullsize") -> dict[str, Any]:
+    """Rendered full-size exams (generator seeds 950001-950005): per series, the top value of
+    each field against the expected label; the small-matrix training must carry over."""
+    from dataclasses import asdict
+
+    import pydicom
+
+    from radqc.datasets.evaluation.series_truth import expected_label
+    from radqc.datasets.synthetic.imaging import render_exam
+    from radqc.models.series_image.thumbnail import make_thumbnail, pick_instances
+
+    rows: list[dict[str, Any]] = []
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for spec in fullsize_specs():
+        result = render_exam(spec, work, labels_dir=work / "labels" / spec.exam_key)
+        for s in result.series:
+            files = sorted((work / f for f in s.files),
+                           key=lambda f: int(pydicom.dcmread(f, stop_before_pixels=True).InstanceNumber))
+            dss = [pydicom.dcmread(files[i]) for i in pick_instances(len(files))]
+            probs = model.predict(make_thumbnail(dss)[None], [s.modality])[0]
+            truth = expected_label(asdict(s))
+            row: dict[str, Any] = {"exam": spec.exam_key, "role": s.role, "rows": int(dss[0].Rows)}
+            for h in model.heads.for_group(model.heads.group_of(s.modality)):
+                t = h.target(truth)
+                if t is None or h.field not in probs:
+                    continue
+                top = max(probs[h.field].items(), key=lambda kv: kv[1])[0]
+                ok = top == h.values[t]
+                hits[f"{h.group}.{h.field}"].append(ok)
+                if not ok:
+                    row.setdefault("wrong", {})[h.field] = {"truth": h.values[t], "predicted": top}
+            rows.append(row)
+    return {"n_series": len(rows), "accuracy": {k: round(float(np.mean(v)), 3) for k, v in sorted(hits.items())},
+            "errors": [r for r in rows if "wrong" in r]}
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("RADQC_ONNX_THREADS", "1")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -191,11 +252,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sets", nargs="+", default=list(HELDOUT_SETS))
     ap.add_argument("--no-figures", action="store_true")
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--no-fullsize", action="store_true")
     a = ap.parse_args(argv)
     model = _model_from(a.src)
     res = accuracy_figures(model, tuple(a.sets), figures=None if a.no_figures else FIGURES)
     if not a.no_timing:
         res["timing"] = timing(model)
+    if not a.no_fullsize:
+        res["fullsize"] = fullsize_check(model)
     (a.src / "metrics.json").write_text(json.dumps(res, indent=1), encoding="utf-8")
     print(json.dumps({k: v for k, v in res.items() if not k.startswith("confusion")}, indent=1))
 

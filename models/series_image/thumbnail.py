@@ -15,6 +15,8 @@ Channel layout (``THUMB_SHAPE[0]`` channels, the meaning depends on the pixel *k
   window [0, 400]; the first- and third-quartile instances in a vessel/soft window
   [-100, 400] (more anatomy for region and phase); a texture channel (local high-pass
   magnitude in HU at native resolution: reconstruction kernel noise and edge enhancement).
+  The HU channels are point-sampled (bilinear, no block mean): CT noise is a per-pixel
+  quantity, so a 512 px lung-kernel image keeps the noise a 128 px one shows.
 * ``mr`` / ``xr`` / ``picture`` (MR, radiographs, secondary captures, RGB): no absolute scale
   exists, so intensities are divided by a robust maximum (99.5th percentile) shared by the
   picked instances (relative signal between b-values or slices survives); channels: middle,
@@ -150,17 +152,21 @@ def _block_mean(img: np.ndarray, fy: int, fx: int) -> np.ndarray:
     return img[:h, :w].reshape(h // fy, fy, w // fx, fx).mean(axis=(1, 3))
 
 
-def resample_square(img: np.ndarray, spacing: tuple[float, float], size: int, fill: float) -> np.ndarray:
+def resample_square(img: np.ndarray, spacing: tuple[float, float], size: int, fill: float,
+                    antialias: bool = True) -> np.ndarray:
     """``img`` on a ``size`` x ``size`` grid covering its larger physical side, centred.
 
     Integer block means first (anti-aliasing when shrinking a 512 px image by 8), then
-    bilinear sampling; pixels outside the image get ``fill``."""
+    bilinear sampling; pixels outside the image get ``fill``. ``antialias=False`` skips the
+    block means: CT noise is specified per pixel (scanners and the generator alike), so
+    point sampling keeps the same noise level in the thumbnail of a 64 px and a 512 px
+    image, where block means would average a 512 px image's kernel noise away."""
     sy, sx = spacing
     h, w = img.shape
     side = max(h * sy, w * sx)
     step = side / size
     fy, fx = max(1, int(step / sy)), max(1, int(step / sx))
-    if fy > 1 or fx > 1:
+    if antialias and (fy > 1 or fx > 1):
         img = _block_mean(img, fy, fx)
         h2, w2 = img.shape
         sy, sx = (h * sy) / h2, (w * sx) / w2
@@ -240,13 +246,13 @@ def thumbnail_from_frames(frames: Sequence[np.ndarray], spacing: tuple[float, fl
     out = np.zeros(THUMB_SHAPE, dtype=np.float32)
     if kind == "hu":
         fill = -1000.0
-        mids = resample_square(np.clip(mid, -1024.0, 3071.0), spacing, size, fill)
+        mids = resample_square(np.clip(mid, -1024.0, 3071.0), spacing, size, fill, antialias=False)
         for ch, (lo, hi) in enumerate(HU_WINDOWS[:3]):
             out[ch] = _window(mids, lo, hi)
         lo, hi = HU_WINDOWS[3]
-        out[3] = _window(resample_square(np.clip(q1, -1024.0, 3071.0), spacing, size, fill), lo, hi)
+        out[3] = _window(resample_square(np.clip(q1, -1024.0, 3071.0), spacing, size, fill, antialias=False), lo, hi)
         lo, hi = HU_WINDOWS[4]
-        out[4] = _window(resample_square(np.clip(q3, -1024.0, 3071.0), spacing, size, fill), lo, hi)
+        out[4] = _window(resample_square(np.clip(q3, -1024.0, 3071.0), spacing, size, fill, antialias=False), lo, hi)
         hp = _highpass(np.clip(mid, -1024.0, 3071.0))
         out[5] = np.clip(resample_square(hp, spacing, size, 0.0) / HU_TEXTURE_SCALE, 0.0, 1.0)
         return out

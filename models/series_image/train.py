@@ -31,9 +31,11 @@ from radqc.models.series_image.heads import HeadTable, load_heads
 from radqc.models.series_image.thumbnail import HU_WINDOWS, THUMB_SHAPE
 
 #: The lead's corpus (/work/cache/series, seeds 7001, 7002) plus extra generator sets made for
-#: this model (``radqc synth --profile ct|mr|dx``, seeds 7003-7005; see the model card).
-TRAIN_SETS = ("train_mixed", "train_mr", "train_ct", "train_mr2", "train_dx")
-TRAIN_SEEDS = {"train_mixed": 7001, "train_mr": 7002, "train_ct": 7003, "train_mr2": 7004, "train_dx": 7005}
+#: this model (``radqc synth --profile ct|mr|dx``, seeds 7003-7005; ``extra.py``, seed 7100:
+#: CT exams with every derived series in every region; see the model card).
+TRAIN_SETS = ("train_mixed", "train_mr", "train_ct", "train_mr2", "train_dx", "train_ct_derived")
+TRAIN_SEEDS = {"train_mixed": 7001, "train_mr": 7002, "train_ct": 7003, "train_mr2": 7004, "train_dx": 7005,
+               "train_ct_derived": 7100}
 VAL_SETS = ("val_mixed", "val_mr")
 IGNORE = -1
 #: Heads trained with class weights ~ 1/sqrt(frequency).
@@ -234,7 +236,7 @@ def train(out: Path, epochs: int = 30, batch: int = 64, lr: float = 3e-3, seed: 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("build/series_image"))
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
