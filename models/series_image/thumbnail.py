@@ -24,7 +24,8 @@ Channel layout (``THUMB_SHAPE[0]`` channels, the meaning depends on the pixel *k
   texture. MONOCHROME1 is inverted first, RGB converted to grey.
 
 Odd input (no pixel data, undecodable, 1 x 1, empty series) never raises: the result is an
-all-zero thumbnail with ``ok=False`` and the reason (:func:`make_thumbnail_ex`).
+all-zero thumbnail with ``ok=False`` and the reason, in English and Chinese because it can
+reach a reader through the classifier's evidence (:func:`make_thumbnail_ex`).
 """
 
 from __future__ import annotations
@@ -281,7 +282,7 @@ def make_thumbnail_ex(datasets: Sequence[Any]) -> Thumbnail:
     instances are accepted too; multi-frame datasets count each frame). Never raises."""
     zeros = np.zeros(THUMB_SHAPE, dtype=np.float32)
     if not datasets:
-        return Thumbnail(zeros, False, None, "no instances")
+        return Thumbnail(zeros, False, None, "no instances / 无实例")
     frames: list[np.ndarray] = []
     kind: str | None = None
     spacing = (1.0, 1.0)
@@ -289,11 +290,11 @@ def make_thumbnail_ex(datasets: Sequence[Any]) -> Thumbnail:
     for ds in datasets:
         try:
             if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-                reasons.append("no pixel data")
+                reasons.append("no pixel data / 无像素数据")
                 continue
             got = _frames(ds)
         except Exception as exc:  # noqa: BLE001 - odd pixels must not stop classification
-            reasons.append(f"pixels not decodable: {type(exc).__name__}: {exc}"[:200])
+            reasons.append(f"pixels not decodable / 像素无法解码: {type(exc).__name__}: {exc}"[:200])
             continue
         if kind is None:
             kind = _kind(ds)
@@ -301,16 +302,16 @@ def make_thumbnail_ex(datasets: Sequence[Any]) -> Thumbnail:
         frames.extend(f for f in got if f.ndim == 2)
     frames = [f for f in frames if f.size > 1 and np.isfinite(f).all()]
     if not frames:
-        reason = "; ".join(sorted(set(reasons))) or "no usable 2D frames (1 x 1 or non-finite)"
+        reason = "; ".join(sorted(set(reasons))) or "no usable 2D frames (1 x 1 or non-finite) / 无可用二维图像"
         return Thumbnail(zeros, False, kind, reason)
     try:
         kind = resolve_kind(kind or "picture", _select(frames)[1])
         arr = thumbnail_from_frames(frames, spacing, kind)
     except Exception as exc:  # noqa: BLE001
         log.warning("thumbnail failed: %s", exc)
-        return Thumbnail(zeros, False, kind, f"thumbnail failed: {type(exc).__name__}: {exc}"[:200])
+        return Thumbnail(zeros, False, kind, f"thumbnail failed / 缩略图生成失败: {type(exc).__name__}: {exc}"[:200])
     if not np.isfinite(arr).all():
-        return Thumbnail(zeros, False, kind, "non-finite thumbnail")
+        return Thumbnail(zeros, False, kind, "non-finite thumbnail / 缩略图含非有限值")
     return Thumbnail(arr, True, kind, None, len(frames))
 
 
