@@ -68,6 +68,23 @@ def test_flair_signature_overrules_a_wrong_description(clf: SeriesClassifier) ->
     assert any(e.source == "fusion" and "T1W" in e.detail for e in lab.evidence)
 
 
+def test_a_right_protocol_name_does_not_hide_a_wrong_description(clf: SeriesClassifier) -> None:
+    # The generator (and real sites) keep ProtocolName right when SeriesDescription is wrong:
+    # the label must still say that the description was overruled, and quote it.
+    h = from_datasets(mr(RepetitionTime=4000, EchoTime=100, EchoTrainLength=16, SeriesDescription="FLAIR",
+                         ProtocolName="t2_tse_tra"))
+    (lab,) = clf.classify([h])
+    assert lab.sequence == "T2W"
+    assert lab.description_overruled
+    assert any(e.source == "fusion" and "'FLAIR'" in e.detail and "FLAIR" in e.detail for e in lab.evidence)
+
+
+def test_a_vr_description_is_not_read_as_mpr(clf: SeriesClassifier) -> None:
+    # "VR重建": 重建 alone means a reconstruction (MPR); beside VR it is the VR itself.
+    assert clf.rules.description_scores(from_datasets(series(Modality="CT", SOPClassUID=CT, ImageType=["DERIVED", "SECONDARY"],
+                                                             SeriesDescription="VR重建"))).get("derived_type") == {"vr": 2.5}
+
+
 def test_without_facts_the_description_decides(clf: SeriesClassifier) -> None:
     h = from_datasets(mr(SeriesDescription="STIR cor", ImageOrientationPatient=[1, 0, 0, 0, 0, -1]))
     (lab,) = clf.classify([h])

@@ -366,7 +366,7 @@ class SeriesClassifier:
                                            "; ".join(v.detail for v in rr.votes if v.field == "special")))
         # --- evidence per decided field
         self._evidence(label, rr, pm, pi, values)
-        self._overruled(label, fr, values)
+        self._overruled(label, h, values)
         label.category = category_code({**values, "special": special_value}, h.modality)
         if label.category is None and role != "unknown":
             reasons.append(f"no standard category for {', '.join(f'{k}={v}' for k, v in values.items() if v is not None)}")
@@ -402,19 +402,24 @@ class SeriesClassifier:
                 ev.append(Evidence("image_model", fname, value, round(float(pi[fname].get(value, 0.0)), 4),
                                    "thumbnail image classifier"))
 
-    def _overruled(self, label: SeriesLabel, fr: _Fused, values: Mapping[str, Any]) -> None:
-        """Mark fields where the description voted for something else than the fused value."""
-        for i, (fname, _, _) in enumerate(HEAD_SLICES):
-            top = fr.desc_top[i]
-            if top < 0 or values.get(fname) is None:
+    def _overruled(self, label: SeriesLabel, h: SeriesHeader, values: Mapping[str, Any]) -> None:
+        """Mark fields where SeriesDescription by itself said something other than the fused value.
+
+        Only SeriesDescription counts here: ProtocolName often still names the right protocol
+        when the description is wrong, and must not hide the contradiction.
+        """
+        said_by_field = self.rules.description_scores(h)
+        for fname, scores in said_by_field.items():
+            if fname not in values or values.get(fname) is None or not scores:
                 continue
-            said = HEADS_VALUES[fname][top]
-            chosen = COLUMN.get((fname, values[fname]))
-            if said != values[fname] and (chosen is None or fr.desc[fr.row, chosen] == 0):
-                label.description_overruled = True
-                label.evidence.append(Evidence("fusion", fname, values[fname], label.field_confidence.get(fname, 0.0),
-                                               f"SeriesDescription/ProtocolName says {fname}={said}; "
-                                               f"header facts and models say {values[fname]}"))
+            said = max(scores, key=lambda v: scores[v])
+            chosen = values[fname]
+            if said is None or said == chosen or scores.get(chosen, 0.0) > 0:
+                continue
+            label.description_overruled = True
+            label.evidence.append(Evidence("fusion", fname, chosen, label.field_confidence.get(fname, 0.0),
+                                           f"SeriesDescription '{h.description}' says {fname}={said}; "
+                                           f"header facts and models say {chosen}"))
 
     def _confidence(self, label: SeriesLabel) -> float:
         if label.role == "unknown":

@@ -321,6 +321,36 @@ class RuleSet:
             self._by_modality[key] = hit
         return hit
 
+    def description_scores(self, h: SeriesHeader) -> dict[str, dict[Any, float]]:
+        """Votes of the description-word rules on SeriesDescription alone (ProtocolName left out).
+
+        The fused description score mixes SeriesDescription and ProtocolName; when they disagree
+        (a wrong description beside a right protocol) the "description overruled" check must
+        look at what SeriesDescription by itself says.
+        """
+        text = h.description
+        out: dict[str, dict[Any, float]] = {}
+        if not text:
+            return out
+        hits = self._text_hits(h.modality, "description", text)
+        if not hits:
+            return out
+        for rule in self.rules_for(h.modality):
+            if rule.source != "description" or rule.id not in hits:
+                continue
+            try:
+                if not rule.check(h):
+                    continue
+            except (TypeError, ValueError, KeyError, AttributeError):
+                continue
+            for fname, value in rule.votes:
+                if isinstance(value, str) and value[:1] == "@":
+                    continue
+                for v in value if isinstance(value, tuple) else (value,):
+                    f = out.setdefault(fname, {})
+                    f[v] = f.get(v, 0.0) + rule.weight
+        return out
+
     # -------------------------------------------------------------------- applying
     def apply(self, h: SeriesHeader) -> RuleResult:
         """Every vote the rules give this header (never raises on odd headers)."""
