@@ -31,7 +31,7 @@ from typing import Any
 
 from radqc.pipelines.runner.stage import ExamContext, InstanceInfo, Resources, SeriesInfo, Stage
 
-VERSION = "1"
+VERSION = "2"  # 2: description_overruled from SeriesDescription alone
 RESULT_SCHEMA = 1
 _LOCK = threading.Lock()
 
