@@ -153,6 +153,11 @@ def test_demo_synthetic_set_is_ingested_and_run_through_the_pipeline(workspace, 
         assert done["status"] == "ok" and done["structures"] > 0
         assert done["coverage"]["en"].startswith("covers") and done["coverage"]["zh"].startswith("覆盖")
     assert any(exam["skipped"].get("no_model_for_modality") for exam in anatomy if exam["modality"] == "MR")
+    # ... and which standard items the order became, with the series each got (the series stage).
+    items = doc["standard_items"]
+    assert len(items) == cmd_demo.SYNTH_EXAMS
+    assert all(exam["items"] and all(i["series"] > 0 for i in exam["items"]) for exam in items), items
+    assert {i["code"].split(".")[0] for exam in items for i in exam["items"]} >= {"CT", "DX"}
     from rich.console import Console
 
     screen = io.StringIO()
@@ -160,6 +165,7 @@ def test_demo_synthetic_set_is_ingested_and_run_through_the_pipeline(workspace, 
     cmd_demo._human(doc)
     shown = screen.getvalue()
     assert "anatomy / 解剖结构" in shown and "该模态无解剖模型 / no anatomy model for this modality" in shown
+    assert "standard items / 标准检查项目与序列" in shown
 
     ctx2 = DemoContext(samples_dir=tmp_path / "cache", fetch=False, workers=1, show_progress=False, log=lambda line: None)
     again = run_steps(ctx2, steps)

@@ -165,7 +165,50 @@ def step_summary(ctx: DemoContext) -> dict[str, Any]:
         "saving_percent": round(100.0 * (1 - after / before), 2) if before else 0.0,
         "quarantined": status["quarantined"],
         "anatomy": anatomy_summary(ctx.workspace),
+        "standard_items": standard_items_summary(ctx.workspace),
     }
+
+
+def standard_items_summary(ws: Workspace) -> list[dict[str, Any]]:
+    """Per exam, the latest successful ``series`` result: the ordered text, the standard items
+    with how many series (or slabs) each got, series left unknown, and order/image mismatches.
+    Empty when the stage has not run."""
+    from sqlalchemy import func, select
+
+    from radqc.catalogue import models as m
+
+    with ws.sessions() as s:
+        latest = (select(func.max(m.LedgerEntry.id))
+                  .where(m.LedgerEntry.stage == "series", m.LedgerEntry.status == "succeeded")
+                  .group_by(m.LedgerEntry.exam_id))
+        rows = s.execute(
+            select(m.Exam.id, m.Exam.accession_number, m.Exam.modality, m.Exam.ordered_items, m.LedgerEntry.result)
+            .join(m.LedgerEntry, m.LedgerEntry.exam_id == m.Exam.id)
+            .where(m.LedgerEntry.id.in_(latest)).order_by(m.Exam.id)
+        ).all()
+    out = []
+    for exam_id, accession, modality, ordered, result in rows:
+        result = result or {}
+        split = result.get("split") or {}
+        series = result.get("series") or []
+        out.append({
+            "exam_id": exam_id,
+            "accession_number": accession,
+            "modality": modality,
+            "ordered": [str(o.get("text") if isinstance(o, dict) else o) for o in ordered or []],
+            "no_order": bool(split.get("no_order")),
+            # ordered text present but nothing mapped with confidence: the names wait in the review queue
+            "unmapped_order": bool(split.get("no_order")) and not result.get("items_no_order") and bool(ordered),
+            "items": [{"code": i.get("code"), "name": i.get("name"), "laterality": i.get("laterality"),
+                       "series": len(i.get("series") or []),
+                       "slabs": sum(1 for x in i.get("series") or [] if x.get("slab"))}
+                      for i in split.get("standard_items") or []],
+            "series": len(series),
+            "unknown_series": sum(1 for x in series if x.get("role") == "unknown"),
+            "description_overruled": sum(1 for x in series if x.get("description_overruled")),
+            "mismatch": [str(x.get("kind")) for x in split.get("mismatch") or []],
+        })
+    return out
 
 
 def _anatomy_reasons() -> dict[str, tuple[str, str]]:
@@ -359,8 +402,46 @@ def _human(doc: dict[str, Any]) -> None:
     for name, info in samples.items():
         stdout.print(f"  sample / 样例 {name}: {info['package']} {info['version']} — {info['licence']}")
     _human_anatomy(doc.get("anatomy") or [])
+    _human_standard_items(doc.get("standard_items") or [])
     for warning in doc.get("warnings", []):
         stdout.print(f"  [yellow]warning / 警告[/yellow]: {warning}")
+
+
+#: Split mismatch kinds (pipelines/series/split.py) in both languages.
+MISMATCH_WORDS: dict[str, tuple[str, str]] = {
+    "ordered_part_not_imaged": ("申请部位未见于影像", "ordered part not imaged"),
+    "imaged_part_not_ordered": ("影像部位未申请", "imaged part not ordered"),
+    "modality_mismatch": ("模态与申请不符", "modality differs from the order"),
+}
+
+
+def _human_standard_items(exams: list[dict[str, Any]]) -> None:
+    """One row per exam: the order as written, the standard items with their series, and problems."""
+    if not exams:
+        return
+    from rich.table import Table
+
+    from radqc.text import bilingual
+
+    table = Table(title="standard items / 标准检查项目与序列")
+    table.add_column("exam / 检查")
+    table.add_column("ordered / 申请项目")
+    table.add_column("standard items (series) / 标准项目（序列数）")
+    table.add_column("notes / 说明")
+    for exam in exams:
+        name = exam["accession_number"] or f"#{exam['exam_id']}"
+        items = "; ".join(f"{i['code']} ({i['series']}" + (f", {i['slabs']} slab" if i["slabs"] else "") + ")"
+                          for i in exam["items"]) or (
+            "未映射，待审核 / not mapped, in review" if exam.get("unmapped_order")
+            else "无申请 / no order" if exam["no_order"] else "—")
+        notes = [bilingual(MISMATCH_WORDS, k) for k in exam["mismatch"]]
+        if exam["unknown_series"]:
+            notes.append(f"未识别序列 / unknown series ×{exam['unknown_series']}")
+        if exam["description_overruled"]:
+            notes.append(f"序列描述被纠正 / description overruled ×{exam['description_overruled']}")
+        table.add_row(f"{name} ({exam['modality'] or '?'})", "; ".join(exam["ordered"]) or "—", items,
+                      "; ".join(notes) or "—")
+    stdout.print(table)
 
 
 def _human_anatomy(exams: list[dict[str, Any]]) -> None:
