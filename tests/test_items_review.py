@@ -176,3 +176,19 @@ def test_ordered_entries_with_local_codes() -> None:
                       store=StoreRef("local", "/nonexistent"),
                       records=({"exam_items": ["头颅CT平扫", "胸部CT平扫"], "extra": {"exam_item_codes": ["L1", "X"]}},))
     assert ordered_entries(ctx) == [("头颅CT平扫", "L1"), ("胸部CT平扫", "L2")]
+
+
+def test_a_name_without_modality_takes_the_modality_of_the_images() -> None:
+    from radqc.pipelines.items.normalise import normalise
+    from radqc.pipelines.stages.items import _with_image_modality
+
+    bare = normalise("THORAX", use_embeddings=False)
+    assert bare["status"] != "mapped"
+    r = _with_image_modality(bare, "CR", normalise, False)
+    assert r["status"] == "mapped" and [i["code"] for i in r["items"]] == ["DX.CHEST.PA"]
+    assert r["input"] == "THORAX" and any("检查类型取自影像" in e for e in r["evidence"])
+    assert _with_image_modality(bare, None, normalise, False) is bare  # no images' modality: no guess
+    vague = normalise("MRI", use_embeddings=False)
+    assert _with_image_modality(vague, "MR", normalise, False)["status"] != "mapped"  # still nothing to map
+    named = normalise("胸部CT平扫", use_embeddings=False)
+    assert _with_image_modality(named, "MR", normalise, False) is named  # the name's own modality wins

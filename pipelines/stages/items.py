@@ -32,7 +32,7 @@ from typing import Any
 from radqc.pipelines.runner.stage import ExamContext, Resources, Stage, StageOutput
 
 RESULT_SCHEMA = 1
-STAGE_VERSION = "1"
+STAGE_VERSION = "2"  # 2: the images' modality fills a name that names none
 _LOCK = threading.Lock()
 _WORKSPACES: dict[str, Any] = {}
 _TABLES: dict[tuple[str, str | None, str], Any] = {}
@@ -124,6 +124,35 @@ def ordered_entries(ctx: ExamContext) -> list[tuple[str, str | None]]:
     return out
 
 
+#: The exam's DICOM modality -> the word the parser reads as that modality. Used only when the
+#: ordered text names no modality at all (a StudyDescription "THORAX" on a CR study).
+MODALITY_HINT_WORDS = {"CT": "CT", "MR": "MR", "DX": "DR", "CR": "DR", "DR": "DR", "MG": "钼靶", "RF": "造影"}
+
+
+def _with_image_modality(r: dict[str, Any], modality: str | None, normalise: Any, use_embeddings: bool) -> dict[str, Any]:
+    """Retry a name that names no modality with the modality of the images (检查类型取自影像).
+
+    Real orders and StudyDescriptions often name only the part ("THORAX", "BRAIN", "头颅平扫");
+    the study's images say which modality it was. The retry is taken only when it maps with
+    confidence, and the evidence says where the modality came from; otherwise the original
+    result (and its review) stands.
+    """
+    if r.get("status") == "mapped" or not modality:
+        return r
+    word = MODALITY_HINT_WORDS.get(str(modality).split("\\")[0].upper())
+    segments = (r.get("slots") or {}).get("segments") or []
+    if word is None or any(seg.get("modality") for seg in segments):
+        return r
+    retry = normalise(f"{word} {r['input']}", use_embeddings=use_embeddings)
+    if retry.get("status") != "mapped":
+        return r
+    out = dict(r)
+    out.update(items=retry["items"], status="mapped", needs_review=False)
+    out["evidence"] = list(r.get("evidence") or []) + [
+        f"modality from the images / 检查类型取自影像: {modality} -> '{word} {r['input']}'"]
+    return out
+
+
 def normalise_items(ctx: ExamContext) -> StageOutput:
     """Normalise the exam's ordered items onto standard items (检查项目标准化)."""
     from radqc.pipelines.items.normalise import normalise
@@ -141,6 +170,7 @@ def normalise_items(ctx: ExamContext) -> StageOutput:
     seen: set[tuple[str, str | None]] = set()
     for index, (text, code) in enumerate(entries):
         r = normalise(text, hospital=ctx.hospital_code, local_code=code, mappings=mappings, use_embeddings=use_embeddings)
+        r = _with_image_modality(r, ctx.modality, normalise, use_embeddings)
         base["ordered"].append({"text": text, "local_code": code, "name_key": r["name_key"], "items": r["items"],
                                 "status": r["status"], "needs_review": r["needs_review"], "evidence": r["evidence"],
                                 "embeddings": r["embeddings"]})
