@@ -312,6 +312,18 @@ class RuleSet:
             self._text_cache[key] = hit
         return hit
 
+    def _matched_texts(self, rule: Rule, h: SeriesHeader) -> list[str]:
+        """Evidence texts of the text fields ``rule`` matched ([""] for a rule without text
+        conditions; [] when its text conditions match nothing)."""
+        if not rule.texts:
+            return [""]
+        matched: list[str] = []
+        for name, _ in rule.texts:
+            text = TEXT_FIELDS[name](h)
+            if text and rule.id in self._text_hits(h.modality, name, text):
+                matched.append(f"{_TEXT_LABEL[name]} '{text}'")
+        return matched
+
     def rules_for(self, modality: str | None) -> tuple[Rule, ...]:
         """The rules that can fire for a modality (cached): most rules name one."""
         key = (modality or "").upper()
@@ -360,16 +372,9 @@ class RuleSet:
             try:
                 if not rule.check(h):
                     continue
-                if rule.texts:
-                    matched: list[str] = []
-                    for name, _ in rule.texts:
-                        text = TEXT_FIELDS[name](h)
-                        if text and rule.id in self._text_hits(h.modality, name, text):
-                            matched.append(f"{_TEXT_LABEL[name]} '{text}'")
-                    if not matched:
-                        continue
-                else:
-                    matched = [""]
+                matched = self._matched_texts(rule, h)
+                if not matched:
+                    continue
                 for m in matched:
                     for fname, value in rule.votes:
                         if isinstance(value, str) and value[:1] == "@":
@@ -441,16 +446,9 @@ class RuleSet:
                 continue
             for k in hits.tolist():
                 h = headers[k]
-                if rule.texts:
-                    matched: list[str] = []
-                    for name, _ in rule.texts:
-                        text = TEXT_FIELDS[name](h)
-                        if text and rule.id in self._text_hits(h.modality, name, text):
-                            matched.append(f"{_TEXT_LABEL[name]} '{text}'")
-                    if not matched:
-                        continue
-                else:
-                    matched = [""]
+                matched = self._matched_texts(rule, h)
+                if not matched:
+                    continue
                 append = out[k].votes.append
                 rows, cs, ws = acc[rule.source]
                 for m in matched:
