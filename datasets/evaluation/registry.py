@@ -29,6 +29,7 @@ MODULES: tuple[str, ...] = (
     "radqc.datasets.evaluation.evaluators.anatomy",
     "radqc.datasets.evaluation.evaluators.series",
     "radqc.datasets.evaluation.evaluators.items",
+    "radqc.datasets.evaluation.evaluators.image_qc",
 )
 
 

@@ -1,0 +1,390 @@
+"""``radqc eval image-qc``: held-out accuracy of image QC (issue #7) against the generator's truth.
+
+Truth is the generator's expert-style result (``expected_qc`` in every truth JSON, written by
+``radqc.datasets.synthetic.clinical.imaging_qc.expected_result`` from the defects the renderer
+*actually applied*). It uses an older value vocabulary for five dimensions (``ok``/``excess``/
+``blur``/``deviation``/``complete``/``missing``/``above_reference``/``not_recorded``);
+:data:`TRUTH_VALUE_MAP` maps it onto the fixed public vocabulary of ``radqc qc``
+(``radqc.pipelines.image_qc.types.VALUES``). Only the dimensions the truth scores for an exam's
+QC class are compared (CT: range, artifact, centring, noise, sharpness, reconstruction, window,
+dose; MR: range, artifact, noise, sharpness, sequences; radiographs: range, positioning,
+artifact, centring, noise, sharpness) plus any dimension a defect was applied to outside that set
+(e.g. CT patient rotation -> positioning); a dimension the truth does not state is not guessed.
+
+Metrics: per dimension accuracy, per-class recall and the confusion matrix (predicted
+无法评估 / 不适用 are kept as their own columns and counted); grade exact agreement and
+quadratic-weighted kappa, per grade scale (radiographs 甲/乙/丙/丁, CT/MR 0-3) and over both on
+one ordinal scale (甲=3 ... 丁=0).
+
+Without ``--data`` the evaluator renders its own held-out cases with ``radqc synth --profile qc``
+from seeds 9201-9299, which no training or threshold tuning uses; ``--quick`` renders a few.
+The pipeline is called through :func:`default_runner` (in-process ``radqc.pipelines.image_qc.run``
+when it imports, else the ``radqc qc PATH --json`` CLI), so the truth side is testable alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from radqc.datasets.evaluation.harness import EvalContext, EvalReport
+from radqc.datasets.evaluation.metrics import Rate, classification
+from radqc.datasets.evaluation.registry import register
+
+log = logging.getLogger(__name__)
+
+#: Generator vocabulary (datasets/synthetic/spec.py QC_DIMENSIONS, clinical/data/qc.yaml) ->
+#: the public ``radqc qc`` vocabulary. Values already in the public vocabulary (range,
+#: positioning, artifact, centring) pass through unchanged.
+TRUTH_VALUE_MAP: dict[str, dict[str, str]] = {
+    "noise": {"ok": "正常", "excess": "异常"},
+    "sharpness": {"ok": "正常", "blur": "异常"},
+    "reconstruction": {"ok": "正常", "deviation": "异常"},
+    "window": {"ok": "正常", "deviation": "异常"},
+    "sequences": {"complete": "完整", "missing": "不完整"},
+    "dose": {"ok": "正常", "above_reference": "异常", "not_recorded": "异常"},
+}
+#: Grades on one ordinal scale (worst 0 .. best 3) so both scales share one kappa.
+GRADE_ORDINAL: dict[str, int] = {"甲": 3, "乙": 2, "丙": 1, "丁": 0, "3": 3, "2": 2, "1": 1, "0": 0}
+GRADE_LABELS: dict[str, list[str]] = {"DX": ["丁", "丙", "乙", "甲"], "CT/MR": ["0", "1", "2", "3"]}
+#: Held-out seeds (never used in training or tuning) and cases rendered per seed by default.
+HELDOUT_SEEDS = range(9201, 9300)
+DEFAULT_CASES, QUICK_CASES = 100, 6
+FAILED = "(失败 failed)"
+NOT_ASSESSABLE, NOT_APPLICABLE = "无法评估", "不适用"
+
+
+def truth_value(dimension: str, value: str) -> str:
+    """One truth value in the public vocabulary (unknown values pass through, then show up
+    as their own confusion column rather than being silently dropped)."""
+    return TRUTH_VALUE_MAP.get(dimension, {}).get(value, value)
+
+
+def grade_label(grade: Any) -> str | None:
+    """A grade as its label text (CT/MR integers as '0'..'3'); None when absent."""
+    if grade is None:
+        return None
+    if isinstance(grade, float) and grade.is_integer():
+        grade = int(grade)
+    return str(grade).strip()
+
+
+@dataclass
+class TruthCase:
+    """What the evaluation needs from one truth file."""
+
+    exam_key: str
+    qc_class: str  # DX, CT or MR
+    dimensions: dict[str, str]  # public vocabulary
+    grade: str
+    score: float | None = None
+    exam_dir: Path | None = None
+    records_line: dict[str, Any] | None = None
+    defects: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def grade_scale(self) -> str:
+        return "DX" if self.qc_class == "DX" else "CT/MR"
+
+
+def truth_case(truth: Mapping[str, Any], root: Path | None = None) -> TruthCase | None:
+    """The :class:`TruthCase` of one generator truth JSON; None when it has no ``expected_qc``
+    (a set generated before issue #7, or a malformed exam with no images)."""
+    expected = truth.get("expected_qc")
+    if not isinstance(expected, Mapping) or not expected.get("dimensions"):
+        return None
+    dims = {d: truth_value(d, str(v)) for d, v in expected["dimensions"].items()}
+    exam_dir = None
+    record = None
+    if root is not None and truth.get("export_dir"):
+        exam_dir = root / str(truth["export_dir"]) / str(truth["exam_key"])
+        record = _record_line(root, truth.get("records") or {})
+    defects = list((truth.get("imaging") or {}).get("applied_defects") or [])
+    return TruthCase(
+        exam_key=str(truth.get("exam_key")), qc_class=str(expected.get("qc_class")), dimensions=dims,
+        grade=grade_label(expected.get("grade")) or "", score=expected.get("score"), exam_dir=exam_dir,
+        records_line=record, defects=defects,
+    )
+
+
+def _record_line(root: Path, ref: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The exam's HIS/RIS record (so ``radqc qc --records`` knows the ordered item)."""
+    name, line = ref.get("exams_file"), ref.get("exam_line")
+    if not name or not isinstance(line, int):
+        return None
+    try:
+        with open(root / str(name), encoding="utf-8") as fh:
+            for i, text in enumerate(fh, start=1):
+                if i == line:
+                    value = json.loads(text)
+                    return value if isinstance(value, dict) else None
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+# ---------------------------------------------------------------- the pipeline under test
+
+#: runner(exam_dir, records_file, item) -> one result dict per study in the folder
+Runner = Callable[[Path, Path | None, str | None], list[dict[str, Any]]]
+
+
+def _as_list(result: Any) -> list[dict[str, Any]]:
+    if isinstance(result, list):
+        return [r for r in result if isinstance(r, dict)]
+    if isinstance(result, dict):
+        return [result]
+    to_dict = getattr(result, "to_dict", None)
+    return [to_dict()] if callable(to_dict) else []
+
+
+def _in_process_runner() -> Runner | None:
+    """``radqc.pipelines.image_qc.run``'s folder entry point, when that module exists."""
+    try:
+        import importlib
+
+        mod = importlib.import_module("radqc.pipelines.image_qc.run")
+    except ImportError:
+        return None
+    for name in ("qc_path", "run_path", "analyse_path", "qc_folder", "run_folder"):
+        fn = getattr(mod, name, None)
+        if callable(fn):
+            def runner(path: Path, records: Path | None, item: str | None, _fn: Any = fn) -> list[dict[str, Any]]:
+                kwargs: dict[str, Any] = {}
+                if records is not None:
+                    kwargs["records"] = records
+                if item is not None:
+                    kwargs["item"] = item
+                return _as_list(_fn(path, **kwargs))
+            return runner
+    return None
+
+
+def cli_runner(path: Path, records: Path | None, item: str | None) -> list[dict[str, Any]]:
+    """``radqc qc PATH --json`` in a subprocess (the public contract, independent of internals)."""
+    cmd = [sys.executable, "-m", "radqc.cli.main", "qc", str(path), "--json"]
+    if records is not None:
+        cmd += ["--records", str(records)]
+    if item is not None:
+        cmd += ["--item", item]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    if proc.returncode != 0 and not proc.stdout.strip():
+        raise RuntimeError(f"radqc qc exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return _as_list(json.loads(proc.stdout))
+
+
+def default_runner() -> Runner:
+    """In-process when ``radqc.pipelines.image_qc.run`` offers a folder function (models load
+    once), else the CLI. ``RADQC_EVAL_QC_RUNNER=cli`` forces the CLI."""
+    if os.environ.get("RADQC_EVAL_QC_RUNNER") != "cli":
+        runner = _in_process_runner()
+        if runner is not None:
+            return runner
+    return cli_runner
+
+
+def predicted_value(result: Mapping[str, Any], dimension: str) -> str:
+    """The value a result gives a dimension (``{"value": ...}`` or a bare string)."""
+    entry = result.get(dimension)
+    if isinstance(entry, Mapping):
+        entry = entry.get("value")
+    return str(entry) if entry is not None else NOT_ASSESSABLE
+
+
+# ---------------------------------------------------------------- scoring
+
+
+@dataclass
+class Scored:
+    """Truth and prediction of one case, as :func:`score_cases` reads them."""
+
+    case: TruthCase
+    result: Mapping[str, Any] | None  # None = the pipeline failed on this exam
+    error: str | None = None
+
+
+def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
+    """Fill ``report`` with per-dimension and grade metrics of ``scored`` cases."""
+    truth_by_dim: dict[str, list[str]] = {}
+    pred_by_dim: dict[str, list[str]] = {}
+    by_class: dict[tuple[str, str], list[bool]] = {}
+    grade_truth: dict[str, list[str]] = {"DX": [], "CT/MR": []}
+    grade_pred: dict[str, list[str]] = {"DX": [], "CT/MR": []}
+    ord_truth: list[str] = []
+    ord_pred: list[str] = []
+    special: Counter[str] = Counter()
+    cases = 0
+    for s in scored:
+        cases += 1
+        case = s.case
+        if s.result is None:
+            report.counts["failed_exams"] = report.counts.get("failed_exams", 0) + 1
+            report.fail(exam=case.exam_key, error=s.error or "no result")
+        result = s.result or {}
+        mismatches = {}
+        for dim, truth in case.dimensions.items():
+            pred = predicted_value(result, dim) if s.result is not None else FAILED
+            truth_by_dim.setdefault(dim, []).append(truth)
+            pred_by_dim.setdefault(dim, []).append(pred)
+            by_class.setdefault((dim, case.qc_class), []).append(pred == truth)
+            if pred in (NOT_ASSESSABLE, NOT_APPLICABLE):
+                special[f"{dim}:{pred}"] += 1
+            if pred != truth:
+                mismatches[dim] = {"truth": truth, "pred": pred}
+        pg = grade_label(result.get("grade")) if s.result is not None else None
+        pg_text = pg if pg is not None else FAILED
+        grade_truth[case.grade_scale].append(case.grade)
+        grade_pred[case.grade_scale].append(pg_text)
+        if case.grade in GRADE_ORDINAL and pg in GRADE_ORDINAL:
+            ord_truth.append(str(GRADE_ORDINAL[case.grade]))
+            ord_pred.append(str(GRADE_ORDINAL[str(pg)]))
+        else:
+            report.counts["grade_not_ordinal"] = report.counts.get("grade_not_ordinal", 0) + 1
+        if pg_text != case.grade:
+            mismatches["grade"] = {"truth": case.grade, "pred": pg_text, "score_truth": case.score,
+                                   "score_pred": result.get("score")}
+        if mismatches and s.result is not None:
+            report.fail(exam=case.exam_key, qc_class=case.qc_class, mismatches=mismatches,
+                        defects=[{k: d.get(k) for k in ("dimension", "value")} | {"kind": (d.get("params") or {}).get("kind")}
+                                 for d in case.defects])
+    report.n += cases
+    for dim, truths in truth_by_dim.items():
+        preds = pred_by_dim[dim]
+        labels = _labels(dim, truths, preds)
+        report.classifications[f"dim:{dim}"] = classification(dim, truths, preds, labels)
+        report.rates[f"dim:{dim}"] = Rate(sum(t == p for t, p in zip(truths, preds, strict=True)), len(truths))
+    for (dim, qc_class), hits in sorted(by_class.items()):
+        report.rates[f"dim:{dim}@{qc_class}"] = Rate(sum(hits), len(hits))
+    for scale, truths in grade_truth.items():
+        if not truths:
+            continue
+        preds = grade_pred[scale]
+        labels = GRADE_LABELS[scale] + sorted({p for p in preds if p not in GRADE_LABELS[scale]})
+        # kappa over the ordinal labels only (a failed/missing grade has no place on the scale)
+        pairs = [(t, p) for t, p in zip(truths, preds, strict=True) if p in GRADE_LABELS[scale]]
+        result_cls = classification(f"grade {scale}", truths, preds, labels)
+        if pairs:
+            ordinal_cls = classification(f"grade {scale}", [t for t, _ in pairs], [p for _, p in pairs],
+                                         GRADE_LABELS[scale], ordinal=True)
+            result_cls.kappa, result_cls.kappa_weights = ordinal_cls.kappa, ordinal_cls.kappa_weights
+        report.classifications[f"grade:{scale}"] = result_cls
+        report.rates[f"grade_exact:{scale}"] = Rate(sum(t == p for t, p in zip(truths, preds, strict=True)), len(truths))
+    all_truth = grade_truth["DX"] + grade_truth["CT/MR"]
+    all_pred = grade_pred["DX"] + grade_pred["CT/MR"]
+    if all_truth:
+        report.rates["grade_exact"] = Rate(sum(t == p for t, p in zip(all_truth, all_pred, strict=True)), len(all_truth))
+    if ord_truth:
+        report.classifications["grade:all"] = classification("grade (甲=3..丁=0)", ord_truth, ord_pred,
+                                                             ["0", "1", "2", "3"], ordinal=True)
+    for key, count in sorted(special.items()):
+        report.counts[key] = count
+    return report
+
+
+def _labels(dim: str, truths: list[str], preds: list[str]) -> list[str]:
+    try:
+        from radqc.pipelines.image_qc.types import VALUES
+
+        base = list(VALUES.get(dim, ()))
+    except ImportError:  # pragma: no cover - the contract module is part of this issue
+        base = []
+    extra = sorted({v for v in truths + preds if v not in base})
+    return base + extra
+
+
+def summary(report: EvalReport) -> dict[str, Any]:
+    """The headline figures (what docs/image-qc-accuracy.md quotes) of a scored report."""
+    dims = {k.split(":", 1)[1]: r.value for k, r in report.rates.items() if k.startswith("dim:") and "@" not in k}
+    kappa = report.classifications.get("grade:all")
+    return {
+        "n": report.n,
+        "dimension_accuracy": dims,
+        "min_dimension_accuracy": min((v for v in dims.values() if v is not None), default=None),
+        "grade_exact": report.rates["grade_exact"].value if "grade_exact" in report.rates else None,
+        "grade_kappa_quadratic": kappa.kappa if kappa is not None else None,
+        "targets": {"dimension": 0.95, "grade_exact": 0.90, "kappa": 0.80},
+    }
+
+
+# ---------------------------------------------------------------- the evaluation
+
+
+def evaluate_folder(root: Path, runner: Runner | None = None, limit: int | None = None,
+                    report: EvalReport | None = None, progress: Callable[[str], None] | None = None) -> EvalReport:
+    """Run image QC over every exam of a generated set at ``root`` and score it."""
+    runner = runner or default_runner()
+    report = report or EvalReport(stage="image-qc", n=0, unit="exam")
+    from radqc.datasets.synthetic.generate import iter_truth
+
+    cases = [c for c in (truth_case(t, root) for t in iter_truth(root)) if c is not None]
+    if limit:
+        cases = cases[:limit]
+    scored: list[Scored] = []
+    with tempfile.TemporaryDirectory(prefix="radqc-eval-qc-") as tmp:
+        for i, case in enumerate(cases):
+            if progress:
+                progress(f"[{i + 1}/{len(cases)}] {case.exam_key}")
+            records = None
+            if case.records_line is not None:
+                records = Path(tmp) / f"{case.exam_key}.jsonl"
+                records.write_text(json.dumps(case.records_line, ensure_ascii=False) + "\n", encoding="utf-8")
+            if case.exam_dir is None or not case.exam_dir.is_dir():
+                scored.append(Scored(case, None, "exam folder missing"))
+                continue
+            try:
+                results = runner(case.exam_dir, records, None)
+            except Exception as exc:  # noqa: BLE001 - one exam failing is a measured failure, not a crash
+                log.exception("image QC failed on %s", case.exam_key)
+                scored.append(Scored(case, None, f"{type(exc).__name__}: {exc}"))
+                continue
+            scored.append(Scored(case, results[0] if results else None, None if results else "no result"))
+            if len(results) > 1:
+                report.counts["exams_with_several_results"] = report.counts.get("exams_with_several_results", 0) + 1
+    score_cases(scored, report)
+    report.counts["exams"] = len(cases)
+    return report
+
+
+def render_heldout(out: Path, n: int, seed: int = HELDOUT_SEEDS[0]) -> Path:
+    """Render ``n`` held-out QC exams (``--profile qc``) from ``seed`` into ``out``."""
+    if seed not in HELDOUT_SEEDS:
+        raise ValueError(f"seed {seed} is not a held-out image-QC seed (9201-9299)")
+    from radqc.datasets.synthetic.generate import generate_set
+
+    generate_set(out, n, seed, "qc", "small", force=True)
+    return out
+
+
+@register("image-qc", "Image QC: per-dimension accuracy/recall/confusion and grade agreement (exact, quadratic kappa) "
+          "vs the generator's expected_qc; renders held-out seeds 9201+ without --data",
+          requires=("radqc.pipelines.image_qc.types",), needs_data=False)
+def evaluate(ctx: EvalContext) -> EvalReport:
+    quick = bool(ctx.options.get("quick"))
+    cases = ctx.options.get("cases")
+    report = EvalReport(stage="image-qc", n=0, unit="exam")
+    if (ctx.data / "manifest.json").is_file():
+        manifest = ctx.manifest
+        seed = (manifest.get("set") or manifest).get("seed") if isinstance(manifest, dict) else None
+        if isinstance(seed, int) and not (9200 <= seed < 9300 or 8200 <= seed < 8300):
+            report.notes.append(f"data seed {seed} is outside the image-QC validation/held-out seeds (82xx/92xx)")
+        report.notes.append(f"data: {ctx.data} (synthetic, generator truth expected_qc)")
+        evaluate_folder(ctx.data, limit=(QUICK_CASES if quick else cases), report=report)
+        report.details["summary"] = summary(report)
+        return report
+    n = int(cases or (QUICK_CASES if quick else DEFAULT_CASES))
+    with tempfile.TemporaryDirectory(prefix="radqc-eval-qc-heldout-") as tmp:
+        root = render_heldout(Path(tmp) / "set", n)
+        report.notes.append(f"synthetic held-out: {n} exams rendered with radqc synth --profile qc --seed "
+                            f"{HELDOUT_SEEDS[0]} (seeds 9201-9299 are never used for training or tuning)")
+        evaluate_folder(root, report=report)
+    report.details["summary"] = summary(report)
+    return report

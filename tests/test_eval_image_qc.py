@@ -1,0 +1,138 @@
+"""The image-QC evaluator: truth vocabulary mapping, per-dimension and grade metrics.
+
+The pipeline is replaced by runners that answer from the truth (perfect, or with chosen
+errors), so these tests check the scoring itself and do not depend on the measures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from radqc.datasets.evaluation import registry
+from radqc.datasets.evaluation.evaluators import image_qc as ev
+from radqc.datasets.evaluation.harness import EvalReport
+from radqc.pipelines.image_qc.types import VALUES
+
+
+def _truth(qc_class: str, dims: dict[str, str], grade: Any, key: str = "E1") -> dict[str, Any]:
+    return {"exam_key": key, "expected_qc": {"qc_class": qc_class, "dimensions": dims, "grade": grade, "score": 80.0}}
+
+
+def test_every_generator_value_maps_into_the_public_vocabulary() -> None:
+    from radqc.datasets.synthetic.spec import QC_DIMENSIONS
+
+    for dim, values in QC_DIMENSIONS.items():
+        for value in values:
+            assert ev.truth_value(dim, value) in VALUES[dim], (dim, value)
+    assert ev.truth_value("dose", "not_recorded") == "异常"
+    assert ev.truth_value("sequences", "missing") == "不完整"
+    assert ev.truth_value("range", "过小") == "过小"
+
+
+def test_truth_case_maps_values_and_grade() -> None:
+    case = ev.truth_case(_truth("CT", {"noise": "excess", "window": "ok", "range": "过大"}, 2))
+    assert case is not None
+    assert case.dimensions == {"noise": "异常", "window": "正常", "range": "过大"}
+    assert case.grade == "2" and case.grade_scale == "CT/MR"
+    assert ev.truth_case({"exam_key": "X"}) is None
+
+
+def _scored(cases: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> EvalReport:
+    scored = []
+    for truth, result in cases:
+        case = ev.truth_case(truth)
+        assert case is not None
+        scored.append(ev.Scored(case, result))
+    return ev.score_cases(scored, EvalReport(stage="image-qc", n=0))
+
+
+def test_perfect_predictions_score_one() -> None:
+    report = _scored([
+        (_truth("DX", {"range": "正常", "positioning": "不标准"}, "乙"),
+         {"range": {"value": "正常"}, "positioning": {"value": "不标准"}, "grade": "乙"}),
+        (_truth("CT", {"range": "过小", "noise": "ok"}, 3, "E2"),
+         {"range": {"value": "过小"}, "noise": {"value": "正常"}, "grade": 3}),
+        (_truth("MR", {"sequences": "missing"}, 1, "E3"), {"sequences": {"value": "不完整"}, "grade": "1"}),
+    ])
+    assert report.n == 3
+    assert report.rates["dim:range"].value == 1.0
+    assert report.rates["grade_exact"].value == 1.0
+    assert report.failures == []
+
+
+def test_errors_lower_accuracy_recall_and_kappa() -> None:
+    truths = [("DX", "甲"), ("DX", "乙"), ("DX", "丙"), ("DX", "丁"), ("CT", 3), ("CT", 0)]
+    cases = []
+    for i, (qc_class, grade) in enumerate(truths):
+        truth = _truth(qc_class, {"noise": "excess" if i % 2 else "ok"}, grade, f"E{i}")
+        # the predictor never sees excess noise and puts every radiograph one grade too high
+        pred_grade: Any = {"甲": "甲", "乙": "甲", "丙": "乙", "丁": "丙"}.get(str(grade), grade)
+        cases.append((truth, {"noise": {"value": "正常"}, "grade": pred_grade}))
+    report = _scored(cases)
+    noise = report.classifications["dim:noise"]
+    assert report.rates["dim:noise"].value == pytest.approx(0.5)
+    assert noise.per_class["异常"].recall == 0.0 and noise.per_class["正常"].recall == 1.0
+    assert report.rates["grade_exact:DX"].value == pytest.approx(0.25)
+    assert report.rates["grade_exact:CT/MR"].value == 1.0
+    kappa = report.classifications["grade:all"].kappa
+    assert kappa is not None and 0.0 < kappa < 1.0
+    assert any("mismatches" in f for f in report.failures)
+
+
+def test_not_assessable_and_failures_are_counted_as_wrong() -> None:
+    report = _scored([
+        (_truth("CT", {"dose": "ok"}, 3), {"dose": {"value": "无法评估", "reason": "no CTDIvol"}, "grade": 3}),
+        (_truth("CT", {"dose": "ok"}, 3, "E2"), None),
+    ])
+    assert report.rates["dim:dose"].value == 0.0
+    assert report.counts["dose:无法评估"] == 1
+    assert report.counts["failed_exams"] == 1
+    assert "无法评估" in report.classifications["dim:dose"].labels
+
+
+def test_evaluate_folder_reads_a_generated_set(tmp_path: Path) -> None:
+    """Over a real (tiny) generated QC set, a runner answering the truth scores 100%: the
+    folder, records and truth plumbing is right; one answering all-normal scores lower."""
+    from radqc.datasets.synthetic.generate import generate_set, iter_truth
+
+    root = tmp_path / "set"
+    generate_set(root, 4, 8299, "qc", "small")
+    by_dir = {}
+    for t in iter_truth(root):
+        case = ev.truth_case(t, root)
+        if case is not None:
+            assert case.exam_dir is not None and case.exam_dir.is_dir()
+            by_dir[case.exam_dir] = case
+    assert by_dir
+    seen_records: list[dict[str, Any]] = []
+
+    def oracle(path: Path, records: Path | None, item: str | None) -> list[dict[str, Any]]:
+        case = by_dir[path]
+        if records is not None:
+            seen_records.append(json.loads(records.read_text(encoding="utf-8")))
+        return [{**{d: {"value": v} for d, v in case.dimensions.items()}, "grade": case.grade}]
+
+    report = ev.evaluate_folder(root, runner=oracle)
+    assert report.n == len(by_dir)
+    assert all(r.value == 1.0 for r in report.rates.values())
+    assert seen_records and all("exam_items" in r for r in seen_records)
+
+    def all_normal(path: Path, records: Path | None, item: str | None) -> list[dict[str, Any]]:
+        case = by_dir[path]
+        normal = {"range": "正常", "positioning": "标准", "artifact": "无", "centring": "正常", "sequences": "完整"}
+        return [{**{d: {"value": normal.get(d, "正常")} for d in case.dimensions}, "grade": "甲"}]
+
+    worse = ev.evaluate_folder(root, runner=all_normal)
+    defective = [c for c in by_dir.values() if c.defects]
+    if defective:
+        assert min(r.value or 0.0 for k, r in worse.rates.items() if k.startswith("dim:")) < 1.0
+
+
+def test_registered_without_data() -> None:
+    info = registry.get("image-qc")
+    assert info.needs_data is False
+    with pytest.raises(ValueError):
+        ev.render_heldout(Path("unused"), 1, seed=7201)
