@@ -1,0 +1,568 @@
+"""Image-QC measures of radiographs (DX/CR): range, positioning, centring, noise, sharpness, dose.
+
+Each view (a series of one projection) is measured from the radiograph-anatomy analyser's masks
+and measurements (``models/radiograph``; the exam may carry them already, else the analyser is
+run here) plus classical pixel statistics (noise, edge sharpness, clipping) and the exposure
+header (ExposureIndex / DeviationIndex). The exam's value per dimension is rolled up over its
+views: by default the strictest, because a defect seen on any view of the exam is what the
+generator's truth and an expert reading the exam both report (``rollup: majority`` is the
+alternative in ``qc_rules/image_qc/dx.yaml``).
+
+The ``artifact`` dimension belongs to the artifact measures; reconstruction, window and
+sequences do not apply to projections and are returned as NOT_APPLICABLE with the reason.
+L/R marker findings (IQC-MARKER) go under ``positioning``: a missing or reversed marker is a
+positioning/labelling error in the department's terms, and that is where the generator's truth
+puts them.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from radqc.pipelines.image_qc.types import (
+    ABNORMAL,
+    NORMAL,
+    NOT_APPLICABLE,
+    NOT_ASSESSABLE,
+    VALUE_EN,
+    DimensionResult,
+    Evidence,
+    EvidenceSink,
+    ExamImages,
+    Finding,
+    SeriesImages,
+)
+
+log = logging.getLogger(__name__)
+
+PARAMS_FILE = Path(__file__).resolve().parents[2] / "qc_rules" / "image_qc" / "dx.yaml"
+DIMENSIONS_MEASURED = ("range", "positioning", "centring", "noise", "sharpness", "dose")
+#: severity order within a dimension (the strictest value wins the roll-up)
+SEVERITY: dict[str, tuple[str, ...]] = {
+    "range": ("正常", "过大", "过小"),
+    "positioning": ("标准", "不标准"),
+    "centring": ("正常", "偏左", "偏右", "偏上", "偏下"),
+    "noise": (NORMAL, ABNORMAL),
+    "sharpness": (NORMAL, ABNORMAL),
+    "dose": (NORMAL, ABNORMAL),
+}
+FRONTAL = ("PA", "AP")
+LATERAL = ("LAT", "LL", "RL", "LATERAL")
+
+
+def _bi(zh: str, en: str) -> str:
+    return f"{zh} / {en}"
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _raw_params() -> dict[str, Any]:
+    with open(PARAMS_FILE, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    return data
+
+
+def load_params(standard_code: str | None) -> dict[str, Any]:
+    """The image-QC parameters of one DX scoring standard: the file's defaults merged with the code's
+    entry. An unknown or missing code gets the defaults (region unknown) so that generic checks
+    (exposure, sharpness, marker, centring) still run and only anatomy-specific ones say so."""
+    raw = _raw_params()
+    params = _merge(raw.get("defaults", {}), (raw.get("codes") or {}).get(standard_code or "", {}))
+    params["standard_code"] = standard_code
+    params["known_code"] = bool(standard_code and standard_code in (raw.get("codes") or {}))
+    return params
+
+
+# ---------------------------------------------------------------- analyser
+
+
+@functools.lru_cache(maxsize=1)
+def _analyser() -> Any:
+    """The radiograph-anatomy model, loaded once per process (None when unavailable)."""
+    from radqc.pipelines.anatomy.models import Unavailable
+    from radqc.pipelines.anatomy.run import load_models
+
+    model = load_models("radiograph").get("radiograph_anatomy")
+    return None if model is None or isinstance(model, Unavailable) else model
+
+
+def _analyse(series: SeriesImages, rg: Any, exam: ExamImages, uid: str) -> Any:
+    """The exam's RadiographResult for this view, else the analyser run on the loaded pixels."""
+    have = exam.radiographs.get(uid)
+    if have is not None and getattr(have, "masks", None) is not None:
+        return have
+    model = _analyser()
+    if model is None:
+        return None
+    try:
+        return model.analyse(rg.pixels, rg.spacing_mm, rg.view, rg.body_part, mono1=False)
+    except Exception as exc:  # noqa: BLE001 - one bad view must not stop the exam's QC
+        log.warning("radiograph analyser failed on %s: %s", uid, exc)
+        return None
+
+
+# ---------------------------------------------------------------- pixel measures
+
+
+def _field_box(image: np.ndarray, analysis: Any) -> tuple[int, int, int, int]:
+    """Collimated field (r0, r1, c0, c1): the analyser's field mask, else rows/cols that are not flat."""
+    masks = getattr(analysis, "masks", None) or {}
+    f = masks.get("field")
+    if f is not None and np.asarray(f).any():
+        f = np.asarray(f, bool)
+        rows, cols = np.nonzero(f.any(axis=1))[0], np.nonzero(f.any(axis=0))[0]
+        return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    img = image.astype(np.float32)
+    rs, cs = img.std(axis=1), img.std(axis=0)
+    thr_r, thr_c = 0.2 * float(np.median(rs)), 0.2 * float(np.median(cs))
+    rows, cols = np.nonzero(rs > thr_r)[0], np.nonzero(cs > thr_c)[0]
+    if not len(rows) or not len(cols):
+        return 0, image.shape[0], 0, image.shape[1]
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def pixel_measures(image: np.ndarray, box: tuple[int, int, int, int]) -> dict[str, float]:
+    """Noise, edge sharpness (per axis) and histogram clipping inside the collimated field.
+
+    Values are fractions of the field's signal range (p1..p99), so that they do not depend on
+    the vendor's stored-value scale. Noise: robust SD (MAD) of the difference between a pixel
+    and the mean of its 4 neighbours, scaled to white-noise SD. Sharpness: the mean of the
+    strongest 1% of gradients of a 3x3-smoothed image, per axis (motion blurs one axis only;
+    defocus/blur both)."""
+    r0, r1, c0, c1 = box
+    f = image[r0:r1, c0:c1].astype(np.float32)
+    if f.shape[0] < 8 or f.shape[1] < 8:
+        return {}
+    # trim 4% of the field at each side (collimator penumbra, marker, annotations at the edges)
+    tr, tc = max(1, int(0.04 * f.shape[0])), max(1, int(0.04 * f.shape[1]))
+    f = f[tr:-tr, tc:-tc]
+    lo, hi = np.percentile(f, [1, 99])
+    rng = max(float(hi - lo), 1e-6)
+    lap = f[1:-1, 1:-1] - 0.25 * (f[:-2, 1:-1] + f[2:, 1:-1] + f[1:-1, :-2] + f[1:-1, 2:])
+    med = float(np.median(lap))
+    noise = 1.4826 * float(np.median(np.abs(lap - med))) / np.sqrt(1.25)
+    k = np.ones(3, np.float32) / 3
+    sm = np.apply_along_axis(lambda v: np.convolve(v, k, mode="same"), 0, f)
+    sm = np.apply_along_axis(lambda v: np.convolve(v, k, mode="same"), 1, sm)[2:-2, 2:-2]
+    gy = np.abs(np.diff(sm, axis=0)).ravel()
+    gx = np.abs(np.diff(sm, axis=1)).ravel()
+
+    def top(g: np.ndarray) -> float:
+        if not g.size:
+            return 0.0
+        n = max(1, g.size // 100)
+        return float(np.partition(g, g.size - n)[-n:].mean()) / rng
+
+    full = image[r0:r1, c0:c1]
+    vmin, vmax = float(full.min()), float(full.max())
+    clip = float(((full <= vmin) | (full >= vmax)).mean()) if vmax > vmin else 1.0
+    return {"noise_fraction": round(noise / rng, 5), "edge_x": round(top(gx), 4), "edge_y": round(top(gy), 4),
+            "clip_fraction": round(clip, 5), "signal_range": round(rng, 2)}
+
+
+def _number(ds: Any, keyword: str) -> float | None:
+    try:
+        v = ds.get(keyword) if ds is not None else None
+        return None if v is None or v == "" else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- one view
+
+
+class _View:
+    """What was measured on one view: per-dimension (value, details, findings-to-make)."""
+
+    def __init__(self, uid: str, view: str | None, sop: str | None):
+        self.uid, self.view, self.sop = uid, view, sop
+        self.values: dict[str, str] = {}
+        self.details: dict[str, dict[str, Any]] = {}
+        self.findings: dict[str, list[Finding]] = {}
+        self.reasons: dict[str, str] = {}
+
+    def set(self, dim: str, value: str, details: dict[str, Any] | None = None, reason: str | None = None) -> None:
+        self.values[dim] = value
+        self.details[dim] = details or {}
+        if reason:
+            self.reasons[dim] = reason
+
+    def find(self, dim: str, check_id: str, value: str, zh: str, en: str, ev: Evidence) -> None:
+        self.findings.setdefault(dim, []).append(Finding(check_id, dim, value, 0.0, zh, en, [ev]))
+
+
+def _view_name(series: SeriesImages, rg: Any, analysis: Any) -> str | None:
+    for v in (getattr(rg, "view", None), getattr(analysis, "view", None), getattr(series.label, "view", None),
+              getattr(series.label, "role", None)):
+        if v:
+            s = str(v).upper()
+            return "LAT" if s in LATERAL else s
+    return None
+
+
+def _mask(analysis: Any, name: str) -> np.ndarray | None:
+    m = (getattr(analysis, "masks", None) or {}).get(name)
+    return None if m is None else np.asarray(m, bool)
+
+
+def _structure_box(analysis: Any, names: list[str]) -> tuple[np.ndarray | None, list[float] | None]:
+    """Union mask of the named structures and its box [r0, c0, r1, c1]."""
+    union: np.ndarray | None = None
+    for n in names:
+        m = _mask(analysis, n)
+        if m is not None and m.any():
+            union = m if union is None else (union | m)
+    if union is None:
+        return None, None
+    rows, cols = np.nonzero(union.any(axis=1))[0], np.nonzero(union.any(axis=0))[0]
+    return union, [float(rows[0]), float(cols[0]), float(rows[-1]), float(cols[-1])]
+
+
+ANATOMY_CHANNELS = ("lung_left", "lung_right", "vertebrae_cervical", "vertebrae_thoracic", "vertebrae_lumbar",
+                    "pelvis", "femur", "tibia", "fibula", "patella", "heart")
+
+
+def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> _View:
+    uid = str(getattr(series.header, "series_uid", None) or getattr(series.header, "series_instance_uid", "") or "")
+    try:
+        rg = series.radiograph()
+    except Exception as exc:  # noqa: BLE001 - UnsuitableSeries, decode errors: the view is not assessable
+        v = _View(uid, None, None)
+        why = _bi("图像无法读取或不是单幅投照片", "image cannot be read or is not a single projection") + f" ({exc})"
+        for dim in DIMENSIONS_MEASURED:
+            v.set(dim, NOT_ASSESSABLE, reason=why)
+        return v
+    uid = uid or rg.series_instance_uid
+    image = np.asarray(rg.pixels)
+    analysis = _analyse(series, rg, exam, uid)
+    view = _view_name(series, rg, analysis)
+    v = _View(uid, view, rg.sop_instance_uid)
+    px = float(np.mean(rg.spacing_mm)) if rg.spacing_mm else None
+    meas: dict[str, Any] = dict(getattr(analysis, "measurements", None) or {})
+    box = _field_box(image, analysis)
+    region = params.get("region")
+    chest = region == "chest"
+    ev_image: dict[str, str | None] = {}
+
+    def evidence(name: str, measured: Any, limit: Any, unit: str | None, mark: list[float] | None = None,
+                 **extra: Any) -> Evidence:
+        key = f"{uid}:{name}"
+        if key not in ev_image:
+            try:
+                ev_image[key] = sink.add(image, name=f"dx_{name}_{(uid or 'view')[-12:]}", box=mark)
+            except Exception as exc:  # noqa: BLE001 - evidence storage must never break the QC
+                log.warning("evidence sink failed: %s", exc)
+                ev_image[key] = None
+        return Evidence(series_uid=uid, instance_index=0, sop_instance_uid=rg.sop_instance_uid, measured=measured,
+                        limit=limit, unit=unit, image=ev_image[key], box=mark, extra=dict(extra))
+
+    field_mark = [float(box[0]), float(box[2]), float(box[1] - 1), float(box[3] - 1)]
+    _range(v, analysis, meas, image, box, px, params, chest, evidence, field_mark)
+    _positioning(v, analysis, meas, px, params, chest, evidence)
+    _centring(v, analysis, meas, image, px, params, chest, evidence)
+    _exposure(v, rg.dataset, image, box, params, evidence, field_mark)
+    return v
+
+
+def _range(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, box: tuple[int, int, int, int],
+           px: float | None, params: dict[str, Any], chest: bool, evidence: Any, field_mark: list[float]) -> None:
+    p = params["range"]
+    if analysis is None:
+        v.set("range", NOT_ASSESSABLE, reason=_bi("解剖分析模型不可用", "radiograph anatomy model unavailable"))
+        return
+    missing: list[str] = []
+    details: dict[str, Any] = {"field_px": list(box)}
+    # required structures must be in the field at all
+    for name in p.get("required_structures") or []:
+        m = _mask(analysis, name)
+        if m is None or m.sum() < 10:
+            if chest and v.view == "LAT" and name in ("lung_left", "lung_right"):
+                m2 = _mask(analysis, "lung_left" if name == "lung_right" else "lung_right")
+                if m2 is not None and m2.sum() >= 10:
+                    continue  # one lung shadow is enough on a lateral view
+            missing.append(name)
+    if chest:
+        cp = meas.get("costophrenic_angle_in_field") or {}
+        for side, ok in cp.items():
+            if ok is False:
+                missing.append(f"costophrenic_angle_{side}")
+        if meas.get("apex_in_field") is False:
+            missing.append("lung_apex")
+    details["missing"] = missing
+    # too wide: margins between the anatomy and the field, or the field reaching the image edges
+    nr, nc = image.shape[:2]
+    tol = int(p.get("edge_tolerance_px", 1))
+    edges = {"top": box[0] <= tol, "bottom": box[1] >= nr - tol, "left": box[2] <= tol, "right": box[3] >= nc - tol}
+    details["field_at_image_edges"] = [k for k, b in edges.items() if b]
+    wide = False
+    if chest:
+        _, lb = _structure_box(analysis, ["lung_left", "lung_right"])
+        if lb is not None and px:
+            margins = {"top": (lb[0] - box[0]) * px, "bottom": (box[1] - 1 - lb[2]) * px,
+                       "left": (lb[1] - box[2]) * px, "right": (box[3] - 1 - lb[3]) * px}
+            details["collimation_margin_mm"] = {k: round(float(m), 1) for k, m in margins.items()}
+            lateral = [margins["left"], margins["right"]]
+            details["mean_margin_mm"] = round(float(np.mean(list(margins.values()))), 1)
+            wide = float(np.mean(lateral)) > float(p["wide_margin_mm"]) and not missing
+    else:
+        wide = len(details["field_at_image_edges"]) >= int(p.get("wide_edges", 4)) and not missing
+    if missing:
+        names = ", ".join(missing)
+        v.set("range", "过小", details)
+        v.find("range", "IQC-RANGE", "过小", f"投照范围过小，未包全：{names}", f"field too small: {names} not included",
+               evidence("range", missing, p.get("required_structures"), None, field_mark))
+    elif wide:
+        v.set("range", "过大", details)
+        lim = p["wide_margin_mm"] if chest else f"{p.get('wide_edges', 4)} edges"
+        meas_v = details.get("collimation_margin_mm") if chest else details["field_at_image_edges"]
+        v.find("range", "IQC-RANGE", "过大", "照射野过大，远超出所需解剖范围（未充分缩光）",
+               "collimation far beyond the required anatomy", evidence("range", meas_v, lim, "mm" if chest else None,
+                                                                       field_mark))
+    else:
+        v.set("range", "正常", details)
+
+
+def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None, params: dict[str, Any], chest: bool,
+                 evidence: Any) -> None:
+    p = params["positioning"]
+    if analysis is None:
+        v.set("positioning", NOT_ASSESSABLE, reason=_bi("解剖分析模型不可用", "radiograph anatomy model unavailable"))
+        return
+    details: dict[str, Any] = {}
+    problems = 0
+    if chest and v.view in FRONTAL:
+        rot = meas.get("rotation_offset_mm")
+        details["rotation_offset_mm"] = rot
+        if rot is not None and abs(float(rot)) > float(p["rotation_mm"]):
+            problems += 1
+            v.find("positioning", "IQC-POSITION", "不标准",
+                   f"体位旋转：棘突偏离两侧锁骨内侧端中点 {abs(float(rot)):.0f} mm（限值 {p['rotation_mm']} mm）",
+                   f"patient rotated: spinous processes {abs(float(rot)):.0f} mm off the midpoint of the medial "
+                   f"clavicle ends (limit {p['rotation_mm']} mm)",
+                   evidence("rotation", round(float(rot), 1), p["rotation_mm"], "mm"))
+        sc = meas.get("scapula_in_lung_fraction") or {}
+        details["scapula_in_lung_fraction"] = sc
+        over = {s: f for s, f in sc.items() if f is not None and float(f) > float(p["scapula_in_lung_fraction"])}
+        if over:
+            problems += 1
+            _, sb = _structure_box(analysis, [f"scapula_{s}" for s in over])
+            sides_zh = "、".join({"left": "左", "right": "右"}[s] for s in over)
+            v.find("positioning", "IQC-POSITION", "不标准",
+                   f"{sides_zh}肩胛骨未拉出肺野（重叠 {max(over.values()):.0%}，限值 {p['scapula_in_lung_fraction']:.0%}）",
+                   f"scapula ({', '.join(over)}) projected over the lung field ({max(over.values()):.0%} of it, "
+                   f"limit {p['scapula_in_lung_fraction']:.0%})",
+                   evidence("scapula", over, p["scapula_in_lung_fraction"], "fraction", sb))
+        ribs = meas.get("posterior_ribs_above_right_dome")
+        details["posterior_ribs_above_right_dome"] = ribs
+        if ribs is not None and int(ribs) < int(p["min_posterior_ribs"]):
+            problems += 1
+            v.find("positioning", "IQC-POSITION", "不标准",
+                   f"吸气不足：右膈顶上方仅见 {ribs} 根后肋（应 ≥ {p['min_posterior_ribs']}）",
+                   f"shallow inspiration: {ribs} posterior ribs above the right hemidiaphragm "
+                   f"(should be >= {p['min_posterior_ribs']})",
+                   evidence("inspiration", ribs, p["min_posterior_ribs"], "ribs"))
+    if p.get("check_marker", True):
+        mk = meas.get("marker")
+        details["marker"] = {k: mk.get(k) for k in ("present", "text", "side_of_image", "over_lung")} if mk else None
+        if isinstance(mk, dict) and mk.get("present") is False:
+            problems += 1
+            v.find("positioning", "IQC-MARKER", "不标准", "未见左右（L/R）铅字标记", "no left/right (L/R) lead marker",
+                   evidence("marker", "absent", "present", None))
+        elif isinstance(mk, dict) and v.view in FRONTAL and mk.get("text") in ("L", "R"):
+            # PA/AP: the patient's left is on the image right
+            expected = "L" if mk.get("side_of_image") == "right" else "R"
+            if mk["text"] != expected:
+                problems += 1
+                b = mk.get("box")
+                mark = [float(b[0]), float(b[2]), float(b[1]), float(b[3])] if b and len(b) == 4 else None
+                v.find("positioning", "IQC-MARKER", "不标准",
+                       f"左右标记错误：图像{'右' if mk.get('side_of_image') == 'right' else '左'}侧标记为“{mk['text']}”，应为“{expected}”",
+                       f"L/R marker wrong: '{mk['text']}' on the image {mk.get('side_of_image')} side, expected '{expected}'",
+                       evidence("marker", mk["text"], expected, None, mark))
+    details["checks"] = ("rotation, scapulae, inspiration, marker" if chest and v.view in FRONTAL else "marker")
+    v.set("positioning", "不标准" if problems else "标准", details)
+
+
+def _centring(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, px: float | None,
+              params: dict[str, Any], chest: bool, evidence: Any) -> None:
+    """Anatomy centroid vs detector centre. The central ray moved one way shows the anatomy moved
+    the other way in the image, so an anatomy offset to the image right reads 偏左 (ray to the left)."""
+    p = params["centring"]
+    if analysis is None:
+        v.set("centring", NOT_ASSESSABLE, reason=_bi("解剖分析模型不可用", "radiograph anatomy model unavailable"))
+        return
+    names = ["lung_left", "lung_right"] if chest else [n for n in ANATOMY_CHANNELS if n not in ("heart",)]
+    union, bb = _structure_box(analysis, names)
+    if union is None or union.sum() < 20:
+        v.set("centring", NOT_ASSESSABLE, reason=_bi("未找到用于定位的解剖结构", "no anatomy found to measure centring on"))
+        return
+    ys, xs = np.nonzero(union)
+    nr, nc = image.shape[:2]
+    dy, dx = float(ys.mean() - (nr - 1) / 2), float(xs.mean() - (nc - 1) / 2)
+    scale = px or 1.0
+    off = {"x": round(dx * scale, 1), "y": round(dy * scale, 1)}
+    frac = {"x": round(dx / nc, 3), "y": round(dy / nr, 3)}
+    details: dict[str, Any] = {"anatomy_offset_mm" if px else "anatomy_offset_px": off, "offset_fraction": frac,
+                               "measured_on": names if chest else "bone/organ masks"}
+    lim_mm, lim_f = float(p["offset_mm"]), float(p["offset_fraction"])
+
+    def over(d_px: float, n: int) -> bool:
+        return (px is not None and abs(d_px * px) > lim_mm) and abs(d_px / n) > lim_f * 0.5 or abs(d_px / n) > lim_f
+
+    cand = []
+    if over(dx, nc):
+        cand.append((abs(dx * scale), "偏左" if dx > 0 else "偏右", off["x"]))
+    if over(dy, nr):
+        cand.append((abs(dy * scale), "偏上" if dy > 0 else "偏下", off["y"]))
+    if not cand:
+        details["offset_mm"] = round(float(np.hypot(dx, dy) * scale), 1) if px else None
+        v.set("centring", "正常", details)
+        return
+    mag, value, signed = max(cand)
+    details["offset_mm"] = round(mag, 1) if px else None
+    details["direction"] = value
+    v.set("centring", value, details)
+    v.find("centring", "IQC-CENTRING", value,
+           f"中心线{value[1:]}偏：解剖中心偏离探测器中心 {mag:.0f} {'mm' if px else 'px'}",
+           f"central ray off-centre ({VALUE_EN[value].replace('off-centre ', '')}): anatomy centroid {mag:.0f} "
+           f"{'mm' if px else 'px'} from the detector centre", evidence("centring", signed, lim_mm, "mm" if px else "px", bb))
+
+
+def _exposure(v: _View, ds: Any, image: np.ndarray, box: tuple[int, int, int, int], params: dict[str, Any],
+              evidence: Any, field_mark: list[float]) -> None:
+    pn, ps, pd = params["noise"], params["sharpness"], params["dose"]
+    pm = pixel_measures(image, box)
+    ei, di = _number(ds, "ExposureIndex"), _number(ds, "DeviationIndex")
+    tei = _number(ds, "TargetExposureIndex")
+    if di is None and ei and tei:
+        di = round(10 * float(np.log10(ei / tei)), 2)
+    # ---- noise
+    nd: dict[str, Any] = {"exposure_index": ei, "target_exposure_index": tei, "deviation_index": di, **pm}
+    reasons = []
+    if di is not None and di < float(pn["deviation_index_low"]):
+        reasons.append(("偏差指数 DI", "deviation index DI", di, pn["deviation_index_low"], ""))
+    elif di is None and pm and pm["noise_fraction"] > float(pn["noise_fraction_high"]):
+        reasons.append(("量子噪声（相对）", "quantum noise (relative)", pm["noise_fraction"], pn["noise_fraction_high"], ""))
+    if pm and pm["clip_fraction"] > float(pn["clip_fraction_high"]):
+        reasons.append(("直方图截断比例", "clipped histogram fraction", pm["clip_fraction"], pn["clip_fraction_high"], ""))
+    if not pm and di is None:
+        v.set("noise", NOT_ASSESSABLE, nd, _bi("照射野过小且无曝光指数", "field too small and no exposure index"))
+    elif reasons:
+        v.set("noise", ABNORMAL, nd)
+        for zh, en, val, lim, _ in reasons:
+            v.find("noise", "IQC-EXPOSURE", ABNORMAL, f"曝光不当/噪声过大：{zh} {val}（限值 {lim}）",
+                   f"exposure/noise out of range: {en} {val} (limit {lim})", evidence("noise", val, lim, None, field_mark))
+    else:
+        v.set("noise", NORMAL, nd)
+    # ---- sharpness: the sharper axis decides (motion blurs one axis; that is the artifact measure's)
+    if not pm:
+        v.set("sharpness", NOT_ASSESSABLE, reason=_bi("照射野过小", "field too small to measure"))
+    else:
+        edge = max(pm["edge_x"], pm["edge_y"])
+        sd = {"edge_sharpness": edge, "edge_x": pm["edge_x"], "edge_y": pm["edge_y"],
+              "limit": ps["min_edge_sharpness"], "motion_anisotropy": round(pm["edge_x"] / max(pm["edge_y"], 1e-6), 3)}
+        if edge < float(ps["min_edge_sharpness"]):
+            v.set("sharpness", ABNORMAL, sd)
+            v.find("sharpness", "IQC-SHARPNESS", ABNORMAL, f"图像模糊：边缘锐利度 {edge:.3f}（限值 {ps['min_edge_sharpness']}）",
+                   f"image blurred: edge sharpness {edge:.3f} (limit {ps['min_edge_sharpness']})",
+                   evidence("sharpness", edge, ps["min_edge_sharpness"], None, field_mark))
+        else:
+            v.set("sharpness", NORMAL, sd)
+    # ---- dose
+    dd = {"exposure_index": ei, "target_exposure_index": tei, "deviation_index": di}
+    if ei is None and di is None:
+        if pd.get("require_exposure_index", True):
+            v.set("dose", ABNORMAL, dd)
+            v.find("dose", "IQC-EXPOSURE", ABNORMAL, "未记录曝光指数（EI/DI），无法核对剂量",
+                   "exposure index (EI/DI) not recorded: dose cannot be checked", evidence("dose", None, "recorded", None))
+        else:
+            v.set("dose", NOT_ASSESSABLE, dd, _bi("未记录曝光指数", "exposure index not recorded"))
+    elif di is not None and di > float(pd["deviation_index_high"]):
+        v.set("dose", ABNORMAL, dd)
+        v.find("dose", "IQC-EXPOSURE", ABNORMAL, f"曝光过度：偏差指数 DI {di}（限值 {pd['deviation_index_high']}）",
+               f"over-exposed: deviation index DI {di} (limit {pd['deviation_index_high']})",
+               evidence("dose", di, pd["deviation_index_high"], None))
+    else:
+        v.set("dose", NORMAL, dd)
+
+
+# ---------------------------------------------------------------- roll-up
+
+
+def _rollup(dim: str, views: list[_View], params: dict[str, Any]) -> DimensionResult:
+    assessed = [x for x in views if x.values.get(dim) not in (None, NOT_ASSESSABLE, NOT_APPLICABLE)]
+    per_view = [{"series_uid": x.uid, "view": x.view, "value": x.values.get(dim), **x.details.get(dim, {})}
+                for x in views]
+    if not assessed:
+        reason = next((x.reasons[dim] for x in views if dim in x.reasons),
+                      _bi("没有可评估的投照片", "no assessable radiograph"))
+        return DimensionResult(NOT_ASSESSABLE, {"views": per_view}, reason)
+    order = SEVERITY[dim]
+    vals = [x.values[dim] for x in assessed]
+    if params.get("rollup") == "majority":
+        counts = Counter(vals)
+        value = max(counts, key=lambda k: (counts[k], order.index(k)))
+    else:
+        value = max(vals, key=order.index)
+    findings = [f for x in assessed if x.values[dim] == value for f in x.findings.get(dim, [])]
+    if value == order[0]:
+        findings = []
+    details: dict[str, Any] = {"views": per_view, "rollup": params.get("rollup", "strictest")}
+    if dim == "centring":
+        src = next((x for x in assessed if x.values[dim] == value), assessed[0])
+        details["offset_mm"] = src.details.get(dim, {}).get("offset_mm")
+        details["offset_fraction"] = src.details.get(dim, {}).get("offset_fraction")
+    if dim == "range":
+        details["missing"] = sorted({m for x in assessed for m in x.details.get(dim, {}).get("missing", [])})
+    return DimensionResult(value, details, None, findings)
+
+
+def measure_radiograph(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> dict[str, DimensionResult]:
+    """Range, positioning (with the L/R marker), centring, noise, sharpness and dose of a DX/CR exam.
+
+    ``params`` come from :func:`load_params` (the exam's standard code). Every view of one image
+    is measured; the exam's value per dimension is the strictest over its views (or the majority,
+    per ``params['rollup']``). Findings carry points 0 (the roll-up over the scoring standard
+    fills them). ``artifact`` is not returned here (the artifact measures own it); the dimensions
+    that do not apply to projections are NOT_APPLICABLE with the reason."""
+    out: dict[str, DimensionResult] = {}
+    views = []
+    for s in exam.series:
+        modality = str(getattr(s.header, "modality", "") or exam.modality or "").upper()
+        if modality and modality not in ("DX", "CR", "DR", "RF", "MG"):
+            continue
+        views.append(_measure_view(s, exam, params, sink))
+    if not views:
+        why = _bi("检查中没有可用的X线投照片", "the exam has no usable radiograph")
+        for dim in DIMENSIONS_MEASURED:
+            out[dim] = DimensionResult(NOT_ASSESSABLE, {}, why)
+    else:
+        for dim in DIMENSIONS_MEASURED:
+            out[dim] = _rollup(dim, views, params)
+    if not params.get("known_code"):
+        for dim in ("range",):
+            if out[dim].value != NOT_ASSESSABLE:
+                out[dim].details["note"] = _bi("检查项目未知，仅按通用解剖结构评估",
+                                               "exam item unknown: generic anatomy checks only")
+    for dim, (zh, en) in {"reconstruction": ("X线投照片无重建参数", "radiographs have no reconstruction parameters"),
+                          "window": ("X线投照片无窗宽窗位预设要求", "radiographs have no window presets to check"),
+                          "sequences": ("仅适用于MR检查", "applies to MR only")}.items():
+        out[dim] = DimensionResult(NOT_APPLICABLE, {}, _bi(zh, en))
+    return out
