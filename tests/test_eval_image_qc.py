@@ -6,6 +6,7 @@ errors), so these tests check the scoring itself and do not depend on the measur
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def test_truth_case_maps_values_and_grade() -> None:
     assert ev.truth_case({"exam_key": "X"}) is None
 
 
-def _scored(cases: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> EvalReport:
+def _scored(cases: Sequence[tuple[dict[str, Any], dict[str, Any] | None]]) -> EvalReport:
     scored = []
     for truth, result in cases:
         case = ev.truth_case(truth)

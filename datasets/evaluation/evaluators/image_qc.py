@@ -230,7 +230,7 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
             report.counts["failed_exams"] = report.counts.get("failed_exams", 0) + 1
             report.fail(exam=case.exam_key, error=s.error or "no result")
         result = s.result or {}
-        mismatches = {}
+        mismatches: dict[str, dict[str, Any]] = {}
         for dim, truth in case.dimensions.items():
             pred = predicted_value(result, dim) if s.result is not None else FAILED
             truth_by_dim.setdefault(dim, []).append(truth)
