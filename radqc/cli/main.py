@@ -60,7 +60,7 @@ def _register() -> None:
         module.register(app)
     import importlib
 
-    for name in ("cmd_series", "cmd_items", "cmd_exams"):  # standard series / items / exam search (#6)
+    for name in ("cmd_series", "cmd_items", "cmd_exams", "cmd_qc"):  # standard series / items / exam search (#6), image QC (#7)
         importlib.import_module(f"radqc.cli.{name}").register(app)
 
 
