@@ -1,0 +1,623 @@
+"""CT image-QC measures: range, centring, noise, sharpness, reconstruction, window, dose.
+
+Every dimension is *measured* (landmarks from the body-region scorer, body contour centroid,
+HU statistics, header facts) and compared with the item's limits in ``qc_rules/image_qc/ct.yaml``.
+``artifact`` belongs to the artifact detector (not returned here); ``positioning`` and
+``sequences`` do not apply to CT here. A dimension without a suitable series reads
+无法评估 with a reason code; nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+from radqc.pipelines.image_qc.measure_common import (
+    add_picture,
+    body_mask,
+    edge_index,
+    finding,
+    header_of,
+    is_original_axial,
+    label_of,
+    load_params,
+    local_sd,
+    not_applicable,
+    not_assessable,
+    pick_slices,
+    series_uid,
+)
+from radqc.pipelines.image_qc.types import (
+    ABNORMAL,
+    NORMAL,
+    DimensionResult,
+    Evidence,
+    EvidenceSink,
+    ExamImages,
+    SeriesImages,
+)
+
+__all__ = ["measure_ct", "load_params"]
+
+log = logging.getLogger(__name__)
+
+_SCORER: Any = None
+
+
+def _scorer() -> Any:
+    """The body-region scorer (loaded once per process; None when unavailable)."""
+    global _SCORER
+    if _SCORER is None:
+        from radqc.pipelines.anatomy.models import Unavailable, resolve_slot
+
+        model = resolve_slot("body_region")
+        _SCORER = False if isinstance(model, Unavailable) else model
+    return _SCORER or None
+
+
+class _Stack:
+    """One axial series loaded once: HU array (z, row, col), z per slice, spacing."""
+
+    def __init__(self, series: SeriesImages) -> None:
+        import SimpleITK as sitk
+
+        self.series = series
+        self.uid = series_uid(series)
+        self.volume = series.volume()
+        self.image = self.volume.image
+        self.hu = sitk.GetArrayViewFromImage(self.image)
+        self.z = np.asarray(self.volume.z_mm, dtype=float)
+        sx, sy, _ = self.image.GetSpacing()
+        self.spacing = (float(sy), float(sx))  # (row, col) mm
+        self.thickness = float(header_of(series, "slice_thickness") or self.volume.slice_spacing_mm)
+
+
+def _thickness(s: SeriesImages) -> float:
+    return float(header_of(s, "slice_thickness") or 0.0)
+
+
+def _axial(exam: ExamImages) -> list[SeriesImages]:
+    return [s for s in exam.series if is_original_axial(s) and (header_of(s, "modality") or "CT") == "CT"]
+
+
+def _load(series: SeriesImages, cache: dict[str, Any]) -> _Stack | Exception:
+    uid = series_uid(series) or str(id(series))
+    if uid not in cache:
+        try:
+            cache[uid] = _Stack(series)
+        except Exception as exc:  # noqa: BLE001 - UnsuitableSeries or undecodable: a reason, not a crash
+            cache[uid] = exc
+    out: _Stack | Exception = cache[uid]
+    return out
+
+
+def _first_stack(candidates: list[SeriesImages], cache: dict[str, Any]) -> _Stack | Exception:
+    """The first candidate that loads as a volume (thickest first); else the first error."""
+    first_error: Exception | None = None
+    for s in sorted(candidates, key=lambda s: -_thickness(s)):
+        stack = _load(s, cache)
+        if not isinstance(stack, Exception):
+            return stack
+        first_error = first_error or stack
+    return first_error or ValueError("no_series")
+
+
+def _reason_code(exc: Exception) -> str:
+    return str(getattr(exc, "reason_code", None) or type(exc).__name__)
+
+
+def _acquisitions(axial: list[SeriesImages]) -> list[list[SeriesImages]]:
+    """One series per acquisition (overlapping z-ranges grouped; the thickest series of a group: fewest slices)."""
+    groups: list[list[SeriesImages]] = []
+    for s in sorted(axial, key=lambda s: -_thickness(s)):
+        lo, hi = header_of(s, "z_min"), header_of(s, "z_max")
+        placed = False
+        for g in groups:
+            glo, ghi = header_of(g[0], "z_min"), header_of(g[0], "z_max")
+            if None in (lo, hi, glo, ghi):
+                continue
+            overlap = min(hi, ghi) - max(lo, glo)
+            if overlap > 0.5 * min(hi - lo, ghi - glo):
+                g.append(s)
+                placed = True
+                break
+        if not placed:
+            groups.append([s])
+    return groups
+
+
+# ---------------------------------------------------------------- range
+
+
+def _required_span(exam: ExamImages, params: dict[str, Any]) -> tuple[str, str] | None:
+    """Top and bottom landmarks the exam must cover: its items' parts (outermost of several)."""
+    parts = params.get("parts") or {}
+    scores = params.get("landmark_scores") or {}
+    spans = []
+    for code in exam.item_codes or []:
+        bits = str(code).split(".")
+        if len(bits) >= 2 and bits[1] in parts:
+            spans.append(parts[bits[1]])
+    if not spans and params.get("_standard_code"):
+        std_part = {"CT-HEAD-PLAIN": "HEAD", "CT-SINUS": "SINUS", "CT-NECK": "NECK", "CT-CHEST-PLAIN": "CHEST",
+                    "CT-CHEST-LOWDOSE": "CHEST", "CT-UABD": "UABD", "CT-ABD-PELVIS": None,
+                    "CT-CORONARY-CTA": "CORONARY", "CT-HEADNECK-CTA": "HEADNECK", "CT-PULMONARY-CTA": "PULMA"}
+        code = params["_standard_code"]
+        if code == "CT-ABD-PELVIS":
+            spans.append(["diaphragm_dome", "pubic_symphysis"])
+        elif std_part.get(code):
+            spans.append(parts[std_part[code]])
+    if not spans:
+        return None
+    top = min((s[0] for s in spans), key=lambda n: scores.get(n, 0.0))
+    bottom = max((s[1] for s in spans), key=lambda n: scores.get(n, 0.0))
+    return str(top), str(bottom)
+
+
+def _score_fit(stack: _Stack, scorer: Any) -> tuple[float, float, list[float]] | None:
+    """Linear fit score = a + b * z over the slices with body (b < 0: feet are lower z)."""
+    result = scorer.score(stack.image)
+    scores = np.asarray(result.scores, dtype=float)
+    z = np.asarray(result.z_mm if len(result.z_mm) == len(scores) else stack.z, dtype=float)
+    ok = np.isfinite(scores)
+    if ok.sum() < 2 or np.ptp(z[ok]) <= 0:
+        return None
+    b, a = np.polyfit(z[ok], scores[ok], 1)
+    if b >= 0:  # scores must grow toward the feet; a flat/inverted fit is no position
+        return None
+    return float(a), float(b), scores.tolist()
+
+
+def _landmark_name(params: dict[str, Any], name: str) -> tuple[str, str]:
+    zh = (params.get("landmark_zh") or {}).get(name, name)
+    en = (params.get("landmark_en") or {}).get(name, name.replace("_", " "))
+    return str(zh), str(en)
+
+
+def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
+    p = params.get("range") or {}
+    span = _required_span(exam, params)
+    if span is None:
+        return not_assessable("unknown_item_range", "检查项目未知，无法确定应扫描范围", "exam item unknown: required range not known")
+    scorer = _scorer()
+    if scorer is None:
+        return not_assessable("no_body_region_model", "体部定位模型不可用", "body-region model unavailable")
+    axial = _acquisitions(_axial(exam))
+    if not axial:
+        return not_assessable("no_axial_series", "无可用的轴位原始序列", "no axial original series")
+    scores_std = params.get("landmark_scores") or {}
+    top, bottom = span
+    s_top, s_bottom = float(scores_std[top]), float(scores_std[bottom])
+    # covered score ranges (per acquisition) and a mm-per-unit slope for each
+    covered: list[tuple[float, float, float, _Stack]] = []
+    errors: list[str] = []
+    for group in axial:
+        stack = _first_stack(group, cache)
+        if isinstance(stack, Exception):
+            errors.append(_reason_code(stack))
+            continue
+        try:
+            fit = _score_fit(stack, scorer)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(type(exc).__name__)
+            continue
+        if fit is None:
+            errors.append("no_position_fit")
+            continue
+        a, b, _ = fit
+        z_hi, z_lo = float(stack.z.max()), float(stack.z.min())
+        covered.append((a + b * z_hi, a + b * z_lo, -1.0 / b, stack))
+    if not covered:
+        return not_assessable(errors[0] if errors else "no_axial_series", "轴位序列无法分析", "axial series could not be analysed",
+                              errors=errors)
+    first = min(covered, key=lambda c: c[0])
+    last = max(covered, key=lambda c: c[1])
+    tol = float(p.get("missing_tolerance_mm", 8.0))
+    over = float(p.get("max_overscan_mm", 40.0))
+    # mm beyond (positive) or short of (negative) each required end
+    top_margin = (s_top - first[0]) * first[2]  # > 0: scan starts above the top landmark
+    bottom_margin = (last[1] - s_bottom) * last[2]  # > 0: scan ends below the bottom landmark
+    # a required landmark inside the exam's span but in a gap between acquisitions is missing too
+    gaps = []
+    for name, score in scores_std.items():
+        if s_top < score < s_bottom and not any(lo - 0.5 <= score <= hi + 0.5 for lo, hi, _, _ in covered):
+            if covered and min(c[0] for c in covered) < score < max(c[1] for c in covered):
+                gaps.append(name)
+    details: dict[str, Any] = {"required": [top, bottom], "top_margin_mm": round(top_margin, 1),
+                               "bottom_margin_mm": round(bottom_margin, 1), "max_overscan_mm": over,
+                               "tolerance_mm": tol}
+    findings = []
+    missing: list[tuple[str, float, str]] = []
+    if top_margin < -tol:
+        missing.append((top, -top_margin, "top"))
+    if bottom_margin < -tol:
+        missing.append((bottom, -bottom_margin, "bottom"))
+    for name in gaps:
+        missing.append((name, 0.0, "gap"))
+    if missing:
+        details["missing"] = [m[0] for m in missing]
+        for name, mm, end in missing:
+            stack = first[3] if end == "top" else last[3]
+            idx = int(np.argmax(stack.z)) if end == "top" else int(np.argmin(stack.z))
+            pic = add_picture(sink, stack.hu[idx], f"range_{name}", window=(40.0, 400.0))
+            zh, en = _landmark_name(params, name)
+            findings.append(finding(
+                "IQC-RANGE", "range", "过小",
+                f"扫描范围过小：未包括{zh}（缺少约 {mm:.0f} mm）",
+                f"scan range too small: {en} not covered (about {mm:.0f} mm missing)",
+                [Evidence(series_uid=stack.uid, instance_index=idx, measured=round(-mm, 1), limit=-tol, unit="mm", image=pic,
+                          extra={"landmark": name, "end": end})]))
+        return DimensionResult("过小", details, findings=findings)
+    excess = [(top, top_margin, "top"), (bottom, bottom_margin, "bottom")]
+    excess = [e for e in excess if e[1] > over]
+    if excess:
+        details["excess"] = [{"beyond": n, "mm": round(mm, 1), "end": end} for n, mm, end in excess]
+        for name, mm, end in excess:
+            stack = first[3] if end == "top" else last[3]
+            idx = int(np.argmax(stack.z)) if end == "top" else int(np.argmin(stack.z))
+            pic = add_picture(sink, stack.hu[idx], f"range_excess_{end}", window=(40.0, 400.0))
+            zh, en = _landmark_name(params, name)
+            side_zh, side_en = ("上方", "above") if end == "top" else ("下方", "below")
+            findings.append(finding(
+                "IQC-RANGE", "range", "过大",
+                f"扫描范围过大：{zh}{side_zh}多扫约 {mm:.0f} mm（允许 {over:.0f} mm）",
+                f"scan range too large: about {mm:.0f} mm scanned {side_en} the {en} (allowed {over:.0f} mm)",
+                [Evidence(series_uid=stack.uid, instance_index=idx, measured=round(mm, 1), limit=over, unit="mm", image=pic,
+                          extra={"landmark": name, "end": end})]))
+        return DimensionResult("过大", details, findings=findings)
+    return DimensionResult("正常", details)
+
+
+# ---------------------------------------------------------------- centring
+
+
+def _centring(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
+    p = params.get("centring") or {}
+    axial = _axial(exam)
+    if not axial:
+        return not_assessable("no_axial_series", "无可用的轴位原始序列", "no axial original series")
+    stack = _first_stack(axial, cache)
+    if isinstance(stack, Exception):
+        return not_assessable(_reason_code(stack), "轴位序列无法读取", f"axial series unusable: {stack}")
+    rows, cols = stack.hu.shape[1:]
+    centre = ((rows - 1) / 2.0, (cols - 1) / 2.0)
+    offsets = []
+    best: tuple[float, int, np.ndarray, tuple[float, float]] | None = None
+    for i in pick_slices(stack.hu.shape[0], 12):
+        mask = body_mask(np.asarray(stack.hu[i]), float(p.get("body_hu", -500)))
+        if mask.sum() < 0.01 * mask.size:
+            continue
+        r, c = np.nonzero(mask)
+        cy, cx = float(r.mean()), float(c.mean())
+        dy, dx = (cy - centre[0]) * stack.spacing[0], (cx - centre[1]) * stack.spacing[1]
+        offsets.append((dy, dx))
+        if best is None or math.hypot(dy, dx) > best[0]:
+            best = (math.hypot(dy, dx), i, mask, (cy, cx))
+    if not offsets:
+        return not_assessable("no_body", "未检出体部轮廓", "no body contour found")
+    dy = float(np.median([o[0] for o in offsets]))
+    dx = float(np.median([o[1] for o in offsets]))
+    width_mm = cols * stack.spacing[1]
+    limit = float(p.get("limit_mm", 18.0))
+    large = float(p.get("large_fraction", 0.15))
+    offset = math.hypot(dy, dx)
+    fraction = offset / width_mm if width_mm else 0.0
+    details = {"offset_mm": round(offset, 1), "offset_x_mm": round(dx, 1), "offset_y_mm": round(dy, 1),
+               "fraction": round(fraction, 4), "limit_mm": limit, "large_fraction": large,
+               "large": fraction >= large, "series_uid": stack.uid}
+    if offset <= limit and fraction < large:
+        return DimensionResult("正常", details)
+    if abs(dy) >= abs(dx):
+        value, zh_dir, en_dir, along = ("偏上", "偏上", "up (anterior)", dy) if dy < 0 else ("偏下", "偏下", "down (posterior)", dy)
+    else:
+        value, zh_dir, en_dir, along = ("偏左", "偏左", "left (image left)", dx) if dx < 0 else ("偏右", "偏右", "right (image right)", dx)
+    assert best is not None
+    _, idx, mask, (cy, cx) = best
+    box = [cy - 3, cx - 3, cy + 3, cx + 3]
+    pic = add_picture(sink, np.asarray(stack.hu[idx]), "centring", box=box, window=(40.0, 400.0), mask=mask)
+    f = finding("IQC-CENTRING", "centring", value,
+                f"摆位偏离中心：体部中心{zh_dir}约 {abs(along):.0f} mm（视野的 {fraction:.0%}，限值 {limit:.0f} mm）",
+                f"patient off-centre: body centre {en_dir} by about {abs(along):.0f} mm ({fraction:.0%} of the field, limit {limit:.0f} mm)",
+                [Evidence(series_uid=stack.uid, instance_index=idx, measured=round(offset, 1), limit=limit, unit="mm", image=pic,
+                          box=box, extra={"image_centre": list(centre), "body_centroid": [round(cy, 1), round(cx, 1)],
+                                          "fraction": round(fraction, 4)})])
+    details["direction"] = value
+    return DimensionResult(value, details, findings=[f])
+
+
+# ---------------------------------------------------------------- noise / sharpness
+
+
+def _soft_series(exam: ExamImages) -> list[SeriesImages]:
+    axial = _axial(exam)
+    return [s for s in axial if label_of(s, "kernel_class") in ("soft", "head")]
+
+
+def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
+    p = params.get("noise") or {}
+    soft = _soft_series(exam)
+    if not soft:
+        return not_assessable("no_soft_series", "无软组织/脑组织算法轴位序列", "no soft-tissue / brain kernel axial series")
+    stack = _first_stack(soft, cache)
+    if isinstance(stack, Exception):
+        return not_assessable(_reason_code(stack), "序列无法读取", f"series unusable: {stack}")
+    kernel = str(label_of(stack.series, "kernel_class") or "soft")
+    lo, hi = (0.0, 80.0) if kernel == "head" else (-150.0, 150.0)
+    sds: list[float] = []
+    best: tuple[float, int] | None = None
+    for i in pick_slices(stack.hu.shape[0], 8):
+        img = np.asarray(stack.hu[i], dtype=float)
+        mask = body_mask(img)
+        from scipy import ndimage
+
+        inner = ndimage.binary_erosion(mask, iterations=3)
+        mean, sd = local_sd(img, 5)
+        sel = inner & (mean > lo) & (mean < hi)
+        if sel.sum() < 50:
+            continue
+        value = float(np.percentile(sd[sel], 25))
+        sds.append(value)
+        if best is None or value > best[0]:
+            best = (value, i)
+    if not sds:
+        return not_assessable("no_soft_tissue", "未找到均匀软组织区域", "no homogeneous soft tissue found")
+    measured = float(np.median(sds))
+    ref = float(p.get("reference_thickness_mm", 5.0))
+    thickness = stack.thickness or ref
+    limit = float((p.get("sd_limit_hu") or {}).get(kernel, 16.0)) * math.sqrt(ref / max(thickness, 0.3))
+    details = {"sd_hu": round(measured, 2), "limit_hu": round(limit, 2), "kernel_class": kernel,
+               "slice_thickness_mm": thickness, "series_uid": stack.uid}
+    if measured <= limit:
+        return DimensionResult(NORMAL, details)
+    assert best is not None
+    pic = add_picture(sink, np.asarray(stack.hu[best[1]]), "noise", window=(40.0, 400.0))
+    f = finding("IQC-NOISE", "noise", ABNORMAL,
+                f"图像噪声过大：软组织噪声 SD 约 {measured:.1f} HU（限值 {limit:.1f} HU）",
+                f"image noise too high: soft-tissue SD about {measured:.1f} HU (limit {limit:.1f} HU)",
+                [Evidence(series_uid=stack.uid, instance_index=best[1], measured=round(measured, 2), limit=round(limit, 2),
+                          unit="HU", image=pic)])
+    return DimensionResult(ABNORMAL, details, findings=[f])
+
+
+def _sharpness(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
+    p = params.get("sharpness") or {}
+    soft = _soft_series(exam) or _axial(exam)
+    if not soft:
+        return not_assessable("no_axial_series", "无可用的轴位原始序列", "no axial original series")
+    stack = _first_stack(soft, cache)
+    if isinstance(stack, Exception):
+        return not_assessable(_reason_code(stack), "序列无法读取", f"series unusable: {stack}")
+    values = []
+    for i in pick_slices(stack.hu.shape[0], 8):
+        img = np.asarray(stack.hu[i], dtype=float)
+        mask = body_mask(img)
+        if mask.sum() < 50:
+            continue
+        inside = float(np.median(img[mask]))
+        air = float(np.median(img[~mask])) if (~mask).any() else -1000.0
+        v = edge_index(img, mask, inside - air)
+        if v is not None:
+            values.append((v, i))
+    if not values:
+        return not_assessable("no_body", "未检出体部边缘", "no body edge found")
+    measured = float(np.median([v for v, _ in values]))
+    limit = float(p.get("min_index", 0.18))
+    details = {"edge_index": round(measured, 4), "limit": limit, "series_uid": stack.uid}
+    if measured >= limit:
+        return DimensionResult(NORMAL, details)
+    idx = min(values)[1]
+    pic = add_picture(sink, np.asarray(stack.hu[idx]), "sharpness", window=(40.0, 400.0))
+    f = finding("IQC-SHARPNESS", "sharpness", ABNORMAL,
+                f"图像清晰度不足：体表边缘锐利度 {measured:.2f}（限值 {limit:.2f}）",
+                f"image not sharp: body-edge sharpness index {measured:.2f} (limit {limit:.2f})",
+                [Evidence(series_uid=stack.uid, instance_index=idx, measured=round(measured, 4), limit=limit, image=pic)])
+    return DimensionResult(ABNORMAL, details, findings=[f])
+
+
+# ---------------------------------------------------------------- reconstruction
+
+
+_KERNEL_ZH = {"soft": "软组织", "lung": "肺", "bone": "骨", "head": "脑组织"}
+
+
+def _kernel_mismatch(series: SeriesImages) -> tuple[str, str] | None:
+    """(kernel name class, intended class) when the kernel name says soft but window/description say lung/bone."""
+    label = series.label
+    if label is None:
+        return None
+    named = intended = None
+    for ev in getattr(label, "evidence", []) or []:
+        if getattr(ev, "field", None) != "kernel_class":
+            continue
+        rule = str(getattr(ev, "rule", "") or "")
+        if rule.startswith("ct.kernel."):
+            named = ev.value
+        elif rule.startswith(("ct.window.", "desc.kernel.")) and ev.value in ("lung", "bone"):
+            intended = ev.value
+    if named in ("soft", "head") and intended in ("lung", "bone"):
+        return str(named), str(intended)
+    return None
+
+
+def _reconstruction(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> DimensionResult:
+    p = params.get("reconstruction") or {}
+    axial = _axial(exam)
+    if not axial:
+        return not_assessable("no_axial_series", "无可用的轴位原始序列", "no axial original series")
+    findings = []
+    max_t = float(p.get("max_thickness_mm", 5.5))
+    thin = float(p.get("thin_mm", 1.5))
+    thick = [s for s in exam.series if _thickness(s) > max_t and label_of(s, "role") in ("original", "derived", None)
+             and (header_of(s, "n_instances") or 0) > 1]
+    for s in thick:
+        findings.append(finding("IQC-RECON", "reconstruction", ABNORMAL,
+                                f"重建层厚 {_thickness(s):g} mm 超出标准（≤ {max_t:g} mm）",
+                                f"reconstructed slice thickness {_thickness(s):g} mm outside the standard (<= {max_t:g} mm)",
+                                [Evidence(series_uid=series_uid(s), measured=_thickness(s), limit=max_t, unit="mm")]))
+    thicknesses = [_thickness(s) for s in axial if _thickness(s) > 0]
+    if p.get("thin_required") and thicknesses and min(thicknesses) > thin:
+        findings.append(finding("IQC-RECON", "reconstruction", ABNORMAL,
+                                f"缺少薄层重建（≤ {thin:g} mm），最薄 {min(thicknesses):g} mm",
+                                f"no thin reconstruction (<= {thin:g} mm); thinnest is {min(thicknesses):g} mm",
+                                [Evidence(measured=min(thicknesses), limit=thin, unit="mm")]))
+    present = {label_of(s, "kernel_class") for s in axial}
+    if "head" in present:
+        present.add("soft")
+    for k in p.get("kernels_required") or []:
+        ok = k in present or (k == "head" and "soft" in present and False)
+        if not ok:
+            findings.append(finding("IQC-RECON", "reconstruction", ABNORMAL,
+                                    f"缺少{_KERNEL_ZH.get(k, k)}算法重建",
+                                    f"no {k}-kernel reconstruction", [Evidence(measured=sorted(x for x in present if x), limit=k)]))
+    for s in axial:
+        mm = _kernel_mismatch(s)
+        if mm:
+            findings.append(finding("IQC-RECON", "reconstruction", ABNORMAL,
+                                    f"重建算法不符合标准：{_KERNEL_ZH.get(mm[1], mm[1])}序列用{_KERNEL_ZH.get(mm[0], mm[0])}核重建"
+                                    f"（{header_of(s, 'kernel')}）",
+                                    f"reconstruction kernel outside the standard: {mm[1]} series reconstructed with a {mm[0]} kernel "
+                                    f"({header_of(s, 'kernel')})",
+                                    [Evidence(series_uid=series_uid(s), measured=header_of(s, "kernel"), limit=mm[1])]))
+    derived = {label_of(s, "derived_type") for s in exam.series}
+    for d in p.get("derived_required") or []:
+        if d not in derived:
+            findings.append(finding("IQC-RECON", "reconstruction", ABNORMAL, f"缺少{d.upper()}重建", f"no {d.upper()} reconstruction",
+                                    [Evidence(limit=d)]))
+    fov = p.get("fov_mm")
+    if fov:
+        for s in axial:
+            d = header_of(s, "recon_diameter")
+            if d and not (fov[0] <= d <= fov[1]):
+                findings.append(finding("IQC-RECON", "reconstruction", ABNORMAL, f"重建视野 {d:g} mm 超出范围 {fov[0]}–{fov[1]} mm",
+                                        f"reconstruction FOV {d:g} mm outside {fov[0]}-{fov[1]} mm",
+                                        [Evidence(series_uid=series_uid(s), measured=d, limit=fov, unit="mm")]))
+    details = {"thicknesses_mm": sorted(set(thicknesses)), "kernels": sorted(x for x in present if x),
+               "derived": sorted(x for x in derived if x)}
+    return DimensionResult(ABNORMAL if findings else NORMAL, details, findings=findings)
+
+
+# ---------------------------------------------------------------- window
+
+
+def _window(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> DimensionResult:
+    p = params.get("window") or {}
+    presets = p.get("presets") or {}
+    required = set(p.get("required_for") or [])
+    ctol = float(p.get("centre_tolerance", 60))
+    wtol = float(p.get("width_tolerance_fraction", 0.35))
+    axial = [s for s in _axial(exam) if label_of(s, "kernel_class") in required]
+    if not axial:
+        return not_assessable("no_axial_series", "无可判断窗口的轴位序列", "no axial series to check windows on")
+    findings = []
+    checked = []
+    for s in axial:
+        kernel = str(label_of(s, "kernel_class"))
+        c, w = header_of(s, "window_center"), header_of(s, "window_width")
+        if c is None or w is None:
+            findings.append(finding("IQC-WINDOW", "window", ABNORMAL,
+                                    f"缺少规定的窗口预设（{_KERNEL_ZH.get(kernel, kernel)}序列未设窗宽窗位）",
+                                    f"required window preset missing ({kernel} series has no window)",
+                                    [Evidence(series_uid=series_uid(s), measured=None, limit=presets.get(kernel))]))
+            continue
+        ok = any(abs(c - pc) <= ctol and abs(w - pw) <= wtol * pw for pc, pw in presets.get(kernel, []))
+        checked.append({"series_uid": series_uid(s), "kernel": kernel, "center": c, "width": w, "ok": ok})
+        if not ok:
+            want = presets.get(kernel, [[None, None]])[0]
+            findings.append(finding("IQC-WINDOW", "window", ABNORMAL,
+                                    f"窗宽窗位设置不当：{_KERNEL_ZH.get(kernel, kernel)}序列 W{w:g}/L{c:g}（应约 W{want[1]}/L{want[0]}）",
+                                    f"wrong window preset: {kernel} series W{w:g}/L{c:g} (expected about W{want[1]}/L{want[0]})",
+                                    [Evidence(series_uid=series_uid(s), measured=[c, w], limit=want)]))
+    return DimensionResult(ABNORMAL if findings else NORMAL, {"series": checked}, findings=findings)
+
+
+# ---------------------------------------------------------------- dose
+
+_CTDI_RE = re.compile(r"CTDIvol\s*[=:]?\s*([0-9]+(?:\.[0-9]+)?)", re.I)
+
+
+def _ctdivol(exam: ExamImages) -> list[tuple[float, str | None, str | None]]:
+    """CTDIvol values (mGy) with the series UID and region: image headers first, else the dose report text."""
+    out: list[tuple[float, str | None, str | None]] = []
+    for s in _axial(exam):
+        try:
+            ds = s.datasets()
+        except Exception:  # noqa: BLE001
+            continue
+        for d in ds[:1]:
+            v = d.get("CTDIvol")
+            if v is not None:
+                try:
+                    out.append((float(v), series_uid(s), label_of(s, "region")))
+                except (TypeError, ValueError):
+                    pass
+    if out:
+        return out
+    for s in exam.series:
+        if label_of(s, "role") != "dose_report":
+            continue
+        try:
+            ds = s.datasets()
+        except Exception:  # noqa: BLE001
+            continue
+        for d in ds:
+            for m in _CTDI_RE.finditer(str(d.get("ImageComments", "") or "")):
+                out.append((float(m.group(1)), series_uid(s), None))
+    return out
+
+
+def _dose(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> DimensionResult:
+    p = params.get("dose") or {}
+    values = _ctdivol(exam)
+    if not values:
+        f = finding("IQC-DOSE", "dose", ABNORMAL, "未记录剂量信息（无 CTDIvol、无剂量报告）",
+                    "dose not recorded (no CTDIvol, no dose report)", [Evidence(measured=None, limit="CTDIvol recorded")])
+        return DimensionResult(ABNORMAL, {"ctdivol_mgy": None, "not_recorded": True}, findings=[f])
+    by_region = p.get("ctdivol_ref_by_region") or {}
+    default_ref = float(p.get("ctdivol_ref_mgy", 25.0))
+    factor = float(p.get("factor", 1.3))
+    findings = []
+    rows = []
+    for v, uid, region in values:
+        ref = float(by_region.get(region, default_ref)) if region else default_ref
+        rows.append({"ctdivol_mgy": v, "reference_mgy": ref, "series_uid": uid, "region": region})
+        if v > ref * factor:
+            findings.append(finding("IQC-DOSE", "dose", ABNORMAL,
+                                    f"剂量超过参考水平：CTDIvol {v:g} mGy，约为参考值 {ref:g} mGy 的 {v / ref:.1f} 倍（{p.get('source', '')}）",
+                                    f"dose above the reference level: CTDIvol {v:g} mGy, about {v / ref:.1f}x the reference {ref:g} mGy",
+                                    [Evidence(series_uid=uid, measured=v, limit=round(ref * factor, 2), unit="mGy")]))
+    return DimensionResult(ABNORMAL if findings else NORMAL, {"acquisitions": rows, "factor": factor}, findings=findings)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def measure_ct(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> dict[str, DimensionResult]:
+    """All CT dimensions but ``artifact`` (the artifact detector's): each measured or with its reason.
+
+    ``params`` come from :func:`load_params` ("CT", exam.standard_code)."""
+    cache: dict[str, Any] = {}
+    out: dict[str, DimensionResult] = {}
+    steps = {
+        "range": lambda: _range(exam, params, sink, cache),
+        "centring": lambda: _centring(exam, params, sink, cache),
+        "noise": lambda: _noise(exam, params, sink, cache),
+        "sharpness": lambda: _sharpness(exam, params, sink, cache),
+        "reconstruction": lambda: _reconstruction(exam, params, sink),
+        "window": lambda: _window(exam, params, sink),
+        "dose": lambda: _dose(exam, params, sink),
+    }
+    for dim, fn in steps.items():
+        try:
+            out[dim] = fn()
+        except Exception as exc:  # noqa: BLE001 - one failing measure must not lose the others
+            log.exception("CT %s measure failed", dim)
+            out[dim] = not_assessable("measure_error", "测量出错", f"measure failed: {type(exc).__name__}: {exc}"[:300])
+        if params.get("_notes") and out[dim].details is not None:
+            out[dim].details.setdefault("notes", params["_notes"])
+    out["positioning"] = not_applicable("CT 体位（头部倾斜/双臂位置）暂未测量", "CT positioning (head tilt, arms) not measured")
+    out["sequences"] = not_applicable("序列完整性仅适用于磁共振", "sequence completeness applies to MR only")
+    return out

@@ -1,0 +1,258 @@
+"""MR image-QC measures: sequence completeness, noise, sharpness, reconstruction (slice thickness), range.
+
+The required sequence set per item is data (``qc_rules/image_qc/mr.yaml``) compared with the
+series classification (sequence + plane); noise is the background SD relative to the tissue
+signal; sharpness the body-edge gradient relative to its contrast. ``artifact`` belongs to the
+artifact detector; ``centring``, ``window`` and ``dose`` do not apply to MR.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from radqc.pipelines.image_qc.measure_common import (
+    add_picture,
+    edge_index,
+    finding,
+    header_of,
+    label_of,
+    largest_component,
+    load_params,
+    not_applicable,
+    not_assessable,
+    pick_slices,
+    series_uid,
+)
+from radqc.pipelines.image_qc.types import (
+    ABNORMAL,
+    NORMAL,
+    DimensionResult,
+    Evidence,
+    EvidenceSink,
+    ExamImages,
+    SeriesImages,
+)
+
+__all__ = ["measure_mr", "load_params"]
+
+log = logging.getLogger(__name__)
+
+
+def _image_series(exam: ExamImages) -> list[SeriesImages]:
+    """Acquired MR image series (no localizers, screen captures, reports)."""
+    out = []
+    for s in exam.series:
+        role = label_of(s, "role")
+        if role in ("localizer", "screen_capture", "dose_report"):
+            continue
+        if (header_of(s, "n_instances") or 0) < 2:
+            continue
+        out.append(s)
+    return out
+
+
+def _plane(s: SeriesImages) -> str | None:
+    return label_of(s, "plane") or header_of(s, "plane")
+
+
+# ---------------------------------------------------------------- sequences
+
+
+def _seq_name(params: dict[str, Any], seq: str, plane: str) -> tuple[str, str]:
+    zh = (params.get("sequence_zh") or {}).get(seq, seq)
+    pzh = (params.get("plane_zh") or {}).get(plane, plane)
+    en = f"{plane} {seq}" if plane and plane != "any" else seq
+    return f"{pzh}{zh}", en
+
+
+def _sequences(exam: ExamImages, params: dict[str, Any]) -> DimensionResult:
+    p = params.get("sequences") or {}
+    required = p.get("required") or []
+    planes_required = p.get("planes_required") or []
+    if not required and not planes_required:
+        return not_assessable("no_required_set", "该检查项目未规定必需序列", "no required sequence set for this item")
+    series = _image_series(exam)
+    present = [(label_of(s, "sequence"), _plane(s)) for s in series]
+    missing: list[dict[str, str]] = []
+    findings = []
+    for alternatives in required:
+        ok = any(seq in alt.get("sequence", []) and (alt.get("plane", "any") in ("any", None) or plane == alt.get("plane"))
+                 for seq, plane in present for alt in alternatives)
+        if ok:
+            continue
+        alt = alternatives[0]
+        seq, plane = str(alt["sequence"][0]), str(alt.get("plane") or "any")
+        zh, en = _seq_name(params, seq, plane)
+        missing.append({"sequence": seq, "plane": plane, "name_zh": zh, "name_en": en})
+        findings.append(finding("IQC-SEQUENCE", "sequences", "不完整", f"缺少必需序列：{zh}", f"required sequence missing: {en}",
+                                [Evidence(measured=[f"{p_} {s_}" for s_, p_ in present], limit=alternatives)]))
+    planes = {pl for _, pl in present}
+    for plane in planes_required:
+        if plane not in planes:
+            zh = (params.get("plane_zh") or {}).get(plane, plane)
+            missing.append({"sequence": "any", "plane": plane, "name_zh": f"{zh}序列", "name_en": f"{plane} series"})
+            findings.append(finding("IQC-SEQUENCE", "sequences", "不完整", f"缺少{zh}序列（需三个方位）",
+                                    f"no {plane} series (three planes required)", [Evidence(measured=sorted(p_ for p_ in planes if p_), limit=planes_required)]))
+    details = {"present": [{"sequence": s_, "plane": p_} for s_, p_ in present], "missing": missing}
+    return DimensionResult("不完整" if missing else "完整", details, findings=findings)
+
+
+# ---------------------------------------------------------------- pixels
+
+
+def _stack(series: SeriesImages) -> np.ndarray:
+    """The stored values (z, row, col) of one MR series, sorted as ``datasets()`` gives them."""
+    arrays = []
+    for ds in series.datasets():
+        a = np.asarray(ds.pixel_array, dtype=np.float32)
+        if a.ndim == 3:
+            arrays.extend(list(a))
+        else:
+            arrays.append(a)
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise ValueError("mixed_sizes")
+    return np.stack(arrays)
+
+
+def _foreground(img: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    hi = float(np.percentile(img, 99))
+    if hi <= 0:
+        return np.zeros(img.shape, dtype=bool)
+    mask = img > 0.15 * hi
+    mask = ndimage.binary_opening(mask, iterations=1)
+    mask = largest_component(mask)
+    return np.asarray(ndimage.binary_fill_holes(mask))
+
+
+def _noise_and_edges(series: SeriesImages) -> dict[str, Any]:
+    from scipy import ndimage
+
+    vol = _stack(series)
+    ratios, edges = [], []
+    for i in pick_slices(vol.shape[0], 6):
+        img = vol[i]
+        fg = _foreground(img)
+        if fg.sum() < 0.02 * fg.size:
+            continue
+        bg = ~ndimage.binary_dilation(fg, iterations=4)
+        signal = float(np.median(img[fg]))
+        if bg.sum() < 50 or signal <= 0:
+            continue
+        noise = float(np.std(img[bg]))
+        ratios.append((noise / signal, i))
+        e = edge_index(img, fg, signal - float(np.mean(img[bg])))
+        if e is not None:
+            edges.append((e, i))
+    return {"ratios": ratios, "edges": edges, "vol": vol}
+
+
+def _pixel_dims(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> dict[str, DimensionResult]:
+    series = [s for s in _image_series(exam) if label_of(s, "sequence") not in ("ADC", "DWI")]
+    if not series:
+        na = not_assessable("no_image_series", "无可分析的磁共振序列", "no MR image series to analyse")
+        return {"noise": na, "sharpness": na}
+    max_ratio = float((params.get("noise") or {}).get("max_noise_ratio", 0.06))
+    min_edge = float((params.get("sharpness") or {}).get("min_index", 0.12))
+    noise_rows, edge_rows = [], []
+    noise_find, edge_find = [], []
+    for s in series:
+        try:
+            m = _noise_and_edges(s)
+        except Exception as exc:  # noqa: BLE001 - an undecodable series is skipped and said
+            noise_rows.append({"series_uid": series_uid(s), "error": f"{type(exc).__name__}: {exc}"[:200]})
+            continue
+        uid = series_uid(s)
+        if m["ratios"]:
+            r = float(np.median([v for v, _ in m["ratios"]]))
+            noise_rows.append({"series_uid": uid, "sequence": label_of(s, "sequence"), "noise_ratio": round(r, 4)})
+            if r > max_ratio:
+                idx = max(m["ratios"])[1]
+                pic = add_picture(sink, m["vol"][idx], f"noise_{uid}")
+                noise_find.append(finding("IQC-NOISE", "noise", ABNORMAL,
+                                          f"图像噪声过大：{label_of(s, 'sequence') or ''}序列背景噪声/信号 {r:.3f}（限值 {max_ratio:.3f}）",
+                                          f"image noise too high: {label_of(s, 'sequence') or ''} background noise / signal {r:.3f} (limit {max_ratio:.3f})",
+                                          [Evidence(series_uid=uid, instance_index=idx, measured=round(r, 4), limit=max_ratio, image=pic)]))
+        if m["edges"]:
+            e = float(np.median([v for v, _ in m["edges"]]))
+            edge_rows.append({"series_uid": uid, "sequence": label_of(s, "sequence"), "edge_index": round(e, 4)})
+            if e < min_edge:
+                idx = min(m["edges"])[1]
+                pic = add_picture(sink, m["vol"][idx], f"sharpness_{uid}")
+                edge_find.append(finding("IQC-SHARPNESS", "sharpness", ABNORMAL,
+                                         f"图像清晰度不足：{label_of(s, 'sequence') or ''}序列边缘锐利度 {e:.2f}（限值 {min_edge:.2f}）",
+                                         f"image not sharp: {label_of(s, 'sequence') or ''} edge sharpness index {e:.2f} (limit {min_edge:.2f})",
+                                         [Evidence(series_uid=uid, instance_index=idx, measured=round(e, 4), limit=min_edge, image=pic)]))
+    out: dict[str, DimensionResult] = {}
+    if not any("noise_ratio" in r for r in noise_rows):
+        out["noise"] = not_assessable("no_readable_series", "序列无法读取", "no readable MR series", series=noise_rows)
+    else:
+        out["noise"] = DimensionResult(ABNORMAL if noise_find else NORMAL, {"series": noise_rows, "limit": max_ratio},
+                                       findings=noise_find)
+    if not edge_rows:
+        out["sharpness"] = not_assessable("no_body", "未检出组织边缘", "no tissue edge found")
+    else:
+        out["sharpness"] = DimensionResult(ABNORMAL if edge_find else NORMAL, {"series": edge_rows, "limit": min_edge},
+                                           findings=edge_find)
+    return out
+
+
+# ---------------------------------------------------------------- reconstruction / range
+
+
+def _reconstruction(exam: ExamImages, params: dict[str, Any]) -> DimensionResult:
+    limit = float((params.get("reconstruction") or {}).get("max_thickness_mm", 6.0))
+    series = _image_series(exam)
+    if not series:
+        return not_assessable("no_image_series", "无可分析的磁共振序列", "no MR image series to analyse")
+    findings = []
+    rows = []
+    for s in series:
+        t = header_of(s, "slice_thickness")
+        rows.append({"series_uid": series_uid(s), "sequence": label_of(s, "sequence"), "slice_thickness_mm": t})
+        if t is not None and float(t) > limit:
+            findings.append(finding("IQC-RECON", "reconstruction", ABNORMAL,
+                                    f"层厚 {float(t):g} mm 超出标准（≤ {limit:g} mm）：{label_of(s, 'sequence') or ''} {_plane(s) or ''}",
+                                    f"slice thickness {float(t):g} mm outside the standard (<= {limit:g} mm): "
+                                    f"{_plane(s) or ''} {label_of(s, 'sequence') or ''}",
+                                    [Evidence(series_uid=series_uid(s), measured=float(t), limit=limit, unit="mm")]))
+    return DimensionResult(ABNORMAL if findings else NORMAL, {"series": rows, "limit_mm": limit}, findings=findings)
+
+
+def _range(exam: ExamImages, params: dict[str, Any]) -> DimensionResult:
+    return not_assessable("no_mr_landmarks", "磁共振解剖标志点模型尚未提供，无法判断扫描范围",
+                          "no MR landmark model yet: scan range cannot be assessed")
+
+
+def measure_mr(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> dict[str, DimensionResult]:
+    """All MR dimensions but ``artifact``: each measured, or with the reason it cannot be / does not apply.
+
+    ``params`` come from :func:`load_params` ("MR", exam.standard_code)."""
+    out: dict[str, DimensionResult] = {}
+    steps = {
+        "sequences": lambda: {"sequences": _sequences(exam, params)},
+        "pixels": lambda: _pixel_dims(exam, params, sink),
+        "reconstruction": lambda: {"reconstruction": _reconstruction(exam, params)},
+        "range": lambda: {"range": _range(exam, params)},
+    }
+    for name, fn in steps.items():
+        try:
+            out.update(fn())
+        except Exception as exc:  # noqa: BLE001 - one failing measure must not lose the others
+            log.exception("MR %s measure failed", name)
+            dims = ("noise", "sharpness") if name == "pixels" else (name,)
+            for d in dims:
+                out[d] = not_assessable("measure_error", "测量出错", f"measure failed: {type(exc).__name__}: {exc}"[:300])
+    if params.get("_notes"):
+        for r in out.values():
+            r.details.setdefault("notes", params["_notes"])
+    out["centring"] = not_applicable("磁共振不评估偏中心", "centring is not assessed for MR")
+    out["window"] = not_applicable("磁共振无固定窗宽窗位要求", "no fixed window presets for MR")
+    out["dose"] = not_applicable("磁共振无电离辐射剂量", "MR has no ionising dose")
+    out["positioning"] = not_applicable("磁共振体位暂未测量", "MR positioning not measured")
+    return out
