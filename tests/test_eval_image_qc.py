@@ -5,7 +5,6 @@ errors), so these tests check the scoring itself and do not depend on the measur
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,8 +56,10 @@ def test_perfect_predictions_score_one() -> None:
         (_truth("CT", {"range": "过小", "noise": "ok"}, 3, "E2"),
          {"range": {"value": "过小"}, "noise": {"value": "正常"}, "grade": 3}),
         (_truth("MR", {"sequences": "missing"}, 1, "E3"), {"sequences": {"value": "不完整"}, "grade": "1"}),
+        # combined with rule QC: the image-only grade is what the truth grades
+        (_truth("CT", {"dose": "ok"}, 2, "E4"), {"dose": {"value": "正常"}, "grade": 0, "image_grade": 2}),
     ])
-    assert report.n == 3
+    assert report.n == 4
     assert report.rates["dim:range"].value == 1.0
     assert report.rates["grade_exact"].value == 1.0
     assert report.failures == []
@@ -108,20 +109,19 @@ def test_evaluate_folder_reads_a_generated_set(tmp_path: Path) -> None:
             assert case.exam_dir is not None and case.exam_dir.is_dir()
             by_dir[case.exam_dir] = case
     assert by_dir
-    seen_records: list[dict[str, Any]] = []
+    seen_items: list[list[str]] = []
 
-    def oracle(path: Path, records: Path | None, item: str | None) -> list[dict[str, Any]]:
+    def oracle(path: Path, exam_items: list[str] | None, item: str | None) -> list[dict[str, Any]]:
         case = by_dir[path]
-        if records is not None:
-            seen_records.append(json.loads(records.read_text(encoding="utf-8")))
+        seen_items.append(list(exam_items or []))
         return [{**{d: {"value": v} for d, v in case.dimensions.items()}, "grade": case.grade}]
 
     report = ev.evaluate_folder(root, runner=oracle)
     assert report.n == len(by_dir)
     assert all(r.value == 1.0 for r in report.rates.values())
-    assert seen_records and all("exam_items" in r for r in seen_records)
+    assert seen_items and all(seen_items)  # the order's items reach the pipeline
 
-    def all_normal(path: Path, records: Path | None, item: str | None) -> list[dict[str, Any]]:
+    def all_normal(path: Path, exam_items: list[str] | None, item: str | None) -> list[dict[str, Any]]:
         case = by_dir[path]
         normal = {"range": "正常", "positioning": "标准", "artifact": "无", "centring": "正常", "sequences": "完整"}
         return [{**{d: {"value": normal.get(d, "正常")} for d in case.dimensions}, "grade": "甲"}]

@@ -134,11 +134,14 @@ def _record_line(root: Path, ref: Mapping[str, Any]) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------- the pipeline under test
 
-#: runner(exam_dir, records_file, item) -> one result dict per study in the folder
-Runner = Callable[[Path, Path | None, str | None], list[dict[str, Any]]]
+#: runner(exam_dir, exam_items, item) -> one result dict per study in the folder. ``exam_items``
+#: are the order's item names (what ``--records`` would supply); ``item`` overrides them.
+Runner = Callable[[Path, list[str] | None, str | None], list[dict[str, Any]]]
 
 
 def _as_list(result: Any) -> list[dict[str, Any]]:
+    if isinstance(result, dict) and isinstance(result.get("exams"), list):
+        result = result["exams"]  # analyse_path's {"path", "exams": [...], "bad_files"}
     if isinstance(result, list):
         return [r for r in result if isinstance(r, dict)]
     if isinstance(result, dict):
@@ -148,34 +151,33 @@ def _as_list(result: Any) -> list[dict[str, Any]]:
 
 
 def _in_process_runner() -> Runner | None:
-    """``radqc.pipelines.image_qc.run``'s folder entry point, when that module exists."""
+    """``radqc.pipelines.image_qc.run.analyse_files`` over ``series.run.scan`` (the same code as
+    ``radqc qc``), given the order's items only: the records' rule QC is not run, since the
+    truth grades the images alone."""
     try:
-        import importlib
-
-        mod = importlib.import_module("radqc.pipelines.image_qc.run")
+        from radqc.pipelines.image_qc import run as qc_run
+        from radqc.pipelines.series.run import scan
     except ImportError:
         return None
-    for name in ("qc_path", "run_path", "analyse_path", "qc_folder", "run_folder"):
-        fn = getattr(mod, name, None)
-        if callable(fn):
-            def runner(path: Path, records: Path | None, item: str | None, _fn: Any = fn) -> list[dict[str, Any]]:
-                kwargs: dict[str, Any] = {}
-                if records is not None:
-                    kwargs["records"] = records
-                if item is not None:
-                    kwargs["item"] = item
-                return _as_list(_fn(path, **kwargs))
-            return runner
-    return None
+    analyse_files = getattr(qc_run, "analyse_files", None)
+    if not callable(analyse_files):
+        return None
+
+    def runner(path: Path, exam_items: list[str] | None, item: str | None) -> list[dict[str, Any]]:
+        exams, _bad = scan(path)
+        record = {"exam_items": list(exam_items or [])}
+        return [analyse_files(files, item=item, record=record) for files in sorted(exams, key=lambda e: e.study_uid)]
+
+    return runner
 
 
-def cli_runner(path: Path, records: Path | None, item: str | None) -> list[dict[str, Any]]:
-    """``radqc qc PATH --json`` in a subprocess (the public contract, independent of internals)."""
+def cli_runner(path: Path, exam_items: list[str] | None, item: str | None) -> list[dict[str, Any]]:
+    """``radqc qc PATH --json`` in a subprocess (the public contract, independent of internals).
+    The order's first item is passed as ``--item`` (the records would add rule QC)."""
     cmd = [sys.executable, "-m", "radqc.cli.main", "qc", str(path), "--json"]
-    if records is not None:
-        cmd += ["--records", str(records)]
-    if item is not None:
-        cmd += ["--item", item]
+    chosen = item or (exam_items[0] if exam_items else None)
+    if chosen is not None:
+        cmd += ["--item", chosen]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     if proc.returncode != 0 and not proc.stdout.strip():
         raise RuntimeError(f"radqc qc exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
@@ -183,13 +185,18 @@ def cli_runner(path: Path, records: Path | None, item: str | None) -> list[dict[
 
 
 def default_runner() -> Runner:
-    """In-process when ``radqc.pipelines.image_qc.run`` offers a folder function (models load
-    once), else the CLI. ``RADQC_EVAL_QC_RUNNER=cli`` forces the CLI."""
+    """In-process when ``radqc.pipelines.image_qc.run`` exists (models load once), else the CLI.
+    ``RADQC_EVAL_QC_RUNNER=cli`` forces the CLI."""
     if os.environ.get("RADQC_EVAL_QC_RUNNER") != "cli":
         runner = _in_process_runner()
         if runner is not None:
             return runner
     return cli_runner
+
+
+def predicted_grade(result: Mapping[str, Any]) -> Any:
+    """The image-QC grade: ``image_grade`` when the result combined rule QC, else ``grade``."""
+    return result.get("image_grade", result.get("grade"))
 
 
 def predicted_value(result: Mapping[str, Any], dimension: str) -> str:
@@ -240,7 +247,7 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
                 special[f"{dim}:{pred}"] += 1
             if pred != truth:
                 mismatches[dim] = {"truth": truth, "pred": pred}
-        pg = grade_label(result.get("grade")) if s.result is not None else None
+        pg = grade_label(predicted_grade(result)) if s.result is not None else None
         pg_text = pg if pg is not None else FAILED
         grade_truth[case.grade_scale].append(case.grade)
         grade_pred[case.grade_scale].append(pg_text)
@@ -251,7 +258,7 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
             report.counts["grade_not_ordinal"] = report.counts.get("grade_not_ordinal", 0) + 1
         if pg_text != case.grade:
             mismatches["grade"] = {"truth": case.grade, "pred": pg_text, "score_truth": case.score,
-                                   "score_pred": result.get("score")}
+                                   "score_pred": result.get("image_score", result.get("score"))}
         if mismatches and s.result is not None:
             report.fail(exam=case.exam_key, qc_class=case.qc_class, mismatches=mismatches,
                         defects=[{k: d.get(k) for k in ("dimension", "value")} | {"kind": (d.get("params") or {}).get("kind")}
@@ -329,26 +336,25 @@ def evaluate_folder(root: Path, runner: Runner | None = None, limit: int | None 
     if limit:
         cases = cases[:limit]
     scored: list[Scored] = []
-    with tempfile.TemporaryDirectory(prefix="radqc-eval-qc-") as tmp:
-        for i, case in enumerate(cases):
-            if progress:
-                progress(f"[{i + 1}/{len(cases)}] {case.exam_key}")
-            records = None
-            if case.records_line is not None:
-                records = Path(tmp) / f"{case.exam_key}.jsonl"
-                records.write_text(json.dumps(case.records_line, ensure_ascii=False) + "\n", encoding="utf-8")
-            if case.exam_dir is None or not case.exam_dir.is_dir():
-                scored.append(Scored(case, None, "exam folder missing"))
-                continue
-            try:
-                results = runner(case.exam_dir, records, None)
-            except Exception as exc:  # noqa: BLE001 - one exam failing is a measured failure, not a crash
-                log.exception("image QC failed on %s", case.exam_key)
-                scored.append(Scored(case, None, f"{type(exc).__name__}: {exc}"))
-                continue
-            scored.append(Scored(case, results[0] if results else None, None if results else "no result"))
-            if len(results) > 1:
-                report.counts["exams_with_several_results"] = report.counts.get("exams_with_several_results", 0) + 1
+    for i, case in enumerate(cases):
+        if progress:
+            progress(f"[{i + 1}/{len(cases)}] {case.exam_key}")
+        if case.exam_dir is None or not case.exam_dir.is_dir():
+            scored.append(Scored(case, None, "exam folder missing"))
+            continue
+        items = [str(x) for x in (case.records_line or {}).get("exam_items") or []]
+        try:
+            results = runner(case.exam_dir, items, None)
+        except Exception as exc:  # noqa: BLE001 - one exam failing is a measured failure, not a crash
+            log.exception("image QC failed on %s", case.exam_key)
+            scored.append(Scored(case, None, f"{type(exc).__name__}: {exc}"))
+            continue
+        scored.append(Scored(case, results[0] if results else None, None if results else "no result"))
+        if len(results) > 1:
+            report.counts["exams_with_several_results"] = report.counts.get("exams_with_several_results", 0) + 1
+        seconds = results[0].get("seconds") if results else None
+        if isinstance(seconds, int | float):
+            report.details.setdefault("seconds_per_exam", []).append(round(float(seconds), 3))
     score_cases(scored, report)
     report.counts["exams"] = len(cases)
     return report
