@@ -62,18 +62,41 @@ def _scorer() -> Any:
 class _Stack:
     """One axial series loaded once: HU array (z, row, col), z per slice, spacing."""
 
-    def __init__(self, series: SeriesImages) -> None:
+    def __init__(self, series: SeriesImages, *, need_volume: bool = True) -> None:
         import SimpleITK as sitk
 
         self.series = series
         self.uid = series_uid(series)
-        self.volume = series.volume()
-        self.image = self.volume.image
-        self.hu = sitk.GetArrayViewFromImage(self.image)
-        self.z = np.asarray(self.volume.z_mm, dtype=float)
-        sx, sy, _ = self.image.GetSpacing()
-        self.spacing = (float(sy), float(sx))  # (row, col) mm
-        self.thickness = float(header_of(series, "slice_thickness") or self.volume.slice_spacing_mm)
+        self.image: Any = None
+        try:
+            volume = series.volume()
+        except Exception:
+            if need_volume:
+                raise
+            # pixel measures need slices, not a regular volume (e.g. unevenly spaced thick slices)
+            self._from_datasets(series.datasets())
+        else:
+            self.image = volume.image
+            self.hu = sitk.GetArrayViewFromImage(self.image)
+            self.z = np.asarray(volume.z_mm, dtype=float)
+            sx, sy, _ = self.image.GetSpacing()
+            self.spacing = (float(sy), float(sx))  # (row, col) mm
+        self.thickness = float(header_of(series, "slice_thickness") or 0.0)
+
+    def _from_datasets(self, datasets: list[Any]) -> None:
+        arrays: list[np.ndarray] = []
+        z: list[float] = []
+        for ds in datasets:
+            a = np.asarray(ds.pixel_array, dtype=np.float32)
+            arrays.append(a * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0))
+            pos = ds.get("ImagePositionPatient")
+            z.append(float(pos[2]) if pos is not None else float(len(z)))
+        if not arrays or len({a.shape for a in arrays}) != 1:
+            raise ValueError("no_slices")
+        self.hu = np.stack(arrays)
+        self.z = np.asarray(z, dtype=float)
+        ps = datasets[0].get("PixelSpacing") or [1.0, 1.0]
+        self.spacing = (float(ps[0]), float(ps[1]))
 
 
 def _thickness(s: SeriesImages) -> float:
@@ -84,22 +107,22 @@ def _axial(exam: ExamImages) -> list[SeriesImages]:
     return [s for s in exam.series if is_original_axial(s) and (header_of(s, "modality") or "CT") == "CT"]
 
 
-def _load(series: SeriesImages, cache: dict[str, Any]) -> _Stack | Exception:
-    uid = series_uid(series) or str(id(series))
+def _load(series: SeriesImages, cache: dict[str, Any], need_volume: bool = True) -> _Stack | Exception:
+    uid = (series_uid(series) or str(id(series))) + ("/v" if need_volume else "/s")
     if uid not in cache:
         try:
-            cache[uid] = _Stack(series)
+            cache[uid] = _Stack(series, need_volume=need_volume)
         except Exception as exc:  # noqa: BLE001 - UnsuitableSeries or undecodable: a reason, not a crash
             cache[uid] = exc
     out: _Stack | Exception = cache[uid]
     return out
 
 
-def _first_stack(candidates: list[SeriesImages], cache: dict[str, Any]) -> _Stack | Exception:
-    """The first candidate that loads as a volume (thickest first); else the first error."""
+def _first_stack(candidates: list[SeriesImages], cache: dict[str, Any], need_volume: bool = False) -> _Stack | Exception:
+    """The first candidate that loads (thickest first; as a regular volume when asked); else the first error."""
     first_error: Exception | None = None
     for s in sorted(candidates, key=lambda s: -_thickness(s)):
-        stack = _load(s, cache)
+        stack = _load(s, cache, need_volume)
         if not isinstance(stack, Exception):
             return stack
         first_error = first_error or stack
@@ -196,7 +219,7 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
     covered: list[tuple[float, float, float, _Stack]] = []
     errors: list[str] = []
     for group in axial:
-        stack = _first_stack(group, cache)
+        stack = _first_stack(group, cache, need_volume=True)
         if isinstance(stack, Exception):
             errors.append(_reason_code(stack))
             continue
@@ -424,6 +447,15 @@ def _sharpness(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cac
 _KERNEL_ZH = {"soft": "软组织", "lung": "肺", "bone": "骨", "head": "脑组织"}
 
 
+def _kernel_class(series: SeriesImages) -> str | None:
+    """Kernel class from the kernel name when a rule recognised it (windows change with presets), else the label's."""
+    for ev in getattr(series.label, "evidence", []) or []:
+        if getattr(ev, "field", None) == "kernel_class" and str(getattr(ev, "rule", "") or "").startswith("ct.kernel."):
+            return str(ev.value)
+    value = label_of(series, "kernel_class")
+    return str(value) if value else None
+
+
 def _kernel_mismatch(series: SeriesImages) -> tuple[str, str] | None:
     """(kernel name class, intended class) when the kernel name says soft but window/description say lung/bone."""
     label = series.label
@@ -451,8 +483,9 @@ def _reconstruction(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink
     findings = []
     max_t = float(p.get("max_thickness_mm", 5.5))
     thin = float(p.get("thin_mm", 1.5))
-    thick = [s for s in exam.series if _thickness(s) > max_t and label_of(s, "role") in ("original", "derived", None)
-             and (header_of(s, "n_instances") or 0) > 1]
+    # acquired stacks and their MPRs; spectral maps, MIP/VR slabs have their own thickness conventions
+    thick = [s for s in exam.series if _thickness(s) > max_t and (header_of(s, "n_instances") or 0) > 1
+             and (label_of(s, "role") in ("original", None) or label_of(s, "derived_type") == "mpr")]
     for s in thick:
         findings.append(finding("IQC-RECON", "reconstruction", ABNORMAL,
                                 f"重建层厚 {_thickness(s):g} mm 超出标准（≤ {max_t:g} mm）",
@@ -464,7 +497,7 @@ def _reconstruction(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink
                                 f"缺少薄层重建（≤ {thin:g} mm），最薄 {min(thicknesses):g} mm",
                                 f"no thin reconstruction (<= {thin:g} mm); thinnest is {min(thicknesses):g} mm",
                                 [Evidence(measured=min(thicknesses), limit=thin, unit="mm")]))
-    present = {label_of(s, "kernel_class") for s in axial}
+    present = {_kernel_class(s) for s in axial}
     if "head" in present:
         present.add("soft")
     for k in p.get("kernels_required") or []:
