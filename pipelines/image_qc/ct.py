@@ -195,6 +195,16 @@ def _score_fit(stack: _Stack, scorer: Any) -> tuple[float, float, list[float]] |
     return float(a), float(b), scores.tolist()
 
 
+def _regions_of(params: dict[str, Any], s_top: float, s_bottom: float) -> list[str]:
+    """Body regions an acquisition covers (score overlap of at least ``region_min_overlap`` units)."""
+    need = float((params.get("range") or {}).get("region_min_overlap", 3.0))
+    out = []
+    for name, (lo, hi) in (params.get("region_scores") or {}).items():
+        if min(hi, s_bottom) - max(lo, s_top) >= need:
+            out.append(str(name))
+    return out
+
+
 def _landmark_name(params: dict[str, Any], name: str) -> tuple[str, str]:
     zh = (params.get("landmark_zh") or {}).get(name, name)
     en = (params.get("landmark_en") or {}).get(name, name.replace("_", " "))
@@ -232,8 +242,17 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
             errors.append("no_position_fit")
             continue
         a, b, _ = fit
+        mm_per_unit = -1.0 / b
+        lo_mm, hi_mm = p.get("plausible_mm_per_unit", [5.0, 13.0])
+        if not lo_mm <= mm_per_unit <= hi_mm:
+            # a flat or steep score profile (small spine FOV, cropped anatomy): positions not trustworthy
+            errors.append("position_fit_implausible")
+            continue
         z_hi, z_lo = float(stack.z.max()), float(stack.z.min())
-        covered.append((a + b * z_hi, a + b * z_lo, -1.0 / b, stack))
+        covered.append((a + b * z_hi, a + b * z_lo, mm_per_unit, stack))
+        regions = _regions_of(params, a + b * z_hi, a + b * z_lo)
+        for member in group:
+            cache.setdefault("acq_regions", {})[series_uid(member)] = regions
     if not covered:
         return not_assessable(errors[0] if errors else "no_axial_series", "轴位序列无法分析", "axial series could not be analysed",
                               errors=errors)
@@ -602,7 +621,8 @@ def _ctdivol(exam: ExamImages) -> list[tuple[float, str | None, str | None]]:
     return out
 
 
-def _dose(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> DimensionResult:
+def _dose(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink,
+          cache: dict[str, Any] | None = None) -> DimensionResult:
     p = params.get("dose") or {}
     values = _ctdivol(exam)
     if not values:
@@ -614,8 +634,14 @@ def _dose(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> Dimen
     factor = float(p.get("factor", 1.3))
     findings = []
     rows = []
+    acq_regions = (cache or {}).get("acq_regions") or {}
     for v, uid, region in values:
-        ref = float(by_region.get(region, default_ref)) if region else default_ref
+        covered = [r for r in acq_regions.get(uid, []) if r in by_region]
+        if covered:  # an acquisition over several regions is held to the highest of their references
+            ref = max(float(by_region[r]) for r in covered)
+            region = "+".join(covered)
+        else:
+            ref = float(by_region.get(region, default_ref)) if region else default_ref
         rows.append({"ctdivol_mgy": v, "reference_mgy": ref, "series_uid": uid, "region": region})
         if v > ref * factor:
             findings.append(finding("IQC-DOSE", "dose", ABNORMAL,
@@ -641,7 +667,7 @@ def measure_ct(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> 
         "sharpness": lambda: _sharpness(exam, params, sink, cache),
         "reconstruction": lambda: _reconstruction(exam, params, sink),
         "window": lambda: _window(exam, params, sink),
-        "dose": lambda: _dose(exam, params, sink),
+        "dose": lambda: _dose(exam, params, sink, cache),
     }
     for dim, fn in steps.items():
         try:

@@ -1,0 +1,252 @@
+"""CT image-QC measures on small synthetic phantoms (no corpus, no model files needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import yaml
+
+from radqc.pipelines.image_qc import ct
+from radqc.pipelines.image_qc.measure_common import load_params
+from radqc.pipelines.image_qc.types import (
+    DIMENSIONS,
+    NOT_APPLICABLE,
+    NOT_ASSESSABLE,
+    EvidenceSink,
+    ExamImages,
+    SeriesImages,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def phantom(n: int = 6, size: int = 128, px: float = 3.0, shift_px: tuple[int, int] = (0, 0), noise: float = 8.0,
+            blur_px: float = 0.0, seed: int = 0) -> np.ndarray:
+    """An ellipse of soft tissue (40 HU) in air, shifted by (rows, cols), with Gaussian noise."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    cy, cx = (size - 1) / 2 + shift_px[0], (size - 1) / 2 + shift_px[1]
+    body = ((yy - cy) / (size * 0.28)) ** 2 + ((xx - cx) / (size * 0.38)) ** 2 <= 1.0
+    img = np.where(body, 40.0, -1000.0)
+    vol = np.stack([img] * n).astype(np.float32)
+    if blur_px:
+        vol = np.stack([ndimage.gaussian_filter(v, blur_px) for v in vol])
+    return vol + rng.normal(0, noise, vol.shape).astype(np.float32)
+
+
+class FakeVolume:
+    def __init__(self, hu: np.ndarray, px: float, z: list[float]) -> None:
+        self.image = sitk.GetImageFromArray(hu)
+        self.image.SetSpacing((px, px, abs(z[1] - z[0]) if len(z) > 1 else 5.0))
+        self.z_mm = z
+        self.slice_spacing_mm = abs(z[1] - z[0]) if len(z) > 1 else 5.0
+
+
+def series(uid: str, hu: np.ndarray | None = None, *, px: float = 3.0, z: list[float] | None = None, kernel: str = "soft",
+           thickness: float = 5.0, window: tuple[float, float] | None = (40.0, 400.0), role: str = "original",
+           plane: str = "axial", derived: str | None = None, ctdivol: float | None = 10.0, region: str = "chest",
+           comments: str | None = None) -> SeriesImages:
+    n = hu.shape[0] if hu is not None else 10
+    zz = z if z is not None else [-5.0 * i for i in range(n)]
+    header = SimpleNamespace(series_uid=uid, modality="CT", slice_thickness=thickness, n_instances=n, plane=plane,
+                             z_min=min(zz), z_max=max(zz), window_center=window[0] if window else None,
+                             window_width=window[1] if window else None, kernel="B30f", recon_diameter=None)
+    label = SimpleNamespace(series_uid=uid, role=role, plane=plane, derived_type=derived, kernel_class=kernel,
+                            region=region, evidence=[])
+    ds: dict[str, Any] = {}
+    if ctdivol is not None:
+        ds["CTDIvol"] = ctdivol
+    if comments is not None:
+        ds["ImageComments"] = comments
+
+    def volume() -> FakeVolume:
+        if hu is None:
+            raise ValueError("no pixels")
+        return FakeVolume(hu, px, zz)
+
+    return SeriesImages(header=header, label=label, datasets=lambda: [ds], volume=volume, radiograph=lambda: None)
+
+
+def exam(*items: SeriesImages, code: str | None = "CT-CHEST-PLAIN", item_codes: list[str] | None = None) -> ExamImages:
+    return ExamImages(study_uid="1.2", modality="CT", standard_code=code, item_codes=item_codes or ["CT.CHEST.PLAIN"],
+                      series=list(items))
+
+
+class RecordingSink(EvidenceSink):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def add(self, image: Any, *, name: str, box: list[float] | None = None,
+            window: tuple[float, float] | None = None, mask: Any = None) -> str | None:
+        self.names.append(name)
+        return f"mem://{name}"
+
+
+class LinearScorer:
+    """Scores that grow toward the feet by one unit per 8.35 mm: score = s0 + (z0 - z) / 8.35."""
+
+    def __init__(self, s_at_z0: float) -> None:
+        self.s0 = s_at_z0
+
+    def score(self, image: sitk.Image) -> Any:
+        n = image.GetSize()[2]
+        sz = image.GetSpacing()[2]
+        z = [-sz * i for i in range(n)]
+        return SimpleNamespace(scores=[self.s0 + (0 - zi) / 8.35 for zi in z], z_mm=z, landmarks={})
+
+
+@pytest.fixture
+def chest_params() -> dict[str, Any]:
+    return load_params("CT", "CT-CHEST-PLAIN")
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def test_every_ct_and_mr_standard_has_parameters() -> None:
+    codes = {p.stem for p in (ROOT / "qc_rules" / "standards").glob("*.yaml")}
+    ct_codes = {c for c in codes if c.startswith("CT-")}
+    mr_codes = {c for c in codes if c.startswith("MR-")}
+    ct_items = yaml.safe_load((ROOT / "qc_rules" / "image_qc" / "ct.yaml").read_text(encoding="utf-8"))["items"]
+    mr_items = yaml.safe_load((ROOT / "qc_rules" / "image_qc" / "mr.yaml").read_text(encoding="utf-8"))["items"]
+    assert ct_codes and ct_codes <= set(ct_items)
+    assert mr_codes and mr_codes <= set(mr_items)
+
+
+def test_load_params_overrides_and_unknown_code() -> None:
+    chest = load_params("CT", "CT-CHEST-PLAIN")
+    assert chest["reconstruction"]["kernels_required"] == ["lung", "soft"]
+    assert chest["reconstruction"]["max_thickness_mm"] == 5.5  # default kept beside the override
+    assert not chest["_notes"]
+    unknown = load_params("CT", "CT-NOPE")
+    assert unknown["reconstruction"]["kernels_required"] == ["soft"]
+    assert unknown["_notes"] and "CT-NOPE" in unknown["_notes"][0]
+
+
+# ---------------------------------------------------------------- centring
+
+
+@pytest.mark.parametrize(("shift", "value"), [((0, 15), "偏右"), ((0, -15), "偏左"), ((-12, 0), "偏上"), ((12, 0), "偏下")])
+def test_centring_direction_and_offset(chest_params: dict[str, Any], shift: tuple[int, int], value: str) -> None:
+    sink = RecordingSink()
+    out = ct.measure_ct(exam(series("s1", phantom(shift_px=shift))), chest_params, sink)
+    r = out["centring"]
+    assert r.value == value
+    expected = 3.0 * max(abs(shift[0]), abs(shift[1]))
+    assert r.details["offset_mm"] == pytest.approx(expected, abs=3.0)
+    f = r.findings[0]
+    assert f.check_id == "IQC-CENTRING" and f.points == 0
+    assert "mm" in f.reason_zh and "off-centre" in f.reason_en
+    assert f.evidence[0].image == "mem://centring"
+
+
+def test_centred_body_is_normal(chest_params: dict[str, Any]) -> None:
+    r = ct.measure_ct(exam(series("s1", phantom(shift_px=(1, -2)))), chest_params, EvidenceSink())["centring"]
+    assert r.value == "正常" and not r.findings
+
+
+# ---------------------------------------------------------------- noise and sharpness
+
+
+def test_noise_limit(chest_params: dict[str, Any]) -> None:
+    low = ct.measure_ct(exam(series("s1", phantom(noise=6.0))), chest_params, EvidenceSink())["noise"]
+    high = ct.measure_ct(exam(series("s1", phantom(noise=45.0))), chest_params, EvidenceSink())["noise"]
+    assert low.value == "正常"
+    assert high.value == "异常" and high.findings[0].check_id == "IQC-NOISE"
+    assert high.details["sd_hu"] > low.details["sd_hu"] * 3
+
+
+def test_blur_lowers_sharpness(chest_params: dict[str, Any]) -> None:
+    sharp = ct.measure_ct(exam(series("s1", phantom(noise=3.0))), chest_params, EvidenceSink())["sharpness"]
+    blurred = ct.measure_ct(exam(series("s1", phantom(noise=3.0, blur_px=3.0))), chest_params, EvidenceSink())["sharpness"]
+    assert sharp.value == "正常"
+    assert blurred.value == "异常" and blurred.findings[0].check_id == "IQC-SHARPNESS"
+
+
+# ---------------------------------------------------------------- reconstruction, window, dose
+
+
+def test_reconstruction_needs_lung_kernel_thin_and_standard_thickness(chest_params: dict[str, Any]) -> None:
+    good = [series("soft", phantom(), kernel="soft", thickness=5.0),
+            series("lung", phantom(), kernel="lung", thickness=1.0, window=(-600, 1500))]
+    assert ct.measure_ct(exam(*good), chest_params, EvidenceSink())["reconstruction"].value == "正常"
+    no_lung = ct.measure_ct(exam(series("soft", phantom(), thickness=5.0), series("thin", phantom(), thickness=1.0)),
+                            chest_params, EvidenceSink())["reconstruction"]
+    assert no_lung.value == "异常" and any("lung" in f.reason_en for f in no_lung.findings)
+    thick = ct.measure_ct(exam(series("soft", phantom(), thickness=10.0), good[1]), chest_params, EvidenceSink())["reconstruction"]
+    assert thick.value == "异常" and any("10 mm" in f.reason_en for f in thick.findings)
+
+
+def test_window_presets(chest_params: dict[str, Any]) -> None:
+    lung_ok = series("lung", phantom(), kernel="lung", thickness=1.0, window=(-600, 1500))
+    assert ct.measure_ct(exam(series("soft", phantom()), lung_ok), chest_params, EvidenceSink())["window"].value == "正常"
+    wrong = series("lung", phantom(), kernel="lung", thickness=1.0, window=(300, 200))
+    r = ct.measure_ct(exam(series("soft", phantom()), wrong), chest_params, EvidenceSink())["window"]
+    assert r.value == "异常" and r.findings[0].check_id == "IQC-WINDOW" and "W200/L300" in r.findings[0].reason_en
+    missing = series("lung", phantom(), kernel="lung", thickness=1.0, window=None)
+    assert ct.measure_ct(exam(series("soft", phantom()), missing), chest_params, EvidenceSink())["window"].value == "异常"
+
+
+def test_dose_reference_and_not_recorded(chest_params: dict[str, Any]) -> None:
+    assert ct.measure_ct(exam(series("s", phantom(), ctdivol=10.0)), chest_params, EvidenceSink())["dose"].value == "正常"
+    high = ct.measure_ct(exam(series("s", phantom(), ctdivol=40.0)), chest_params, EvidenceSink())["dose"]
+    assert high.value == "异常" and "40" in high.findings[0].reason_en
+    none = ct.measure_ct(exam(series("s", phantom(), ctdivol=None)), chest_params, EvidenceSink())["dose"]
+    assert none.value == "异常" and none.details["not_recorded"] is True
+    report = series("d", None, role="dose_report", plane="", ctdivol=None, comments="Total DLP=300; acq1 chest/native: CTDIvol=9.5 mGy")
+    via_report = ct.measure_ct(exam(series("s", phantom(), ctdivol=None), report), chest_params, EvidenceSink())["dose"]
+    assert via_report.value == "正常" and via_report.details["acquisitions"][0]["ctdivol_mgy"] == 9.5
+
+
+# ---------------------------------------------------------------- range (scorer replaced by a linear one)
+
+
+def _chest_scan(monkeypatch: pytest.MonkeyPatch, top_mm_above_apex: float, bottom_mm_below_base: float,
+                params: dict[str, Any]) -> Any:
+    scores = params["landmark_scores"]
+    s_top = scores["lung_apex"] - top_mm_above_apex / 8.35
+    s_bottom = scores["lung_base"] + bottom_mm_below_base / 8.35
+    n = int(round((s_bottom - s_top) * 8.35 / 10.0)) + 1
+    monkeypatch.setattr(ct, "_SCORER", LinearScorer(s_top))
+    hu = phantom(n=n, size=48)
+    z = [-10.0 * i for i in range(n)]
+    return ct.measure_ct(exam(series("s", hu, z=z)), params, RecordingSink())["range"]
+
+
+def test_range_normal_small_and_large(monkeypatch: pytest.MonkeyPatch, chest_params: dict[str, Any]) -> None:
+    assert _chest_scan(monkeypatch, 15, 15, chest_params).value == "正常"
+    small = _chest_scan(monkeypatch, 15, -40, chest_params)
+    assert small.value == "过小" and small.details["missing"] == ["lung_base"]
+    f = small.findings[0]
+    assert f.check_id == "IQC-RANGE" and "肺底" in f.reason_zh and "lung base" in f.reason_en
+    assert f.evidence[0].measured == pytest.approx(-40, abs=12)
+    large = _chest_scan(monkeypatch, 100, 10, chest_params)
+    assert large.value == "过大" and large.details["excess"][0]["end"] == "top"
+
+
+def test_range_without_scorer_cannot_be_assessed(monkeypatch: pytest.MonkeyPatch, chest_params: dict[str, Any]) -> None:
+    monkeypatch.setattr(ct, "_SCORER", False)
+    r = ct.measure_ct(exam(series("s", phantom())), chest_params, EvidenceSink())["range"]
+    assert r.value == NOT_ASSESSABLE and r.details["reason_code"] == "no_body_region_model"
+
+
+# ---------------------------------------------------------------- contract
+
+
+def test_result_contract_and_bad_input(chest_params: dict[str, Any]) -> None:
+    out = ct.measure_ct(exam(series("s", None)), chest_params, EvidenceSink())
+    assert "artifact" not in out
+    assert set(out) == set(DIMENSIONS) - {"artifact"}
+    assert out["positioning"].value == NOT_APPLICABLE and out["sequences"].value == NOT_APPLICABLE
+    assert out["centring"].value == NOT_ASSESSABLE and out["centring"].reason
+    assert out["noise"].value == NOT_ASSESSABLE
+    empty = ct.measure_ct(exam(code=None, item_codes=[]), load_params("CT", None), EvidenceSink())
+    assert all(r.value in (NOT_ASSESSABLE, NOT_APPLICABLE, "异常") for r in empty.values())
+    assert empty["range"].value == NOT_ASSESSABLE
