@@ -360,6 +360,70 @@ def evaluate_folder(root: Path, runner: Runner | None = None, limit: int | None 
     return report
 
 
+def evaluate_variants(root: Path, runner: Runner | None = None, report: EvalReport | None = None,
+                      progress: Callable[[str], None] | None = None) -> EvalReport:
+    """Real-derived accuracy: run image QC over the variants written by
+    :mod:`radqc.datasets.real_variants` and score the dimensions each variant controls.
+
+    No grade truth exists for a real image, so instead of grade agreement this reports how
+    often a defect variant scored lower than its untouched base (``score_drops``)."""
+    from radqc.datasets.real_variants.make import iter_variants
+
+    runner = runner or default_runner()
+    report = report or EvalReport(stage="image-qc", n=0, unit="exam")
+    variants = iter_variants(root)
+    scored: list[Scored] = []
+    scores: dict[str, float | None] = {}
+    for i, v in enumerate(variants):
+        if progress:
+            progress(f"[{i + 1}/{len(variants)}] {v['variant']}")
+        case = TruthCase(exam_key=str(v["variant"]), qc_class="DX" if v["modality"] in ("CR", "DX") else v["modality"],
+                         dimensions=dict(v["truth"]), grade="", exam_dir=Path(v["path"]))
+        try:
+            results = runner(Path(v["path"]), [str(v["item"])], None)
+        except Exception as exc:  # noqa: BLE001 - measured failure, not a crash
+            log.exception("image QC failed on variant %s", v["variant"])
+            scored.append(Scored(case, None, f"{type(exc).__name__}: {exc}"))
+            continue
+        result = results[0] if results else None
+        scored.append(Scored(case, result, None if result else "no result"))
+        value = (result or {}).get("image_score", (result or {}).get("score"))
+        scores[str(v["variant"])] = float(value) if isinstance(value, int | float) else None
+        report.details.setdefault("variants", []).append({
+            "variant": v["variant"], "truth": v["truth"], "details": v.get("details"),
+            "predicted": {d: predicted_value(result or {}, d) for d in v["truth"]}, "score": scores[str(v["variant"])],
+        })
+    _score_dimensions_only(scored, report)
+    drops = total = 0
+    for name, value in scores.items():
+        base = scores.get(name.split("_", 1)[0] + "_base")
+        if name.endswith("_base") or base is None or value is None:
+            continue
+        total += 1
+        drops += int(value < base)
+    if total:
+        report.rates["score_drops_vs_base"] = Rate(drops, total)
+    report.notes.append(f"REAL-DERIVED: {len(variants)} variants of the real samples ({root}); only the dimensions "
+                        "each variant controls are scored; no grade truth exists for real images")
+    return report
+
+
+def _score_dimensions_only(scored: list[Scored], report: EvalReport) -> None:
+    """:func:`score_cases` without the grade part (cases with no grade truth)."""
+    tmp = EvalReport(stage=report.stage, n=0, unit=report.unit)
+    score_cases(scored, tmp)
+    report.n += tmp.n
+    report.classifications.update({k: v for k, v in tmp.classifications.items() if k.startswith("dim:")})
+    report.rates.update({k: v for k, v in tmp.rates.items() if k.startswith("dim:")})
+    report.counts.update({k: v for k, v in tmp.counts.items() if k != "grade_not_ordinal"})
+    for f in tmp.failures:
+        if isinstance(f.get("mismatches"), dict):
+            f = {**f, "mismatches": {k: v for k, v in f["mismatches"].items() if k != "grade"}}
+            if not f["mismatches"]:
+                continue
+        report.fail(**f)
+
+
 def render_heldout(out: Path, n: int, seed: int = HELDOUT_SEEDS[0]) -> Path:
     """Render ``n`` held-out QC exams (``--profile qc``) from ``seed`` into ``out``."""
     if seed not in HELDOUT_SEEDS:
@@ -370,6 +434,14 @@ def render_heldout(out: Path, n: int, seed: int = HELDOUT_SEEDS[0]) -> Path:
     return out
 
 
+def _is_variant_set(root: Path) -> bool:
+    try:
+        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and str(manifest.get("schema", "")).startswith("radqc.real_variant/")
+
+
 @register("image-qc", "Image QC: per-dimension accuracy/recall/confusion and grade agreement (exact, quadratic kappa) "
           "vs the generator's expected_qc; renders held-out seeds 9201+ without --data",
           requires=("radqc.pipelines.image_qc.types",), needs_data=False)
@@ -377,6 +449,10 @@ def evaluate(ctx: EvalContext) -> EvalReport:
     quick = bool(ctx.options.get("quick"))
     cases = ctx.options.get("cases")
     report = EvalReport(stage="image-qc", n=0, unit="exam")
+    if (ctx.data / "manifest.json").is_file() and _is_variant_set(ctx.data):
+        evaluate_variants(ctx.data, report=report)
+        report.details["summary"] = summary(report)
+        return report
     if (ctx.data / "manifest.json").is_file():
         manifest = ctx.manifest
         seed = (manifest.get("set") or manifest).get("seed") if isinstance(manifest, dict) else None
