@@ -1,0 +1,638 @@
+"""Artifact dimension (伪影): 无 / 运动 (motion) / 设备 (equipment) / 异物 (foreign object).
+
+Why classical features first: every artifact the tender names has a physical signature that
+can be measured and shown to a doctor (a bright metal object with streaks radiating from it,
+a body touching the reconstruction circle with a bright rim, a ghost band outside the body
+outline, phase-encode ghosts in the MR background, grid lines as a periodic column pattern).
+The measured features are the evidence; the learned detector (``radqc.models.artifact``) only
+weighs the same features, so a finding always points at a slice and a measured value.
+
+Per series: features per slice/image -> series features -> scores per class -> value.
+Roll-up over series: the strictest value (any motion/equipment/foreign-object finding), with
+the severity order of the scoring table (运动 > 设备 > 异物 > 无).
+
+Thresholds are module defaults (:data:`DEFAULTS`); the item's image-QC data
+(``qc_rules/image_qc/*.yaml`` key ``artifact:``) may override any of them through ``params``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from radqc.pipelines.image_qc.types import (
+    NOT_APPLICABLE,
+    NOT_ASSESSABLE,
+    DimensionResult,
+    Evidence,
+    EvidenceSink,
+    ExamImages,
+    Finding,
+    SeriesImages,
+)
+
+log = logging.getLogger(__name__)
+
+CHECK_ID = "IQC-ARTIFACT"
+DIMENSION = "artifact"
+#: classes of the detector, in the order of the learned model's outputs
+CLASSES = ("none", "motion", "equipment", "foreign_object")
+VALUE_OF = {"none": "无", "motion": "运动", "equipment": "设备", "foreign_object": "异物"}
+#: strictest first (the scoring table's severity order: 运动 > 设备 > 异物 > 无)
+SEVERITY = ("运动", "设备", "异物", "无")
+RADIOGRAPH_MODALITIES = ("DX", "CR", "DR", "RF", "MG", "XA")
+
+#: Classical thresholds (module defaults; the item's ``artifact:`` params override them).
+DEFAULTS: dict[str, Any] = {
+    "max_series": 3,  # series analysed per exam and modality (the most slices first)
+    "max_slices": 120,  # slices read per series (evenly spaced when more)
+    "ct_metal_hu": 2500.0,  # HU above which a voxel is metal
+    "ct_metal_min_px": 3,  # metal pixels in a slice before it counts
+    "ct_streak_ratio": 2.2,  # high-pass SD around metal vs the slice's body noise: streaks
+    "ct_inside_fraction": 0.6,  # metal pixels inside the eroded body: implant (else on the skin)
+    "ct_rim_touch": 0.08,  # fraction of the FOV circle band covered by body: truncation
+    "ct_rim_excess_hu": 60.0,  # rim HU above the tissue just inside it: truncation rim
+    "ct_ghost_width_px": 0.8,  # mid-HU band outside the body (px of outline): edge doubling
+    "ct_ghost_contrast": 0.6,  # affected vs unaffected slices (motion touches part of the scan)
+    "mr_ghost_ratio": 0.06,  # phase-encode background minus frequency background, / body signal
+    "mr_void_px_frac": 0.004,  # susceptibility void: dark hole area / body area
+    "dx_foreign_objects": 100,  # compact dense dots/discs beside the spine (top-hat blobs)
+    "dx_grid_peak": 3.5,  # periodic column/row pattern in every third of the field (noise ~ 1)
+    "dx_motion_anisotropy": 0.9,  # -log(1-px gradient along rows / along columns): smear along rows
+    "use_model": True,  # the learned detector decides when its weights are installed
+}
+
+
+@dataclass
+class SeriesArtifact:
+    """One series: its measured features, class scores, value and the slice to show."""
+
+    series_uid: str | None
+    modality: str
+    features: dict[str, float]
+    scores: dict[str, float]
+    value: str
+    kind: str | None = None
+    slice_index: int | None = None
+    box: list[float] | None = None
+    measured: float | None = None
+    limit: float | None = None
+    method: str = "classical"
+    image: Any = None  # the 2-D slice the evidence shows (not serialised)
+    window: tuple[float, float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"series_uid": self.series_uid, "modality": self.modality, "value": self.value, "kind": self.kind,
+                "scores": {k: round(v, 4) for k, v in self.scores.items()}, "slice_index": self.slice_index,
+                "measured": self.measured, "limit": self.limit, "method": self.method,
+                "features": {k: round(float(v), 4) for k, v in self.features.items()}}
+
+
+# ------------------------------------------------------------------------------ pixels
+
+
+def _num(value: Any, default: float) -> float:
+    try:
+        v = float(value)
+        return v if math.isfinite(v) else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _slices(series: SeriesImages, max_slices: int) -> tuple[list[np.ndarray], list[int], Any]:
+    """Rescaled 2-D slices (HU for CT), their indices in the series, and the first dataset.
+
+    Reads ``series.datasets()`` (sorted, with pixels); multi-frame instances give their frames."""
+    from radqc.dicom.volume import decode
+
+    datasets = series.datasets()
+    frames: list[tuple[int, Any, np.ndarray | None]] = []
+    for i, ds in enumerate(datasets):
+        frames.append((i, ds, None))
+    if len(frames) > max_slices:
+        pick = np.unique(np.linspace(0, len(frames) - 1, max_slices).round().astype(int))
+        frames = [frames[int(i)] for i in pick]
+    out: list[np.ndarray] = []
+    idx: list[int] = []
+    first = datasets[0] if datasets else None
+    for i, ds, _ in frames:
+        arr = decode(ds)
+        slope, icpt = _num(ds.get("RescaleSlope"), 1.0), _num(ds.get("RescaleIntercept"), 0.0)
+        arr = arr.astype(np.float32) * np.float32(slope) + np.float32(icpt)
+        if arr.ndim == 3 and int(_num(ds.get("SamplesPerPixel"), 1)) == 1:
+            for f in range(arr.shape[0]):
+                out.append(arr[f])
+                idx.append(i)
+        elif arr.ndim == 2:
+            out.append(arr)
+            idx.append(i)
+    return out, idx, first
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndi.label(mask)
+    if n <= 1:
+        return mask
+    sizes = ndi.sum(mask, lab, index=np.arange(1, n + 1))
+    return np.asarray(lab == int(np.argmax(sizes)) + 1)
+
+
+# ------------------------------------------------------------------------------ CT
+
+
+def ct_slice_features(hu: np.ndarray, p: dict[str, Any]) -> dict[str, float]:
+    """Metal, streak, truncation-rim and edge-doubling measures of one CT slice (HU)."""
+    ny, nx = hu.shape
+    body = ndi.binary_fill_holes(hu > -400)
+    body = _largest(body) if body.any() else body
+    body_px = float(body.sum())
+    f: dict[str, float] = {"body_px": body_px}
+    metal = hu >= float(p["ct_metal_hu"])
+    n_metal = float(metal.sum())
+    f["metal_px"] = n_metal
+    f["metal_inside"] = 0.0
+    f["streak"] = 0.0
+    f["metal_r"], f["metal_c"] = -1.0, -1.0
+    # body noise baseline: high-pass residual SD inside the eroded body
+    med = ndi.median_filter(hu, size=5)
+    resid = hu - med
+    core = ndi.binary_erosion(body, iterations=3) & ~ndi.binary_dilation(metal, iterations=3)
+    # robust (MAD) noise: streaks are sparse lines, so they barely move the median deviation
+    base_sd = float(np.median(np.abs(resid[core])) * 1.4826) if core.sum() > 30 else 20.0
+    base_sd = max(base_sd, 3.0)
+    if n_metal >= float(p["ct_metal_min_px"]):
+        core_body = ndi.binary_erosion(body, iterations=max(2, int(round(nx * 0.03))))
+        f["metal_inside"] = float((metal & core_body).sum()) / n_metal
+        rr, cc = np.nonzero(metal)
+        cr, ccol = float(rr.mean()), float(cc.mean())
+        f["metal_r"], f["metal_c"] = cr, ccol
+        yy, xx = np.ogrid[:ny, :nx]
+        dist = np.hypot(yy - cr, xx - ccol)
+        ann = (dist > 3) & (dist < max(8.0, 0.3 * nx)) & body & ~ndi.binary_dilation(metal, iterations=3)
+        if ann.sum() > 20:
+            f["streak"] = float(np.std(resid[ann])) / base_sd
+    # truncation: the body touching the reconstruction circle, with a bright rim
+    r = (nx - 1) / 2.0
+    yy, xx = np.ogrid[:ny, :nx]
+    dist_edge = r - np.hypot(yy - (ny - 1) / 2.0, xx - r)
+    band = (dist_edge >= 0) & (dist_edge < 2)
+    inner = (dist_edge >= 3) & (dist_edge < 8)
+    tissue = hu > -400
+    f["rim_touch"] = float((band & tissue).sum()) / max(float(band.sum()), 1.0)
+    f["rim_excess"] = 0.0
+    if (band & tissue).sum() >= 5 and (inner & tissue).sum() >= 5:
+        f["rim_excess"] = float(np.median(hu[band & tissue]) - np.median(hu[inner & tissue]))
+    # edge doubling: width of the intermediate-HU band just outside the body outline
+    solid = ndi.binary_fill_holes(hu > -300)
+    solid = _largest(solid) if solid.any() else solid
+    outline = solid & ~ndi.binary_erosion(solid)
+    ring = ndi.binary_dilation(solid, iterations=4) & ~solid & (dist_edge > 2)
+    mid = ring & (hu > -850) & (hu < -300)
+    f["ghost_width"] = float(mid.sum()) / max(float(outline.sum()), 1.0)
+    f["base_sd"] = base_sd
+    return f
+
+
+def ct_series_features(slices: Sequence[np.ndarray], p: dict[str, Any]) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Series-level CT features (maxima, quantiles and contrasts over slices)."""
+    per = [ct_slice_features(s, p) for s in slices]
+    if not per:
+        return {}, per
+    metal = np.array([x["metal_px"] for x in per])
+    streak = np.array([x["streak"] for x in per])
+    inside = np.array([x["metal_inside"] for x in per])
+    has_metal = metal >= float(p["ct_metal_min_px"])
+    touch = np.array([x["rim_touch"] for x in per])
+    excess = np.array([x["rim_excess"] for x in per])
+    ghost = np.array([x["ghost_width"] for x in per])
+    bodyp = np.array([x["body_px"] for x in per])
+    valid = bodyp > 0.02 * slices[0].size
+    g = ghost[valid] if valid.sum() >= 3 else ghost
+    q25, q50, q90 = (float(np.quantile(g, q)) for q in (0.25, 0.5, 0.9))
+    feats = {
+        "metal_px_max": float(np.log1p(metal.max())),
+        "metal_slice_frac": float(has_metal.mean()),
+        "streak_max": float(streak[has_metal].max()) if has_metal.any() else 0.0,
+        "streak_med": float(np.median(streak[has_metal])) if has_metal.any() else 0.0,
+        "metal_inside_mean": float(inside[has_metal].mean()) if has_metal.any() else 0.0,
+        "rim_touch_max": float(touch.max()),
+        "rim_touch_frac": float((touch > float(p["ct_rim_touch"])).mean()),
+        "rim_excess_max": float(excess[touch > 0.02].max()) if (touch > 0.02).any() else 0.0,
+        "ghost_q90": q90,
+        "ghost_q50": q50,
+        "ghost_contrast": q90 - q25,
+        "ghost_hi_frac": float((g > max(q50 * 1.5, q50 + 0.5)).mean()),
+        "n_slices": float(len(per)),
+    }
+    return feats, per
+
+
+def ct_classify(feats: dict[str, float], per: list[dict[str, float]], p: dict[str, Any]) -> tuple[str, str | None, dict[str, float], int | None, float | None, float | None]:
+    """Classical decision: (class, kind, scores, slice position, measured, limit)."""
+    scores = {"motion": 0.0, "equipment": 0.0, "foreign_object": 0.0}
+    streak_lim, touch_lim = float(p["ct_streak_ratio"]), float(p["ct_rim_touch"])
+    metal = feats.get("metal_px_max", 0.0) > math.log1p(float(p["ct_metal_min_px"]))
+    scores["equipment"] = max(_sig(feats.get("streak_max", 0.0), streak_lim, 0.3) if metal else 0.0,
+                              _sig(feats.get("rim_touch_max", 0.0), touch_lim, 0.03) * _sig(feats.get("rim_excess_max", 0.0), float(p["ct_rim_excess_hu"]), 20))
+    if metal:
+        on_skin = feats.get("metal_inside_mean", 0.0) < float(p["ct_inside_fraction"])
+        no_streak = feats.get("streak_max", 0.0) < streak_lim
+        scores["foreign_object"] = 0.9 if (on_skin or no_streak) else 0.3
+        if on_skin:
+            scores["equipment"] = min(scores["equipment"], 0.4)
+    scores["motion"] = _sig(feats.get("ghost_contrast", 0.0), float(p["ct_ghost_contrast"]), 0.15) * _sig(feats.get("ghost_q90", 0.0), float(p["ct_ghost_width_px"]), 0.3)
+    cls = max(scores, key=lambda k: scores[k])
+    if scores[cls] < 0.5:
+        return "none", None, scores, None, None, None
+    if cls == "motion":
+        k = int(np.argmax([x["ghost_width"] for x in per]))
+        return cls, "ghosting", scores, k, round(per[k]["ghost_width"], 3), float(p["ct_ghost_width_px"])
+    if cls == "foreign_object":
+        k = int(np.argmax([x["metal_px"] for x in per]))
+        return cls, "foreign_object", scores, k, round(per[k]["metal_px"], 1), float(p["ct_metal_min_px"])
+    if metal and feats.get("streak_max", 0.0) >= streak_lim:
+        k = int(np.argmax([x["streak"] for x in per]))
+        return cls, "metal", scores, k, round(per[k]["streak"], 3), streak_lim
+    k = int(np.argmax([x["rim_touch"] for x in per]))
+    return cls, "truncation", scores, k, round(per[k]["rim_touch"], 3), touch_lim
+
+
+# ------------------------------------------------------------------------------ MR
+
+
+def mr_slice_features(img: np.ndarray, pe_axis: int | None) -> dict[str, float]:
+    """Phase-encode ghosting and susceptibility-void measures of one MR slice."""
+    hi = float(np.percentile(img, 99.5))
+    f = {"ghost": 0.0, "ghost_any": 0.0, "void_frac": 0.0, "bg_ratio": 0.0}
+    if hi <= 0:
+        return f
+    # the object: the largest bright component (ghosts are fainter copies, kept out by the level)
+    body = ndi.binary_fill_holes(ndi.binary_opening(img > 0.35 * hi, iterations=1))
+    if body.sum() < 0.02 * img.size:
+        return f
+    body = ndi.binary_fill_holes(ndi.binary_closing(_largest(body), iterations=2))
+    sig = float(np.median(img[body]))
+    far = ~ndi.binary_dilation(body, iterations=max(2, img.shape[0] // 32))
+    rows = np.nonzero(body.any(axis=1))[0]
+    cols = np.nonzero(body.any(axis=0))[0]
+    col_band = np.zeros_like(body)
+    col_band[:, cols.min():cols.max() + 1] = True  # above/below the body: axis-0 ghosts land here
+    row_band = np.zeros_like(body)
+    row_band[rows.min():rows.max() + 1, :] = True  # left/right of the body: axis-1 ghosts land here
+    a0 = far & col_band & ~row_band
+    a1 = far & row_band & ~col_band
+    bg = far & ~col_band & ~row_band
+    m0 = float(img[a0].mean()) if a0.sum() > 10 else float("nan")
+    m1 = float(img[a1].mean()) if a1.sum() > 10 else float("nan")
+    mb = float(img[bg].mean()) if bg.sum() > 10 else float(np.nanmin([m0, m1, 0.0]))
+    s = max(sig, 1e-6)
+    g0 = (m0 - (m1 if math.isfinite(m1) else mb)) / s if math.isfinite(m0) else 0.0
+    g1 = (m1 - (m0 if math.isfinite(m0) else mb)) / s if math.isfinite(m1) else 0.0
+    f["ghost_any"] = max(g0, g1, 0.0)
+    f["ghost"] = (g0 if pe_axis == 0 else g1) if pe_axis in (0, 1) else f["ghost_any"]
+    f["bg_ratio"] = float(np.nanmax([m0, m1, mb])) / s if any(math.isfinite(v) for v in (m0, m1)) else 0.0
+    # susceptibility void: compact dark holes inside the eroded body
+    core = ndi.binary_erosion(body, iterations=max(2, img.shape[0] // 40))
+    dark = core & (img < 0.06 * sig)
+    if dark.any():
+        lab, n = ndi.label(dark)
+        sizes = ndi.sum(dark, lab, index=np.arange(1, n + 1))
+        f["void_frac"] = float(sizes.max()) / float(body.sum())
+    return f
+
+
+def mr_pe_axis(ds: Any) -> int | None:
+    """Phase-encode axis of the image from InPlanePhaseEncodingDirection (COL: rows = axis 0)."""
+    v = str(ds.get("InPlanePhaseEncodingDirection", "") or "").upper() if ds is not None else ""
+    return 0 if v == "COL" else 1 if v == "ROW" else None
+
+
+def mr_series_features(slices: Sequence[np.ndarray], pe_axis: int | None) -> tuple[dict[str, float], list[dict[str, float]]]:
+    per = [mr_slice_features(s, pe_axis) for s in slices]
+    if not per:
+        return {}, per
+    g = np.array([x["ghost"] for x in per])
+    ga = np.array([x["ghost_any"] for x in per])
+    v = np.array([x["void_frac"] for x in per])
+    return {
+        "ghost_med": float(np.median(g)), "ghost_q75": float(np.quantile(g, 0.75)), "ghost_any_med": float(np.median(ga)),
+        "bg_ratio_med": float(np.median([x["bg_ratio"] for x in per])),
+        "void_max": float(v.max()), "void_q90": float(np.quantile(v, 0.9)), "void_slice_frac": float((v > 0.002).mean()),
+        "n_slices": float(len(per)),
+    }, per
+
+
+def mr_classify(feats: dict[str, float], per: list[dict[str, float]], p: dict[str, Any]) -> tuple[str, str | None, dict[str, float], int | None, float | None, float | None]:
+    scores = {"motion": _sig(feats.get("ghost_med", 0.0), float(p["mr_ghost_ratio"]), 0.02),
+              "equipment": _sig(feats.get("void_max", 0.0), float(p["mr_void_px_frac"]), 0.001), "foreign_object": 0.0}
+    cls = max(scores, key=lambda k: scores[k])
+    if scores[cls] < 0.5:
+        return "none", None, scores, None, None, None
+    if cls == "motion":
+        k = int(np.argmax([x["ghost"] for x in per]))
+        return cls, "ghosting", scores, k, round(per[k]["ghost"], 4), float(p["mr_ghost_ratio"])
+    k = int(np.argmax([x["void_frac"] for x in per]))
+    return cls, "metal", scores, k, round(per[k]["void_frac"], 5), float(p["mr_void_px_frac"])
+
+
+# ------------------------------------------------------------------------------ radiographs
+
+
+def _field(img: np.ndarray) -> tuple[int, int, int, int]:
+    """The exposed field: rows/columns with image structure (the collimated border is flat)."""
+    rs = img.std(axis=1)
+    cs = img.std(axis=0)
+    thr_r = max(18.0, 0.15 * float(np.median(rs)))
+    thr_c = max(18.0, 0.15 * float(np.median(cs)))
+    rows = np.nonzero(rs > thr_r)[0]
+    cols = np.nonzero(cs > thr_c)[0]
+    if len(rows) < 16 or len(cols) < 16:
+        return 0, 0, img.shape[0], img.shape[1]
+    return int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1
+
+
+def _comb(prof: np.ndarray, periods: range) -> float:
+    """Strength of a strictly periodic pattern in a 1-D profile: the variance of the profile folded
+    at period P, scaled so that noise gives about 1 (max over P)."""
+    best = 0.0
+    n = len(prof)
+    var = float(np.var(prof))
+    if var <= 0 or n < 24:
+        return 0.0
+    for per in periods:
+        m = n // per * per
+        folded = prof[:m].reshape(-1, per).mean(axis=0)
+        best = max(best, float(np.var(folded)) * (m / per) / var)
+    return best
+
+
+def dx_features(img: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
+    """Foreign-object, grid-line and directional-blur measures of one radiograph (higher = denser)."""
+    lo, hi = np.percentile(img, [1, 99.9])
+    r0, c0, r1, c1 = _field(img)
+    sub = img[r0:r1, c0:c1].astype(np.float32)
+    plo, phi = np.percentile(sub, [2, 99.5])
+    scale = max(float(phi - plo), 1e-3)
+    norm = (sub - plo) / scale
+    feats: dict[str, float] = {}
+    nr, nc = sub.shape
+    # foreign objects: compact dense dots/discs (white top-hat), away from the field border (text,
+    # markers) and counted apart from the central band (the spine's own dotted edges)
+    inner = np.zeros_like(norm, dtype=bool)
+    mr_, mc_ = max(2, int(nr * 0.08)), max(2, int(nc * 0.08))
+    inner[mr_:nr - mr_, mc_:nc - mc_] = True
+    lateral = inner.copy()
+    lateral[:, int(nc * 0.42):int(nc * 0.58)] = False
+    box: list[float] | None = None
+    for size, tag in ((5, "s"), (9, "m")):
+        tophat = norm - ndi.grey_opening(norm, size=(size, size))
+        for t in (0.08, 0.15):
+            bright = (tophat > t) & inner
+            lab, n = ndi.label(bright)
+            n_comp, n_lat, px = 0, 0, 0.0
+            if n:
+                for i, sl in enumerate(ndi.find_objects(lab), start=1):
+                    h, w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+                    obj = lab[sl] == i
+                    area = float(obj.sum())
+                    if max(h, w) <= size and area / max(h * w, 1) >= 0.4:
+                        n_comp += 1
+                        px += area
+                        cy, cx = sl[0].start + h // 2, sl[1].start + w // 2
+                        if lateral[cy, cx]:
+                            n_lat += 1
+                            if tag == "m" and t == 0.15 and box is None:
+                                box = [float(sl[0].start + r0), float(sl[1].start + c0), float(sl[0].stop + r0), float(sl[1].stop + c0)]
+            feats[f"fo_{tag}{int(t * 100)}_n"] = float(np.log1p(n_comp))
+            feats[f"fo_{tag}{int(t * 100)}_lat"] = float(np.log1p(n_lat))
+            feats[f"fo_{tag}{int(t * 100)}_px"] = px / float(inner.sum())
+    feats["fo_px_frac"] = feats["fo_m15_px"]
+    # grid lines: a strictly periodic pattern across columns (or rows), in every block of rows
+    hp_x = sub - ndi.uniform_filter1d(sub, 7, axis=1)
+    hp_y = sub - ndi.uniform_filter1d(sub, 7, axis=0)
+    combs = []
+    for hp, axis in ((hp_x, 0), (hp_y, 1)):
+        blocks = np.array_split(hp, 3, axis=axis)
+        combs.append(min(_comb(b.mean(axis=axis), range(2, 9)) for b in blocks))
+    feats["grid_peak"] = float(np.log1p(max(combs)))
+    feats["grid_x"], feats["grid_y"] = float(np.log1p(combs[0])), float(np.log1p(combs[1]))
+    # directional blur: gradient energy along the two axes on a 2x-averaged image (noise suppressed)
+    small = sub[: nr // 2 * 2, : nc // 2 * 2]
+    small = small.reshape(small.shape[0] // 2, 2, small.shape[1] // 2, 2).mean(axis=(1, 3))
+    small = ndi.gaussian_filter(small, 0.7)
+    gy = float(np.mean(np.abs(np.diff(small, axis=0)))) / scale
+    gx = float(np.mean(np.abs(np.diff(small, axis=1)))) / scale
+    feats["grad_y"], feats["grad_x"] = gy, gx
+    feats["anisotropy"] = float(math.log(max(gy, 1e-6) / max(gx, 1e-6)))
+    feats["sharp"] = float(math.log(max(gy + gx, 1e-6)))
+    # fine-scale anisotropy (1-px differences on the full image): motion smears along one axis only
+    fy = float(np.mean(np.abs(np.diff(norm, axis=0))))
+    fx = float(np.mean(np.abs(np.diff(norm, axis=1))))
+    feats["aniso_fine"] = float(math.log(max(fy, 1e-6) / max(fx, 1e-6)))
+    feats["aspect"] = float(math.log(max(nr, 1) / max(nc, 1)))
+    return feats, {"box": box, "field": [r0, c0, r1, c1], "window": ((lo + hi) / 2.0, max(hi - lo, 1.0))}
+
+
+def dx_classify(feats: dict[str, float], p: dict[str, Any]) -> tuple[str, str | None, dict[str, float], float | None, float | None]:
+    scores = {"motion": _sig(-feats.get("aniso_fine", 0.0), float(p["dx_motion_anisotropy"]), 0.05),
+              "equipment": _sig(feats.get("grid_peak", 0.0), math.log1p(float(p["dx_grid_peak"])), 0.1),
+              "foreign_object": _sig(feats.get("fo_m15_lat", 0.0), math.log1p(float(p["dx_foreign_objects"])), 0.2)}
+    cls = max(scores, key=lambda k: scores[k])
+    if scores[cls] < 0.5:
+        return "none", None, scores, None, None
+    if cls == "motion":
+        return cls, "motion_blur", scores, round(-feats["aniso_fine"], 4), float(p["dx_motion_anisotropy"])
+    if cls == "equipment":
+        return cls, "grid_lines", scores, round(math.expm1(feats["grid_peak"]), 2), float(p["dx_grid_peak"])
+    return cls, "foreign_object", scores, round(math.expm1(feats["fo_m15_lat"])), float(p["dx_foreign_objects"])
+
+
+def _sig(x: float, centre: float, width: float) -> float:
+    """Soft threshold: 0.5 at the limit, towards 1 above it (a score, not a probability)."""
+    z = (float(x) - float(centre)) / max(float(width), 1e-9)
+    return float(1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0))))
+
+
+# ------------------------------------------------------------------------------ series selection
+
+
+def _is_image_series(s: SeriesImages) -> bool:
+    h = s.header
+    role = getattr(s.label, "role", None) if s.label is not None else None
+    if role in ("localizer", "dose_report", "screen_capture"):
+        return False
+    itype = [str(t).upper() for t in (getattr(h, "image_type", None) or [])]
+    if "LOCALIZER" in itype:
+        return False
+    sop = str(getattr(h, "sop_class_uid", "") or "")
+    if sop.startswith("1.2.840.10008.5.1.4.1.1.88") or sop == "1.2.840.10008.5.1.4.1.1.7":  # SR, secondary capture
+        return False
+    return True
+
+
+def _series_modality(s: SeriesImages, exam_modality: str | None) -> str:
+    m = str(getattr(s.header, "modality", None) or exam_modality or "").upper()
+    return "DX" if m in RADIOGRAPH_MODALITIES else m
+
+
+def _ct_order(s: SeriesImages) -> tuple[int, int]:
+    """Primary axial reconstructions first, then the most slices."""
+    label = s.label
+    plane = getattr(label, "plane", None) if label is not None else None
+    derived = getattr(label, "role", None) == "derived" if label is not None else False
+    primary = 0 if plane in (None, "axial") and not derived else 1
+    return primary, -int(getattr(s.header, "n_instances", 0) or 0)
+
+
+def select_series(exam: ExamImages, p: dict[str, Any]) -> list[SeriesImages]:
+    """The image series worth reading: no localizers, dose reports or captures; for CT/MR the
+    series with the most instances first (up to ``max_series`` per modality), axial preferred for CT."""
+    out: list[SeriesImages] = []
+    by_mod: dict[str, list[SeriesImages]] = {}
+    for s in exam.series:
+        if not _is_image_series(s):
+            continue
+        by_mod.setdefault(_series_modality(s, exam.modality), []).append(s)
+    for mod, items in by_mod.items():
+        if mod == "DX":
+            out.extend(items)
+            continue
+        if mod not in ("CT", "MR"):
+            continue
+
+        out.extend(sorted(items, key=_ct_order)[: int(p["max_series"])] if mod == "CT" else items)
+    return out
+
+
+# ------------------------------------------------------------------------------ per series
+
+
+def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any = None) -> SeriesArtifact:
+    """Features, scores and value of one series (raises on undecodable pixels)."""
+    uid = getattr(s.header, "series_uid", None)
+    if modality == "DX":
+        try:
+            rg = s.radiograph()
+            img = np.asarray(rg.pixels, dtype=np.float32)
+        except Exception:  # noqa: BLE001 - fall back to the stored values
+            sl, _, _ = _slices(s, 1)
+            if not sl:
+                raise
+            img = sl[0]
+        feats, info = dx_features(img)
+        cls, kind, scores, measured, limit = dx_classify(feats, p)
+        res = SeriesArtifact(uid, modality, feats, scores, VALUE_OF[cls], kind, 0 if cls != "none" else None,
+                             info["box"] if cls == "foreign_object" else None, measured, limit, image=img, window=info["window"])
+    else:
+        slices, idx, first = _slices(s, int(p["max_slices"]))
+        if not slices:
+            raise ValueError("no pixel data")
+        if modality == "CT":
+            feats, per = ct_series_features(slices, p)
+            cls, kind, scores, k, measured, limit = ct_classify(feats, per, p)
+            window = (40.0, 400.0) if kind != "metal" else (500.0, 3000.0)
+        else:
+            feats, per = mr_series_features(slices, mr_pe_axis(first))
+            cls, kind, scores, k, measured, limit = mr_classify(feats, per, p)
+            window = None
+        box = None
+        if k is not None and kind in ("metal", "foreign_object") and modality == "CT" and per[k]["metal_r"] >= 0:
+            r, c, h = per[k]["metal_r"], per[k]["metal_c"], max(6.0, slices[k].shape[0] * 0.12)
+            box = [r - h, c - h, r + h, c + h]
+        res = SeriesArtifact(uid, modality, feats, scores, VALUE_OF[cls], kind, idx[k] if k is not None else None, box,
+                             measured, limit, image=slices[k] if k is not None else slices[len(slices) // 2], window=window)
+    if model is not None:
+        probs = model.predict(modality, res.features)
+        if probs is not None:
+            res.method = "learned"
+            res.extra["classical_value"] = res.value
+            res.scores = {c: float(probs[i]) for i, c in enumerate(CLASSES) if c != "none"}
+            cls = CLASSES[int(np.argmax(probs))]
+            res.value = VALUE_OF[cls]
+            if cls == "none":
+                res.kind = None
+            elif res.extra["classical_value"] != res.value:
+                res.kind = {"motion": "ghosting" if modality != "DX" else "motion_blur",
+                            "equipment": "metal" if modality != "DX" else "grid_lines",
+                            "foreign_object": "foreign_object"}[cls]
+    return res
+
+
+# ------------------------------------------------------------------------------ the measure
+
+
+REASONS = {
+    "运动": ("{series}可见运动伪影（{kind}），测量值 {measured}，限值 {limit}", "motion artifact ({kind}) in {series}: measured {measured}, limit {limit}"),
+    "设备": ("{series}可见设备伪影（{kind}），测量值 {measured}，限值 {limit}", "equipment artifact ({kind}) in {series}: measured {measured}, limit {limit}"),
+    "异物": ("{series}可见异物伪影（{kind}），测量值 {measured}，限值 {limit}", "foreign-object artifact ({kind}) in {series}: measured {measured}, limit {limit}"),
+}
+KIND_ZH = {"ghosting": "伪影重影/边缘双影", "metal": "金属条纹", "truncation": "视野截断", "foreign_object": "体外异物",
+           "grid_lines": "滤线栅线", "motion_blur": "运动模糊"}
+
+
+def _load_model(p: dict[str, Any]) -> Any:
+    if not p.get("use_model", True):
+        return None
+    try:
+        from radqc.models.artifact.infer import ArtifactModel
+
+        return ArtifactModel.shared()
+    except Exception as exc:  # noqa: BLE001 - no weights / no runtime: classical features decide
+        log.debug("artifact model unavailable: %s", exc)
+        return None
+
+
+def measure_artifact(exam: ExamImages, params: dict[str, Any] | None, sink: EvidenceSink) -> dict[str, DimensionResult]:
+    """The artifact dimension of one exam: per series, then the strictest over series."""
+    p = {**DEFAULTS, **(params or {})}
+    series = select_series(exam, p)
+    if not exam.series:
+        return {DIMENSION: DimensionResult(NOT_ASSESSABLE, reason="检查无图像序列 / the exam has no image series")}
+    if not series:
+        mods = sorted({_series_modality(s, exam.modality) for s in exam.series})
+        return {DIMENSION: DimensionResult(NOT_APPLICABLE if mods and all(m not in ("CT", "MR", "DX", "") for m in mods) else NOT_ASSESSABLE,
+                                           reason=f"无可评估的CT/MR/X线图像序列 / no CT, MR or radiograph image series to assess ({', '.join(mods) or '-'})")}
+    model = _load_model(p)
+    results: list[SeriesArtifact] = []
+    failed: list[dict[str, Any]] = []
+    for s in series:
+        mod = _series_modality(s, exam.modality)
+        try:
+            results.append(analyse_series(s, mod, p, model))
+        except Exception as exc:  # noqa: BLE001 - one undecodable series is reported, the rest still count
+            failed.append({"series_uid": getattr(s.header, "series_uid", None), "reason": getattr(exc, "reason_code", type(exc).__name__),
+                           "detail": str(exc)[:200]})
+    if not results:
+        return {DIMENSION: DimensionResult(NOT_ASSESSABLE, details={"failed": failed},
+                                           reason="图像无法解码 / no series could be decoded: " + "; ".join(f["reason"] for f in failed))}
+    worst = min(results, key=lambda r: SEVERITY.index(r.value))
+    scores = {c: max(r.scores.get(c, 0.0) for r in results) for c in CLASSES if c != "none"}
+    findings: list[Finding] = []
+    for r in sorted(results, key=lambda r: SEVERITY.index(r.value)):
+        if r.value == "无":
+            continue
+        name = f"series {r.series_uid}" if r.series_uid else "series"
+        kind = r.kind or ""
+        zh, en = REASONS[r.value]
+        ev_img = None
+        if r.image is not None:
+            ev_img = sink.add(r.image, name=f"artifact_{(r.series_uid or 'series')[-12:]}_{r.slice_index}", box=r.box, window=r.window)
+        findings.append(Finding(CHECK_ID, DIMENSION, r.value, 0,
+                                zh.format(series=f"序列 {r.series_uid}", kind=KIND_ZH.get(kind, kind), measured=r.measured, limit=r.limit),
+                                en.format(series=name, kind=kind.replace("_", " "), measured=r.measured, limit=r.limit),
+                                [Evidence(series_uid=r.series_uid, instance_index=r.slice_index, measured=r.measured, limit=r.limit,
+                                          image=ev_img, box=r.box, extra={"kind": kind, "method": r.method,
+                                                                           "scores": {k: round(v, 3) for k, v in r.scores.items()}})]))
+    details = {"per_series": [r.to_dict() for r in results], "scores": {k: round(v, 4) for k, v in scores.items()},
+               "kind": worst.kind, "method": "learned" if model is not None else "classical"}
+    if failed:
+        details["failed"] = failed
+    conf = max(worst.scores.values()) if worst.value != "无" else 1.0 - max(scores.values(), default=0.0)
+    return {DIMENSION: DimensionResult(worst.value, details=details, findings=findings, confidence=round(float(conf), 4))}

@@ -1,0 +1,161 @@
+"""Artifact dimension: classical features on small phantoms with known artifacts, roll-up, bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from pydicom.uid import generate_uid
+
+from radqc.datasets.synthetic.imaging.defects import motion_double, mr_ghosting, streak_pattern
+from radqc.dicom.factory import ct_slice
+from radqc.pipelines.image_qc import artifact as art
+from radqc.pipelines.image_qc.types import VALUES, EvidenceSink, ExamImages, SeriesImages
+from radqc.pipelines.series.features import from_datasets
+
+N = 64
+
+
+def _series(slices: list[np.ndarray], modality: str = "CT", **extra: Any) -> SeriesImages:
+    study, series = generate_uid(), generate_uid()
+    dss = [ct_slice(study_uid=study, series_uid=series, pixels=np.clip(np.rint(s), -32768, 32767).astype(np.int16),
+                    instance_number=i + 1, position=(0.0, 0.0, -5.0 * i), pixel_spacing=(6.0, 6.0), Modality=modality, **extra)
+           for i, s in enumerate(slices)]
+    from radqc.dicom.volume import load_radiograph
+
+    return SeriesImages(header=from_datasets(dss), label=None, datasets=lambda: dss, volume=lambda: None,
+                        radiograph=lambda: load_radiograph(dss[0]))
+
+
+def _exam(*series: SeriesImages, modality: str = "CT") -> ExamImages:
+    return ExamImages(study_uid="1.2.3", modality=modality, standard_code=None, series=list(series))
+
+
+def _body(rng: np.random.Generator, ry: float = 18, rx: float = 24, cy: float = N / 2, value: float = 40.0, air: float = -1000.0) -> np.ndarray:
+    yy, xx = np.mgrid[:N, :N]
+    inside = ((yy - cy) / ry) ** 2 + ((xx - N / 2) / rx) ** 2 <= 1
+    img = np.where(inside, value, air).astype(np.float32)
+    spine = ((yy - cy - ry * 0.5) / 3) ** 2 + ((xx - N / 2) / 3) ** 2 <= 1
+    img[spine] = 700.0
+    return img + rng.normal(0, 8, img.shape).astype(np.float32)
+
+
+def _ct(kind: str, n: int = 12) -> SeriesImages:
+    rng = np.random.default_rng(3)
+    slices = []
+    for k in range(n):
+        img = _body(rng, ry=30.5, rx=31.5) if kind == "truncation" else _body(rng)
+        if kind == "metal" and 4 <= k < 8:
+            img += streak_pattern(img.shape, [(31.0, 21.0)], 500.0, np.random.default_rng(k), width_px=0.8)
+            img[30:33, 20:23] = 3071.0
+        if kind == "foreign" and 4 <= k < 6:
+            img[N // 2 - 19:N // 2 - 17, 31:33] = 3071.0  # a button on the anterior skin, no streaks
+        if kind == "motion" and k >= n // 2:
+            img = motion_double(img, (2.0, 1.0), 0.45)
+        if kind == "truncation":
+            r = (N - 1) / 2
+            yy, xx = np.mgrid[:N, :N]
+            d = r - np.hypot(yy - r, xx - r)
+            img = img + np.where(d >= 0, np.exp(-d / 1.5), 0) * 250.0 * (img > -400)
+        slices.append(img)
+    return _series(slices)
+
+
+def test_clean_ct_reads_none() -> None:
+    out = art.measure_artifact(_exam(_ct("clean")), {"use_model": False}, EvidenceSink())["artifact"]
+    assert out.value == "无"
+    assert out.findings == []
+    assert out.details["per_series"][0]["value"] == "无"
+
+
+@pytest.mark.parametrize(("kind", "value", "detail"), [("metal", "设备", "metal"), ("foreign", "异物", "foreign_object"),
+                                                       ("truncation", "设备", "truncation"), ("motion", "运动", "ghosting")])
+def test_ct_artifacts_are_found_with_evidence(kind: str, value: str, detail: str) -> None:
+    out = art.measure_artifact(_exam(_ct(kind)), {"use_model": False}, EvidenceSink())["artifact"]
+    assert out.value == value, out.details
+    assert out.details["kind"] == detail
+    f = out.findings[0]
+    assert f.check_id == "IQC-ARTIFACT" and f.value == value and f.reason_zh and f.reason_en
+    ev = f.evidence[0]
+    assert ev.instance_index is not None and ev.measured is not None and ev.limit is not None
+    if kind == "metal":
+        assert 4 <= ev.instance_index < 8  # the slice with the metal, not any slice
+        assert ev.box is not None and ev.box[0] <= 31 <= ev.box[2]
+
+
+def test_metal_threshold_comes_from_params() -> None:
+    """The item's data may raise the streak limit: the same series then has no equipment artifact."""
+    out = art.measure_artifact(_exam(_ct("metal")), {"use_model": False, "ct_streak_ratio": 1e6}, EvidenceSink())["artifact"]
+    assert out.value != "设备" or out.details["kind"] != "metal"
+
+
+def _mr(ghost: bool) -> SeriesImages:
+    rng = np.random.default_rng(5)
+    slices = []
+    for k in range(8):
+        img = np.clip(_body(rng, ry=16, rx=22, value=600.0, air=0.0), 0, None) + np.abs(rng.normal(0, 4, (N, N)))
+        if ghost:
+            img, _ = mr_ghosting(img.astype(np.float32), np.random.default_rng(k), 0.5, axis=0)
+        slices.append(img)
+    return _series(slices, "MR", InPlanePhaseEncodingDirection="COL")
+
+
+def test_mr_phase_encode_ghosting_is_motion() -> None:
+    clean = art.measure_artifact(_exam(_mr(False), modality="MR"), {"use_model": False}, EvidenceSink())["artifact"]
+    ghosted = art.measure_artifact(_exam(_mr(True), modality="MR"), {"use_model": False}, EvidenceSink())["artifact"]
+    assert clean.value == "无"
+    assert ghosted.value == "运动"
+    assert ghosted.details["per_series"][0]["features"]["ghost_med"] > clean.details["per_series"][0]["features"]["ghost_med"]
+
+
+def _dx(grid: bool) -> SeriesImages:
+    rng = np.random.default_rng(9)
+    yy, xx = np.mgrid[:200, :160]
+    img = 1500 + 800 * np.exp(-(((yy - 100) / 70) ** 2 + ((xx - 80) / 55) ** 2)) + 300 * np.sin(yy / 9.0)
+    img = img + rng.normal(0, 25, img.shape)
+    if grid:
+        img = img + 60.0 * ((xx % 3) == 0)
+    return _series([img.astype(np.float32)], "DX")
+
+
+def test_radiograph_grid_lines_are_equipment() -> None:
+    clean = art.measure_artifact(_exam(_dx(False), modality="DX"), {"use_model": False}, EvidenceSink())["artifact"]
+    grid = art.measure_artifact(_exam(_dx(True), modality="DX"), {"use_model": False}, EvidenceSink())["artifact"]
+    assert clean.value == "无"
+    assert grid.value == "设备" and grid.details["kind"] == "grid_lines"
+
+
+def test_rollup_takes_the_strictest_series_and_sink_gets_the_slice() -> None:
+    class Keep(EvidenceSink):
+        def __init__(self) -> None:
+            self.calls: list[tuple[tuple[int, ...], list[float] | None]] = []
+
+        def add(self, image: Any, *, name: str, box: list[float] | None = None,
+                window: tuple[float, float] | None = None, mask: Any = None) -> str | None:
+            self.calls.append((np.asarray(image).shape, box))
+            return f"mem://{name}"
+
+    sink = Keep()
+    out = art.measure_artifact(_exam(_ct("clean"), _ct("foreign"), _ct("motion")), {"use_model": False}, sink)["artifact"]
+    assert out.value == "运动"  # 运动 > 设备 > 异物 > 无
+    assert [f.value for f in out.findings] == ["运动", "异物"]
+    assert len(out.details["per_series"]) == 3
+    assert sink.calls and sink.calls[0][0] == (N, N)
+    assert out.findings[0].evidence[0].image.startswith("mem://")
+    assert out.value in VALUES["artifact"]
+
+
+def test_bad_input_cannot_be_assessed() -> None:
+    empty = art.measure_artifact(_exam(), {}, EvidenceSink())["artifact"]
+    assert empty.value == "无法评估" and empty.reason
+    good = _ct("clean")
+
+    def broken() -> list[Any]:
+        raise ValueError("undecodable pixels")
+
+    bad = SeriesImages(header=good.header, label=None, datasets=broken, volume=lambda: None, radiograph=lambda: None)
+    out = art.measure_artifact(_exam(bad), {"use_model": False}, EvidenceSink())["artifact"]
+    assert out.value == "无法评估" and "ValueError" in (out.reason or "")
+    mixed = art.measure_artifact(_exam(bad, _ct("clean")), {"use_model": False}, EvidenceSink())["artifact"]
+    assert mixed.value == "无" and mixed.details["failed"][0]["reason"] == "ValueError"
