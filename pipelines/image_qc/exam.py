@@ -352,7 +352,9 @@ def exam_from_context(ctx: Any, *, series_result: Mapping[str, Any] | None = Non
     names = list(item_names)
     source = "items" if (item_names or item_codes) else None
     if not names and not item_codes:
-        names = [str(i.get("name") if isinstance(i, dict) else i) for i in ctx.ordered_items or () if i]
+        names = [str((i.get("name") or i.get("text") or i.get("item_name") or "") if isinstance(i, dict) else i)
+                 for i in ctx.ordered_items or () if i]
+        names = [n for n in names if n.strip()]
         source = "order" if names else None
     if not names and not item_codes and ctx.study_description:
         names, source = [ctx.study_description], "StudyDescription"
