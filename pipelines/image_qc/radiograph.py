@@ -121,21 +121,78 @@ def _analyse(series: SeriesImages, rg: Any, exam: ExamImages, uid: str) -> Any:
 # ---------------------------------------------------------------- pixel measures
 
 
-def _field_box(image: np.ndarray, analysis: Any) -> tuple[int, int, int, int]:
-    """Collimated field (r0, r1, c0, c1): the analyser's field mask, else rows/cols that are not flat."""
-    masks = getattr(analysis, "masks", None) or {}
-    f = masks.get("field")
-    if f is not None and np.asarray(f).any():
-        f = np.asarray(f, bool)
-        rows, cols = np.nonzero(f.any(axis=1))[0], np.nonzero(f.any(axis=0))[0]
-        return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    img = image.astype(np.float32)
-    rs, cs = img.std(axis=1), img.std(axis=0)
-    thr_r, thr_c = 0.2 * float(np.median(rs)), 0.2 * float(np.median(cs))
-    rows, cols = np.nonzero(rs > thr_r)[0], np.nonzero(cs > thr_c)[0]
-    if not len(rows) or not len(cols):
-        return 0, image.shape[0], 0, image.shape[1]
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+def collimation_box(image: np.ndarray, flat_fraction: float = 0.02,
+                    exposed_fraction: float = 0.3) -> tuple[tuple[int, int, int, int], dict[str, bool]]:
+    """Collimated field (r0, r1, c0, c1) from the pixels: per side, an outermost line that is flat
+    (SD below ``flat_fraction`` of the image's signal range) is unexposed detector; the field starts
+    at the first line inward where at least ``exposed_fraction`` of the pixels differ from that flat
+    value (so burned-in text and the lead marker in the unexposed border do not count). Returns the
+    box and, per side, whether a collimator edge was found (False = the field reaches the image edge).
+
+    The analyser's ``field`` channel is not used for this: it confuses a dark unexposed border with
+    exposed lung on some vendors' look-up tables."""
+    img = np.asarray(image, dtype=np.float32)
+    nr, nc = img.shape[:2]
+    lo, hi = np.percentile(img[:: max(1, nr // 256), :: max(1, nc // 256)], [1, 99])
+    rng = max(float(hi - lo), 1e-6)
+    flat_sd = flat_fraction * rng
+    box = [0, nr, 0, nc]
+    found = {"top": False, "bottom": False, "left": False, "right": False}
+    sides = {"top": (0, 1), "bottom": (0, -1), "left": (1, 1), "right": (1, -1)}
+    for side, (axis, step) in sides.items():
+        n = nr if axis == 0 else nc
+
+        def line(i: int, axis: int = axis) -> np.ndarray:
+            return img[i, :] if axis == 0 else img[:, i]
+
+        first = 0 if step > 0 else n - 1
+        outer = line(first)
+        if float(outer.std()) > flat_sd:
+            continue
+        value = float(np.median(outer))
+        tol = max(6.0 * 1.4826 * float(np.median(np.abs(outer - value))), 0.03 * rng)
+        idx = first
+        for k in range(n // 2):
+            i = first + step * k
+            if float((np.abs(line(i) - value) > tol).mean()) >= exposed_fraction:
+                idx = i
+                break
+        else:
+            continue
+        if idx == first:
+            continue
+        found[side] = True
+        if side in ("top", "left"):
+            box[0 if side == "top" else 2] = idx
+        else:
+            box[1 if side == "bottom" else 3] = idx + 1
+    return (box[0], box[1], box[2], box[3]), found
+
+
+def header_collimation(ds: Any, shape: tuple[int, ...]) -> tuple[tuple[int, int, int, int], dict[str, bool]] | None:
+    """The rectangular collimator edges the device wrote (CollimatorLeft/RightVerticalEdge,
+    Upper/LowerHorizontalEdge, DX module), or None when absent or not plausible."""
+    if ds is None or str(ds.get("CollimatorShape", "") or "").upper() not in ("RECTANGULAR", ""):
+        return None
+    vals = [_number(ds, k) for k in ("CollimatorUpperHorizontalEdge", "CollimatorLowerHorizontalEdge",
+                                     "CollimatorLeftVerticalEdge", "CollimatorRightVerticalEdge")]
+    if any(v is None for v in vals):
+        return None
+    r0, r1, c0, c1 = (int(v) for v in vals)  # type: ignore[arg-type]
+    nr, nc = int(shape[0]), int(shape[1])
+    r0, c0, r1, c1 = max(0, r0), max(0, c0), min(nr, r1 + 1), min(nc, c1 + 1)
+    if r1 - r0 < 8 or c1 - c0 < 8:
+        return None
+    return (r0, r1, c0, c1), {"top": r0 > 0, "bottom": r1 < nr, "left": c0 > 0, "right": c1 < nc}
+
+
+def _field_box(image: np.ndarray, ds: Any) -> tuple[tuple[int, int, int, int], dict[str, bool], str]:
+    """Collimated field: the header's collimator edges when written, else found from the pixels."""
+    hdr = header_collimation(ds, image.shape)
+    if hdr is not None:
+        return hdr[0], hdr[1], "header"
+    box, found = collimation_box(image)
+    return box, found, "pixels"
 
 
 def pixel_measures(image: np.ndarray, box: tuple[int, int, int, int]) -> dict[str, float]:
@@ -170,10 +227,22 @@ def pixel_measures(image: np.ndarray, box: tuple[int, int, int, int]) -> dict[st
         n = max(1, g.size // 100)
         return float(np.partition(g, g.size - n)[-n:].mean()) / rng
 
+    def smoothness(axis: int) -> float:
+        """(D3 - D2) / (D2 - D1), D_k = mean squared difference at lag k along ``axis``: white
+        noise adds the same 2*sigma^2 to every D_k and cancels; a step edge gives 1, a smooth
+        (blurred) profile tends to 5/3 and above. Independent of the stored-value scale."""
+        d = []
+        for lag in (1, 2, 3):
+            a = f[lag:, :] - f[:-lag, :] if axis == 0 else f[:, lag:] - f[:, :-lag]
+            d.append(float(np.mean(a.astype(np.float64) ** 2)))
+        den = d[1] - d[0]
+        return round((d[2] - d[1]) / den, 4) if den > 1e-9 else 0.0
+
     full = image[r0:r1, c0:c1]
     vmin, vmax = float(full.min()), float(full.max())
     clip = float(((full <= vmin) | (full >= vmax)).mean()) if vmax > vmin else 1.0
     return {"noise_fraction": round(noise / rng, 5), "edge_x": round(top(gx), 4), "edge_y": round(top(gy), 4),
+            "smooth_x": smoothness(1), "smooth_y": smoothness(0),
             "clip_fraction": round(clip, 5), "signal_range": round(rng, 2)}
 
 
@@ -256,7 +325,7 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
     v = _View(uid, view, rg.sop_instance_uid)
     px = float(np.mean(rg.spacing_mm)) if rg.spacing_mm else None
     meas: dict[str, Any] = dict(getattr(analysis, "measurements", None) or {})
-    box = _field_box(image, analysis)
+    box, collimated, field_source = _field_box(image, rg.dataset)
     region = params.get("region")
     chest = region == "chest"
     ev_image: dict[str, str | None] = {}
@@ -274,7 +343,7 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
                         limit=limit, unit=unit, image=ev_image[key], box=mark, extra=dict(extra))
 
     field_mark = [float(box[0]), float(box[2]), float(box[1] - 1), float(box[3] - 1)]
-    _range(v, analysis, meas, image, box, px, params, chest, evidence, field_mark)
+    _range(v, analysis, meas, image, box, collimated, field_source, px, params, chest, evidence, field_mark)
     _positioning(v, analysis, meas, px, params, chest, evidence)
     _centring(v, analysis, meas, image, px, params, chest, evidence)
     _exposure(v, rg.dataset, image, box, params, evidence, field_mark)
@@ -282,13 +351,13 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
 
 
 def _range(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, box: tuple[int, int, int, int],
-           px: float | None, params: dict[str, Any], chest: bool, evidence: Any, field_mark: list[float]) -> None:
+           collimated: dict[str, bool], field_source: str, px: float | None, params: dict[str, Any], chest: bool, evidence: Any, field_mark: list[float]) -> None:
     p = params["range"]
     if analysis is None:
         v.set("range", NOT_ASSESSABLE, reason=_bi("解剖分析模型不可用", "radiograph anatomy model unavailable"))
         return
     missing: list[str] = []
-    details: dict[str, Any] = {"field_px": list(box)}
+    details: dict[str, Any] = {"field_px": list(box), "field_source": field_source}
     # required structures must be in the field at all
     for name in p.get("required_structures") or []:
         m = _mask(analysis, name)
@@ -299,18 +368,14 @@ def _range(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, box
                     continue  # one lung shadow is enough on a lateral view
             missing.append(name)
     if chest:
-        cp = meas.get("costophrenic_angle_in_field") or {}
-        for side, ok in cp.items():
-            if ok is False:
-                missing.append(f"costophrenic_angle_{side}")
+        for name, ok in _lung_bases_in_field(analysis, box, v.view).items():
+            if not ok:
+                missing.append(name)
         if meas.get("apex_in_field") is False:
             missing.append("lung_apex")
     details["missing"] = missing
     # too wide: margins between the anatomy and the field, or the field reaching the image edges
-    nr, nc = image.shape[:2]
-    tol = int(p.get("edge_tolerance_px", 1))
-    edges = {"top": box[0] <= tol, "bottom": box[1] >= nr - tol, "left": box[2] <= tol, "right": box[3] >= nc - tol}
-    details["field_at_image_edges"] = [k for k, b in edges.items() if b]
+    details["field_at_image_edges"] = [k for k, b in collimated.items() if not b]
     wide = False
     if chest:
         _, lb = _structure_box(analysis, ["lung_left", "lung_right"])
@@ -337,6 +402,38 @@ def _range(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, box
                                                                        field_mark))
     else:
         v.set("range", "正常", details)
+
+
+def _lung_bases_in_field(analysis: Any, box: tuple[int, int, int, int], view: str | None) -> dict[str, bool]:
+    """Whether each costophrenic angle lies inside the collimated field: a lung whose lower 40%
+    reaches the field's bottom edge (or, frontal, its lateral edge) is cut. Uses the field found
+    from the pixels, which is more reliable than the analyser's own ``field`` channel."""
+    out: dict[str, bool] = {}
+    r0, r1, c0, c1 = box
+    if view in FRONTAL:
+        lungs = (("costophrenic_angle_right", ["lung_right"], "left"), ("costophrenic_angle_left", ["lung_left"], "right"))
+    else:
+        lungs = (("costophrenic_angle_posterior", ["lung_left", "lung_right"], "none"),)
+    for name, chans, lateral in lungs:
+        m, _ = _structure_box(analysis, chans)
+        if m is None or m.sum() < 10:
+            continue
+        rows = np.nonzero(m.any(axis=1))[0]
+        lower = m.copy()
+        lower[: int(rows[0] + 0.6 * (rows[-1] - rows[0]))] = False
+        tol = 1 + int(0.01 * max(m.shape))
+        height = max(1, int(rows[-1] - rows[0] + 1))
+        cols = np.nonzero(m.any(axis=0))[0]
+        width = max(1, int(cols[-1] - cols[0] + 1))
+        # a cut lung runs along the field edge (a straight cut), a lung merely near it touches at a point
+        along_bottom = int(lower[max(r1 - 1 - tol, 0): r1].any(axis=0).sum())
+        cut = along_bottom >= 0.15 * width
+        if lateral == "left" and c0 > 0:
+            cut = cut or int(lower[:, c0: c0 + tol + 1].any(axis=1).sum()) >= 0.1 * height
+        elif lateral == "right" and c1 < m.shape[1]:
+            cut = cut or int(lower[:, max(c1 - 1 - tol, 0): c1].any(axis=1).sum()) >= 0.1 * height
+        out[name] = not cut
+    return out
 
 
 def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None, params: dict[str, Any], chest: bool,
@@ -416,15 +513,20 @@ def _centring(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, 
     ys, xs = np.nonzero(union)
     nr, nc = image.shape[:2]
     dy, dx = float(ys.mean() - (nr - 1) / 2), float(xs.mean() - (nc - 1) / 2)
+    # where this item's anatomy sits on a well-centred image (the centroid of the masks is not the
+    # central-ray target: e.g. the lungs' centroid lies below the T7 target on a chest PA)
+    base = (p.get("baseline_mm") or {}).get("frontal" if v.view in FRONTAL else "lateral") or [0.0, 0.0]
     scale = px or 1.0
+    if px:
+        dx, dy = dx - float(base[0]) / px, dy - float(base[1]) / px
     off = {"x": round(dx * scale, 1), "y": round(dy * scale, 1)}
     frac = {"x": round(dx / nc, 3), "y": round(dy / nr, 3)}
     details: dict[str, Any] = {"anatomy_offset_mm" if px else "anatomy_offset_px": off, "offset_fraction": frac,
-                               "measured_on": names if chest else "bone/organ masks"}
+                               "baseline_mm": list(base), "measured_on": names if chest else "bone/organ masks"}
     lim_mm, lim_f = float(p["offset_mm"]), float(p["offset_fraction"])
 
     def over(d_px: float, n: int) -> bool:
-        return (px is not None and abs(d_px * px) > lim_mm) and abs(d_px / n) > lim_f * 0.5 or abs(d_px / n) > lim_f
+        return abs(d_px * px) > lim_mm if px else abs(d_px / n) > lim_f
 
     cand = []
     if over(dx, nc):
@@ -508,6 +610,10 @@ def _exposure(v: _View, ds: Any, image: np.ndarray, box: tuple[int, int, int, in
 
 def _rollup(dim: str, views: list[_View], params: dict[str, Any]) -> DimensionResult:
     assessed = [x for x in views if x.values.get(dim) not in (None, NOT_ASSESSABLE, NOT_APPLICABLE)]
+    if dim == "centring" and any(x.view in FRONTAL for x in assessed):
+        # the central-ray position is judged on the frontal view(s); a lateral view's left/right is
+        # anterior/posterior and its anatomy centroid varies with habitus
+        assessed = [x for x in assessed if x.view in FRONTAL]
     per_view = [{"series_uid": x.uid, "view": x.view, "value": x.values.get(dim), **x.details.get(dim, {})}
                 for x in views]
     if not assessed:
