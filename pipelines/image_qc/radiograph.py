@@ -410,10 +410,11 @@ def _lung_bases_in_field(analysis: Any, box: tuple[int, int, int, int], view: st
     from the pixels, which is more reliable than the analyser's own ``field`` channel."""
     out: dict[str, bool] = {}
     r0, r1, c0, c1 = box
+    lungs: list[tuple[str, list[str], str]]
     if view in FRONTAL:
-        lungs = (("costophrenic_angle_right", ["lung_right"], "left"), ("costophrenic_angle_left", ["lung_left"], "right"))
+        lungs = [("costophrenic_angle_right", ["lung_right"], "left"), ("costophrenic_angle_left", ["lung_left"], "right")]
     else:
-        lungs = (("costophrenic_angle_posterior", ["lung_left", "lung_right"], "none"),)
+        lungs = [("costophrenic_angle_posterior", ["lung_left", "lung_right"], "none")]
     for name, chans, lateral in lungs:
         m, _ = _structure_box(analysis, chans)
         if m is None or m.sum() < 10:
