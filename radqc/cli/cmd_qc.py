@@ -49,11 +49,11 @@ def qc(
     from radqc.pipelines.image_qc.run import analyse_path
 
     if not path.exists():
-        console.print(f"error / 错误: {path} does not exist / 路径不存在", markup=False)
+        console.print(f"error / 错误: {path} does not exist / 路径不存在", markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_NOTHING_READABLE)
     for r in records or []:
         if not r.is_file():
-            console.print(f"error / 错误: records file {r} does not exist / 记录文件不存在", markup=False)
+            console.print(f"error / 错误: records file {r} does not exist / 记录文件不存在", markup=False, soft_wrap=True)
             raise typer.Exit(EXIT_NOTHING_READABLE)
 
     def log_step(message: str) -> None:
