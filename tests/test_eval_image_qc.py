@@ -137,3 +137,14 @@ def test_registered_without_data() -> None:
     assert info.needs_data is False
     with pytest.raises(ValueError):
         ev.render_heldout(Path("unused"), 1, seed=7201)
+
+
+def test_markdown_tables_carry_the_figures() -> None:
+    report = _scored([
+        (_truth("CT", {"noise": "excess"}, 2), {"noise": {"value": "异常"}, "grade": 2}),
+        (_truth("CT", {"noise": "ok"}, 3, "E2"), {"noise": {"value": "无法评估"}, "grade": 3}),
+    ])
+    text = ev.markdown(report, "synthetic held-out")
+    assert "| noise | 50.0% | 2 |" in text
+    assert "异常 100.0% (1)" in text and "noise:无法评估 1" in text
+    assert "| CT/MR | 100.0% | 2 |" in text

@@ -322,6 +322,42 @@ def summary(report: EvalReport) -> dict[str, Any]:
     }
 
 
+def markdown(report: EvalReport, title: str) -> str:
+    """Tables of a scored report for docs/image-qc-accuracy.md (so the doc's figures are the
+    evaluator's output, not retyped): per dimension accuracy and per-class recall, per QC
+    class, grades, and the 无法评估/不适用 counts."""
+    def pct(v: float | None) -> str:
+        return "—" if v is None else f"{100 * v:.1f}%"
+
+    lines = [f"### {title}", "", f"{report.n} exams. {' '.join(report.notes)}", "",
+             "| dimension | accuracy | n | per-class recall (support) | by class |", "| --- | ---: | ---: | --- | --- |"]
+    for key, cls in report.classifications.items():
+        if not key.startswith("dim:"):
+            continue
+        dim = key[4:]
+        rate = report.rates[key]
+        recall = ", ".join(f"{lab} {pct(c.recall)} ({c.support})" for lab, c in cls.per_class.items() if c.support)
+        by = ", ".join(f"{k.split('@')[1]} {pct(r.value)} ({r.denominator})" for k, r in sorted(report.rates.items())
+                       if k.startswith(f"dim:{dim}@"))
+        lines.append(f"| {dim} | {pct(rate.value)} | {rate.denominator} | {recall} | {by} |")
+    grades = [(k, c) for k, c in report.classifications.items() if k.startswith("grade:")]
+    if grades:
+        lines += ["", "| grade | exact agreement | n | quadratic-weighted kappa |", "| --- | ---: | ---: | ---: |"]
+        for key, cls in grades:
+            scale = key.split(":", 1)[1]
+            rate = report.rates.get(f"grade_exact:{scale}") or report.rates.get("grade_exact")
+            kappa = "—" if cls.kappa is None else f"{cls.kappa:.3f}"
+            lines.append(f"| {scale} | {pct(rate.value if rate else None)} | {cls.n} | {kappa} |")
+    if "score_drops_vs_base" in report.rates:
+        r = report.rates["score_drops_vs_base"]
+        lines += ["", f"Defect variants scoring lower than their untouched base: {r.numerator}/{r.denominator} ({pct(r.value)})."]
+    special = {k: v for k, v in report.counts.items() if ":" in k}
+    if special:
+        lines += ["", "Predicted 无法评估 / 不适用 where the truth has a value: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(special.items())) + "."]
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- the evaluation
 
 
