@@ -80,3 +80,25 @@ def test_stage_scores_ingested_exams_with_evidence_in_the_store(workspace: Any, 
     assert odd["item"]["code"] is None and odd["item"]["value"] == NOT_ASSESSABLE
     assert odd["range"]["value"] == NOT_ASSESSABLE and "unknown" in odd["range"]["reason"]
     assert odd["standard"] is None and odd["grading"] == "radiograph"
+
+    # radqc demo's summary shows the QC result of each exam (grade, score, non-normal dimensions)
+    import io
+
+    from rich.console import Console
+
+    from radqc.cli import cmd_demo
+
+    rows = cmd_demo.image_qc_summary(workspace)
+    assert len(rows) == 2 and {r["standard"] for r in rows} == {"DX-CHEST-PA", None}
+    for row in rows:
+        assert row["grade"] in ("甲", "乙", "丙", "丁") and row["combined"] is True
+        assert "range" in row["not_assessed"] or row["standard"] is not None
+    screen = io.StringIO()
+    original = cmd_demo.stdout
+    cmd_demo.stdout = Console(file=screen, width=200)
+    try:
+        cmd_demo._human_image_qc(rows)
+    finally:
+        cmd_demo.stdout = original
+    shown = screen.getvalue()
+    assert "image QC / 影像质控" in shown and "DX-CHEST-PA" in shown and "无法评估 / unknown item" in shown

@@ -10,7 +10,8 @@ Steps: ``init`` (create the workspace if needed) -> ``fetch`` (real samples into
 cache outside the repository; a source that cannot be fetched is a warning) -> ``ingest``
 -> ``synth`` (a small labelled synthetic set with records and charges) -> ``archive``
 (verified lossless compression) -> ``run`` (pipeline stages) -> ``summary`` (workspace
-totals and, per exam, what the ``anatomy`` stage found or the reason it analysed nothing).
+totals and, per exam, what the ``anatomy`` stage found or the reason it analysed nothing, and the
+``image_qc`` grade, score and non-normal dimensions).
 """
 
 from __future__ import annotations
@@ -166,7 +167,49 @@ def step_summary(ctx: DemoContext) -> dict[str, Any]:
         "quarantined": status["quarantined"],
         "anatomy": anatomy_summary(ctx.workspace),
         "standard_items": standard_items_summary(ctx.workspace),
+        "image_qc": image_qc_summary(ctx.workspace),
     }
+
+
+def image_qc_summary(ws: Workspace) -> list[dict[str, Any]]:
+    """Per exam, the latest successful ``image_qc`` result: item standard, grade, score (image
+    part and the final one combined with rule QC), the dimensions that are not normal and the
+    ones that could not be assessed. Empty when the stage has not run."""
+    from sqlalchemy import func, select
+
+    from radqc.catalogue import models as m
+    from radqc.pipelines.image_qc.rollup import normal_value
+    from radqc.pipelines.image_qc.types import DIMENSIONS, NOT_APPLICABLE, NOT_ASSESSABLE
+
+    with ws.sessions() as s:
+        latest = (select(func.max(m.LedgerEntry.id))
+                  .where(m.LedgerEntry.stage == "image_qc", m.LedgerEntry.status == "succeeded")
+                  .group_by(m.LedgerEntry.exam_id))
+        rows = s.execute(
+            select(m.Exam.id, m.Exam.accession_number, m.Exam.modality, m.LedgerEntry.result)
+            .join(m.LedgerEntry, m.LedgerEntry.exam_id == m.Exam.id)
+            .where(m.LedgerEntry.id.in_(latest)).order_by(m.Exam.id)
+        ).all()
+    out = []
+    for exam_id, accession, modality, result in rows:
+        result = result or {}
+        dims = {d: (result.get(d) or {}).get("value") for d in DIMENSIONS}
+        out.append({
+            "exam_id": exam_id,
+            "accession_number": accession,
+            "modality": result.get("modality") or modality,
+            "standard": result.get("standard"),
+            "grade": result.get("grade"),
+            "score": result.get("score"),
+            "image_score": result.get("image_score"),
+            "combined": bool(result.get("combined")),
+            "not_normal": {d: v for d, v in dims.items()
+                           if v not in (None, NOT_ASSESSABLE, NOT_APPLICABLE) and v != normal_value(d)},
+            "not_assessed": sorted(d for d, v in dims.items() if v == NOT_ASSESSABLE),
+            "deductions": len(result.get("deductions") or []),
+            "evidence_images": len(result.get("evidence_objects") or []),
+        })
+    return out
 
 
 def standard_items_summary(ws: Workspace) -> list[dict[str, Any]]:
@@ -403,6 +446,7 @@ def _human(doc: dict[str, Any]) -> None:
         stdout.print(f"  sample / 样例 {name}: {info['package']} {info['version']} — {info['licence']}")
     _human_anatomy(doc.get("anatomy") or [])
     _human_standard_items(doc.get("standard_items") or [])
+    _human_image_qc(doc.get("image_qc") or [])
     for warning in doc.get("warnings", []):
         stdout.print(f"  [yellow]warning / 警告[/yellow]: {warning}")
 
@@ -441,6 +485,30 @@ def _human_standard_items(exams: list[dict[str, Any]]) -> None:
             notes.append(f"序列描述被纠正 / description overruled ×{exam['description_overruled']}")
         table.add_row(f"{name} ({exam['modality'] or '?'})", "; ".join(exam["ordered"]) or "—", items,
                       "; ".join(notes) or "—")
+    stdout.print(table)
+
+
+def _human_image_qc(exams: list[dict[str, Any]]) -> None:
+    """One row per exam: the item standard, grade and score, and what is not normal / not assessed."""
+    if not exams:
+        return
+    from rich.table import Table
+
+    from radqc.pipelines.image_qc.types import VALUE_EN
+
+    table = Table(title="image QC / 影像质控")
+    table.add_column("exam / 检查")
+    table.add_column("standard / 评分标准")
+    table.add_column("grade / 等级", justify="center")
+    table.add_column("score / 得分", justify="right")
+    table.add_column("not normal / 异常维度")
+    table.add_column("not assessed / 无法评估")
+    for exam in exams:
+        name = exam["accession_number"] or f"#{exam['exam_id']}"
+        score = f"{exam['score']}" + (f" (影像 image {exam['image_score']})" if exam.get("combined") else "")
+        bad = "; ".join(f"{d} {v}/{VALUE_EN.get(v, v)}" for d, v in exam["not_normal"].items()) or "—"
+        table.add_row(f"{name} ({exam['modality'] or '?'})", exam["standard"] or "无法评估 / unknown item",
+                      str(exam["grade"]), score, bad, ", ".join(exam["not_assessed"]) or "—")
     stdout.print(table)
 
 
