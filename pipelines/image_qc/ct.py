@@ -25,7 +25,6 @@ from radqc.pipelines.image_qc.measure_common import (
     is_original_axial,
     label_of,
     load_params,
-    local_sd,
     not_applicable,
     not_assessable,
     pick_slices,
@@ -213,6 +212,9 @@ def _landmark_name(params: dict[str, Any], name: str) -> tuple[str, str]:
 
 def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
     p = params.get("range") or {}
+    if p.get("assess") is False:
+        return not_assessable("range_not_measurable", str(p.get("reason_zh") or "该项目的扫描范围暂无法测量"),
+                              str(p.get("reason_en") or "scan range of this item cannot be measured yet"))
     span = _required_span(exam, params)
     if span is None:
         return not_assessable("unknown_item_range", "检查项目未知，无法确定应扫描范围", "exam item unknown: required range not known")
@@ -274,9 +276,10 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
                                "tolerance_mm": tol}
     findings = []
     missing: list[tuple[str, float, str]] = []
-    if top_margin < -tol:
+    per_landmark = p.get("landmark_tolerance_mm") or {}
+    if top_margin < -float(per_landmark.get(top, tol)):
         missing.append((top, -top_margin, "top"))
-    if bottom_margin < -tol:
+    if bottom_margin < -float(per_landmark.get(bottom, tol)):
         missing.append((bottom, -bottom_margin, "bottom"))
     for name in gaps:
         missing.append((name, 0.0, "gap"))
@@ -376,7 +379,7 @@ def _centring(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cach
 
 def _soft_series(exam: ExamImages) -> list[SeriesImages]:
     axial = _axial(exam)
-    return [s for s in axial if label_of(s, "kernel_class") in ("soft", "head")]
+    return [s for s in axial if _kernel_class(s) in ("soft", "head")]
 
 
 def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
@@ -387,21 +390,22 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
     stack = _first_stack(soft, cache)
     if isinstance(stack, Exception):
         return not_assessable(_reason_code(stack), "序列无法读取", f"series unusable: {stack}")
-    kernel = str(label_of(stack.series, "kernel_class") or "soft")
-    lo, hi = (0.0, 80.0) if kernel == "head" else (-150.0, 150.0)
+    kernel = str(_kernel_class(stack.series) or "soft")
+    from scipy import ndimage
+
     sds: list[float] = []
     best: tuple[float, int] | None = None
     for i in pick_slices(stack.hu.shape[0], 8):
         img = np.asarray(stack.hu[i], dtype=float)
-        mask = body_mask(img)
-        from scipy import ndimage
-
-        inner = ndimage.binary_erosion(mask, iterations=3)
-        mean, sd = local_sd(img, 5)
-        sel = inner & (mean > lo) & (mean < hi)
-        if sel.sum() < 50:
+        # homogeneous soft tissue: pixels whose whole neighbourhood is tissue (no air, lung, bone edges)
+        tissue = (img > -300) & (img < 300) & body_mask(img)
+        homogeneous = ndimage.binary_erosion(tissue, iterations=2)
+        if homogeneous.sum() < 50:
             continue
-        value = float(np.percentile(sd[sel], 25))
+        # noise from the high-pass residual (pixel minus its 3x3 mean), robust to the few edges left:
+        # for white noise the residual's SD is sqrt(8/9) of the pixel SD; MAD -> SD by 1/0.6745
+        residual = img - ndimage.uniform_filter(img, 3)
+        value = float(np.median(np.abs(residual[homogeneous])) / 0.6745 / math.sqrt(8.0 / 9.0))
         sds.append(value)
         if best is None or value > best[0]:
             best = (value, i)
@@ -447,7 +451,7 @@ def _sharpness(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cac
     if not values:
         return not_assessable("no_body", "未检出体部边缘", "no body edge found")
     measured = float(np.median([v for v, _ in values]))
-    limit = float(p.get("min_index", 0.18))
+    limit = float(p.get("min_index", 0.325))
     details = {"edge_index": round(measured, 4), "limit": limit, "series_uid": stack.uid}
     if measured >= limit:
         return DimensionResult(NORMAL, details)

@@ -157,8 +157,10 @@ def _pixel_dims(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) ->
     if not series:
         na = not_assessable("no_image_series", "无可分析的磁共振序列", "no MR image series to analyse")
         return {"noise": na, "sharpness": na}
-    max_ratio = float((params.get("noise") or {}).get("max_noise_ratio", 0.06))
-    min_edge = float((params.get("sharpness") or {}).get("min_index", 0.12))
+    noise_p = params.get("noise") or {}
+    by_sequence = noise_p.get("max_noise_ratio_by_sequence") or {}
+    default_ratio = noise_p.get("max_noise_ratio")
+    min_edge = float((params.get("sharpness") or {}).get("min_index", 0.3))
     noise_rows, edge_rows = [], []
     noise_find, edge_find = [], []
     for s in series:
@@ -170,8 +172,12 @@ def _pixel_dims(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) ->
         uid = series_uid(s)
         if m["ratios"]:
             r = float(np.median([v for v, _ in m["ratios"]]))
-            noise_rows.append({"series_uid": uid, "sequence": label_of(s, "sequence"), "noise_ratio": round(r, 4)})
-            if r > max_ratio:
+            # the background/signal ratio depends on the contrast: only sequences with a limit are judged
+            limit = by_sequence.get(label_of(s, "sequence"), default_ratio)
+            noise_rows.append({"series_uid": uid, "sequence": label_of(s, "sequence"), "noise_ratio": round(r, 4),
+                               "limit": limit})
+            if limit is not None and r > float(limit):
+                max_ratio = float(limit)
                 idx = max(m["ratios"])[1]
                 pic = add_picture(sink, m["vol"][idx], f"noise_{uid}")
                 noise_find.append(finding("IQC-NOISE", "noise", ABNORMAL,
@@ -192,8 +198,13 @@ def _pixel_dims(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) ->
     if not any("noise_ratio" in r for r in noise_rows):
         out["noise"] = not_assessable("no_readable_series", "序列无法读取", "no readable MR series", series=noise_rows)
     else:
-        out["noise"] = DimensionResult(ABNORMAL if noise_find else NORMAL, {"series": noise_rows, "limit": max_ratio},
-                                       findings=noise_find)
+        judged = [r for r in noise_rows if r.get("limit") is not None and "noise_ratio" in r]
+        if not judged and not noise_find:
+            out["noise"] = not_assessable("no_judged_sequence", "无可判断噪声的序列（如T1加权、FLAIR、PD）",
+                                          "no sequence with a noise limit (e.g. T1W, FLAIR, PD)", series=noise_rows)
+        else:
+            out["noise"] = DimensionResult(ABNORMAL if noise_find else NORMAL, {"series": noise_rows},
+                                           findings=noise_find)
     if not edge_rows:
         out["sharpness"] = not_assessable("no_body", "未检出组织边缘", "no tissue edge found")
     else:
