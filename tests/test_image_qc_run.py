@@ -131,7 +131,7 @@ def test_rule_qc_combines_into_one_final_score() -> None:
 
 def test_score_values_scores_truth_values_under_the_same_standard() -> None:
     out = score_values({"range": "过大", "centring": "偏左", "noise": "正常"}, "CT-ABD-PELVIS", "CT")
-    assert out["score"] == pytest.approx(100 - round(15 * 0.34, 2) - 5)
+    assert out["score"] == 90.0 and out["grade"] == 3  # overscan: a third of IQC-RANGE's 15, centring 5
     kinds = score_values({"positioning": ("不标准", "scapula_over_lung")}, "DX-CHEST-PA", "DX")
     assert kinds["score"] == 95.0
 
@@ -254,3 +254,23 @@ def test_evidence_png_is_small_windowed_and_marked(tmp_path: Any) -> None:
     key = sink.add(hu, name="x", box=[0, 0, 10, 10])
     assert key == "k0" and store.data["k0"].startswith(b"\x89PNG") and sink.objects[0]["media_type"] == "image/png"
     assert MemorySink().add(np.zeros((0, 0)), name="empty") is None
+
+
+def test_unlisted_checks_deduct_general_points_only_where_the_class_scores_them() -> None:
+    # CT standards list no IQC-SHARPNESS: CT sharpness is scored for CT, so general points apply
+    ct = rollup({"sharpness": DimensionResult(value="异常"), "positioning": DimensionResult(value="不标准")},
+                "CT-CHEST-PLAIN", "CT")
+    assert [(d["check_id"], d["scope"], d["points"]) for d in ct["deductions"]] == [("IQC-SHARPNESS", "general", 10.0)]
+    # CT positioning is not in the item's standard nor scored for CT: reported, no points
+    assert [(d["dimension"], d["scope"]) for d in ct["not_scored"]] == [("positioning", "not_scored")]
+    assert ct["score"] == 90.0
+    # a MR brain standard lists IQC-POSITION: there positioning deducts
+    mr = rollup({"positioning": DimensionResult(value="不标准")}, "MR-BRAIN", "MR")
+    assert mr["deductions"][0]["points"] == 5.0 and mr["not_scored"] == []
+
+
+def test_a_findings_evidence_kind_refines_the_share() -> None:
+    scap = Finding("IQC-POSITION", "positioning", "不标准", 0, "肩胛骨未拉开", "scapulae over the lungs",
+                   [Evidence(series_uid="s", extra={"kind": "scapula_over_lung"})])
+    res = rollup({"positioning": DimensionResult(value="不标准", findings=[scap])}, "DX-CHEST-PA", "DX")
+    assert res["deductions"][0]["points"] == 5.0  # half of IQC-POSITION's 10

@@ -12,6 +12,8 @@ Rules:
 * one deduction per check id (the worst value's share; every finding's evidence kept);
 * a non-normal dimension without a finding still deducts (generic bilingual reason);
 * 无法评估 / 不适用 never deduct (nothing is guessed); they are listed in ``not_assessed``;
+* a check the item's standard does not list deducts general points only when its dimension is
+  scored for the exam's class (rollup.yaml ``scored``), else it is listed in ``not_scored``;
 * score = total − Σ points, floored at 0; grade = the best grade whose threshold the score
   reaches: 甲/乙/丙/丁 for radiographs, 3/2/1/0 (integers) for CT/MR;
 * unknown item: the default standard of the modality (total 100, the usual thresholds) with
@@ -79,12 +81,21 @@ def share(dimension: str, value: str, kind: str | None = None) -> float:
     return max(0.0, min(1.0, float(out)))
 
 
-def check_for(dimension: str, finding_check: str | None, standard: Any | None) -> tuple[str, float, str]:
+def scored(dimension: str, qc_class: str | None) -> bool:
+    """Whether a dimension is scored for the class (rollup.yaml ``scored``; unknown class: yes)."""
+    table = rollup_table().get("scored") or {}
+    dims = table.get(qc_class or "")
+    return dims is None or dimension in dims
+
+
+def check_for(dimension: str, finding_check: str | None, standard: Any | None,
+              qc_class: str | None = None) -> tuple[str, float, str]:
     """(check id, full points, scope) a deduction of ``dimension`` is made under.
 
     The finding's own check id when the standard lists it, else the first check id of the
-    dimension the standard lists (``scope`` "standard"); else the general points of the
-    finding's (or the dimension's first) check id (``scope`` "general")."""
+    dimension the standard lists (``scope`` "standard"); else, when the dimension is scored
+    for the exam's class, the general points of the finding's (or the dimension's first)
+    check id (``scope`` "general"); else no points (``scope`` "not_scored")."""
     table = rollup_table()
     ids = list(table.get("check_ids", {}).get(dimension) or [])
     candidates = ([finding_check] if finding_check else []) + [i for i in ids if i != finding_check]
@@ -94,8 +105,22 @@ def check_for(dimension: str, finding_check: str | None, standard: Any | None) -
             if pts is not None:
                 return cid, float(pts), "standard"
     cid = finding_check or (ids[0] if ids else f"IQC-{dimension.upper()}")
+    if not scored(dimension, qc_class):
+        return cid, 0.0, "not_scored"
     general = table.get("general_points") or {}
     return cid, float(general.get(cid, general.get(ids[0], 0) if ids else 0)), "general"
+
+
+def _kind(result: DimensionResult, finding: Finding | None = None) -> str | None:
+    """The defect kind that refines a value's share: the dimension's ``details.kind``, else the
+    finding's first evidence ``extra.kind`` (e.g. artifact metal / grid_lines, marker_wrong)."""
+    if finding is not None:
+        for ev in finding.evidence:
+            extra = getattr(ev, "extra", None) if not isinstance(ev, Mapping) else ev.get("extra")
+            if isinstance(extra, Mapping) and isinstance(extra.get("kind"), str):
+                return str(extra["kind"])
+    kind = result.details.get("kind") if isinstance(result.details, Mapping) else None
+    return kind if isinstance(kind, str) else None
 
 
 def _evidence_dict(ev: Any) -> dict[str, Any]:
@@ -119,11 +144,11 @@ def _generic_reason(dimension: str, value: str, reason: str | None) -> tuple[str
     return str(tmpl["zh"]).format(**values), str(tmpl["en"]).format(**values)
 
 
-def dimension_deductions(dimension: str, result: DimensionResult, standard: Any | None) -> list[dict[str, Any]]:
+def dimension_deductions(dimension: str, result: DimensionResult, standard: Any | None,
+                         qc_class: str | None = None) -> list[dict[str, Any]]:
     """The deductions of one dimension (one per check id, worst share, all evidence kept)."""
     if not is_deficient(dimension, result.value):
         return []
-    kind = result.details.get("kind") if isinstance(result.details, Mapping) else None
     findings = [f for f in result.findings if isinstance(f, Finding)] or [
         Finding(check_id="", dimension=dimension, value=result.value, points=0.0,
                 reason_zh=_generic_reason(dimension, result.value, result.reason)[0],
@@ -131,8 +156,8 @@ def dimension_deductions(dimension: str, result: DimensionResult, standard: Any 
     by_check: dict[str, dict[str, Any]] = {}
     for f in findings:
         value = f.value if is_deficient(dimension, f.value) else result.value
-        cid, full, scope = check_for(dimension, f.check_id or None, standard)
-        pts = round(full * share(dimension, value, kind if isinstance(kind, str) else None), 2)
+        cid, full, scope = check_for(dimension, f.check_id or None, standard, qc_class)
+        pts = round(full * share(dimension, value, _kind(result, f)), 2)
         row = by_check.get(cid)
         evidence = [_evidence_dict(e) for e in f.evidence]
         if row is None:
@@ -180,8 +205,12 @@ def rollup(dimensions: Mapping[str, DimensionResult], standard_code: str | None,
     standard so the exam has one final score, and the parts stay visible
     (``image_score``/``image_grade``, ``rule_qc``).
     """
+    from radqc.pipelines.image_qc.exam import modality_group
+
     std, known = standard_or_default(standard_code, modality)
+    qc_class = modality_group(modality)
     deductions: list[dict[str, Any]] = []
+    not_scored: list[dict[str, Any]] = []
     not_assessed: list[dict[str, Any]] = []
     for dim in DIMENSIONS:
         res = dimensions.get(dim)
@@ -190,14 +219,15 @@ def rollup(dimensions: Mapping[str, DimensionResult], standard_code: str | None,
         if res.value in (NOT_ASSESSABLE, NOT_APPLICABLE):
             not_assessed.append({"dimension": dim, "value": res.value, "reason": res.reason})
             continue
-        deductions.extend(dimension_deductions(dim, res, std))
+        for row in dimension_deductions(dim, res, std, qc_class):
+            (not_scored if row["scope"] == "not_scored" else deductions).append(row)
     image_points = round(sum(d["points"] for d in deductions), 2)
     image_score = max(0.0, round(float(std.total) - image_points, 2))
     out: dict[str, Any] = {
         "standard": std.item if known else None, "grading": std.grading, "total": float(std.total),
         "thresholds": {str(k): v for k, v in std.thresholds.items()},
         "image_score": image_score, "image_grade": grade_value(std.grade(image_score), std.grading),
-        "deductions": deductions, "not_assessed": not_assessed,
+        "deductions": deductions, "not_assessed": not_assessed, "not_scored": not_scored,
     }
     if rule_qc is not None:
         rule_rows = [_rule_deduction(f, std) for f in rule_qc.get("failures") or [] if isinstance(f, Mapping)]

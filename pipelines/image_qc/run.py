@@ -219,7 +219,8 @@ def build_result(exam: ExamImages, dims: Mapping[str, DimensionResult], *, item:
     out["grade"] = rolled["grade"]
     out["score"] = rolled["score"]
     out["deductions"] = jsonable(rolled["deductions"])
-    for key in ("standard", "grading", "total", "thresholds", "image_score", "image_grade", "combined", "not_assessed"):
+    for key in ("standard", "grading", "total", "thresholds", "image_score", "image_grade", "combined", "not_assessed",
+                "not_scored"):
         out[key] = jsonable(rolled[key])
     if "rule_qc" in rolled:
         out["rule_qc"] = jsonable(rolled["rule_qc"])
