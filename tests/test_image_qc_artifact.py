@@ -159,3 +159,21 @@ def test_bad_input_cannot_be_assessed() -> None:
     assert out.value == "无法评估" and "ValueError" in (out.reason or "")
     mixed = art.measure_artifact(_exam(bad, _ct("clean")), {"use_model": False}, EvidenceSink())["artifact"]
     assert mixed.value == "无" and mixed.details["failed"][0]["reason"] == "ValueError"
+
+
+def test_learned_detector_serves_the_same_features() -> None:
+    """The registered ONNX detector (when installed) scores every modality's feature dict and
+    the measure then says it decided; without weights the classical rule decides."""
+    from radqc.models.artifact.infer import ArtifactModel
+
+    model = ArtifactModel.load()
+    out = art.measure_artifact(_exam(_ct("clean")), {"use_model": True}, EvidenceSink())["artifact"]
+    if model is None:
+        assert out.details["method"] == "classical"
+        pytest.skip("artifact weights not installed")
+    assert out.details["method"] == "learned"
+    for mod, series in (("CT", _ct("metal")), ("MR", _mr(True)), ("DX", _dx(True))):
+        res = art.analyse_series(series, mod, art.DEFAULTS, None)
+        probs = model.predict(mod, res.features)
+        assert probs is not None and probs.shape == (4,) and abs(float(probs.sum()) - 1.0) < 1e-5
+    assert model.predict("US", {}) is None

@@ -57,13 +57,13 @@ DEFAULTS: dict[str, Any] = {
     "ct_streak_ratio": 2.2,  # high-pass SD around metal vs the slice's body noise: streaks
     "ct_inside_fraction": 0.6,  # metal pixels inside the eroded body: implant (else on the skin)
     "ct_rim_touch": 0.08,  # fraction of the FOV circle band covered by body: truncation
-    "ct_rim_excess_hu": 60.0,  # rim HU above the tissue just inside it: truncation rim
+    "ct_rim_excess_hu": 40.0,  # rim HU above the tissue just inside it: truncation rim
     "ct_ghost_width_px": 0.8,  # mid-HU band outside the body (px of outline): edge doubling
     "ct_ghost_contrast": 0.6,  # affected vs unaffected slices (motion touches part of the scan)
-    "mr_ghost_ratio": 0.06,  # phase-encode background minus frequency background, / body signal
-    "mr_void_px_frac": 0.004,  # susceptibility void: dark hole area / body area
+    "mr_ghost_ratio": 0.2,  # phase-encode background minus frequency background, / body signal
+    "mr_void_px_frac": 0.02,  # susceptibility void: dark hole area / body area
     "dx_foreign_objects": 100,  # compact dense dots/discs beside the spine (top-hat blobs)
-    "dx_grid_peak": 3.5,  # periodic column/row pattern in every third of the field (noise ~ 1)
+    "dx_grid_peak": 1.6,  # periodic column/row pattern in every third of the field (noise ~ 1)
     "dx_motion_anisotropy": 0.9,  # -log(1-px gradient along rows / along columns): smear along rows
     "use_model": True,  # the learned detector decides when its weights are installed
 }
@@ -197,6 +197,7 @@ def ct_slice_features(hu: np.ndarray, p: dict[str, Any]) -> dict[str, float]:
     mid = ring & (hu > -850) & (hu < -300)
     f["ghost_width"] = float(mid.sum()) / max(float(outline.sum()), 1.0)
     f["base_sd"] = base_sd
+    f["hu_max"] = float(hu[body].max()) if body.any() else float(hu.max())
     return f
 
 
@@ -231,6 +232,12 @@ def ct_series_features(slices: Sequence[np.ndarray], p: dict[str, Any]) -> tuple
         "ghost_hi_frac": float((g > max(q50 * 1.5, q50 + 0.5)).mean()),
         "n_slices": float(len(per)),
     }
+    # a bright object on a few slices only: the slice maximum far above the series' usual maximum
+    hu_max = np.array([x["hu_max"] for x in per])
+    feats["hu_outlier"] = float(np.log1p(max(0.0, float(hu_max.max() - np.median(hu_max)))))
+    touching = touch > 0.05
+    feats["rim_excess_med"] = float(np.median(excess[touching])) if touching.any() else 0.0
+    feats["rim_touch_med"] = float(np.median(touch))
     return feats, per
 
 
@@ -330,7 +337,7 @@ def mr_series_features(slices: Sequence[np.ndarray], pe_axis: int | None) -> tup
 
 
 def mr_classify(feats: dict[str, float], per: list[dict[str, float]], p: dict[str, Any]) -> tuple[str, str | None, dict[str, float], int | None, float | None, float | None]:
-    scores = {"motion": _sig(feats.get("ghost_med", 0.0), float(p["mr_ghost_ratio"]), 0.02),
+    scores = {"motion": _sig(feats.get("ghost_q75", 0.0), float(p["mr_ghost_ratio"]), 0.02),
               "equipment": _sig(feats.get("void_max", 0.0), float(p["mr_void_px_frac"]), 0.001), "foreign_object": 0.0}
     cls = max(scores, key=lambda k: scores[k])
     if scores[cls] < 0.5:
@@ -442,7 +449,7 @@ def dx_features(img: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
 
 def dx_classify(feats: dict[str, float], p: dict[str, Any]) -> tuple[str, str | None, dict[str, float], float | None, float | None]:
     scores = {"motion": _sig(-feats.get("aniso_fine", 0.0), float(p["dx_motion_anisotropy"]), 0.05),
-              "equipment": _sig(feats.get("grid_peak", 0.0), math.log1p(float(p["dx_grid_peak"])), 0.1),
+              "equipment": _sig(feats.get("grid_peak", 0.0), math.log1p(float(p["dx_grid_peak"])), 0.05),
               "foreign_object": _sig(feats.get("fo_m15_lat", 0.0), math.log1p(float(p["dx_foreign_objects"])), 0.2)}
     cls = max(scores, key=lambda k: scores[k])
     if scores[cls] < 0.5:
