@@ -26,14 +26,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def phantom(n: int = 6, size: int = 128, px: float = 3.0, shift_px: tuple[int, int] = (0, 0), noise: float = 8.0,
-            blur_px: float = 0.0, seed: int = 0) -> np.ndarray:
-    """An ellipse of soft tissue (40 HU) in air, shifted by (rows, cols), with Gaussian noise."""
+            blur_px: float = 0.0, seed: int = 0, rotate_deg: float = 0.0) -> np.ndarray:
+    """An ellipse of soft tissue (40 HU) in air, shifted by (rows, cols), rotated, with Gaussian noise."""
     from scipy import ndimage
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size]
     cy, cx = (size - 1) / 2 + shift_px[0], (size - 1) / 2 + shift_px[1]
-    body = ((yy - cy) / (size * 0.28)) ** 2 + ((xx - cx) / (size * 0.38)) ** 2 <= 1.0
+    t = np.radians(rotate_deg)
+    u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)
+    v = -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
+    body = (v / (size * 0.28)) ** 2 + (u / (size * 0.38)) ** 2 <= 1.0
     img = np.where(body, 40.0, -1000.0)
     vol = np.stack([img] * n).astype(np.float32)
     if blur_px:
@@ -152,6 +155,22 @@ def test_centred_body_is_normal(chest_params: dict[str, Any]) -> None:
     assert r.value == "正常" and not r.findings
 
 
+# ---------------------------------------------------------------- positioning
+
+
+@pytest.mark.parametrize("degrees", [10.0, -12.0])
+def test_rotation_on_the_table(chest_params: dict[str, Any], degrees: float) -> None:
+    r = ct.measure_ct(exam(series("s1", phantom(rotate_deg=degrees))), chest_params, EvidenceSink())["positioning"]
+    assert r.value == "不标准"
+    assert abs(r.details["rotation_deg"]) == pytest.approx(abs(degrees), abs=2.0)
+    assert r.findings[0].check_id == "IQC-POSITION" and "rotated" in r.findings[0].reason_en
+
+
+def test_straight_patient_is_standard(chest_params: dict[str, Any]) -> None:
+    r = ct.measure_ct(exam(series("s1", phantom(rotate_deg=1.0))), chest_params, EvidenceSink())["positioning"]
+    assert r.value == "标准" and not r.findings
+
+
 # ---------------------------------------------------------------- noise and sharpness
 
 
@@ -244,7 +263,7 @@ def test_result_contract_and_bad_input(chest_params: dict[str, Any]) -> None:
     out = ct.measure_ct(exam(series("s", None)), chest_params, EvidenceSink())
     assert "artifact" not in out
     assert set(out) == set(DIMENSIONS) - {"artifact"}
-    assert out["positioning"].value == NOT_APPLICABLE and out["sequences"].value == NOT_APPLICABLE
+    assert out["positioning"].value == NOT_ASSESSABLE and out["sequences"].value == NOT_APPLICABLE
     assert out["centring"].value == NOT_ASSESSABLE and out["centring"].reason
     assert out["noise"].value == NOT_ASSESSABLE
     empty = ct.measure_ct(exam(code=None, item_codes=[]), load_params("CT", None), EvidenceSink())

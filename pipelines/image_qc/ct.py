@@ -2,8 +2,8 @@
 
 Every dimension is *measured* (landmarks from the body-region scorer, body contour centroid,
 HU statistics, header facts) and compared with the item's limits in ``qc_rules/image_qc/ct.yaml``.
-``artifact`` belongs to the artifact detector (not returned here); ``positioning`` and
-``sequences`` do not apply to CT here. A dimension without a suitable series reads
+``artifact`` belongs to the artifact detector (not returned here); ``positioning`` is the
+patient's rotation on the table (body axis); ``sequences`` does not apply to CT. A dimension without a suitable series reads
 无法评估 with a reason code; nothing is guessed.
 """
 
@@ -374,6 +374,54 @@ def _centring(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cach
     return DimensionResult(value, details, findings=[f])
 
 
+# ---------------------------------------------------------------- positioning (rotation on the table)
+
+
+def _positioning(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
+    """Patient rotation about the long axis: the body contour's principal axis vs the image axes.
+
+    A supine body is wider than deep (major axis horizontal), a head longer than wide (major axis
+    vertical); the deviation of the major axis from the nearer image axis is the rotation."""
+    p = params.get("positioning") or {}
+    axial = _axial(exam)
+    if not axial:
+        return not_assessable("no_axial_series", "无可用的轴位原始序列", "no axial original series")
+    stack = _first_stack(axial, cache)
+    if isinstance(stack, Exception):
+        return not_assessable(_reason_code(stack), "轴位序列无法读取", f"axial series unusable: {stack}")
+    min_elong = float(p.get("min_elongation", 1.2))
+    limit = float(p.get("max_rotation_deg", 4.5))
+    angles: list[tuple[float, int]] = []
+    for i in pick_slices(stack.hu.shape[0], 10):
+        mask = body_mask(np.asarray(stack.hu[i]))
+        if mask.sum() < 100:
+            continue
+        r, c = np.nonzero(mask)
+        coords = np.vstack([(c - c.mean()) * stack.spacing[1], (r - r.mean()) * stack.spacing[0]])
+        w, v = np.linalg.eigh(np.cov(coords))
+        if w[1] < min_elong * max(w[0], 1e-6):
+            continue  # a round section has no reliable axis
+        a = math.degrees(math.atan2(v[1, 1], v[0, 1]))
+        a = (a + 90.0) % 180.0 - 90.0  # major-axis angle in [-90, 90), 0 = horizontal
+        dev = a if abs(a) <= 45 else (a - 90.0 if a > 0 else a + 90.0)
+        angles.append((dev, i))
+    if not angles:
+        return not_assessable("no_body_axis", "体部轮廓接近圆形，无法判断旋转", "body section too round to measure rotation")
+    rotation = float(np.median([a for a, _ in angles]))
+    details = {"rotation_deg": round(rotation, 1), "limit_deg": limit, "series_uid": stack.uid, "slices": len(angles)}
+    if abs(rotation) <= limit:
+        return DimensionResult("标准", details)
+    idx = max(angles, key=lambda t: abs(t[0]))[1]
+    pic = add_picture(sink, np.asarray(stack.hu[idx]), "positioning", window=(40.0, 400.0),
+                      mask=body_mask(np.asarray(stack.hu[idx])))
+    f = finding("IQC-POSITION", "positioning", "不标准",
+                f"体位不正：患者沿身体长轴旋转约 {abs(rotation):.0f}°（限值 {limit:g}°）",
+                f"patient rotated on the table by about {abs(rotation):.0f} degrees (limit {limit:g})",
+                [Evidence(series_uid=stack.uid, instance_index=idx, measured=round(rotation, 1), limit=limit, unit="deg",
+                          image=pic)])
+    return DimensionResult("不标准", details, findings=[f])
+
+
 # ---------------------------------------------------------------- noise / sharpness
 
 
@@ -661,12 +709,15 @@ def _dose(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink,
 def measure_ct(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> dict[str, DimensionResult]:
     """All CT dimensions but ``artifact`` (the artifact detector's): each measured or with its reason.
 
+    ``positioning`` measures rotation about the long axis only (not head tilt, not arms in the field).
+
     ``params`` come from :func:`load_params` ("CT", exam.standard_code)."""
     cache: dict[str, Any] = {}
     out: dict[str, DimensionResult] = {}
     steps = {
         "range": lambda: _range(exam, params, sink, cache),
         "centring": lambda: _centring(exam, params, sink, cache),
+        "positioning": lambda: _positioning(exam, params, sink, cache),
         "noise": lambda: _noise(exam, params, sink, cache),
         "sharpness": lambda: _sharpness(exam, params, sink, cache),
         "reconstruction": lambda: _reconstruction(exam, params, sink),
@@ -681,6 +732,5 @@ def measure_ct(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> 
             out[dim] = not_assessable("measure_error", "测量出错", f"measure failed: {type(exc).__name__}: {exc}"[:300])
         if params.get("_notes") and out[dim].details is not None:
             out[dim].details.setdefault("notes", params["_notes"])
-    out["positioning"] = not_applicable("CT 体位（头部倾斜/双臂位置）暂未测量", "CT positioning (head tilt, arms) not measured")
     out["sequences"] = not_applicable("序列完整性仅适用于磁共振", "sequence completeness applies to MR only")
     return out
