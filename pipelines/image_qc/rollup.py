@@ -48,9 +48,10 @@ def rollup_table() -> dict[str, Any]:
     """qc_rules/image_qc/rollup.yaml (check ids per dimension, general points, value shares)."""
     path = ROLLUP_FILE
     if not path.is_file():  # installed layout: qc_rules is the radqc.qc_rules package
-        from radqc import qc_rules
+        import importlib
 
-        path = Path(qc_rules.__file__).resolve().parent / "image_qc" / "rollup.yaml"
+        package = importlib.import_module("radqc.qc_rules")
+        path = Path(str(package.__file__)).resolve().parent / "image_qc" / "rollup.yaml"
     with path.open(encoding="utf-8") as handle:
         return dict(yaml.safe_load(handle))
 
