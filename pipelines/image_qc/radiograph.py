@@ -103,19 +103,32 @@ def _analyser() -> Any:
     return None if model is None or isinstance(model, Unavailable) else model
 
 
-def _analyse(series: SeriesImages, rg: Any, exam: ExamImages, uid: str) -> Any:
-    """The exam's RadiographResult for this view, else the analyser run on the loaded pixels."""
+#: the analyser's region for the item's region (models/radiograph/infer.py REGION_OF_PART)
+ANALYSER_REGION = {"chest": "chest", "knee": "knee", "cervical_spine": "spine", "thoracic_spine": "spine",
+                   "lumbar_spine": "spine", "abdomen": "abdomen", "pelvis": "pelvis"}
+
+
+def _analyse(rg: Any, exam: ExamImages, uid: str, region: str | None) -> Any:
+    """The exam's RadiographResult for this view, else the analyser run on the loaded pixels.
+
+    The analyser picks its measurements by region (chest PA: rotation, scapulae, ribs...). The
+    header's BodyPartExamined is wrong in about 15% of exams, so the item's region (from the
+    scoring standard) is passed instead, and an earlier result analysed as another region is
+    redone."""
+    want = ANALYSER_REGION.get(region or "")
     have = exam.radiographs.get(uid)
     if have is not None and getattr(have, "masks", None) is not None:
-        return have
+        got = (getattr(have, "measurements", None) or {}).get("region")
+        if want is None or got in (None, want):
+            return have
     model = _analyser()
     if model is None:
-        return None
+        return have
     try:
-        return model.analyse(rg.pixels, rg.spacing_mm, rg.view, rg.body_part, mono1=False)
+        return model.analyse(rg.pixels, rg.spacing_mm, rg.view, want or rg.body_part, mono1=False)
     except Exception as exc:  # noqa: BLE001 - one bad view must not stop the exam's QC
         log.warning("radiograph analyser failed on %s: %s", uid, exc)
-        return None
+        return have
 
 
 # ---------------------------------------------------------------- pixel measures
@@ -246,6 +259,45 @@ def pixel_measures(image: np.ndarray, box: tuple[int, int, int, int]) -> dict[st
             "clip_fraction": round(clip, 5), "signal_range": round(rng, 2)}
 
 
+def find_marker(image: np.ndarray, box: tuple[int, int, int, int], px: float | None) -> dict[str, Any] | None:
+    """The lead L/R marker from the pixels: lead is the most attenuating thing on the detector, so its
+    glyph is a small compact blob at (or next to) the image maximum inside the field; its letter is
+    read by overlap with rendered L/R glyphs. None when no blob of a marker's size (5-40 mm) is
+    at the maximum, or when the maximum is widespread (saturated anatomy: nothing to single out)."""
+    from scipy import ndimage
+
+    from radqc.models.radiograph.classical import read_letter
+
+    r0, r1, c0, c1 = box
+    f = np.asarray(image[r0:r1, c0:c1], dtype=np.float32)
+    if f.size < 64:
+        return None
+    lo, hi = np.percentile(f, [1, 99])
+    vmax = float(f.max())
+    cand = f >= vmax - max(1.0, 0.004 * float(hi - lo))
+    if cand.mean() > 0.01:
+        return None
+    lab, n = ndimage.label(ndimage.binary_dilation(cand, iterations=1))
+    best: tuple[int, tuple[slice, slice]] | None = None
+    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+        if sl is None:
+            continue
+        h, w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+        size = max(h, w) * px if px else max(h, w) / min(f.shape) * 430.0  # ~430 mm detector
+        count = int((cand[sl] & (lab[sl] == i)).sum())
+        if 5.0 <= size <= 40.0 and count >= 6 and (best is None or count > best[0]):
+            best = (count, sl)
+    if best is None:
+        return None
+    sl = best[1]
+    letter, score = read_letter(cand[sl])
+    col = (sl[1].start + sl[1].stop) / 2 + c0
+    return {"present": True, "text": letter, "text_score": round(score, 3),
+            "side_of_image": "left" if col < image.shape[1] / 2 else "right",
+            "box": [int(sl[0].start + r0), int(sl[0].stop + r0), int(sl[1].start + c0), int(sl[1].stop + c0)],
+            "source": "pixels"}
+
+
 def _number(ds: Any, keyword: str) -> float | None:
     try:
         v = ds.get(keyword) if ds is not None else None
@@ -320,7 +372,7 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
         return v
     uid = uid or rg.series_instance_uid
     image = np.asarray(rg.pixels)
-    analysis = _analyse(series, rg, exam, uid)
+    analysis = _analyse(rg, exam, uid, params.get("region"))
     view = _view_name(series, rg, analysis)
     v = _View(uid, view, rg.sop_instance_uid)
     px = float(np.mean(rg.spacing_mm)) if rg.spacing_mm else None
@@ -344,7 +396,7 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
 
     field_mark = [float(box[0]), float(box[2]), float(box[1] - 1), float(box[3] - 1)]
     _range(v, analysis, meas, image, box, collimated, field_source, px, params, chest, evidence, field_mark)
-    _positioning(v, analysis, meas, px, params, chest, evidence)
+    _positioning(v, analysis, meas, px, params, chest, evidence, find_marker(image, box, px))
     _centring(v, analysis, meas, image, px, params, chest, evidence)
     _exposure(v, rg.dataset, image, box, params, evidence, field_mark)
     return v
@@ -437,8 +489,39 @@ def _lung_bases_in_field(analysis: Any, box: tuple[int, int, int, int], view: st
     return out
 
 
+def _lung_aspect(analysis: Any) -> float | None:
+    """Height of the lung fields over their joint width: a shallow inspiration leaves short lungs
+    (a second, rib-independent look at the inspiration; rib counting is off by one at times)."""
+    both, bb = _structure_box(analysis, ["lung_left", "lung_right"])
+    if both is None or bb is None or both.sum() < 50:
+        return None
+    width = bb[3] - bb[1] + 1
+    heights = []
+    for name in ("lung_left", "lung_right"):
+        m = _mask(analysis, name)
+        if m is not None and m.any():
+            rows = np.nonzero(m.any(axis=1))[0]
+            heights.append(rows[-1] - rows[0] + 1)
+    return round(float(max(heights)) / float(width), 4) if heights and width > 0 else None
+
+
+def _combined_marker(net: Any, pix: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The analyser's marker and the pixel detector's: present when either found it; the letter
+    and side from the pixel detector when it read one (it reads the full-resolution glyph)."""
+    net = dict(net) if isinstance(net, dict) else None
+    if pix is None:
+        return net
+    if net is None or not net.get("present"):
+        return pix
+    out = dict(net)
+    if pix.get("text"):
+        out.update({k: pix[k] for k in ("text", "side_of_image", "box")})
+        out["source"] = "pixels"
+    return out
+
+
 def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None, params: dict[str, Any], chest: bool,
-                 evidence: Any) -> None:
+                 evidence: Any, pix_marker: dict[str, Any] | None = None) -> None:
     p = params["positioning"]
     if analysis is None:
         v.set("positioning", NOT_ASSESSABLE, reason=_bi("解剖分析模型不可用", "radiograph anatomy model unavailable"))
@@ -469,15 +552,24 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                    evidence("scapula", over, p["scapula_in_lung_fraction"], "fraction", sb))
         ribs = meas.get("posterior_ribs_above_right_dome")
         details["posterior_ribs_above_right_dome"] = ribs
-        if ribs is not None and int(ribs) < int(p["min_posterior_ribs"]):
+        details["lung_height_to_width"] = _lung_aspect(analysis)
+        aspect = details["lung_height_to_width"]
+        cut = [m for m in v.details.get("range", {}).get("missing", []) if m.startswith("costophrenic")]
+        shallow = ribs is not None and (int(ribs) < int(p["min_posterior_ribs"]) - 1 or (
+            int(ribs) == int(p["min_posterior_ribs"]) - 1 and aspect is not None
+            and aspect < float(p["borderline_lung_aspect"])))
+        if cut and ribs is not None:
+            # the dome is outside the field: the rib count above it means nothing
+            details["inspiration"] = _bi("肋膈角未包全，无法计数", "lung bases cut off: ribs not countable")
+        elif shallow:
             problems += 1
             v.find("positioning", "IQC-POSITION", "不标准",
                    f"吸气不足：右膈顶上方仅见 {ribs} 根后肋（应 ≥ {p['min_posterior_ribs']}）",
                    f"shallow inspiration: {ribs} posterior ribs above the right hemidiaphragm "
                    f"(should be >= {p['min_posterior_ribs']})",
-                   evidence("inspiration", ribs, p["min_posterior_ribs"], "ribs"))
+                   evidence("inspiration", ribs, p["min_posterior_ribs"], "ribs", lung_height_to_width=aspect))
     if p.get("check_marker", True):
-        mk = meas.get("marker")
+        mk = _combined_marker(meas.get("marker"), pix_marker)
         details["marker"] = {k: mk.get(k) for k in ("present", "text", "side_of_image", "over_lung")} if mk else None
         if isinstance(mk, dict) and mk.get("present") is False:
             problems += 1
