@@ -421,6 +421,22 @@ def dx_features(img: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
             feats[f"fo_{tag}{int(t * 100)}_lat"] = float(np.log1p(n_lat))
             feats[f"fo_{tag}{int(t * 100)}_px"] = px / float(inner.sum())
     feats["fo_px_frac"] = feats["fo_m15_px"]
+    # round dense objects (beads, buttons, electrodes): both Hessian eigenvalues strongly negative
+    # (a rib or a vertebral edge is a line: one eigenvalue near zero), counted at local maxima
+    for sigma, tag in ((1.2, "b1"), (3.0, "b3")):
+        hrr = ndi.gaussian_filter(norm, sigma, order=(2, 0))
+        hcc = ndi.gaussian_filter(norm, sigma, order=(0, 2))
+        hrc = ndi.gaussian_filter(norm, sigma, order=(1, 1))
+        lmax = (hrr + hcc) / 2 + np.sqrt(((hrr - hcc) / 2) ** 2 + hrc ** 2)
+        blob = np.maximum(-lmax, 0) * sigma ** 2
+        peaks = (blob == ndi.maximum_filter(blob, size=int(2 * sigma + 3))) & lateral
+        vals = np.sort(blob[peaks])[::-1]
+        for t in (0.015, 0.03, 0.06):
+            feats[f"{tag}_n{int(t * 1000)}"] = float(np.log1p((vals > t).sum()))
+        feats[f"{tag}_top5"] = float(vals[:5].mean()) if len(vals) else 0.0
+        if tag == "b1" and len(vals) and vals[0] > 0.06 and box is None:
+            rr, cc = np.nonzero(peaks & (blob >= vals[0]))
+            box = [float(rr[0] + r0 - 4), float(cc[0] + c0 - 4), float(rr[0] + r0 + 5), float(cc[0] + c0 + 5)]
     # grid lines: a strictly periodic pattern across columns (or rows), in every block of rows
     hp_x = sub - ndi.uniform_filter1d(sub, 7, axis=1)
     hp_y = sub - ndi.uniform_filter1d(sub, 7, axis=0)
