@@ -44,6 +44,9 @@ def phantom(n: int = 6, size: int = 128, px: float = 3.0, shift_px: tuple[int, i
     return vol + rng.normal(0, noise, vol.shape).astype(np.float32)
 
 
+KERNEL_NAMES = {"soft": "B30f", "lung": "B70f", "bone": "B75s", "head": "H40s"}
+
+
 class FakeVolume:
     def __init__(self, hu: np.ndarray, px: float, z: list[float]) -> None:
         self.image = sitk.GetImageFromArray(hu)
@@ -60,7 +63,8 @@ def series(uid: str, hu: np.ndarray | None = None, *, px: float = 3.0, z: list[f
     zz = z if z is not None else [-5.0 * i for i in range(n)]
     header = SimpleNamespace(series_uid=uid, modality="CT", slice_thickness=thickness, n_instances=n, plane=plane,
                              z_min=min(zz), z_max=max(zz), window_center=window[0] if window else None,
-                             window_width=window[1] if window else None, kernel="B30f", recon_diameter=None)
+                             window_width=window[1] if window else None, kernel=KERNEL_NAMES.get(kernel, "B30f"),
+                             recon_diameter=None)
     label = SimpleNamespace(series_uid=uid, role=role, plane=plane, derived_type=derived, kernel_class=kernel,
                             region=region, evidence=[])
     ds: dict[str, Any] = {}
@@ -129,7 +133,7 @@ def test_load_params_overrides_and_unknown_code() -> None:
     assert chest["reconstruction"]["max_thickness_mm"] == 5.5  # default kept beside the override
     assert not chest["_notes"]
     unknown = load_params("CT", "CT-NOPE")
-    assert unknown["reconstruction"]["kernels_required"] == ["soft"]
+    assert unknown["reconstruction"]["kernels_required"] == []
     assert unknown["_notes"] and "CT-NOPE" in unknown["_notes"][0]
 
 
@@ -201,6 +205,14 @@ def test_reconstruction_needs_lung_kernel_thin_and_standard_thickness(chest_para
     assert no_lung.value == "异常" and any("lung" in f.reason_en for f in no_lung.findings)
     thick = ct.measure_ct(exam(series("soft", phantom(), thickness=10.0), good[1]), chest_params, EvidenceSink())["reconstruction"]
     assert thick.value == "异常" and any("10 mm" in f.reason_en for f in thick.findings)
+
+
+def test_kernel_class_comes_from_the_kernel_name(chest_params: dict[str, Any]) -> None:
+    # a lung series reconstructed with a soft kernel (the label may still say lung from its window)
+    soft_named = series("lung", phantom(), kernel="lung", thickness=1.0, window=(-600, 1500))
+    soft_named.header.kernel = "B30f"
+    r = ct.measure_ct(exam(series("soft", phantom()), soft_named), chest_params, EvidenceSink())["reconstruction"]
+    assert r.value == "异常" and "lung" not in r.details["kernels"]
 
 
 def test_window_presets(chest_params: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ patient's rotation on the table (body axis); ``sequences`` does not apply to CT.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -462,7 +463,8 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
     measured = float(np.median(sds))
     ref = float(p.get("reference_thickness_mm", 5.0))
     thickness = stack.thickness or ref
-    limit = float((p.get("sd_limit_hu") or {}).get(kernel, 16.0)) * math.sqrt(ref / max(thickness, 0.3))
+    # a thin slice is allowed more noise; a thicker one is not held to less (its thickness may itself be the fault)
+    limit = float((p.get("sd_limit_hu") or {}).get(kernel, 16.0)) * math.sqrt(ref / min(max(thickness, 0.3), ref))
     details = {"sd_hu": round(measured, 2), "limit_hu": round(limit, 2), "kernel_class": kernel,
                "slice_thickness_mm": thickness, "series_uid": stack.uid}
     if measured <= limit:
@@ -518,13 +520,35 @@ def _sharpness(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cac
 _KERNEL_ZH = {"soft": "软组织", "lung": "肺", "bone": "骨", "head": "脑组织"}
 
 
+@functools.lru_cache(maxsize=1)
+def _kernel_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    table = load_params("CT", None).get("kernel_names") or {}
+    return tuple((str(k), re.compile(str(v), re.I)) for k, v in table.items())
+
+
 def _kernel_class(series: SeriesImages) -> str | None:
-    """Kernel class from the kernel name when a rule recognised it (windows change with presets), else the label's."""
+    """Kernel class from the kernel name (ct.yaml kernel_names, first match), else the classifier's.
+
+    The window preset cannot tell the kernel (a site or a defect changes presets), so the name
+    decides; the label's class is the fallback for names the table does not know."""
+    name = str(header_of(series, "kernel") or "").strip()
+    if name:
+        for kernel, pattern in _kernel_patterns():
+            if pattern.match(name):
+                return kernel
     for ev in getattr(series.label, "evidence", []) or []:
         if getattr(ev, "field", None) == "kernel_class" and str(getattr(ev, "rule", "") or "").startswith("ct.kernel."):
             return str(ev.value)
     value = label_of(series, "kernel_class")
     return str(value) if value else None
+
+
+def _intended_class(series: SeriesImages) -> str | None:
+    """The class the description says (lung / bone / soft / head words), when a description rule matched."""
+    for ev in getattr(series.label, "evidence", []) or []:
+        if getattr(ev, "field", None) == "kernel_class" and str(getattr(ev, "rule", "") or "").startswith("desc.kernel."):
+            return str(ev.value)
+    return None
 
 
 def _kernel_mismatch(series: SeriesImages) -> tuple[str, str] | None:
@@ -613,13 +637,15 @@ def _window(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> Dim
     required = set(p.get("required_for") or [])
     ctol = float(p.get("centre_tolerance", 60))
     wtol = float(p.get("width_tolerance_fraction", 0.35))
-    axial = [s for s in _axial(exam) if label_of(s, "kernel_class") in required]
+    axial = [s for s in _axial(exam) if (_kernel_class(s) or label_of(s, "kernel_class")) in required]
     if not axial:
         return not_assessable("no_axial_series", "无可判断窗口的轴位序列", "no axial series to check windows on")
     findings = []
     checked = []
     for s in axial:
-        kernel = str(label_of(s, "kernel_class"))
+        kernel = str(_kernel_class(s) or label_of(s, "kernel_class"))
+        # the series may be read as the kernel's class or as what its description / label says
+        candidates = [k for k in (kernel, label_of(s, "kernel_class"), _intended_class(s)) if k]
         c, w = header_of(s, "window_center"), header_of(s, "window_width")
         if c is None or w is None:
             findings.append(finding("IQC-WINDOW", "window", ABNORMAL,
@@ -627,7 +653,7 @@ def _window(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> Dim
                                     f"required window preset missing ({kernel} series has no window)",
                                     [Evidence(series_uid=series_uid(s), measured=None, limit=presets.get(kernel))]))
             continue
-        ok = any(abs(c - pc) <= ctol and abs(w - pw) <= wtol * pw for pc, pw in presets.get(kernel, []))
+        ok = any(abs(c - pc) <= ctol and abs(w - pw) <= wtol * pw for k in candidates for pc, pw in presets.get(k, []))
         checked.append({"series_uid": series_uid(s), "kernel": kernel, "center": c, "width": w, "ok": ok})
         if not ok:
             want = presets.get(kernel, [[None, None]])[0]
