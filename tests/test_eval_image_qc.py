@@ -148,3 +148,17 @@ def test_markdown_tables_carry_the_figures() -> None:
     assert "| noise | 50.0% | 2 |" in text
     assert "异常 100.0% (1)" in text and "noise:无法评估 1" in text
     assert "| CT/MR | 100.0% | 2 |" in text
+
+
+def test_grade_against_the_truth_rolled_up_under_the_standard() -> None:
+    """With every dimension right, the standard roll-up of the truth equals the pipeline's own
+    roll-up, even where the generator's placeholder points table grades differently."""
+    normal = {"range": "正常", "artifact": "无", "noise": "ok", "dose": "ok"}
+    defect = {**normal, "noise": "excess"}
+    report = _scored([
+        (_truth("CT", normal, 3), {"modality": "CT", "grade": 3, **{d: {"value": ev.truth_value(d, v)} for d, v in normal.items()}}),
+        (_truth("CT", defect, 0, "E2"), {"modality": "CT", "grade": 0, **{d: {"value": ev.truth_value(d, v)} for d, v in defect.items()}}),
+    ])
+    assert report.rates["grade_exact_vs_standard"].denominator == 2
+    assert report.rates["grade_exact_vs_standard"].numerator == 1  # all-normal -> 3 under any standard
+    assert "grade_vs_standard:all" in report.classifications

@@ -207,6 +207,31 @@ def predicted_value(result: Mapping[str, Any], dimension: str) -> str:
     return str(entry) if entry is not None else NOT_ASSESSABLE
 
 
+def standard_grade(case: TruthCase, result: Mapping[str, Any]) -> str | None:
+    """The grade the truth's dimension values get under the exam item's scoring standard
+    (``rollup.score_values``, the same points and shares as the pipeline): grade agreement
+    against it measures detection alone, while agreement with the generator's own grade also
+    carries the difference between its placeholder points table (clinical/data/qc.yaml) and
+    the item standards (qc_rules/standards). The standard is the one the pipeline resolved
+    from the order's items (deterministic input handling, not a measurement)."""
+    try:
+        from radqc.pipelines.image_qc.rollup import score_values
+    except ImportError:
+        return None
+    code = result.get("standard")
+    if not isinstance(code, str):
+        item = result.get("item")
+        code = item.get("code") if isinstance(item, Mapping) else None
+    kinds = {str(d.get("dimension")): (d.get("params") or {}).get("kind") for d in case.defects}
+    values = {d: (v, kinds.get(d)) for d, v in case.dimensions.items()}
+    try:
+        scored = score_values(values, code if isinstance(code, str) else None, result.get("modality") or case.qc_class)
+    except Exception:  # noqa: BLE001 - no standard grade is a missing figure, not a crash
+        log.exception("standard grade of %s", case.exam_key)
+        return None
+    return grade_label(scored.get("grade"))
+
+
 # ---------------------------------------------------------------- scoring
 
 
@@ -229,6 +254,8 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
     ord_truth: list[str] = []
     ord_pred: list[str] = []
     special: Counter[str] = Counter()
+    std_truth: list[str] = []
+    std_pred: list[str] = []
     cases = 0
     for s in scored:
         cases += 1
@@ -256,6 +283,10 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
             ord_pred.append(str(GRADE_ORDINAL[str(pg)]))
         else:
             report.counts["grade_not_ordinal"] = report.counts.get("grade_not_ordinal", 0) + 1
+        std = standard_grade(case, s.result) if s.result is not None and case.grade else None
+        if std in GRADE_ORDINAL:
+            std_truth.append(str(GRADE_ORDINAL[str(std)]))
+            std_pred.append(str(GRADE_ORDINAL[str(pg)]) if pg in GRADE_ORDINAL else FAILED)
         if pg_text != case.grade:
             mismatches["grade"] = {"truth": case.grade, "pred": pg_text, "score_truth": case.score,
                                    "score_pred": result.get("image_score", result.get("score"))}
@@ -292,6 +323,14 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
     if ord_truth:
         report.classifications["grade:all"] = classification("grade (甲=3..丁=0)", ord_truth, ord_pred,
                                                              ["0", "1", "2", "3"], ordinal=True)
+    if std_truth:
+        report.rates["grade_exact_vs_standard"] = Rate(sum(t == p for t, p in zip(std_truth, std_pred, strict=True)),
+                                                       len(std_truth))
+        pairs = [(t, p) for t, p in zip(std_truth, std_pred, strict=True) if p != FAILED]
+        if pairs:
+            report.classifications["grade_vs_standard:all"] = classification(
+                "grade vs the truth rolled up under the item standard (甲=3..丁=0)", [t for t, _ in pairs],
+                [p for _, p in pairs], ["0", "1", "2", "3"], ordinal=True)
     for key, count in sorted(special.items()):
         report.counts[key] = count
     return report
@@ -318,6 +357,10 @@ def summary(report: EvalReport) -> dict[str, Any]:
         "min_dimension_accuracy": min((v for v in dims.values() if v is not None), default=None),
         "grade_exact": report.rates["grade_exact"].value if "grade_exact" in report.rates else None,
         "grade_kappa_quadratic": kappa.kappa if kappa is not None else None,
+        "grade_exact_vs_standard": (report.rates["grade_exact_vs_standard"].value
+                                    if "grade_exact_vs_standard" in report.rates else None),
+        "grade_kappa_vs_standard": (report.classifications["grade_vs_standard:all"].kappa
+                                    if "grade_vs_standard:all" in report.classifications else None),
         "targets": {"dimension": 0.95, "grade_exact": 0.90, "kappa": 0.80},
     }
 
@@ -340,12 +383,17 @@ def markdown(report: EvalReport, title: str) -> str:
         by = ", ".join(f"{k.split('@')[1]} {pct(r.value)} ({r.denominator})" for k, r in sorted(report.rates.items())
                        if k.startswith(f"dim:{dim}@"))
         lines.append(f"| {dim} | {pct(rate.value)} | {rate.denominator} | {recall} | {by} |")
-    grades = [(k, c) for k, c in report.classifications.items() if k.startswith("grade:")]
+    grades = [(k, c) for k, c in report.classifications.items() if k.startswith("grade")]
     if grades:
         lines += ["", "| grade | exact agreement | n | quadratic-weighted kappa |", "| --- | ---: | ---: | ---: |"]
         for key, cls in grades:
             scale = key.split(":", 1)[1]
-            rate = report.rates.get(f"grade_exact:{scale}") or report.rates.get("grade_exact")
+            if key.startswith("grade_vs_standard"):
+                scale = "all, vs the truth rolled up under the item standard"
+            elif scale == "all":
+                scale = "all, vs the generator's grade (placeholder table)"
+            rate = (report.rates.get(f"grade_exact:{scale}") or
+                    report.rates.get("grade_exact_vs_standard" if key.startswith("grade_vs_standard") else "grade_exact"))
             kappa = "—" if cls.kappa is None else f"{cls.kappa:.3f}"
             lines.append(f"| {scale} | {pct(rate.value if rate else None)} | {cls.n} | {kappa} |")
     if "score_drops_vs_base" in report.rates:
