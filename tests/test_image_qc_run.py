@@ -208,7 +208,9 @@ def test_no_supported_modality_and_the_result_json_contract() -> None:
     item = resolve_standard("US", ["腹部超声"])
     out = run_mod.build_result(exam, dims, item=item, series_rows=[])
     assert all(out[d]["value"] == NOT_ASSESSABLE and out[d]["reason"] for d in DIMENSIONS)
-    assert out["score"] == 100.0 and out["deductions"] == [] and out["item"]["value"] == NOT_ASSESSABLE
+    assert out["deductions"] == [] and out["item"]["value"] == NOT_ASSESSABLE
+    # nothing assessed: no grade rather than the best one
+    assert out["score"] is None and out["grade"] is None and " / " in out["grade_reason"]
 
 
 def test_jsonable_turns_numpy_and_nan_into_json() -> None:

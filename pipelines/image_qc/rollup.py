@@ -15,7 +15,9 @@ Rules:
 * a check the item's standard does not list deducts general points only when its dimension is
   scored for the exam's class (rollup.yaml ``scored``), else it is listed in ``not_scored``;
 * score = total − Σ points, floored at 0; grade = the best grade whose threshold the score
-  reaches: 甲/乙/丙/丁 for radiographs, 3/2/1/0 (integers) for CT/MR;
+  reaches: 甲/乙/丙/丁 for radiographs, 3/2/1/0 (integers) for CT/MR; when no dimension at all
+  could be assessed, image score and grade are None with ``grade_reason`` (with rule QC
+  combined, the final score is rule QC's alone);
 * unknown item: the default standard of the modality (total 100, the usual thresholds) with
   ``general`` points, so the rest is still scored and the result says so.
 """
@@ -223,17 +225,23 @@ def rollup(dimensions: Mapping[str, DimensionResult], standard_code: str | None,
         for row in dimension_deductions(dim, res, std, qc_class):
             (not_scored if row["scope"] == "not_scored" else deductions).append(row)
     image_points = round(sum(d["points"] for d in deductions), 2)
-    image_score = max(0.0, round(float(std.total) - image_points, 2))
+    # nothing assessed (no image of a kind image QC reads, every measure failed): no grade is
+    # better than the best grade — nothing is guessed
+    assessed = any(res is not None and res.value in VALUES.get(dim, ()) for dim, res in dimensions.items())
+    image_score: float | None = max(0.0, round(float(std.total) - image_points, 2)) if assessed else None
     out: dict[str, Any] = {
         "standard": std.item if known else None, "grading": std.grading, "total": float(std.total),
         "thresholds": {str(k): v for k, v in std.thresholds.items()},
-        "image_score": image_score, "image_grade": grade_value(std.grade(image_score), std.grading),
+        "image_score": image_score,
+        "image_grade": grade_value(std.grade(image_score), std.grading) if image_score is not None else None,
         "deductions": deductions, "not_assessed": not_assessed, "not_scored": not_scored,
     }
+    if not assessed:
+        out["grade_reason"] = "没有可评估的影像质控维度 / no image-QC dimension could be assessed"
     if rule_qc is not None:
         rule_rows = [_rule_deduction(f, std) for f in rule_qc.get("failures") or [] if isinstance(f, Mapping)]
         rule_points = round(sum(r["points"] for r in rule_rows), 2)
-        score = max(0.0, round(float(std.total) - image_points - rule_points, 2))
+        score: float | None = max(0.0, round(float(std.total) - image_points - rule_points, 2))
         out["deductions"] = deductions + rule_rows
         out["rule_qc"] = {"score": rule_qc.get("score"), "grade": rule_qc.get("grade"),
                           "standard": rule_qc.get("standard"), "ruleset_version": rule_qc.get("ruleset_version"),
@@ -243,7 +251,7 @@ def rollup(dimensions: Mapping[str, DimensionResult], standard_code: str | None,
         score = image_score
         out["combined"] = False
     out["score"] = score
-    out["grade"] = grade_value(std.grade(score), std.grading)
+    out["grade"] = grade_value(std.grade(score), std.grading) if score is not None else None
     return out
 
 

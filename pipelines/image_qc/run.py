@@ -224,6 +224,8 @@ def build_result(exam: ExamImages, dims: Mapping[str, DimensionResult], *, item:
         out[key] = jsonable(rolled[key])
     if "rule_qc" in rolled:
         out["rule_qc"] = jsonable(rolled["rule_qc"])
+    if "grade_reason" in rolled:
+        out["grade_reason"] = rolled["grade_reason"]
     out["series"] = [jsonable({k: r.get(k) for k in ("series_uid", "series_number", "modality", "description",
                                                         "category", "role", "plane", "sequence", "phase", "view",
                                                         "n_instances")})

@@ -508,7 +508,8 @@ def _human_image_qc(exams: list[dict[str, Any]]) -> None:
         score = f"{exam['score']}" + (f" (影像 image {exam['image_score']})" if exam.get("combined") else "")
         bad = "; ".join(f"{d} {v}/{VALUE_EN.get(v, v)}" for d, v in exam["not_normal"].items()) or "—"
         table.add_row(f"{name} ({exam['modality'] or '?'})", exam["standard"] or "无法评估 / unknown item",
-                      str(exam["grade"]), score, bad, ", ".join(exam["not_assessed"]) or "—")
+                      "无法评估 / n/a" if exam["grade"] is None else str(exam["grade"]), score, bad,
+                      ", ".join(exam["not_assessed"]) or "—")
     stdout.print(table)
 
 
