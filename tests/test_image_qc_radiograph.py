@@ -1,0 +1,227 @@
+"""Radiograph image-QC measures (pipelines/image_qc/radiograph.py) on generator projections with
+known defects, rendered in-process (small matrix), plus the parameter file and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from pydicom.dataset import Dataset
+
+from radqc.dicom.volume import Radiograph, UnsuitableSeries
+from radqc.pipelines.image_qc import radiograph as rq
+from radqc.pipelines.image_qc.types import (
+    NOT_APPLICABLE,
+    NOT_ASSESSABLE,
+    EvidenceSink,
+    ExamImages,
+    SeriesImages,
+)
+from radqc.pipelines.series.features import SeriesHeader
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class RecordingSink(EvidenceSink):
+    """Keeps what the measures hand over, so a test can see that evidence was produced."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def add(self, image: Any, *, name: str, box: list[float] | None = None,
+            window: tuple[float, float] | None = None, mask: Any = None) -> str | None:
+        self.calls.append({"shape": np.asarray(image).shape, "name": name, "box": box})
+        return f"evidence/{name}.png"
+
+
+def _series_from_case(case: Any, uid: str, *, exposure: bool = True, di: float | None = None) -> SeriesImages:
+    """A SeriesImages whose radiograph() returns the rendered projection with a DX-like header."""
+    ds = Dataset()
+    ds.Modality = "DX"
+    ds.SOPInstanceUID = uid + ".1"
+    ds.SeriesInstanceUID = uid
+    ds.ViewPosition = case.view
+    ds.PixelSpacing = [case.spacing_mm, case.spacing_mm]
+    t = case.truth
+    if exposure:
+        ds.ExposureIndex = t["exposure_index"]
+        ds.TargetExposureIndex = 400.0
+        ds.DeviationIndex = t["deviation_index"] if di is None else di
+    col = t.get("collimation_px")
+    if col:
+        ds.CollimatorShape = "RECTANGULAR"
+        ds.CollimatorUpperHorizontalEdge = col["rows"][0]
+        ds.CollimatorLowerHorizontalEdge = col["rows"][1] - 1
+        ds.CollimatorLeftVerticalEdge = col["cols"][0]
+        ds.CollimatorRightVerticalEdge = col["cols"][1] - 1
+    pixels = (4095 - case.pixels) if case.mono1 else case.pixels
+    rg = Radiograph(pixels=np.asarray(pixels), spacing_mm=(case.spacing_mm, case.spacing_mm), view=case.view,
+                    body_part="CHEST", modality="DX", dataset=ds, inverted=case.mono1)
+    header = SeriesHeader(series_uid=uid, modality="DX")
+    return SeriesImages(header=header, label=None, datasets=lambda: [ds], volume=None, radiograph=lambda: rg)
+
+
+def _exam(defects: list[dict[str, Any]], seed: int = 11, code: str = "DX-CHEST-PA", **kw: Any) -> ExamImages:
+    from radqc.datasets.synthetic.spec import Defect
+    from radqc.models.radiograph.data import render_cases
+
+    d = [Defect("x", "x", p) for p in defects]
+    cases = render_cases(seed, "chest", ("PA",), size="small", defects=d, vendor="GE", modality="DX")
+    series = [_series_from_case(c, f"1.2.3.{seed}.{i}", **kw) for i, c in enumerate(cases)]
+    return ExamImages(study_uid="1.2.3", modality="DX", standard_code=code, series=series)
+
+
+def _run(exam: ExamImages, sink: EvidenceSink | None = None) -> dict[str, Any]:
+    return rq.measure_radiograph(exam, rq.load_params(exam.standard_code), sink or EvidenceSink())
+
+
+@pytest.fixture(scope="module")
+def normal() -> dict[str, Any]:
+    return _run(_exam([]))
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def test_every_dx_standard_has_parameters() -> None:
+    codes = {p.stem for p in (ROOT / "qc_rules" / "standards").glob("DX-*.yaml")}
+    data = yaml.safe_load((ROOT / "qc_rules" / "image_qc" / "dx.yaml").read_text(encoding="utf-8"))
+    assert len(codes) == 13
+    assert codes <= set(data["codes"])
+    for code in codes:
+        p = rq.load_params(code)
+        assert p["known_code"] and p["region"]
+        assert p["positioning"]["min_posterior_ribs"] == 10  # default merged under the code's entry
+
+
+def test_unknown_code_gets_defaults() -> None:
+    p = rq.load_params("NOT-A-CODE")
+    assert p["known_code"] is False and p["region"] is None
+    assert rq.load_params(None)["range"]["wide_margin_mm"] > 0
+
+
+# ---------------------------------------------------------------- measures on rendered projections
+
+
+def test_normal_chest_pa(normal: dict[str, Any]) -> None:
+    assert normal["range"].value == "正常"
+    assert normal["positioning"].value == "标准"
+    assert normal["centring"].value == "正常"
+    assert normal["noise"].value == "正常"
+    assert normal["sharpness"].value == "正常"
+    assert normal["dose"].value == "正常"
+    for dim in ("reconstruction", "window", "sequences"):
+        assert normal[dim].value == NOT_APPLICABLE and normal[dim].reason
+    assert "artifact" not in normal  # the artifact measures own it
+    assert all(not r.findings for r in normal.values())
+
+
+def test_costophrenic_cutoff_is_range_too_small() -> None:
+    res = _run(_exam([{"kind": "costophrenic_cutoff", "cut_mm": 35}]))
+    assert res["range"].value == "过小"
+    assert any(m.startswith("costophrenic") for m in res["range"].details["missing"])
+    f = res["range"].findings[0]
+    assert f.check_id == "IQC-RANGE" and f.points == 0 and "肋膈角" not in f.reason_en and f.reason_zh
+
+
+def test_wide_collimation_is_range_too_large() -> None:
+    res = _run(_exam([{"kind": "collimation_too_wide", "margin_mm": 90}]))
+    assert res["range"].value == "过大"
+
+
+def test_off_centre_left() -> None:
+    res = _run(_exam([{"kind": "off_centre", "direction": "left", "offset_mm": 55}]))
+    assert res["centring"].value == "偏左"
+    assert res["centring"].details["offset_mm"] > 30
+    assert res["centring"].findings[0].check_id == "IQC-CENTRING"
+
+
+def test_marker_missing_is_a_positioning_finding() -> None:
+    sink = RecordingSink()
+    res = _run(_exam([{"kind": "marker_missing"}]), sink)
+    assert res["positioning"].value == "不标准"
+    f = [x for x in res["positioning"].findings if x.check_id == "IQC-MARKER"]
+    assert f and "L/R" in f[0].reason_en
+    assert f[0].evidence[0].image and sink.calls  # evidence picture handed to the sink
+
+
+def test_scapula_over_lung() -> None:
+    res = _run(_exam([{"kind": "scapula_over_lung"}]))
+    assert res["positioning"].value == "不标准"
+    assert any("scapula" in f.reason_en for f in res["positioning"].findings)
+
+
+def test_exposure_header_drives_noise_and_dose() -> None:
+    under = _run(_exam([], di=-6.0))
+    assert under["noise"].value == "异常" and under["dose"].value == "正常"
+    over = _run(_exam([], di=4.5))
+    assert over["dose"].value == "异常" and over["noise"].value == "正常"
+    missing = _run(_exam([], exposure=False))
+    assert missing["dose"].value == "异常"
+    assert "not recorded" in missing["dose"].findings[0].reason_en
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_unreadable_view_is_not_assessable() -> None:
+    def broken() -> Radiograph:
+        raise UnsuitableSeries("not_radiograph", "colour image")
+
+    s = SeriesImages(header=SeriesHeader(series_uid="9.9", modality="DX"), label=None, datasets=lambda: [],
+                     volume=None, radiograph=broken)
+    res = _run(ExamImages(study_uid=None, modality="DX", standard_code="DX-CHEST-PA", series=[s]))
+    for dim in rq.DIMENSIONS_MEASURED:
+        assert res[dim].value == NOT_ASSESSABLE and res[dim].reason and "/" in res[dim].reason
+
+
+def test_exam_without_radiographs() -> None:
+    s = SeriesImages(header=SeriesHeader(series_uid="8.8", modality="CT"), label=None, datasets=lambda: [],
+                     volume=None, radiograph=lambda: None)
+    res = _run(ExamImages(study_uid=None, modality="DX", standard_code=None, series=[s]))
+    assert res["range"].value == NOT_ASSESSABLE and res["sequences"].value == NOT_APPLICABLE
+
+
+# ---------------------------------------------------------------- pixel measures
+
+
+def test_collimation_box_finds_flat_borders() -> None:
+    rng = np.random.default_rng(0)
+    img = np.full((120, 100), 4000.0) + rng.normal(0, 5, (120, 100))
+    img[20:100, 15:90] = 1000 + rng.normal(0, 200, (80, 75))
+    img[3:10, 3:8] = 4090  # burned-in text in the unexposed border must not count
+    box, found = rq.collimation_box(img)
+    assert box == (20, 100, 15, 90)
+    assert all(found.values())
+    full, found2 = rq.collimation_box(img[20:100, 15:90])
+    assert not any(found2.values()) and full == (0, 80, 0, 75)
+
+
+def test_smoothness_rises_with_blur_not_with_noise() -> None:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    base = np.kron(rng.uniform(0, 3000, (24, 24)), np.ones((6, 6)))  # sharp-edged blocks
+    sharp = base + rng.normal(0, 30, base.shape)
+    noisy = base + rng.normal(0, 120, base.shape)
+    blurred = ndimage.gaussian_filter(base, 1.5) + rng.normal(0, 30, base.shape)
+    box = (0, base.shape[0], 0, base.shape[1])
+    s_sharp = rq.pixel_measures(sharp, box, 1.5)
+    s_noisy = rq.pixel_measures(noisy, box, 1.5)
+    s_blur = rq.pixel_measures(blurred, box, 1.5)
+    assert s_blur["smooth_x"] > s_sharp["smooth_x"] + 0.2
+    assert abs(s_noisy["smooth_x"] - s_sharp["smooth_x"]) < 0.15
+    assert s_noisy["noise_fraction"] > 2 * s_sharp["noise_fraction"]
+
+
+def test_marker_reader_on_a_drawn_glyph() -> None:
+    from radqc.datasets.synthetic.imaging.image_ops import text_mask  # the generator's glyph renderer
+
+    img = np.full((200, 200), 1500.0) + np.random.default_rng(2).normal(0, 20, (200, 200))
+    glyph = text_mask("L", 14)
+    img[10:10 + glyph.shape[0], 170:170 + glyph.shape[1]][glyph] = 4050
+    m = rq.find_marker(img, (0, 200, 0, 200), 1.0)
+    assert m is not None and m["text"] == "L" and m["side_of_image"] == "right"
