@@ -240,7 +240,7 @@ def test_dose_reference_and_not_recorded(chest_params: dict[str, Any]) -> None:
 
 
 def _chest_scan(monkeypatch: pytest.MonkeyPatch, top_mm_above_apex: float, bottom_mm_below_base: float,
-                params: dict[str, Any]) -> Any:
+                params: dict[str, Any], item_codes: list[str] | None = None) -> Any:
     scores = params["landmark_scores"]
     s_top = scores["lung_apex"] - top_mm_above_apex / 8.35
     s_bottom = scores["lung_base"] + bottom_mm_below_base / 8.35
@@ -248,7 +248,7 @@ def _chest_scan(monkeypatch: pytest.MonkeyPatch, top_mm_above_apex: float, botto
     monkeypatch.setattr(ct, "_SCORER", LinearScorer(s_top))
     hu = phantom(n=n, size=48)
     z = [-10.0 * i for i in range(n)]
-    return ct.measure_ct(exam(series("s", hu, z=z)), params, RecordingSink())["range"]
+    return ct.measure_ct(exam(series("s", hu, z=z), item_codes=item_codes), params, RecordingSink())["range"]
 
 
 def test_range_normal_small_and_large(monkeypatch: pytest.MonkeyPatch, chest_params: dict[str, Any]) -> None:
@@ -260,6 +260,13 @@ def test_range_normal_small_and_large(monkeypatch: pytest.MonkeyPatch, chest_par
     assert f.evidence[0].measured == pytest.approx(-40, abs=12)
     large = _chest_scan(monkeypatch, 100, 10, chest_params)
     assert large.value == "过大" and large.details["excess"][0]["end"] == "top"
+
+
+def test_excess_not_judged_next_to_an_unmeasured_part(monkeypatch: pytest.MonkeyPatch,
+                                                       chest_params: dict[str, Any]) -> None:
+    # chest + thoracic spine: the scan may rightly run beyond the lungs toward the spine's levels
+    r = _chest_scan(monkeypatch, 100, 10, chest_params, item_codes=["CT.CHEST.PLAIN", "CT.TSPINE.PLAIN"])
+    assert r.value == "正常" and r.details["excess_not_judged"] == ["CT.TSPINE.PLAIN"]
 
 
 def test_range_without_scorer_cannot_be_assessed(monkeypatch: pytest.MonkeyPatch, chest_params: dict[str, Any]) -> None:

@@ -156,8 +156,11 @@ def _acquisitions(axial: list[SeriesImages]) -> list[list[SeriesImages]]:
 # ---------------------------------------------------------------- range
 
 
-def _required_span(exam: ExamImages, params: dict[str, Any]) -> tuple[str, str] | None:
-    """Top and bottom landmarks the exam must cover: its items' parts (outermost of several)."""
+def _required_span(exam: ExamImages, params: dict[str, Any], unmeasured: list[str]) -> tuple[str, str] | None:
+    """Top and bottom landmarks the exam must cover: its items' parts (outermost of several).
+
+    Item codes whose part has no range (spine) are appended to ``unmeasured``: the scan may
+    rightly extend beyond the measured parts toward them, so excess is not judged then."""
     parts = params.get("parts") or {}
     scores = params.get("landmark_scores") or {}
     spans = []
@@ -165,6 +168,8 @@ def _required_span(exam: ExamImages, params: dict[str, Any]) -> tuple[str, str] 
         bits = str(code).split(".")
         if len(bits) >= 2 and bits[1] in parts:
             spans.append(parts[bits[1]])
+        elif len(bits) >= 2:
+            unmeasured.append(str(code))
     if not spans and params.get("_standard_code"):
         std_part = {"CT-HEAD-PLAIN": "HEAD", "CT-SINUS": "SINUS", "CT-NECK": "NECK", "CT-CHEST-PLAIN": "CHEST",
                     "CT-CHEST-LOWDOSE": "CHEST", "CT-UABD": "UABD", "CT-ABD-PELVIS": None,
@@ -216,7 +221,8 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
     if p.get("assess") is False:
         return not_assessable("range_not_measurable", str(p.get("reason_zh") or "该项目的扫描范围暂无法测量"),
                               str(p.get("reason_en") or "scan range of this item cannot be measured yet"))
-    span = _required_span(exam, params)
+    unmeasured: list[str] = []
+    span = _required_span(exam, params, unmeasured)
     if span is None:
         return not_assessable("unknown_item_range", "检查项目未知，无法确定应扫描范围", "exam item unknown: required range not known")
     scorer = _scorer()
@@ -300,6 +306,9 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
         return DimensionResult("过小", details, findings=findings)
     excess = [(top, top_margin, "top"), (bottom, bottom_margin, "bottom")]
     excess = [e for e in excess if e[1] > over]
+    if unmeasured:
+        details["excess_not_judged"] = unmeasured
+        excess = []
     if excess:
         details["excess"] = [{"beyond": n, "mm": round(mm, 1), "end": end} for n, mm, end in excess]
         for name, mm, end in excess:
@@ -715,7 +724,9 @@ def _dose(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink,
     acq_regions = (cache or {}).get("acq_regions") or {}
     for v, uid, region in values:
         covered = [r for r in acq_regions.get(uid, []) if r in by_region]
-        if covered:  # an acquisition over several regions is held to the highest of their references
+        if p.get("ref_from") == "item":  # e.g. spine: the series' body region is not the item's reference
+            ref = default_ref
+        elif covered:  # an acquisition over several regions is held to the highest of their references
             ref = max(float(by_region[r]) for r in covered)
             region = "+".join(covered)
         else:
