@@ -315,8 +315,9 @@ def exam_from_context(ctx: Any, *, series_result: Mapping[str, Any] | None = Non
     """A catalogue exam (pipeline-stage ``ExamContext``) as :class:`ExamImages`.
 
     The ``series`` stage's labels are reused when given (no second classification); the
-    ordered item comes from ``item_codes``/``item_names`` (the caller passes the ``items``
-    stage's / records' values), else ``ctx.ordered_items``, else the StudyDescription.
+    scoring standard comes from ``item_codes`` (standard codes, e.g. the one rule QC chose) /
+    ``item_names``, else ``ctx.ordered_items``, else the StudyDescription. ``ExamImages.item_codes``
+    are the series stage's standard items (radqc.vocab codes) of the split.
     """
     import pydicom
 
@@ -373,8 +374,12 @@ def exam_from_context(ctx: Any, *, series_result: Mapping[str, Any] | None = Non
 
     series = [series_images(h, lab, loader(s)) for h, lab, s in zip(headers, labels, series_sorted, strict=True)]
     split = (series_result or {}).get("split") if series_result else None
+    # the standard exam items (radqc.vocab codes, e.g. CT.CHEST.PLAIN) the series stage split the
+    # exam into: a combined exam (chest + upper abdomen) is measured against all of them
+    vocab_codes = [str(i.get("code")) for i in (split or {}).get("standard_items") or []
+                   if isinstance(i, dict) and i.get("code")]
     exam = ExamImages(study_uid=ctx.study_instance_uid, modality=modality, standard_code=item.code,
-                      item_codes=list(item_codes), series=series, anatomy=anatomy_by_series(anatomy_result),
+                      item_codes=vocab_codes, series=series, anatomy=anatomy_by_series(anatomy_result),
                       split=split)
     return FolderExam(exam, item, rows, split, [], warnings)
 
