@@ -177,3 +177,13 @@ def test_learned_detector_serves_the_same_features() -> None:
         probs = model.predict(mod, res.features)
         assert probs is not None and probs.shape == (4,) and abs(float(probs.sum()) - 1.0) < 1e-5
     assert model.predict("US", {}) is None
+
+
+def test_large_ct_slices_are_measured_at_the_working_scale() -> None:
+    """A 256² series (the 64² phantom upsampled) gives the same decision, evidence in full-size pixels."""
+    small = _ct("metal")
+    big = _series([np.kron(ds.pixel_array.astype(np.float32), np.ones((4, 4), np.float32)) for ds in small.datasets()])
+    out = art.measure_artifact(_exam(big), {"use_model": False, "ct_work_px": 64}, EvidenceSink())["artifact"]
+    assert out.value == "设备" and out.details["kind"] == "metal"
+    box = out.findings[0].evidence[0].box
+    assert box is not None and box[0] <= 31 * 4 <= box[2] and box[1] <= 21 * 4 <= box[3]

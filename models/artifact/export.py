@@ -35,7 +35,9 @@ def export(net: Any, out: Path, info: dict[str, Any], val: dict[str, Any], *, re
             input={"name": "input", "shape": ["batch", input_size()], "layout": "[one-hot CT,MR,DX] + CT + MR + DX features",
                    "features": {m: list(FEATURES[m]) for m in MODALITIES},
                    "extractor": "radqc.pipelines.image_qc.artifact (ct_series_features, mr_series_features, dx_features)"},
-            output={"name": "logits", "classes": list(CLASSES), "values": ["无", "运动", "设备", "异物"]},
+            output={"name": "logits", "classes": list(CLASSES), "values": ["无", "运动", "设备", "异物"],
+                    "threshold": float(info.get("threshold", 0.5)),
+                    "rule": "likeliest artifact class when its softmax probability >= threshold, else none"},
             metrics=metrics, card="cards/artifact.md",
             training={**info, "data": "radqc synth --profile qc seed 7201 (600 exams, small)", "threads": 1,
                       "command": "python -m radqc.models.artifact.data SET FEAT && python -m radqc.models.artifact.train "

@@ -33,6 +33,12 @@ class ArtifactModel:
         self.input_name = session.get_inputs()[0].name
 
     @property
+    def threshold(self) -> float:
+        """The per-series probability limit chosen on validation (registry ``output.threshold``)."""
+        out = getattr(self.info, "output", None) or {}
+        return float(out.get("threshold", 0.5))
+
+    @property
     def version(self) -> str:
         return str(getattr(self.info, "version", "?"))
 

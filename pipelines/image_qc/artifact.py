@@ -52,6 +52,7 @@ RADIOGRAPH_MODALITIES = ("DX", "CR", "DR", "RF", "MG", "XA")
 DEFAULTS: dict[str, Any] = {
     "max_series": 3,  # series analysed per exam and modality (the most slices first)
     "max_slices": 120,  # slices read per series (evenly spaced when more)
+    "ct_work_px": 128,  # CT slices wider than this are measured block-averaged (training scale)
     "ct_metal_hu": 2500.0,  # HU above which a voxel is metal
     "ct_metal_min_px": 3,  # metal pixels in a slice before it counts
     "ct_streak_ratio": 2.2,  # high-pass SD around metal vs the slice's body noise: streaks
@@ -66,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
     "dx_grid_peak": 1.6,  # periodic column/row pattern in every third of the field (noise ~ 1)
     "dx_motion_anisotropy": 0.9,  # -log(1-px gradient along rows / along columns): smear along rows
     "use_model": True,  # the learned detector decides when its weights are installed
+    "model_threshold": None,  # learned: probability an artifact class needs (None: the registered one)
 }
 
 
@@ -148,13 +150,28 @@ def _largest(mask: np.ndarray) -> np.ndarray:
 
 
 def ct_slice_features(hu: np.ndarray, p: dict[str, Any]) -> dict[str, float]:
-    """Metal, streak, truncation-rim and edge-doubling measures of one CT slice (HU)."""
+    """Metal, streak, truncation-rim and edge-doubling measures of one CT slice (HU).
+
+    Slices wider than ``ct_work_px`` are measured on a block-averaged copy (the features are
+    defined at the detector's training scale, ~64-128 px, and a 512² slice would cost 16x the
+    time); metal is found on the full-resolution slice so small implants are not averaged away.
+    Positions (``metal_r``/``metal_c``) are returned in full-resolution pixels."""
+    work = int(p.get("ct_work_px", 128))
+    factor = max(1, hu.shape[1] // work) if hu.shape[1] > work * 1.25 else 1
+    full = hu
+    full_metal = hu >= float(p["ct_metal_hu"])
+    if factor > 1:
+        h, w = hu.shape[0] // factor * factor, hu.shape[1] // factor * factor
+        metal = full_metal[:h, :w].reshape(h // factor, factor, w // factor, factor).any(axis=(1, 3))
+        hu = hu[:h, :w].reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+        hu = np.where(metal, np.maximum(hu, float(p["ct_metal_hu"])), hu)
+    else:
+        metal = full_metal
     ny, nx = hu.shape
     body = ndi.binary_fill_holes(hu > -400)
     body = _largest(body) if body.any() else body
     body_px = float(body.sum())
-    f: dict[str, float] = {"body_px": body_px}
-    metal = hu >= float(p["ct_metal_hu"])
+    f: dict[str, float] = {"body_px": body_px, "scale": float(factor)}
     n_metal = float(metal.sum())
     f["metal_px"] = n_metal
     f["metal_inside"] = 0.0
@@ -197,7 +214,14 @@ def ct_slice_features(hu: np.ndarray, p: dict[str, Any]) -> dict[str, float]:
     mid = ring & (hu > -850) & (hu < -300)
     f["ghost_width"] = float(mid.sum()) / max(float(outline.sum()), 1.0)
     f["base_sd"] = base_sd
-    f["hu_max"] = float(hu[body].max()) if body.any() else float(hu.max())
+    if factor == 1:
+        f["hu_max"] = float(hu[body].max()) if body.any() else float(hu.max())
+    else:  # the full-resolution maximum over the body's blocks
+        big = np.repeat(np.repeat(body, factor, axis=0), factor, axis=1)
+        part = full[:big.shape[0], :big.shape[1]]
+        f["hu_max"] = float(part[big].max()) if big.any() else float(full.max())
+    if factor > 1 and f["metal_r"] >= 0:
+        f["metal_r"], f["metal_c"] = f["metal_r"] * factor + factor / 2, f["metal_c"] * factor + factor / 2
     return f
 
 
@@ -577,7 +601,12 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
             res.method = "learned"
             res.extra["classical_value"] = res.value
             res.scores = {c: float(probs[i]) for i, c in enumerate(CLASSES) if c != "none"}
-            cls = CLASSES[int(np.argmax(probs))]
+            # an artifact only when its probability reaches the limit: the exam takes the strictest
+            # series, so a lenient per-series call would turn clean exams with many series abnormal
+            k = 1 + int(np.argmax(probs[1:]))
+            limit = p.get("model_threshold")
+            limit = float(getattr(model, "threshold", 0.5) if limit is None else limit)
+            cls = CLASSES[k] if float(probs[k]) >= limit else "none"
             res.value = VALUE_OF[cls]
             if cls == "none":
                 res.kind = None
