@@ -619,7 +619,10 @@ def _centring(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, 
     if analysis is None:
         v.set("centring", NOT_ASSESSABLE, reason=_bi("解剖分析模型不可用", "radiograph anatomy model unavailable"))
         return
-    names = ["lung_left", "lung_right"] if chest else [n for n in ANATOMY_CHANNELS if n not in ("heart",)]
+    # the item's target structures (a spine column runs off the image, so all bones together do not
+    # move with the central ray; the item's own segment does)
+    names = list(p.get("structures") or (["lung_left", "lung_right"] if chest
+                                          else [n for n in ANATOMY_CHANNELS if n not in ("heart",)]))
     union, bb = _structure_box(analysis, names)
     if union is None or union.sum() < 20:
         v.set("centring", NOT_ASSESSABLE, reason=_bi("未找到用于定位的解剖结构", "no anatomy found to measure centring on"))
@@ -636,16 +639,18 @@ def _centring(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, 
     off = {"x": round(dx * scale, 1), "y": round(dy * scale, 1)}
     frac = {"x": round(dx / nc, 3), "y": round(dy / nr, 3)}
     details: dict[str, Any] = {"anatomy_offset_mm" if px else "anatomy_offset_px": off, "offset_fraction": frac,
-                               "baseline_mm": list(base), "measured_on": names if chest else "bone/organ masks"}
+                               "baseline_mm": list(base), "measured_on": names}
     lim_mm, lim_f = float(p["offset_mm"]), float(p["offset_fraction"])
 
-    def over(d_px: float, n: int) -> bool:
-        return abs(d_px * px) > lim_mm if px else abs(d_px / n) > lim_f
+    lim_y = float(p.get("offset_mm_y") or lim_mm)
+
+    def over(d_px: float, n: int, lim: float) -> bool:
+        return abs(d_px * px) > lim if px else abs(d_px / n) > lim_f
 
     cand = []
-    if over(dx, nc):
+    if over(dx, nc, lim_mm):
         cand.append((abs(dx * scale), "偏左" if dx > 0 else "偏右", off["x"]))
-    if over(dy, nr):
+    if over(dy, nr, lim_y):
         cand.append((abs(dy * scale), "偏上" if dy > 0 else "偏下", off["y"]))
     if not cand:
         details["offset_mm"] = round(float(np.hypot(dx, dy) * scale), 1) if px else None
