@@ -68,6 +68,7 @@ class _Stack:
         self.series = series
         self.uid = series_uid(series)
         self.image: Any = None
+        self.image_from_slices = False
         try:
             volume = series.volume()
         except Exception:
@@ -119,9 +120,10 @@ def _load(series: SeriesImages, cache: dict[str, Any], need_volume: bool = True)
 
 
 def _first_stack(candidates: list[SeriesImages], cache: dict[str, Any], need_volume: bool = False) -> _Stack | Exception:
-    """The first candidate that loads (thickest first; as a regular volume when asked); else the first error."""
+    """The first candidate that loads (soft/brain kernel first, then thickest; as a regular volume when
+    asked); else the first error. Sharp kernels (bone, lung) mislead the body-region scorer."""
     first_error: Exception | None = None
-    for s in sorted(candidates, key=lambda s: -_thickness(s)):
+    for s in sorted(candidates, key=lambda s: (_kernel_class(s) not in ("soft", "head"), -_thickness(s))):
         stack = _load(s, cache, need_volume)
         if not isinstance(stack, Exception):
             return stack
@@ -186,11 +188,33 @@ def _required_span(exam: ExamImages, params: dict[str, Any], unmeasured: list[st
     return str(top), str(bottom)
 
 
+def _score_image(stack: _Stack) -> Any:
+    """The stack as a SimpleITK image for the scorer: the volume's, or one built from its slices.
+
+    Slices that do not form a regular volume (uneven spacing) are still scored slice by slice;
+    the fit then uses each slice's own z, not the image's nominal spacing."""
+    if stack.image is not None:
+        return stack.image
+    import SimpleITK as sitk
+
+    order = np.argsort(stack.z)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(stack.hu, dtype=np.float32)[order]))
+    dz = float(np.median(np.diff(stack.z[order]))) if len(order) > 1 else 5.0
+    image.SetSpacing((stack.spacing[1], stack.spacing[0], max(dz, 0.1)))
+    image.SetOrigin((0.0, 0.0, float(stack.z[order][0])))
+    stack.z = stack.z[order]
+    stack.hu = np.asarray(stack.hu)[order]
+    stack.image_from_slices = True
+    return image
+
+
 def _score_fit(stack: _Stack, scorer: Any) -> tuple[float, float, list[float]] | None:
     """Linear fit score = a + b * z over the slices with body (b < 0: feet are lower z)."""
-    result = scorer.score(stack.image)
+    from_slices = stack.image is None
+    result = scorer.score(_score_image(stack))
     scores = np.asarray(result.scores, dtype=float)
-    z = np.asarray(result.z_mm if len(result.z_mm) == len(scores) else stack.z, dtype=float)
+    use_own = from_slices or len(result.z_mm) != len(scores)
+    z = np.asarray(stack.z if use_own else result.z_mm, dtype=float)
     ok = np.isfinite(scores)
     if ok.sum() < 2 or np.ptp(z[ok]) <= 0:
         return None
@@ -238,7 +262,8 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
     covered: list[tuple[float, float, float, _Stack]] = []
     errors: list[str] = []
     for group in axial:
-        stack = _first_stack(group, cache, need_volume=True)
+        # slices need not form a regular volume: each is scored at its own z
+        stack = _first_stack(group, cache, need_volume=False)
         if isinstance(stack, Exception):
             errors.append(_reason_code(stack))
             continue
@@ -290,6 +315,12 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
         missing.append((bottom, -bottom_margin, "bottom"))
     for name in gaps:
         missing.append((name, 0.0, "gap"))
+    if errors:
+        details["acquisitions_not_positioned"] = errors
+    if missing and errors:
+        # an acquisition that could not be positioned may hold exactly the anatomy that looks missing
+        return not_assessable("acquisition_not_positioned", "部分采集无法定位，无法判断是否缺少解剖范围",
+                              "an acquisition could not be positioned: missing anatomy cannot be judged", **details)
     if missing:
         details["missing"] = [m[0] for m in missing]
         for name, mm, end in missing:
