@@ -510,6 +510,26 @@ def _lung_bases_in_field(analysis: Any, box: tuple[int, int, int, int], view: st
     return out
 
 
+def _symmetry(analysis: Any, meas: dict[str, Any], px: float | None) -> dict[str, Any]:
+    """Rotation signs on non-chest frontal views: the fibular head's overlap with the tibia (knee),
+    left/right imbalance of the pelvis mask about its centre, and the lumbar column's offset from
+    the pelvic centre (a turned patient moves the spine off the middle of the pelvic ring)."""
+    out: dict[str, Any] = {}
+    if meas.get("fibula_tibia_overlap_fraction") is not None:
+        out["fibula_tibia_overlap_fraction"] = meas["fibula_tibia_overlap_fraction"]
+    pel = _mask(analysis, "pelvis")
+    if pel is not None and pel.sum() >= 50:
+        cols = np.nonzero(pel.any(axis=0))[0]
+        mid = (cols[0] + cols[-1]) / 2.0
+        xs = np.nonzero(pel)[1]
+        left, right = float((xs < mid).sum()), float((xs > mid).sum())
+        out["pelvis_asymmetry"] = round((right - left) / max(right + left, 1.0), 4)
+        spine = _mask(analysis, "vertebrae_lumbar")
+        if spine is not None and spine.sum() >= 20 and px:
+            out["spine_pelvis_offset_mm"] = round((float(np.nonzero(spine)[1].mean()) - mid) * px, 1)
+    return out
+
+
 def _lung_aspect(analysis: Any) -> float | None:
     """Height of the lung fields over their joint width: a shallow inspiration leaves short lungs
     (a second, rib-independent look at the inspiration; rib counting is off by one at times)."""
@@ -589,6 +609,20 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                    f"shallow inspiration: {ribs} posterior ribs above the right hemidiaphragm "
                    f"(should be >= {p['min_posterior_ribs']})",
                    evidence("inspiration", ribs, p["min_posterior_ribs"], "ribs", lung_height_to_width=aspect))
+    if not chest and v.view in FRONTAL:
+        details.update(_symmetry(analysis, meas, px))
+        checks = [("fibula_tibia_overlap_fraction", "max_fibula_overlap", "腓骨头与胫骨重叠过多（膝关节旋转）",
+                   "fibular head overlaps the tibia too much (knee rotated)"),
+                  ("pelvis_asymmetry", "max_pelvis_asymmetry", "两侧髂骨/闭孔不对称（骨盆旋转）",
+                   "iliac wings / obturator foramina asymmetric (pelvis rotated)"),
+                  ("spine_pelvis_offset_mm", "max_spine_pelvis_offset_mm", "脊柱中线偏离骨盆中心（体位旋转）",
+                   "spinal midline off the pelvic centre (patient rotated)")]
+        for key, lim_key, zh, en in checks:
+            val, lim = details.get(key), p.get(lim_key)
+            if val is not None and lim is not None and abs(float(val)) > float(lim):
+                problems += 1
+                v.find("positioning", "IQC-POSITION", "不标准", f"{zh}：{abs(float(val)):.2f}（限值 {lim}）",
+                       f"{en}: {abs(float(val)):.2f} (limit {lim})", evidence(key, val, lim, None))
     if p.get("check_marker", True):
         mk = _combined_marker(meas.get("marker"), pix_marker)
         details["marker"] = {k: mk.get(k) for k in ("present", "text", "side_of_image", "over_lung")} if mk else None
