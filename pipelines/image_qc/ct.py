@@ -131,6 +131,22 @@ def _first_stack(candidates: list[SeriesImages], cache: dict[str, Any], need_vol
     return first_error or ValueError("no_series")
 
 
+def _extent(s: SeriesImages) -> float:
+    lo, hi = header_of(s, "z_min"), header_of(s, "z_max")
+    return float(hi - lo) if lo is not None and hi is not None else 0.0
+
+
+def _first_in_order(candidates: list[SeriesImages], cache: dict[str, Any]) -> _Stack | Exception:
+    """The first candidate, in the given order, whose slices load."""
+    first_error: Exception | None = None
+    for s in candidates:
+        stack = _load(s, cache, need_volume=False)
+        if not isinstance(stack, Exception):
+            return stack
+        first_error = first_error or stack
+    return first_error or ValueError("no_series")
+
+
 def _reason_code(exc: Exception) -> str:
     return str(getattr(exc, "reason_code", None) or type(exc).__name__)
 
@@ -262,8 +278,10 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
     covered: list[tuple[float, float, float, _Stack]] = []
     errors: list[str] = []
     for group in axial:
-        # slices need not form a regular volume: each is scored at its own z
-        stack = _first_stack(group, cache, need_volume=False)
+        # the series covering the most z first (a thick series may be a sample of the slices), soft
+        # kernels before sharp ones; slices need not form a regular volume: each is scored at its own z
+        group = sorted(group, key=lambda s: (-round(_extent(s) / 10.0), _kernel_class(s) not in ("soft", "head")))
+        stack = _first_in_order(group, cache)
         if isinstance(stack, Exception):
             errors.append(_reason_code(stack))
             continue
@@ -297,12 +315,6 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
     # mm beyond (positive) or short of (negative) each required end
     top_margin = (s_top - first[0]) * first[2]  # > 0: scan starts above the top landmark
     bottom_margin = (last[1] - s_bottom) * last[2]  # > 0: scan ends below the bottom landmark
-    # a required landmark inside the exam's span but in a gap between acquisitions is missing too
-    gaps = []
-    for name, score in scores_std.items():
-        if s_top < score < s_bottom and not any(lo - 0.5 <= score <= hi + 0.5 for lo, hi, _, _ in covered):
-            if covered and min(c[0] for c in covered) < score < max(c[1] for c in covered):
-                gaps.append(name)
     details: dict[str, Any] = {"required": [top, bottom], "top_margin_mm": round(top_margin, 1),
                                "bottom_margin_mm": round(bottom_margin, 1), "max_overscan_mm": over,
                                "tolerance_mm": tol}
@@ -313,8 +325,6 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
         missing.append((top, -top_margin, "top"))
     if bottom_margin < -float(per_landmark.get(bottom, tol)):
         missing.append((bottom, -bottom_margin, "bottom"))
-    for name in gaps:
-        missing.append((name, 0.0, "gap"))
     if errors:
         details["acquisitions_not_positioned"] = errors
     if missing and errors:
