@@ -441,9 +441,9 @@ def _range(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, box
                     continue  # one lung shadow is enough on a lateral view
             missing.append(name)
     if chest:
-        for name, ok in _lung_bases_in_field(analysis, box, v.view).items():
-            if not ok:
-                missing.append(name)
+        cut_at = _lung_bases_in_field(analysis, box, v.view)
+        details["cut_at"] = {k: w for k, w in cut_at.items() if w}
+        missing.extend(k for k, w in cut_at.items() if w)
         if meas.get("apex_in_field") is False:
             missing.append("lung_apex")
     details["missing"] = missing
@@ -477,11 +477,12 @@ def _range(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, box
         v.set("range", "正常", details)
 
 
-def _lung_bases_in_field(analysis: Any, box: tuple[int, int, int, int], view: str | None) -> dict[str, bool]:
+def _lung_bases_in_field(analysis: Any, box: tuple[int, int, int, int], view: str | None) -> dict[str, str | None]:
     """Whether each costophrenic angle lies inside the collimated field: a lung whose lower 40%
     reaches the field's bottom edge (or, frontal, its lateral edge) is cut. Uses the field found
-    from the pixels, which is more reliable than the analyser's own ``field`` channel."""
-    out: dict[str, bool] = {}
+    from the pixels, which is more reliable than the analyser's own ``field`` channel. Value per
+    angle: None when inside, else where it is cut ("bottom" / "lateral")."""
+    out: dict[str, str | None] = {}
     r0, r1, c0, c1 = box
     lungs: list[tuple[str, list[str], str]]
     if view in FRONTAL:
@@ -501,12 +502,12 @@ def _lung_bases_in_field(analysis: Any, box: tuple[int, int, int, int], view: st
         width = max(1, int(cols[-1] - cols[0] + 1))
         # a cut lung runs along the field edge (a straight cut), a lung merely near it touches at a point
         along_bottom = int(lower[max(r1 - 1 - tol, 0): r1].any(axis=0).sum())
-        cut = along_bottom >= 0.15 * width
-        if lateral == "left" and c0 > 0:
-            cut = cut or int(lower[:, c0: c0 + tol + 1].any(axis=1).sum()) >= 0.1 * height
-        elif lateral == "right" and c1 < m.shape[1]:
-            cut = cut or int(lower[:, max(c1 - 1 - tol, 0): c1].any(axis=1).sum()) >= 0.1 * height
-        out[name] = not cut
+        where: str | None = "bottom" if along_bottom >= 0.15 * width else None
+        if where is None and lateral == "left" and c0 > 0:
+            where = "lateral" if int(lower[:, c0: c0 + tol + 1].any(axis=1).sum()) >= 0.1 * height else None
+        elif where is None and lateral == "right" and c1 < m.shape[1]:
+            where = "lateral" if int(lower[:, max(c1 - 1 - tol, 0): c1].any(axis=1).sum()) >= 0.1 * height else None
+        out[name] = where
     return out
 
 
@@ -595,12 +596,12 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
         details["posterior_ribs_above_right_dome"] = ribs
         details["lung_height_to_width"] = _lung_aspect(analysis)
         aspect = details["lung_height_to_width"]
-        cut = [m for m in v.details.get("range", {}).get("missing", []) if m.startswith("costophrenic")]
+        cut = v.details.get("range", {}).get("cut_at", {}).get("costophrenic_angle_right") == "bottom"
         shallow = ribs is not None and (int(ribs) < int(p["min_posterior_ribs"]) - 1 or (
             int(ribs) == int(p["min_posterior_ribs"]) - 1 and aspect is not None
             and aspect < float(p["borderline_lung_aspect"])))
         if cut and ribs is not None:
-            # the dome is outside the field: the rib count above it means nothing
+            # the right dome may lie below the field: the rib count above it means nothing
             details["inspiration"] = _bi("肋膈角未包全，无法计数", "lung bases cut off: ribs not countable")
         elif shallow:
             problems += 1
