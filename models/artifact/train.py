@@ -29,7 +29,7 @@ from radqc.models.artifact.data import FEATURES
 
 MODALITIES = ("CT", "MR", "DX")
 CLASSES = ("none", "motion", "equipment", "foreign_object")
-HIDDEN = 32
+HIDDEN = 16
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "artifact.onnx"
 
 
@@ -90,7 +90,7 @@ def load(dirpath: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     return out
 
 
-def train(train_dir: Path, epochs: int = 1500, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+def train(train_dir: Path, epochs: int = 500, seed: int = 0) -> tuple[Any, dict[str, Any]]:
     import torch
 
     torch.set_num_threads(1)
@@ -114,7 +114,7 @@ def train(train_dir: Path, epochs: int = 1500, seed: int = 0) -> tuple[Any, dict
         w[start:start + len(y)] = cw[y]
         start += len(y)
     xt, yt, wt = torch.from_numpy(xs), torch.from_numpy(ys), torch.from_numpy(w)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-4)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-3)
     t0 = time.time()
     for _ in range(epochs):
         opt.zero_grad()
@@ -189,7 +189,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--train", type=Path, required=True)
     ap.add_argument("--val", type=Path, required=True)
-    ap.add_argument("--epochs", type=int, default=1500)
+    ap.add_argument("--epochs", type=int, default=500)
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     ap.add_argument("--register", action="store_true")
     args = ap.parse_args()

@@ -51,7 +51,7 @@ RADIOGRAPH_MODALITIES = ("DX", "CR", "DR", "RF", "MG", "XA")
 #: Classical thresholds (module defaults; the item's ``artifact:`` params override them).
 DEFAULTS: dict[str, Any] = {
     "max_series": 3,  # series analysed per exam and modality (the most slices first)
-    "max_slices": 120,  # slices read per series (evenly spaced when more)
+    "max_slices": 80,  # slices read per series (evenly spaced when more; bounds a 300-slice CT)
     "ct_work_px": 128,  # CT slices wider than this are measured block-averaged (training scale)
     "ct_metal_hu": 2500.0,  # HU above which a voxel is metal
     "ct_metal_min_px": 3,  # metal pixels in a slice before it counts
