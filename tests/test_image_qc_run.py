@@ -162,6 +162,8 @@ def fake_measures(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     def measure(exam: ExamImages, params: dict[str, Any], sink: Any) -> dict[str, DimensionResult]:
         mod.calls.append(params)  # type: ignore[attr-defined]
         return {"range": DimensionResult(value="过小"), "noise": DimensionResult(value="正常"),
+                "sharpness": DimensionResult(value="ok"),  # old vocabulary: never passed on
+                "dose": DimensionResult(value=NOT_APPLICABLE),  # no reason given: one is supplied
                 "artifact": DimensionResult(value="运动")}  # artifact is the artifact measure's: ignored
 
     def load_params(modality: str, code: str | None) -> dict[str, Any]:
@@ -185,6 +187,8 @@ def test_missing_dimensions_and_a_raising_measure_read_cannot_assess(fake_measur
     assert dims["artifact"].value == NOT_ASSESSABLE and "decoder exploded" in (dims["artifact"].reason or "")
     assert dims["window"].value == NOT_ASSESSABLE and " / " in (dims["window"].reason or "")
     assert set(dims) == set(DIMENSIONS)
+    assert dims["sharpness"].value == NOT_ASSESSABLE and "vocabulary" in (dims["sharpness"].reason or "")
+    assert dims["dose"].value == NOT_APPLICABLE and " / " in (dims["dose"].reason or "")
 
 
 def test_unknown_item_makes_item_dependent_dimensions_cannot_assess(fake_measures: types.ModuleType) -> None:

@@ -34,6 +34,7 @@ from radqc.pipelines.image_qc.types import (
     DIMENSIONS,
     NOT_APPLICABLE,
     NOT_ASSESSABLE,
+    VALUES,
     DimensionResult,
     EvidenceSink,
     ExamImages,
@@ -64,6 +65,8 @@ REASONS: dict[str, tuple[str, str]] = {
     "not_returned": ("测量未给出该维度结果", "the measure gave no result for this dimension"),
     "no_modality": ("无可评估的影像（CT、MR或X线）", "no image of a modality image QC assesses (CT, MR, radiograph)"),
     "unknown_item": ("检查项目未知，无法按标准评估", "exam item unknown: cannot assess against the item's standard"),
+    "bad_value": ("测量给出的结果不在规定取值内", "the measure returned a value outside the dimension's vocabulary"),
+    "no_reason": ("测量未说明原因", "the measure gave no reason"),
 }
 
 
@@ -150,6 +153,13 @@ def assess(exam: ExamImages, sink: EvidenceSink | None = None,
         results["artifact"] = art["artifact"]
     for dim in DIMENSIONS:
         results.setdefault(dim, DimensionResult(value=NOT_ASSESSABLE, reason=reason("not_returned")))
+        res = results[dim]
+        if res.value not in VALUES[dim] and res.value not in (NOT_ASSESSABLE, NOT_APPLICABLE):
+            # the value vocabulary is a public contract: an unknown value is never passed on
+            results[dim] = DimensionResult(value=NOT_ASSESSABLE, reason=reason("bad_value", repr(res.value)[:80]),
+                                           details={"measured": jsonable(res.to_dict())})
+        elif res.value in (NOT_ASSESSABLE, NOT_APPLICABLE) and not res.reason:
+            res.reason = reason("no_reason")
     if exam.standard_code is None:
         for dim in item_dependent():
             if results[dim].value != NOT_APPLICABLE:
