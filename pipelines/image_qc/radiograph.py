@@ -385,6 +385,8 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
     uid = str(getattr(series.header, "series_uid", None) or getattr(series.header, "series_instance_uid", "") or "")
     try:
         rg = series.radiograph()
+        if rg is None or getattr(rg, "pixels", None) is None:
+            raise ValueError("no pixels")
     except Exception as exc:  # noqa: BLE001 - UnsuitableSeries, decode errors: the view is not assessable
         v = _View(uid, None, None)
         why = _bi("图像无法读取或不是单幅投照片", "image cannot be read or is not a single projection") + f" ({exc})"
