@@ -486,7 +486,8 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
     soft = _soft_series(exam)
     if not soft:
         return not_assessable("no_soft_series", "无软组织/脑组织算法轴位序列", "no soft-tissue / brain kernel axial series")
-    stack = _first_stack(soft, cache)
+    preferred = [s for s in soft if _kernel_class(s) == p.get("prefer_kernel")]
+    stack = _first_stack(preferred or soft, cache)
     if isinstance(stack, Exception):
         return not_assessable(_reason_code(stack), "序列无法读取", f"series unusable: {stack}")
     kernel = str(_kernel_class(stack.series) or "soft")
