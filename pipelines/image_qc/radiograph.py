@@ -602,7 +602,10 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
         shallow = ribs is not None and (int(ribs) < int(p["min_posterior_ribs"]) - 1 or (
             int(ribs) == int(p["min_posterior_ribs"]) - 1 and aspect is not None
             and aspect < float(p["borderline_lung_aspect"])))
-        if cut and ribs is not None:
+        if ribs is not None and int(ribs) < int(p.get("plausible_min_ribs", 0)):
+            # fewer ribs than any inspiration shows: the dome or the rib masks were misread
+            details["inspiration"] = _bi("肋骨计数不可信", "rib count implausible: not judged")
+        elif cut and ribs is not None:
             # the right dome may lie below the field: the rib count above it means nothing
             details["inspiration"] = _bi("肋膈角未包全，无法计数", "lung bases cut off: ribs not countable")
         elif shallow:
@@ -806,6 +809,8 @@ def measure_radiograph(exam: ExamImages, params: dict[str, Any], sink: EvidenceS
     per ``params['rollup']``). Findings carry points 0 (the roll-up over the scoring standard
     fills them). ``artifact`` is not returned here (the artifact measures own it); the dimensions
     that do not apply to projections are NOT_APPLICABLE with the reason."""
+    if not all(k in params for k in ("range", "positioning", "centring", "noise", "sharpness", "dose")):
+        params = _merge(load_params(exam.standard_code), params)  # partial params: fill from the file
     out: dict[str, DimensionResult] = {}
     views = []
     for s in exam.series:
