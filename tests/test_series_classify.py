@@ -230,3 +230,11 @@ def test_pydicom_bundled_files_never_raise_and_known_ones_are_right() -> None:
         (by_file[name],) = clf.classify([h])
     assert by_file["CT_small.dcm"].category is not None and by_file["CT_small.dcm"].category.startswith("CT.AX")
     assert by_file["MR_small.dcm"].sequence == "T2W"  # TR 4000 ms, TE 240 ms
+
+
+def test_sharp_siemens_kernels_are_not_soft(clf: SeriesClassifier) -> None:
+    # B60f/B70f/I70f are sharp (lung) kernels; only B10f-B59f / I10f-I59f read as soft tissue.
+    for kernel, expected in (("B60f", "lung"), ("B70f", "lung"), ("B30f", "soft"), ("I70f", "lung"), ("I40f", "soft")):
+        h = from_datasets(series(Modality="CT", SOPClassUID=CT, ImageType=["ORIGINAL", "PRIMARY", "AXIAL"],
+                                 ConvolutionKernel=kernel, SliceThickness=1.0, ImageOrientationPatient=AXIAL))
+        assert clf.rules.apply(h).scores("header_rule").get("kernel_class") == {expected: 4.0}, kernel
