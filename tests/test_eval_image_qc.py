@@ -162,3 +162,11 @@ def test_grade_against_the_truth_rolled_up_under_the_standard() -> None:
     assert report.rates["grade_exact_vs_standard"].denominator == 2
     assert report.rates["grade_exact_vs_standard"].numerator == 1  # all-normal -> 3 under any standard
     assert "grade_vs_standard:all" in report.classifications
+
+
+def test_every_error_is_counted_beyond_the_failure_cap() -> None:
+    cases = [(_truth("CT", {"noise": "ok"}, 3, f"E{i}"), {"noise": {"value": "异常"}, "grade": 3}) for i in range(60)]
+    report = _scored(cases)
+    assert report.details["errors"] == {"CT noise: 正常 -> 异常": 60}
+    assert len(report.failures) == EvalReport.MAX_FAILURES
+    assert "CT noise: 正常 -> 异常 (60)" in ev.markdown(report, "t")

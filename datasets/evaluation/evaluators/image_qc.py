@@ -256,6 +256,7 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
     special: Counter[str] = Counter()
     std_truth: list[str] = []
     std_pred: list[str] = []
+    errors: Counter[str] = Counter()  # every dimension error by class and value pair (failures are capped)
     cases = 0
     for s in scored:
         cases += 1
@@ -274,6 +275,7 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
                 special[f"{dim}:{pred}"] += 1
             if pred != truth:
                 mismatches[dim] = {"truth": truth, "pred": pred}
+                errors[f"{case.qc_class} {dim}: {truth} -> {pred}"] += 1
         pg = grade_label(predicted_grade(result)) if s.result is not None else None
         pg_text = pg if pg is not None else FAILED
         grade_truth[case.grade_scale].append(case.grade)
@@ -333,6 +335,7 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
                 [p for _, p in pairs], ["0", "1", "2", "3"], ordinal=True)
     for key, count in sorted(special.items()):
         report.counts[key] = count
+    report.details["errors"] = dict(errors.most_common())
     return report
 
 
@@ -399,6 +402,10 @@ def markdown(report: EvalReport, title: str) -> str:
     if "score_drops_vs_base" in report.rates:
         r = report.rates["score_drops_vs_base"]
         lines += ["", f"Defect variants scoring lower than their untouched base: {r.numerator}/{r.denominator} ({pct(r.value)})."]
+    errors = report.details.get("errors") or {}
+    if errors:
+        lines += ["", "Most frequent dimension errors (class dimension: truth -> predicted, count): "
+                  + "; ".join(f"{k} ({v})" for k, v in list(errors.items())[:12]) + "."]
     special = {k: v for k, v in report.counts.items() if ":" in k}
     if special:
         lines += ["", "Predicted 无法评估 / 不适用 where the truth has a value: "
