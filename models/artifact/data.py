@@ -31,7 +31,7 @@ FEATURES = {
     "MR": ("ghost_med", "ghost_q75", "ghost_any_med", "bg_ratio_med", "void_max", "void_q90", "void_slice_frac"),
     "DX": tuple(f"fo_{t}_{k}" for t in ("s8", "s15", "m8", "m15") for k in ("n", "lat", "px"))
     + tuple(f"{b}_{k}" for b in ("b1", "b3") for k in ("n15", "n30", "n60", "top5"))
-    + ("grid_peak", "grid_x", "grid_y", "grad_y", "grad_x", "anisotropy", "sharp", "aniso_fine", "aspect"),
+    + ("grid_peak", "grid_rows", "grid_x", "grid_y", "grad_y", "grad_x", "anisotropy", "sharp", "aniso_fine", "smear_ratio", "aspect"),
 }
 
 
@@ -123,8 +123,10 @@ def iter_exams(root: Path) -> Iterator[tuple[str, Path, dict[str, Any]]]:
             yield key, folders[0], json.loads(t.read_text())
 
 
-def extract_set(root: Path, cache: Path) -> Path:
-    """Features + labels of every analysed series of a set, cached as one ``.npz`` per modality."""
+def extract_set(root: Path, cache: Path, only: str | None = None) -> Path:
+    """Features + labels of every analysed series of a set, cached as one ``.npz`` per modality.
+
+    ``only`` (CT, MR or DX) refreshes that modality's file alone (after a feature change)."""
     from radqc.pipelines.image_qc.artifact import DEFAULTS, _series_modality, analyse_series, select_series
 
     cache.mkdir(parents=True, exist_ok=True)
@@ -132,6 +134,8 @@ def extract_set(root: Path, cache: Path) -> Path:
     exam_rows: list[dict[str, Any]] = []
     classes = ("none", "motion", "equipment", "foreign_object")
     for key, folder, truth in iter_exams(root):
+        if only and truth.get("expected_qc", {}).get("qc_class") != only:
+            continue
         labels = series_truth(truth)
         exam = exam_from_folder(folder)
         chosen = select_series(exam, DEFAULTS)
@@ -149,11 +153,12 @@ def extract_set(root: Path, cache: Path) -> Path:
     for mod, items in rows.items():
         np.savez(cache / f"{mod}.npz", x=np.stack([r[0] for r in items]), y=np.array([r[1] for r in items]),
                  ids=np.array([r[2] for r in items]))
-    (cache / "exams.json").write_text(json.dumps(exam_rows, ensure_ascii=False))
+    if not only:
+        (cache / "exams.json").write_text(json.dumps(exam_rows, ensure_ascii=False))
     return cache
 
 
 if __name__ == "__main__":  # pragma: no cover - python -m radqc.models.artifact.data SET CACHE
     import sys
 
-    extract_set(Path(sys.argv[1]), Path(sys.argv[2]))
+    extract_set(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)

@@ -64,7 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "mr_ghost_ratio": 0.2,  # phase-encode background minus frequency background, / body signal
     "mr_void_px_frac": 0.02,  # susceptibility void: dark hole area / body area
     "dx_foreign_objects": 100,  # compact dense dots/discs beside the spine (top-hat blobs)
-    "dx_grid_peak": 1.6,  # periodic column/row pattern in every third of the field (noise ~ 1)
+    "dx_grid_rows": 0.6,  # grid lines: rows sharing the brightest phase of a period 2-8 pattern (chance 0)
     "dx_motion_anisotropy": 0.9,  # -log(1-px gradient along rows / along columns): smear along rows
     "use_model": True,  # the learned detector decides when its weights are installed
     "model_threshold": None,  # learned: probability an artifact class needs (None: the registered one)
@@ -404,6 +404,22 @@ def _comb(prof: np.ndarray, periods: range) -> float:
     return best
 
 
+def _phase_consistency(hp: np.ndarray) -> float:
+    """Max over periods 2-8 of how often each row's brightest phase is the commonest one,
+    rescaled so that chance gives 0 and a perfect grid 1."""
+    best = 0.0
+    nr, nc = hp.shape
+    for per in range(2, 9):
+        m = nc // per * per
+        if m < 4 * per or nr < 8:
+            continue
+        folded = np.median(hp[:, :m].reshape(nr, m // per, per), axis=1)  # one edge column is not a grid
+        arg = folded.argmax(axis=1)
+        frac = float(np.bincount(arg, minlength=per).max()) / nr
+        best = max(best, (frac - 1.0 / per) / (1.0 - 1.0 / per))
+    return best
+
+
 def dx_features(img: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
     """Foreign-object, grid-line and directional-blur measures of one radiograph (higher = denser)."""
     lo, hi = np.percentile(img, [1, 99.9])
@@ -469,6 +485,9 @@ def dx_features(img: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
         blocks = np.array_split(hp, 3, axis=axis)
         combs.append(min(_comb(b.mean(axis=axis), range(2, 9)) for b in blocks))
     feats["grid_peak"] = float(np.log1p(max(combs)))
+    # the same pattern row by row: grid lines put the brightest phase of every row at the same
+    # column offset, anatomy edges (spine, rib ends) do not (robust where the anatomy is strong)
+    feats["grid_rows"] = max(_phase_consistency(hp_x), _phase_consistency(hp_y.T))
     feats["grid_x"], feats["grid_y"] = float(np.log1p(combs[0])), float(np.log1p(combs[1]))
     # directional blur: gradient energy along the two axes on a 2x-averaged image (noise suppressed)
     small = sub[: nr // 2 * 2, : nc // 2 * 2]
@@ -483,13 +502,27 @@ def dx_features(img: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
     fy = float(np.mean(np.abs(np.diff(norm, axis=0))))
     fx = float(np.mean(np.abs(np.diff(norm, axis=1))))
     feats["aniso_fine"] = float(math.log(max(fy, 1e-6) / max(fx, 1e-6)))
+    # directional smear vs anatomy: how much larger 3-px than 1-px differences are, along rows vs
+    # along columns. A smear of length L along one axis makes 1-px steps L times smaller there;
+    # the anatomy's own edge orientation cancels (it scales both lags of an axis alike).
+    sm = ndi.gaussian_filter(norm, 0.7)
+
+    def lag_ratio(axis: int) -> float:
+        a1 = float(np.mean(np.abs(np.diff(sm, axis=axis))))
+        sl3 = [slice(None), slice(None)]
+        sl0 = [slice(None), slice(None)]
+        sl3[axis], sl0[axis] = slice(3, None), slice(None, -3)
+        a3 = float(np.mean(np.abs(sm[tuple(sl3)] - sm[tuple(sl0)])))
+        return a3 / max(a1, 1e-6)
+
+    feats["smear_ratio"] = float(math.log(max(lag_ratio(0), 1e-6) / max(lag_ratio(1), 1e-6)))
     feats["aspect"] = float(math.log(max(nr, 1) / max(nc, 1)))
     return feats, {"box": box, "field": [r0, c0, r1, c1], "window": ((lo + hi) / 2.0, max(hi - lo, 1.0))}
 
 
 def dx_classify(feats: dict[str, float], p: dict[str, Any]) -> tuple[str, str | None, dict[str, float], float | None, float | None]:
     scores = {"motion": _sig(-feats.get("aniso_fine", 0.0), float(p["dx_motion_anisotropy"]), 0.05),
-              "equipment": _sig(feats.get("grid_peak", 0.0), math.log1p(float(p["dx_grid_peak"])), 0.05),
+              "equipment": _sig(feats.get("grid_rows", 0.0), float(p["dx_grid_rows"]), 0.05),
               "foreign_object": _sig(feats.get("fo_m15_lat", 0.0), math.log1p(float(p["dx_foreign_objects"])), 0.2)}
     cls = max(scores, key=lambda k: scores[k])
     if scores[cls] < 0.5:
@@ -497,7 +530,7 @@ def dx_classify(feats: dict[str, float], p: dict[str, Any]) -> tuple[str, str | 
     if cls == "motion":
         return cls, "motion_blur", scores, round(-feats["aniso_fine"], 4), float(p["dx_motion_anisotropy"])
     if cls == "equipment":
-        return cls, "grid_lines", scores, round(math.expm1(feats["grid_peak"]), 2), float(p["dx_grid_peak"])
+        return cls, "grid_lines", scores, round(feats["grid_rows"], 3), float(p["dx_grid_rows"])
     return cls, "foreign_object", scores, round(math.expm1(feats["fo_m15_lat"])), float(p["dx_foreign_objects"])
 
 
@@ -596,7 +629,11 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
         res = SeriesArtifact(uid, modality, feats, scores, VALUE_OF[cls], kind, idx[k] if k is not None else None, box,
                              measured, limit, image=slices[k] if k is not None else slices[len(slices) // 2], window=window)
     if model is not None:
-        probs = model.predict(modality, res.features)
+        try:
+            probs = model.predict(modality, res.features)
+        except Exception as exc:  # noqa: BLE001 - a model that does not fit the features: classical decides
+            log.warning("artifact model failed on series %s (%s): classical thresholds decide", uid, exc)
+            probs = None
         if probs is not None:
             res.method = "learned"
             res.extra["classical_value"] = res.value
@@ -683,7 +720,7 @@ def measure_artifact(exam: ExamImages, params: dict[str, Any] | None, sink: Evid
                                           image=ev_img, box=r.box, extra={"kind": kind, "method": r.method,
                                                                            "scores": {k: round(v, 3) for k, v in r.scores.items()}})]))
     details = {"per_series": [r.to_dict() for r in results], "scores": {k: round(v, 4) for k, v in scores.items()},
-               "kind": worst.kind, "method": "learned" if model is not None else "classical"}
+               "kind": worst.kind, "method": "learned" if any(r.method == "learned" for r in results) else "classical"}
     if failed:
         details["failed"] = failed
     conf = max(worst.scores.values()) if worst.value != "无" else 1.0 - max(scores.values(), default=0.0)
