@@ -187,3 +187,25 @@ def test_large_ct_slices_are_measured_at_the_working_scale() -> None:
     assert out.value == "设备" and out.details["kind"] == "metal"
     box = out.findings[0].evidence[0].box
     assert box is not None and box[0] <= 31 * 4 <= box[2] and box[1] <= 21 * 4 <= box[3]
+
+
+def test_learned_overrule_shows_the_measure_of_its_class() -> None:
+    """When the detector decides a class the classical rule did not, the evidence is that class's
+    measure (slice, value, limit), never a leftover of the classical decision."""
+
+    class Fixed:
+        threshold = 0.5
+
+        def __init__(self, probs: list[float]) -> None:
+            self.probs = np.array(probs)
+
+        def predict(self, modality: str, features: dict[str, float]) -> np.ndarray:
+            return self.probs
+
+    res = art.analyse_series(_ct("clean"), "CT", art.DEFAULTS, Fixed([0.1, 0.8, 0.05, 0.05]))
+    assert res.value == "运动" and res.method == "learned" and res.extra["classical_value"] == "无"
+    assert res.kind == "ghosting" and res.slice_index is not None and res.limit == art.DEFAULTS["ct_ghost_width_px"]
+    quiet = art.analyse_series(_ct("motion"), "CT", art.DEFAULTS, Fixed([0.6, 0.3, 0.05, 0.05]))
+    assert quiet.value == "无" and quiet.kind is None and quiet.measured is None  # below the limit: no artifact
+    dx = art.analyse_series(_dx(False), "DX", art.DEFAULTS, Fixed([0.0, 0.0, 0.0, 1.0]))
+    assert dx.value == "异物" and dx.kind == "foreign_object" and dx.limit == art.DEFAULTS["dx_foreign_objects"]

@@ -628,6 +628,7 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
             box = [r - h, c - h, r + h, c + h]
         res = SeriesArtifact(uid, modality, feats, scores, VALUE_OF[cls], kind, idx[k] if k is not None else None, box,
                              measured, limit, image=slices[k] if k is not None else slices[len(slices) // 2], window=window)
+        res.extra["_per"], res.extra["_idx"], res.extra["_slices"] = per, idx, slices
     if model is not None:
         try:
             probs = model.predict(modality, res.features)
@@ -646,12 +647,51 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
             cls = CLASSES[k] if float(probs[k]) >= limit else "none"
             res.value = VALUE_OF[cls]
             if cls == "none":
-                res.kind = None
+                res.kind, res.measured, res.limit, res.box, res.slice_index = None, None, None, None, None
             elif res.extra["classical_value"] != res.value:
-                res.kind = {"motion": "ghosting" if modality != "DX" else "motion_blur",
-                            "equipment": "metal" if modality != "DX" else "grid_lines",
-                            "foreign_object": "foreign_object"}[cls]
+                _learned_evidence(res, cls, p)
+    for key in ("_per", "_idx", "_slices"):
+        res.extra.pop(key, None)
     return res
+
+
+def _learned_evidence(res: SeriesArtifact, cls: str, p: dict[str, Any]) -> None:
+    """When the learned detector overrules the classical rule, show the measure behind its class:
+    the kind, the measured value vs its classical limit and the slice where it is largest."""
+    f, mod = res.features, res.modality
+    per: list[dict[str, float]] = res.extra.get("_per") or []
+    idx: list[int] = res.extra.get("_idx") or []
+    slices = res.extra.get("_slices") or []
+    res.box = None
+    key: str | None = None
+    if mod == "DX":
+        res.kind, res.measured, res.limit = {
+            "motion": ("motion_blur", round(-f.get("aniso_fine", 0.0), 4), float(p["dx_motion_anisotropy"])),
+            "equipment": ("grid_lines", round(f.get("grid_rows", 0.0), 3), float(p["dx_grid_rows"])),
+            "foreign_object": ("foreign_object", round(math.expm1(f.get("fo_m15_lat", 0.0))), float(p["dx_foreign_objects"])),
+        }[cls]
+        res.slice_index = 0
+        return
+    if mod == "MR":
+        res.kind, key = ("ghosting", "ghost") if cls == "motion" else ("metal", "void_frac")
+        res.limit = float(p["mr_ghost_ratio"] if cls == "motion" else p["mr_void_px_frac"])
+    elif cls == "motion":
+        res.kind, key, res.limit = "ghosting", "ghost_width", float(p["ct_ghost_width_px"])
+    elif cls == "foreign_object":
+        res.kind, key, res.limit = "foreign_object", "hu_max", float(p["ct_metal_hu"])
+    elif f.get("metal_px_max", 0.0) > 0 or f.get("hu_outlier", 0.0) > math.log1p(500):
+        res.kind, key, res.limit = "metal", "hu_max", float(p["ct_metal_hu"])
+    else:
+        res.kind, key, res.limit = "truncation", "rim_touch", float(p["ct_rim_touch"])
+    if per and key is not None:
+        k = int(np.argmax([x.get(key, 0.0) for x in per]))
+        res.measured = round(float(per[k].get(key, 0.0)), 4)
+        res.slice_index = idx[k] if k < len(idx) else None
+        if k < len(slices):
+            res.image = slices[k]
+        if mod == "CT" and res.kind in ("metal", "foreign_object") and per[k].get("metal_r", -1.0) >= 0:
+            r, c, h = per[k]["metal_r"], per[k]["metal_c"], max(6.0, np.asarray(slices[k]).shape[0] * 0.12)
+            res.box = [r - h, c - h, r + h, c + h]
 
 
 # ------------------------------------------------------------------------------ the measure
