@@ -39,7 +39,7 @@ def export(net: Any, out: Path, info: dict[str, Any], val: dict[str, Any], *, re
                     "threshold": float(info.get("threshold", 0.5)),
                     "rule": "likeliest artifact class when its softmax probability >= threshold, else none"},
             metrics=metrics, card="cards/artifact.md",
-            training={**info, "data": "radqc synth --profile qc seed 7201 (600 exams, small)", "threads": 1,
+            training={"data": "radqc synth --profile qc seed 7201 (600 exams, small)", **info, "threads": 1,
                       "command": "python -m radqc.models.artifact.data SET FEAT && python -m radqc.models.artifact.train "
                                  "--train FEAT_TRAIN --val FEAT_VAL --register"},
             description="Artifact detector per series: classical artifact features -> none / motion / equipment / "

@@ -80,17 +80,21 @@ def build_net(stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> Any:
     return Net()
 
 
-def load(dirpath: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    out = {}
-    for m in MODALITIES:
-        f = dirpath / f"{m}.npz"
-        if f.is_file():
-            z = np.load(f)
-            out[m] = (z["x"].astype(np.float32), z["y"].astype(np.int64), z["ids"])
-    return out
+def load(dirpath: Path | list[Path]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Cached features of one or several sets (concatenated per modality)."""
+    dirs = dirpath if isinstance(dirpath, list) else [dirpath]
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for d in dirs:
+        for m in MODALITIES:
+            f = d / f"{m}.npz"
+            if f.is_file():
+                z = np.load(f)
+                parts.setdefault(m, []).append((z["x"].astype(np.float32), z["y"].astype(np.int64), z["ids"]))
+    return {m: (np.concatenate([p[0] for p in ps]), np.concatenate([p[1] for p in ps]), np.concatenate([p[2] for p in ps]))
+            for m, ps in parts.items()}
 
 
-def train(train_dir: Path, epochs: int = 500, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+def train(train_dir: Path | list[Path], epochs: int = 500, seed: int = 0) -> tuple[Any, dict[str, Any]]:
     import torch
 
     torch.set_num_threads(1)
@@ -187,13 +191,16 @@ def classical_predict(modality: str, x: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--train", type=Path, required=True)
+    ap.add_argument("--train", type=Path, required=True, nargs="+", help="one or more feature folders")
     ap.add_argument("--val", type=Path, required=True)
     ap.add_argument("--epochs", type=int, default=500)
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     ap.add_argument("--register", action="store_true")
+    ap.add_argument("--data", default="radqc synth --profile qc --size small, seed 7201 (600 exams)",
+                    help="how the training sets were made (recorded in the registry)")
     args = ap.parse_args()
     net, info = train(args.train, args.epochs)
+    info["data"] = args.data
     # the per-series limit that gives the best exam accuracy on validation (the roll-up is "any")
     grid = [round(float(t), 2) for t in np.arange(0.3, 0.96, 0.05)]
     scores = {t: evaluate(lambda m, x: predict(net, m, x), args.val, t)["exam"]["accuracy"] for t in grid}
