@@ -137,7 +137,7 @@ def test_rollup_takes_the_strictest_series_and_sink_gets_the_slice() -> None:
             return f"mem://{name}"
 
     sink = Keep()
-    out = art.measure_artifact(_exam(_ct("clean"), _ct("foreign"), _ct("motion")), {"use_model": False}, sink)["artifact"]
+    out = art.measure_artifact(_exam(_ct("clean"), _ct("foreign"), _ct("motion")), {"use_model": False, "max_series": 3}, sink)["artifact"]
     assert out.value == "运动"  # 运动 > 设备 > 异物 > 无
     assert [f.value for f in out.findings] == ["运动", "异物"]
     assert len(out.details["per_series"]) == 3

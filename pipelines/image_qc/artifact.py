@@ -50,8 +50,8 @@ RADIOGRAPH_MODALITIES = ("DX", "CR", "DR", "RF", "MG", "XA")
 
 #: Classical thresholds (module defaults; the item's ``artifact:`` params override them).
 DEFAULTS: dict[str, Any] = {
-    "max_series": 3,  # series analysed per exam and modality (the most slices first)
-    "max_slices": 80,  # slices read per series (evenly spaced when more; bounds a 300-slice CT)
+    "max_series": 2,  # CT series analysed per exam (primary axial first, then the most slices)
+    "max_slices": 48,  # slices read per series (evenly spaced when more; bounds a 300-slice CT)
     "ct_work_px": 128,  # CT slices wider than this are measured block-averaged (training scale)
     "ct_metal_hu": 2500.0,  # HU above which a voxel is metal
     "ct_metal_min_px": 3,  # metal pixels in a slice before it counts
@@ -63,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "ct_ghost_contrast": 0.6,  # affected vs unaffected slices (motion touches part of the scan)
     "mr_ghost_ratio": 0.2,  # phase-encode background minus frequency background, / body signal
     "mr_void_px_frac": 0.02,  # susceptibility void: dark hole area / body area
+    "dx_work_px": 320,  # radiographs longer than this are measured block-averaged (grid: native crop)
     "dx_foreign_objects": 100,  # compact dense dots/discs beside the spine (top-hat blobs)
     "dx_grid_rows": 0.6,  # grid lines: rows sharing the brightest phase of a period 2-8 pattern (chance 0)
     "dx_motion_anisotropy": 0.9,  # -log(1-px gradient along rows / along columns): smear along rows
@@ -108,12 +109,30 @@ def _num(value: Any, default: float) -> float:
         return default
 
 
-def _slices(series: SeriesImages, max_slices: int) -> tuple[list[np.ndarray], list[int], Any]:
+def _slices(series: SeriesImages, max_slices: int, use_volume: bool = True) -> tuple[list[np.ndarray], list[int], Any]:
     """Rescaled 2-D slices (HU for CT), their indices in the series, and the first dataset.
 
-    Reads ``series.datasets()`` (sorted, with pixels); multi-frame instances give their frames."""
+    CT/MR stacks come from ``series.volume()`` when it builds: the runner decodes a series once
+    and shares the volume between measures, so the artifact measure adds no decoding (the
+    slice index is the volume frame's instance index, i.e. the order of ``datasets()``).
+    Otherwise ``series.datasets()`` (sorted, with pixels) are decoded; multi-frame instances
+    give their frames."""
     from radqc.dicom.volume import decode
 
+    if use_volume:
+        try:
+            vol = series.volume()
+            import SimpleITK as sitk
+
+            arr = sitk.GetArrayViewFromImage(vol.image)
+            n = arr.shape[0]
+            ks = np.unique(np.linspace(0, n - 1, min(n, max_slices)).round().astype(int)) if n else []
+            out_v = [np.asarray(arr[int(k)], dtype=np.float32) for k in ks]
+            idx_v = [int(vol.frames[int(k)].dataset_index) for k in ks]
+            if out_v:
+                return out_v, idx_v, vol.datasets[0] if vol.datasets else None
+        except Exception:  # noqa: BLE001 - not a volume (DWI b-values, mixed sizes...): decode below
+            pass
     datasets = series.datasets()
     frames: list[tuple[int, Any, np.ndarray | None]] = []
     for i, ds in enumerate(datasets):
@@ -520,6 +539,33 @@ def dx_features(img: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
     return feats, {"box": box, "field": [r0, c0, r1, c1], "window": ((lo + hi) / 2.0, max(hi - lo, 1.0))}
 
 
+GRID_KEYS = ("grid_peak", "grid_rows", "grid_x", "grid_y")
+
+
+def dx_radiograph_features(img: np.ndarray, work_px: int = 320) -> tuple[dict[str, float], dict[str, Any]]:
+    """:func:`dx_features` at the detector's scale: a radiograph longer than ``work_px`` is
+    block-averaged to it (the features were defined on 90-256 px images and a 3000 px detector
+    image would cost ~100x), except the grid-line measures, which need the native pixel pitch
+    and are taken on a central native-resolution crop of the field."""
+    long_side = max(img.shape)
+    if long_side <= work_px * 1.25:
+        return dx_features(img)
+    f = int(math.ceil(long_side / work_px))
+    h, w = img.shape[0] // f * f, img.shape[1] // f * f
+    small = img[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
+    feats, info = dx_features(small)
+    r0, c0, r1, c1 = (v * f for v in info["field"])
+    cr, cc, half = (r0 + r1) // 2, (c0 + c1) // 2, min(256, (r1 - r0) // 2, (c1 - c0) // 2)
+    if half >= 32:
+        crop = img[cr - half:cr + half, cc - half:cc + half]
+        grid, _ = dx_features(crop)
+        feats.update({k: grid[k] for k in GRID_KEYS})
+    info["field"] = [r0, c0, r1, c1]
+    if info["box"] is not None:
+        info["box"] = [v * f for v in info["box"]]
+    return feats, info
+
+
 def dx_classify(feats: dict[str, float], p: dict[str, Any]) -> tuple[str, str | None, dict[str, float], float | None, float | None]:
     scores = {"motion": _sig(-feats.get("aniso_fine", 0.0), float(p["dx_motion_anisotropy"]), 0.05),
               "equipment": _sig(feats.get("grid_rows", 0.0), float(p["dx_grid_rows"]), 0.05),
@@ -606,7 +652,7 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
             if not sl:
                 raise
             img = sl[0]
-        feats, info = dx_features(img)
+        feats, info = dx_radiograph_features(img, int(p.get("dx_work_px", 320)))
         cls, kind, scores, measured, limit = dx_classify(feats, p)
         res = SeriesArtifact(uid, modality, feats, scores, VALUE_OF[cls], kind, 0 if cls != "none" else None,
                              info["box"] if cls == "foreign_object" else None, measured, limit, image=img, window=info["window"])
