@@ -147,9 +147,13 @@ def _report(rows: list[tuple[str, dict[str, Any], dict[str, Any], float]], mixed
             lines.append(f"| {modality} full | {shape} | error | | | | <= {target:g} s | | {result['error'][-200:]!r} |")
             continue
         odd = ", ".join(f"{d}={v}" for d, v in (result.get("values") or {}).items() if v not in normal)
-        ok = "met" if result["second_s"] <= target else "**not met**"
+        # the radiograph target is per image (a PA + lateral exam is two radiographs)
+        per_image = modality == "DX" and int(rendered.get("files") or 1) > 1
+        judged = result["second_s"] / int(rendered["files"]) if per_image else result["second_s"]
+        ok = "met" if judged <= target else "**not met**"
+        target_text = f"<= {target:g} s per radiograph: {judged:.2f} s, {ok}" if per_image else f"<= {target:g} s: {ok}"
         lines.append(f"| {modality} full | {shape} | {result['second_s']:.2f} | {result['first_s']:.2f} | "
-                     f"{result['import_s']:.1f} | {result['maxrss_mb']:.0f} | <= {target:g} s: {ok} | {result.get('grade')} | {odd or '—'} |")
+                     f"{result['import_s']:.1f} | {result['maxrss_mb']:.0f} | {target_text} | {result.get('grade')} | {odd or '—'} |")
         if result.get("timings"):
             lines.append(f"|  ↳ steps (warm) | {json.dumps(result['timings'], ensure_ascii=False)} | | | | | | | |")
     lines += [
