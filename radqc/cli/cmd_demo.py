@@ -171,27 +171,35 @@ def step_summary(ctx: DemoContext) -> dict[str, Any]:
     }
 
 
+def latest_stage_results(ws: Workspace, stage: str) -> list[tuple[int, str | None, str | None, Any, Any]]:
+    """Per exam (in id order), the latest succeeded result of ``stage``:
+    ``(exam_id, accession_number, modality, ordered_items, result)``."""
+    from sqlalchemy import func, select
+
+    from radqc.catalogue import models as m
+
+    with ws.sessions() as s:
+        latest = (select(func.max(m.LedgerEntry.id))
+                  .where(m.LedgerEntry.stage == stage, m.LedgerEntry.status == "succeeded")
+                  .group_by(m.LedgerEntry.exam_id))
+        rows = s.execute(
+            select(m.Exam.id, m.Exam.accession_number, m.Exam.modality, m.Exam.ordered_items, m.LedgerEntry.result)
+            .join(m.LedgerEntry, m.LedgerEntry.exam_id == m.Exam.id)
+            .where(m.LedgerEntry.id.in_(latest)).order_by(m.Exam.id)
+        ).all()
+    return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+
 def image_qc_summary(ws: Workspace) -> list[dict[str, Any]]:
     """Per exam, the latest successful ``image_qc`` result: item standard, grade, score (image
     part and the final one combined with rule QC), the dimensions that are not normal and the
     ones that could not be assessed. Empty when the stage has not run."""
-    from sqlalchemy import func, select
 
-    from radqc.catalogue import models as m
     from radqc.pipelines.image_qc.rollup import normal_value
     from radqc.pipelines.image_qc.types import DIMENSIONS, NOT_APPLICABLE, NOT_ASSESSABLE
 
-    with ws.sessions() as s:
-        latest = (select(func.max(m.LedgerEntry.id))
-                  .where(m.LedgerEntry.stage == "image_qc", m.LedgerEntry.status == "succeeded")
-                  .group_by(m.LedgerEntry.exam_id))
-        rows = s.execute(
-            select(m.Exam.id, m.Exam.accession_number, m.Exam.modality, m.LedgerEntry.result)
-            .join(m.LedgerEntry, m.LedgerEntry.exam_id == m.Exam.id)
-            .where(m.LedgerEntry.id.in_(latest)).order_by(m.Exam.id)
-        ).all()
     out = []
-    for exam_id, accession, modality, result in rows:
+    for exam_id, accession, modality, _, result in latest_stage_results(ws, "image_qc"):
         result = result or {}
         dims = {d: (result.get(d) or {}).get("value") for d in DIMENSIONS}
         out.append({
@@ -216,21 +224,10 @@ def standard_items_summary(ws: Workspace) -> list[dict[str, Any]]:
     """Per exam, the latest successful ``series`` result: the ordered text, the standard items
     with how many series (or slabs) each got, series left unknown, and order/image mismatches.
     Empty when the stage has not run."""
-    from sqlalchemy import func, select
 
-    from radqc.catalogue import models as m
 
-    with ws.sessions() as s:
-        latest = (select(func.max(m.LedgerEntry.id))
-                  .where(m.LedgerEntry.stage == "series", m.LedgerEntry.status == "succeeded")
-                  .group_by(m.LedgerEntry.exam_id))
-        rows = s.execute(
-            select(m.Exam.id, m.Exam.accession_number, m.Exam.modality, m.Exam.ordered_items, m.LedgerEntry.result)
-            .join(m.LedgerEntry, m.LedgerEntry.exam_id == m.Exam.id)
-            .where(m.LedgerEntry.id.in_(latest)).order_by(m.Exam.id)
-        ).all()
     out = []
-    for exam_id, accession, modality, ordered, result in rows:
+    for exam_id, accession, modality, ordered, result in latest_stage_results(ws, "series"):
         result = result or {}
         split = result.get("split") or {}
         series = result.get("series") or []
@@ -288,21 +285,10 @@ def anatomy_summary(ws: Workspace) -> list[dict[str, Any]]:
     """Per exam, the latest successful ``anatomy`` ledger result: the series analysed (with
     their structure count and coverage in words) and the reasons series were skipped.
     Empty when the stage has not run."""
-    from sqlalchemy import func, select
 
-    from radqc.catalogue import models as m
 
-    with ws.sessions() as s:
-        latest = (select(func.max(m.LedgerEntry.id))
-                  .where(m.LedgerEntry.stage == "anatomy", m.LedgerEntry.status == "succeeded")
-                  .group_by(m.LedgerEntry.exam_id))
-        rows = s.execute(
-            select(m.Exam.id, m.Exam.accession_number, m.Exam.modality, m.LedgerEntry.result)
-            .join(m.LedgerEntry, m.LedgerEntry.exam_id == m.Exam.id)
-            .where(m.LedgerEntry.id.in_(latest)).order_by(m.Exam.id)
-        ).all()
     out = []
-    for exam_id, accession, modality, result in rows:
+    for exam_id, accession, modality, _, result in latest_stage_results(ws, "anatomy"):
         result = result or {}
         skipped: dict[str, int] = {}
         for item in result.get("skipped") or []:
