@@ -436,6 +436,17 @@ def test_missing_sequence_exam_really_lacks_the_series(out: Path) -> None:
         assert "InversionTime" not in ds or float(ds.InversionTime) < 1000  # no FLAIR-like series hides under another role
 
 
+def test_a_removed_adc_map_is_not_exported(out: Path) -> None:
+    # The ADC map is made together with its DWI: removing ADC alone must still leave it out.
+    r = render_exam(ImagingSpec(exam_key="brain_noadc", seed=21, modality="MR", regions=["head"], size="small",
+                                defects=[Defect("sequences", "missing", {"sequence": "ADC"})]), out)
+    truth = next(d for d in r.applied_defects if d.dimension == "sequences")
+    assert [x["sequence"] for x in truth.params["removed"]] == ["ADC"]
+    roles = {s.role for s in r.series}
+    assert "ADC" not in roles and "DWI" in roles
+    assert not any(p.name.endswith("_ADC") for p in (out / "brain_noadc").iterdir())
+
+
 def test_mr_motion_adds_ghosts_in_the_background(out: Path) -> None:
     clean = render_exam(ImagingSpec(exam_key="k_clean", seed=8, modality="MR", regions=["knee"], size="small"), out)
     moved = render_exam(ImagingSpec(exam_key="k_motion", seed=8, modality="MR", regions=["knee"], size="small", defects=[Defect("artifact", "运动", {"sequence": "PD_FS", "strength": 0.6})]), out)

@@ -46,7 +46,7 @@ from radqc.datasets.synthetic.clinical.reports import (
 )
 from radqc.datasets.synthetic.spec import Defect, ImagingSpec, SeriesRole
 
-GENERATOR_VERSION = "0.1.0"
+GENERATOR_VERSION = "0.1.1"  # 0.1.1: a removed ADC map is no longer exported
 CST = timezone(timedelta(hours=8))
 START_DATE = date(2026, 1, 5)
 #: Exams are spread over this many days (fixed, so exam k does not depend on the set size).

@@ -260,7 +260,9 @@ class MRRenderer:
     # ------------------------------------------------------------------ series
     def render(self) -> list[SeriesOut]:
         number = 0
-        for r in self.roles():
+        # the protocol after the missing_sequence defects: what make_series consults for ADC
+        self._active_roles = self.roles()
+        for r in self._active_roles:
             if r.role not in protocols()["mr_sequences"]:
                 self.ctx.notes.append(f"MR role {r.role!r} is not modelled; skipped")
                 continue
@@ -373,7 +375,8 @@ class MRRenderer:
         bg = tissue
         self.ctx.after_write.append(lambda: self.ctx.measurements.setdefault("mr_background_sd", {}).__setitem__(f"{role}:{plane}", bg.background_sd()))
         out = [s]
-        if role == "DWI" and any(r2.role == "ADC" for r2 in self.roles_cache()):
+        active = getattr(self, "_active_roles", None)
+        if role == "DWI" and any(r2.role == "ADC" for r2 in (active if active is not None else self.roles_cache())):
             out.append(self._adc(s, luts, ref, vol, lab, plan, grid, position, orient, px, attrs, regions, label_volume))
         return out
 
