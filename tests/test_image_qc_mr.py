@@ -65,7 +65,8 @@ def test_complete_brain_exam(brain: dict[str, Any]) -> None:
     assert "artifact" not in out
     for dim in ("centring", "window", "dose", "positioning"):
         assert out[dim].value == NOT_APPLICABLE and out[dim].reason
-    assert out["range"].value == NOT_ASSESSABLE and out["range"].details["reason_code"] == "no_mr_landmarks"
+    # the head disc sits inside the sagittal field of view: the vertex is covered
+    assert out["range"].value == "正常"
 
 
 @pytest.mark.parametrize("drop", ["FLAIR", "DWI", "ADC"])
@@ -108,3 +109,77 @@ def test_unknown_item_has_no_sequence_set() -> None:
     r = mr.measure_mr(exam, params, EvidenceSink())["sequences"]
     assert r.value == NOT_ASSESSABLE and r.details["reason_code"] == "no_required_set"
     assert params["_notes"]
+
+
+# ---------------------------------------------------------------- range (head vertex coverage)
+
+
+def _sag_head(shift_rows: int, n: int = 4, size: int = 96) -> list[Any]:
+    """Sagittal slices (rows head -> foot) of a head disc shifted up by ``shift_rows``: a large shift
+    pushes the vertex out through the top edge, as a field of view placed too low does."""
+    out = []
+    for s in head_slices(n=n, size=size, seed=3):
+        img = np.roll(s.pixel_array, -shift_rows, axis=0)
+        if shift_rows > 0:
+            img[-shift_rows:] = img[-shift_rows - 1]
+        out.append(SimpleNamespace(pixel_array=img, ImageOrientationPatient=[0, 1, 0, 0, 0, -1]))
+    return out
+
+
+def _axial_head(first_area: float, size: int = 96) -> list[Any]:
+    """Axial slices listed inferior first; the most superior slice's disc has ``first_area`` of the largest."""
+    radii = [0.32, 0.32, 0.30, 0.32 * float(np.sqrt(first_area))]
+    zs = [0.0, 5.0, 10.0, 15.0]
+    out = []
+    yy, xx = np.mgrid[0:size, 0:size]
+    rng = np.random.default_rng(5)
+    for r, z in zip(radii, zs, strict=True):
+        disc = np.where((yy - size / 2) ** 2 + (xx - size / 2) ** 2 <= (size * r) ** 2, 400.0, 0.0)
+        img = np.hypot(disc + rng.normal(0, 4, disc.shape), rng.normal(0, 4, disc.shape)).astype(np.uint16)
+        out.append(SimpleNamespace(pixel_array=img, ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+                                   ImagePositionPatient=[0.0, 0.0, z]))
+    return out
+
+
+def _exam_with(series: list[SeriesImages], code: str = "MR-BRAIN") -> ExamImages:
+    return ExamImages(study_uid="1.9", modality="MR", standard_code=code, series=series)
+
+
+def test_head_range_normal_when_vertex_inside(brain: dict[str, Any]) -> None:
+    exam = _exam_with([mr_series("sag", "T1W", "sagittal", slices=_sag_head(0))])
+    res = mr._range(exam, brain, EvidenceSink())
+    assert res.value == "正常"
+    assert res.details["series"][0]["value"] < brain["range"]["max_top_row_tissue"]
+
+
+def test_head_range_too_small_when_vertex_cut(brain: dict[str, Any]) -> None:
+    exam = _exam_with([mr_series("sag", "T1W", "sagittal", slices=_sag_head(30))])
+    res = mr._range(exam, brain, EvidenceSink())
+    assert res.value == "过小"
+    assert res.findings[0].check_id == "IQC-RANGE"
+    assert "颅顶" in res.findings[0].reason_zh and "vertex" in res.findings[0].reason_en
+    assert res.findings[0].evidence[0].extra["landmark"] == "vertex"
+
+
+def test_head_range_from_axial_stack_uses_superior_slice(brain: dict[str, Any]) -> None:
+    # the datasets come inferior first: the measure must order them by position, superior first
+    cut = mr._range(_exam_with([mr_series("ax", "T1W", "axial", slices=_axial_head(0.9))]), brain, EvidenceSink())
+    full = mr._range(_exam_with([mr_series("ax", "T1W", "axial", slices=_axial_head(0.15))]), brain, EvidenceSink())
+    assert cut.value == "过小"
+    assert full.value == "正常"
+
+
+def test_head_range_without_geometry_not_assessable(brain: dict[str, Any]) -> None:
+    # axial slices without positions cannot say which end is superior; DWI is never used
+    exam = _exam_with([mr_series("ax", "T1W", "axial"), mr_series("dwi", "DWI", "sagittal", slices=_sag_head(30))])
+    res = mr._range(exam, brain, EvidenceSink())
+    assert res.value == NOT_ASSESSABLE
+    assert res.details["reason_code"] == "no_head_geometry"
+
+
+def test_knee_range_stays_not_assessable_with_reason() -> None:
+    params = load_params("MR", "MR-KNEE")
+    exam = _exam_with([mr_series("sag", "PD", "sagittal", slices=_sag_head(30))], code="MR-KNEE")
+    res = mr._range(exam, params, EvidenceSink())
+    assert res.value == NOT_ASSESSABLE
+    assert res.details["reason_code"] == "no_mr_landmarks"

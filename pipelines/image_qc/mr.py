@@ -235,9 +235,112 @@ def _reconstruction(exam: ExamImages, params: dict[str, Any]) -> DimensionResult
     return DimensionResult(ABNORMAL if findings else NORMAL, {"series": rows, "limit_mm": limit}, findings=findings)
 
 
-def _range(exam: ExamImages, params: dict[str, Any]) -> DimensionResult:
-    return not_assessable("no_mr_landmarks", "磁共振解剖标志点模型尚未提供，无法判断扫描范围",
-                          "no MR landmark model yet: scan range cannot be assessed")
+def _superior_first(series: SeriesImages) -> tuple[list[Any], str | None]:
+    """The series' instances and which image edge is superior, so a cut at the top of the head can be seen.
+
+    Axial stacks come back sorted superior slice first ("first_slice"); sagittal/coronal ones keep their
+    order and say which row is superior ("row0"/"rowN") from the column direction cosine. ``None`` when
+    the geometry does not say (oblique or no orientation): the series is then not used."""
+    dss = list(series.datasets())
+    if not dss:
+        return dss, None
+    iop = getattr(dss[0], "ImageOrientationPatient", None)
+    plane = _plane(series)
+    if iop is None:
+        # DICOM display convention: sagittal/coronal rows run head to foot
+        return dss, ("row0" if plane in ("sagittal", "coronal") else None)
+    o = np.asarray([float(v) for v in iop], dtype=float)
+    normal = np.cross(o[:3], o[3:])
+    if abs(normal[2]) > 0.8:
+        pos = [getattr(d, "ImagePositionPatient", None) for d in dss]
+        if any(p_ is None for p_ in pos):
+            return dss, None
+        order = np.argsort([-float(p_[2]) for p_ in pos if p_ is not None])
+        return [dss[int(i)] for i in order], "first_slice"
+    col_z = float(o[5])
+    if abs(col_z) < 0.7:
+        return dss, None
+    return dss, ("row0" if col_z < 0 else "rowN")
+
+
+def _head_cut(series: SeriesImages) -> dict[str, Any] | None:
+    """How much head tissue reaches the superior end of one series (None: not measurable).
+
+    Sagittal/coronal: the fraction of the top image row (central slices) that is tissue; a head whose
+    vertex is inside the field of view has air above it. Axial: the tissue area of the most superior
+    slice relative to the largest slice; a stack starting at the vertex begins with a small cap."""
+    dss, edge = _superior_first(series)
+    if edge is None or len(dss) < 2:
+        return None
+    if edge == "first_slice":
+        areas = [float(_foreground(np.asarray(d.pixel_array, dtype=np.float32)).mean()) for d in dss]
+        if max(areas) <= 0.02:
+            return None
+        return {"series_uid": series_uid(series), "kind": "axial_first_slice_area", "value": round(areas[0] / max(areas), 3),
+                "instance": 0, "image": np.asarray(dss[0].pixel_array, dtype=np.float32)}
+    mid = len(dss) // 2
+    best: tuple[float, int] = (0.0, mid)
+    for i in sorted({max(0, mid - 1), mid, min(len(dss) - 1, mid + 1)}):
+        m = _foreground(np.asarray(dss[i].pixel_array, dtype=np.float32))
+        if m.mean() <= 0.02:
+            continue
+        rows = m[:2] if edge == "row0" else m[-2:]
+        best = max(best, (float(rows.any(axis=0).mean()), i))
+    return {"series_uid": series_uid(series), "kind": "top_row_tissue", "value": round(best[0], 3), "instance": best[1],
+            "image": np.asarray(dss[best[1]].pixel_array, dtype=np.float32)}
+
+
+def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink | None = None) -> DimensionResult:
+    """Scan range: for the head, whether the vertex is inside every series (sagittal/coronal first).
+
+    Other MR items need anatomical landmarks on MR images (knee joint line, vertebra levels) that no
+    model gives yet; they stay 无法评估 with the item's reason from the parameter file."""
+    p = params.get("range") or {}
+    if not p.get("assess"):
+        return not_assessable(str(p.get("reason_code") or "no_mr_landmarks"),
+                              str(p.get("reason_zh") or "磁共振解剖标志点模型尚未提供，无法判断扫描范围"),
+                              str(p.get("reason_en") or "no MR landmark model yet: scan range cannot be assessed"))
+    skip = set(p.get("skip_sequences") or ["DWI", "ADC"])
+    series = [s for s in _image_series(exam) if label_of(s, "sequence") not in skip]
+    rows: list[dict[str, Any]] = []
+    for s in series:
+        try:
+            r = _head_cut(s)
+        except Exception as exc:  # noqa: BLE001 - an undecodable series is skipped and said
+            rows.append({"series_uid": series_uid(s), "error": f"{type(exc).__name__}: {exc}"[:200]})
+            continue
+        if r is not None:
+            rows.append(r)
+    inplane = [r for r in rows if r.get("kind") == "top_row_tissue"]
+    axial = [r for r in rows if r.get("kind") == "axial_first_slice_area"]
+    top_limit = float(p.get("max_top_row_tissue", 0.1))
+    area_limit = float(p.get("max_first_slice_area_ratio", 0.45))
+    details: dict[str, Any] = {"series": [{k: v for k, v in r.items() if k != "image"} for r in rows],
+                               "limits": {"max_top_row_tissue": top_limit, "max_first_slice_area_ratio": area_limit}}
+    if inplane:
+        worst = max(inplane, key=lambda r: r["value"])
+        cut = worst["value"] > top_limit
+        measured, limit = worst["value"], top_limit
+        how_zh, how_en = f"矢状/冠状位图像顶边组织占 {measured:.0%}", f"tissue along the top edge of the sagittal/coronal image {measured:.0%}"
+    elif axial:
+        vals = sorted(r["value"] for r in axial)
+        measured = float(np.median(vals))
+        worst = max(axial, key=lambda r: r["value"])
+        cut = measured > area_limit
+        limit = area_limit
+        how_zh, how_en = f"最上层轴位组织面积为最大层的 {measured:.0%}", f"top axial slice tissue area {measured:.0%} of the largest slice"
+    else:
+        return not_assessable("no_head_geometry", "无可判断头顶覆盖的序列", "no series whose geometry shows the vertex coverage",
+                              **details)
+    details["measured"] = measured
+    if not cut:
+        return DimensionResult(NORMAL, details)
+    pic = add_picture(sink, worst["image"], f"range_{worst['series_uid']}") if sink is not None else None
+    f = finding("IQC-RANGE", "range", "过小", f"扫描范围过小：未包括颅顶（{how_zh}，限值 {limit:.0%}）",
+                f"scan range too small: vertex not covered ({how_en}, limit {limit:.0%})",
+                [Evidence(series_uid=worst["series_uid"], instance_index=worst["instance"], measured=measured, limit=limit,
+                          image=pic, extra={"landmark": "vertex", "end": "top"})])
+    return DimensionResult("过小", details, findings=[f])
 
 
 def measure_mr(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> dict[str, DimensionResult]:
@@ -249,7 +352,7 @@ def measure_mr(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> 
         "sequences": lambda: {"sequences": _sequences(exam, params)},
         "pixels": lambda: _pixel_dims(exam, params, sink),
         "reconstruction": lambda: {"reconstruction": _reconstruction(exam, params)},
-        "range": lambda: {"range": _range(exam, params)},
+        "range": lambda: {"range": _range(exam, params, sink)},
     }
     for name, fn in steps.items():
         try:
