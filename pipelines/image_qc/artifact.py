@@ -47,6 +47,8 @@ VALUE_OF = {"none": "无", "motion": "运动", "equipment": "设备", "foreign_o
 #: strictest first (the scoring table's severity order: 运动 > 设备 > 异物 > 无)
 SEVERITY = ("运动", "设备", "异物", "无")
 RADIOGRAPH_MODALITIES = ("DX", "CR", "DR", "RF", "MG", "XA")
+#: MR object level, as a fraction of the 99.5th percentile (see :func:`mr_slice_features`)
+MR_OBJECT_LEVEL = 0.5
 
 #: Classical thresholds (module defaults; the item's ``artifact:`` params override them).
 DEFAULTS: dict[str, Any] = {
@@ -323,8 +325,12 @@ def mr_slice_features(img: np.ndarray, pe_axis: int | None) -> dict[str, float]:
     f = {"ghost": 0.0, "ghost_any": 0.0, "void_frac": 0.0, "bg_ratio": 0.0}
     if hi <= 0:
         return f
-    # the object: the largest bright component (ghosts are fainter copies, kept out by the level)
-    body = ndi.binary_fill_holes(ndi.binary_opening(img > 0.35 * hi, iterations=1))
+    # the object: the largest bright component (ghosts are fainter copies, kept out by the level).
+    # At 0.35 x the 99.5th percentile, ghost copies of 0.2-0.4 x the object's signal joined the
+    # object, which then spanned the whole phase-encode axis and left no background to measure
+    # (ghost 0 on ghosted series); 0.5 keeps them out (validation 8201: 4/6 ghosted series
+    # above every clean one instead of 2/6)
+    body = ndi.binary_fill_holes(ndi.binary_opening(img > MR_OBJECT_LEVEL * hi, iterations=1))
     if body.sum() < 0.02 * img.size:
         return f
     body = ndi.binary_fill_holes(ndi.binary_closing(_largest(body), iterations=2))
