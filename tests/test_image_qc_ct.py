@@ -288,3 +288,38 @@ def test_result_contract_and_bad_input(chest_params: dict[str, Any]) -> None:
     empty = ct.measure_ct(exam(code=None, item_codes=[]), load_params("CT", None), EvidenceSink())
     assert all(r.value in (NOT_ASSESSABLE, NOT_APPLICABLE, "异常") for r in empty.values())
     assert empty["range"].value == NOT_ASSESSABLE
+
+
+# ---------------------------------------------------------------- range: head vertex judged on the top slice
+
+
+def _head_scan(monkeypatch: pytest.MonkeyPatch, scorer_top_mm_above_vertex: float, cap: bool) -> Any:
+    """A head stack from above the foramen magnum; the scorer says the top is ``scorer_top_mm_above_vertex``
+    above the vertex, the pixels say whether the top slice is a small cap (``cap``) or a full section."""
+    params = load_params("CT", "CT-HEAD-PLAIN")
+    scores = params["landmark_scores"]
+    s_top = scores["vertex"] - scorer_top_mm_above_vertex / 8.35
+    s_bottom = scores["foramen_magnum"] + 10 / 8.35
+    n = int(round((s_bottom - s_top) * 8.35 / 10.0)) + 1
+    monkeypatch.setattr(ct, "_SCORER", LinearScorer(s_top))
+    hu = phantom(n=n, size=48)
+    if cap:
+        hu[0] = -1000.0
+        hu[0, 20:28, 20:28] = 40.0
+    z = [-10.0 * i for i in range(n)]
+    s = series("h", hu, z=z, kernel="head", region="head")
+    return ct.measure_ct(exam(s, code="CT-HEAD-PLAIN", item_codes=["CT.HEAD.PLAIN"]), params, RecordingSink())["range"]
+
+
+def test_head_vertex_cut_seen_on_top_slice_though_scorer_places_it_inside(monkeypatch: pytest.MonkeyPatch) -> None:
+    r = _head_scan(monkeypatch, 10, cap=False)
+    assert r.value == "过小" and r.details["missing"] == ["vertex"]
+    assert r.details["top_slice_area_ratio"] > 0.9
+    assert "颅顶" in r.findings[0].reason_zh
+
+
+def test_head_vertex_cap_overrules_a_misplaced_scorer_vertex(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the scorer puts the vertex 80 mm above the stack (beyond its 45 mm tolerance); the top slice is a cap
+    r = _head_scan(monkeypatch, -80, cap=True)
+    assert r.value == "正常"
+    assert r.details["top_slice_area_ratio"] < 0.35

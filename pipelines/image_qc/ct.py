@@ -256,6 +256,17 @@ def _landmark_name(params: dict[str, Any], name: str) -> tuple[str, str]:
     return str(zh), str(en)
 
 
+def _top_slice_area_ratio(stack: _Stack) -> float | None:
+    """Body cross-section (HU > -500) of the most superior slice relative to the largest slice.
+
+    None when the stack holds no body. A head scanned from above the vertex starts with a small
+    cap (training seed 7201: <= 0.22); a stack starting below the vertex at >= 0.47."""
+    areas = np.asarray([(np.asarray(img) > -500).mean() for img in stack.hu], dtype=float)
+    if areas.size < 2 or float(areas.max()) <= 0.01:
+        return None
+    return float(areas[int(np.argmax(stack.z))] / areas.max())
+
+
 def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
     p = params.get("range") or {}
     if p.get("assess") is False:
@@ -321,7 +332,18 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
     findings = []
     missing: list[tuple[str, float, str]] = []
     per_landmark = p.get("landmark_tolerance_mm") or {}
-    if top_margin < -float(per_landmark.get(top, tol)):
+    top_missing = top_margin < -float(per_landmark.get(top, tol))
+    cap_limit = p.get("vertex_cap_max_area_ratio")
+    if top == "vertex" and cap_limit is not None:
+        # the scorer places the vertex of a small round head loosely; the top slice says it directly:
+        # above the vertex there is air (a small cap), a cut head still shows a large cross-section
+        ratio = _top_slice_area_ratio(first[3])
+        if ratio is not None:
+            details["top_slice_area_ratio"] = round(ratio, 3)
+            top_missing = ratio > float(cap_limit)
+            if top_missing and top_margin > -float(per_landmark.get(top, tol)):
+                top_margin = -float(per_landmark.get(top, tol))  # the amount is unknown: at least the tolerance
+    if top_missing:
         missing.append((top, -top_margin, "top"))
     if bottom_margin < -float(per_landmark.get(bottom, tol)):
         missing.append((bottom, -bottom_margin, "bottom"))
