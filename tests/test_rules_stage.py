@@ -165,7 +165,7 @@ def test_stage_without_the_workspace_skips_identifier_rules(workspace, generated
     """A worker that cannot open the workspace (a remote node) reports identifier rules as skipped."""
     from radqc.pipelines.stages import rule_qc as stage
 
-    monkeypatch.setattr(stage, "_workspace_for", lambda ctx: None)
+    monkeypatch.setattr(stage, "process_workspace", lambda store=None: None)
     summary = run_pipeline(workspace, ["rule_qc"]).to_dict()
     assert summary["stages"]["rule_qc"]["failed"] == 0
     for row in _results(workspace).values():

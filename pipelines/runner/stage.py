@@ -18,6 +18,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -220,6 +221,40 @@ class StoreRef:
         if root is None:
             raise ValueError(f"cannot describe object store {type(store).__name__} by reference")
         return cls("local", str(root))
+
+
+_WORKSPACES: dict[str, Any] = {}
+_WORKSPACES_LOCK = threading.Lock()
+
+
+def process_workspace(store: StoreRef | None = None) -> Any | None:
+    """The workspace this process can open (``RADQC_HOME``), opened once and kept; else None.
+
+    For the few stages that read catalogue tables beside their inputs (rule QC decrypts
+    identifiers, item normalisation reads the confirmed mappings). With ``store``, only when
+    that store is this workspace's local object store: a remote worker (another store, no
+    workspace here) gets None and the stage says what it could not read.
+    """
+    from radqc.config import load_settings
+    from radqc.workspace import Workspace
+
+    try:
+        settings = load_settings()
+    except Exception:  # noqa: BLE001 - no configuration here: no workspace
+        return None
+    if store is not None and (store.kind != "local"
+                              or Path(store.location).resolve() != settings.objects_dir.resolve()):
+        return None
+    key = f"{settings.home}|{settings.database_url}"
+    with _WORKSPACES_LOCK:
+        ws = _WORKSPACES.get(key)
+        if ws is None:
+            try:
+                ws = Workspace.open(settings.home)
+            except Exception:  # noqa: BLE001 - not initialised here
+                return None
+            _WORKSPACES[key] = ws
+        return ws
 
 
 @dataclass(frozen=True)

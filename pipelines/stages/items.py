@@ -26,39 +26,14 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 from typing import Any
 
-from radqc.pipelines.runner.stage import ExamContext, Resources, Stage, StageOutput
+from radqc.pipelines.runner.stage import ExamContext, Resources, Stage, StageOutput, process_workspace
 
 RESULT_SCHEMA = 1
 STAGE_VERSION = "2"  # 2: the images' modality fills a name that names none
 _LOCK = threading.Lock()
-_WORKSPACES: dict[str, Any] = {}
 _TABLES: dict[tuple[str, str | None, str], Any] = {}
-
-
-def _workspace(objects_dir: str | None = None) -> Any | None:
-    """The workspace of this process (RADQC_HOME) when it is initialised, else None."""
-    from radqc.config import load_settings
-    from radqc.workspace import Workspace
-
-    try:
-        settings = load_settings()
-    except Exception:  # noqa: BLE001
-        return None
-    if objects_dir is not None and Path(objects_dir).resolve() != settings.objects_dir.resolve():
-        return None
-    key = f"{settings.home}|{settings.database_url}"
-    with _LOCK:
-        ws = _WORKSPACES.get(key)
-        if ws is None:
-            try:
-                ws = Workspace.open(settings.home)
-            except Exception:  # noqa: BLE001 - no workspace here: no mappings
-                return None
-            _WORKSPACES[key] = ws
-        return ws
 
 
 def item_versions() -> dict[str, str]:
@@ -67,7 +42,7 @@ def item_versions() -> dict[str, str]:
 
     out = versions()
     try:
-        ws = _workspace()
+        ws = process_workspace()
         if ws is None:
             out["item_mappings"] = "unavailable"
         else:
@@ -82,9 +57,7 @@ def item_versions() -> dict[str, str]:
 
 def _mappings(ctx: ExamContext) -> tuple[Any | None, str]:
     """The hospital's confirmed mappings (cached per table version) and a note for the result."""
-    if ctx.store.kind != "local":
-        return None, "unavailable"
-    ws = _workspace(ctx.store.location)
+    ws = process_workspace(ctx.store)
     if ws is None:
         return None, "unavailable"
     from radqc.pipelines.items.mappings import MappingTable, mapping_version

@@ -17,15 +17,13 @@ the workspace gets none and reports identifier rules as *skipped*, never as fail
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
-from radqc.pipelines.runner.stage import ExamContext, Resources, Stage, StageOutput
+from radqc.pipelines.runner.stage import ExamContext, Resources, Stage, StageOutput, process_workspace
 
 RESULT_SCHEMA = 1
 _LOCK = threading.Lock()
 _RULESETS: dict[tuple[str, int], Any] = {}
-_WORKSPACES: dict[str, Any] = {}
 
 
 def _store() -> Any:
@@ -57,33 +55,13 @@ def _published() -> Any:
         return _RULESETS[key]
 
 
-def _workspace_for(ctx: ExamContext) -> Any | None:
-    """The workspace this context came from, when this process can open it (else None)."""
-    from radqc.config import load_settings
-    from radqc.workspace import Workspace
-
-    settings = load_settings()
-    if ctx.store.kind != "local" or Path(ctx.store.location).resolve() != settings.objects_dir.resolve():
-        return None
-    key = f"{settings.home}|{settings.database_url}"
-    with _LOCK:
-        ws = _WORKSPACES.get(key)
-        if ws is None:
-            try:
-                ws = Workspace.open(settings.home)
-            except Exception:  # noqa: BLE001 - no workspace here: identifiers unavailable
-                return None
-            _WORKSPACES[key] = ws
-        return ws
-
-
 def _identifiers(ctx: ExamContext) -> dict[str, Any] | None:
     from sqlalchemy import select
 
     from radqc.catalogue import models as m
     from radqc.qc_rules.facts import decrypt_identifiers
 
-    ws = _workspace_for(ctx)
+    ws = process_workspace(ctx.store)
     if ws is None:
         return None
     with ws.sessions() as session:
