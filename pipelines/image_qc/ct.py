@@ -390,17 +390,25 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
     return DimensionResult("正常", details)
 
 
-# ---------------------------------------------------------------- centring
-
-
-def _centring(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
-    p = params.get("centring") or {}
+def _axial_stack(exam: ExamImages, cache: dict[str, Any]) -> Any:
+    """The first usable axial original stack (cached), or the 无法评估 result saying why not."""
     axial = _axial(exam)
     if not axial:
         return not_assessable("no_axial_series", "无可用的轴位原始序列", "no axial original series")
     stack = _first_stack(axial, cache)
     if isinstance(stack, Exception):
         return not_assessable(_reason_code(stack), "轴位序列无法读取", f"axial series unusable: {stack}")
+    return stack
+
+
+# ---------------------------------------------------------------- centring
+
+
+def _centring(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
+    p = params.get("centring") or {}
+    stack = _axial_stack(exam, cache)
+    if isinstance(stack, DimensionResult):
+        return stack
     rows, cols = stack.hu.shape[1:]
     centre = ((rows - 1) / 2.0, (cols - 1) / 2.0)
     offsets = []
@@ -456,12 +464,9 @@ def _positioning(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, c
     A supine body is wider than deep (major axis horizontal), a head longer than wide (major axis
     vertical); the deviation of the major axis from the nearer image axis is the rotation."""
     p = params.get("positioning") or {}
-    axial = _axial(exam)
-    if not axial:
-        return not_assessable("no_axial_series", "无可用的轴位原始序列", "no axial original series")
-    stack = _first_stack(axial, cache)
-    if isinstance(stack, Exception):
-        return not_assessable(_reason_code(stack), "轴位序列无法读取", f"axial series unusable: {stack}")
+    stack = _axial_stack(exam, cache)
+    if isinstance(stack, DimensionResult):
+        return stack
     min_elong = float(p.get("min_elongation", 1.2))
     limit = float(p.get("max_rotation_deg", 4.5))
     angles: list[tuple[float, int]] = []

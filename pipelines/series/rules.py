@@ -19,7 +19,7 @@ import functools
 import hashlib
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -375,14 +375,8 @@ class RuleSet:
                 matched = self._matched_texts(rule, h)
                 if not matched:
                     continue
-                for m in matched:
-                    for fname, value in rule.votes:
-                        if isinstance(value, str) and value[:1] == "@":
-                            value = DYNAMIC[value](h)
-                            if value is None:
-                                continue
-                        values = value if isinstance(value, tuple) else (value,)
-                        append(Vote(rule.id, rule.source, fname, values, rule.weight, rule.detail, m, h))
+                for vote in _rule_votes(rule, h, matched):
+                    append(vote)
             except (TypeError, ValueError, KeyError, AttributeError):
                 continue  # a malformed header value never stops classification
         return out
@@ -451,21 +445,15 @@ class RuleSet:
                     continue
                 append = out[k].votes.append
                 rows, cs, ws = acc[rule.source]
-                for m in matched:
-                    for fname, value in rule.votes:
-                        if isinstance(value, str) and value[:1] == "@":
-                            value = DYNAMIC[value](h)
-                            if value is None:
-                                continue
-                        values = value if isinstance(value, tuple) else (value,)
-                        append(Vote(rule.id, rule.source, fname, values, rule.weight, rule.detail, m, h))
-                        if cols:
-                            for v in values:
-                                c = cols.get((fname, v))
-                                if c is not None:
-                                    rows.append(k)
-                                    cs.append(c)
-                                    ws.append(rule.weight)
+                for vote in _rule_votes(rule, h, matched):
+                    append(vote)
+                    if cols:
+                        for v in vote.values:
+                            c = cols.get((vote.field, v))
+                            if c is not None:
+                                rows.append(k)
+                                cs.append(c)
+                                ws.append(rule.weight)
         if cols:
             for source, target in (("header_rule", hard), ("description", desc)):
                 rows, cs, ws = acc[source]
@@ -489,6 +477,19 @@ _EMPTY: frozenset[str] = frozenset()
 #: numeric facts whose absence means zero (no b-values, no repeats): a range containing 0 holds
 #: for them; any other absent value (no TR, no window preset) fails every range condition.
 ZERO_WHEN_MISSING = frozenset({"b_max", "temporal_positions"})
+
+
+def _rule_votes(rule: Rule, h: SeriesHeader, matched: list[str]) -> Iterator[Vote]:
+    """The votes one firing rule gives ``h``, once per text field it matched (dynamic values such
+    as ``@plane`` resolved from the header; a dynamic value the header cannot give is no vote)."""
+    for m in matched:
+        for fname, value in rule.votes:
+            if isinstance(value, str) and value[:1] == "@":
+                value = DYNAMIC[value](h)
+                if value is None:
+                    continue
+            values = value if isinstance(value, tuple) else (value,)
+            yield Vote(rule.id, rule.source, fname, values, rule.weight, rule.detail, m, h)
 
 
 def _missing_holds(key: str, lo: float | None, hi: float | None) -> bool:
