@@ -25,7 +25,7 @@ test: setup services
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy radqc pipelines models --ignore-missing-imports
+	$(VENV)/bin/mypy radqc pipelines models serving --ignore-missing-imports
 
 bench: setup services
 	$(PY) -m benchmarks

@@ -87,13 +87,18 @@ class Workspace:
         return LocalObjectStore(self.settings.objects_dir)
 
     @cached_property
-    def vault(self) -> IdentifierVault:
+    def master_key(self) -> bytes:
+        """The master secret every purpose-bound key is derived from (RADQC_SECRET_KEY or the workspace's)."""
         key = self.settings.secret_key
         if key is None:
             if not self.settings.secret_file.exists():
                 raise WorkspaceError("no RADQC_SECRET_KEY and no workspace secret; run `radqc init`")
             key = bytes.fromhex(self.settings.secret_file.read_text().strip())
-        return IdentifierVault(key)
+        return key
+
+    @cached_property
+    def vault(self) -> IdentifierVault:
+        return IdentifierVault(self.master_key)
 
     def close(self) -> None:
         if "engine" in self.__dict__:

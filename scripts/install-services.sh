@@ -16,6 +16,10 @@ compgen -G "/usr/share/fonts/truetype/droid/DroidSansFallback*.ttf" >/dev/null \
   || compgen -G "/usr/share/fonts/opentype/noto/NotoSansCJK*" >/dev/null \
   || need+=(fonts-droid-fallback)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
+# Chromium: the real browser the serving tests drive through Playwright (never a downloaded one).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# wrk: the HTTP load generator of the serving benchmark (a second process on loopback).
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 if [ ${#need[@]} -eq 0 ]; then
   echo "services: all installed"
   exit 0

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -408,3 +409,145 @@ class ExamTag(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     ledger_id: Mapped[int | None] = mapped_column(ForeignKey("ledger.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# ------------------------------------------------------------ QC results and serving (#7, #8)
+
+
+class QcResult(Base):
+    """The exam's current QC result (质控结果): the ``image_qc`` stage's roll-up, projected.
+
+    The full result (every dimension's details, deductions, evidence keys) stays in the ledger
+    entry ``ledger_id`` points at; this row holds what search, statistics and the doctor's
+    badge need, one row per exam, replaced whenever the stage re-runs. ``score``/``grade`` are
+    the final score (rule QC combined with image QC); the parts are kept beside them.
+    """
+
+    __tablename__ = "qc_result"
+    __table_args__ = (Index("ix_qc_result_grade", "grade", "score"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exam_id: Mapped[int] = mapped_column(ForeignKey("exam.id"), unique=True)
+    ledger_id: Mapped[int | None] = mapped_column(ForeignKey("ledger.id"))
+    stage_version: Mapped[str | None] = mapped_column(String(32))
+    standard: Mapped[str | None] = mapped_column(String(64))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    score: Mapped[float | None] = mapped_column(Float, index=True)
+    #: 甲/乙/丙/丁 (radiographs) or 0-3 (CT/MR), as text.
+    grade: Mapped[str | None] = mapped_column(String(8))
+    image_score: Mapped[float | None] = mapped_column(Float)
+    image_grade: Mapped[str | None] = mapped_column(String(8))
+    rule_score: Mapped[float | None] = mapped_column(Float)
+    #: {dimension: value} with the public vocabulary (正常/过小/..., 无法评估, 不适用).
+    dimension_values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    deduction_count: Mapped[int] = mapped_column(Integer, default=0)
+    evidence_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class AppUser(Base):
+    """A person or system account of the service (服务用户). Passwords only as an Argon2id hash."""
+
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(128))
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    #: doctor, qc_expert_l1, qc_expert_l2, data_engineer, auditor, hospital_admin, admin (serving/roles.yaml).
+    role: Mapped[str] = mapped_column(String(32), index=True)
+    hospital_id: Mapped[int | None] = mapped_column(ForeignKey("hospital.id"), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: Incremented to invalidate every token issued before (password change, lock-out).
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    hospital: Mapped[Hospital | None] = relationship()
+
+
+class ApiKey(Base):
+    """A system's API key (系统接入密钥). Only an HMAC-SM3 of the key is stored; ``prefix`` finds it."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[AppUser] = relationship()
+
+
+class PatientAuthorisation(Base):
+    """A patient's consent that doctors of other hospitals may view their exams (患者授权调阅).
+
+    Keyed by ``person_key`` (the cross-hospital pseudonym of the national ID), so it covers the
+    patient's exams everywhere. ``grantee_hospital_id`` NULL authorises every hospital of the
+    region. Revocable: ``revoked_at`` ends it; rows are never deleted (they are evidence).
+    """
+
+    __tablename__ = "patient_authorisation"
+    __table_args__ = (Index("ix_patient_authorisation_lookup", "person_key", "grantee_hospital_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_key: Mapped[str] = mapped_column(String(64))
+    grantee_hospital_id: Mapped[int | None] = mapped_column(ForeignKey("hospital.id"))
+    channel: Mapped[str | None] = mapped_column(String(32))  # app, kiosk, paper, api
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Recognition(Base):
+    """A doctor's decision on another hospital's exam (互认 / 不互认), with the reason."""
+
+    __tablename__ = "recognition"
+    __table_args__ = (Index("ix_recognition_time", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exam_id: Mapped[int] = mapped_column(ForeignKey("exam.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    #: The deciding doctor's hospital (the exam's hospital is on the exam).
+    hospital_id: Mapped[int | None] = mapped_column(ForeignKey("hospital.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))  # 互认, 不互认
+    reason_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: quality or clinical (serving/recognition_reasons.yaml); NULL for 互认.
+    reason_category: Mapped[str | None] = mapped_column(String(16))
+    comment: Mapped[str | None] = mapped_column(Text)
+    #: The standard item the doctor was ordering when deciding (repeated-exam reminder context).
+    ordered_item: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AccessLogEntry(Base):
+    """One line of the access log (访问日志): append-only, chained by SM3.
+
+    ``hash`` = SM3(prev_hash || canonical JSON of the entry's fields); ``radqc audit-log
+    verify`` recomputes the chain, so an edited, deleted or reordered row is detected.
+    """
+
+    __tablename__ = "access_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    username: Mapped[str | None] = mapped_column(String(64))
+    role: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(48), index=True)
+    exam_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    target: Mapped[str | None] = mapped_column(String(512))
+    client: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16), default="ok")  # ok, denied, error
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

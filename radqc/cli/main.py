@@ -51,12 +51,13 @@ def _register() -> None:
         cmd_rules_stats,
         cmd_run,
         cmd_segment,
+        cmd_serve,
         cmd_synth,
         cmd_workspace,
     )
 
     for module in (cmd_workspace, cmd_ingest, cmd_records, cmd_network, cmd_archive, cmd_run, cmd_demo, cmd_synth,
-                   cmd_check, cmd_rules_stats, cmd_rules, cmd_segment, cmd_models):
+                   cmd_check, cmd_rules_stats, cmd_rules, cmd_segment, cmd_models, cmd_serve):
         module.register(app)
     import importlib
 

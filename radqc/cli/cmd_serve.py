@@ -1,0 +1,291 @@
+"""``radqc serve`` (the API and web pages), ``radqc users``, ``radqc authorise``, ``radqc audit-log``.
+
+Secrets come from the environment only: a password is read from a prompt or from the
+environment variable named by ``--password-env`` (never a command-line argument, which
+would land in shell history and the process list).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+import typer
+
+from radqc.cli.output import console, emit
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    users = typer.Typer(help="Service users and API keys / 服务用户与密钥", no_args_is_help=True)
+    users.command("add")(users_add)
+    users.command("list")(users_list)
+    users.command("passwd")(users_passwd)
+    users.command("disable")(users_disable)
+    users.command("enable")(users_enable)
+    users.command("api-key")(users_api_key)
+    users.command("revoke-key")(users_revoke_key)
+    app.add_typer(users, name="users")
+    auth = typer.Typer(help="Patient authorisations for cross-hospital viewing / 患者授权调阅", no_args_is_help=True)
+    auth.command("grant")(authorise_grant)
+    auth.command("revoke")(authorise_revoke)
+    auth.command("list")(authorise_list)
+    app.add_typer(auth, name="authorise")
+    audit = typer.Typer(help="The tamper-evident access log / 访问日志（防篡改）", no_args_is_help=True)
+    audit.command("verify")(audit_verify)
+    audit.command("show")(audit_show)
+    app.add_typer(audit, name="audit-log")
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error / 错误:[/] {message}")
+    raise typer.Exit(2)
+
+
+def _workspace():  # type: ignore[no-untyped-def]
+    from radqc.workspace import Workspace, WorkspaceError
+
+    try:
+        return Workspace.open()
+    except WorkspaceError as exc:
+        _fail(str(exc))
+
+
+def _password(password_env: str | None, confirm: bool = True) -> str:
+    if password_env:
+        value = os.environ.get(password_env)
+        if not value:
+            _fail(f"environment variable {password_env} is empty / 环境变量为空")
+        return str(value)
+    return str(typer.prompt("password / 密码", hide_input=True, confirmation_prompt=confirm))
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default; put a TLS proxy in front)."),
+    port: int = typer.Option(8600, help="TCP port."),
+    workers: int = typer.Option(1, help="uvicorn worker processes."),
+) -> None:
+    """Run the API, DICOMweb and the doctor's pages / 启动服务."""
+    import uvicorn
+
+    ws = _workspace()
+    ws.close()
+    console.print(f"RadQC service / 服务: http://{host}:{port}/  (API docs /docs)")
+    if workers > 1:
+        uvicorn.run("radqc.serving.asgi:app", host=host, port=port, workers=workers, log_level="warning")
+    else:
+        from radqc.serving.asgi import build
+
+        uvicorn.run(build(), host=host, port=port, log_level="warning")
+
+
+def users_add(
+    username: str = typer.Argument(...),
+    role: str = typer.Option(..., help="doctor, qc_expert_l1, qc_expert_l2, data_engineer, auditor, hospital_admin, "
+                                       "admin, patient_portal"),
+    hospital: str = typer.Option(None, help="Hospital code (needed for doctor and hospital_admin)."),
+    display_name: str = typer.Option(None, "--name", help="Display name (shown on watermarks)."),
+    password_env: str = typer.Option(None, help="Read the password from this environment variable."),
+    no_password: bool = typer.Option(False, help="A system account that only uses API keys."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Create a user / 新建用户."""
+    from radqc.serving.accounts import AccountError, create_user, user_summary
+
+    password = None if no_password else _password(password_env)
+    ws = _workspace()
+    try:
+        with ws.transaction() as s:
+            user = create_user(s, username, role, password=password, hospital_code=hospital, display_name=display_name)
+            out = user_summary(user, hospital)
+    except (AccountError, ValueError) as exc:
+        _fail(str(exc))
+    emit(out, as_json, lambda d: console.print(f"user {d['username']} ({d['role']}) created / 已创建"))
+
+
+def users_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List users / 用户列表."""
+    from sqlalchemy import select
+
+    from radqc.catalogue import models as m
+    from radqc.serving.accounts import user_summary
+
+    ws = _workspace()
+    with ws.sessions() as s:
+        rows = s.execute(select(m.AppUser, m.Hospital.code).outerjoin(m.Hospital, m.Hospital.id == m.AppUser.hospital_id)
+                         .order_by(m.AppUser.username)).all()
+        out = [user_summary(u, code) for u, code in rows]
+
+    def human(items: list[dict[str, Any]]) -> None:
+        for d in items:
+            console.print(f"{d['username']:<20} {d['role']:<16} {d['hospital'] or '-':<12} "
+                          f"{'active' if d['active'] else 'disabled'}")
+
+    emit(out, as_json, human)
+
+
+def users_passwd(username: str = typer.Argument(...), password_env: str = typer.Option(None)) -> None:
+    """Set a user's password (ends their tokens) / 重设密码."""
+    from radqc.serving.accounts import AccountError, set_password
+
+    password = _password(password_env)
+    try:
+        with _workspace().transaction() as s:
+            set_password(s, username, password)
+    except (AccountError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"password of {username} set / 已重设")
+
+
+def _set_active(username: str, active: bool) -> None:
+    from radqc.serving.accounts import AccountError, set_active
+
+    try:
+        with _workspace().transaction() as s:
+            set_active(s, username, active)
+    except AccountError as exc:
+        _fail(str(exc))
+    console.print(f"{username}: {'enabled / 已启用' if active else 'disabled / 已停用'}")
+
+
+def users_disable(username: str = typer.Argument(...)) -> None:
+    """Disable a user (tokens end at once) / 停用用户."""
+    _set_active(username, False)
+
+
+def users_enable(username: str = typer.Argument(...)) -> None:
+    """Enable a user / 启用用户."""
+    _set_active(username, True)
+
+
+def users_api_key(username: str = typer.Argument(...), name: str = typer.Option(..., help="What the key is for."),
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+    """Create an API key for a (system) user; it is shown once / 生成 API 密钥（仅显示一次）."""
+    from radqc.serving.accounts import AccountError, create_api_key
+    from radqc.serving.settings import load_serving_settings
+
+    ws = _workspace()
+    settings = load_serving_settings(ws.master_key)
+    try:
+        with ws.transaction() as s:
+            key, full = create_api_key(s, username, name, settings.api_key_secret)
+            out = {"username": username, "name": name, "prefix": key.prefix, "api_key": full}
+    except AccountError as exc:
+        _fail(str(exc))
+    emit(out, as_json, lambda d: console.print(f"API key (shown once / 仅显示一次): {d['api_key']}"))
+
+
+def users_revoke_key(prefix: str = typer.Argument(...)) -> None:
+    """Revoke an API key by its prefix / 撤销密钥."""
+    from radqc.serving.accounts import AccountError, revoke_api_key
+
+    try:
+        with _workspace().transaction() as s:
+            revoke_api_key(s, prefix)
+    except AccountError as exc:
+        _fail(str(exc))
+    console.print(f"API key {prefix} revoked / 已撤销")
+
+
+def authorise_grant(
+    exam: int = typer.Option(None, help="Authorise the patient of this exam."),
+    id_number_env: str = typer.Option(None, help="Or: the env variable holding the patient's national ID."),
+    hospital: str = typer.Option(None, help="The hospital allowed to view (default: every hospital)."),
+    expires: datetime = typer.Option(None, help="End of the authorisation (ISO time)."),
+    channel: str = typer.Option("admin", help="How the patient gave it: app, kiosk, paper, admin."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Record a patient's authorisation for other hospitals to view their exams / 登记患者授权."""
+    from radqc.serving.accounts import AccountError, grant_authorisation, person_key_of_exam
+
+    ws = _workspace()
+    try:
+        with ws.transaction() as s:
+            if exam is not None:
+                person_key = person_key_of_exam(s, exam)
+            elif id_number_env and os.environ.get(id_number_env):
+                person_key = ws.vault.pseudonym("id_number", os.environ[id_number_env])
+            else:
+                _fail("give --exam or --id-number-env / 须指定检查或身份证号")
+            row = grant_authorisation(s, person_key, hospital, channel=channel, expires_at=expires)
+            out = {"id": row.id, "hospital": hospital, "expires_at": expires, "channel": channel}
+    except AccountError as exc:
+        _fail(str(exc))
+    emit(out, as_json, lambda d: console.print(f"authorisation {d['id']} recorded / 已登记"))
+
+
+def authorise_revoke(authorisation_id: int = typer.Argument(...)) -> None:
+    """Revoke an authorisation / 撤销授权."""
+    from radqc.serving.accounts import AccountError, revoke_authorisation
+
+    try:
+        with _workspace().transaction() as s:
+            revoke_authorisation(s, authorisation_id)
+    except AccountError as exc:
+        _fail(str(exc))
+    console.print(f"authorisation {authorisation_id} revoked / 已撤销")
+
+
+def authorise_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List authorisations / 授权列表."""
+    from sqlalchemy import select
+
+    from radqc.catalogue import models as m
+
+    with _workspace().sessions() as s:
+        rows = s.execute(select(m.PatientAuthorisation, m.Hospital.code)
+                         .outerjoin(m.Hospital, m.Hospital.id == m.PatientAuthorisation.grantee_hospital_id)
+                         .order_by(m.PatientAuthorisation.id)).all()
+        out = [{"id": a.id, "person_key": a.person_key[:8] + "…", "hospital": code or "*", "channel": a.channel,
+                "granted_at": a.granted_at, "expires_at": a.expires_at, "revoked_at": a.revoked_at} for a, code in rows]
+    def human(items: list[dict[str, Any]]) -> None:
+        for d in items:
+            console.print(f"{d['id']:>5} {d['person_key']} → {d['hospital']:<10} {d['channel'] or '-':<6} "
+                          f"granted {d['granted_at']:%Y-%m-%d} {'revoked' if d['revoked_at'] else 'active'}")
+
+    emit(out, as_json, human)
+
+
+def audit_verify(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Recompute the SM3 chain of the access log; exit 1 when anything was changed / 校验访问日志."""
+    from radqc.serving.accesslog import verify_chain
+
+    with _workspace().sessions() as s:
+        report = verify_chain(s).as_dict()
+
+    def human(d: dict[str, Any]) -> None:
+        if d["ok"]:
+            console.print(f"access log intact / 访问日志完整: {d['entries']} entries, head {d['head']}")
+        else:
+            console.print(f"[red]access log TAMPERED / 访问日志被篡改[/]: {d['entries']} entries")
+            for p in d["problems"]:
+                console.print(f"  entry {p['id']}: {p['problem']}")
+
+    emit(report, as_json, human)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+def audit_show(limit: int = typer.Option(50), exam: int = typer.Option(None), user: str = typer.Option(None),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+    """The latest access-log entries / 最近的访问日志."""
+    from sqlalchemy import select
+
+    from radqc.catalogue import models as m
+
+    with _workspace().sessions() as s:
+        q = select(m.AccessLogEntry).order_by(m.AccessLogEntry.id.desc()).limit(limit)
+        if exam is not None:
+            q = q.where(m.AccessLogEntry.exam_id == exam)
+        if user:
+            q = q.where(m.AccessLogEntry.username == user)
+        out = [{"id": e.id, "at": e.at, "username": e.username, "role": e.role, "action": e.action,
+                "exam_id": e.exam_id, "target": e.target, "client": e.client, "outcome": e.outcome}
+               for e in s.scalars(q)]
+    def human(items: list[dict[str, Any]]) -> None:
+        for d in items:
+            console.print(f"{d['at']:%Y-%m-%d %H:%M:%S} {d['username'] or '-':<14} {d['action']:<16} "
+                          f"{d['outcome']:<7} exam={d['exam_id'] or '-'} {d['target'] or ''}")
+
+    emit(out, as_json, human)

@@ -1,0 +1,65 @@
+"""The FastAPI application over one workspace (``radqc serve``).
+
+``create_app(workspace)`` wires the routers in :data:`ROUTERS` (each module's ``router``),
+security headers, and the web pages. Handlers read the catalogue through the workspace's
+sessions; none loads a model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from radqc import __version__
+from radqc.serving.context import ServiceContext
+from radqc.serving.settings import ServingSettings
+from radqc.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+#: Router modules under radqc.serving.routers, in the order their routes appear in the schema.
+ROUTERS: tuple[str, ...] = ("auth",)
+#: Optional routers: included when their module exists (lets areas land one at a time).
+OPTIONAL_ROUTERS: tuple[str, ...] = ("exams", "recognition", "statistics", "dicomweb", "admin", "web")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
+                               "script-src 'self'; frame-ancestors 'none'",
+}
+
+
+def create_app(workspace: Workspace, settings: ServingSettings | None = None) -> FastAPI:
+    ctx = ServiceContext.create(workspace, settings)
+    app = FastAPI(
+        title="RadQC Workbench API / 影像质控服务接口",
+        version=__version__,
+        description=("QC results beside the images for recognition (互认) decisions, DICOMweb over the catalogue, "
+                     "statistics. Every route needs a bearer token (POST /api/auth/token) or an X-API-Key."),
+    )
+    app.state.ctx = ctx
+    for name in ROUTERS + OPTIONAL_ROUTERS:
+        try:
+            module = importlib.import_module(f"radqc.serving.routers.{name}")
+        except ModuleNotFoundError as exc:
+            if name in OPTIONAL_ROUTERS and exc.name == f"radqc.serving.routers.{name}":
+                continue
+            raise
+        app.include_router(module.router)
+        if hasattr(module, "mount"):
+            module.mount(app)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response
+
+    return app

@@ -1,0 +1,1 @@
+"""Authentication (passwords, tokens, API keys), roles and permissions, and exam scope."""
