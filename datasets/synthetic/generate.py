@@ -115,6 +115,7 @@ def exam_truth(plan: ExamPlan, result: ImagingResult | None, set_info: dict[str,
             "phone": ident.phone,
             "phone_status": ident.phone_status,
             "phone_valid": phone_is_valid(ident.phone),
+            "same_person_as": plan.same_person_as,
         },
         "exam": {
             "accession_number": plan.accession,

@@ -334,6 +334,8 @@ def _anatomy_line(exam: dict[str, Any], words: dict[str, tuple[str, str]]) -> tu
 #: A small mixed synthetic set (CT, MR, radiographs with seeded defects, records, charges).
 SYNTH_EXAMS = 12
 SYNTH_SEED = 2026
+#: Regional: returning patients across hospitals, so the service shows recognition (互认) cases.
+SYNTH_PROFILE = "regional"
 
 
 def step_synth(ctx: DemoContext) -> dict[str, Any]:
@@ -346,9 +348,9 @@ def step_synth(ctx: DemoContext) -> dict[str, Any]:
     from radqc.datasets.synthetic.generate import generate_set, ingest_generated_set
 
     out = ctx.workspace.settings.home / "synthetic-demo"
-    generate_set(out, SYNTH_EXAMS, SYNTH_SEED, "mixed", "small", force=True)
+    generate_set(out, SYNTH_EXAMS, SYNTH_SEED, SYNTH_PROFILE, "small", force=True)
     ingested = ingest_generated_set(ctx.workspace, out, workers=ctx.workers)
-    return {"folder": str(out), "exams": SYNTH_EXAMS, "seed": SYNTH_SEED, **ingested}
+    return {"folder": str(out), "exams": SYNTH_EXAMS, "seed": SYNTH_SEED, "profile": SYNTH_PROFILE, **ingested}
 
 
 def step_run(ctx: DemoContext) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from radqc.datasets.synthetic.clinical.reports import (
 )
 from radqc.datasets.synthetic.spec import Defect, ImagingSpec, SeriesRole
 
-GENERATOR_VERSION = "0.1.1"  # 0.1.1: a removed ADC map is no longer exported
+GENERATOR_VERSION = "0.1.2"  # 0.1.2: returning patients (profile regional), truth patient.same_person_as
 CST = timezone(timedelta(hours=8))
 START_DATE = date(2026, 1, 5)
 #: Exams are spread over this many days (fixed, so exam k does not depend on the set size).
@@ -102,6 +102,8 @@ class ExamPlan:
     related: list[dict[str, Any]] = field(default_factory=list)
     malformed_record: str | None = None
     malformed_file: str | None = None
+    #: The earlier exam (at another hospital) of the same person, for returning patients.
+    same_person_as: str | None = None
 
     @property
     def planned_irregularity(self) -> str | None:
@@ -246,6 +248,27 @@ class Planner:
         self.plans: list[ExamPlan] = []
         self.partnered: set[str] = set()
 
+    def _returning_identity(self, index: int, hospital: Hospital, drawn: Identity) -> tuple[str, Identity] | None:
+        """A returning patient (复诊/转诊): the person of an earlier exam at another hospital.
+
+        This is what recognition (互认) is about: the same person (same national ID, name, birth
+        date) with a new patient ID at a second hospital. Drawn from its own random stream, so a
+        profile without ``returning_patient_rate`` produces byte-identical sets as before. Only
+        clean identities are reused (a seeded ID/phone violation keeps its own drawn identity).
+        """
+        rate = float(self.profile.get("returning_patient_rate", 0.0))
+        if rate <= 0 or drawn.id_status != "valid" or drawn.phone_status != "valid":
+            return None
+        rrng = random.Random(derive_seed(self.seed, "returning", index))
+        if rrng.random() >= rate:
+            return None
+        candidates = [p for p in self.plans if p.hospital.code != hospital.code
+                      and p.identity.id_status == "valid" and p.identity.phone_status == "valid"]
+        if not candidates:
+            return None
+        earlier = rrng.choice(candidates[-40:])
+        return earlier.exam_key, earlier.identity
+
     # one exam -------------------------------------------------------------------------------
     def plan(self, index: int) -> ExamPlan:
         rng = random.Random(derive_seed(self.seed, "exam", index))
@@ -353,8 +376,16 @@ class Planner:
         age = max(1, min(92, int(rng.triangular(8, 92, 60))))
         ident = draw_identity(rng, region_code, exam_time.date(), sex=sex, age=age, id_status=id_status,
                               phone_status=phone_status)
+        same_person_as = None
+        returning = self._returning_identity(index, hospital, ident)
+        if returning is not None:
+            same_person_as, ident = returning
         self.patient_counters[hospital.code] += rng.randint(1, 40)
         patient_id = hospital.patient_id(self.patient_counters[hospital.code])
+        if same_person_as is not None:  # a person this hospital already knows keeps their patient ID
+            known = next((p.patient_id for p in self.plans if p.hospital.code == hospital.code
+                          and p.identity.id_number == ident.id_number), None)
+            patient_id = known or patient_id
         self.counters[hospital.code] += rng.randint(1, 7)
         accession = hospital.accession(modality, exam_time, self.counters[hospital.code])
 
@@ -491,7 +522,7 @@ class Planner:
             timeline=tl, spec=spec, report=report, billing=billing, violations=violations_out,
             irregularities=irregularities, exam_record=record, charge_records=charge_records, technician=technician,
             report_doctor=report_doctor, review_doctor=review_doctor, facts=facts,
-            malformed_record=malformed_record, malformed_file=malformed_file,
+            malformed_record=malformed_record, malformed_file=malformed_file, same_person_as=same_person_as,
         )
         self.plans.append(plan)
         return plan
