@@ -107,6 +107,95 @@ def image_qc_exam(ctx: ExamContext) -> StageOutput:
     return StageOutput(result, manifest=manifest)
 
 
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None or isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _text(value: Any, size: int) -> str | None:
+    return None if value is None else str(value)[:size]
+
+
+def qc_result_fields(result: Any) -> dict[str, Any] | None:
+    """The ``QcResult`` columns of one image_qc result, or None when it is not a result.
+
+    Kept separate from :func:`project` so the backfill and the serving benchmarks' seeding
+    derive the row exactly as the stage does (one mapping, not three copies)."""
+    from radqc.pipelines.image_qc.run import DIMENSIONS
+
+    if not isinstance(result, dict) or "score" not in result and "grade" not in result:
+        return None
+    rule = result.get("rule_qc") if isinstance(result.get("rule_qc"), dict) else None
+    deductions = [d for d in result.get("deductions") or [] if isinstance(d, dict)]
+    dims: dict[str, Any] = {}
+    for dim in DIMENSIONS:
+        entry = result.get(dim)
+        if isinstance(entry, dict) and "value" in entry:
+            dims[dim] = entry["value"]
+    return {
+        "stage_version": _text(result.get("version"), 32),
+        "standard": _text(result.get("standard"), 64),
+        "modality": _text(result.get("modality"), 16),
+        "score": _number(result.get("score")),
+        "grade": _text(result.get("grade"), 8),
+        "image_score": _number(result.get("image_score")),
+        "image_grade": _text(result.get("image_grade"), 8),
+        # rule QC's own score only when the final score combined it (else it is not part of it)
+        "rule_score": _number(rule.get("score")) if rule is not None and result.get("combined") is not False else None,
+        "dimension_values": dims,
+        "deduction_count": len(deductions),
+        "evidence_count": sum(len([e for e in d.get("evidence") or [] if isinstance(e, dict)]) for d in deductions),
+    }
+
+
+def project(session: Any, exam_id: int, ledger_id: int, result: Any) -> None:
+    """Replace the exam's ``qc_result`` row with this run's roll-up, in the stage's transaction.
+
+    Why a row beside the ledger: search, statistics and the doctor's grade badge filter and
+    sort on the score and grade of thousands of exams; reading each exam's latest ledger JSON
+    for that would be a scan of every result. The ledger entry stays the full record."""
+    from sqlalchemy import delete
+
+    from radqc.catalogue import models as m
+
+    session.execute(delete(m.QcResult).where(m.QcResult.exam_id == exam_id))
+    fields = qc_result_fields(result)
+    if fields is None:
+        return
+    session.add(m.QcResult(exam_id=exam_id, ledger_id=ledger_id, **fields))
+
+
+def backfill(session: Any) -> int:
+    """Project the latest succeeded image_qc result of every exam that has none in ``qc_result``
+    (catalogues whose image QC ran before the projection existed). Returns the rows added.
+
+    Cheap: one query for the exams lacking a row, then one ledger read per such exam."""
+    from sqlalchemy import func, select
+
+    from radqc.catalogue import models as m
+
+    latest = (select(m.LedgerEntry.exam_id, func.max(m.LedgerEntry.id).label("lid"))
+              .where(m.LedgerEntry.stage == "image_qc", m.LedgerEntry.status == "succeeded",
+                     m.LedgerEntry.exam_id.is_not(None))
+              .group_by(m.LedgerEntry.exam_id).subquery())
+    missing = session.execute(
+        select(latest.c.exam_id, latest.c.lid)
+        .outerjoin(m.QcResult, m.QcResult.exam_id == latest.c.exam_id)
+        .where(m.QcResult.id.is_(None))).all()
+    added = 0
+    for exam_id, ledger_id in missing:
+        entry = session.get(m.LedgerEntry, ledger_id)
+        fields = qc_result_fields(entry.result if entry is not None else None)
+        if fields is None:
+            continue
+        session.add(m.QcResult(exam_id=exam_id, ledger_id=ledger_id, **fields))
+        added += 1
+    session.flush()
+    return added
+
+
 STAGES = [
     Stage(
         name="image_qc",
@@ -116,5 +205,6 @@ STAGES = [
         resources=Resources(cpus=2, memory_mb=4096),
         versions=data_versions,
         description="AI image QC: dimensions, deductions, score and grade / 影像AI质控评分",
+        project=project,
     )
 ]
