@@ -55,6 +55,11 @@ def create_app(workspace: Workspace, settings: ServingSettings | None = None) ->
         if hasattr(module, "mount"):
             module.mount(app)
 
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        """Liveness for ``radqc serve --detach`` and load balancers: no data, no database."""
+        return {"status": "ok"}
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)

@@ -180,7 +180,7 @@ def test_demo_is_extensible_by_named_steps(monkeypatch):
     monkeypatch.setattr(cmd_demo, "STEPS", list(cmd_demo.STEPS))
     cmd_demo.add_step(DemoStep("extra", "额外 / extra", lambda ctx: {"ran": True}), after="archive")
     names = [s.name for s in cmd_demo.STEPS]
-    assert names == ["init", "fetch", "ingest", "synth", "archive", "extra", "run", "summary"]
+    assert names == ["init", "fetch", "ingest", "synth", "archive", "extra", "run", "summary", "serve"]
     with pytest.raises(ValueError):
         cmd_demo.add_step(DemoStep("x", "x", lambda ctx: {}), after="nope")
 
@@ -189,9 +189,10 @@ def test_cli_demo_json_offline(workspace, tmp_path, monkeypatch):
     from radqc.cli.main import app
 
     monkeypatch.setenv("RADQC_SAMPLES_DIR", str(tmp_path / "cache"))
-    out = CliRunner().invoke(app, ["demo", "--no-fetch", "--json", "--workers", "1"])
+    out = CliRunner().invoke(app, ["demo", "--no-fetch", "--json", "--workers", "1", "--no-serve"])
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     for key in ("exams", "series", "instances", "bytes_before", "bytes_after", "saving_percent", "quarantined"):
         assert key in doc
     assert doc["instances"] >= 3 and doc["steps"]["fetch"]["failed"] == {}
+    assert "serve" not in doc["steps"] and "service" not in doc  # --no-serve: no server left running

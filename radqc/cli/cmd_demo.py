@@ -11,7 +11,9 @@ cache outside the repository; a source that cannot be fetched is a warning) -> `
 -> ``synth`` (a small labelled synthetic set with records and charges) -> ``archive``
 (verified lossless compression) -> ``run`` (pipeline stages) -> ``summary`` (workspace
 totals and, per exam, what the ``anatomy`` stage found or the reason it analysed nothing, and the
-``image_qc`` grade, score and non-normal dimensions).
+``image_qc`` grade, score and non-normal dimensions) -> ``serve`` (demo accounts, patient
+authorisations, and the service started in the background: ``radqc serve --detach``; skipped
+with ``--no-serve``; stop it with ``radqc serve --stop``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class DemoContext:
     codec: str = "jpegls"
     workers: int | None = None
     show_progress: bool = True
+    serve_port: int = 8600  # the first port tried by the serve step (the next free one if busy)
     ws: Workspace | None = None
     files: list[Path] = field(default_factory=list)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -362,6 +365,29 @@ def step_run(ctx: DemoContext) -> dict[str, Any]:
     return summary.to_dict()
 
 
+def step_serve(ctx: DemoContext) -> dict[str, Any]:
+    """Demo accounts and authorisations, then the service in the background on the demo data:
+    any previous demo service of this workspace is stopped first (its pid file), the port is
+    ``serve_port`` or the next free one. Returns the URL, a patient to try and the accounts."""
+    from radqc.cli.cmd_serve import free_port, start_detached, stop_detached
+    from radqc.pipelines.stages.image_qc import backfill
+    from radqc.serving.demo import accounts_path, demo_patient_link, seed_demo_access
+
+    ws = ctx.workspace
+    with ws.transaction() as s:
+        backfilled = backfill(s)
+    accounts = seed_demo_access(ws)
+    patient = demo_patient_link(ws, accounts)
+    previous = stop_detached(ws.settings.home)
+    host = "127.0.0.1"
+    info = start_detached(ws.settings.home, host=host, port=free_port(host, ctx.serve_port))
+    if patient is not None:
+        patient = {**patient, "url": info["url"].rstrip("/") + patient["path"]}
+    return {**info, "stopped_previous": previous["stopped"], "qc_results_backfilled": backfilled,
+            "accounts": accounts, "accounts_file": str(accounts_path(ws)), "patient": patient,
+            "stop": "radqc serve --stop"}
+
+
 STEPS: list[DemoStep] = [
     DemoStep("init", "初始化工作区 / workspace", step_init),
     DemoStep("fetch", "获取真实样例 / fetch real samples", step_fetch),
@@ -370,6 +396,7 @@ STEPS: list[DemoStep] = [
     DemoStep("archive", "无损压缩归档 / lossless archive", step_archive),
     DemoStep("run", "流水线处理 / pipeline stages", step_run),
     DemoStep("summary", "汇总 / summary", step_summary),
+    DemoStep("serve", "启动服务 / start the service", step_serve),
 ]
 
 
@@ -402,6 +429,7 @@ def run_steps(ctx: DemoContext, steps: list[DemoStep] | None = None) -> dict[str
     summary = dict(ctx.results.get("summary", {}))
     return {
         **summary,
+        **({"service": ctx.results["serve"]} if "serve" in ctx.results else {}),
         "seconds": round(time.perf_counter() - started, 2),
         "step_seconds": timings,
         "warnings": ctx.warnings,
@@ -435,6 +463,7 @@ def _human(doc: dict[str, Any]) -> None:
     _human_anatomy(doc.get("anatomy") or [])
     _human_standard_items(doc.get("standard_items") or [])
     _human_image_qc(doc.get("image_qc") or [])
+    _human_service(doc.get("service"))
     for warning in doc.get("warnings", []):
         stdout.print(f"  [yellow]warning / 警告[/yellow]: {warning}")
 
@@ -501,6 +530,35 @@ def _human_image_qc(exams: list[dict[str, Any]]) -> None:
     stdout.print(table)
 
 
+def _human_service(service: dict[str, Any] | None) -> None:
+    """The running service: its URL, a patient to open, and the demo accounts (role, user, password)."""
+    if not service:
+        return
+    from rich.table import Table
+
+    from radqc.serving.security.roles import load_roles
+
+    roles = load_roles()
+    table = Table(title="demo accounts / 演示账号")
+    table.add_column("role / 角色")
+    table.add_column("username / 用户名")
+    table.add_column("password / 密码")
+    table.add_column("hospital / 医院")
+    for account in service.get("accounts") or []:
+        role = roles.role(account["role"])
+        hospital = account.get("hospital")
+        table.add_row(f"{role.label_zh} / {role.label_en}", account["username"], account["password"],
+                      f"{account.get('hospital_name') or hospital} ({hospital})" if hospital else "— (全区 / region)")
+    stdout.print(table)
+    stdout.print(f"  service / 服务: [bold]{service['url']}[/bold]  (API {service['url']}docs, pid {service['pid']}, "
+                 f"log {service['log']}; stop / 停止: {service['stop']})")
+    patient = service.get("patient")
+    if patient:
+        stdout.print(f"  try / 试用: log in as / 登录 {patient['username']}, open / 打开 {patient['url']} "
+                     "(本院检查及患者授权的外院检查 / own and authorised other-hospital exams)")
+    stdout.print(f"  passwords / 密码 saved in / 保存于 {service['accounts_file']} (0600)")
+
+
 def _human_anatomy(exams: list[dict[str, Any]]) -> None:
     """One row per exam: series analysed, structures found, coverage in words or the reason."""
     if not exams:
@@ -525,14 +583,18 @@ def demo(
     codec: str = typer.Option("jpegls", "--codec", help="Archive codec: jpegls or j2k."),
     workers: int = typer.Option(None, "--workers", "-w", help="Parallel processes (default RADQC_WORKERS)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable summary on stdout."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="End by starting the service in the background "
+                                                               "(default) or not."),
+    port: int = typer.Option(8600, "--port", help="The service's port (the next free one if busy)."),
 ) -> None:
     """Run the product end to end on real sample images / 用真实样例数据端到端演示."""
     import pydicom  # noqa: F401 - its import resets the "pydicom" logger to WARNING; quiet it after
 
     logging.getLogger("pydicom").setLevel(logging.ERROR)
-    ctx = DemoContext(samples_dir=samples_dir, fetch=fetch, codec=codec, workers=workers, show_progress=not as_json)
+    ctx = DemoContext(samples_dir=samples_dir, fetch=fetch, codec=codec, workers=workers, show_progress=not as_json,
+                      serve_port=port)
     try:
-        doc = run_steps(ctx)
+        doc = run_steps(ctx, None if serve else [s for s in STEPS if s.name != "serve"])
     finally:
         if ctx.ws is not None:
             ctx.ws.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -65,12 +66,30 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default; put a TLS proxy in front)."),
     port: int = typer.Option(8600, help="TCP port."),
     workers: int = typer.Option(1, help="uvicorn worker processes."),
+    detach: bool = typer.Option(False, "--detach", help="Start in the background (log <home>/serve.log, pid "
+                                                       "<home>/serve.pid) and return once it answers."),
+    stop: bool = typer.Option(False, "--stop", help="Stop the background service started with --detach."),
+    as_json: bool = typer.Option(False, "--json", help="With --detach/--stop: machine-readable result."),
 ) -> None:
     """Run the API, DICOMweb and the doctor's pages / 启动服务."""
+    ws = _workspace()
+    home = ws.settings.home
+    ws.close()
+    if stop:
+        out = stop_detached(home)
+        emit(out, as_json, lambda d: console.print(
+            f"stopped / 已停止 (pid {d['pid']})" if d["stopped"] else "no service running / 无运行中的服务"))
+        return
+    if detach:
+        try:
+            info = start_detached(home, host=host, port=port, workers=workers)
+        except ServeError as exc:
+            _fail(str(exc))
+        emit(info, as_json, lambda d: console.print(
+            f"RadQC service / 服务: {d['url']}  (pid {d['pid']}, log {d['log']}; stop: radqc serve --stop)"))
+        return
     import uvicorn
 
-    ws = _workspace()
-    ws.close()
     console.print(f"RadQC service / 服务: http://{host}:{port}/  (API docs /docs)")
     if workers > 1:
         uvicorn.run("radqc.serving.asgi:app", host=host, port=port, workers=workers, log_level="warning")
@@ -78,6 +97,158 @@ def serve(
         from radqc.serving.asgi import build
 
         uvicorn.run(build(), host=host, port=port, log_level="warning")
+
+
+# -- background service (radqc serve --detach / --stop, and the demo's serve step) --------------
+PID_FILE = "serve.pid"
+LOG_FILE = "serve.log"
+#: Marks our uvicorn in /proc/<pid>/cmdline, so --stop never signals a recycled pid.
+_ASGI_TARGET = "radqc.serving.asgi:build"
+
+
+class ServeError(RuntimeError):
+    pass
+
+
+def port_is_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1", start: int = 8600, tries: int = 100) -> int:
+    """``start`` when free, else the next free port above it."""
+    for port in range(start, start + tries):
+        if port_is_free(host, port):
+            return port
+    raise ServeError(f"no free port in {start}..{start + tries - 1} / 无可用端口")
+
+
+def _read_pid(home: Path) -> int | None:
+    try:
+        return int((home / PID_FILE).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _is_our_server(pid: int) -> bool:
+    """True when ``pid`` runs our detached uvicorn (checked through /proc where it exists)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():
+        try:
+            return _ASGI_TARGET in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return False
+    return True
+
+
+def _wait_healthy(url: str, proc: Any, timeout: float) -> bool:
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(f"{url}healthz", timeout=2) as response:  # noqa: S310 - our loopback URL
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def start_detached(home: Path, *, host: str = "127.0.0.1", port: int = 8600, workers: int = 1,
+                   timeout: float = 90.0) -> dict[str, Any]:
+    """Start uvicorn over the workspace at ``home`` as a background process (its own session,
+    so closing the terminal does not stop it and --stop can end all its workers at once).
+    Returns once GET /healthz answers: ``{"url", "pid", "host", "port", "workers", "log"}``.
+
+    The child gets the workspace through the environment (RADQC_HOME; RADQC_DATABASE_URL and
+    the secrets as already set), never on its command line."""
+    import subprocess
+    import sys
+
+    home = Path(home)
+    previous = _read_pid(home)
+    if previous is not None and _is_our_server(previous):
+        raise ServeError(f"a service is already running (pid {previous}); radqc serve --stop first "
+                         "/ 服务已在运行，请先停止")
+    if not port_is_free(host, port):
+        raise ServeError(f"port {port} is in use / 端口已被占用")
+    env = dict(os.environ, RADQC_HOME=str(home))
+    log_path = home / LOG_FILE
+    cmd = [sys.executable, "-m", "uvicorn", _ASGI_TARGET, "--factory", "--host", host, "--port", str(port),
+           "--workers", str(max(1, workers)), "--log-level", "warning", "--no-access-log"]
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True, cwd=str(home))
+    (home / PID_FILE).write_text(f"{proc.pid}\n")
+    url = f"http://{host}:{port}/"
+    if not _wait_healthy(url, proc, timeout):
+        stop_detached(home)
+        tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+        raise ServeError(f"the service did not start / 服务未能启动; {log_path}:\n{tail}")
+    return {"url": url, "pid": proc.pid, "host": host, "port": port, "workers": max(1, workers),
+            "log": str(log_path)}
+
+
+def stop_detached(home: Path, timeout: float = 15.0) -> dict[str, Any]:
+    """Stop the background service of ``home`` (SIGTERM to its process group, SIGKILL after
+    ``timeout``); removes the pid file. ``{"stopped": bool, "pid": int | None}``."""
+    import signal
+    import time
+
+    home = Path(home)
+    pid = _read_pid(home)
+    stopped = False
+    if pid is not None and _is_our_server(pid):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if _alive(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        stopped = True
+    (home / PID_FILE).unlink(missing_ok=True)
+    return {"stopped": stopped, "pid": pid}
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (a child of this process is reaped here)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "State:\tZ" not in status.read_text()
+    except OSError:
+        return True
 
 
 def users_add(
