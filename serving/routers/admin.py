@@ -71,13 +71,13 @@ def create_user(request: Request, body: UserIn, principal: Principal = Depends(r
                 session: Session = Depends(db)) -> dict[str, Any]:
     ctx = service(request)
     if body.role not in ctx.roles.roles:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(422,
                             detail=f"unknown role; known: {', '.join(ctx.roles.roles)} / 未知角色")
     try:
         user = accounts.create_user(session, body.username, body.role, password=body.password,
                                     hospital_code=body.hospital, display_name=body.display_name)
     except accounts.AccountError as exc:
-        code = status.HTTP_409_CONFLICT if "exists" in str(exc) else status.HTTP_422_UNPROCESSABLE_ENTITY
+        code = status.HTTP_409_CONFLICT if "exists" in str(exc) else 422
         raise HTTPException(code, detail=str(exc)) from exc
     session.commit()
     _log(request, principal, "user.create", detail={"new_user_id": user.id, "new_username": user.username,
@@ -104,7 +104,7 @@ def grant(request: Request, body: AuthorisationIn, principal: Principal = Depend
         row = accounts.grant_authorisation(session, person_key, body.hospital, channel=body.channel or principal.via,
                                            expires_at=body.expires_at, note=body.note)
     except accounts.AccountError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+        raise HTTPException(422, detail=str(exc)) from exc
     session.commit()
     _log(request, principal, "authorisation.grant", exam_id=body.exam_id,
          detail={"authorisation_id": row.id, "hospital": body.hospital,

@@ -44,7 +44,7 @@ def reasons(request: Request, principal: Principal = Depends(authenticate)) -> d
 
 
 def _unprocessable(message: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=message)
+    return HTTPException(422, detail=message)
 
 
 @router.post("/api/exams/{exam_id}/recognition", status_code=status.HTTP_201_CREATED,
