@@ -1,0 +1,293 @@
+"""Rendering one frame for a screen: modality LUT, window/level, resize, watermark, PNG/JPEG.
+
+Per request the work is: a cached decoded array (``pixels.PixelCache``) -> a 256-entry-per-
+stored-value lookup table (modality LUT and window in one ``np.take`` for 8/16-bit data) ->
+encode (PNG at ``compress_level=1``: ~3x faster than the default for ~15% more bytes on CT,
+or JPEG). The watermark (可见不可存) is a tiled, semi-transparent text mask with the viewer's
+identity and the time to the minute, built once per (text, size) and blended in numpy.
+
+Window syntax follows PS3.18 §8.3.5.1.3: ``center,width[,function]`` with function
+``linear`` (PS3.3 C.11.2.1.2.1, the default), ``linear-exact`` or ``sigmoid``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from PIL import Image, ImageDraw, ImageFont
+
+from radqc.serving.imaging.pixels import Decoded
+
+PRESETS_FILE = Path(__file__).with_name("presets.yaml")
+FUNCTIONS = ("linear", "linear-exact", "sigmoid")
+MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
+#: Bounds that keep a request from asking the server for absurd work.
+MAX_VIEWPORT = 4096
+MAX_WINDOW_ABS = 1e7
+JPEG_QUALITY = 90
+PNG_COMPRESS_LEVEL = 1
+
+
+class RenderParameterError(ValueError):
+    """A request parameter the renderer cannot use (the router answers 422 with this text)."""
+
+
+@lru_cache(maxsize=1)
+def presets_data() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(PRESETS_FILE.read_text(encoding="utf-8")) or {}
+    return data
+
+
+def ct_presets() -> dict[str, dict[str, Any]]:
+    """``{name: {"center", "width", "zh", "en"}}`` for the viewer's preset buttons."""
+    return {name: dict(v) for name, v in (presets_data().get("ct_presets") or {}).items()}
+
+
+@dataclass(frozen=True)
+class Window:
+    center: float
+    width: float
+    function: str = "linear"
+
+    def as_dict(self) -> dict[str, float]:
+        return {"center": self.center, "width": self.width}
+
+
+def parse_window(text: str | None) -> Window | None:
+    """``"C,W[,function]"`` -> :class:`Window`; None for an absent parameter."""
+    if text is None or text == "":
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in (2, 3):
+        raise RenderParameterError("window must be center,width[,linear|linear-exact|sigmoid] / "
+                                   "窗口参数格式应为 窗位,窗宽[,函数]")
+    try:
+        center, width = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise RenderParameterError("window center and width must be numbers / 窗位与窗宽必须是数字") from None
+    function = parts[2].lower() if len(parts) == 3 else "linear"
+    if function not in FUNCTIONS:
+        raise RenderParameterError(f"window function must be one of {', '.join(FUNCTIONS)} / 未知的窗函数")
+    if not (math.isfinite(center) and math.isfinite(width)) or abs(center) > MAX_WINDOW_ABS \
+            or width > MAX_WINDOW_ABS:
+        raise RenderParameterError("window values out of range / 窗口数值超出范围")
+    if width <= 0 or (function == "linear" and width < 1):
+        raise RenderParameterError("window width must be positive (>= 1 for linear) / 窗宽必须为正数")
+    return Window(center, width, function)
+
+
+def parse_viewport(text: str | None) -> tuple[int, int] | None:
+    """``"w,h"`` (PS3.18 viewport; the image is fitted inside, aspect kept) -> (w, h)."""
+    if text is None or text == "":
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        w, h = int(parts[0]), int(parts[1]) if len(parts) > 1 and parts[1] else int(parts[0])
+    except (ValueError, IndexError):
+        raise RenderParameterError("viewport must be width,height in pixels / 视口应为 宽,高（像素）") from None
+    if not (1 <= w <= MAX_VIEWPORT and 1 <= h <= MAX_VIEWPORT):
+        raise RenderParameterError(f"viewport must be within 1..{MAX_VIEWPORT} / 视口超出范围")
+    return w, h
+
+
+def parse_format(fmt: str | None, accept: str | None) -> str:
+    """``png`` or ``jpeg``: the ``format`` parameter, else the Accept header, else PNG."""
+    if fmt:
+        value = fmt.lower()
+        value = "jpeg" if value == "jpg" else value
+        if value not in MEDIA_TYPES:
+            raise RenderParameterError("format must be png or jpeg / 格式应为 png 或 jpeg")
+        return value
+    if accept:
+        for item in accept.split(","):
+            media = item.split(";")[0].strip().lower()
+            if media == "image/png":
+                return "png"
+            if media in ("image/jpeg", "image/jpg"):
+                return "jpeg"
+    return "png"
+
+
+def default_window(decoded: Decoded, frame: int = 0) -> Window:
+    """The header's window, else the CT preset for the body part, else the frame's percentiles."""
+    if decoded.window_center is not None and decoded.window_width is not None and decoded.window_width > 0:
+        return Window(decoded.window_center, max(decoded.window_width, 1.0))
+    data = presets_data()
+    if decoded.modality == "CT":
+        name = (data.get("ct_default_by_body_part") or {}).get(decoded.body_part or "", data.get("ct_default"))
+        preset = (data.get("ct_presets") or {}).get(name)
+        if preset:
+            return Window(float(preset["center"]), float(preset["width"]))
+    lo_p, hi_p = data.get("auto_window_percentiles") or (0.5, 99.5)
+    values = decoded.frames[frame].astype(np.float32) * decoded.slope + decoded.intercept
+    lo, hi = (float(v) for v in np.percentile(values[:: 4, :: 4], (lo_p, hi_p)))
+    return Window((lo + hi) / 2, max(hi - lo, 1.0))
+
+
+def _window_values(x: np.ndarray, window: Window) -> np.ndarray:
+    """Modality values -> display 0..255 (float), per the PS3.3 VOI LUT functions."""
+    c, w = window.center, window.width
+    if window.function == "linear-exact":
+        y = (x - c) / w + 0.5
+    elif window.function == "sigmoid":
+        y = 1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+    else:
+        y = (x - (c - 0.5)) / (w - 1) + 0.5
+    return np.clip(y, 0.0, 1.0) * 255.0
+
+
+@lru_cache(maxsize=64)
+def _lut(dtype: str, slope: float, intercept: float, window: Window, invert: bool) -> np.ndarray:
+    """A uint8 table over every stored value of a 8/16-bit dtype (index = value - dtype min)."""
+    info = np.iinfo(np.dtype(dtype))
+    stored = np.arange(info.min, info.max + 1, dtype=np.float64)
+    out = _window_values(stored * slope + intercept, window)
+    if invert:
+        out = 255.0 - out
+    return np.rint(out).astype(np.uint8)
+
+
+def to_display(decoded: Decoded, frame: int, window: Window | None) -> np.ndarray:
+    """Frame ``frame`` as uint8 (rows, columns) or (rows, columns, 3) for the screen."""
+    if not 0 <= frame < decoded.n_frames:
+        raise IndexError(frame)
+    pixels = decoded.frames[frame]
+    if not decoded.monochrome:
+        if pixels.dtype == np.uint8:
+            return pixels
+        top = float(pixels.max()) or 1.0
+        return np.clip(pixels.astype(np.float32) * (255.0 / top), 0, 255).astype(np.uint8)
+    window = window or default_window(decoded, frame)
+    invert = decoded.photometric == "MONOCHROME1"
+    if pixels.dtype.kind in "iu" and pixels.dtype.itemsize <= 2:
+        table = _lut(pixels.dtype.str, decoded.slope, decoded.intercept, window, invert)
+        offset = int(np.iinfo(pixels.dtype).min)
+        index = pixels.astype(np.int32) - offset if offset else pixels
+        return np.take(table, index)
+    out = _window_values(pixels.astype(np.float32) * decoded.slope + decoded.intercept, window)
+    if invert:
+        out = 255.0 - out
+    return np.rint(out).astype(np.uint8)
+
+
+def fit(image: Image.Image, viewport: tuple[int, int] | None) -> Image.Image:
+    """Fit ``image`` inside ``viewport`` keeping its aspect ratio (no upscaling past 4x)."""
+    if viewport is None:
+        return image
+    w, h = viewport
+    scale = min(w / image.width, h / image.height, 4.0)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    if size == image.size:
+        return image
+    return image.resize(size, Image.Resampling.BILINEAR if scale < 1 else Image.Resampling.BICUBIC)
+
+
+def encode(image: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        image.convert("RGB" if image.mode not in ("L", "RGB") else image.mode).save(buf, "JPEG", quality=JPEG_QUALITY)
+    else:
+        image.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buf.getvalue()
+
+
+# -- watermark (可见不可存) ------------------------------------------------------------------
+
+_MASKS: OrderedDict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_MASKS_LOCK = threading.Lock()
+_MASKS_MAX = 64
+
+
+@lru_cache(maxsize=8)
+def _font(size: int) -> tuple[Any, bool]:
+    """The first configured font that exists (and whether it can draw Chinese); Pillow's default else."""
+    for path in (presets_data().get("watermark") or {}).get("fonts") or ():
+        if Path(path).is_file():
+            try:
+                return ImageFont.truetype(path, size), "Droid" in path or "CJK" in path or "wqy" in path
+            except OSError:
+                continue
+    return ImageFont.load_default(size=size), False
+
+
+def watermark_text(identity: str, ascii_identity: str, at: str, cjk: bool) -> str:
+    return f"{identity if cjk else ascii_identity}  {at}"
+
+
+def _masks(identity: str, ascii_identity: str, at: str, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """(light text, dark outline) alpha masks 0..1 tiling the image with the text, rotated."""
+    key = (f"{identity}|{ascii_identity}|{at}", width, height)
+    with _MASKS_LOCK:
+        hit = _MASKS.get(key)
+        if hit is not None:
+            _MASKS.move_to_end(key)
+            return hit
+    cfg = presets_data().get("watermark") or {}
+    size = max(9, round(float(cfg.get("size_px_at_512", 16)) * max(width, height) / 512))
+    font, cjk = _font(size)
+    text = watermark_text(identity, ascii_identity, at, cjk)
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    left, top, right, bottom = probe.textbbox((0, 0), text, font=font)
+    tw, th = int(right - left) + 4, int(bottom - top) + 4
+    tile_factor = float(cfg.get("tile_factor", 1.6))
+    step_x, step_y = max(int(tw * tile_factor * 0.75), 8), max(int(th * 4 * tile_factor), 8)
+    diag = int(math.hypot(width, height)) + 2 * max(tw, th)
+    light = Image.new("L", (diag, diag), 0)
+    dark = Image.new("L", (diag, diag), 0)
+    dl, dd = ImageDraw.Draw(light), ImageDraw.Draw(dark)
+    for row, y in enumerate(range(0, diag, step_y)):
+        shift = (row % 2) * step_x // 2
+        for x in range(-shift, diag, step_x):
+            dd.text((x + 1 - left, y + 1 - top), text, font=font, fill=255)
+            dl.text((x - left, y - top), text, font=font, fill=255)
+    angle = float(cfg.get("angle_deg", 30))
+    box = ((diag - width) // 2, (diag - height) // 2, (diag - width) // 2 + width, (diag - height) // 2 + height)
+    light_a = np.asarray(light.rotate(angle, resample=Image.Resampling.BILINEAR).crop(box), dtype=np.float32) / 255
+    dark_a = np.asarray(dark.rotate(angle, resample=Image.Resampling.BILINEAR).crop(box), dtype=np.float32) / 255
+    opacity = float(cfg.get("opacity", 0.35))
+    out = (light_a * opacity, dark_a * opacity)
+    with _MASKS_LOCK:
+        _MASKS[key] = out
+        while len(_MASKS) > _MASKS_MAX:
+            _MASKS.popitem(last=False)
+    return out
+
+
+def apply_watermark(pixels: np.ndarray, identity: str, ascii_identity: str, at: str) -> np.ndarray:
+    """``pixels`` (uint8, grey or RGB) with the tiled identity text blended in (light on dark outline)."""
+    height, width = pixels.shape[:2]
+    light, dark = _masks(identity, ascii_identity, at, width, height)
+    if pixels.ndim == 3:
+        light, dark = light[..., None], dark[..., None]
+    out = pixels.astype(np.float32)
+    out = out * (1 - dark) + 0.0 * dark
+    out = out * (1 - light) + 255.0 * light
+    return np.rint(out).astype(np.uint8)
+
+
+def render(decoded: Decoded, frame: int = 0, *, window: Window | None = None,
+           viewport: tuple[int, int] | None = None, fmt: str = "png",
+           watermark: tuple[str, str, str] | None = None) -> bytes:
+    """The encoded image of one frame; ``watermark`` is (identity, ascii identity, time)."""
+    display = to_display(decoded, frame, window)
+    image = fit(Image.fromarray(display), viewport)
+    if watermark is not None:
+        image = Image.fromarray(apply_watermark(np.asarray(image), *watermark))
+    return encode(image, fmt)
+
+
+def thumbnail(decoded: Decoded, size: int = 128) -> bytes:
+    """A small PNG of the middle frame with the default window (the exam view's series tiles)."""
+    display = to_display(decoded, decoded.n_frames // 2, None)
+    image = Image.fromarray(display)
+    image.thumbnail((size, size), Image.Resampling.BILINEAR)
+    return encode(image, "png")
