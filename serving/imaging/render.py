@@ -207,20 +207,41 @@ _MASKS_LOCK = threading.Lock()
 _MASKS_MAX = 64
 
 
-@lru_cache(maxsize=8)
-def _font(size: int) -> tuple[Any, bool]:
-    """The first configured font that exists (and whether it can draw Chinese); Pillow's default else."""
-    for path in (presets_data().get("watermark") or {}).get("fonts") or ():
+def _first_font(paths: list[str], size: int) -> Any | None:
+    for path in paths:
         if Path(path).is_file():
             try:
-                return ImageFont.truetype(path, size), "Droid" in path or "CJK" in path or "wqy" in path
+                return ImageFont.truetype(path, size)
             except OSError:
                 continue
-    return ImageFont.load_default(size=size), False
+    return None
 
 
-def watermark_text(identity: str, ascii_identity: str, at: str, cjk: bool) -> str:
-    return f"{identity if cjk else ascii_identity}  {at}"
+@lru_cache(maxsize=8)
+def _fonts(size: int) -> tuple[Any, Any | None]:
+    """(Latin font, CJK font or None) from the configured lists; Pillow's own font as the last resort."""
+    cfg = presets_data().get("watermark") or {}
+    latin = _first_font(list(cfg.get("latin_fonts") or ()), size) or ImageFont.load_default(size=size)
+    return latin, _first_font(list(cfg.get("cjk_fonts") or ()), size)
+
+
+def _runs(text: str) -> list[tuple[str, bool]]:
+    """``text`` split into runs of ASCII and non-ASCII characters: (run, is_ascii)."""
+    runs: list[tuple[str, bool]] = []
+    for ch in text:
+        is_ascii = ord(ch) < 128
+        if runs and runs[-1][1] == is_ascii:
+            runs[-1] = (runs[-1][0] + ch, is_ascii)
+        else:
+            runs.append((ch, is_ascii))
+    return runs
+
+
+def _draw_runs(draw: ImageDraw.ImageDraw, xy: tuple[int, int], runs: list[tuple[str, Any]]) -> None:
+    x, y = xy
+    for text, font in runs:
+        draw.text((x, y), text, font=font, fill=255)
+        x += int(math.ceil(draw.textlength(text, font=font)))
 
 
 def _masks(identity: str, ascii_identity: str, at: str, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -233,11 +254,12 @@ def _masks(identity: str, ascii_identity: str, at: str, width: int, height: int)
             return hit
     cfg = presets_data().get("watermark") or {}
     size = max(9, round(float(cfg.get("size_px_at_512", 16)) * max(width, height) / 512))
-    font, cjk = _font(size)
-    text = watermark_text(identity, ascii_identity, at, cjk)
+    latin, cjk = _fonts(size)
+    text = f"{identity if cjk is not None else ascii_identity}  {at}"
+    runs = [(run, latin if is_ascii or cjk is None else cjk) for run, is_ascii in _runs(text)]
     probe = ImageDraw.Draw(Image.new("L", (1, 1)))
-    left, top, right, bottom = probe.textbbox((0, 0), text, font=font)
-    tw, th = int(right - left) + 4, int(bottom - top) + 4
+    tw = sum(int(math.ceil(probe.textlength(run, font=font))) for run, font in runs) + 4
+    th = size + 4
     tile_factor = float(cfg.get("tile_factor", 1.6))
     step_x, step_y = max(int(tw * tile_factor * 0.75), 8), max(int(th * 4 * tile_factor), 8)
     diag = int(math.hypot(width, height)) + 2 * max(tw, th)
@@ -247,8 +269,8 @@ def _masks(identity: str, ascii_identity: str, at: str, width: int, height: int)
     for row, y in enumerate(range(0, diag, step_y)):
         shift = (row % 2) * step_x // 2
         for x in range(-shift, diag, step_x):
-            dd.text((x + 1 - left, y + 1 - top), text, font=font, fill=255)
-            dl.text((x - left, y - top), text, font=font, fill=255)
+            _draw_runs(dd, (x + 1, y + 1), runs)
+            _draw_runs(dl, (x, y), runs)
     angle = float(cfg.get("angle_deg", 30))
     box = ((diag - width) // 2, (diag - height) // 2, (diag - width) // 2 + width, (diag - height) // 2 + height)
     light_a = np.asarray(light.rotate(angle, resample=Image.Resampling.BILINEAR).crop(box), dtype=np.float32) / 255

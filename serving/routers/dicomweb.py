@@ -49,6 +49,7 @@ QIDO_MAX_LIMIT = 1000
 NOT_FOUND = "not found / 未找到"
 DATE_RANGE = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
 THUMBNAIL_PX = 128
+HTTP_422 = 422  # Unprocessable Content (Starlette renamed the constant; the number is stable)
 INCLUDEFIELD_DOC = ("accepted for PS3.18 clients; every attribute the catalogue holds is always returned "
                     "(a search reads no file)")
 
@@ -181,7 +182,7 @@ def _decoded(request: Request, instance: m.Instance) -> Decoded:
     try:
         return _cache(request).get(instance.storage_key)
     except PixelError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+        raise HTTPException(HTTP_422, detail=str(exc)) from exc
 
 
 def _log(request: Request, principal: Principal, action: str, exam_id: int, outcome: str = "ok",
@@ -451,7 +452,7 @@ def _metadata(request: Request, session: Session, principal: Principal, ref: Stu
         try:
             ds = cache.dataset(inst.storage_key, stop_before_pixels=True)
         except Exception as exc:  # noqa: BLE001 - a missing/corrupt object is a 5xx-free error for the client
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+            raise HTTPException(HTTP_422,
                                 detail=f"stored instance unreadable / 存储的实例无法读取: {type(exc).__name__}") from exc
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         url = f"{base}/studies/{ref.exam.study_instance_uid}/series/{s.series_instance_uid}/instances/" \
@@ -563,7 +564,7 @@ def _rendered(request: Request, principal: Principal, exam: m.Exam, inst: m.Inst
         view = render.parse_viewport(viewport)
         kind = render.parse_format(fmt, request.headers.get("accept"))
     except render.RenderParameterError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+        raise HTTPException(HTTP_422, detail=str(exc)) from exc
     decoded = _decoded(request, inst)
     if not 0 <= frame < decoded.n_frames:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"frame out of range 1..{decoded.n_frames} / 帧号超出范围")
