@@ -266,7 +266,7 @@ def test_doctor_without_authorisation_is_refused_and_sees_no_image(new_page, liv
     assert not [u for u, status in image_responses if status == 200]
 
 
-def test_english_switch_and_login_error(new_page, live_service: LiveService) -> None:  # noqa: F811
+def test_english_switch_and_login_error(new_page, live_service: LiveService, shots: Path) -> None:  # noqa: F811
     live = live_service
     page = new_page()
     page.goto("/")
@@ -278,6 +278,8 @@ def test_english_switch_and_login_error(new_page, live_service: LiveService) -> 
     assert page.evaluate("() => sessionStorage.getItem('radqc.token')") is None
     log_in(page, live.users["later"], live.password)
     assert page.get_by_test_id("nav-search").inner_text() == "检查查询"
+    page.get_by_test_id("search-results").get_by_test_id("exam-row").first.wait_for()
+    page.screenshot(path=str(shots / "search.png"))
     page.get_by_test_id("lang-switch").click()
     page.get_by_test_id("nav-search").filter(has_text="Exams").wait_for()
     assert page.get_by_test_id("logout").inner_text() == "Log out"
@@ -286,6 +288,15 @@ def test_english_switch_and_login_error(new_page, live_service: LiveService) -> 
     page.get_by_test_id("qc-panel").wait_for()
     assert "Quality control" in page.get_by_test_id("qc-panel").inner_text()
     assert page.get_by_test_id("recognise-reject").inner_text() == "Do not recognise"
+    page.wait_for_function("() => performance.getEntriesByName('radqc:first-image').length > 0")
+    page.screenshot(path=str(shots / "exam-en.png"))
+    # QC values (a Chinese vocabulary) are shown in English too, from the i18n data
+    english = {k[len("value."):]: v for k, v in httpx.get(f"{live.base_url}/static/i18n/en.json").json().items()
+               if k.startswith("value.")}
+    for cell in page.locator("[data-testid^=qc-dim-]").all():
+        value = cell.get_attribute("data-value") or ""
+        if value in english:
+            assert cell.inner_text().startswith(english[value]), value
     # the choice is remembered; switching back gives Chinese again
     page.reload()
     page.get_by_test_id("nav-search").filter(has_text="Exams").wait_for()

@@ -56,6 +56,12 @@ function applyStaticText() {
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
 }
 
+/** A QC value (the vocabulary is Chinese, docs/image-qc.md) in the page's language. */
+function valueText(value) {
+  if (value === null || value === undefined) return "—";
+  return (state.messages[state.lang] || {})[`value.${value}`] ?? value;
+}
+
 function bi(zh, en) { return state.lang === "zh" ? (zh ?? en ?? "") : (en ?? zh ?? ""); }
 
 // ----------------------------------------------------------------------------------- DOM
@@ -399,7 +405,9 @@ async function renderExam(examId, query) {
     btn.addEventListener("click", () => openSeries(s.id, 0));
     thumbs.append(btn);
   }
-  if (series.length) await openSeries(series[0].id, 0);
+  // open the longest series (the diagnostic stack, not a one-image localizer)
+  const longest = series.reduce((best, s) => (s.instances > best.instances ? s : best), series[0] || null);
+  if (longest) await openSeries(longest.id, 0);
   else viewerEl.status.textContent = t("viewer.no_series");
 }
 
@@ -436,7 +444,7 @@ function qcSection(exam) {
     const reason = d.reason ? (typeof d.reason === "object" ? bi(d.reason.zh, d.reason.en) : String(d.reason)) : "";
     dims.append(h("span", {}, t(`dim.${dim}`) === `dim.${dim}` ? dim : t(`dim.${dim}`)),
       h("span", { class: `dim-value ${dimClass(d.value)}`, testid: `qc-dim-${dim}`, dataset: { dimension: dim, value: d.value ?? "" },
-        title: reason }, d.value ?? "—", reason && dimClass(d.value) !== "normal" ? h("span", { class: "muted" }, ` ${reason}`) : null));
+        title: reason }, valueText(d.value), reason && dimClass(d.value) !== "normal" ? h("span", { class: "muted" }, ` ${reason}`) : null));
   }
   sec.append(h("h3", {}, t("qc.dimensions")), dims, h("h3", {}, t("qc.deductions")));
   const deductions = iq.deductions || [];
@@ -446,7 +454,7 @@ function qcSection(exam) {
     sec.append(h("div", { class: "deduction", testid: "qc-deduction", dataset: { checkId: ded.check_id || "", dimension: ded.dimension || "" } },
       h("span", { class: "points" }, t("qc.points", { p: ded.points })),
       h("div", {}, h("strong", {}, t(`dim.${ded.dimension}`) === `dim.${ded.dimension}` ? (ded.dimension || ded.check_id) : t(`dim.${ded.dimension}`)),
-        ` ${ded.value ?? ""}`),
+        ` ${ded.value ? valueText(ded.value) : ""}`),
       h("div", { testid: "qc-deduction-reason" }, bi(ded.reason_zh, ded.reason_en)),
       ev.length ? h("div", { class: "evidence", title: t("qc.evidence") }, ev.map((e) => {
         const b = h("button", { type: "button", testid: "evidence-thumb",
