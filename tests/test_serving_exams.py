@@ -188,3 +188,38 @@ def test_patient_history_across_hospitals(workspace) -> None:  # type: ignore[no
     assert [e["id"] for e in r["items"]] == [own.exam_id, other_new.exam_id, other_old.exam_id]
     assert client.get(f"/api/patients/{unrelated.patient_id}/exams", headers=h).status_code == 404
     assert client.get("/api/patients/424242/exams", headers=h).status_code == 404
+
+
+def test_detail_and_search_query_count_independent_of_size(workspace) -> None:  # type: ignore[no-untyped-def]
+    """No N+1: the same number of SQL statements for a 1-series and a 6-series exam, and for pages of 1 and 8."""
+    from sqlalchemy import event
+
+    add_user(workspace, "auditor", "auditor")
+    small = add_full_exam(workspace, "H_A", n_series=1, instances=1)
+    large = add_full_exam(workspace, "H_A", n_series=6, instances=30)
+    for _ in range(6):
+        add_full_exam(workspace, "H_B")
+    client = make_client(workspace)
+    h = login(client, "auditor")
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(workspace.engine, "before_cursor_execute", count)
+    try:
+        def n_for(url: str, **params: object) -> int:
+            statements.clear()
+            assert client.get(url, params=params, headers=h).status_code == 200
+            return len(statements)
+
+        n_small = n_for(f"/api/exams/{small.exam_id}")
+        n_large = n_for(f"/api/exams/{large.exam_id}")
+        n_page1 = n_for("/api/exams", limit=1)
+        n_page8 = n_for("/api/exams", limit=8)
+    finally:
+        event.remove(workspace.engine, "before_cursor_execute", count)
+    assert n_small == n_large
+    assert n_page1 == n_page8
+    # authentication + the view + the access-log append: a fixed handful
+    assert n_large <= 14, n_large

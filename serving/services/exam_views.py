@@ -292,8 +292,29 @@ def scoped_exam_row(session: Session, principal: Principal, exam_id: int) -> tup
 # ------------------------------------------------------------------ recognitions
 
 
+_REASONS: dict[tuple[str, int], list[dict[str, Any]]] = {}
+
+
+def reasons(ctx: ServiceContext) -> list[dict[str, Any]]:
+    """The configured 不互认 reasons, parsed once per file version (path, mtime).
+
+    Parsing the YAML on every request cost more than all the SQL of the exam detail; keying
+    by mtime keeps an edited file effective without a restart."""
+    path = ctx.settings.recognition_reasons
+    try:
+        key = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return ctx.recognition_reasons()  # let the context raise its own, clear error
+    cached = _REASONS.get(key)
+    if cached is None:
+        cached = ctx.recognition_reasons()
+        _REASONS.clear()
+        _REASONS[key] = cached
+    return [dict(r) for r in cached]
+
+
 def reason_index(ctx: ServiceContext) -> dict[str, dict[str, Any]]:
-    return {str(r["code"]): r for r in ctx.recognition_reasons()}
+    return {str(r["code"]): r for r in reasons(ctx)}
 
 
 def recognition_out(r: m.Recognition, user: m.AppUser | None, hospital: m.Hospital | None,
@@ -319,8 +340,9 @@ def exam_recognitions(session: Session, ctx: ServiceContext, exam_id: int) -> li
 # ------------------------------------------------------------------ detail
 
 
-def _series_infos(session: Session, exam_id: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """SeriesInfo list and ``{series_uid: series_id}`` (3 queries: series, counts, labels)."""
+def _series_infos(session: Session, exam_id: int, standard_series: Sequence[m.StandardSeries]
+                  ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """SeriesInfo list and ``{series_uid: series_id}`` (2 queries: series, instance counts)."""
     series = session.scalars(select(m.Series).where(m.Series.exam_id == exam_id)
                              .order_by(m.Series.series_number.nulls_last(), m.Series.id)).all()
     ids = [s.id for s in series]
@@ -330,8 +352,7 @@ def _series_infos(session: Session, exam_id: int) -> tuple[list[dict[str, Any]],
         counts = {sid: int(n) for sid, n in session.execute(
             select(m.Instance.series_id, func.count(m.Instance.id)).where(m.Instance.series_id.in_(ids))
             .group_by(m.Instance.series_id))}
-        for ss in session.scalars(select(m.StandardSeries).where(m.StandardSeries.exam_id == exam_id)
-                                  .order_by(m.StandardSeries.id)):
+        for ss in standard_series:
             if ss.source_series_id is None or ss.source_series_id in labels:
                 continue
             label = {k: v for k, v in (ss.label or {}).items() if k != "evidence"}
@@ -345,7 +366,7 @@ def _series_infos(session: Session, exam_id: int) -> tuple[list[dict[str, Any]],
     return infos, {s.series_instance_uid: s.id for s in series}
 
 
-def _standard_items(session: Session, exam_id: int, items_result: dict[str, Any] | None,
+def _standard_items(standard_series: Sequence[m.StandardSeries], items_result: dict[str, Any] | None,
                     series_result: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The exam's standard items with their standard series (split) and the order they came from."""
     from radqc import vocab
@@ -358,8 +379,7 @@ def _standard_items(session: Session, exam_id: int, items_result: dict[str, Any]
                 "modality": entry.get("modality"), "parts": list(entry.get("parts") or []),
                 "method": entry.get("method"), "laterality": entry.get("laterality"),
                 "confidence": entry.get("confidence"), "source": "items", "standard_series": []})
-    for ss in session.scalars(select(m.StandardSeries).where(m.StandardSeries.exam_id == exam_id)
-                              .order_by(m.StandardSeries.id)):
+    for ss in standard_series:
         if not ss.item_code:
             continue
         entry = by_code.get(ss.item_code)
@@ -458,21 +478,34 @@ def report_out(session: Session, exam_id: int) -> dict[str, Any] | None:
 
 
 def detail(session: Session, ctx: ServiceContext, principal: Principal, row: tuple[Any, ...]) -> dict[str, Any]:
-    """ExamDetail for a row from :func:`scoped_exam_row` (about 8 queries in all, whatever its size)."""
+    """ExamDetail for a row from :func:`scoped_exam_row`: 7 queries whatever the exam's size
+    (ledger, series, instance counts, standard series, report, decisions; the row itself before)."""
     exam, hospital, patient, qc = row
     stages = latest_results(session, [exam.id], DETAIL_STAGES).get(exam.id, {})
-    series, series_ids = _series_infos(session, exam.id)
-    items = exam_items(session, [exam.id], {exam.id: stages.get("items") or {}})[exam.id]
-    decisions = latest_recognitions(session, principal, [exam.id])
-    out = summary(ctx, principal, exam, hospital, patient, qc, items, decisions.get(exam.id))
+    standard_series = session.scalars(select(m.StandardSeries).where(m.StandardSeries.exam_id == exam.id)
+                                      .order_by(m.StandardSeries.id)).all()
+    series, series_ids = _series_infos(session, exam.id, standard_series)
+    standard_items = _standard_items(standard_series, stages.get("items"), stages.get("series"))
+    items = [{"code": i["code"], "name": i["name"]} for i in standard_items
+             if i["standard_series"] or not any(j["standard_series"] for j in standard_items)]
+    recognitions: list[dict[str, Any]] = []
+    if principal.can("recognition.read"):
+        recognitions = exam_recognitions(session, ctx, exam.id)
+        mine = [r for r in recognitions
+                if principal.hospital_id is None or (r["by"] or {}).get("hospital") == principal.hospital_code]
+        latest = ({"decision": mine[0]["decision"], "reason_code": mine[0]["reason_code"], "at": mine[0]["at"],
+                   "by": mine[0]["by"]} if mine else None)
+    else:
+        latest = latest_recognitions(session, principal, [exam.id]).get(exam.id)
+    out = summary(ctx, principal, exam, hospital, patient, qc, items, latest)
     other = is_other_hospital(principal, exam.hospital_id)
     out.update(
         series=series,
-        standard_items=_standard_items(session, exam.id, stages.get("items"), stages.get("series")),
+        standard_items=standard_items,
         report=report_out(session, exam.id),
         rule_qc=rule_qc_out(stages.get("rule_qc"), principal),
         image_qc=image_qc_out(exam.id, stages.get("image_qc"), series_ids),
-        recognitions=exam_recognitions(session, ctx, exam.id) if principal.can("recognition.read") else [],
+        recognitions=recognitions,
         permissions={
             "recognise": principal.can("recognition.write") and other and principal.hospital_id is not None,
             "download_original": principal.can("image.download_original")
