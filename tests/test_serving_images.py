@@ -172,3 +172,11 @@ def test_linear_exact_and_monochrome1() -> None:
     out = render.to_display(decoded, 0, render.Window(150, 300, "linear-exact"))
     expected = 255 - np.rint(np.clip((pixels[0].astype(float) - 150) / 300 + 0.5, 0, 1) * 255)
     assert np.array_equal(out, expected.astype(np.uint8)) and out.tolist() == [[255, 170, 85, 0]]
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (64, 33), (16, 9, 3)])
+def test_png_encoder_is_lossless(shape: tuple[int, ...]) -> None:
+    pixels = np.random.default_rng(len(shape)).integers(0, 256, size=shape, dtype=np.uint8)
+    pixels[: shape[0] // 2] = 0  # long runs as well as noise
+    decoded = np.asarray(Image.open(io.BytesIO(render.png_bytes(pixels))))
+    assert decoded.shape == pixels.shape and np.array_equal(decoded, pixels)
