@@ -4,6 +4,7 @@ runs), patient authorisations for returning patients, and the service started in
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from rich.console import Console
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -99,6 +101,12 @@ def test_demo_serve_step_runs_a_detached_service_and_stop_ends_it(workspace: Any
         assert {patient["exam_id"], patient["other_exam_id"]} in (
             {exams["p1_late"], exams["p1_early"]}, {exams["p2_late"], exams["p2_early"]})
         doctor = next(a for a in service["accounts"] if a["username"] == "doctor_a")
+        screen = io.StringIO()
+        monkeypatch.setattr(cmd_demo, "stdout", Console(file=screen, width=100))
+        cmd_demo._human_service(service)  # what people read: URL, patient link, every account's password
+        shown = screen.getvalue()
+        assert service["url"] in shown and patient["url"] in shown
+        assert all(a["username"] in shown and a["password"] in shown for a in service["accounts"])
         with httpx.Client(base_url=service["url"], timeout=10) as client:
             assert client.get("/healthz").json() == {"status": "ok"}
             r = client.post("/api/auth/token", data={"username": "doctor_a", "password": doctor["password"]})

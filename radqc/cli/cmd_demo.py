@@ -541,8 +541,8 @@ def _human_service(service: dict[str, Any] | None) -> None:
     roles = load_roles()
     table = Table(title="demo accounts / 演示账号")
     table.add_column("role / 角色")
-    table.add_column("username / 用户名")
-    table.add_column("password / 密码")
+    table.add_column("username / 用户名", no_wrap=True)
+    table.add_column("password / 密码", no_wrap=True)  # copied by hand: never broken across lines
     table.add_column("hospital / 医院")
     for account in service.get("accounts") or []:
         role = roles.role(account["role"])
