@@ -223,3 +223,33 @@ def test_detail_and_search_query_count_independent_of_size(workspace) -> None:  
     assert n_page1 == n_page8
     # authentication + the view + the access-log append: a fixed handful
     assert n_large <= 14, n_large
+
+
+def test_hostile_inputs_are_refused_not_errors(workspace) -> None:  # type: ignore[no-untyped-def]
+    """Out-of-range ids, NUL bytes, extreme dates: 404/422, never a 5xx (PostgreSQL included)."""
+    add_user(workspace, "auditor", "auditor")
+    add_user(workspace, "dr_a", "doctor", "H_A")
+    ex = add_full_exam(workspace, "H_B")
+    client = make_client(workspace)
+    h = login(client, "auditor")
+    doctor = login(client, "dr_a")
+    cases = [
+        ("get", "/api/exams/3000000000", {}, h), ("get", "/api/exams/0", {}, h),
+        ("get", f"/api/exams/{ex.exam_id}/evidence/4294967296", {}, h),
+        ("get", "/api/patients/99999999999/exams", {}, h),
+        ("get", "/api/exams", {"q": "a\x00b"}, h), ("get", "/api/exams", {"hospital": "\x00"}, h),
+        ("get", "/api/exams", {"patient_id": 2**40}, h),
+        ("get", "/api/patients/1/repeat-check", {"item": "CT.CHEST.PLAIN\x00"}, h),
+        ("post", "/api/exams/5000000000/recognition", {"decision": "互认"}, doctor),
+    ]
+    for method, url, params, headers in cases:
+        if method == "get":
+            r = client.get(url, params=params, headers=headers)
+        else:
+            r = client.post(url, json=params, headers=headers)
+        assert r.status_code in (404, 422), (url, params, r.status_code, r.text)
+    ok = client.get("/api/exams", params={"date_from": "0001-01-01", "date_to": "9999-12-31"}, headers=h)
+    assert ok.status_code == 200 and ok.json()["total"] == 1
+    r = client.post(f"/api/exams/{ex.exam_id}/recognition", json={"decision": "互认", "comment": "x\x00y"},
+                    headers=doctor)
+    assert r.status_code in (404, 422)

@@ -11,13 +11,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radqc.catalogue import models as m
 from radqc.serving import accesslog, accounts
+from radqc.serving.routers.exams import MAX_ID, NO_NUL
 from radqc.serving.security.deps import db, require, service
 from radqc.serving.security.principal import Principal
 from radqc.serving.services.exam_views import iso
@@ -29,19 +30,21 @@ MIN_PASSWORD = 12
 
 class UserIn(BaseModel):
     username: str = Field(..., min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
-    role: str = Field(..., max_length=32)
+    role: str = Field(..., max_length=32, pattern=NO_NUL)
     password: str | None = Field(None, min_length=MIN_PASSWORD, max_length=256)
-    hospital: str | None = Field(None, max_length=64, description="hospital code (doctor, hospital_admin)")
-    display_name: str | None = Field(None, max_length=128)
+    hospital: str | None = Field(None, max_length=64, pattern=NO_NUL, description="hospital code (doctor, hospital_admin)")
+    display_name: str | None = Field(None, max_length=128, pattern=NO_NUL)
 
 
 class AuthorisationIn(BaseModel):
-    exam_id: int | None = Field(None, ge=1, description="any exam of the patient")
-    id_number: str | None = Field(None, min_length=6, max_length=32, description="national ID number (not stored)")
-    hospital: str | None = Field(None, max_length=64, description="grantee hospital code; null: every hospital")
-    expires_at: datetime | None = None
-    channel: str | None = Field(None, max_length=32, description="app, kiosk, paper, api")
-    note: str | None = Field(None, max_length=500)
+    exam_id: int | None = Field(None, ge=1, le=MAX_ID, description="any exam of the patient")
+    id_number: str | None = Field(None, min_length=6, max_length=32, pattern=NO_NUL,
+                                  description="national ID number (not stored)")
+    hospital: str | None = Field(None, max_length=64, pattern=NO_NUL,
+                                 description="grantee hospital code; null: every hospital")
+    expires_at: datetime | None = Field(None, description="naive times are UTC")
+    channel: str | None = Field(None, max_length=32, pattern=NO_NUL, description="app, kiosk, paper, api")
+    note: str | None = Field(None, max_length=500, pattern=NO_NUL)
 
     @model_validator(mode="after")
     def one_patient_reference(self) -> AuthorisationIn:
@@ -101,8 +104,11 @@ def grant(request: Request, body: AuthorisationIn, principal: Principal = Depend
             person_key = accounts.person_key_of_exam(session, body.exam_id)
         else:
             person_key = ctx.workspace.vault.pseudonym("id_number", str(body.id_number))
+        expires = body.expires_at
+        if expires is not None and expires.tzinfo is None:
+            expires = expires.replace(tzinfo=UTC)
         row = accounts.grant_authorisation(session, person_key, body.hospital, channel=body.channel or principal.via,
-                                           expires_at=body.expires_at, note=body.note)
+                                           expires_at=expires, note=body.note)
     except accounts.AccountError as exc:
         raise HTTPException(422, detail=str(exc)) from exc
     session.commit()
@@ -113,7 +119,7 @@ def grant(request: Request, body: AuthorisationIn, principal: Principal = Depend
 
 
 @router.delete("/api/authorisations/{authorisation_id}", summary="Revoke an authorisation / 撤销患者授权")
-def revoke(request: Request, authorisation_id: int, principal: Principal = Depends(require("authorisation.manage")),
+def revoke(request: Request, authorisation_id: int = Path(..., ge=1, le=MAX_ID), principal: Principal = Depends(require("authorisation.manage")),
            session: Session = Depends(db)) -> dict[str, Any]:
     try:
         row = accounts.revoke_authorisation(session, authorisation_id)
@@ -127,8 +133,9 @@ def revoke(request: Request, authorisation_id: int, principal: Principal = Depen
 
 
 @router.get("/api/audit-log", summary="Access log / 访问日志")
-def audit_log(limit: int = Query(100, ge=1, le=1000), exam_id: int | None = Query(None, ge=1),
-              action: str | None = Query(None, max_length=48), before_id: int | None = Query(None, ge=1),
+def audit_log(limit: int = Query(100, ge=1, le=1000), exam_id: int | None = Query(None, ge=1, le=MAX_ID),
+              action: str | None = Query(None, max_length=48, pattern=NO_NUL),
+              before_id: int | None = Query(None, ge=1, le=MAX_ID),
               principal: Principal = Depends(require("auditlog.read")),
               session: Session = Depends(db)) -> dict[str, Any]:
     A = m.AccessLogEntry

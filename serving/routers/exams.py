@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,12 @@ from radqc.serving.services import exam_views as views
 
 router = APIRouter(tags=["exams / 检查"])
 
+#: Catalogue ids are 32-bit integers on PostgreSQL: larger values are refused (422) before
+#: they reach the database, where they would be an error instead of "not found".
+MAX_ID = 2_147_483_647
+#: Text parameters: no NUL (PostgreSQL refuses it in text; a fuzzer's favourite).
+NO_NUL = r"^[^\x00]*$"
+
 NOT_FOUND = "exam not found / 检查不存在或无权查看"
 PATIENT_NOT_FOUND = "patient not found / 患者不存在或无权查看"
 
@@ -34,14 +40,14 @@ def not_found(detail: str = NOT_FOUND) -> HTTPException:
 @router.get("/api/exams", summary="Search exams / 检查检索")
 def search_exams(
     request: Request,
-    patient_id: int | None = Query(None, ge=1, description="catalogue patient id"),
-    hospital: str | None = Query(None, max_length=64, description="hospital code"),
-    modality: str | None = Query(None, max_length=16, description="DX also finds CR/DR"),
-    item: str | None = Query(None, max_length=64, description="standard exam item code (radqc.vocab)"),
-    grade: str | None = Query(None, max_length=8, description="QC grade: 甲/乙/丙/丁 or 3/2/1/0"),
+    patient_id: int | None = Query(None, ge=1, le=MAX_ID, description="catalogue patient id"),
+    hospital: str | None = Query(None, max_length=64, pattern=NO_NUL, description="hospital code"),
+    modality: str | None = Query(None, max_length=16, pattern=NO_NUL, description="DX also finds CR/DR"),
+    item: str | None = Query(None, max_length=64, pattern=NO_NUL, description="standard exam item code (radqc.vocab)"),
+    grade: str | None = Query(None, max_length=8, pattern=NO_NUL, description="QC grade: 甲/乙/丙/丁 or 3/2/1/0"),
     date_from: date | None = Query(None, description="exam date from (inclusive, UTC)"),
     date_to: date | None = Query(None, description="exam date to (inclusive, UTC)"),
-    q: str | None = Query(None, max_length=128, description="accession number or description contains"),
+    q: str | None = Query(None, max_length=128, pattern=NO_NUL, description="accession number or description contains"),
     other_hospitals: bool = Query(False, description="only exams of hospitals other than the caller's"),
     limit: int = Query(50, ge=1, le=200),
     offset: int = Query(0, ge=0, le=1_000_000),
@@ -54,7 +60,7 @@ def search_exams(
 
 
 @router.get("/api/exams/{exam_id}", summary="Exam detail with QC / 检查详情与质控结果")
-def exam_detail(request: Request, exam_id: int, principal: Principal = Depends(require("exam.read")),
+def exam_detail(request: Request, exam_id: int = Path(..., ge=1, le=MAX_ID), principal: Principal = Depends(require("exam.read")),
                 session: Session = Depends(db)) -> dict[str, Any]:
     ctx = service(request)
     row = views.scoped_exam_row(session, principal, exam_id)
@@ -70,7 +76,7 @@ def exam_detail(request: Request, exam_id: int, principal: Principal = Depends(r
 
 @router.get("/api/exams/{exam_id}/evidence/{n}", summary="Image-QC evidence picture / 质控证据图",
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
-def exam_evidence(request: Request, exam_id: int, n: int, principal: Principal = Depends(require("exam.read")),
+def exam_evidence(request: Request, exam_id: int = Path(..., ge=1, le=MAX_ID), n: int = Path(..., ge=0, le=100_000), principal: Principal = Depends(require("exam.read")),
                   session: Session = Depends(db)) -> Response:
     ctx = service(request)
     if not session.scalar(select(m.Exam.id).where(m.Exam.id == exam_id, exam_scope_clause(principal))):
@@ -112,7 +118,7 @@ def visible_patient(session: Session, principal: Principal, patient_id: int) -> 
 
 
 @router.get("/api/patients/{patient_id}/exams", summary="A person's exams at every hospital / 患者跨院检查")
-def patient_exams(request: Request, patient_id: int, limit: int = Query(200, ge=1, le=500),
+def patient_exams(request: Request, patient_id: int = Path(..., ge=1, le=MAX_ID), limit: int = Query(200, ge=1, le=500),
                   principal: Principal = Depends(require("exam.read")),
                   session: Session = Depends(db)) -> dict[str, Any]:
     ctx = service(request)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from radqc.catalogue import models as m
 from radqc.serving import accesslog
-from radqc.serving.routers.exams import not_found, person_patient_ids, visible_patient
+from radqc.serving.routers.exams import MAX_ID, NO_NUL, not_found, person_patient_ids, visible_patient
 from radqc.serving.security.deps import authenticate, db, require, service
 from radqc.serving.security.principal import Principal
 from radqc.serving.services import exam_views as views
@@ -31,9 +31,9 @@ NOT_RECOGNISED = "不互认"
 
 class RecognitionIn(BaseModel):
     decision: Literal["互认", "不互认"]
-    reason_code: str | None = Field(None, max_length=64)
-    comment: str | None = Field(None, max_length=2000)
-    ordered_item: str | None = Field(None, max_length=64)
+    reason_code: str | None = Field(None, max_length=64, pattern=NO_NUL)
+    comment: str | None = Field(None, max_length=2000, pattern=NO_NUL)
+    ordered_item: str | None = Field(None, max_length=64, pattern=NO_NUL)
 
 
 @router.get("/api/recognition/reasons", summary="不互认 reasons / 不互认原因列表")
@@ -49,7 +49,8 @@ def _unprocessable(message: str) -> HTTPException:
 
 @router.post("/api/exams/{exam_id}/recognition", status_code=status.HTTP_201_CREATED,
              summary="Record 互认 / 不互认 / 记录互认决定")
-def record_decision(request: Request, exam_id: int, body: RecognitionIn,
+def record_decision(request: Request, body: RecognitionIn,
+                    exam_id: int = Path(..., ge=1, le=MAX_ID),
                     principal: Principal = Depends(require("recognition.write")),
                     session: Session = Depends(db)) -> dict[str, Any]:
     ctx = service(request)
@@ -87,7 +88,7 @@ def record_decision(request: Request, exam_id: int, body: RecognitionIn,
 
 
 @router.get("/api/exams/{exam_id}/recognition", summary="Decisions on an exam / 互认记录")
-def list_decisions(request: Request, exam_id: int, principal: Principal = Depends(require("recognition.read")),
+def list_decisions(request: Request, exam_id: int = Path(..., ge=1, le=MAX_ID), principal: Principal = Depends(require("recognition.read")),
                    session: Session = Depends(db)) -> dict[str, Any]:
     if views.scoped_exam_row(session, principal, exam_id) is None:
         raise not_found()
@@ -95,8 +96,8 @@ def list_decisions(request: Request, exam_id: int, principal: Principal = Depend
 
 
 @router.get("/api/patients/{patient_id}/repeat-check", summary="Repeated-exam reminder / 重复检查提醒")
-def repeat_check(request: Request, patient_id: int,
-                 item: str = Query(..., max_length=64, description="the standard item about to be ordered"),
+def repeat_check(request: Request, patient_id: int = Path(..., ge=1, le=MAX_ID),
+                 item: str = Query(..., max_length=64, pattern=NO_NUL, description="the standard item about to be ordered"),
                  window_days: int | None = Query(None, ge=1, le=3650,
                                                  description="default: RADQC_REPEAT_WINDOW_DAYS (180)"),
                  principal: Principal = Depends(require("exam.read")),

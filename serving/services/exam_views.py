@@ -81,6 +81,13 @@ def day_start(d: date) -> datetime:
     return datetime.combine(d, time.min, tzinfo=UTC)
 
 
+def day_end(d: date) -> datetime:
+    """The first instant after day ``d`` (UTC); the last representable day ends at its last instant."""
+    if d >= date.max:
+        return datetime.combine(d, time.max, tzinfo=UTC)
+    return day_start(d) + timedelta(days=1)
+
+
 # ------------------------------------------------------------------ search
 
 
@@ -121,7 +128,7 @@ def filter_clauses(principal: Principal, f: ExamFilters) -> list[ColumnElement[b
     if f.date_from:
         clauses.append(m.Exam.exam_time >= day_start(f.date_from))
     if f.date_to:
-        clauses.append(m.Exam.exam_time < day_start(f.date_to) + timedelta(days=1))
+        clauses.append(m.Exam.exam_time < day_end(f.date_to))
     if f.q:
         pattern = _like_pattern(f.q.strip())
         clauses.append(or_(m.Exam.accession_number.ilike(pattern, escape="\\"),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, literal_column, select
@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, aliased
 from radqc.catalogue import models as m
 from radqc.serving.security.principal import Principal
 from radqc.serving.security.scope import exam_scope_clause
-from radqc.serving.services.exam_views import day_start
+from radqc.serving.services.exam_views import day_end, day_start
 
 RECOGNITION_GROUPS = ("hospital", "item", "reason", "month", "doctor_hospital")
 QC_GROUPS = ("hospital", "modality", "item")
@@ -76,7 +76,7 @@ def recognition_stats(session: Session, principal: Principal, by: str, reasons: 
     if date_from:
         where.append(R.created_at >= day_start(date_from))
     if date_to:
-        where.append(R.created_at < day_start(date_to) + timedelta(days=1))
+        where.append(R.created_at < day_end(date_to))
 
     def base(*cols: Any) -> Any:
         return (select(*cols).select_from(R).join(m.Exam, m.Exam.id == R.exam_id)
