@@ -391,3 +391,59 @@ def test_dicomweb_client_interoperates(live_server) -> None:  # type: ignore[no-
     assert frames == [original.pixel_array.astype("<i2").tobytes()]  # decoded from the JPEG-LS archive
     instances = client.search_for_instances(study_instance_uid=cat.study_b, series_instance_uid=cat.series_b)
     assert {pydicom.Dataset.from_json(i).SOPInstanceUID for i in instances} == set(by_uid)
+
+
+def _secondary_capture(folder: Path, study: str, sop_class: str, pixels: np.ndarray, **attrs: Any) -> Path:
+    """A multi-frame grey or an RGB secondary-capture image (no geometry), hospital A."""
+    from radqc.dicom.factory import ct_slice
+
+    ds = ct_slice(study_uid=study, series_uid=pydicom.uid.generate_uid(), pixels=np.zeros((4, 4), np.int16))
+    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
+                    "RescaleIntercept", "RescaleSlope"):
+        delattr(ds, keyword)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.Modality = "OT"
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = H_A, "99LOCAL", H_A
+    ds.InstitutionCodeSequence = [code]
+    for keyword, value in attrs.items():
+        setattr(ds, keyword, value)
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{ds.SOPInstanceUID}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_multiframe_and_colour_instances(workspace, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    monkeypatch.setenv("RADQC_WATERMARK", "0")  # exact pixels (the watermark is tested in test_serving_images)
+    from radqc.pipelines.ingest.folder import ingest_path
+
+    study = pydicom.uid.generate_uid()
+    grey = np.arange(3 * 8 * 6, dtype=np.uint16).reshape(3, 8, 6) * 50
+    rgb = np.random.default_rng(3).integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    grey_path = _secondary_capture(tmp_path / "sc", study, "1.2.840.10008.5.1.4.1.1.7.3", grey, NumberOfFrames=3,
+                                   Rows=8, Columns=6, PixelRepresentation=0)
+    rgb_path = _secondary_capture(tmp_path / "sc", study, "1.2.840.10008.5.1.4.1.1.7", rgb, Rows=5, Columns=7,
+                                  SamplesPerPixel=3, PhotometricInterpretation="RGB", PlanarConfiguration=0,
+                                  BitsAllocated=8, BitsStored=8, HighBit=7, PixelRepresentation=0)
+    assert ingest_path(workspace, tmp_path / "sc", workers=1).ingested == 2
+    client, auth = make_client(workspace), Logins(workspace)
+    h = auth(client, "expert")
+    grey_ds, rgb_ds = pydicom.dcmread(grey_path), pydicom.dcmread(rgb_path)
+    base = f"/dicomweb/studies/{study}/series/{grey_ds.SeriesInstanceUID}/instances/{grey_ds.SOPInstanceUID}"
+    frames = _frames(client, h, base + "/frames/3,1")
+    assert frames == [grey[2].astype("<u2").tobytes(), grey[0].astype("<u2").tobytes()]
+    assert client.get(base + "/frames/4", headers=h).status_code == 404
+    second = client.get(base + "/frames/2/rendered", headers=h, params={"window": "500,1000"})
+    shown = np.asarray(Image.open(io.BytesIO(second.content)))
+    expected = np.rint(np.clip(((grey[1] - 499.5) / 999 + 0.5), 0, 1) * 255).astype(np.uint8)
+    assert second.status_code == 200 and np.array_equal(shown, expected)
+    meta = client.get(base + "/metadata", headers=h).json()
+    assert meta[0]["7FE00010"]["BulkDataURI"].endswith("/frames/1,2,3")
+    url = f"/dicomweb/studies/{study}/series/{rgb_ds.SeriesInstanceUID}/instances/{rgb_ds.SOPInstanceUID}/rendered"
+    colour = client.get(url, headers=h)
+    assert colour.status_code == 200
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(colour.content)).convert("RGB")), rgb)

@@ -49,6 +49,7 @@ QIDO_MAX_LIMIT = 1000
 NOT_FOUND = "not found / 未找到"
 DATE_RANGE = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
 THUMBNAIL_PX = 128
+MAX_ID = 2**31 - 1  # catalogue ids are 32-bit integers on PostgreSQL
 HTTP_422 = 422  # Unprocessable Content (Starlette renamed the constant; the number is stable)
 INCLUDEFIELD_DOC = ("accepted for PS3.18 clients; every attribute the catalogue holds is always returned "
                     "(a search reads no file)")
@@ -183,6 +184,9 @@ def _decoded(request: Request, instance: m.Instance) -> Decoded:
         return _cache(request).get(instance.storage_key)
     except PixelError as exc:
         raise HTTPException(HTTP_422, detail=str(exc)) from exc
+    except (OSError, KeyError, ValueError, EOFError) as exc:  # object missing or not DICOM: the object store's problem
+        raise HTTPException(HTTP_422, detail=f"stored instance unreadable / 存储的实例无法读取: {type(exc).__name__}") \
+            from exc
 
 
 def _log(request: Request, principal: Principal, action: str, exam_id: int, outcome: str = "ok",
@@ -652,7 +656,7 @@ def _info_fields() -> list[str]:
 
 
 @router.get("/api/series/{series_id}/stack", summary="The viewer's stack of a series / 序列影像栈")
-def series_stack(request: Request, series_id: Annotated[int, Path(ge=1, le=2**62)],
+def series_stack(request: Request, series_id: Annotated[int, Path(ge=1, le=MAX_ID)],
                  principal: Principal = Depends(require("image.read")),
                  session: Session = Depends(db)) -> dict[str, Any]:
     """Instances in slice order (the order of image-QC evidence ``instance_index``), each with the
@@ -727,7 +731,7 @@ def _default_window(request: Request, series: m.Series, ordered: Sequence[m.Inst
 
 @router.get("/api/series/{series_id}/thumbnail", summary="A series thumbnail (PNG, 128 px) / 序列缩略图",
             responses={200: {"content": {"image/png": {}}}})
-def series_thumbnail(request: Request, series_id: Annotated[int, Path(ge=1, le=2**62)],
+def series_thumbnail(request: Request, series_id: Annotated[int, Path(ge=1, le=MAX_ID)],
                      principal: Principal = Depends(require("image.read")),
                      session: Session = Depends(db)) -> Response:
     series, _exam = _scoped_series(session, principal, series_id)
@@ -740,7 +744,7 @@ def series_thumbnail(request: Request, series_id: Annotated[int, Path(ge=1, le=2
 
 @router.get("/api/instances/{instance_id}/rendered", summary="One image rendered for the viewer / 渲染单幅影像",
             responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}})
-def instance_rendered(request: Request, instance_id: Annotated[int, Path(ge=1, le=2**62)],
+def instance_rendered(request: Request, instance_id: Annotated[int, Path(ge=1, le=MAX_ID)],
                       window: WindowQuery = None, viewport: ViewportQuery = None, format: FormatQuery = None,  # noqa: A002
                       frame: Annotated[int, Query(ge=1, le=100_000)] = 1,
                       principal: Principal = Depends(require("image.read")),
