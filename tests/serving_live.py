@@ -150,20 +150,35 @@ class _ServerThread:
         self.sock.close()
 
 
-@pytest.fixture(scope="session")
-def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    """The seeded catalogue behind a real uvicorn server on a free loopback port (session-wide).
+def _database_url(request: pytest.FixtureRequest, root: Path) -> str:
+    """PostgreSQL (the deployed backend) when the run includes it, else the embedded SQLite.
 
-    Runs on the embedded SQLite catalogue: the browser tests are about the page and the
-    HTTP contract; the API suites cover both catalogue backends.
+    One backend per session: the browser tests are about the page and the HTTP contract (the
+    API suites run on both backends); ``RADQC_TEST_BACKENDS=sqlite`` keeps them on SQLite.
     """
+    from tests.conftest import BACKENDS
+
+    if "postgresql" in BACKENDS:
+        try:
+            server = request.getfixturevalue("postgres_server")
+        except pytest.skip.Exception:  # PostgreSQL not installed here (CI fails in the fixture instead)
+            server = None
+        if server is not None:
+            url: str = server.create_database(f"radqc_live_{os.getpid()}")
+            return url
+    return f"sqlite:///{root / 'catalogue.sqlite'}"
+
+
+@pytest.fixture(scope="session")
+def live_service(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[LiveService]:
+    """The seeded catalogue behind a real uvicorn server on a free loopback port (session-wide)."""
     from radqc.serving.app import create_app
     from radqc.workspace import Workspace
 
     root = tmp_path_factory.mktemp("live")
     saved = {k: os.environ.get(k) for k in ("RADQC_HOME", "RADQC_DATABASE_URL", "RADQC_OBJECTS_DIR")}
     os.environ["RADQC_HOME"] = str(root / "ws")
-    os.environ["RADQC_DATABASE_URL"] = f"sqlite:///{root / 'catalogue.sqlite'}"
+    os.environ["RADQC_DATABASE_URL"] = _database_url(request, root)
     os.environ.pop("RADQC_OBJECTS_DIR", None)
     workspace = Workspace.open(root / "ws", create=True)
     server: _ServerThread | None = None

@@ -313,6 +313,7 @@ function otherHospitalsFirst(items) {
 async function renderPatient(patientId, query) {
   const root = content();
   root.replaceChildren(h("div", { class: "card" }, t("viewer.loading")));
+  state.orderedItem = query.get("item") || null;
   const data = await api(`/api/patients/${encodeURIComponent(patientId)}/exams`);
   const p = data.patient || {};
   const items = otherHospitalsFirst(data.items || []);
@@ -585,6 +586,7 @@ function buildViewerDom() {
 }
 
 function stopViewer() {
+  if (viewer && viewer.onKey) document.removeEventListener("keydown", viewer.onKey);
   if (viewer && viewer.abort) viewer.abort.abort();
   if (viewer) for (const f of viewer.frames) if (f && f.close) f.close();
   viewer = null;
@@ -608,7 +610,14 @@ async function openSeries(seriesId, index) {
   for (const b of document.querySelectorAll('[data-testid="series-thumb"]')) b.classList.toggle("selected", b.dataset.seriesId === String(seriesId));
   v.seriesId = seriesId;
   v.status.textContent = t("viewer.loading");
-  const stack = await api(`/api/series/${seriesId}/stack`);
+  let stack;
+  try {
+    stack = await api(`/api/series/${seriesId}/stack`);
+  } catch (e) {
+    // a series that cannot be shown must not take the QC panel and the decision away
+    if (viewer === v) v.status.textContent = `${t("error")}: ${e.message}`;
+    return;
+  }
   if (viewer !== v || v.seriesId !== seriesId) return;
   v.stack = stack;
   for (const f of v.frames) if (f && f.close) f.close();
@@ -840,14 +849,18 @@ function attachViewerEvents(v) {
   };
   canvas.addEventListener("pointerup", end);
   canvas.addEventListener("pointercancel", end);
-  canvas.addEventListener("keydown", (e) => {
+  v.onKey = (e) => {
+    if (viewer !== v || e.defaultPrevented || e.altKey || e.metaKey) return;
+    const target = e.target;
+    if (target && (target.closest("input, textarea, select, dialog") || target.isContentEditable)) return;
     if (e.key === "ArrowDown" || e.key === "ArrowRight" || e.key === "PageDown") { setIndex(v.index + 1); e.preventDefault(); }
     else if (e.key === "ArrowUp" || e.key === "ArrowLeft" || e.key === "PageUp") { setIndex(v.index - 1); e.preventDefault(); }
     else if (e.key === "Home") { setIndex(0); e.preventDefault(); }
     else if (e.key === "End") { setIndex(Number.MAX_SAFE_INTEGER); e.preventDefault(); }
     else if (e.key === "+" || e.key === "=") zoomBy(1.25);
     else if (e.key === "-") zoomBy(0.8);
-  });
+  };
+  document.addEventListener("keydown", v.onKey);
   v.slider.addEventListener("input", () => setIndex(Number(v.slider.value)));
 }
 
