@@ -401,7 +401,7 @@ def _secondary_capture(folder: Path, study: str, sop_class: str, pixels: np.ndar
     for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
                     "RescaleIntercept", "RescaleSlope"):
         delattr(ds, keyword)
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.UID(sop_class)
     ds.Modality = "OT"
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = H_A, "99LOCAL", H_A

@@ -180,3 +180,20 @@ def test_png_encoder_is_lossless(shape: tuple[int, ...]) -> None:
     pixels[: shape[0] // 2] = 0  # long runs as well as noise
     decoded = np.asarray(Image.open(io.BytesIO(render.png_bytes(pixels))))
     assert decoded.shape == pixels.shape and np.array_equal(decoded, pixels)
+
+
+def test_revoked_authorisation_closes_cached_images(setup) -> None:  # type: ignore[no-untyped-def]
+    from radqc.serving.accounts import revoke_authorisation
+
+    ws, cat, client, auth = setup
+    authorise_b_for_a(ws, cat.exam_b)
+    dr_a = auth(client, "dr_a")
+    series_b = _series_id(ws, cat.exam_b)
+    url = client.get(f"/api/series/{series_b}/stack", headers=dr_a).json()["instances"][0]["rendered_url"]
+    first = client.get(url, params={"window": "40,400"}, headers=dr_a)
+    again = client.get(url, params={"window": "40,400"}, headers=dr_a)  # served from the encoded-image cache
+    assert first.status_code == again.status_code == 200 and first.content == again.content
+    with ws.transaction() as s:
+        revoke_authorisation(s, int(s.scalar(select(m.PatientAuthorisation.id))))  # type: ignore[arg-type]
+    for path in (url, f"/api/series/{series_b}/stack", f"/api/series/{series_b}/thumbnail"):
+        assert client.get(path, params={"window": "40,400"}, headers=dr_a).status_code == 404, path

@@ -31,6 +31,8 @@ from pydicom.dataset import Dataset
 from radqc.objectstore.base import ObjectStore
 
 DEFAULT_CACHE_MB = 768
+#: Encoded images (PNG/JPEG) kept for repeated identical requests (``RADQC_RENDER_CACHE_MB``).
+DEFAULT_RENDER_CACHE_MB = 256
 #: Header data sets kept for metadata requests (no pixels: a few kB each).
 HEADER_CACHE_ENTRIES = 20_000
 
@@ -117,6 +119,39 @@ def decode_dataset(ds: Dataset) -> Decoded:
     )
 
 
+class BytesLRU:
+    """Encoded images by request key within a byte budget: a stack re-opened at the same window
+    (another doctor, a page reload) is served without windowing or encoding again. Watermarked
+    images carry the viewer and the minute in their key, so they are reused only by that viewer
+    within that minute."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._items: OrderedDict[Any, bytes] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: Any) -> bytes | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: bytes) -> None:
+        if len(value) > self.max_bytes // 16:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old)
+            self._items[key] = value
+            self._bytes += len(value)
+            while self._bytes > self.max_bytes and self._items:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
+
+
 class PixelCache:
     """Decoded instances by object-store key, LRU within ``max_bytes``; thread-safe.
 
@@ -133,6 +168,8 @@ class PixelCache:
         self._bytes = 0
         self._inflight: dict[str, threading.Event] = {}
         self._headers: OrderedDict[str, Dataset] = OrderedDict()
+        render_mb = int(os.environ.get("RADQC_RENDER_CACHE_MB", DEFAULT_RENDER_CACHE_MB))
+        self.rendered = BytesLRU(render_mb * 1024 * 1024)
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radqc-prefetch")
         self._prefetching: set[tuple[str, ...]] = set()
         self.hits = 0

@@ -569,11 +569,17 @@ def _rendered(request: Request, principal: Principal, exam: m.Exam, inst: m.Inst
         kind = render.parse_format(fmt, request.headers.get("accept"))
     except render.RenderParameterError as exc:
         raise HTTPException(HTTP_422, detail=str(exc)) from exc
-    decoded = _decoded(request, inst)
-    if not 0 <= frame < decoded.n_frames:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"frame out of range 1..{decoded.n_frames} / 帧号超出范围")
-    body = render.render(decoded, frame, window=win, viewport=view, fmt=kind,
-                         watermark=_watermark(request, principal, exam))
+    stamp = _watermark(request, principal, exam)
+    cache = _cache(request)
+    key = (inst.storage_key, frame, win, view, kind, stamp)
+    body = cache.rendered.get(key)
+    if body is None:
+        decoded = _decoded(request, inst)
+        if not 0 <= frame < decoded.n_frames:
+            raise HTTPException(status.HTTP_404_NOT_FOUND,
+                                detail=f"frame out of range 1..{decoded.n_frames} / 帧号超出范围")
+        body = render.render(decoded, frame, window=win, viewport=view, fmt=kind, watermark=stamp)
+        cache.rendered.put(key, body)
     return Response(body, media_type=render.MEDIA_TYPES[kind])
 
 
