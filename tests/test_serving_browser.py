@@ -213,8 +213,9 @@ def test_doctor_opens_other_hospital_exam_and_refuses_it_for_quality(new_page, l
         page.get_by_test_id("evidence-thumb").first.click()
         page.wait_for_function(f"() => window.radqcViewer.index === {ev.get('instance_index') or 0}")
 
-    # the exam view fits a 1366x768 screen: no horizontal scroll
+    # the exam view fits a 1366x768 screen: no horizontal scroll, and the image keeps most of it
     assert page.evaluate("() => document.documentElement.scrollWidth") <= VIEWPORT["width"]
+    assert box["width"] >= 700 and box["height"] >= 450, box
 
     # 不互认 with a quality reason: the label shows, the API lists the decision
     reasons = api_get(live, doctor, "/api/recognition/reasons")["reasons"]
@@ -248,6 +249,19 @@ def test_doctor_opens_other_hospital_exam_and_refuses_it_for_quality(new_page, l
     assert table_row.get_by_test_id("stats-decisions").inner_text() == str(row["decisions"])
     assert expert.get_by_test_id("stats-chart").locator("rect").count() == len(stats["rows"])
     expert.screenshot(path=str(shots / "stats.png"))
+    # CSV export: fetched with the token (not in a URL), saved by the browser, UTF-8 with BOM
+    with expert.expect_download() as download:
+        expert.get_by_test_id("stats-csv").click()
+    csv_path = download.value.path()
+    assert csv_path is not None
+    csv_text = Path(csv_path).read_bytes()
+    assert csv_text.startswith(b"\xef\xbb\xbf") and live.ct_hospital.encode() in csv_text
+
+    # the doctor changes their mind: 互认 replaces the label, the API's latest decision follows
+    page.get_by_test_id("recognise-accept").click()
+    label.filter(has_text="已互认").wait_for()
+    latest = api_get(live, doctor, f"/api/exams/{live.ct_exam_id}")["recognition"]
+    assert latest["decision"] == "互认" and latest["reason_code"] is None
 
 
 def test_doctor_without_authorisation_is_refused_and_sees_no_image(new_page, live_service: LiveService) -> None:  # noqa: F811
