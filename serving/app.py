@@ -12,6 +12,8 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 
 from radqc import __version__
 from radqc.serving.context import ServiceContext
@@ -60,6 +62,9 @@ def create_app(workspace: Workspace, settings: ServingSettings | None = None) ->
         """Liveness for ``radqc serve --detach`` and load balancers: no data, no database."""
         return {"status": "ok"}
 
+    app.add_exception_handler(DataError, _parameter_out_of_range)
+    app.add_exception_handler(OverflowError, _parameter_out_of_range)
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
@@ -68,3 +73,29 @@ def create_app(workspace: Workspace, settings: ServingSettings | None = None) ->
         return response
 
     return app
+
+
+OUT_OF_RANGE = "a parameter is out of range for the catalogue / 参数超出数据库取值范围"
+
+
+async def _parameter_out_of_range(request: Request, exc: Exception) -> Response:
+    """422 for a value the catalogue cannot hold (an id past the integer column, a NUL in text).
+
+    Path and query ids are plain ``int`` in the routes; PostgreSQL refuses one past int4
+    (DataError) and SQLite's driver one past int64 (OverflowError), which would otherwise be a
+    500 (found by tests/test_serving_fuzz.py). Such a row cannot exist, so every caller gets the
+    same answer and nothing about existence leaks. An OverflowError from anywhere but the
+    database driver is a bug and stays a 500.
+    """
+    if isinstance(exc, OverflowError) and not _raised_by_database(exc):
+        raise exc
+    log.info("rejected %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return JSONResponse(status_code=422, content={"detail": OUT_OF_RANGE})
+
+
+def _raised_by_database(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    frame_file = tb.tb_frame.f_code.co_filename if tb is not None else ""
+    return "sqlalchemy" in frame_file or "sqlite" in frame_file
