@@ -197,3 +197,23 @@ def test_revoked_authorisation_closes_cached_images(setup) -> None:  # type: ign
         revoke_authorisation(s, int(s.scalar(select(m.PatientAuthorisation.id))))  # type: ignore[arg-type]
     for path in (url, f"/api/series/{series_b}/stack", f"/api/series/{series_b}/thumbnail"):
         assert client.get(path, params={"window": "40,400"}, headers=dr_a).status_code == 404, path
+
+
+def test_prefetch_decodes_the_stack_when_enabled(setup, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    ws, cat, _client, auth = setup
+    monkeypatch.setenv("RADQC_PREFETCH", "1")
+    client = make_client(ws)
+    stack = client.get(f"/api/series/{_series_id(ws, cat.exam_b)}/stack", headers=auth(client, "dr_b")).json()
+    cache = client.app.state.pixel_cache  # type: ignore[attr-defined]
+    with ws.sessions() as s:
+        keys = [s.scalar(select(m.Instance.storage_key).where(m.Instance.id == i["instance_id"]))
+                for i in stack["instances"]]
+    deadline = time.monotonic() + 60  # a wait, not a timing assertion
+    while not all(cache.cached(k) for k in keys) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(cache.cached(k) for k in keys)
+    assert cache.stats()["misses"] == len(keys)  # each JPEG-LS instance decoded exactly once
+    r = client.get(stack["instances"][0]["rendered_url"], headers=auth(client, "dr_b"))
+    assert r.status_code == 200 and cache.stats()["misses"] == len(keys)

@@ -5,9 +5,8 @@ the expensive part (object-store read + JPEG-LS decode, ~7 ms per 512² CT slice
 once per instance, not once per request. :class:`PixelCache` holds decoded arrays up to a
 byte budget (``RADQC_PIXEL_CACHE_MB``, default 768 MB: four 300-slice CT series), evicting the
 least recently used; concurrent requests for the same instance wait for one decode instead
-of decoding twice. :meth:`PixelCache.prefetch` decodes a whole series in one background
-thread when its stack is opened, in stack order, so the slices the viewer asks for next are
-usually decoded already.
+of decoding twice. :meth:`PixelCache.prefetch` can decode a whole series in one background
+thread when its stack is opened (``RADQC_PREFETCH=1``; off by default, see ``__init__``).
 
 Decoding reuses :func:`radqc.dicom.volume.decode` (the same decoder-plugin choice as the
 pipelines: pyjpegls for the archive's JPEG-LS).
@@ -168,6 +167,11 @@ class PixelCache:
         self._bytes = 0
         self._inflight: dict[str, threading.Event] = {}
         self._headers: OrderedDict[str, Dataset] = OrderedDict()
+        #: ``RADQC_PREFETCH=1`` decodes a series in the background when its stack is opened. Off by
+        #: default: the viewer asks for every slice at once (6 at a time), which keeps both cores
+        #: busy anyway (measured: no gain on a cold 300-slice stack), and with several API worker
+        #: processes a prefetch in one decodes what the others are asked for (wasted CPU).
+        self.prefetch_enabled = os.environ.get("RADQC_PREFETCH", "0").strip().lower() in ("1", "true", "yes", "on")
         render_mb = int(os.environ.get("RADQC_RENDER_CACHE_MB", DEFAULT_RENDER_CACHE_MB))
         self.rendered = BytesLRU(render_mb * 1024 * 1024)
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radqc-prefetch")
@@ -247,7 +251,7 @@ class PixelCache:
         At most one prefetch per distinct key list runs at a time; errors are left for the
         request that needs the instance to report."""
         todo = tuple(keys)
-        if not todo:
+        if not todo or not self.prefetch_enabled:
             return
         with self._lock:
             if todo in self._prefetching:

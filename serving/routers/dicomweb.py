@@ -667,7 +667,7 @@ def series_stack(request: Request, series_id: Annotated[int, Path(ge=1, le=MAX_I
                  session: Session = Depends(db)) -> dict[str, Any]:
     """Instances in slice order (the order of image-QC evidence ``instance_index``), each with the
     URL of its server-rendered image, plus geometry, the default window and the CT presets.
-    Starts decoding the series in the background so the viewer's frame requests find it ready."""
+    With ``RADQC_PREFETCH=1`` the series is decoded in the background from here."""
     series, exam = _scoped_series(session, principal, series_id)
     ordered = stack_order(newest_instances(session, [series.id]))
     first = (ordered[0].header or {}) if ordered else {}
