@@ -702,8 +702,7 @@ function loadFrames(v) {
         v.frameWindows[i] = key;
         v.loaded++;
         if (i === v.index) draw();
-        updateStatus(v);
-        publishViewer();
+        scheduleStatus(v);
       } catch (e) {
         if (controller.signal.aborted) return;
         v.status.textContent = `${t("error")}: ${e.message}`;
@@ -719,6 +718,18 @@ function loadFrames(v) {
       publishViewer();
       draw();
     }
+  });
+}
+
+/** Progress text and window.radqcViewer at most once per animation frame (not once per slice). */
+function scheduleStatus(v) {
+  if (v.statusPending) return;
+  v.statusPending = true;
+  requestAnimationFrame(() => {
+    v.statusPending = false;
+    if (viewer !== v) return;
+    updateStatus(v);
+    publishViewer();
   });
 }
 
