@@ -157,9 +157,9 @@ def test_doctor_opens_other_hospital_exam_and_refuses_it_for_quality(new_page, l
     # scroll: the slice index changes and a different frame is drawn
     canvas = page.get_by_test_id("viewer-canvas")
     canvas.hover()
-    for _ in range(3):
+    for k in (1, 2, 3):
         page.mouse.wheel(0, 120)
-    page.wait_for_function("() => window.radqcViewer.index === 3")
+        page.wait_for_function(f"() => window.radqcViewer.index === {k}")
     scrolled = canvas_digest(page)
     assert scrolled != before
     canvas.press("ArrowUp")
@@ -183,7 +183,7 @@ def test_doctor_opens_other_hospital_exam_and_refuses_it_for_quality(new_page, l
     page.wait_for_function(f"() => window.radqcViewer.window && window.radqcViewer.window.center === {target[1][0]} "
                            f"&& window.radqcViewer.window.width === {target[1][1]}")
     wait_stack_loaded(page)
-    page.wait_for_timeout(50)  # let the last decoded frame be drawn
+    page.wait_for_function(f"() => window.radqcViewer.drawnWindow === '{target[1][0]:g},{target[1][1]:g}'")
     assert canvas_digest(page) != before_window
     # drag on the image = window/level: the window follows the mouse
     box = canvas.bounding_box()

@@ -597,7 +597,9 @@ function publishViewer() {
   if (!viewer) return;
   const w = viewer.previewWindow || viewer.window;
   window.radqcViewer = { seriesId: viewer.seriesId, index: viewer.index, count: viewer.stack ? viewer.stack.instances.length : 0,
-    loaded: viewer.loaded, window: w ? { center: w.center, width: w.width } : null, zoom: viewer.zoom };
+    loaded: viewer.loaded, window: w ? { center: w.center, width: w.width } : null, zoom: viewer.zoom,
+    // the window the frame on screen was rendered at by the server ("center,width"; "" = default)
+    drawnWindow: viewer.frames[viewer.index] ? viewer.frameWindows[viewer.index] : null };
   viewer.root.dataset.index = String(viewer.index);
   viewer.root.dataset.seriesId = String(viewer.seriesId ?? "");
   viewer.root.dataset.loaded = String(viewer.loaded);
@@ -755,9 +757,9 @@ function setWindow(w) {
   if (!v || !v.stack) return;
   v.window = { center: Math.round(w.center), width: Math.max(1, Math.round(w.width)) };
   v.previewWindow = null;
+  loadFrames(v);  // resets the loaded count before anyone reads it
   publishViewer();
   draw();
-  loadFrames(v);
 }
 
 function zoomBy(factor) {
