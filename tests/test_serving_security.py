@@ -34,7 +34,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from radqc.catalogue import models as m
-from tests.serving_support import PASSWORD, add_user, login
+from tests.serving_support import PASSWORD, login
 
 # ----------------------------------------------------------------------------- the seed
 
@@ -158,6 +158,7 @@ def seed_catalogue(workspace: Any, tmp_path: Path, *, client: TestClient | None 
     from radqc.pipelines.ingest.folder import ingest_path
     from radqc.serving.accounts import create_api_key, grant_authorisation, revoke_authorisation
     from radqc.serving.app import create_app
+    from radqc.serving.security.tokens import issue_token
 
     src = tmp_path / "seed-dicom"
     uids = {
@@ -208,8 +209,7 @@ def seed_catalogue(workspace: Any, tmp_path: Path, *, client: TestClient | None 
         # A revoked authorisation row, so DELETE /api/authorisations/{id} has a row to find.
         authorisation_id = grant_authorisation(s, person_key, "H_C", channel="app").id
         revoke_authorisation(s, authorisation_id)
-    for role, (username, user_hospital) in ROLE_USERS.items():
-        add_user(workspace, username, role, user_hospital)
+    _add_role_users(workspace)
     # 500s come back as responses (not raised), so a failing probe names its route and request.
     client = client or TestClient(create_app(workspace), raise_server_exceptions=False)
     seed = Seed(app=client.app, client=client, exam_a=exams["a"], exam_b=exams["b"], exam_b2=exams["b2"],  # type: ignore[arg-type]
@@ -218,13 +218,41 @@ def seed_catalogue(workspace: Any, tmp_path: Path, *, client: TestClient | None 
     with workspace.sessions() as s:
         seed.user_ids = {str(role): int(uid) for role, uid in s.execute(
             select(m.AppUser.role, m.AppUser.id).where(m.AppUser.username.like("sec_%")))}
-    for role, (username, _) in ROLE_USERS.items():
-        seed.headers[role] = login(client, username, PASSWORD)
+    # One real login (the flow is tests/test_serving_auth.py's subject); the other roles get tokens
+    # issued with the app's own key and claims, as the login route issues them (Argon2id costs
+    # ~0.5 s a verification on two cores, and this seed runs once per test and backend).
+    seed.headers["admin"] = login(client, ROLE_USERS["admin"][0], PASSWORD)
+    settings = client.app.state.ctx.settings  # type: ignore[attr-defined]
+    with workspace.sessions() as s:
+        for user in s.scalars(select(m.AppUser).where(m.AppUser.username.like("sec_%"))):
+            if user.role != "admin":
+                token, _ = issue_token(settings.signing_key, user_id=user.id, role=user.role,
+                                       hospital_id=user.hospital_id, token_version=user.token_version,
+                                       minutes=settings.token_minutes)
+                seed.headers[user.role] = {"Authorization": f"Bearer {token}"}
     # The portal is a system: it signs in with an API key, as deployed.
     with workspace.transaction() as s:
         _, full = create_api_key(s, "sec_portal", "云胶片 app", client.app.state.ctx.settings.api_key_secret)  # type: ignore[attr-defined]
     seed.headers["patient_portal_key"] = {"X-API-Key": full}
     return seed
+
+
+_PASSWORD_HASH: list[str] = []
+
+
+def _add_role_users(workspace: Any) -> None:
+    """One user per role (ROLE_USERS), all with PASSWORD, hashed once per test session."""
+    from radqc.serving.accounts import create_user, hospital_by_code
+    from radqc.serving.security.passwords import hash_password
+
+    if not _PASSWORD_HASH:
+        _PASSWORD_HASH.append(hash_password(PASSWORD))
+    with workspace.transaction() as s:
+        for role, (username, hospital) in ROLE_USERS.items():
+            if hospital:
+                hospital_by_code(s, hospital, create=True)
+            user = create_user(s, username, role, hospital_code=hospital, display_name=username.title())
+            user.password_hash = _PASSWORD_HASH[0]
 
 
 @pytest.fixture
