@@ -296,10 +296,20 @@ def test_original_download_policy(setup, monkeypatch) -> None:  # type: ignore[n
     multi = allowed_client.get(url_b, headers={**expert, "Accept": 'multipart/related; type="application/dicom"'})
     assert multi.status_code == 200 and multi.headers["content-type"].startswith("multipart/related")
     assert client.get(url_b + "x", headers=expert).status_code in (404, 422)
+    # the whole series and the whole study, streamed as multipart/related
+    assert client.get(f"/dicomweb/studies/{cat.study_b}/series/{cat.series_b}", headers=expert).status_code == 403
+    for url in (f"/dicomweb/studies/{cat.study_b}/series/{cat.series_b}", f"/dicomweb/studies/{cat.study_b}"):
+        whole = allowed_client.get(url, headers=expert)
+        assert whole.status_code == 200 and 'type="application/dicom"' in whole.headers["content-type"]
+        boundary = whole.headers["content-type"].split("boundary=")[1].encode()
+        parts = [p.partition(b"\r\n\r\n")[2][:-2] for p in whole.content.split(b"--" + boundary)[1:-1]]
+        got_all = [pydicom.dcmread(io.BytesIO(p)) for p in parts]
+        assert len(got_all) == 4 and all(str(d.PatientID) != PID_B for d in got_all)
+        assert {d.SOPInstanceUID for d in got_all} == {pydicom.dcmread(f).SOPInstanceUID for f in cat.files_b}
     with ws.sessions() as s:
         rows = s.execute(select(m.AccessLogEntry.action, m.AccessLogEntry.outcome)
                          .where(m.AccessLogEntry.action == "image.download")).all()
-    assert sorted(rows) == sorted([("image.download", "denied"), ("image.download", "ok"), ("image.download", "ok")])
+    assert sorted(rows) == sorted([("image.download", "denied")] * 2 + [("image.download", "ok")] * 4)
 
 
 TRAVERSALS = (
@@ -331,7 +341,8 @@ def test_every_image_route_needs_a_login_and_image_read(setup) -> None:  # type:
     portal = auth(client, "portal")  # authenticated, no image.read
     for path in ("/dicomweb/studies", f"/dicomweb/studies/{cat.study_a}/series",
                  f"/dicomweb/studies/{cat.study_a}/metadata", "/api/series/1/stack", "/api/series/1/thumbnail",
-                 "/api/instances/1/rendered"):
+                 "/api/instances/1/rendered", f"/dicomweb/studies/{cat.study_a}",
+                 f"/dicomweb/studies/{cat.study_a}/series/{cat.series_a}"):
         assert client.get(path).status_code == 401, path
         assert client.get(path, headers=portal).status_code == 403, path
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased
 
@@ -612,10 +612,42 @@ def rendered_frame(request: Request, study: Uid, series: Uid, instance: Uid,
     return _rendered(request, principal, ref.exam, inst, frame - 1, window, viewport, format)
 
 
+DOWNLOAD_REFUSED = ("另一医院的检查可见不可存：不提供原始影像下载 / images of another hospital's exam can be viewed "
+                    "but not downloaded (original download is off)")
+ORIGINAL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/dicom": {}, "multipart/related": {}}},
+    403: {"description": "download not allowed / 不允许下载"}}
+
+
+def _download_allowed(request: Request, principal: Principal, ref: StudyRef) -> None:
+    """可见不可存: another hospital's originals only when the deployment allows it (403 + log otherwise)."""
+    if is_other_hospital(principal, ref.exam.hospital_id) and not service(request).settings.allow_original_download:
+        _log(request, principal, "image.download", ref.exam.id, outcome="denied",
+             detail={"reason": "other hospital, original download off"})
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=DOWNLOAD_REFUSED)
+    accept = request.headers.get("accept") or ""
+    if accept and not _accepts(accept, "application/dicom"):
+        raise HTTPException(status.HTTP_406_NOT_ACCEPTABLE, detail="application/dicom only / 仅支持 application/dicom")
+
+
+def _original_bytes(request: Request, principal: Principal, ref: StudyRef, inst: m.Instance) -> bytes:
+    """The stored object; for a caller without ``patient.identity`` a copy with identifiers replaced."""
+    data = _cache(request).read_bytes(inst.storage_key)
+    if principal.can("patient.identity"):
+        return data
+    import io
+
+    import pydicom
+
+    ds = dicomjson.protect_dataset(pydicom.dcmread(io.BytesIO(data)), pseudonym=ref.pseudonym)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
 @router.get("/dicomweb/studies/{study}/series/{series}/instances/{instance}",
             summary="WADO-RS: original instance (可见不可存: permission and policy) / 原始 DICOM",
-            responses={200: {"content": {"application/dicom": {}, "multipart/related": {}}},
-                       403: {"description": "download not allowed / 不允许下载"}})
+            responses=ORIGINAL_RESPONSES)
 def retrieve_instance(request: Request, study: Uid, series: Uid, instance: Uid,
                       principal: Principal = Depends(require("image.download_original")),
                       session: Session = Depends(db)) -> Response:
@@ -625,33 +657,57 @@ def retrieve_instance(request: Request, study: Uid, series: Uid, instance: Uid,
     unless the Accept header asks for ``multipart/related``."""
     ref = _study(session, principal, study)
     inst = _instance(session, _series(session, ref.exam, series), instance)
-    settings = service(request).settings
-    if is_other_hospital(principal, ref.exam.hospital_id) and not settings.allow_original_download:
-        _log(request, principal, "image.download", ref.exam.id, outcome="denied",
-             detail={"reason": "other hospital, original download off"})
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            detail="另一医院的检查可见不可存：不提供原始影像下载 / images of another hospital's exam "
-                                   "can be viewed but not downloaded (original download is off)")
-    accept = request.headers.get("accept") or ""
-    if accept and not _accepts(accept, "application/dicom"):
-        raise HTTPException(status.HTTP_406_NOT_ACCEPTABLE, detail="application/dicom only / 仅支持 application/dicom")
-    cache = _cache(request)
-    data = cache.read_bytes(inst.storage_key)
-    if not principal.can("patient.identity"):
-        import io
-
-        import pydicom
-
-        ds = dicomjson.protect_dataset(pydicom.dcmread(io.BytesIO(data)), pseudonym=ref.pseudonym)
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        data = buf.getvalue()
+    _download_allowed(request, principal, ref)
+    data = _original_bytes(request, principal, ref, inst)
     _log(request, principal, "image.download", ref.exam.id,
          detail={"series_uid": series, "sop_instance_uid": instance, "identity": principal.can("patient.identity")})
-    if "multipart/related" in accept.lower():
+    if "multipart/related" in (request.headers.get("accept") or "").lower():
         return _multipart([("application/dicom", data)], "application/dicom")
     return Response(data, media_type="application/dicom",
                     headers={"Content-Disposition": f'attachment; filename="{instance}.dcm"'})
+
+
+def _stream_originals(request: Request, principal: Principal, ref: StudyRef,
+                      instances: Sequence[m.Instance]) -> StreamingResponse:
+    """multipart/related; type="application/dicom" of every instance, read one at a time."""
+    boundary = secrets.token_hex(16)
+
+    def parts() -> Iterator[bytes]:
+        for inst in instances:
+            data = _original_bytes(request, principal, ref, inst)
+            yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode("ascii") + data + b"\r\n"
+        yield f"--{boundary}--\r\n".encode("ascii")
+
+    return StreamingResponse(parts(), media_type=f'multipart/related; type="application/dicom"; boundary={boundary}')
+
+
+@router.get("/dicomweb/studies/{study}/series/{series}",
+            summary="WADO-RS: every original of a series (可见不可存 applies) / 下载序列原始 DICOM",
+            responses=ORIGINAL_RESPONSES)
+def retrieve_series(request: Request, study: Uid, series: Uid,
+                    principal: Principal = Depends(require("image.download_original")),
+                    session: Session = Depends(db)) -> Response:
+    ref = _study(session, principal, study)
+    row = _series(session, ref.exam, series)
+    _download_allowed(request, principal, ref)
+    instances = stack_order(newest_instances(session, [row.id]))
+    _log(request, principal, "image.download", ref.exam.id,
+         detail={"series_uid": series, "instances": len(instances), "identity": principal.can("patient.identity")})
+    return _stream_originals(request, principal, ref, instances)
+
+
+@router.get("/dicomweb/studies/{study}", summary="WADO-RS: every original of a study (可见不可存 applies) / 下载检查原始 DICOM",
+            responses=ORIGINAL_RESPONSES)
+def retrieve_study(request: Request, study: Uid, principal: Principal = Depends(require("image.download_original")),
+                   session: Session = Depends(db)) -> Response:
+    ref = _study(session, principal, study)
+    _download_allowed(request, principal, ref)
+    series_ids = list(session.scalars(select(m.Series.id).where(m.Series.exam_id == ref.exam.id)
+                                      .order_by(m.Series.series_number, m.Series.id)).all())
+    instances = newest_instances(session, series_ids)
+    _log(request, principal, "image.download", ref.exam.id,
+         detail={"series": len(series_ids), "instances": len(instances), "identity": principal.can("patient.identity")})
+    return _stream_originals(request, principal, ref, instances)
 
 
 # -- the web viewer's helpers ---------------------------------------------------------------------------
