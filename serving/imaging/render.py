@@ -304,9 +304,14 @@ def _masks(identity: str, ascii_identity: str, at: str, width: int, height: int)
     light = Image.new("L", (diag, diag), 0)
     dark = Image.new("L", (diag, diag), 0)
     dl, dd = ImageDraw.Draw(light), ImageDraw.Draw(dark)
-    for row, y in enumerate(range(0, diag, step_y)):
-        shift = (row % 2) * step_x // 2
-        for x in range(-shift, diag, step_x):
+    # one copy of the text is centred on the image, the tiling runs out from it, so even a
+    # small image carries the whole identity where the eye looks first
+    y0 = (diag // 2 - th // 2) % step_y
+    x0 = (diag // 2 - tw // 2) % step_x - step_x
+    centre_row = (diag // 2 - th // 2 - y0) // step_y
+    for row, y in enumerate(range(y0, diag, step_y)):
+        shift = ((row - centre_row) % 2) * step_x // 2
+        for x in range(x0 - shift, diag, step_x):
             _draw_runs(dd, (x + 1, y + 1), runs)
             _draw_runs(dl, (x, y), runs)
     angle = float(cfg.get("angle_deg", 30))
