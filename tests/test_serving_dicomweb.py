@@ -267,6 +267,8 @@ def test_frames_equal_the_decoded_pixels_including_jpegls_archive(setup) -> None
     assert client.get(base + "/frames/2", headers=h).status_code == 404
     assert client.get(base + "/frames/abc", headers=h).status_code == 422
     assert client.get(base + "/frames/1", headers={**h, "Accept": "image/jls"}).status_code == 406
+    ohif = "multipart/related; type=application/octet-stream; transfer-syntax=*"  # what OHIF sends
+    assert client.get(base + "/frames/1", headers={**h, "Accept": ohif}).status_code == 200
 
 
 def test_original_download_policy(setup, monkeypatch) -> None:  # type: ignore[no-untyped-def]
