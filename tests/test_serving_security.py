@@ -410,6 +410,25 @@ def test_every_schema_route_rejects_unauthenticated_requests(seed: Seed) -> None
                 assert r.headers.get("www-authenticate", "").lower().startswith("bearer")
                 assert not any(secret in r.text for secret in seed.secrets())
                 checked += 1
+    # A valid token is only taken from the header: never from the URL (logs, Referer, history)
+    # nor from a cookie (no CSRF surface); no CORS grant to another origin.
+    token = seed.headers["admin"]["Authorization"].split()[1]
+    for method, template, _ in ops:
+        if (method, template) == LOGIN:
+            continue
+        url = fill_path(template, seed, seed.exam_a)
+        for params, cookie in (({"access_token": token}, {}), ({"token": token}, {}), ({"api_key": token}, {}),
+                               ({}, {"Cookie": f"access_token={token}; token={token}"})):
+            r = seed.client.request(method.upper(), url, params=params, headers=cookie)
+            assert r.status_code == 401, f"{method.upper()} {url} accepted a token from {params or 'a cookie'}"
+        r = seed.client.request("OPTIONS", url, headers={"Origin": "https://evil.example",
+                                                         "Access-Control-Request-Method": method.upper()})
+        assert "access-control-allow-origin" not in r.headers, f"CORS grant on {url}"
+    r = seed.client.get("/api/auth/me")
+    for header, value in (("x-content-type-options", "nosniff"), ("x-frame-options", "DENY"),
+                          ("cache-control", "no-store")):
+        assert r.headers.get(header) == value, (header, r.headers.get(header))
+    assert "frame-ancestors 'none'" in r.headers.get("content-security-policy", "")
     # The login endpoint itself: no or wrong credentials never yield a token.
     for form in ({}, {"username": "sec_admin"}, {"username": "sec_admin", "password": "wrong-password-x"},
                  {"username": "' OR 1=1 --", "password": "' OR 1=1 --"}):
@@ -460,9 +479,10 @@ def test_pages_outside_the_schema_serve_no_patient_data(seed: Seed) -> None:
 
 # ----------------------------------------------------------------------------- 2. role matrix
 
-#: Routes that may answer 403 to a role holding their permission, for a policy reason (可见不可存:
-#: original DICOM of another hospital's exam while settings.allow_original_download is off).
-POLICY_403 = {("get", "/dicomweb/studies/{study}/series/{series}/instances/{instance}")}
+#: Permissions whose routes may answer 403 to a role holding them, for a policy reason (可见不可存:
+#: original DICOM of another hospital's exam while settings.allow_original_download is off; region
+#: roles count as another hospital for every exam).
+POLICY_403 = {"image.download_original"}
 
 
 def test_role_matrix_403_exactly_when_the_permission_is_missing(seed: Seed, workspace: Any) -> None:
@@ -491,7 +511,7 @@ def test_role_matrix_403_exactly_when_the_permission_is_missing(seed: Seed, work
             if allowed:
                 assert not permission_denial, f"{role_name} holds {needed} but {method.upper()} {url} said {r.text}"
                 if r.status_code == 403:
-                    assert (method, _shape(template)) in {(mt, _shape(p)) for mt, p in POLICY_403}, f"{role_name} {method.upper()} {url}: {r.text}"
+                    assert needed & POLICY_403, f"{role_name} {method.upper()} {url}: {r.text}"
             else:
                 assert r.status_code == 403 and permission_denial, \
                     f"{role_name} lacks {needed - role.permissions} but {method.upper()} {url} -> {r.status_code}"
@@ -532,6 +552,7 @@ def _exam_probes(seed: Seed, exam: SeededExam) -> list[tuple[str, str, Any]]:
         ("get", "/dicomweb/studies/{study}/series", None),
         ("get", "/dicomweb/studies/{study}/series/{series}/metadata", None),
         ("get", "/dicomweb/studies/{study}/series/{series}/instances", None),
+        ("get", "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", None),
         ("get", "/dicomweb/studies/{study}/series/{series}/instances/{instance}/rendered", None),
         ("get", "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", None),
         ("get", "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered", None),
@@ -611,6 +632,12 @@ def _visible(seed: Seed, headers: dict[str, str], exam: SeededExam) -> dict[str,
     history = _patient_history_ids(seed, headers, seed.exam_a.patient_id)
     if history is not None:
         seen["/api/patients/{own patient}/exams"] = exam.id in history
+    if exam.hospital != "H_A" and has_route(seed.app, "get", "/api/patients/{patient_id}/repeat-check"):
+        r = seed.client.get(f"/api/patients/{seed.exam_a.patient_id}/repeat-check", headers=headers,
+                            params={"item": "CT.CHEST.PLAIN", "window_days": 3650})
+        if r.status_code != 404:  # a hospital admin's own patient; 404 when the role sees no such patient
+            assert r.status_code == 200, r.text
+            seen["/api/patients/{own patient}/repeat-check"] = exam.id in {i["id"] for i in r.json()["items"]}
     return seen
 
 
@@ -677,6 +704,50 @@ def test_recognition_needs_scope_and_lands_in_the_log(seed: Seed, workspace: Any
         actions = s.execute(select(m.AccessLogEntry.action, m.AccessLogEntry.exam_id, m.AccessLogEntry.username)
                             .where(m.AccessLogEntry.action == "recognition.record")).all()
     assert [(a, e, u) for a, e, u in actions] == [("recognition.record", seed.exam_b.id, "sec_doctor")]
+
+
+# ----------------------------------------------------------------------------- identity
+
+
+def test_patient_identity_only_for_roles_holding_patient_identity(seed: Seed, workspace: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GET of any operation shows a name, patient ID or ID number to a role without
+    ``patient.identity`` — JSON, DICOM JSON, stacks, CSV; a doctor (who holds it) does see the name."""
+    from radqc.serving.security.roles import load_roles
+
+    book = load_roles()
+    _grant(workspace, seed.person_key, None)  # every hospital: scope does not hide what is checked
+    checked = 0
+    for role_name, role in book.roles.items():
+        if "patient.identity" in role.permissions:
+            continue
+        for method, template, _ in schema_operations(seed.app):
+            if method != "get":
+                continue
+            for exam in (seed.exam_a, seed.exam_b):
+                for params in ({}, {"format": "csv"}):
+                    r = seed.client.get(fill_path(template, seed, exam), params=params, headers=seed.headers[role_name])
+                    leaked = [v for v in seed.secrets() if v.encode() in r.content]
+                    assert not leaked, f"{role_name} GET {fill_path(template, seed, exam)} shows {leaked}"
+                    checked += r.status_code == 200
+    assert checked > 0
+    if has_route(seed.app, "get", "/api/exams/{exam_id}"):
+        r = seed.client.get(f"/api/exams/{seed.exam_a.id}", headers=seed.headers["doctor"])
+        assert r.status_code == 200 and PERSON_1["name"] in r.text, "positive control: the doctor sees the name"
+    # 可见不可存 switched off for the region: a QC expert downloads the original, pseudonymised
+    route = _route_like(seed.app, "get", "/dicomweb/studies/{study}/series/{series}/instances/{instance}")
+    if route is not None:
+        from radqc.serving.app import create_app
+
+        url = fill_path(route.path, seed, seed.exam_b)
+        assert seed.client.get(url, headers=seed.headers["qc_expert_l1"]).status_code == 403
+        monkeypatch.setenv("RADQC_ALLOW_ORIGINAL_DOWNLOAD", "true")
+        open_client = TestClient(create_app(workspace), raise_server_exceptions=False)
+        r = open_client.get(url, headers=seed.headers["qc_expert_l1"])
+        assert r.status_code == 200 and r.content[128:132] == b"DICM", r.status_code
+        leaked = [v for v in seed.secrets() if v.encode() in r.content]
+        assert not leaked, f"original download for a role without patient.identity carries {leaked}"
+        assert open_client.get(url, headers=seed.headers["doctor"]).status_code == 403, "doctors never download"
 
 
 # ----------------------------------------------------------------------------- 4. injection, traversal
