@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import re
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -897,6 +897,76 @@ def test_path_traversal_on_file_endpoints(seed: Seed) -> None:
         _assert_no_file_content(r, seed, payload)
     if not probes:
         pytest.skip("no file endpoint on main yet")
+
+
+def raw_get(app: FastAPI, raw_path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """GET ``raw_path`` exactly as a client sent it on the wire (HTTP clients, the test client
+    included, remove ``../`` before sending; an attacker's client does not). The scope is built
+    as uvicorn builds it: ``path`` is the percent-decoded ``raw_path``."""
+    import anyio
+
+    async def run() -> tuple[int, bytes]:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": urllib.parse.unquote(raw_path), "raw_path": raw_path.encode("latin-1"),
+                 "query_string": b"", "root_path": "", "client": ("127.0.0.1", 40000), "server": ("testserver", 80),
+                 "headers": [(b"host", b"testserver")] + [(k.lower().encode(), v.encode())
+                                                          for k, v in (headers or {}).items()]}
+        status_code, body = 0, b""
+        requested = done = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal requested
+            if not requested:
+                requested = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            while not done:  # the client stays connected until the response is complete
+                await anyio.sleep(0.001)
+            return {"type": "http.disconnect"}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            nonlocal status_code, body, done
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            elif message["type"] == "http.response.body":
+                body += message.get("body", b"")
+                done = not message.get("more_body", False)
+
+        try:
+            await app(scope, receive, send)
+        except Exception:
+            status_code = status_code or 500
+        return status_code, body
+
+    return anyio.run(run)
+
+
+def test_path_traversal_on_the_wire(seed: Seed) -> None:
+    """Unnormalised ``../`` and encoded variants straight into the ASGI app: never a file."""
+    admin = seed.headers["admin"]
+    prefixes = ["/static/", "/app/", "/", f"/api/exams/{seed.exam_a.id}/evidence/", "/api/series/",
+                f"/dicomweb/studies/{seed.exam_a.study_uid}/series/"]
+    targets = ["../../../../../../etc/passwd", "..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+               "%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "../../pyproject.toml", "../../../pyproject.toml",
+               "..%2f..%2fpyproject.toml", "../roles.yaml", "../../serving/roles.yaml", "%2e%2e%2f%2e%2e%2fpyproject.toml",
+               "..%5c..%5cpyproject.toml", "%00../../pyproject.toml"]
+    probes = 0
+    for prefix in prefixes:
+        for target in targets:
+            for headers in ({}, admin):
+                status_code, body = raw_get(seed.app, prefix + target, headers)
+                what = f"GET {prefix + target} ({'admin' if headers else 'anonymous'}) -> {status_code}"
+                assert status_code < 500, what
+                assert b"root:x:0:0" not in body and b"[project]" not in body and b"permissions:" not in body, what
+                probes += 1
+    # the wire helper does reach the app: a plain request answers as through the client
+    assert raw_get(seed.app, "/api/auth/me", admin)[0] == 200
+    assert raw_get(seed.app, "/api/auth/me")[0] == 401
+    if has_route(seed.app, "get", "/api/exams/{exam_id}/evidence/{n}"):
+        assert raw_get(seed.app, f"/api/exams/{seed.exam_a.id}/evidence/0", admin) == (200, seed.evidence_png)
+    if any(getattr(r, "path", None) == "/static" for r in flat_routes(seed.app)):
+        status_code, body = raw_get(seed.app, "/static/index.html")
+        assert status_code == 200 and b"<html" in body.lower(), "the static folder is reached by this helper"
+    assert probes == len(prefixes) * len(targets) * 2
 
 
 def test_oversized_and_out_of_range_parameters(seed: Seed) -> None:
