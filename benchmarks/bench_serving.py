@@ -83,6 +83,23 @@ def _wrk(url: str, script_dir: Path, connections: int, duration: int) -> dict[st
     return {"connections": connections, **parse_wrk(out.stdout)}
 
 
+def _warm(url: str, headers: dict[str, str], exam_ids: list[int]) -> list[int]:
+    """Open ``exam_ids`` from 4 concurrent clients (so every worker process answers some and has
+    loaded its vocabularies before the measurement); returns the response sizes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    def one(exam_id: int) -> int:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            r = client.get(f"/api/exams/{exam_id}", headers=headers)
+            r.raise_for_status()
+            return len(r.content)
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, exam_ids))
+
+
 def api_load(ws: Any, workers_list: tuple[int, ...], connections: tuple[int, ...], duration: int) -> dict[str, Any]:
     """Exam-detail load per worker count and connection count (see the module docstring)."""
     import httpx
@@ -108,11 +125,7 @@ def api_load(ws: Any, workers_list: tuple[int, ...], connections: tuple[int, ...
                     token = client.post("/api/auth/token", data={"username": "doctor_a",
                                                                  "password": doctor["password"]}).json()["access_token"]
                     headers = {"Authorization": f"Bearer {token}"}
-                    sizes = []
-                    for exam_id in ids[:: max(1, len(ids) // 50)][:50]:  # warm every worker, measure payloads
-                        r = client.get(f"/api/exams/{exam_id}", headers=headers)
-                        r.raise_for_status()
-                        sizes.append(len(r.content))
+                    sizes = _warm(info["url"], headers, ids[:: max(1, len(ids) // 60)][:60])
                     t0 = time.perf_counter()
                     for exam_id in ids[:50]:
                         client.get(f"/api/exams/{exam_id}", headers=headers)
@@ -142,12 +155,17 @@ def _setup_workspace(work: Path) -> Any:
 
 
 def _table(load: dict[str, Any]) -> list[str]:
-    lines = ["| workers | connections | requests/s | p50 ms | p90 ms | p99 ms | non-2xx | target met |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"]
+    lines = ["| workers | connections | requests/s | answered | p50 ms | p90 ms | p99 ms | non-2xx | timeouts/errors "
+             "| target met |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"]
     for r in load.get("runs", []):
-        met = (r["rps"] or 0) >= TARGET_RPS and (r["p99_ms"] or 1e9) <= TARGET_P99_MS and not r["non_2xx"]
-        lines.append(f"| {r['workers']} | {r['connections']} | {r['rps']} | {r['p50_ms']} | {r['p90_ms']} | "
-                     f"{r['p99_ms']} | {r['non_2xx']} | {'yes' if met else 'no'} |")
+        met = ((r["rps"] or 0) >= TARGET_RPS and (r["p99_ms"] or 1e9) <= TARGET_P99_MS and not r["non_2xx"]
+               and not r["socket_errors"] and r["requests"])
+        lines.append(f"| {r['workers']} | {r['connections']} | {r['rps']} | {r['requests']} | {r['p50_ms']} | "
+                     f"{r['p90_ms']} | {r['p99_ms']} | {r['non_2xx']} | {r['socket_errors']} | {'yes' if met else 'no'} |")
+    if any(not r["requests"] or r["socket_errors"] for r in load.get("runs", [])):
+        lines += ["", "Rows with few answers or timeouts: requests waited longer than wrk's 5 s timeout, i.e. the "
+                      "service stalled at that concurrency (latencies are of the answered requests only)."]
     return lines
 
 
@@ -165,6 +183,12 @@ def run(quick: bool = False) -> str:
         templates = build_templates(ws, work)
         seeded = seed_catalogue(ws, N_EXAMS_QUICK if quick else N_EXAMS)
         status = ws.status()
+        with ws.sessions() as s:
+            from sqlalchemy import func, select
+
+            from radqc.catalogue import models as m
+
+            qc_rows = int(s.scalar(select(func.count(m.QcResult.id))) or 0)
         load = api_load(ws, (1, 2), CONNECTIONS_QUICK if quick else CONNECTIONS,
                         DURATION_S_QUICK if quick else DURATION_S)
         load_mid = os.getloadavg()[0]
@@ -180,7 +204,7 @@ def run(quick: bool = False) -> str:
     lines = [
         f"Catalogue: {status['exams']:,} exams, {status['patients']:,} patients ({seeded['persons']:,} persons; "
         f"returning patients at 2–3 hospitals), {status['series']:,} series, {status['instances']:,} instances, "
-        f"{status['ledger_entries']:,} ledger results, {seeded['qc_results']:,} qc_result rows — "
+        f"{status['ledger_entries']:,} ledger results, {qc_rows:,} qc_result rows — "
         f"{templates['seconds']} s to run {seeded['templates']} template exams through every stage, "
         f"{seeded['seconds']} s to clone them by bulk inserts (SQLite, the embedded default).",
         "",
@@ -273,7 +297,7 @@ def browser_timings(ws: Any, work: Path, *, quick: bool) -> dict[str, Any]:
     accounts = {a["username"]: a for a in seed_demo_access(ws)}
     ids = _visible_exam_ids(ws, "doctor_a")
     rng = __import__("random").Random(5)
-    sample = rng.sample(ids, min(len(ids), 4 if quick else 10))
+    sample = rng.sample(ids, min(len(ids), 5 if quick else 11))
     home = ws.settings.home
     out: dict[str, Any] = {"ct_slices": int(ct_series.n), "ct_exam": int(ct_series.exam_id), "first_image_s": [],
                            "ct_first_image_s": [], "ct_stack_s": []}
@@ -289,7 +313,9 @@ def browser_timings(ws: Any, work: Path, *, quick: bool) -> dict[str, Any]:
                                           base_url=info["url"])
                 page = ctx.new_page()
                 _login(page, "doctor_a", accounts["doctor_a"]["password"])
-                for exam_id in sample:
+                cold = _open_exam(page, sample[0], "radqc:first-image", 30_000)  # after a restart: cold caches
+                out["cold_first_image_s"] = cold["radqc:first-image"]
+                for exam_id in sample[1:]:
                     marks = _open_exam(page, exam_id, "radqc:first-image", 30_000)
                     out["first_image_s"].append(marks["radqc:first-image"])
                 ctx.close()
@@ -334,6 +360,9 @@ def browser_lines(b: dict[str, Any]) -> list[str]:
         f"| first image, {len(b['first_image_s'])} exams a doctor opens (catalogue exams, own and other hospitals) | "
         f"{first} s | {first_max} s | <= {TARGET_FIRST_IMAGE_S:.0f} s ({ok(first_max, TARGET_FIRST_IMAGE_S)}) | "
         f"{TENDER_FIRST_IMAGE_S:.0f} s | {first_max / TENDER_FIRST_IMAGE_S:.2f} |" if first_max is not None else "",
+        f"| first image, the first exam opened after the service started (cold caches) | "
+        f"{b.get('cold_first_image_s')} s | | | {TENDER_FIRST_IMAGE_S:.0f} s | "
+        f"{(b.get('cold_first_image_s') or 0) / TENDER_FIRST_IMAGE_S:.2f} |",
         f"| first image, 512² CT exam | {ct_first} s | {b['ct_first_image_s_max']} s | <= "
         f"{TARGET_FIRST_IMAGE_S:.0f} s ({ok(b['ct_first_image_s_max'], TARGET_FIRST_IMAGE_S)}) | "
         f"{TENDER_FIRST_IMAGE_S:.0f} s | {(b['ct_first_image_s_max'] or 0) / TENDER_FIRST_IMAGE_S:.2f} |",
