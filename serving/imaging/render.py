@@ -283,7 +283,8 @@ def _draw_runs(draw: ImageDraw.ImageDraw, xy: tuple[int, int], runs: list[tuple[
 
 
 def _masks(identity: str, ascii_identity: str, at: str, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """(light text, dark outline) alpha masks 0..1 tiling the image with the text, rotated."""
+    """Fixed-point (scale, offset) of the blend (x256) from the light-text and dark-outline alpha
+    masks tiling the image with the rotated text."""
     key = (f"{identity}|{ascii_identity}|{at}", width, height)
     with _MASKS_LOCK:
         hit = _MASKS.get(key)
@@ -319,7 +320,11 @@ def _masks(identity: str, ascii_identity: str, at: str, width: int, height: int)
     light_a = np.asarray(light.rotate(angle, resample=Image.Resampling.BILINEAR).crop(box), dtype=np.float32) / 255
     dark_a = np.asarray(dark.rotate(angle, resample=Image.Resampling.BILINEAR).crop(box), dtype=np.float32) / 255
     opacity = float(cfg.get("opacity", 0.35))
-    out = (light_a * opacity, dark_a * opacity)
+    light_a, dark_a = light_a * opacity, dark_a * opacity
+    # blend as one fixed-point multiply-add per pixel: out = p * (1-dark)(1-light) + 255 * light
+    scale = np.rint((1 - dark_a) * (1 - light_a) * 256).astype(np.uint32)
+    offset = np.rint(255.0 * light_a * 256 + 128).astype(np.uint32)
+    out = (scale, offset)
     with _MASKS_LOCK:
         _MASKS[key] = out
         while len(_MASKS) > _MASKS_MAX:
@@ -330,13 +335,14 @@ def _masks(identity: str, ascii_identity: str, at: str, width: int, height: int)
 def apply_watermark(pixels: np.ndarray, identity: str, ascii_identity: str, at: str) -> np.ndarray:
     """``pixels`` (uint8, grey or RGB) with the tiled identity text blended in (light on dark outline)."""
     height, width = pixels.shape[:2]
-    light, dark = _masks(identity, ascii_identity, at, width, height)
+    scale, offset = _masks(identity, ascii_identity, at, width, height)
     if pixels.ndim == 3:
-        light, dark = light[..., None], dark[..., None]
-    out = pixels.astype(np.float32)
-    out = out * (1 - dark) + 0.0 * dark
-    out = out * (1 - light) + 255.0 * light
-    return np.rint(out).astype(np.uint8)
+        scale, offset = scale[..., None], offset[..., None]
+    out = pixels.astype(np.uint32)
+    out *= scale
+    out += offset
+    out >>= 8
+    return np.minimum(out, 255).astype(np.uint8)
 
 
 def render(decoded: Decoded, frame: int = 0, *, window: Window | None = None,
