@@ -77,12 +77,18 @@ def new_page(browser: Any, live_service: LiveService, shots: Path, request: pyte
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+_tokens: dict[tuple[str, str], str] = {}
+
+
 def api_get(live: LiveService, username: str, path: str) -> Any:
-    """The API's own answer, to compare what the page shows against."""
+    """The API's own answer, to compare what the page shows against (one login per user: Argon2 is slow)."""
     with httpx.Client(base_url=live.base_url, timeout=30) as client:
-        r = client.post("/api/auth/token", data={"username": username, "password": live.password})
-        assert r.status_code == 200, r.text
-        r = client.get(path, headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+        key = (live.base_url, username)
+        if key not in _tokens:
+            r = client.post("/api/auth/token", data={"username": username, "password": live.password})
+            assert r.status_code == 200, r.text
+            _tokens[key] = r.json()["access_token"]
+        r = client.get(path, headers={"Authorization": f"Bearer {_tokens[key]}"})
         assert r.status_code == 200, f"{path}: {r.status_code} {r.text[:300]}"
         return r.json()
 
@@ -385,3 +391,31 @@ def test_repeat_reminder_and_evidence_jump(new_page, live_service: LiveService) 
     page.wait_for_function("() => performance.getEntriesByName('radqc:first-image').length > 0")
     assert page.locator(f"[data-testid=series-thumb][data-series-id='{series_id}']").get_attribute("class").endswith(
         "selected")
+
+
+def test_revoked_token_asks_for_login_and_returns_to_the_page(new_page, live_service: LiveService) -> None:  # noqa: F811
+    """A token that stops working (revoked, expired) leads to the login form, then back to the same exam."""
+    from sqlalchemy import update
+
+    from radqc.catalogue import models as m
+    from radqc.serving.accounts import create_user
+
+    live = live_service
+    with live.workspace.transaction() as s:
+        create_user(s, "dr_revoked", "doctor", password=live.password, hospital_code=live.later_hospital)
+    page = new_page()
+    log_in(page, "dr_revoked", live.password)
+    page.goto(f"/#/exam/{live.ct_exam_id}")
+    page.get_by_test_id("qc-panel").wait_for()
+    wait_stack_loaded(page)  # nothing in flight any more
+    with live.workspace.transaction() as s:  # what a password change or an admin's revocation does
+        s.execute(update(m.AppUser).where(m.AppUser.username == "dr_revoked")
+                  .values(token_version=m.AppUser.token_version + 1))
+    page.get_by_test_id("exam-patient").click()
+    page.get_by_test_id("login-form").wait_for()
+    assert page.evaluate("() => sessionStorage.getItem('radqc.token')") is None
+    page.get_by_test_id("login-username").fill("dr_revoked")
+    page.get_by_test_id("login-password").fill(live.password)
+    page.get_by_test_id("login-submit").click()
+    page.get_by_test_id("patient-exams").wait_for()
+    assert page.evaluate("() => location.hash") == f"#/patient/{live.ct_patient_id}"

@@ -122,6 +122,8 @@ async function api(path, options = {}) {
   }
   const r = await fetch(path, { ...options, headers, signal: options.signal });
   if (r.status === 401 && tok) {
+    // token expired or revoked: log in again and come back to the same page
+    sessionStorage.setItem("radqc.return", location.hash);
     logout();
     throw new ApiError(401, t("login.title"));
   }
@@ -166,7 +168,10 @@ async function login(event) {
     state.user = await api("/api/auth/me");
     sessionStorage.setItem(USER_KEY, JSON.stringify(state.user));
     form.password.value = "";
-    if (!location.hash || location.hash === "#/login") location.hash = "#/search";
+    const back = sessionStorage.getItem("radqc.return");
+    sessionStorage.removeItem("radqc.return");
+    if (back && back !== "#/login" && back !== location.hash) location.hash = back;
+    else if (!location.hash || location.hash === "#/login") location.hash = "#/search";
     else route();
   } catch (e) {
     error.textContent = `${t("login.failed")}: ${e.message}`;
@@ -386,6 +391,8 @@ async function renderExam(examId, query) {
     gradeBadge(qc.grade, "exam-grade"),
     h("span", { testid: "exam-score-head" }, `${t("qc.score")} ${fmtScore(qc.score)}`),
     h("strong", {}, exam.description || exam.modality || ""),
+    exam.items && exam.items.length ? h("span", { class: "muted", testid: "exam-items" },
+      exam.items.map((i) => i.name || i.code).join("、")) : null,
     h("span", {}, exam.hospital?.name || exam.hospital?.code || ""),
     h("span", { class: `tag${exam.own_hospital ? "" : " other"}` }, exam.own_hospital ? t("own_hospital") : t("other_hospital")),
     h("span", { class: "muted" }, fmtTime(exam.exam_time)),
