@@ -259,6 +259,9 @@ def _render_ct(work: Path) -> Path:
 
 
 def _open_exam(page: Any, exam_id: int, mark: str, timeout_ms: int) -> dict[str, Any]:
+    if page.evaluate("(id) => location.hash === '#/exam/' + id", exam_id):  # same hash: no hashchange
+        page.evaluate("() => { location.hash = '#/search'; }")
+        page.get_by_test_id("search-form").wait_for()
     page.evaluate("() => performance.clearMarks()")
     page.evaluate("(id) => { location.hash = '#/exam/' + id; }", exam_id)
     page.wait_for_function(f"() => performance.getEntriesByName('{mark}').length > 0", timeout=timeout_ms)
