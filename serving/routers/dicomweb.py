@@ -120,13 +120,16 @@ def _scoped_series(session: Session, principal: Principal, series_id: int) -> tu
     return row[0], row[1]
 
 
-def _scoped_instance(session: Session, principal: Principal, instance_id: int) -> tuple[m.Instance, m.Exam]:
-    row = session.execute(select(m.Instance, m.Exam).join(m.Series, m.Series.id == m.Instance.series_id)
+def _scoped_instance(session: Session, principal: Principal, instance_id: int) -> tuple[str, int | None]:
+    """(object key, exam hospital id) of an instance in scope: only the two columns a rendered
+    frame needs (the viewer asks for hundreds; the full rows with their JSON header cost 3x)."""
+    row = session.execute(select(m.Instance.storage_key, m.Exam.hospital_id)
+                          .join(m.Series, m.Series.id == m.Instance.series_id)
                           .join(m.Exam, m.Exam.id == m.Series.exam_id)
                           .where(m.Instance.id == instance_id, exam_scope_clause(principal))).first()
     if row is None:
         raise _not_found()
-    return row[0], row[1]
+    return str(row[0]), row[1]
 
 
 # -- stack order ----------------------------------------------------------------------------------
@@ -179,9 +182,9 @@ def _cache(request: Request) -> PixelCache:
     return cache_for(request.app.state, service(request).workspace.store)
 
 
-def _decoded(request: Request, instance: m.Instance) -> Decoded:
+def _decoded(request: Request, storage_key: str) -> Decoded:
     try:
-        return _cache(request).get(instance.storage_key)
+        return _cache(request).get(storage_key)
     except PixelError as exc:
         raise HTTPException(HTTP_422, detail=str(exc)) from exc
     except (OSError, KeyError, ValueError, EOFError) as exc:  # object missing or not DICOM: the object store's problem
@@ -217,9 +220,9 @@ def _patient_pairs(request: Request, principal: Principal, pseudonym: str | None
     return [("PatientName", pseudonym), ("PatientID", pseudonym)]
 
 
-def _watermark(request: Request, principal: Principal, exam: m.Exam) -> tuple[str, str, str] | None:
+def _watermark(request: Request, principal: Principal, hospital_id: int | None) -> tuple[str, str, str] | None:
     """(identity, ASCII identity, time) when this view must be stamped (another hospital's exam)."""
-    if not service(request).settings.watermark or not is_other_hospital(principal, exam.hospital_id):
+    if not service(request).settings.watermark or not is_other_hospital(principal, hospital_id):
         return None
     where = f"@{principal.hospital_code}" if principal.hospital_code else ""
     at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -555,13 +558,13 @@ def retrieve_frames(request: Request, study: Uid, series: Uid, instance: Uid,
                                    f"(transfer syntax {EXPLICIT_VR_LE}) / 仅支持未压缩帧")
     ref = _study(session, principal, study)
     inst = _instance(session, _series(session, ref.exam, series), instance)
-    decoded = _decoded(request, inst)
+    decoded = _decoded(request, inst.storage_key)
     numbers = _frame_numbers(frames, decoded.n_frames)
     part_type = f"application/octet-stream; transfer-syntax={EXPLICIT_VR_LE}"
     return _multipart(((part_type, decoded.frame_bytes(n - 1)) for n in numbers), "application/octet-stream")
 
 
-def _rendered(request: Request, principal: Principal, exam: m.Exam, inst: m.Instance, frame: int,
+def _rendered(request: Request, principal: Principal, hospital_id: int | None, storage_key: str, frame: int,
               window: str | None, viewport: str | None, fmt: str | None) -> Response:
     try:
         win = render.parse_window(window)
@@ -569,12 +572,12 @@ def _rendered(request: Request, principal: Principal, exam: m.Exam, inst: m.Inst
         kind = render.parse_format(fmt, request.headers.get("accept"))
     except render.RenderParameterError as exc:
         raise HTTPException(HTTP_422, detail=str(exc)) from exc
-    stamp = _watermark(request, principal, exam)
+    stamp = _watermark(request, principal, hospital_id)
     cache = _cache(request)
-    key = (inst.storage_key, frame, win, view, kind, stamp)
+    key = (storage_key, frame, win, view, kind, stamp)
     body = cache.rendered.get(key)
     if body is None:
-        decoded = _decoded(request, inst)
+        decoded = _decoded(request, storage_key)
         if not 0 <= frame < decoded.n_frames:
             raise HTTPException(status.HTTP_404_NOT_FOUND,
                                 detail=f"frame out of range 1..{decoded.n_frames} / 帧号超出范围")
@@ -597,7 +600,7 @@ def rendered_instance(request: Request, study: Uid, series: Uid, instance: Uid,
                       session: Session = Depends(db)) -> Response:
     ref = _study(session, principal, study)
     inst = _instance(session, _series(session, ref.exam, series), instance)
-    return _rendered(request, principal, ref.exam, inst, 0, window, viewport, format)
+    return _rendered(request, principal, ref.exam.hospital_id, inst.storage_key, 0, window, viewport, format)
 
 
 @router.get("/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frame}/rendered",
@@ -609,7 +612,7 @@ def rendered_frame(request: Request, study: Uid, series: Uid, instance: Uid,
                    session: Session = Depends(db)) -> Response:
     ref = _study(session, principal, study)
     inst = _instance(session, _series(session, ref.exam, series), instance)
-    return _rendered(request, principal, ref.exam, inst, frame - 1, window, viewport, format)
+    return _rendered(request, principal, ref.exam.hospital_id, inst.storage_key, frame - 1, window, viewport, format)
 
 
 DOWNLOAD_REFUSED = ("另一医院的检查可见不可存：不提供原始影像下载 / images of another hospital's exam can be viewed "
@@ -755,7 +758,7 @@ def series_stack(request: Request, series_id: Annotated[int, Path(ge=1, le=MAX_I
         "presets": {name: {"center": p["center"], "width": p["width"], "zh": p.get("zh"), "en": p.get("en")}
                     for name, p in render.ct_presets().items()},
         "dicom_info": info,
-        "watermarked": _watermark(request, principal, exam) is not None,
+        "watermarked": _watermark(request, principal, exam.hospital_id) is not None,
         "instances": [{"index": n, "instance_id": inst.id, "sop_instance_uid": inst.sop_instance_uid,
                        "instance_number": inst.instance_number, "z": _normal_position(inst.header or {}),
                        "frames": int((inst.header or {}).get("NumberOfFrames") or 1),
@@ -800,7 +803,7 @@ def series_thumbnail(request: Request, series_id: Annotated[int, Path(ge=1, le=M
     ordered = stack_order(newest_instances(session, [series.id]))
     if not ordered:
         raise _not_found()
-    decoded = _decoded(request, ordered[len(ordered) // 2])
+    decoded = _decoded(request, ordered[len(ordered) // 2].storage_key)
     return Response(render.thumbnail(decoded, THUMBNAIL_PX), media_type="image/png")
 
 
@@ -813,5 +816,5 @@ def instance_rendered(request: Request, instance_id: Annotated[int, Path(ge=1, l
                       session: Session = Depends(db)) -> Response:
     """Window/level on the server (``window=C,W``; default: the header's, else the CT preset),
     PNG unless ``format=jpeg``; watermarked with the viewer's identity on other hospitals' exams."""
-    inst, exam = _scoped_instance(session, principal, instance_id)
-    return _rendered(request, principal, exam, inst, frame - 1, window, viewport, format)
+    storage_key, hospital_id = _scoped_instance(session, principal, instance_id)
+    return _rendered(request, principal, hospital_id, storage_key, frame - 1, window, viewport, format)
