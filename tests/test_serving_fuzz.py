@@ -25,8 +25,8 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 
 #: Examples per operation and caller. Small: 30-odd operations x 3 runs must stay under a minute
 #: on two shared cores; derandomised, so the same cases run every time.
-EXAMPLES = {"admin": 12, "doctor": 8}
-NEGATIVE_EXAMPLES = 8
+EXAMPLES = {"admin": 10, "doctor": 6}
+NEGATIVE_EXAMPLES = 6
 
 
 def answer_500_instead_of_raising(app: ASGIApp) -> ASGIApp:

@@ -725,7 +725,7 @@ def test_patient_identity_only_for_roles_holding_patient_identity(seed: Seed, wo
             if method != "get":
                 continue
             for exam in (seed.exam_a, seed.exam_b):
-                for params in ({}, {"format": "csv"}):
+                for params in ({}, {"format": "csv"}) if "/stats/" in template else ({},):
                     r = seed.client.get(fill_path(template, seed, exam), params=params, headers=seed.headers[role_name])
                     leaked = [v for v in seed.secrets() if v.encode() in r.content]
                     assert not leaked, f"{role_name} GET {fill_path(template, seed, exam)} shows {leaked}"
