@@ -1051,3 +1051,41 @@ def test_security_doc_roles_table_matches_roles_yaml() -> None:
         granted = {role for role, cell in zip(roles, cells[1:], strict=True) if cell == "✓"}
         assert granted == {r for r in roles if permission in book.roles[r].permissions}, permission
     assert seen == set(book.permissions)
+
+
+def test_values_the_catalogue_cannot_hold_answer_422_not_500(workspace) -> None:  # type: ignore[no-untyped-def]
+    """serving/app.py's handler, on a route that passes the caller's values straight to the
+    database: an id past the integer column (SQLite: OverflowError, PostgreSQL: DataError) and a
+    NUL byte in text (PostgreSQL: DataError) are 422; any other OverflowError stays a 500."""
+    from fastapi import Depends
+    from sqlalchemy.orm import Session
+
+    from radqc.serving.app import create_app
+    from radqc.serving.security.deps import db
+
+    app = create_app(workspace)
+
+    @app.get("/test-only/exams/{exam_id}")
+    def by_id(exam_id: int, session: Session = Depends(db)) -> dict[str, Any]:
+        return {"found": session.get(m.Exam, exam_id) is not None}
+
+    @app.get("/test-only/search")
+    def by_text(q: str, session: Session = Depends(db)) -> dict[str, Any]:
+        return {"n": len(session.scalars(select(m.Exam.id).where(m.Exam.accession_number == q)).all())}
+
+    @app.get("/test-only/overflow")
+    def overflow() -> dict[str, Any]:
+        return {"x": float(10**400)}
+
+    client = TestClient(app, raise_server_exceptions=False)
+    assert client.get("/test-only/exams/1").json() == {"found": False}
+    for value in (2**31, 2**63, 10**30):
+        r = client.get(f"/test-only/exams/{value}")
+        assert r.status_code in (200, 422), (value, r.status_code)  # 200 where the backend can hold it
+        if r.status_code == 422:
+            assert "out of range" in r.json()["detail"]
+    assert client.get(f"/test-only/exams/{10**30}").status_code == 422
+    postgres = workspace.engine.dialect.name == "postgresql"
+    assert client.get(f"/test-only/exams/{2**31}").status_code == (422 if postgres else 200)
+    assert client.get("/test-only/search", params={"q": "a\x00b"}).status_code == (422 if postgres else 200)
+    assert client.get("/test-only/overflow").status_code == 500
