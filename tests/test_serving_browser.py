@@ -419,3 +419,25 @@ def test_revoked_token_asks_for_login_and_returns_to_the_page(new_page, live_ser
     page.get_by_test_id("login-submit").click()
     page.get_by_test_id("patient-exams").wait_for()
     assert page.evaluate("() => location.hash") == f"#/patient/{live.ct_patient_id}"
+
+
+def test_long_stack_beyond_the_memory_budget_still_scrolls(new_page, live_service: LiveService) -> None:  # noqa: F811
+    """Past the decoded-frame budget the farthest frames are dropped and decoded again when scrolled to."""
+    live = live_service
+    detail = api_get(live, live.users["later"], f"/api/exams/{live.ct_exam_id}")
+    longest = max(detail["series"], key=lambda s: s["instances"])
+    assert longest["instances"] > 16, "the budget keeps at least 16 frames: the test needs a longer series"
+    page = new_page()
+    page.add_init_script("window.RADQC_BITMAP_BUDGET = 1")  # -> the minimum of 16 decoded frames
+    log_in(page, live.users["later"], live.password)
+    page.goto(f"/#/exam/{live.ct_exam_id}")
+    page.wait_for_function(f"() => window.radqcViewer.seriesId === {longest['id']}")
+    wait_stack_loaded(page)
+    state = viewer_state(page)
+    assert state["loaded"] == longest["instances"] and state["decoded"] <= 16
+    first = canvas_digest(page)
+    page.get_by_test_id("viewer-canvas").press("End")
+    last = longest["instances"] - 1
+    page.wait_for_function(f"() => window.radqcViewer.index === {last} && window.radqcViewer.drawnWindow !== null")
+    assert canvas_digest(page) != first
+    assert viewer_state(page)["decoded"] <= 16

@@ -18,6 +18,10 @@ const TOKEN_KEY = "radqc.token";
 const USER_KEY = "radqc.user";
 const LANG_KEY = "radqc.lang";
 const PREFETCH_CONCURRENCY = 6;
+// Decoded frames are RGBA (1 MiB for 512²): keep at most this much decoded, nearest the current
+// slice first; the rest stay as their small PNG blobs and are decoded again when scrolled to.
+// 384 MiB holds a 366-slice 512² stack entirely.
+const BITMAP_BUDGET_BYTES = 384 * 1024 * 1024;
 const GRADE_CLASS = { "甲": "g0", "乙": "g1", "丙": "g2", "丁": "g3", "3": "g0", "2": "g1", "1": "g2", "0": "g3" };
 const NORMAL_VALUES = new Set(["正常", "标准", "无", "完整"]);
 const NA_VALUES = new Set(["无法评估", "不适用"]);
@@ -595,7 +599,7 @@ function buildViewerDom() {
 function stopViewer() {
   if (viewer && viewer.onKey) document.removeEventListener("keydown", viewer.onKey);
   if (viewer && viewer.abort) viewer.abort.abort();
-  if (viewer) for (const f of viewer.frames) if (f && f.close) f.close();
+  if (viewer) for (const f of viewer.frames) if (f) f.close();
   viewer = null;
   window.radqcViewer = { seriesId: null, index: 0, count: 0, loaded: 0, window: null };
 }
@@ -604,7 +608,8 @@ function publishViewer() {
   if (!viewer) return;
   const w = viewer.previewWindow || viewer.window;
   window.radqcViewer = { seriesId: viewer.seriesId, index: viewer.index, count: viewer.stack ? viewer.stack.instances.length : 0,
-    loaded: viewer.loaded, window: w ? { center: w.center, width: w.width } : null, zoom: viewer.zoom,
+    loaded: viewer.loaded, decoded: viewer.bitmaps || 0, window: w ? { center: w.center, width: w.width } : null,
+    zoom: viewer.zoom,
     // the window the frame on screen was rendered at by the server ("center,width"; "" = default)
     drawnWindow: viewer.frames[viewer.index] ? viewer.frameWindows[viewer.index] : null };
   viewer.root.dataset.index = String(viewer.index);
@@ -629,9 +634,13 @@ async function openSeries(seriesId, index) {
   }
   if (viewer !== v || v.seriesId !== seriesId) return;
   v.stack = stack;
-  for (const f of v.frames) if (f && f.close) f.close();
+  for (const f of v.frames) if (f) f.close();
   v.frames = new Array(stack.instances.length).fill(null);
+  v.blobs = new Array(stack.instances.length).fill(null);
   v.frameWindows = new Array(stack.instances.length).fill(null);
+  v.bitmaps = 0;
+  const budget = Number(window.RADQC_BITMAP_BUDGET) || BITMAP_BUDGET_BYTES;  // tests lower it
+  v.maxBitmaps = Math.max(16, Math.floor(budget / (4 * (stack.rows || 512) * (stack.columns || 512))));
   v.index = Math.max(0, Math.min(index || 0, stack.instances.length - 1));
   v.zoom = 1; v.pan = { x: 0, y: 0 };
   v.window = stack.default_window && stack.default_window.center !== null && stack.default_window.center !== undefined
@@ -706,9 +715,9 @@ function loadFrames(v) {
         const blob = await apiBlob(frameUrl(v, i, w), controller.signal);
         const bitmap = await createImageBitmap(blob);
         if (v.generation !== generation || viewer !== v) { bitmap.close(); return; }
-        if (v.frames[i] && v.frames[i].close) v.frames[i].close();
-        v.frames[i] = bitmap;
+        v.blobs[i] = blob;
         v.frameWindows[i] = key;
+        storeBitmap(v, i, bitmap);
         v.loaded++;
         if (i === v.index) draw();
         scheduleStatus(v);
@@ -728,6 +737,40 @@ function loadFrames(v) {
       draw();
     }
   });
+}
+
+/** Keep a decoded frame; past the memory budget, drop the decoded frame farthest from the current slice. */
+function storeBitmap(v, i, bitmap) {
+  if (v.frames[i]) { v.frames[i].close(); v.bitmaps--; }
+  v.frames[i] = bitmap;
+  v.bitmaps++;
+  while (v.bitmaps > v.maxBitmaps) {
+    let far = -1;  // possibly the new frame itself: its blob stays, it is decoded again when needed
+    for (let k = 0; k < v.frames.length; k++) {
+      if (v.frames[k] && (far < 0 || Math.abs(k - v.index) > Math.abs(far - v.index))) far = k;
+    }
+    v.frames[far].close();
+    v.frames[far] = null;
+    v.bitmaps--;
+  }
+}
+
+/** Decode a fetched-but-dropped frame (and its neighbours) when the doctor scrolls to it. */
+function decodeAround(v, centre) {
+  for (let d = 0; d <= 4; d++) {
+    for (const i of d === 0 ? [centre] : [centre + d, centre - d]) {
+      if (i < 0 || i >= v.frames.length || v.frames[i] || !v.blobs[i] || v.decoding?.has(i)) continue;
+      v.decoding = v.decoding || new Set();
+      v.decoding.add(i);
+      const key = v.frameWindows[i];
+      createImageBitmap(v.blobs[i]).then((bitmap) => {
+        v.decoding.delete(i);
+        if (viewer !== v || v.frameWindows[i] !== key || v.frames[i]) { bitmap.close(); return; }
+        storeBitmap(v, i, bitmap);
+        if (i === v.index) { draw(); publishViewer(); }
+      }).catch(() => v.decoding.delete(i));
+    }
+  }
 }
 
 /** Progress text and window.radqcViewer at most once per animation frame (not once per slice). */
@@ -803,6 +846,7 @@ function draw() {
   ctx.fillStyle = "#000";
   ctx.fillRect(0, 0, cw, ch);
   const frame = v.frames[v.index];
+  if (!frame && v.blobs && v.blobs[v.index]) decodeAround(v, v.index);
   if (frame) {
     const scale = Math.min(cw / frame.width, ch / frame.height) * v.zoom;
     const dw = frame.width * scale;
