@@ -31,7 +31,8 @@ FEATURES = {
     "MR": ("ghost_med", "ghost_q75", "ghost_any_med", "bg_ratio_med", "void_max", "void_q90", "void_slice_frac"),
     "DX": tuple(f"fo_{t}_{k}" for t in ("s8", "s15", "m8", "m15") for k in ("n", "lat", "px"))
     + tuple(f"{b}_{k}" for b in ("b1", "b3") for k in ("n15", "n30", "n60", "top5"))
-    + ("grid_peak", "grid_rows", "grid_x", "grid_y", "grad_y", "grad_x", "anisotropy", "sharp", "aniso_fine", "smear_ratio", "aspect"),
+    + ("grid_peak", "grid_rows", "grid_x", "grid_y", "grad_y", "grad_x", "anisotropy", "sharp", "aniso_fine", "smear_ratio", "aspect",
+          "vspec_mid", "vspec_low", "vspec_rel", "vspec_snr"),
 }
 
 

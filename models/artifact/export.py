@@ -10,7 +10,7 @@ import numpy as np
 from radqc.models.artifact.data import FEATURES
 
 NAME = "artifact"
-VERSION = "1.0.0"
+VERSION = "1.2.0"
 
 
 def export(net: Any, out: Path, info: dict[str, Any], val: dict[str, Any], *, register: bool = False) -> Path:
@@ -29,7 +29,8 @@ def export(net: Any, out: Path, info: dict[str, Any], val: dict[str, Any], *, re
 
         weights = str(out.relative_to(Path(__file__).resolve().parent.parent)) if out.is_absolute() else str(out)
         metrics = {"validation": {m: {k: v for k, v in val[m].items() if k != "confusion"} for m in MODALITIES if m in val},
-                   "validation_exam": val.get("exam"), "data": "radqc synth --profile qc seed 8201 (200 exams, small)"}
+                   "validation_exam": val.get("exam"),
+                   "data": str(info.get("val_data") or "radqc synth --profile qc seed 8201 (200 exams, small)")}
         register_model(ModelInfo(
             name=NAME, version=VERSION, task="classification", modality="CT,MR,DX", weights=weights, sha256="",
             input={"name": "input", "shape": ["batch", input_size()], "layout": "[one-hot CT,MR,DX] + CT + MR + DX features",
@@ -37,7 +38,9 @@ def export(net: Any, out: Path, info: dict[str, Any], val: dict[str, Any], *, re
                    "extractor": "radqc.pipelines.image_qc.artifact (ct_series_features, mr_series_features, dx_features)"},
             output={"name": "logits", "classes": list(CLASSES), "values": ["无", "运动", "设备", "异物"],
                     "threshold": float(info.get("threshold", 0.5)),
-                    "rule": "likeliest artifact class when its softmax probability >= threshold, else none"},
+                    "thresholds": {m: float(t) for m, t in (info.get("thresholds") or {}).items()},
+                    "rule": "likeliest artifact class when its softmax probability >= the modality's threshold "
+                            "(thresholds, else threshold), else none"},
             metrics=metrics, card="cards/artifact.md",
             training={"data": "radqc synth --profile qc seed 7201 (600 exams, small)", **info, "threads": 1,
                       "command": "python -m radqc.models.artifact.data SET FEAT && python -m radqc.models.artifact.train "

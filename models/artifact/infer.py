@@ -38,6 +38,16 @@ class ArtifactModel:
         out = getattr(self.info, "output", None) or {}
         return float(out.get("threshold", 0.5))
 
+    def threshold_for(self, modality: str) -> float:
+        """The limit of one modality (registry ``output.thresholds``; else the common ``threshold``).
+
+        Why per modality: the exam takes the strictest of its series and an exam holds one
+        modality, so each modality's limit is chosen on its own validation exams (1.2.0: the
+        radiograph net was retrained while the CT and MR nets and their limit were kept)."""
+        out = getattr(self.info, "output", None) or {}
+        per = out.get("thresholds") or {}
+        return float(per[modality]) if modality in per else self.threshold
+
     @property
     def version(self) -> str:
         return str(getattr(self.info, "version", "?"))

@@ -11,6 +11,12 @@ thousand series train it in seconds on one thread, and the network stays tiny (<
     python -m radqc.models.artifact.data /work/cache/q3/val /work/cache/q3/feat_val
     python -m radqc.models.artifact.train --train /work/cache/q3/feat_train --val /work/cache/q3/feat_val --register
 
+1.2.0 (radiograph motion features; CT and MR nets kept bit-identical from 1.1.0):
+
+    python -m radqc.models.artifact.data SET_7203 FEAT_7203 DX    # and 7204; 7201/8201/8202 refreshed the same way
+    python -m radqc.models.artifact.train --train FEAT_7201 FEAT_7203 FEAT_7204 --val FEAT_VAL \
+        --keep-from artifact_1.1.0.onnx --keep CT MR --keep-threshold 0.8 --register
+
 One ONNX file serves all three: its input is [one-hot(CT, MR, DX), CT features, MR features,
 DX features] and each modality's MLP only sees its own block (normalisation inside the graph).
 """
@@ -94,7 +100,7 @@ def load(dirpath: Path | list[Path]) -> dict[str, tuple[np.ndarray, np.ndarray, 
             for m, ps in parts.items()}
 
 
-def train(train_dir: Path | list[Path], epochs: int = 500, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+def train(train_dir: Path | list[Path], epochs: int = 500, seed: int = 0, balance: bool = True) -> tuple[Any, dict[str, Any]]:
     import torch
 
     torch.set_num_threads(1)
@@ -107,7 +113,9 @@ def train(train_dir: Path | list[Path], epochs: int = 500, seed: int = 0) -> tup
     net = build_net(stats)
     xs = np.concatenate([pack(m, data[m][0]) for m in data])
     ys = np.concatenate([data[m][1] for m in data])
-    # class weights per modality (1/sqrt frequency): rare artifacts matter as much as clean series
+    # class weights per modality (1/sqrt frequency): rare artifacts matter as much as clean series.
+    # Each modality's weights sum to len(ys) / n_modalities, so its MLP sees the same gradient
+    # whatever the other modalities' row counts are (more radiographs do not move the CT net)
     w = np.ones(len(ys), dtype=np.float32)
     start = 0
     for m in data:
@@ -115,7 +123,7 @@ def train(train_dir: Path | list[Path], epochs: int = 500, seed: int = 0) -> tup
         counts = np.bincount(y, minlength=len(CLASSES)).astype(np.float32)
         cw = 1.0 / np.sqrt(np.maximum(counts, 1.0))
         cw = cw / cw[y].mean()
-        w[start:start + len(y)] = cw[y]
+        w[start:start + len(y)] = cw[y] * (len(ys) / (len(data) * len(y)) if balance else 1.0)
         start += len(y)
     xt, yt, wt = torch.from_numpy(xs), torch.from_numpy(ys), torch.from_numpy(w)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-3)
@@ -128,6 +136,52 @@ def train(train_dir: Path | list[Path], epochs: int = 500, seed: int = 0) -> tup
     net.eval()
     return net, {"train_s": round(time.time() - t0, 1), "epochs": epochs, "n_train": {m: int(len(data[m][1])) for m in data},
                  "final_loss": round(float(loss), 4)}
+
+
+def keep_weights(net: Any, onnx_path: Path, modalities: list[str]) -> None:
+    """Copy the given modalities' MLPs and normalisation from an earlier ONNX export into ``net``.
+
+    Why: a retraining for one modality's new features should leave the other modalities'
+    decisions bit-identical (their features did not change, and their validated figures
+    stay true); the per-modality blocks of the graph are independent, so this is exact."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    init = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(onnx_path)).graph.initializer}
+    state = net.state_dict()
+    for m in modalities:
+        i = MODALITIES.index(m)
+        names = [f"mean{i}", f"std{i}"] + [k for k in state if k.startswith(f"mlps.{i}.")]
+        for k in names:
+            if k not in init or tuple(init[k].shape) != tuple(state[k].shape):
+                raise ValueError(f"{onnx_path}: no {k} of shape {tuple(state[k].shape)} to keep for {m}")
+            state[k] = torch.from_numpy(np.array(init[k]))
+    net.load_state_dict(state)
+
+
+def best_thresholds(net: Any, val_dir: Path, grid: list[float]) -> dict[str, float]:
+    """Per modality, the per-series limit with the best exam accuracy over that modality's
+    validation exams (an exam holds one modality; the roll-up over its series is "any")."""
+    data = load(val_dir)
+    exams = {e["exam"]: e["truth"] for e in json.loads((val_dir / "exams.json").read_text()) if e["truth"]}
+    value_of = {"none": "无", "motion": "运动", "equipment": "设备", "foreign_object": "异物"}
+    order = ("motion", "equipment", "foreign_object", "none")
+    out: dict[str, float] = {}
+    for m, (x, _y, ids) in data.items():
+        probs = predict(net, m, x)
+        keys = [str(i).split(":")[0] for i in ids]
+        scores = {}
+        for t in grid:
+            pred = decide(probs, t)
+            by_exam: dict[str, str] = {}
+            for k, p in zip(keys, pred, strict=True):
+                cur = by_exam.get(k, "none")
+                by_exam[k] = CLASSES[p] if order.index(CLASSES[p]) < order.index(cur) else cur
+            ok = [value_of[v] == exams[k] for k, v in by_exam.items() if k in exams]
+            scores[t] = float(np.mean(ok)) if ok else 0.0
+        out[m] = max(grid, key=lambda t: (scores[t], -abs(t - 0.5)))
+    return out
 
 
 def predict(net: Any, modality: str, x: np.ndarray) -> np.ndarray:
@@ -143,14 +197,14 @@ def decide(probs: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(probs[np.arange(len(probs)), k] >= threshold, k, 0)
 
 
-def evaluate(predict_fn: Any, feat_dir: Path, threshold: float = 0.5) -> dict[str, Any]:
+def evaluate(predict_fn: Any, feat_dir: Path, threshold: float | dict[str, float] = 0.5) -> dict[str, Any]:
     """Series accuracy and per-class recall per modality, and the exam roll-up vs the truth."""
     data = load(feat_dir)
     res: dict[str, Any] = {}
     by_exam: dict[str, str] = {}
     order = ("motion", "equipment", "foreign_object", "none")
     for m, (x, y, ids) in data.items():
-        pred = decide(predict_fn(m, x), threshold)
+        pred = decide(predict_fn(m, x), threshold.get(m, 0.5) if isinstance(threshold, dict) else threshold)
         rec = {CLASSES[c]: round(float((pred[y == c] == c).mean()), 4) for c in range(len(CLASSES)) if (y == c).any()}
         res[m] = {"series": int(len(y)), "accuracy": round(float((pred == y).mean()), 4), "recall": rec,
                   "confusion": np.bincount(y * 4 + pred, minlength=16).reshape(4, 4).tolist()}
@@ -159,6 +213,8 @@ def evaluate(predict_fn: Any, feat_dir: Path, threshold: float = 0.5) -> dict[st
             cur = by_exam.get(key, "none")
             by_exam[key] = CLASSES[p] if order.index(CLASSES[p]) < order.index(cur) else cur
     value_of = {"none": "无", "motion": "运动", "equipment": "设备", "foreign_object": "异物"}
+    if not (feat_dir / "exams.json").is_file():  # a one-modality refresh (data.py ... DX): series figures only
+        return res
     exams = json.loads((feat_dir / "exams.json").read_text())
     truth = {e["exam"]: e["truth"] for e in exams if e["truth"]}
     ok = [value_of[by_exam.get(k, "none")] == t for k, t in truth.items()]
@@ -194,21 +250,37 @@ def main() -> None:
     ap.add_argument("--train", type=Path, required=True, nargs="+", help="one or more feature folders")
     ap.add_argument("--val", type=Path, required=True)
     ap.add_argument("--epochs", type=int, default=500)
+    ap.add_argument("--check", type=Path, nargs="*", help="further feature folders scored at the chosen limits (series level)")
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     ap.add_argument("--register", action="store_true")
     ap.add_argument("--data", default="radqc synth --profile qc --size small, seed 7201 (600 exams)",
                     help="how the training sets were made (recorded in the registry)")
+    ap.add_argument("--keep-from", type=Path, default=None, help="earlier ONNX export whose --keep modalities stay as they are")
+    ap.add_argument("--keep", nargs="*", default=[], choices=MODALITIES, help="modalities whose nets and limit are kept")
+    ap.add_argument("--keep-threshold", type=float, default=None, help="the kept modalities' per-series limit")
+    ap.add_argument("--val-data", default=None, help="how the validation set was made (recorded in the registry)")
     args = ap.parse_args()
     net, info = train(args.train, args.epochs)
     info["data"] = args.data
+    if args.val_data:
+        info["val_data"] = args.val_data
+    if args.keep_from and args.keep:
+        keep_weights(net, args.keep_from, list(args.keep))
+        info["kept"] = {"from": args.keep_from.name, "modalities": list(args.keep)}
     # the per-series limit that gives the best exam accuracy on validation (the roll-up is "any")
     grid = [round(float(t), 2) for t in np.arange(0.3, 0.96, 0.05)]
     scores = {t: evaluate(lambda m, x: predict(net, m, x), args.val, t)["exam"]["accuracy"] for t in grid}
     best = max(grid, key=lambda t: (scores[t], -abs(t - 0.5)))
-    info["threshold"] = best
+    info["threshold"] = best if args.keep_threshold is None else args.keep_threshold
     info["threshold_scan"] = scores
-    val = evaluate(lambda m, x: predict(net, m, x), args.val, best)
+    # per modality: the kept modalities keep their limit, the others get their own best one
+    per = best_thresholds(net, args.val, grid)
+    info["thresholds"] = {m: (info["threshold"] if m in args.keep else per[m]) for m in per}
+    val = evaluate(lambda m, x: predict(net, m, x), args.val, info["thresholds"])
     classical = evaluate(classical_predict, args.val)
+    for extra in args.check or []:
+        info.setdefault("check", {})[extra.name] = {k: v for k, v in evaluate(lambda m, x: predict(net, m, x), extra,
+                                                                               info["thresholds"]).items() if k != "exam"}
     print(json.dumps({"train": info, "val": val, "val_classical": classical}, indent=1, ensure_ascii=False))
     from radqc.models.artifact.export import export
 

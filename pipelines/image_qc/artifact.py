@@ -68,7 +68,9 @@ DEFAULTS: dict[str, Any] = {
     "dx_work_px": 320,  # radiographs longer than this are measured block-averaged (grid: native crop)
     "dx_foreign_objects": 100,  # compact dense dots/discs beside the spine (top-hat blobs)
     "dx_grid_rows": 0.6,  # grid lines: rows sharing the brightest phase of a period 2-8 pattern (chance 0)
-    "dx_motion_anisotropy": 0.9,  # -log(1-px gradient along rows / along columns): smear along rows
+    # motion smear: -vspec_rel, the missing vertical mid-frequency detail (log power ratio, anatomy's
+    # own anisotropy removed; see directional_spectrum). 1.9: 3% of clean training radiographs (7201)
+    "dx_motion_spectrum": 1.9,
     "use_model": True,  # the learned detector decides when its weights are installed
     "model_threshold": None,  # learned: probability an artifact class needs (None: the registered one)
 }
@@ -541,11 +543,54 @@ def dx_features(img: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
         return a3 / max(a1, 1e-6)
 
     feats["smear_ratio"] = float(math.log(max(lag_ratio(0), 1e-6) / max(lag_ratio(1), 1e-6)))
+    feats.update(directional_spectrum(sub))
     feats["aspect"] = float(math.log(max(nr, 1) / max(nc, 1)))
     return feats, {"box": box, "field": [r0, c0, r1, c1], "window": ((lo + hi) / 2.0, max(hi - lo, 1.0))}
 
 
 GRID_KEYS = ("grid_peak", "grid_rows", "grid_x", "grid_y")
+#: measures that need the native pixel pitch (taken on a native crop of a large radiograph)
+NATIVE_KEYS = GRID_KEYS + ("vspec_mid", "vspec_low", "vspec_rel", "vspec_snr")
+#: frequency bands (cycles/px) of :func:`directional_spectrum`
+SPEC_LOW, SPEC_MID, SPEC_NOISE = (0.03, 0.13), (0.23, 0.31), (0.42, 0.5)
+
+
+def directional_spectrum(sub: np.ndarray) -> dict[str, float]:
+    """Vertical vs horizontal detail above the noise floor (radiograph motion smear).
+
+    Why a spectrum and not gradients: motion smears the image along one axis with a short box
+    (the generator: 3 px along columns, before the detector noise is added), which removes
+    the mid frequencies (0.23-0.31 cycles/px: the box passes 5-11% of the power there) along
+    that axis only, while the white noise stays the same in both directions. 1-px gradients
+    are dominated by that noise, so they barely move (the old ``aniso_fine`` had recall ~0).
+    The noise floor (the weaker direction's power at 0.42-0.5 cycles/px) is subtracted from
+    both directions before the ratio; the anatomy's own anisotropy is read at low
+    frequencies (0.03-0.13, where a 3-px box passes > 75%) and removed in ``vspec_rel``.
+    Negative ``vspec_rel``: vertical detail missing (on training seed 7201: AUC 0.96 for
+    motion against clean radiographs, vs 0.86 for the plain band ratio)."""
+    out = {"vspec_mid": 0.0, "vspec_low": 0.0, "vspec_rel": 0.0, "vspec_snr": 0.0}
+    ny, nx = sub.shape
+    if ny < 24 or nx < 24:
+        return out
+    a = sub.astype(np.float64)
+    py = (np.abs(np.fft.rfft((a - a.mean(axis=0)) * np.hanning(ny)[:, None], axis=0)) ** 2).mean(axis=1)
+    px = (np.abs(np.fft.rfft((a - a.mean(axis=1, keepdims=True)) * np.hanning(nx)[None, :], axis=1)) ** 2).mean(axis=0)
+    fy, fx = np.fft.rfftfreq(ny), np.fft.rfftfreq(nx)
+
+    def band(f: np.ndarray, p: np.ndarray, lohi: tuple[float, float]) -> float:
+        m = (f >= lohi[0]) & (f <= lohi[1])
+        return float(p[m].mean()) if m.any() else 0.0
+
+    noise = min(band(fy, py, SPEC_NOISE), band(fx, px, SPEC_NOISE))
+    if noise <= 0:
+        return out
+    ey, ex = band(fy, py, SPEC_MID) - noise, band(fx, px, SPEC_MID) - noise
+    floor = 1e-3 * noise
+    out["vspec_mid"] = float(math.log(max(ey, floor) / max(ex, floor)))
+    out["vspec_low"] = float(math.log(max(band(fy, py, SPEC_LOW), floor) / max(band(fx, px, SPEC_LOW), floor)))
+    out["vspec_rel"] = out["vspec_mid"] - out["vspec_low"]
+    out["vspec_snr"] = float(math.log(max(max(ey, ex), floor) / noise))
+    return out
 
 
 def dx_radiograph_features(img: np.ndarray, work_px: int = 320) -> tuple[dict[str, float], dict[str, Any]]:
@@ -565,7 +610,7 @@ def dx_radiograph_features(img: np.ndarray, work_px: int = 320) -> tuple[dict[st
     if half >= 32:
         crop = img[cr - half:cr + half, cc - half:cc + half]
         grid, _ = dx_features(crop)
-        feats.update({k: grid[k] for k in GRID_KEYS})
+        feats.update({k: grid[k] for k in NATIVE_KEYS})
     info["field"] = [r0, c0, r1, c1]
     if info["box"] is not None:
         info["box"] = [v * f for v in info["box"]]
@@ -573,14 +618,14 @@ def dx_radiograph_features(img: np.ndarray, work_px: int = 320) -> tuple[dict[st
 
 
 def dx_classify(feats: dict[str, float], p: dict[str, Any]) -> tuple[str, str | None, dict[str, float], float | None, float | None]:
-    scores = {"motion": _sig(-feats.get("aniso_fine", 0.0), float(p["dx_motion_anisotropy"]), 0.05),
+    scores = {"motion": _sig(-feats.get("vspec_rel", 0.0), float(p["dx_motion_spectrum"]), 0.2),
               "equipment": _sig(feats.get("grid_rows", 0.0), float(p["dx_grid_rows"]), 0.05),
               "foreign_object": _sig(feats.get("fo_m15_lat", 0.0), math.log1p(float(p["dx_foreign_objects"])), 0.2)}
     cls = max(scores, key=lambda k: scores[k])
     if scores[cls] < 0.5:
         return "none", None, scores, None, None
     if cls == "motion":
-        return cls, "motion_blur", scores, round(-feats["aniso_fine"], 4), float(p["dx_motion_anisotropy"])
+        return cls, "motion_blur", scores, round(-feats["vspec_rel"], 3), float(p["dx_motion_spectrum"])
     if cls == "equipment":
         return cls, "grid_lines", scores, round(feats["grid_rows"], 3), float(p["dx_grid_rows"])
     return cls, "foreign_object", scores, round(math.expm1(feats["fo_m15_lat"])), float(p["dx_foreign_objects"])
@@ -695,7 +740,9 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
             # series, so a lenient per-series call would turn clean exams with many series abnormal
             k = 1 + int(np.argmax(probs[1:]))
             limit = p.get("model_threshold")
-            limit = float(getattr(model, "threshold", 0.5) if limit is None else limit)
+            if limit is None:
+                limit = model.threshold_for(modality) if hasattr(model, "threshold_for") else getattr(model, "threshold", 0.5)
+            limit = float(limit)
             cls = CLASSES[k] if float(probs[k]) >= limit else "none"
             res.value = VALUE_OF[cls]
             if cls == "none":
@@ -718,7 +765,7 @@ def _learned_evidence(res: SeriesArtifact, cls: str, p: dict[str, Any]) -> None:
     key: str | None = None
     if mod == "DX":
         res.kind, res.measured, res.limit = {
-            "motion": ("motion_blur", round(-f.get("aniso_fine", 0.0), 4), float(p["dx_motion_anisotropy"])),
+            "motion": ("motion_blur", round(-f.get("vspec_rel", 0.0), 3), float(p["dx_motion_spectrum"])),
             "equipment": ("grid_lines", round(f.get("grid_rows", 0.0), 3), float(p["dx_grid_rows"])),
             "foreign_object": ("foreign_object", round(math.expm1(f.get("fo_m15_lat", 0.0))), float(p["dx_foreign_objects"])),
         }[cls]
