@@ -108,7 +108,8 @@ def test_a_source_that_cannot_be_fetched_warns_and_the_others_go_on(tmp_path, mo
 def test_demo_steps_end_to_end_on_bundled_samples(workspace, tmp_path):
     ctx = DemoContext(samples_dir=tmp_path / "cache", fetch=False, sources=["pydicom-bundled"], workers=1, show_progress=False,
                       log=lambda line: None)
-    sample_steps = [step for step in cmd_demo.STEPS if step.name not in ("synth", "run")]
+    # no "serve": this test must not leave a service running (tests/test_demo_serve.py covers it)
+    sample_steps = [step for step in cmd_demo.STEPS if step.name not in ("synth", "run", "serve")]
     doc = run_steps(ctx, sample_steps)
     ctx.workspace.close()
     assert list(doc["step_seconds"]) == ["init", "fetch", "ingest", "archive", "summary"]
