@@ -794,8 +794,8 @@ def test_sql_injection_in_every_search_parameter(seed: Seed, workspace: Any) -> 
         assert [i["id"] for i in r.json()["items"]] == [seed.exam_a.id]
     if _route_like(seed.app, "get", "/dicomweb/studies") is not None:
         for param in ("StudyInstanceUID", "AccessionNumber", "ModalitiesInStudy", "StudyDate"):
-            # (a backslash is DICOM's value separator in QIDO matching: not an injection there)
-            for payload in [p for p in SQL_INJECTIONS if p != "\\"]:
+            # (a backslash is DICOM's value separator: a list of empty values must match nothing)
+            for payload in SQL_INJECTIONS:
                 r = seed.client.get("/dicomweb/studies", params={param: payload}, headers=admin)
                 assert r.status_code < 500, (param, payload, r.status_code, r.text[:300])
                 if r.status_code == 200 and r.content:

@@ -258,6 +258,8 @@ def _uids(value: str | None) -> list[str] | None:
     if not value:
         return None
     out = [v.strip() for v in value.replace("\\", ",").split(",") if v.strip()]
+    if not out:  # a UID filter made of separators only is a malformed query, never "no filter"
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="empty UID list / UID 列表为空")
     for uid in out:
         if len(uid) > 64 or not re.match(UID_PATTERN, uid):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="invalid UID / UID 格式错误")
@@ -298,7 +300,7 @@ def search_studies(
              .outerjoin(m.Hospital, m.Hospital.id == m.Exam.hospital_id)
              .where(m.Exam.study_instance_uid.is_not(None), exam_scope_clause(principal)))
     uids = _uids(study_uid)
-    if uids:
+    if uids is not None:
         query = query.where(m.Exam.study_instance_uid.in_(uids))
     if modality:
         mods = [v.strip().upper() for v in modality.replace("\\", ",").split(",") if v.strip()]
@@ -381,7 +383,7 @@ def search_series(
     ref = _study(session, principal, study)
     query = select(m.Series).where(m.Series.exam_id == ref.exam.id)
     uids = _uids(series_uid)
-    if uids:
+    if uids is not None:
         query = query.where(m.Series.series_instance_uid.in_(uids))
     if modality:
         query = query.where(m.Series.modality == modality.upper())
@@ -421,7 +423,7 @@ def search_instances(
     row = _series(session, ref.exam, series)
     instances = stack_order(newest_instances(session, [row.id]))
     uids = _uids(sop_uid)
-    if uids:
+    if uids is not None:
         instances = [i for i in instances if i.sop_instance_uid in uids]
     base = _dicomweb_base(request)
     out = []

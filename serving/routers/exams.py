@@ -89,7 +89,7 @@ def exam_evidence(request: Request, exam_id: int = Path(..., ge=1, le=MAX_ID), n
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise not_found("evidence image not found / 无此证据图") from exc
     return Response(content=data, media_type="image/png",
-                    headers={"Cache-Control": "private, max-age=300", "Content-Disposition": "inline"})
+                    headers={"Cache-Control": "no-store", "Content-Disposition": "inline"})
 
 
 def person_patient_ids(session: Session, patient: m.Patient) -> list[int]:
