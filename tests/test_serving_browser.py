@@ -414,6 +414,8 @@ def test_revoked_token_asks_for_login_and_returns_to_the_page(new_page, live_ser
     page.get_by_test_id("exam-patient").click()
     page.get_by_test_id("login-form").wait_for()
     assert page.evaluate("() => sessionStorage.getItem('radqc.token')") is None
+    # nothing of the exam stays in the page behind the login form
+    assert page.get_by_test_id("exam-view").count() == 0 and page.get_by_test_id("qc-panel").count() == 0
     page.get_by_test_id("login-username").fill("dr_revoked")
     page.get_by_test_id("login-password").fill(live.password)
     page.get_by_test_id("login-submit").click()

@@ -188,7 +188,9 @@ function logout() {
   sessionStorage.removeItem(USER_KEY);
   state.user = null;
   state.reasons = null;
+  state.exam = null;
   stopViewer();
+  content().replaceChildren();  // no patient data stays in the page (shared workstations)
   location.hash = "#/login";
   route();
 }
