@@ -234,6 +234,7 @@ async function route() {
 }
 
 function renderError(e) {
+  if (e instanceof ApiError && e.status === 401) return;  // already back at the login form
   const root = content();
   root.replaceChildren();
   if (e instanceof ApiError && (e.status === 404 || e.status === 403)) {
