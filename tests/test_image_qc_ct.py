@@ -323,3 +323,105 @@ def test_head_vertex_cap_overrules_a_misplaced_scorer_vertex(monkeypatch: pytest
     r = _head_scan(monkeypatch, -80, cap=True)
     assert r.value == "正常"
     assert r.details["top_slice_area_ratio"] < 0.35
+
+
+# ---------------------------------------------------------------- centring on a targeted (spine) FOV
+
+
+def spine_series(fov_centre_xy: tuple[float, float], *, body_shift_px: tuple[int, int] = (-10, 0)) -> SeriesImages:
+    """A spine-like series: 128 px of 1.5 mm whose FOV centre lies at ``fov_centre_xy`` (patient mm).
+
+    The body sits anterior in the image (``body_shift_px``), as a truncated body around a spine FOV does."""
+    s = series("sp", phantom(px=1.5, shift_px=body_shift_px), px=1.5, region="abdomen")
+    make = s.volume
+
+    def volume() -> FakeVolume:
+        v = make()
+        half = (128 - 1) / 2.0 * 1.5
+        v.image.SetOrigin((fov_centre_xy[0] - half, fov_centre_xy[1] - half, 0.0))
+        return v
+
+    return SeriesImages(header=s.header, label=s.label, datasets=s.datasets, volume=volume, radiograph=lambda: None)
+
+
+def test_spine_centring_uses_the_scanner_axis_not_the_image_centre() -> None:
+    params = load_params("CT", "CT-SPINE")
+    expected_y = params["centring"]["targeted_centre_mm"]["LSPINE"][1]
+    codes = ["CT.LSPINE.PLAIN"]
+    # centred patient: the FOV centre (the vertebral bodies) where a centred patient's lie; the body's
+    # contour centroid is 15 mm anterior of the image centre, which the image-centre rule would call off
+    r = ct.measure_ct(exam(spine_series((2.0, expected_y + 5.0)), code="CT-SPINE", item_codes=codes), params,
+                      EvidenceSink())["centring"]
+    assert r.value == "正常", r.details
+    assert r.details["reference"] == "isocentre" and r.details["offset_mm"] == pytest.approx(5.4, abs=0.5)
+    # patient lowered 40 mm (posterior): the whole targeted FOV follows the spine, the image looks the same
+    down = ct.measure_ct(exam(spine_series((0.0, expected_y + 40.0)), code="CT-SPINE", item_codes=codes), params,
+                         RecordingSink())["centring"]
+    assert down.value == "偏下" and down.details["offset_y_mm"] == pytest.approx(40.0, abs=0.5)
+    assert "40 mm" in down.findings[0].reason_zh
+    # moved to the image right by 35 mm
+    right = ct.measure_ct(exam(spine_series((35.0, expected_y)), code="CT-SPINE", item_codes=codes), params,
+                          EvidenceSink())["centring"]
+    assert right.value == "偏右" and right.details["offset_x_mm"] == pytest.approx(35.0, abs=0.5)
+
+
+def test_chest_centring_keeps_the_image_centre_reference(chest_params: dict[str, Any]) -> None:
+    # a chest FOV is not targeted: its origin (anywhere in patient space) does not matter
+    s = spine_series((80.0, 90.0), body_shift_px=(0, 0))
+    r = ct.measure_ct(exam(s), chest_params, EvidenceSink())["centring"]
+    assert r.value == "正常" and r.details["reference"] == "image_centre"
+
+
+# ---------------------------------------------------------------- noise: every series, fallback kernels, head items
+
+
+def structured(noise: float, seed: int = 0) -> np.ndarray:
+    """The phantom with a fat/muscle checkerboard of 1-pixel cells inside: anatomy at a coarse pixel pitch,
+    which a high-pass noise estimate reads as noise."""
+    vol = phantom(noise=noise, seed=seed)
+    yy, xx = np.mgrid[0:128, 0:128]
+    pattern = np.where((yy + xx) % 2 == 0, -60.0, 60.0).astype(np.float32)
+    inside = vol > -500
+    return np.where(inside, vol + pattern, vol)
+
+
+def test_noise_lowest_reading_series_decides(chest_params: dict[str, Any]) -> None:
+    clean_fine = series("fine", phantom(noise=6.0, seed=1), thickness=5.0)
+    coarse = series("coarse", structured(6.0, seed=2), thickness=5.0)
+    r = ct.measure_ct(exam(coarse, clean_fine), chest_params, EvidenceSink())["noise"]
+    assert r.value == "正常", r.details
+    measured = {m["series_uid"]: m["sd_hu"] for m in r.details["series_measured"]}
+    assert measured["coarse"] > 2 * measured["fine"]  # the structured series alone would have read 异常
+    assert r.details["series_uid"] == "fine"
+    # excess noise on every series of the exam is still found
+    noisy = ct.measure_ct(exam(series("a", structured(45.0, seed=3)), series("b", phantom(noise=45.0, seed=4))),
+                          chest_params, RecordingSink())["noise"]
+    assert noisy.value == "异常" and noisy.findings[0].check_id == "IQC-NOISE"
+
+
+def test_noise_on_a_bone_only_exam_uses_the_bone_limit() -> None:
+    params = load_params("CT", None)  # a knee: no standard item, default limits
+    bone_limit = params["noise"]["sd_limit_hu"]["bone"]
+    ok = ct.measure_ct(exam(series("k", phantom(noise=20.0), kernel="bone", thickness=5.0), code=None,
+                            item_codes=["CT.KNEE.PLAIN"]), params, EvidenceSink())["noise"]
+    assert ok.value == "正常" and ok.details["kernel_class"] == "bone" and ok.details["limit_hu"] == bone_limit
+    bad = ct.measure_ct(exam(series("k", phantom(noise=60.0), kernel="bone", thickness=5.0), code=None,
+                             item_codes=["CT.KNEE.PLAIN"]), params, RecordingSink())["noise"]
+    assert bad.value == "异常" and "bone" in bad.findings[0].reason_en and "骨" in bad.findings[0].reason_zh
+    # without a fallback kernel the dimension cannot be assessed (nothing is guessed)
+    no_fallback = {**params, "noise": {**params["noise"], "fallback_kernels": []}}
+    none = ct.measure_ct(exam(series("k", phantom(noise=20.0), kernel="bone"), code=None, item_codes=["CT.KNEE.PLAIN"]),
+                         no_fallback, EvidenceSink())["noise"]
+    assert none.value == NOT_ASSESSABLE
+
+
+def test_head_item_reads_a_soft_named_head_series_against_the_brain_limit() -> None:
+    params = load_params("CT", "CT-HEAD-PLAIN")
+    head_limit = params["noise"]["sd_limit_hu"]["head"]
+    # GE STANDARD (soft name) on the head: 9 HU is fine for a body soft kernel, too much for brain
+    s = series("h", phantom(noise=9.0), kernel="soft", region="head")
+    r = ct.measure_ct(exam(s, code="CT-HEAD-PLAIN", item_codes=["CT.HEAD.PLAIN"]), params, RecordingSink())["noise"]
+    assert r.value == "异常" and r.details["kernel_class"] == "head" and r.details["limit_hu"] == head_limit
+    chest = ct.measure_ct(exam(series("c", phantom(noise=9.0), kernel="soft", region="chest")), load_params("CT", "CT-CHEST-PLAIN"),
+                          EvidenceSink())["noise"]
+    assert chest.value == "正常"

@@ -68,6 +68,8 @@ class _Stack:
         self.series = series
         self.uid = series_uid(series)
         self.image: Any = None
+        #: patient (x, y) in mm of pixel (row 0, col 0) on an axial, unrotated grid; None otherwise
+        self.origin_xy: tuple[float, float] | None = None
         self.image_from_slices = False
         try:
             volume = series.volume()
@@ -82,6 +84,10 @@ class _Stack:
             self.z = np.asarray(volume.z_mm, dtype=float)
             sx, sy, _ = self.image.GetSpacing()
             self.spacing = (float(sy), float(sx))  # (row, col) mm
+            direction = np.asarray(self.image.GetDirection(), dtype=float)
+            if direction.size == 9 and np.allclose(direction.reshape(3, 3)[:2, :2], np.eye(2), atol=1e-3):
+                ox, oy = self.image.GetOrigin()[:2]
+                self.origin_xy = (float(ox), float(oy))
         self.thickness = float(header_of(series, "slice_thickness") or 0.0)
 
     def _from_datasets(self, datasets: list[Any]) -> None:
@@ -98,6 +104,9 @@ class _Stack:
         self.z = np.asarray(z, dtype=float)
         ps = datasets[0].get("PixelSpacing") or [1.0, 1.0]
         self.spacing = (float(ps[0]), float(ps[1]))
+        pos, iop = datasets[0].get("ImagePositionPatient"), datasets[0].get("ImageOrientationPatient")
+        if pos is not None and iop is not None and np.allclose([float(v) for v in iop], [1, 0, 0, 0, 1, 0], atol=1e-3):
+            self.origin_xy = (float(pos[0]), float(pos[1]))
 
 
 def _thickness(s: SeriesImages) -> float:
@@ -404,6 +413,21 @@ def _axial_stack(exam: ExamImages, cache: dict[str, Any]) -> Any:
 # ---------------------------------------------------------------- centring
 
 
+def _targeted_centre(exam: ExamImages, p: dict[str, Any]) -> tuple[float, float] | None:
+    """Patient (x, y) in mm where a centred patient's targeted FOV centre lies, for the exam's part.
+
+    From ``centring.targeted_centre_mm`` (keyed by the item code's part: CSPINE, TSPINE, LSPINE);
+    None when the item has no targeted reconstruction (the image centre is the reference then)."""
+    table = p.get("targeted_centre_mm") or {}
+    for code in exam.item_codes or []:
+        bits = str(code).split(".")
+        if len(bits) >= 2 and bits[1] in table:
+            x, y = table[bits[1]]
+            return float(x), float(y)
+    return None
+
+
+
 def _centring(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
     p = params.get("centring") or {}
     stack = _axial_stack(exam, cache)
@@ -411,6 +435,20 @@ def _centring(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cach
         return stack
     rows, cols = stack.hu.shape[1:]
     centre = ((rows - 1) / 2.0, (cols - 1) / 2.0)
+    reference = "image_centre"
+    expected = _targeted_centre(exam, p)
+    if expected is not None and stack.origin_xy is not None:
+        # a targeted reconstruction (spine) is centred on the vertebral bodies, wherever the patient
+        # lies: the image centre says nothing about table centring. The scanner axis does: patient
+        # x = y = 0 is the isocentre, and a centred patient's vertebral bodies sit at ``expected``
+        # (ct.yaml centring.targeted_centre_mm). The offset is where the FOV centre (= the vertebral
+        # bodies) lies in patient coordinates, minus that.
+        reference = "isocentre"
+        ox, oy = stack.origin_xy
+        img_x = ox + centre[1] * stack.spacing[1]
+        img_y = oy + centre[0] * stack.spacing[0]
+        # the pixel that is (expected x, expected y) in patient coordinates plays the image centre
+        centre = (centre[0] - (img_y - expected[1]) / stack.spacing[0], centre[1] - (img_x - expected[0]) / stack.spacing[1])
     offsets = []
     best: tuple[float, int, np.ndarray, tuple[float, float]] | None = None
     for i in pick_slices(stack.hu.shape[0], 12):
@@ -427,6 +465,10 @@ def _centring(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cach
         return not_assessable("no_body", "未检出体部轮廓", "no body contour found")
     dy = float(np.median([o[0] for o in offsets]))
     dx = float(np.median([o[1] for o in offsets]))
+    if reference == "isocentre":
+        # the vertebral bodies' position is the measure, not the truncated body contour's centroid
+        dy = (rows - 1) / 2.0 * stack.spacing[0] - centre[0] * stack.spacing[0]
+        dx = (cols - 1) / 2.0 * stack.spacing[1] - centre[1] * stack.spacing[1]
     width_mm = cols * stack.spacing[1]
     limit = float(p.get("limit_mm", 18.0))
     large = float(p.get("large_fraction", 0.15))
@@ -434,7 +476,9 @@ def _centring(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cach
     fraction = offset / width_mm if width_mm else 0.0
     details = {"offset_mm": round(offset, 1), "offset_x_mm": round(dx, 1), "offset_y_mm": round(dy, 1),
                "fraction": round(fraction, 4), "limit_mm": limit, "large_fraction": large,
-               "large": fraction >= large, "series_uid": stack.uid}
+               "large": fraction >= large, "series_uid": stack.uid, "reference": reference}
+    if reference == "isocentre" and expected is not None:
+        details["expected_centre_mm"] = [expected[0], expected[1]]
     if offset <= limit and fraction < large:
         return DimensionResult("正常", details)
     if abs(dy) >= abs(dx):
@@ -508,51 +552,94 @@ def _soft_series(exam: ExamImages) -> list[SeriesImages]:
     return [s for s in axial if _kernel_class(s) in ("soft", "head")]
 
 
-def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
-    p = params.get("noise") or {}
-    soft = _soft_series(exam)
-    if not soft:
-        return not_assessable("no_soft_series", "无软组织/脑组织算法轴位序列", "no soft-tissue / brain kernel axial series")
-    preferred = [s for s in soft if _kernel_class(s) == p.get("prefer_kernel")]
-    stack = _first_stack(preferred or soft, cache)
-    if isinstance(stack, Exception):
-        return not_assessable(_reason_code(stack), "序列无法读取", f"series unusable: {stack}")
-    kernel = str(_kernel_class(stack.series) or "soft")
+def _series_noise(stack: _Stack) -> tuple[float, int] | None:
+    """Median over up to 8 slices of the high-pass noise estimate in homogeneous soft tissue, and the
+    noisiest slice; None without enough homogeneous tissue.
+
+    Homogeneous soft tissue: pixels whose whole neighbourhood is tissue (no air, lung, bone edges).
+    Noise from the high-pass residual (pixel minus its 3x3 mean), robust to the few edges left: for
+    white noise the residual's SD is sqrt(8/9) of the pixel SD; MAD -> SD by 1/0.6745."""
     from scipy import ndimage
 
     sds: list[float] = []
     best: tuple[float, int] | None = None
     for i in pick_slices(stack.hu.shape[0], 8):
         img = np.asarray(stack.hu[i], dtype=float)
-        # homogeneous soft tissue: pixels whose whole neighbourhood is tissue (no air, lung, bone edges)
         tissue = (img > -300) & (img < 300) & body_mask(img)
         homogeneous = ndimage.binary_erosion(tissue, iterations=2)
         if homogeneous.sum() < 50:
             continue
-        # noise from the high-pass residual (pixel minus its 3x3 mean), robust to the few edges left:
-        # for white noise the residual's SD is sqrt(8/9) of the pixel SD; MAD -> SD by 1/0.6745
         residual = img - ndimage.uniform_filter(img, 3)
         value = float(np.median(np.abs(residual[homogeneous])) / 0.6745 / math.sqrt(8.0 / 9.0))
         sds.append(value)
         if best is None or value > best[0]:
             best = (value, i)
-    if not sds:
-        return not_assessable("no_soft_tissue", "未找到均匀软组织区域", "no homogeneous soft tissue found")
-    measured = float(np.median(sds))
+    if not sds or best is None:
+        return None
+    return float(np.median(sds)), best[1]
+
+
+def _noise_class(exam: ExamImages, series: SeriesImages, p: dict[str, Any]) -> str:
+    """The limit class of a series: its kernel class, or ``head`` for a soft-named kernel on a head
+    series of a head item (GE STANDARD reconstructs the brain too), when the item says so."""
+    kernel = str(_kernel_class(series) or "soft")
+    if kernel == "soft" and p.get("head_region_as_head") and label_of(series, "region") == "head":
+        return "head"
+    return kernel
+
+
+def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
+    p = params.get("noise") or {}
+    soft = _soft_series(exam)
+    if not soft:
+        # an exam reconstructed with sharp kernels only (knee, some spines) is read on those, against
+        # the kernel's own limit (a bone kernel's noise is several times a soft kernel's)
+        fallback = [str(k) for k in p.get("fallback_kernels") or []]
+        soft = [s for s in _axial(exam) if _kernel_class(s) in fallback and str(_kernel_class(s)) in (p.get("sd_limit_hu") or {})]
+    if not soft:
+        return not_assessable("no_soft_series", "无软组织/脑组织算法轴位序列", "no soft-tissue / brain kernel axial series")
+    preferred = [s for s in soft if _noise_class(exam, s, p) == p.get("prefer_kernel")]
+    candidates = preferred or soft
     ref = float(p.get("reference_thickness_mm", 5.0))
-    thickness = stack.thickness or ref
-    # a thin slice is allowed more noise; a thicker one is not held to less (its thickness may itself be the fault)
-    limit = float((p.get("sd_limit_hu") or {}).get(kernel, 16.0)) * math.sqrt(ref / min(max(thickness, 0.3), ref))
+    limits = p.get("sd_limit_hu") or {}
+    # Every soft/brain series of the exam is measured, and the one that reads the least noise against
+    # its limit decides: anatomy at a coarse pixel pitch (fat/muscle/organ borders inside a 3x3 box)
+    # only ever adds to the high-pass residual, so the lowest reading is the cleanest estimate of the
+    # acquisition's noise (validation seeds: 64-px grids of a clean chest read up to 3x the 128-px
+    # series of the same exam). A thin slice is allowed more noise; a thicker one is not held to less.
+    readings: list[tuple[float, float, float, _Stack, str, int]] = []
+    first_error: Exception | None = None
+    for s in sorted(candidates, key=lambda s: (_kernel_class(s) not in ("soft", "head"), -_thickness(s))):
+        stack = _load(s, cache, need_volume=False)
+        if isinstance(stack, Exception):
+            first_error = first_error or stack
+            continue
+        got = _series_noise(stack)
+        if got is None:
+            continue
+        cls = _noise_class(exam, s, p)
+        thickness = stack.thickness or ref
+        limit = float(limits.get(cls, 16.0)) * math.sqrt(ref / min(max(thickness, 0.3), ref))
+        readings.append((got[0] / limit, got[0], limit, stack, cls, got[1]))
+        if not p.get("all_series", True):
+            break
+    if not readings:
+        if first_error is not None:
+            return not_assessable(_reason_code(first_error), "序列无法读取", f"series unusable: {first_error}")
+        return not_assessable("no_soft_tissue", "未找到均匀软组织区域", "no homogeneous soft tissue found")
+    ratio, measured, limit, stack, kernel, worst_slice = min(readings, key=lambda r: r[0])
     details = {"sd_hu": round(measured, 2), "limit_hu": round(limit, 2), "kernel_class": kernel,
-               "slice_thickness_mm": thickness, "series_uid": stack.uid}
-    if measured <= limit:
+               "slice_thickness_mm": stack.thickness or ref, "series_uid": stack.uid,
+               "series_measured": [{"series_uid": r[3].uid, "sd_hu": round(r[1], 2), "limit_hu": round(r[2], 2)}
+                                   for r in readings]}
+    if ratio <= 1.0:
         return DimensionResult(NORMAL, details)
-    assert best is not None
-    pic = add_picture(sink, np.asarray(stack.hu[best[1]]), "noise", window=(40.0, 400.0))
+    pic = add_picture(sink, np.asarray(stack.hu[worst_slice]), "noise", window=(40.0, 400.0))
     f = finding("IQC-NOISE", "noise", ABNORMAL,
-                f"图像噪声过大：软组织噪声 SD 约 {measured:.1f} HU（限值 {limit:.1f} HU）",
-                f"image noise too high: soft-tissue SD about {measured:.1f} HU (limit {limit:.1f} HU)",
-                [Evidence(series_uid=stack.uid, instance_index=best[1], measured=round(measured, 2), limit=round(limit, 2),
+                f"图像噪声过大：{_KERNEL_ZH.get(kernel, kernel)}算法序列均匀组织噪声 SD 约 {measured:.1f} HU（限值 {limit:.1f} HU）",
+                f"image noise too high: {kernel}-kernel series SD about {measured:.1f} HU in homogeneous tissue "
+                f"(limit {limit:.1f} HU)",
+                [Evidence(series_uid=stack.uid, instance_index=worst_slice, measured=round(measured, 2), limit=round(limit, 2),
                           unit="HU", image=pic)])
     return DimensionResult(ABNORMAL, details, findings=[f])
 
