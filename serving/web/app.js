@@ -701,18 +701,20 @@ function loadFrames(v) {
   const w = v.window ? { ...v.window } : null;
   const key = w ? `${w.center},${w.width}` : "";
   const n = v.stack.instances.length;
-  // order: the current slice, then outwards from it (what the doctor scrolls to next)
-  const order = [v.index];
-  for (let d = 1; order.length < n; d++) {
-    if (v.index + d < n) order.push(v.index + d);
-    if (v.index - d >= 0) order.push(v.index - d);
-  }
-  const todo = order.filter((i) => v.frameWindows[i] !== key);
-  v.loaded = n - todo.length;
-  let next = 0;
+  // Each request takes the missing slice nearest to the one on screen *now*: the current slice
+  // first, then outwards, following the doctor if they scroll while the stack loads.
+  const pending = new Set();
+  for (let i = 0; i < n; i++) if (v.frameWindows[i] !== key) pending.add(i);
+  v.loaded = n - pending.size;
+  const nearest = () => {
+    let best = -1;
+    for (const i of pending) if (best < 0 || Math.abs(i - v.index) < Math.abs(best - v.index)) best = i;
+    pending.delete(best);
+    return best;
+  };
   const worker = async () => {
-    while (next < todo.length) {
-      const i = todo[next++];
+    while (pending.size > 0) {
+      const i = nearest();
       if (controller.signal.aborted || v.generation !== generation) return;
       try {
         const blob = await apiBlob(frameUrl(v, i, w), controller.signal);
@@ -731,7 +733,7 @@ function loadFrames(v) {
     }
   };
   updateStatus(v);
-  Promise.all(Array.from({ length: Math.min(PREFETCH_CONCURRENCY, Math.max(1, todo.length)) }, worker)).then(() => {
+  Promise.all(Array.from({ length: Math.min(PREFETCH_CONCURRENCY, Math.max(1, pending.size)) }, worker)).then(() => {
     if (v.generation === generation && viewer === v && v.loaded === n) {
       performance.clearMarks("radqc:stack-loaded");
       performance.mark("radqc:stack-loaded");
