@@ -283,6 +283,10 @@ def test_doctor_without_authorisation_is_refused_and_sees_no_image(new_page, liv
     page.goto(f"/#/patient/{live.ct_patient_id}")
     page.get_by_test_id("refusal").wait_for()
     assert page.get_by_test_id("exam-row").count() == 0
+    # a deep link (/app/exam/N, e.g. from the HIS) becomes the hash route and meets the same refusal
+    page.goto(f"/app/exam/{live.ct_exam_id}")
+    page.wait_for_function(f"() => location.pathname === '/' && location.hash === '#/exam/{live.ct_exam_id}'")
+    page.get_by_test_id("refusal").wait_for()
     assert not [u for u, status in image_responses if status == 200]
 
 

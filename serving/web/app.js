@@ -103,7 +103,8 @@ function fmtTime(iso) {
 
 function gradeBadge(grade, testid) {
   const g = grade === null || grade === undefined ? null : String(grade);
-  return h("span", { class: `badge ${g !== null && GRADE_CLASS[g] ? GRADE_CLASS[g] : "gna"}`, testid,
+  const hint = g === null ? null : t(/^[0-3]$/.test(g) ? "grade.hint.ct_mr" : "grade.hint.radiograph");
+  return h("span", { class: `badge ${g !== null && GRADE_CLASS[g] ? GRADE_CLASS[g] : "gna"}`, testid, title: hint,
     dataset: { grade: g ?? "" } }, g ?? "—");
 }
 
@@ -1023,6 +1024,9 @@ async function renderStats(query) {
 
 // ---------------------------------------------------------------------------------- boot
 async function boot() {
+  // /app/exam/5 (a link from another system) -> #/exam/5: the page routes on the hash
+  const deep = location.pathname.match(/^\/app\/(.+)$/);
+  if (deep && !location.hash) history.replaceState(null, "", `/#/${deep[1]}${location.search}`);
   await loadMessages();
   document.getElementById("login-form").addEventListener("submit", login);
   document.getElementById("logout").addEventListener("click", logout);
