@@ -177,9 +177,100 @@ def test_head_range_without_geometry_not_assessable(brain: dict[str, Any]) -> No
     assert res.details["reason_code"] == "no_head_geometry"
 
 
-def test_knee_range_stays_not_assessable_with_reason() -> None:
+def atlas_slices(region: str, plane: str, sequence: str, shift_mm: float, *, rows: int = 80, spacing: float = 2.0,
+                 n: int = 5, seed: int = 0) -> list[Any]:
+    """Sagittal/coronal images whose superior-inferior profile is the atlas profile moved by ``shift_mm``.
+
+    The field centre lies at atlas position ``shift_mm`` (positive: the field sits lower on the
+    anatomy), as for a knee or spine planned too low/high; noise makes the match work for it."""
+    from radqc.pipelines.image_qc.mr_range_atlas import atlas_key, load_atlas
+
+    tpl = load_atlas()[atlas_key(region, plane, sequence)]
+    grid = tpl["start_mm"] + 2.0 * np.arange(len(tpl["values"]))
+    offsets = (np.arange(rows) - (rows - 1) / 2) * spacing
+    profile = np.interp(offsets + shift_mm, grid, np.asarray(tpl["values"])) * 1000.0
+    iop = [0, 1, 0, 0, 0, -1] if plane == "sagittal" else [1, 0, 0, 0, 0, -1]
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        img = np.repeat(profile[:, None], 64, axis=1) + rng.normal(0, 20, (rows, 64))
+        out.append(SimpleNamespace(pixel_array=np.clip(img, 0, None).astype(np.uint16), ImageOrientationPatient=iop,
+                                   PixelSpacing=[spacing, spacing]))
+    return out
+
+
+def _knee(shift: float, seed: int = 0) -> ExamImages:
+    return _exam_with([mr_series("sag", "PD", "sagittal", slices=atlas_slices("knee", "sagittal", "PD", shift, seed=seed)),
+                       mr_series("cor", "PD", "coronal", slices=atlas_slices("knee", "coronal", "PD", shift, seed=seed + 1)),
+                       mr_series("ax", "T2W", "axial")], code="MR-KNEE")
+
+
+def test_atlas_match_recovers_the_shift() -> None:
+    from radqc.pipelines.image_qc import mr_range_atlas as atlas_mod
+
+    for shift in (-40.0, 0.0, 26.0):
+        s = mr_series("sag", "T1W", "sagittal", slices=atlas_slices("lumbar_spine", "sagittal", "T1W", shift, rows=128))
+        prof = atlas_mod.series_profile(s)
+        assert prof is not None and prof["half_mm"] == pytest.approx(128.0)
+        tpl = atlas_mod.load_atlas()[atlas_mod.atlas_key("lumbar_spine", "sagittal", "T1W")]
+        found = atlas_mod.match(prof, tpl, 130, 120)
+        assert found is not None
+        assert abs(found[0] - shift) <= 4.0 and found[1] > 0.9
+
+
+def test_every_atlas_item_has_its_profiles() -> None:
+    from radqc.pipelines.image_qc.mr_range_atlas import load_atlas
+
+    regions = {str(k).split(":")[0] for k in load_atlas()}
+    for code in ("MR-KNEE", "MR-LSPINE"):
+        p = load_params("MR", code)["range"]
+        assert p["method"] == "atlas" and p["atlas_region"] in regions
+        assert p["landmarks"]["top"]["at_mm"] < 0 < p["landmarks"]["bottom"]["at_mm"]
+
+
+def test_knee_range_normal_when_field_is_centred_on_the_joint() -> None:
+    res = mr._range(_knee(0.0), load_params("MR", "MR-KNEE"), EvidenceSink())
+    assert res.value == "正常", res.details
+    assert res.details["method"] == "atlas_profile" and len([r for r in res.details["series"] if r["used"]]) == 2
+
+
+@pytest.mark.parametrize(("shift", "end", "zh"), [(40.0, "top", "股骨远端"), (-40.0, "bottom", "胫骨近端")])
+def test_knee_range_too_small_names_the_missing_end(shift: float, end: str, zh: str) -> None:
+    sink = EvidenceSink()
+    res = mr._range(_knee(shift), load_params("MR", "MR-KNEE"), sink)
+    assert res.value == "过小", res.details
+    assert [m["end"] for m in res.details["missing"]] == [end]
+    f = res.findings[0]
+    assert f.check_id == "IQC-RANGE" and zh in f.reason_zh and "not covered" in f.reason_en
+    assert f.evidence[0].limit == load_params("MR", "MR-KNEE")["range"]["landmarks"][end]["at_mm"]
+
+
+def test_lumbar_range_cut_at_the_sacrum() -> None:
+    slices = atlas_slices("lumbar_spine", "sagittal", "T2W", -80.0, rows=128)
+    exam = _exam_with([mr_series("t2", "T2W", "sagittal", slices=slices)], code="MR-LSPINE")
+    res = mr._range(exam, load_params("MR", "MR-LSPINE"), EvidenceSink())
+    assert res.value == "过小" and res.details["missing"][0]["landmark"] == "S1"
+    ok = _exam_with([mr_series("t2", "T2W", "sagittal", slices=atlas_slices("lumbar_spine", "sagittal", "T2W", 0.0, rows=128))],
+                    code="MR-LSPINE")
+    assert mr._range(ok, load_params("MR", "MR-LSPINE"), EvidenceSink()).value == "正常"
+
+
+def test_knee_range_without_sagittal_or_coronal_not_assessable() -> None:
+    # an axial-only knee (or one whose images match no atlas profile) gives no superior-inferior extent
     params = load_params("MR", "MR-KNEE")
-    exam = _exam_with([mr_series("sag", "PD", "sagittal", slices=_sag_head(30))], code="MR-KNEE")
+    exam = _exam_with([mr_series("ax", "T2W", "axial")], code="MR-KNEE")
+    res = mr._range(exam, params, EvidenceSink())
+    assert res.value == NOT_ASSESSABLE
+    assert res.details["reason_code"] == "no_atlas_match"
+    flat = _exam_with([mr_series("sag", "PD", "sagittal", slices=[SimpleNamespace(
+        pixel_array=np.full((80, 64), 500, np.uint16), ImageOrientationPatient=[0, 1, 0, 0, 0, -1], PixelSpacing=[2, 2])] * 4)],
+        code="MR-KNEE")
+    assert mr._range(flat, params, EvidenceSink()).value == NOT_ASSESSABLE
+
+
+def test_cervical_spine_range_stays_not_assessable_with_reason() -> None:
+    params = load_params("MR", "MR-CSPINE")
+    exam = _exam_with([mr_series("sag", "T2W", "sagittal", slices=_sag_head(30))], code="MR-CSPINE")
     res = mr._range(exam, params, EvidenceSink())
     assert res.value == NOT_ASSESSABLE
     assert res.details["reason_code"] == "no_mr_landmarks"

@@ -1,5 +1,8 @@
 """MR image-QC measures: sequence completeness, noise, sharpness, reconstruction (slice thickness), range.
 
+Range: the head's vertex coverage from the images' edges; knee and lumbar spine by registering each
+sagittal/coronal series' superior-inferior profile to an atlas (:mod:`.mr_range_atlas`).
+
 The required sequence set per item is data (``qc_rules/image_qc/mr.yaml``) compared with the
 series classification (sequence + plane); noise is the background SD relative to the tissue
 signal; sharpness the body-edge gradient relative to its contrast. ``artifact`` belongs to the
@@ -290,12 +293,96 @@ def _head_cut(series: SeriesImages) -> dict[str, Any] | None:
             "image": np.asarray(dss[best[1]].pixel_array, dtype=np.float32)}
 
 
-def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink | None = None) -> DimensionResult:
-    """Scan range: for the head, whether the vertex is inside every series (sagittal/coronal first).
+def _range_atlas(exam: ExamImages, p: dict[str, Any], sink: EvidenceSink | None) -> DimensionResult:
+    """Knee / spine range: the field's top and bottom edges on the anatomy, from the atlas profile match.
 
-    Other MR items need anatomical landmarks on MR images (knee joint line, vertebra levels) that no
-    model gives yet; they stay 无法评估 with the item's reason from the parameter file."""
+    Each sagittal/coronal series' superior-inferior profile is registered to the item's atlas
+    (:mod:`radqc.pipelines.image_qc.mr_range_atlas`); its edges then lie at atlas positions, and the
+    item's required landmarks (atlas positions in ``mr.yaml``) must lie inside them. The median edge
+    over the matched series decides, so one poorly matched series does not."""
+    from radqc.pipelines.image_qc import mr_range_atlas as atlas_mod
+
+    region = str(p.get("atlas_region") or "")
+    atlas = atlas_mod.load_atlas()
+    skip = set(p.get("skip_sequences") or ["DWI", "ADC"])
+    max_shift = float(p.get("max_shift_mm", 100.0))
+    min_overlap = float(p.get("min_overlap_mm", 100.0))
+    min_ncc = float(p.get("min_correlation", 0.6))
+    rows: list[dict[str, Any]] = []
+    for s in _image_series(exam):
+        seq, plane = label_of(s, "sequence"), _plane(s)
+        if seq in skip or plane not in ("sagittal", "coronal"):
+            continue
+        template = atlas.get(atlas_mod.atlas_key(region, plane, seq)) or atlas.get(atlas_mod.atlas_key(region, plane, None))
+        if template is None:
+            continue
+        try:
+            prof = atlas_mod.series_profile(s)
+        except Exception as exc:  # noqa: BLE001 - an undecodable series is skipped and said
+            rows.append({"series_uid": series_uid(s), "error": f"{type(exc).__name__}: {exc}"[:200]})
+            continue
+        if prof is None:
+            continue
+        m = atlas_mod.match(prof, template, max_shift, min_overlap)
+        if m is None:
+            continue
+        shift, ncc = m
+        rows.append({"series_uid": series_uid(s), "sequence": seq, "plane": plane, "shift_mm": round(shift, 1),
+                     "correlation": round(ncc, 3), "top_mm": round(shift - prof["half_mm"], 1),
+                     "bottom_mm": round(shift + prof["half_mm"], 1), "used": ncc >= min_ncc})
+    used = [r for r in rows if r.get("used")]
+    landmarks = p.get("landmarks") or {}
+    details: dict[str, Any] = {"method": "atlas_profile", "atlas_region": region, "series": rows,
+                               "landmarks": landmarks, "min_correlation": min_ncc}
+    if not used:
+        return not_assessable("no_atlas_match", "无可与解剖图谱配准的矢状/冠状位序列，无法判断扫描范围",
+                              "no sagittal/coronal series matched the anatomical atlas: scan range cannot be assessed",
+                              **details)
+    top = float(np.median([r["top_mm"] for r in used]))
+    bottom = float(np.median([r["bottom_mm"] for r in used]))
+    details["field_mm"] = {"top": round(top, 1), "bottom": round(bottom, 1)}
+    findings = []
+    missing = []
+    for end, edge in (("top", top), ("bottom", bottom)):
+        lm = landmarks.get(end)
+        if not lm:
+            continue
+        at = float(lm["at_mm"])
+        # top: the field must start above (smaller atlas mm than) the landmark; bottom: end below it
+        short = edge - at if end == "top" else at - edge
+        if short <= 0:
+            continue
+        missing.append({"landmark": lm.get("name"), "name_zh": lm.get("zh"), "name_en": lm.get("en"), "end": end,
+                        "missing_mm": round(short, 1)})
+        worst = max(used, key=lambda r: (r["top_mm"] - at) if end == "top" else (at - r["bottom_mm"]))
+        pic = None
+        if sink is not None:
+            ser = next((s for s in exam.series if series_uid(s) == worst["series_uid"]), None)
+            dss = list(ser.datasets()) if ser is not None else []
+            if dss:
+                pic = add_picture(sink, np.asarray(dss[len(dss) // 2].pixel_array, dtype=np.float32),
+                                  f"range_{worst['series_uid']}_{end}")
+        where_zh, where_en = ("上缘", "superior") if end == "top" else ("下缘", "inferior")
+        findings.append(finding(
+            "IQC-RANGE", "range", "过小",
+            f"扫描范围过小：未包括{lm.get('zh')}（视野{where_zh}距其约 {short:.0f} mm，按解剖图谱配准测得）",
+            f"scan range too small: {lm.get('en')} not covered (the {where_en} field edge misses it by about "
+            f"{short:.0f} mm, measured by registration to the anatomical atlas)",
+            [Evidence(series_uid=worst["series_uid"], measured=round(edge, 1), limit=at, unit="mm", image=pic,
+                      extra={"landmark": lm.get("name"), "end": end, "coordinates": f"{region} atlas mm"})]))
+    details["missing"] = missing
+    return DimensionResult("过小" if findings else NORMAL, details, findings=findings)
+
+
+def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink | None = None) -> DimensionResult:
+    """Scan range: for the head, whether the vertex is inside every series (sagittal/coronal first);
+    for knee and lumbar spine, the field edges on the anatomy by atlas profile registration.
+
+    Items without an atlas (cervical/thoracic spine, shoulder...) stay 无法评估 with the item's reason
+    from the parameter file."""
     p = params.get("range") or {}
+    if p.get("assess") and p.get("method") == "atlas":
+        return _range_atlas(exam, p, sink)
     if not p.get("assess"):
         return not_assessable(str(p.get("reason_code") or "no_mr_landmarks"),
                               str(p.get("reason_zh") or "磁共振解剖标志点模型尚未提供，无法判断扫描范围"),
