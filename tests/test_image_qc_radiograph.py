@@ -217,6 +217,83 @@ def test_smoothness_rises_with_blur_not_with_noise() -> None:
     assert s_noisy["noise_fraction"] > 2 * s_sharp["noise_fraction"]
 
 
+def test_detail_fraction_falls_with_blur_not_with_noise() -> None:
+    """The sharpness measure: a 1.5 px blur leaves almost no fine detail above the noise floor,
+    while four times the noise (white, added after the blur as in a detector) leaves it as it was."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    # anatomy-like texture: random phases, amplitude falling as 1/f (the spectrum of edges)
+    fy, fx = np.meshgrid(np.fft.fftfreq(128), np.fft.fftfreq(128), indexing="ij")
+    amp = 1.0 / np.maximum(np.hypot(fy, fx), 1.0 / 128)
+    base = np.real(np.fft.ifft2(amp * np.exp(2j * np.pi * rng.uniform(size=amp.shape))))
+    base = 3000 * (base - base.min()) / np.ptp(base)
+    sharp = base + rng.normal(0, 30, base.shape)
+    noisy = base + rng.normal(0, 120, base.shape)
+    blurred = ndimage.gaussian_filter(base, 1.5) + rng.normal(0, 30, base.shape)
+    d_sharp, d_noisy, d_blur = (rq.detail_fraction(x) for x in (sharp, noisy, blurred))
+    assert d_sharp is not None and d_noisy is not None and d_blur is not None
+    lim = rq.load_params("DX-CHEST-PA")["sharpness"]["min_detail_fraction"]
+    assert d_blur < lim < d_sharp
+    assert d_noisy > lim and abs(d_noisy - d_sharp) < 0.5 * d_sharp
+    # motion smears one axis only: the sharper axis keeps the view from reading as blurred
+    smeared = ndimage.uniform_filter1d(base, 7, axis=1) + rng.normal(0, 30, base.shape)
+    assert (rq.detail_fraction(smeared) or 0.0) > lim
+    assert rq.detail_fraction(np.zeros((8, 40))) is None  # too few lines for a spectrum
+
+
+def test_blurred_chest_pa_is_abnormal_sharpness() -> None:
+    res = _run(_exam([{"kind": "blur", "sigma_mm": 1.2}], seed=12))
+    assert res["sharpness"].value == "异常"
+    f = res["sharpness"].findings[0]
+    assert f.check_id == "IQC-SHARPNESS" and "blurred" in f.reason_en and "模糊" in f.reason_zh
+    assert f.evidence[0].measured < f.evidence[0].limit
+    # the same exam drawn without the blur reads sharp
+    assert _run(_exam([], seed=12))["sharpness"].value == "正常"
+
+
+def test_excess_noise_is_not_read_as_blur() -> None:
+    res = _run(_exam([{"kind": "excess_noise", "factor": 3.0}], seed=13))
+    assert res["sharpness"].value == "正常"
+    assert res["sharpness"].details["views"][0]["detail_fraction"] > 0.027
+
+
+def test_shallow_inspiration_from_short_lung_fields() -> None:
+    res = _run(_exam([{"kind": "shallow_inspiration", "ribs": 7}], seed=14))
+    assert res["positioning"].value == "不标准"
+    assert any("inspiration" in f.reason_en for f in res["positioning"].findings)
+
+
+def test_short_lung_rule_respects_a_high_rib_count() -> None:
+    """A lung-shape reading does not overrule a rib count clearly above the limit; it decides when
+    the count sits at the limit (counting is off by one at times)."""
+    p = rq.load_params("DX-CHEST-PA")
+    lim = p["positioning"]["short_lung_aspect"]
+    masks = {"lung_right": np.zeros((100, 100), bool), "lung_left": np.zeros((100, 100), bool)}
+    masks["lung_right"][30:30 + int(80 * lim) - 8, 10:50] = True  # height / joint width below the limit
+    masks["lung_left"][30:30 + int(80 * lim) - 8, 50:90] = True
+
+    class Analysis:
+        def __init__(self) -> None:
+            self.masks = masks
+
+    def judged(ribs: int) -> str:
+        v = rq._View("1.2", "PA", None)
+        v.set("range", "正常", {"cut_at": {}})
+
+        def ev(*a: Any, **k: Any) -> Any:
+            from radqc.pipelines.image_qc.types import Evidence
+            return Evidence(series_uid="1.2", instance_index=0, measured=a[1], limit=a[2])
+
+        meas = {"rotation_offset_mm": 0.0, "scapula_in_lung_fraction": {}, "posterior_ribs_above_right_dome": ribs}
+        p2 = rq._merge(p, {"positioning": {"check_marker": False}})
+        rq._positioning(v, Analysis(), meas, 1.0, p2, True, ev)
+        return v.values["positioning"]
+
+    assert judged(p["positioning"]["min_posterior_ribs"]) == "不标准"
+    assert judged(p["positioning"]["min_posterior_ribs"] + 1) == "标准"
+
+
 def test_marker_reader_on_a_drawn_glyph() -> None:
     from radqc.datasets.synthetic.imaging.image_ops import text_mask  # the generator's glyph renderer
 

@@ -208,8 +208,41 @@ def _field_box(image: np.ndarray, ds: Any) -> tuple[tuple[int, int, int, int], d
     return box, found, "pixels"
 
 
+def detail_fraction(g: np.ndarray, low: tuple[float, float] = (0.1, 0.15), mid: tuple[float, float] = (0.25, 0.3),
+                    top: tuple[float, float] = (0.4, 0.51)) -> float | None:
+    """How much fine detail survives, relative to coarse detail, above the noise floor:
+    (P_mid - P_top) / (P_low - P_top), with P the power of the row/column spectra (Hann-windowed,
+    averaged over lines) in bands given in cycles per pixel; the sharper of the two axes.
+
+    Why this form: quantum noise is white and is added after any blur, so the top band is a floor
+    that is subtracted from both others and the result does not move with the noise level (a noisy
+    image is not called blurred), nor with the stored-value scale. A blur of sigma pixels scales
+    the fine band's signal by exp(-4 pi^2 sigma^2 (f_mid^2 - f_low^2)) against the coarse one
+    (about 0.005 at 1.5 px), so a blurred image reads near 0 and a sharp one a few per cent. Motion
+    smears one axis only, so the sharper axis decides (motion is the artifact measure's). None
+    when the field is too small for a spectrum."""
+    g = np.asarray(g, dtype=np.float64)
+    best: float | None = None
+    for lines in (g, g.T):
+        n = lines.shape[1]
+        if n < 16 or lines.shape[0] < 4:
+            return None
+        x = lines - lines.mean(axis=1, keepdims=True)
+        power = (np.abs(np.fft.rfft(x * np.hanning(n), axis=1)) ** 2).mean(axis=0)
+        fr = np.fft.rfftfreq(n)
+        bands = [power[(fr >= a) & (fr < b)] for a, b in (low, mid, top)]
+        if any(not b.size for b in bands):
+            return None
+        p_low, p_mid, p_top = (float(b.mean()) for b in bands)
+        if p_low - p_top <= 0:
+            continue  # no coarse detail above the floor on this axis: it says nothing
+        r = (p_mid - p_top) / (p_low - p_top)
+        best = r if best is None else max(best, r)
+    return None if best is None else round(best, 5)
+
+
 def pixel_measures(image: np.ndarray, box: tuple[int, int, int, int], px: float | None = None,
-                   sharpness_grid_mm: float = 1.5) -> dict[str, float]:
+                   sharpness_grid_mm: float = 1.5, bands: dict[str, Any] | None = None) -> dict[str, Any]:
     """Noise, edge sharpness (per axis) and histogram clipping inside the collimated field.
 
     Values are fractions of the field's signal range (p1..p99), so that they do not depend on
@@ -260,11 +293,22 @@ def pixel_measures(image: np.ndarray, box: tuple[int, int, int, int], px: float 
         den = d[1] - d[0]
         return round((d[2] - d[1]) / den, 4) if den > 1e-9 else 0.0
 
+    # fine-detail fraction on a grid of about ``sharpness_grid_mm`` (factor rounded, so that a
+    # 0.94 mm image oversampled from coarser detail is judged on ~1.9 mm, a 1.2 mm one natively)
+    k_b = max(1, int(round(sharpness_grid_mm / px))) if px else 1
+    gb = f
+    if k_b > 1:
+        h, w = (f.shape[0] // k_b) * k_b, (f.shape[1] // k_b) * k_b
+        gb = f[:h, :w].reshape(h // k_b, k_b, w // k_b, k_b).mean(axis=(1, 3))
+    bd = bands or {}
+    detail = detail_fraction(gb, *(tuple(bd.get(k) or dflt) for k, dflt in
+                                   (("low", (0.1, 0.15)), ("mid", (0.25, 0.3)), ("top", (0.4, 0.51)))))
+
     full = image[r0:r1, c0:c1]
     vmin, vmax = float(full.min()), float(full.max())
     clip = float(((full <= vmin) | (full >= vmax)).mean()) if vmax > vmin else 1.0
     return {"noise_fraction": round(noise / rng, 5), "edge_x": round(top(gx), 4), "edge_y": round(top(gy), 4),
-            "smooth_x": smoothness(1), "smooth_y": smoothness(0),
+            "smooth_x": smoothness(1), "smooth_y": smoothness(0), "detail_fraction": detail,
             "clip_fraction": round(clip, 5), "signal_range": round(rng, 2)}
 
 
@@ -598,11 +642,25 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
         details["posterior_ribs_above_right_dome"] = ribs
         details["lung_height_to_width"] = _lung_aspect(analysis)
         aspect = details["lung_height_to_width"]
-        cut = v.details.get("range", {}).get("cut_at", {}).get("costophrenic_angle_right") == "bottom"
-        shallow = ribs is not None and (int(ribs) < int(p["min_posterior_ribs"]) - 1 or (
-            int(ribs) == int(p["min_posterior_ribs"]) - 1 and aspect is not None
-            and aspect < float(p["borderline_lung_aspect"])))
-        if ribs is not None and int(ribs) < int(p.get("plausible_min_ribs", 0)):
+        cut_at = v.details.get("range", {}).get("cut_at", {})
+        cut = cut_at.get("costophrenic_angle_right") == "bottom"
+        lim_ribs, lim_aspect = int(p["min_posterior_ribs"]), float(p["borderline_lung_aspect"])
+        short_aspect = p.get("short_lung_aspect")
+        # a rib count clearly above the limit (beyond the counting error of one) is not overruled
+        short = (aspect is not None and short_aspect is not None and aspect < float(short_aspect)
+                 and (ribs is None or int(ribs) <= lim_ribs))
+        shallow = ribs is not None and (int(ribs) < lim_ribs - 1 or (
+            int(ribs) == lim_ribs - 1 and aspect is not None and aspect < lim_aspect))
+        if short:
+            # lungs far shorter than wide: a shallow inspiration whatever the rib count says (the
+            # count fails exactly when the dome is low in or below the field)
+            problems += 1
+            v.find("positioning", "IQC-POSITION", "不标准",
+                   f"吸气不足：肺野高宽比 {aspect:.2f}（应 ≥ {float(short_aspect):.2f}），右膈上后肋计数 {ribs}",
+                   f"shallow inspiration: lung fields {aspect:.2f} as high as wide (should be >= "
+                   f"{float(short_aspect):.2f}); posterior ribs counted above the right hemidiaphragm: {ribs}",
+                   evidence("inspiration", aspect, short_aspect, "height/width", posterior_ribs=ribs))
+        elif ribs is not None and int(ribs) < int(p.get("plausible_min_ribs", 0)):
             # fewer ribs than any inspiration shows: the dome or the rib masks were misread
             details["inspiration"] = _bi("肋骨计数不可信", "rib count implausible: not judged")
         elif cut and ribs is not None:
@@ -709,7 +767,7 @@ def _centring(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, 
 def _exposure(v: _View, ds: Any, image: np.ndarray, box: tuple[int, int, int, int], params: dict[str, Any],
               evidence: Any, field_mark: list[float]) -> None:
     pn, ps, pd = params["noise"], params["sharpness"], params["dose"]
-    pm = pixel_measures(image, box, _spacing(ds), float(ps.get("grid_mm", 1.5)))
+    pm = pixel_measures(image, box, _spacing(ds), float(ps.get("grid_mm", 1.5)), ps.get("bands"))
     ei, di = _number(ds, "ExposureIndex"), _number(ds, "DeviationIndex")
     tei = _number(ds, "TargetExposureIndex")
     if di is None and ei and tei:
@@ -738,14 +796,23 @@ def _exposure(v: _View, ds: Any, image: np.ndarray, box: tuple[int, int, int, in
         v.set("sharpness", NOT_ASSESSABLE, reason=_bi("照射野过小", "field too small to measure"))
     else:
         smooth = min(pm["smooth_x"], pm["smooth_y"])
-        sd = {"smoothness": smooth, "smooth_x": pm["smooth_x"], "smooth_y": pm["smooth_y"],
-              "limit": ps["max_smoothness"], "edge_x": pm["edge_x"], "edge_y": pm["edge_y"]}
-        if smooth > float(ps["max_smoothness"]):
+        detail, lim_d, lim_s = pm.get("detail_fraction"), ps.get("min_detail_fraction"), ps.get("max_smoothness")
+        sd = {"detail_fraction": detail, "min_detail_fraction": lim_d, "smoothness": smooth, "smooth_x": pm["smooth_x"],
+              "smooth_y": pm["smooth_y"], "max_smoothness": lim_s, "edge_x": pm["edge_x"], "edge_y": pm["edge_y"]}
+        if lim_d is not None and detail is not None and detail < float(lim_d):
             v.set("sharpness", ABNORMAL, sd)
             v.find("sharpness", "IQC-SHARPNESS", ABNORMAL,
-                   f"图像模糊：边缘平滑度 {smooth:.2f}（限值 {ps['max_smoothness']}，越大越模糊）",
-                   f"image blurred: edge smoothness {smooth:.2f} (limit {ps['max_smoothness']}; higher = blurrier)",
-                   evidence("sharpness", smooth, ps["max_smoothness"], None, field_mark))
+                   f"图像模糊：细节保留比 {detail:.3f}（应 ≥ {lim_d}，越小越模糊）",
+                   f"image blurred: fine-detail fraction {detail:.3f} (should be >= {lim_d}; lower = blurrier)",
+                   evidence("sharpness", detail, lim_d, None, field_mark))
+        elif lim_s is not None and smooth > float(lim_s):
+            v.set("sharpness", ABNORMAL, sd)
+            v.find("sharpness", "IQC-SHARPNESS", ABNORMAL,
+                   f"图像模糊：边缘平滑度 {smooth:.2f}（限值 {lim_s}，越大越模糊）",
+                   f"image blurred: edge smoothness {smooth:.2f} (limit {lim_s}; higher = blurrier)",
+                   evidence("sharpness", smooth, lim_s, None, field_mark))
+        elif detail is None and lim_s is None:
+            v.set("sharpness", NOT_ASSESSABLE, sd, _bi("照射野过小，无法测频谱", "field too small for a spectrum"))
         else:
             v.set("sharpness", NORMAL, sd)
     # ---- dose
