@@ -274,3 +274,26 @@ def test_cervical_spine_range_stays_not_assessable_with_reason() -> None:
     res = mr._range(exam, params, EvidenceSink())
     assert res.value == NOT_ASSESSABLE
     assert res.details["reason_code"] == "no_mr_landmarks"
+
+
+def _head_sag(shift: float) -> list[Any]:
+    """Sagittal head images following the head atlas profile moved by ``shift`` (mm)."""
+    return atlas_slices("head", "sagittal", "T2W", shift, rows=120, spacing=2.0)
+
+
+def test_skull_base_cut_is_found_by_the_head_atlas(brain: dict[str, Any]) -> None:
+    # the field moved 90 mm up: the vertex is in view (air above the head), the foramen magnum is not
+    sag = _head_sag(-90.0)
+    exam = _exam_with([mr_series("sag", "T2W", "sagittal", slices=sag)])
+    res = mr._range(exam, brain, EvidenceSink())
+    assert res.value == "过小", res.details
+    assert [m["landmark"] for m in res.details["missing"]] == ["foramen_magnum"]
+    assert "枕骨大孔" in res.findings[-1].reason_zh and "foramen magnum" in res.findings[-1].reason_en
+    assert "reason_code" not in res.details
+
+
+def test_head_atlas_leaves_a_well_planned_head_alone(brain: dict[str, Any]) -> None:
+    exam = _exam_with([mr_series("sag", "T2W", "sagittal", slices=_head_sag(0.0))])
+    res = mr._range(exam, brain, EvidenceSink())
+    assert res.details["skull_base"]["value"] == "正常"
+    assert not any(m.get("landmark") == "foramen_magnum" for m in res.details.get("missing", []))

@@ -383,6 +383,24 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink | None =
     p = params.get("range") or {}
     if p.get("assess") and p.get("method") == "atlas":
         return _range_atlas(exam, p, sink)
+    head = _head_range(exam, p, sink)
+    base = p.get("atlas")
+    if not p.get("assess") or not base:
+        return head
+    # the skull base: the neck always fills the lower image edge, so the image edges cannot tell a cut
+    # at the foramen magnum; the atlas match of the sagittal head places the field's lower edge
+    below = _range_atlas(exam, {"skip_sequences": p.get("skip_sequences"), **base}, sink)
+    head.details["skull_base"] = {"value": below.value, **below.details}
+    if below.value != "过小":
+        return head
+    findings = list(head.findings) + list(below.findings)
+    details = {k: v for k, v in head.details.items() if k != "reason_code"}
+    details["missing"] = [*head.details.get("missing", []), *below.details.get("missing", [])]
+    return DimensionResult("过小", details, findings=findings)
+
+
+def _head_range(exam: ExamImages, p: dict[str, Any], sink: EvidenceSink | None) -> DimensionResult:
+    """The head's vertex coverage (or the item's 无法评估 reason when the item has no range measure)."""
     if not p.get("assess"):
         return not_assessable(str(p.get("reason_code") or "no_mr_landmarks"),
                               str(p.get("reason_zh") or "磁共振解剖标志点模型尚未提供，无法判断扫描范围"),

@@ -209,7 +209,7 @@ def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[0] != "build":
         print("usage: python -m radqc.pipelines.image_qc.mr_range_atlas build OUT.json DIR [DIR...]", file=sys.stderr)
         return 2
-    regions = {"knee": "knee", "lumbar_spine": "lumbar_spine", "cervical_spine": "cervical_spine",
+    regions = {"head": "head", "knee": "knee", "lumbar_spine": "lumbar_spine", "cervical_spine": "cervical_spine",
                "thoracic_spine": "thoracic_spine"}
     profiles = build_atlas(argv[2:], regions)
     doc = {"schema": "radqc.image_qc.mr_range_atlas/1",
