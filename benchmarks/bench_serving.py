@@ -165,7 +165,12 @@ def _table(load: dict[str, Any]) -> list[str]:
                      f"{r['p90_ms']} | {r['p99_ms']} | {r['non_2xx']} | {r['socket_errors']} | {'yes' if met else 'no'} |")
     if any(not r["requests"] or r["socket_errors"] for r in load.get("runs", [])):
         lines += ["", "Rows with few answers or timeouts: requests waited longer than wrk's 5 s timeout, i.e. the "
-                      "service stalled at that concurrency (latencies are of the answered requests only)."]
+                      "service stalled at that concurrency (latencies are of the answered requests only). When "
+                      "this was first seen (py-spy on the worker), every request thread waited in SQLAlchemy's "
+                      "pool: an exam view holds one pooled connection for its request session and takes a second "
+                      "for its access-log entry, and the default pool (5 + 10 overflow) runs dry at >= 16 "
+                      "concurrent views per worker (uvicorn runs up to 40 in its thread pool), until the 30 s "
+                      "pool timeout."]
     return lines
 
 
@@ -317,7 +322,8 @@ def browser_timings(ws: Any, work: Path, *, quick: bool) -> dict[str, Any]:
                 page = ctx.new_page()
                 _login(page, "doctor_a", accounts["doctor_a"]["password"])
                 cold = _open_exam(page, sample[0], "radqc:first-image", 30_000)  # after a restart: cold caches
-                out["cold_first_image_s"] = cold["radqc:first-image"]
+                first = cold["radqc:first-image"]
+                out["cold_first_image_s"] = round(first, 3) if first is not None else None
                 for exam_id in sample[1:]:
                     marks = _open_exam(page, exam_id, "radqc:first-image", 30_000)
                     out["first_image_s"].append(marks["radqc:first-image"])
