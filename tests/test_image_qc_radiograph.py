@@ -294,6 +294,29 @@ def test_short_lung_rule_respects_a_high_rib_count() -> None:
     assert judged(p["positioning"]["min_posterior_ribs"] + 1) == "标准"
 
 
+def test_pelvis_asymmetry_limit_only_for_the_pelvis_item() -> None:
+    """A pelvis mask much heavier on one side reads rotated on a pelvis AP (limit from dx.yaml);
+    the same sign is not judged for items without a limit (a lumbar spine crops the pelvis)."""
+    pel = np.zeros((80, 100), bool)
+    pel[20:60, 10:50] = True   # left half of the ring ...
+    pel[20:60, 50:90] = True
+    pel[20:40, 10:50] = False  # ... with a quarter missing: (right - left) / total = 1/3
+    analysis = type("A", (), {"masks": {"pelvis": pel}})()
+
+    def judged(code: str) -> tuple[str, dict[str, Any]]:
+        from radqc.pipelines.image_qc.types import Evidence
+
+        v = rq._View("1.3", "AP", None)
+        p = rq._merge(rq.load_params(code), {"positioning": {"check_marker": False}})
+        rq._positioning(v, analysis, {}, 1.0, p, False,
+                        lambda *a, **k: Evidence(series_uid="1.3", instance_index=0, measured=a[1], limit=a[2]))
+        return v.values["positioning"], v.details["positioning"]
+
+    value, details = judged("DX-PELVIS-AP")
+    assert value == "不标准" and details["pelvis_asymmetry"] > rq.load_params("DX-PELVIS-AP")["positioning"]["max_pelvis_asymmetry"]
+    assert judged("DX-LSPINE-APLAT")[0] == "标准"
+
+
 def test_marker_reader_on_a_drawn_glyph() -> None:
     from radqc.datasets.synthetic.imaging.image_ops import text_mask  # the generator's glyph renderer
 
