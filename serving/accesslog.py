@@ -9,12 +9,14 @@ Cutting entries off the end is detected by comparing with the head row; anchorin
 hash outside the database (printed by ``verify``) also covers an attacker who edits both.
 
 Entries are written in their own short transaction: a denied attempt is logged even though
-the request that caused it fails.
+the request that caused it fails. Concurrent views of one process share that transaction
+(group commit, :class:`_GroupWriter`): each still returns only after its entry is committed.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,10 +71,68 @@ def append(session: Session, *, action: str, user_id: int | None = None, usernam
     return entry
 
 
+class _GroupWriter:
+    """Group commit for one process: whoever holds the commit lock writes every waiting entry.
+
+    A view must not return before its entry is durable, but one transaction per view made the
+    log the service's bottleneck (each commit takes the chain-head lock and an fsync; threads
+    queued on SQLite's busy handler and on the connection pool). Here each caller queues its
+    entry and then either becomes the writer (taking the lock, writing the whole queue in one
+    transaction) or finds its entry already written by the writer before it. One connection per
+    process is ever used for the log; the chain order is the order entries leave the queue.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self.commit_lock = threading.Lock()
+        self.queue_lock = threading.Lock()
+        self.queue: list[_Ticket] = []
+
+    def write(self, fields: dict[str, Any]) -> None:
+        ticket = _Ticket(fields)
+        with self.queue_lock:
+            self.queue.append(ticket)
+        while not ticket.done.is_set():
+            with self.commit_lock:
+                if ticket.done.is_set():
+                    break
+                with self.queue_lock:
+                    batch, self.queue = self.queue, []
+                error: BaseException | None = None
+                try:
+                    with self.sessions() as session, session.begin():
+                        for item in batch:
+                            append(session, **item.fields)
+                except BaseException as exc:  # noqa: BLE001 - handed to every caller in the batch
+                    error = exc
+                for item in batch:
+                    item.error = error
+                    item.done.set()
+        if ticket.error is not None:
+            raise ticket.error
+
+
+class _Ticket:
+    __slots__ = ("fields", "done", "error")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+_WRITERS: dict[int, tuple[sessionmaker[Session], _GroupWriter]] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
 def record(sessions: sessionmaker[Session], **kwargs: Any) -> None:
-    """Append one entry in its own transaction (see the module docstring)."""
-    with sessions() as session, session.begin():
-        append(session, **kwargs)
+    """Append one entry, durably, before returning (group-committed with concurrent callers)."""
+    with _WRITERS_LOCK:
+        entry = _WRITERS.get(id(sessions))
+        if entry is None or entry[0] is not sessions:
+            entry = (sessions, _GroupWriter(sessions))
+            _WRITERS[id(sessions)] = entry
+    entry[1].write(kwargs)
 
 
 @dataclass

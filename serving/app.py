@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
@@ -39,7 +42,17 @@ SECURITY_HEADERS = {
 
 def create_app(workspace: Workspace, settings: ServingSettings | None = None) -> FastAPI:
     ctx = ServiceContext.create(workspace, settings)
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync handlers run in anyio's thread pool (40 threads by default). Each holds one
+        # catalogue connection and the access log one more per process: more threads than the
+        # engine's pool (5 + 10) made every thread wait out the pool timeout under load.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = ctx.settings.threads
+        _warm_caches(ctx)
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="RadQC Workbench API / 影像质控服务接口",
         version=__version__,
         description=("QC results beside the images for recognition (互认) decisions, DICOMweb over the catalogue, "
@@ -73,6 +86,17 @@ def create_app(workspace: Workspace, settings: ServingSettings | None = None) ->
         return response
 
     return app
+
+
+def _warm_caches(ctx: ServiceContext) -> None:
+    """Parse the vocabularies and the reason list once at start-up, not in the first requests
+    (the exam-item vocabulary takes ~0.7 s; concurrent cold requests each parsed it)."""
+    from radqc import vocab
+
+    vocab.exam_items()
+    from radqc.serving.services.exam_views import reasons
+
+    reasons(ctx)
 
 
 OUT_OF_RANGE = "a parameter is out of range for the catalogue / 参数超出数据库取值范围"

@@ -17,6 +17,7 @@ DEFAULT_TOKEN_MINUTES = 30
 DEFAULT_REPEAT_WINDOW_DAYS = 180
 DEFAULT_LOCKOUT_ATTEMPTS = 5
 DEFAULT_LOCKOUT_MINUTES = 15
+DEFAULT_THREADS = 12
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -61,6 +62,9 @@ class ServingSettings:
     lockout_attempts: int = DEFAULT_LOCKOUT_ATTEMPTS
     lockout_minutes: int = DEFAULT_LOCKOUT_MINUTES
     recognition_reasons: Path = Path(__file__).with_name("recognition_reasons.yaml")
+    #: [RADQC_SERVE_THREADS] request threads per worker process; keep below the catalogue
+    #: engine's connection pool (5 + 10): each thread holds one connection, the access log one.
+    threads: int = DEFAULT_THREADS
 
 
 def load_serving_settings(master_key: bytes) -> ServingSettings:
@@ -83,4 +87,5 @@ def load_serving_settings(master_key: bytes) -> ServingSettings:
         lockout_attempts=_env_int("RADQC_LOCKOUT_ATTEMPTS", DEFAULT_LOCKOUT_ATTEMPTS),
         lockout_minutes=_env_int("RADQC_LOCKOUT_MINUTES", DEFAULT_LOCKOUT_MINUTES),
         recognition_reasons=Path(reasons) if reasons else Path(__file__).with_name("recognition_reasons.yaml"),
+        threads=max(1, _env_int("RADQC_SERVE_THREADS", DEFAULT_THREADS)),
     )

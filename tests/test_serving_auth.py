@@ -164,3 +164,33 @@ def test_hospital_roles_need_a_hospital(workspace, role) -> None:  # type: ignor
 
     with pytest.raises(AccountError), workspace.transaction() as s:
         create_user(s, "x_" + role, role, password=PASSWORD)
+
+
+def test_access_log_group_commit_keeps_every_entry_and_the_chain(workspace) -> None:  # type: ignore[no-untyped-def]
+    """Concurrent views share commits (group commit); every entry lands once, the chain verifies."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from radqc.serving import accesslog
+
+    def view(i: int) -> None:
+        accesslog.record(workspace.sessions, action="exam.view", user_id=i % 3, exam_id=i, client="10.0.0.1")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(view, range(60)))
+    with workspace.sessions() as s:
+        report = accesslog.verify_chain(s)
+        exam_ids = sorted(s.scalars(select(m.AccessLogEntry.exam_id)))
+    assert report.ok and report.entries == 60
+    assert exam_ids == list(range(60))
+
+
+def test_access_log_write_failure_reaches_the_caller(workspace, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A log entry that cannot be written fails the request rather than being lost silently."""
+    from radqc.serving import accesslog
+
+    def broken(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(accesslog, "append", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        accesslog.record(workspace.sessions, action="exam.view", exam_id=1)
