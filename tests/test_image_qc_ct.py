@@ -425,3 +425,18 @@ def test_head_item_reads_a_soft_named_head_series_against_the_brain_limit() -> N
     chest = ct.measure_ct(exam(series("c", phantom(noise=9.0), kernel="soft", region="chest")), load_params("CT", "CT-CHEST-PLAIN"),
                           EvidenceSink())["noise"]
     assert chest.value == "正常"
+
+
+def test_noise_reads_the_quieter_slices(chest_params: dict[str, Any]) -> None:
+    # 8 slices, 3 of them with coarse-grid anatomy: the 25th percentile of the slices reads the noise
+    clean = phantom(n=8, noise=6.0, seed=5)
+    busy = structured(6.0, seed=6)
+    vol = np.concatenate([clean[:5], busy[:3]])
+    stack = ct._Stack(series("q", vol))
+    low = ct._series_noise(stack, 25.0)
+    high = ct._series_noise(stack, 100.0)
+    assert low is not None and high is not None
+    assert low[0] == pytest.approx(6.0, rel=0.25)
+    assert high[0] > 2 * low[0]
+    assert high[1] >= 5  # the noisiest slice (evidence picture) is a busy one
+    assert chest_params["noise"]["slice_quantile"] == 25

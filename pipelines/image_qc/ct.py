@@ -552,9 +552,11 @@ def _soft_series(exam: ExamImages) -> list[SeriesImages]:
     return [s for s in axial if _kernel_class(s) in ("soft", "head")]
 
 
-def _series_noise(stack: _Stack) -> tuple[float, int] | None:
-    """Median over up to 8 slices of the high-pass noise estimate in homogeneous soft tissue, and the
-    noisiest slice; None without enough homogeneous tissue.
+def _series_noise(stack: _Stack, quantile: float = 50.0) -> tuple[float, int] | None:
+    """The ``quantile`` (percent) over up to 8 slices of the high-pass noise estimate in homogeneous
+    soft tissue, and the noisiest slice; None without enough homogeneous tissue. A low quantile reads
+    the quietest slices: anatomy within the 3x3 box (fat/muscle/organ borders on a coarse grid) only
+    ever adds to a slice's reading, so the quieter slices are the cleaner estimate of the noise.
 
     Homogeneous soft tissue: pixels whose whole neighbourhood is tissue (no air, lung, bone edges).
     Noise from the high-pass residual (pixel minus its 3x3 mean), robust to the few edges left: for
@@ -576,7 +578,7 @@ def _series_noise(stack: _Stack) -> tuple[float, int] | None:
             best = (value, i)
     if not sds or best is None:
         return None
-    return float(np.median(sds)), best[1]
+    return float(np.percentile(sds, quantile)), best[1]
 
 
 def _noise_class(exam: ExamImages, series: SeriesImages, p: dict[str, Any]) -> str:
@@ -614,7 +616,7 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
         if isinstance(stack, Exception):
             first_error = first_error or stack
             continue
-        got = _series_noise(stack)
+        got = _series_noise(stack, float(p.get("slice_quantile", 50.0)))
         if got is None:
             continue
         cls = _noise_class(exam, s, p)
