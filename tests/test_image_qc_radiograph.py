@@ -317,6 +317,45 @@ def test_pelvis_asymmetry_limit_only_for_the_pelvis_item() -> None:
     assert judged("DX-LSPINE-APLAT")[0] == "标准"
 
 
+def _neck(spine_shift_px: int, outline_cut: bool = False) -> np.ndarray:
+    """A frontal neck: air, a soft-tissue band (the outline) and a brighter bone column."""
+    img = np.full((120, 100), 200.0) + np.random.default_rng(4).normal(0, 5, (120, 100))
+    lo, hi = (0, 70) if outline_cut else (20, 80)
+    img[:, lo:hi] = 1500.0
+    c = 50 + spine_shift_px
+    img[:, c - 6:c + 6] = 3000.0
+    return img
+
+
+def test_spine_outline_offset_measures_the_spine_against_the_outline() -> None:
+    off0, n0 = rq.spine_outline_offset(_neck(0), 1.0)
+    off4, _ = rq.spine_outline_offset(_neck(4), 1.0)
+    assert n0 >= 5 and off0 is not None and abs(off0) < 1.0
+    assert off4 is not None and 3.0 < off4 < 5.0
+    assert rq.spine_outline_offset(_neck(4), 2.0)[0] == pytest.approx(2 * off4, abs=0.6)  # mm, not px
+    # an outline cut by the field edge has no middle: not measured rather than guessed
+    assert rq.spine_outline_offset(_neck(4, outline_cut=True), 1.0)[0] is None
+
+
+def test_cervical_spine_rotation_limit_is_data() -> None:
+    p = rq.load_params("DX-CSPINE-APLAT")["positioning"]
+    assert p["max_spine_outline_offset_mm"] > 0
+    assert rq.load_params("DX-CHEST-PA")["positioning"]["max_spine_outline_offset_mm"] is None
+    from radqc.pipelines.image_qc.types import Evidence
+
+    def judged(offset: float) -> str:
+        v = rq._View("1.4", "AP", None)
+        params = rq._merge(rq.load_params("DX-CSPINE-APLAT"), {"positioning": {"check_marker": False}})
+        rq._positioning(v, type("A", (), {"masks": {}})(), {}, 1.0, params, False,
+                        lambda *a, **k: Evidence(series_uid="1.4", instance_index=0, measured=a[1], limit=a[2]),
+                        None, {"spine_outline_offset_mm": offset, "spine_outline_rows": 40})
+        return v.values["positioning"]
+
+    assert judged(p["max_spine_outline_offset_mm"] + 1.0) == "不标准"
+    assert judged(-(p["max_spine_outline_offset_mm"] + 1.0)) == "不标准"  # either way round
+    assert judged(p["max_spine_outline_offset_mm"] - 1.0) == "标准"
+
+
 def test_marker_reader_on_a_drawn_glyph() -> None:
     from radqc.datasets.synthetic.imaging.image_ops import text_mask  # the generator's glyph renderer
 

@@ -351,6 +351,40 @@ def find_marker(image: np.ndarray, box: tuple[int, int, int, int], px: float | N
             "source": "pixels"}
 
 
+def spine_outline_offset(field: np.ndarray, px: float | None, tissue_fraction: float = 0.25,
+                         bone_percentile: float = 70.0, rows: tuple[float, float] = (0.2, 0.8),
+                         edge_px: int = 2, min_rows: int = 5) -> tuple[float | None, int]:
+    """Offset (mm, image right positive; px when no spacing) of the bone column from the middle of
+    the soft-tissue outline, median over the field's middle rows: a rotated neck projects its
+    posterior spine off the midline of its own outline, while the outline stays centred (the
+    whole neck turns about its axis); centring moves both together and cancels.
+
+    Per row: tissue = pixels above ``tissue_fraction`` of the field's p2..p98 range; the row
+    counts only when the outline lies inside the field (both edges more than ``edge_px`` from
+    the field's sides: a cut outline has no middle); bone = intensity above the row's tissue
+    ``bone_percentile``, weighting the column centroid. Returns (None, rows used) with fewer than
+    ``min_rows`` usable rows."""
+    f = np.asarray(field, dtype=np.float64)
+    nr, nc = f.shape[:2]
+    if nr < 8 or nc < 12:
+        return None, 0
+    lo, hi = np.percentile(f, [2, 98])
+    offs = []
+    cols_idx = np.arange(nc, dtype=np.float64)
+    for i in range(int(nr * rows[0]), int(nr * rows[1])):
+        row = f[i]
+        cols = np.nonzero(row > lo + tissue_fraction * (hi - lo))[0]
+        if len(cols) < 10 or cols[0] < edge_px or cols[-1] > nc - 1 - edge_px:
+            continue
+        w = np.clip(row - np.percentile(row[cols], bone_percentile), 0, None)
+        if w.sum() <= 0:
+            continue
+        offs.append(float((w * cols_idx).sum() / w.sum() - (cols[0] + cols[-1]) / 2.0) * (px or 1.0))
+    if len(offs) < min_rows:
+        return None, len(offs)
+    return round(float(np.median(offs)), 2), len(offs)
+
+
 def _spacing(ds: Any) -> float | None:
     """Mean pixel spacing (mm) of a projection: PixelSpacing, else ImagerPixelSpacing."""
     for key in ("PixelSpacing", "ImagerPixelSpacing"):
@@ -463,7 +497,17 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
 
     field_mark = [float(box[0]), float(box[2]), float(box[1] - 1), float(box[3] - 1)]
     _range(v, analysis, meas, image, box, collimated, field_source, px, params, chest, evidence, field_mark)
-    _positioning(v, analysis, meas, px, params, chest, evidence, find_marker(image, box, px))
+    outline: dict[str, Any] = {}
+    po = params["positioning"]
+    if po.get("max_spine_outline_offset_mm") is not None and view in FRONTAL:
+        so = po.get("spine_outline") or {}
+        off, n_rows = spine_outline_offset(image[box[0]:box[1], box[2]:box[3]], px,
+                                           float(so.get("tissue_fraction", 0.25)),
+                                           float(so.get("bone_percentile", 70.0)),
+                                           tuple(so.get("rows") or (0.2, 0.8)), int(so.get("edge_px", 2)),
+                                           int(so.get("min_rows", 5)))
+        outline = {"spine_outline_offset_mm": off, "spine_outline_rows": n_rows}
+    _positioning(v, analysis, meas, px, params, chest, evidence, find_marker(image, box, px), outline)
     _centring(v, analysis, meas, image, px, params, chest, evidence)
     _exposure(v, rg.dataset, image, box, params, evidence, field_mark)
     return v
@@ -609,7 +653,8 @@ def _combined_marker(net: Any, pix: dict[str, Any] | None) -> dict[str, Any] | N
 
 
 def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None, params: dict[str, Any], chest: bool,
-                 evidence: Any, pix_marker: dict[str, Any] | None = None) -> None:
+                 evidence: Any, pix_marker: dict[str, Any] | None = None,
+                 outline: dict[str, Any] | None = None) -> None:
     p = params["positioning"]
     if analysis is None:
         v.set("positioning", NOT_ASSESSABLE, reason=_bi("解剖分析模型不可用", "radiograph anatomy model unavailable"))
@@ -675,12 +720,15 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                    evidence("inspiration", ribs, p["min_posterior_ribs"], "ribs", lung_height_to_width=aspect))
     if not chest and v.view in FRONTAL:
         details.update(_symmetry(analysis, meas, px))
+        details.update(outline or {})
         checks = [("fibula_tibia_overlap_fraction", "max_fibula_overlap", "腓骨头与胫骨重叠过多（膝关节旋转）",
                    "fibular head overlaps the tibia too much (knee rotated)"),
                   ("pelvis_asymmetry", "max_pelvis_asymmetry", "两侧髂骨/闭孔不对称（骨盆旋转）",
                    "iliac wings / obturator foramina asymmetric (pelvis rotated)"),
                   ("spine_pelvis_offset_mm", "max_spine_pelvis_offset_mm", "脊柱中线偏离骨盆中心（体位旋转）",
-                   "spinal midline off the pelvic centre (patient rotated)")]
+                   "spinal midline off the pelvic centre (patient rotated)"),
+                  ("spine_outline_offset_mm", "max_spine_outline_offset_mm", "脊柱偏离软组织轮廓中线（体位旋转），偏移 mm",
+                   "spine off the midline of the soft-tissue outline (patient rotated), offset in mm")]
         for key, lim_key, zh, en in checks:
             val, lim = details.get(key), p.get(lim_key)
             if val is not None and lim is not None and abs(float(val)) > float(lim):
