@@ -50,25 +50,43 @@ def _fields(entry: m.AccessLogEntry) -> dict[str, Any]:
             "outcome": entry.outcome, "detail": entry.detail or {}}
 
 
-def append(session: Session, *, action: str, user_id: int | None = None, username: str | None = None,
-           role: str | None = None, exam_id: int | None = None, target: str | None = None,
-           client: str | None = None, outcome: str = "ok", detail: dict[str, Any] | None = None) -> m.AccessLogEntry:
-    """Append one entry inside ``session``'s transaction (the caller commits)."""
+def _lock_head(session: Session) -> str:
+    """Take the chain-head lock (write lock on SQLite, row lock on PostgreSQL); the head hash."""
     locked = session.execute(update(m.Setting).where(m.Setting.key == HEAD_KEY).values(value=m.Setting.value))
     if locked.rowcount == 0:  # type: ignore[attr-defined]
         session.add(m.Setting(key=HEAD_KEY, value=GENESIS))
         session.flush()
         session.execute(update(m.Setting).where(m.Setting.key == HEAD_KEY).values(value=m.Setting.value))
-    prev = session.scalar(select(m.Setting.value).where(m.Setting.key == HEAD_KEY)) or GENESIS
-    entry = m.AccessLogEntry(at=datetime.now(UTC),
-                             user_id=user_id, username=username, role=role, action=action, exam_id=exam_id,
-                             target=(target or None) and target[:512], client=(client or None) and client[:64],
-                             outcome=outcome, detail=detail or {}, prev_hash=prev)
-    entry.hash = entry_digest(prev, _fields(entry))
-    session.add(entry)
-    session.execute(update(m.Setting).where(m.Setting.key == HEAD_KEY).values(value=entry.hash))
+    return session.scalar(select(m.Setting.value).where(m.Setting.key == HEAD_KEY)) or GENESIS
+
+
+def append_many(session: Session, entries: list[dict[str, Any]]) -> list[m.AccessLogEntry]:
+    """Append entries in order inside ``session``'s transaction (the caller commits): the head is
+    locked and read once, each entry chained to the one before, the head written once."""
+    prev = _lock_head(session)
+    rows: list[m.AccessLogEntry] = []
+    for fields in entries:
+        target, client = fields.get("target"), fields.get("client")
+        entry = m.AccessLogEntry(at=datetime.now(UTC), user_id=fields.get("user_id"), username=fields.get("username"),
+                                 role=fields.get("role"), action=fields["action"], exam_id=fields.get("exam_id"),
+                                 target=(target or None) and str(target)[:512], client=(client or None) and str(client)[:64],
+                                 outcome=fields.get("outcome", "ok"), detail=fields.get("detail") or {}, prev_hash=prev)
+        entry.hash = entry_digest(prev, _fields(entry))
+        prev = entry.hash
+        rows.append(entry)
+    session.add_all(rows)
+    session.execute(update(m.Setting).where(m.Setting.key == HEAD_KEY).values(value=prev))
     session.flush()
-    return entry
+    return rows
+
+
+def append(session: Session, *, action: str, user_id: int | None = None, username: str | None = None,
+           role: str | None = None, exam_id: int | None = None, target: str | None = None,
+           client: str | None = None, outcome: str = "ok", detail: dict[str, Any] | None = None) -> m.AccessLogEntry:
+    """Append one entry inside ``session``'s transaction (the caller commits)."""
+    return append_many(session, [{"action": action, "user_id": user_id, "username": username, "role": role,
+                                  "exam_id": exam_id, "target": target, "client": client, "outcome": outcome,
+                                  "detail": detail}])[0]
 
 
 class _GroupWriter:
@@ -101,8 +119,7 @@ class _GroupWriter:
                 error: BaseException | None = None
                 try:
                     with self.sessions() as session, session.begin():
-                        for item in batch:
-                            append(session, **item.fields)
+                        append_many(session, [item.fields for item in batch])
                 except BaseException as exc:  # noqa: BLE001 - handed to every caller in the batch
                     error = exc
                 for item in batch:

@@ -7,6 +7,7 @@ sessions; none loads a model.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from collections.abc import AsyncIterator
@@ -78,6 +79,8 @@ def create_app(workspace: Workspace, settings: ServingSettings | None = None) ->
     app.add_exception_handler(DataError, _parameter_out_of_range)
     app.add_exception_handler(OverflowError, _parameter_out_of_range)
 
+    app.add_middleware(ConcurrencyLimit, limit=ctx.settings.threads)
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
@@ -86,6 +89,31 @@ def create_app(workspace: Workspace, settings: ServingSettings | None = None) ->
         return response
 
     return app
+
+
+class ConcurrencyLimit:
+    """At most ``limit`` requests of one worker past this point at a time; the rest wait here.
+
+    A request holds its catalogue connection from the first query (authentication) to the end,
+    but hops between threads on the way (authentication, permission, handler: each a separate
+    thread-pool call). Without a bound, 50 concurrent requests each took a connection and then
+    waited for a thread, and the 15-connection pool ran dry (0 requests/s, pool timeouts).
+    Waiting here costs nothing: no connection, no thread is held yet.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = max(1, limit)
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._semaphore is None:  # created on the serving event loop
+            self._semaphore = asyncio.Semaphore(self.limit)
+        async with self._semaphore:
+            await self.app(scope, receive, send)
 
 
 def _warm_caches(ctx: ServiceContext) -> None:

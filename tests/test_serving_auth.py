@@ -191,6 +191,6 @@ def test_access_log_write_failure_reaches_the_caller(workspace, monkeypatch) -> 
     def broken(*_a, **_k):  # type: ignore[no-untyped-def]
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(accesslog, "append", broken)
+    monkeypatch.setattr(accesslog, "append_many", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         accesslog.record(workspace.sessions, action="exam.view", exam_id=1)

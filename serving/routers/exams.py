@@ -20,6 +20,7 @@ from radqc.serving.security.deps import db, require, service
 from radqc.serving.security.principal import Principal
 from radqc.serving.security.scope import exam_scope_clause
 from radqc.serving.services import exam_views as views
+from radqc.serving.services.jsonout import json_response
 
 router = APIRouter(tags=["exams / 检查"])
 
@@ -71,7 +72,7 @@ def exam_detail(request: Request, exam_id: int = Path(..., ge=1, le=MAX_ID), pri
                      username=principal.username, role=principal.role.name, exam_id=exam_id,
                      target=f"/api/exams/{exam_id}", client=principal.client,
                      detail={"own_hospital": out["own_hospital"], "via": principal.via})
-    return out
+    return json_response(out)  # type: ignore[return-value]  # same JSON, without jsonable_encoder's walk
 
 
 @router.get("/api/exams/{exam_id}/evidence/{n}", summary="Image-QC evidence picture / 质控证据图",

@@ -8,7 +8,7 @@ A caller who is authenticated but lacks the permission gets 403 and an access-lo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from fastapi import Depends, HTTPException, Request, status
@@ -32,10 +32,21 @@ def service(request: Request) -> ServiceContext:
     return ctx
 
 
-def db(request: Request) -> Iterator[Session]:
-    """One session per request; handlers that write commit explicitly."""
-    with service(request).workspace.sessions() as session:
+async def db(request: Request) -> AsyncIterator[Session]:
+    """One session per request; handlers that write commit explicitly.
+
+    An *async* generator on purpose: FastAPI runs a sync generator dependency's clean-up in the
+    thread pool, so under load requests that had finished held their connection while waiting
+    for a thread, and the threads waited for a connection (a deadlock: 0 requests/s at 50
+    connections). Here the clean-up (closing the session returns the connection; a rollback at
+    most) runs on the event loop and never waits for a thread. The session itself is used by the
+    sync handlers in the pool, one thread at a time.
+    """
+    session = service(request).workspace.sessions()
+    try:
         yield session
+    finally:
+        session.close()
 
 
 def client_address(request: Request) -> str | None:
