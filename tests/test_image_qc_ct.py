@@ -440,3 +440,32 @@ def test_noise_reads_the_quieter_slices(chest_params: dict[str, Any]) -> None:
     assert high[0] > 2 * low[0]
     assert high[1] >= 5  # the noisiest slice (evidence picture) is a busy one
     assert chest_params["noise"]["slice_quantile"] == 25
+
+
+# ---------------------------------------------------------------- spine range by scan length
+
+
+@pytest.mark.parametrize(("length", "value"), [(140.0, "过小"), (210.0, "正常"), (280.0, "过大")])
+def test_spine_range_from_the_scan_length(length: float, value: str) -> None:
+    params = load_params("CT", "CT-SPINE")
+    lo, hi = params["range"]["length_mm"]["LSPINE"]
+    n = 15
+    z = list(np.linspace(0.0, -length, n))
+    s = series("ls", phantom(n=n), z=z, kernel="bone", thickness=1.0, region="abdomen")
+    r = ct.measure_ct(exam(s, code="CT-SPINE", item_codes=["CT.LSPINE.PLAIN"]), params, RecordingSink())["range"]
+    assert r.value == value, r.details
+    assert r.details["method"] == "scan_length" and r.details["length_mm"] == pytest.approx(length, abs=0.5)
+    assert r.details["expected_mm"] == [lo, hi]
+    if value != "正常":
+        f = r.findings[0]
+        assert f.check_id == "IQC-RANGE" and f.value == value
+        assert "T12" in f.reason_zh and f"{length:.0f} mm" in f.reason_en
+        assert f.evidence[0].measured == pytest.approx(length, abs=0.5)
+
+
+def test_spine_of_several_parts_is_still_not_assessed() -> None:
+    params = load_params("CT", "CT-SPINE")
+    s = series("ts", phantom(n=10), z=list(np.linspace(0.0, -400.0, 10)), kernel="bone", thickness=1.0)
+    r = ct.measure_ct(exam(s, code="CT-SPINE", item_codes=["CT.TSPINE.PLAIN", "CT.LSPINE.PLAIN"]), params,
+                      EvidenceSink())["range"]
+    assert r.value == NOT_ASSESSABLE and r.details["reason_code"] == "range_not_measurable"

@@ -276,8 +276,60 @@ def _top_slice_area_ratio(stack: _Stack) -> float | None:
     return float(areas[int(np.argmax(stack.z))] / areas.max())
 
 
+def _range_by_length(exam: ExamImages, p: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult | None:
+    """Scan length against the anatomical length of the item's part (``range.length_mm``), for parts
+    the body-region scorer cannot place (a spine's small FOV); None when the table does not cover
+    the exam (no entry, or items of several parts).
+
+    The length of the longest axial acquisition (first to last slice position) is compared with the
+    span a correctly planned scan of the part has across patient sizes: shorter is 过小, longer is 过大.
+    Which end is short or long is not localised (no vertebra-level model): the finding names the
+    part's required landmarks and the measured vs expected lengths."""
+    table = p.get("length_mm") or {}
+    parts = {str(code).split(".")[1] for code in exam.item_codes or [] if len(str(code).split(".")) >= 2}
+    if len(parts) != 1 or next(iter(parts)) not in table:
+        return None
+    part = next(iter(parts))
+    lo, hi = (float(v) for v in table[part])
+    lengths = []
+    for group in _acquisitions(_axial(exam)):
+        best = max(group, key=_extent)
+        if _extent(best) > 0:
+            lengths.append((_extent(best), best))
+    if not lengths:
+        return not_assessable("no_axial_series", "无可用的轴位原始序列", "no axial original series")
+    length, series = max(lengths, key=lambda t: t[0])
+    ends = (p.get("length_landmarks") or {}).get(part) or []
+    zh_ends = "–".join(str(e) for e in ends)
+    details: dict[str, Any] = {"method": "scan_length", "part": part, "length_mm": round(length, 1),
+                               "expected_mm": [lo, hi], "required": list(ends), "series_uid": series_uid(series)}
+    if lo <= length <= hi:
+        return DimensionResult("正常", details)
+    value = "过小" if length < lo else "过大"
+    stack = _load(series, cache, need_volume=False)
+    pic = None
+    idx = None
+    if not isinstance(stack, Exception):
+        idx = int(np.argmax(stack.z)) if value == "过小" else int(np.argmin(stack.z))
+        pic = add_picture(sink, np.asarray(stack.hu[idx]), f"range_length_{part.lower()}", window=(40.0, 400.0))
+    if value == "过小":
+        zh = f"扫描范围过小：扫描长度 {length:.0f} mm，{zh_ends} 应约 {lo:.0f}–{hi:.0f} mm（未全部包括）"
+        en = (f"scan range too small: scanned length {length:.0f} mm, {zh_ends} needs about {lo:.0f}-{hi:.0f} mm "
+              "(not all covered)")
+    else:
+        zh = f"扫描范围过大：扫描长度 {length:.0f} mm，{zh_ends} 约需 {lo:.0f}–{hi:.0f} mm"
+        en = f"scan range too large: scanned length {length:.0f} mm, {zh_ends} needs about {lo:.0f}-{hi:.0f} mm"
+    f = finding("IQC-RANGE", "range", value, zh, en,
+                [Evidence(series_uid=series_uid(series), instance_index=idx, measured=round(length, 1), limit=[lo, hi], unit="mm",
+                          image=pic, extra={"part": part, "method": "scan_length"})])
+    return DimensionResult(value, details, findings=[f])
+
+
 def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
     p = params.get("range") or {}
+    by_length = _range_by_length(exam, p, sink, cache)
+    if by_length is not None:
+        return by_length
     if p.get("assess") is False:
         return not_assessable("range_not_measurable", str(p.get("reason_zh") or "该项目的扫描范围暂无法测量"),
                               str(p.get("reason_en") or "scan range of this item cannot be measured yet"))
