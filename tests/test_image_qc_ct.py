@@ -469,3 +469,25 @@ def test_spine_of_several_parts_is_still_not_assessed() -> None:
     r = ct.measure_ct(exam(s, code="CT-SPINE", item_codes=["CT.TSPINE.PLAIN", "CT.LSPINE.PLAIN"]), params,
                       EvidenceSink())["range"]
     assert r.value == NOT_ASSESSABLE and r.details["reason_code"] == "range_not_measurable"
+
+
+def test_noise_decodes_only_the_slices_it_reads() -> None:
+    from radqc.dicom.factory import ct_series_datasets
+    from radqc.pipelines.image_qc.measure_common import pick_slices
+
+    datasets = ct_series_datasets(30, size=32, spacing_mm=2.5, seed=1, series_number=2)
+    s = series("thin")
+
+    def no_volume() -> FakeVolume:
+        raise AssertionError("the whole series must not be loaded for noise")
+
+    thin = SeriesImages(header=s.header, label=s.label, datasets=lambda: datasets, volume=no_volume,
+                        radiograph=lambda: None)
+    stack = ct._noise_stack(thin, {})
+    assert isinstance(stack, ct._Stack)
+    assert stack.hu.shape == (8, 32, 32)
+    assert stack.source_index == pick_slices(30, 8)
+    # a stack another measure already loaded is reused as it is
+    cache: dict[str, Any] = {}
+    full = ct._load(series("v", phantom()), cache, need_volume=False)
+    assert ct._noise_stack(series("v", phantom()), cache) is full

@@ -70,6 +70,8 @@ class _Stack:
         self.image: Any = None
         #: patient (x, y) in mm of pixel (row 0, col 0) on an axial, unrotated grid; None otherwise
         self.origin_xy: tuple[float, float] | None = None
+        #: instance index (position order) of each slice when only some slices were read
+        self.source_index: list[int] | None = None
         self.image_from_slices = False
         try:
             volume = series.volume()
@@ -107,6 +109,34 @@ class _Stack:
         pos, iop = datasets[0].get("ImagePositionPatient"), datasets[0].get("ImageOrientationPatient")
         if pos is not None and iop is not None and np.allclose([float(v) for v in iop], [1, 0, 0, 0, 1, 0], atol=1e-3):
             self.origin_xy = (float(pos[0]), float(pos[1]))
+
+
+def _noise_stack(series: SeriesImages, cache: dict[str, Any], k: int = 8) -> _Stack | Exception:
+    """The series as already loaded by another measure, else only the ``k`` slices the noise
+    measure reads (pick_slices over the position-sorted instances: the same slices a full load
+    would give it). Noise reads every soft series of an exam, so a thin 500-slice series is not
+    decoded whole for 8 slices. ``source_index`` maps a stack slice to the series' instance index."""
+    uid = series_uid(series) or str(id(series))
+    for key in (uid + "/v", uid + "/s"):
+        got = cache.get(key)
+        if isinstance(got, _Stack):
+            return got
+    key = uid + "/noise"
+    if key not in cache:
+        try:
+            datasets = list(series.datasets())
+            picked = pick_slices(len(datasets), k)
+            stack = _Stack.__new__(_Stack)
+            stack.series, stack.uid, stack.image, stack.image_from_slices = series, series_uid(series), None, False
+            stack.origin_xy = None
+            stack._from_datasets([datasets[i] for i in picked])
+            stack.thickness = float(header_of(series, "slice_thickness") or 0.0)
+            stack.source_index = picked
+            cache[key] = stack
+        except Exception:  # noqa: BLE001 - instances without usable pixels: the full loader says why
+            cache[key] = _load(series, cache, need_volume=False)
+    out: _Stack | Exception = cache[key]
+    return out
 
 
 def _thickness(s: SeriesImages) -> float:
@@ -664,7 +694,7 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
     readings: list[tuple[float, float, float, _Stack, str, int]] = []
     first_error: Exception | None = None
     for s in sorted(candidates, key=lambda s: (_kernel_class(s) not in ("soft", "head"), -_thickness(s))):
-        stack = _load(s, cache, need_volume=False)
+        stack = _noise_stack(s, cache)
         if isinstance(stack, Exception):
             first_error = first_error or stack
             continue
@@ -682,6 +712,7 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
             return not_assessable(_reason_code(first_error), "序列无法读取", f"series unusable: {first_error}")
         return not_assessable("no_soft_tissue", "未找到均匀软组织区域", "no homogeneous soft tissue found")
     ratio, measured, limit, stack, kernel, worst_slice = min(readings, key=lambda r: r[0])
+    instance = stack.source_index[worst_slice] if stack.source_index is not None else worst_slice
     details = {"sd_hu": round(measured, 2), "limit_hu": round(limit, 2), "kernel_class": kernel,
                "slice_thickness_mm": stack.thickness or ref, "series_uid": stack.uid,
                "series_measured": [{"series_uid": r[3].uid, "sd_hu": round(r[1], 2), "limit_hu": round(r[2], 2)}
@@ -693,7 +724,7 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
                 f"图像噪声过大：{_KERNEL_ZH.get(kernel, kernel)}算法序列均匀组织噪声 SD 约 {measured:.1f} HU（限值 {limit:.1f} HU）",
                 f"image noise too high: {kernel}-kernel series SD about {measured:.1f} HU in homogeneous tissue "
                 f"(limit {limit:.1f} HU)",
-                [Evidence(series_uid=stack.uid, instance_index=worst_slice, measured=round(measured, 2), limit=round(limit, 2),
+                [Evidence(series_uid=stack.uid, instance_index=instance, measured=round(measured, 2), limit=round(limit, 2),
                           unit="HU", image=pic)])
     return DimensionResult(ABNORMAL, details, findings=[f])
 
