@@ -294,6 +294,31 @@ def test_short_lung_rule_respects_a_high_rib_count() -> None:
     assert judged(p["positioning"]["min_posterior_ribs"] + 1) == "标准"
 
 
+def test_low_rib_count_with_tall_lungs_is_not_shallow() -> None:
+    """A count well below the limit is a shallow inspiration on short-to-normal lung fields, and a
+    misread dome or rib on tall ones (limit low_count_max_aspect in dx.yaml)."""
+    p = rq.load_params("DX-CHEST-PA")
+    tall_lim = p["positioning"]["low_count_max_aspect"]
+    from radqc.pipelines.image_qc.types import Evidence
+
+    def judged(aspect: float) -> tuple[str, dict[str, Any]]:
+        h = int(round(80 * aspect))
+        masks = {"lung_right": np.zeros((200, 100), bool), "lung_left": np.zeros((200, 100), bool)}
+        masks["lung_right"][10:10 + h, 10:50] = True
+        masks["lung_left"][10:10 + h, 50:90] = True
+        v = rq._View("1.5", "PA", None)
+        v.set("range", "正常", {"cut_at": {}})
+        meas = {"rotation_offset_mm": 0.0, "scapula_in_lung_fraction": {}, "posterior_ribs_above_right_dome": 7}
+        p2 = rq._merge(p, {"positioning": {"check_marker": False}})
+        rq._positioning(v, type("A", (), {"masks": masks})(), meas, 1.0, p2, True,
+                        lambda *a, **k: Evidence(series_uid="1.5", instance_index=0, measured=a[1], limit=a[2]))
+        return v.values["positioning"], v.details["positioning"]
+
+    assert judged(tall_lim - 0.1)[0] == "不标准"
+    value, details = judged(tall_lim + 0.2)
+    assert value == "标准" and "tall lung fields" in details["inspiration"]
+
+
 def test_pelvis_asymmetry_limit_only_for_the_pelvis_item() -> None:
     """A pelvis mask much heavier on one side reads rotated on a pelvis AP (limit from dx.yaml);
     the same sign is not judged for items without a limit (a lumbar spine crops the pelvis)."""

@@ -694,8 +694,14 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
         # a rib count clearly above the limit (beyond the counting error of one) is not overruled
         short = (aspect is not None and short_aspect is not None and aspect < float(short_aspect)
                  and (ribs is None or int(ribs) <= lim_ribs))
-        shallow = ribs is not None and (int(ribs) < lim_ribs - 1 or (
+        # a low count with tall lung fields is a misread dome or rib, not a shallow inspiration
+        tall_lim = p.get("low_count_max_aspect")
+        tall = tall_lim is not None and aspect is not None and aspect >= float(tall_lim)
+        shallow = ribs is not None and not tall and (int(ribs) < lim_ribs - 1 or (
             int(ribs) == lim_ribs - 1 and aspect is not None and aspect < lim_aspect))
+        if ribs is not None and tall and int(ribs) < lim_ribs - 1:
+            details["inspiration"] = _bi("肋骨计数低但肺野高度正常，不判吸气不足",
+                                         "low rib count but tall lung fields: not judged a shallow inspiration")
         if short:
             # lungs far shorter than wide: a shallow inspiration whatever the rib count says (the
             # count fails exactly when the dome is low in or below the field)
