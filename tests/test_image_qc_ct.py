@@ -491,3 +491,22 @@ def test_noise_decodes_only_the_slices_it_reads() -> None:
     cache: dict[str, Any] = {}
     full = ct._load(series("v", phantom()), cache, need_volume=False)
     assert ct._noise_stack(series("v", phantom()), cache) is full
+
+
+def test_stack_slices_map_to_the_series_instance_order() -> None:
+    """Evidence ``instance_index`` is the index in sort_datasets order (the viewer's stack), while
+    the volume runs along +z: a CT measure's slice k must name the instance it was read from."""
+    from radqc.dicom.factory import ct_series_datasets
+    from radqc.pipelines.image_qc.exam import series_images
+
+    datasets = ct_series_datasets(5, size=16, spacing_mm=3.0, seed=3)
+    label = SimpleNamespace(modality="CT")
+    header = SimpleNamespace(modality="CT", series_instance_uid=datasets[0].SeriesInstanceUID)
+    s = series_images(header, label, lambda: list(reversed(datasets)))
+    ordered = s.datasets()
+    stack = ct._Stack(s)
+    assert stack.source_index is not None and sorted(stack.source_index) == list(range(5))
+    for k in range(5):
+        ds = ordered[stack.instance_index(k)]
+        expected = ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        assert np.allclose(np.asarray(stack.hu[k]), expected)

@@ -82,6 +82,10 @@ class _Stack:
             self._from_datasets(series.datasets())
         else:
             self.image = volume.image
+            # The volume runs along +z; the series' instance order (sort_datasets, the viewer's
+            # stack and every evidence instance_index) may run the other way.
+            frames = getattr(volume, "frames", None)
+            self.source_index = [int(f.dataset_index) for f in frames] if frames else None
             self.hu = sitk.GetArrayViewFromImage(self.image)
             self.z = np.asarray(volume.z_mm, dtype=float)
             sx, sy, _ = self.image.GetSpacing()
@@ -91,6 +95,12 @@ class _Stack:
                 ox, oy = self.image.GetOrigin()[:2]
                 self.origin_xy = (float(ox), float(oy))
         self.thickness = float(header_of(series, "slice_thickness") or 0.0)
+
+    def instance_index(self, k: int | None) -> int | None:
+        """The series' instance index (sort_datasets order) of stack slice ``k``."""
+        if k is None:
+            return None
+        return self.source_index[k] if self.source_index is not None else k
 
     def _from_datasets(self, datasets: list[Any]) -> None:
         arrays: list[np.ndarray] = []
@@ -257,6 +267,8 @@ def _score_image(stack: _Stack) -> Any:
     dz = float(np.median(np.diff(stack.z[order]))) if len(order) > 1 else 5.0
     image.SetSpacing((stack.spacing[1], stack.spacing[0], max(dz, 0.1)))
     image.SetOrigin((0.0, 0.0, float(stack.z[order][0])))
+    base = stack.source_index if stack.source_index is not None else list(range(len(order)))
+    stack.source_index = [base[int(i)] for i in order]
     stack.z = stack.z[order]
     stack.hu = np.asarray(stack.hu)[order]
     stack.image_from_slices = True
@@ -350,7 +362,7 @@ def _range_by_length(exam: ExamImages, p: dict[str, Any], sink: EvidenceSink, ca
         zh = f"扫描范围过大：扫描长度 {length:.0f} mm，{zh_ends} 约需 {lo:.0f}–{hi:.0f} mm"
         en = f"scan range too large: scanned length {length:.0f} mm, {zh_ends} needs about {lo:.0f}-{hi:.0f} mm"
     f = finding("IQC-RANGE", "range", value, zh, en,
-                [Evidence(series_uid=series_uid(series), instance_index=idx, measured=round(length, 1), limit=[lo, hi], unit="mm",
+                [Evidence(series_uid=series_uid(series), instance_index=None if isinstance(stack, Exception) else stack.instance_index(idx), measured=round(length, 1), limit=[lo, hi], unit="mm",
                           image=pic, extra={"part": part, "method": "scan_length"})])
     return DimensionResult(value, details, findings=[f])
 
@@ -455,7 +467,7 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
                 "IQC-RANGE", "range", "过小",
                 f"扫描范围过小：未包括{zh}（缺少约 {mm:.0f} mm）",
                 f"scan range too small: {en} not covered (about {mm:.0f} mm missing)",
-                [Evidence(series_uid=stack.uid, instance_index=idx, measured=round(-mm, 1), limit=-tol, unit="mm", image=pic,
+                [Evidence(series_uid=stack.uid, instance_index=stack.instance_index(idx), measured=round(-mm, 1), limit=-tol, unit="mm", image=pic,
                           extra={"landmark": name, "end": end})]))
         return DimensionResult("过小", details, findings=findings)
     excess = [(top, top_margin, "top"), (bottom, bottom_margin, "bottom")]
@@ -475,7 +487,7 @@ def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
                 "IQC-RANGE", "range", "过大",
                 f"扫描范围过大：{zh}{side_zh}多扫约 {mm:.0f} mm（允许 {over:.0f} mm）",
                 f"scan range too large: about {mm:.0f} mm scanned {side_en} the {en} (allowed {over:.0f} mm)",
-                [Evidence(series_uid=stack.uid, instance_index=idx, measured=round(mm, 1), limit=over, unit="mm", image=pic,
+                [Evidence(series_uid=stack.uid, instance_index=stack.instance_index(idx), measured=round(mm, 1), limit=over, unit="mm", image=pic,
                           extra={"landmark": name, "end": end})]))
         return DimensionResult("过大", details, findings=findings)
     return DimensionResult("正常", details)
@@ -574,7 +586,7 @@ def _centring(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cach
     f = finding("IQC-CENTRING", "centring", value,
                 f"摆位偏离中心：体部中心{zh_dir}约 {abs(along):.0f} mm（视野的 {fraction:.0%}，限值 {limit:.0f} mm）",
                 f"patient off-centre: body centre {en_dir} by about {abs(along):.0f} mm ({fraction:.0%} of the field, limit {limit:.0f} mm)",
-                [Evidence(series_uid=stack.uid, instance_index=idx, measured=round(offset, 1), limit=limit, unit="mm", image=pic,
+                [Evidence(series_uid=stack.uid, instance_index=stack.instance_index(idx), measured=round(offset, 1), limit=limit, unit="mm", image=pic,
                           box=box, extra={"image_centre": list(centre), "body_centroid": [round(cy, 1), round(cx, 1)],
                                           "fraction": round(fraction, 4)})])
     details["direction"] = value
@@ -621,7 +633,7 @@ def _positioning(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, c
     f = finding("IQC-POSITION", "positioning", "不标准",
                 f"体位不正：患者沿身体长轴旋转约 {abs(rotation):.0f}°（限值 {limit:g}°）",
                 f"patient rotated on the table by about {abs(rotation):.0f} degrees (limit {limit:g})",
-                [Evidence(series_uid=stack.uid, instance_index=idx, measured=round(rotation, 1), limit=limit, unit="deg",
+                [Evidence(series_uid=stack.uid, instance_index=stack.instance_index(idx), measured=round(rotation, 1), limit=limit, unit="deg",
                           image=pic)])
     return DimensionResult("不标准", details, findings=[f])
 
@@ -712,7 +724,7 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
             return not_assessable(_reason_code(first_error), "序列无法读取", f"series unusable: {first_error}")
         return not_assessable("no_soft_tissue", "未找到均匀软组织区域", "no homogeneous soft tissue found")
     ratio, measured, limit, stack, kernel, worst_slice = min(readings, key=lambda r: r[0])
-    instance = stack.source_index[worst_slice] if stack.source_index is not None else worst_slice
+    instance = stack.instance_index(worst_slice)
     details = {"sd_hu": round(measured, 2), "limit_hu": round(limit, 2), "kernel_class": kernel,
                "slice_thickness_mm": stack.thickness or ref, "series_uid": stack.uid,
                "series_measured": [{"series_uid": r[3].uid, "sd_hu": round(r[1], 2), "limit_hu": round(r[2], 2)}
@@ -760,7 +772,7 @@ def _sharpness(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cac
     f = finding("IQC-SHARPNESS", "sharpness", ABNORMAL,
                 f"图像清晰度不足：体表边缘锐利度 {measured:.2f}（限值 {limit:.2f}）",
                 f"image not sharp: body-edge sharpness index {measured:.2f} (limit {limit:.2f})",
-                [Evidence(series_uid=stack.uid, instance_index=idx, measured=round(measured, 4), limit=limit, image=pic)])
+                [Evidence(series_uid=stack.uid, instance_index=stack.instance_index(idx), measured=round(measured, 4), limit=limit, image=pic)])
     return DimensionResult(ABNORMAL, details, findings=[f])
 
 
