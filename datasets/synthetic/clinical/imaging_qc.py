@@ -72,7 +72,9 @@ def draw_defects(
 ) -> list[Defect]:
     """Up to ``n`` defects on distinct dimensions that make sense for this exam."""
     qc_class = QC_CLASS[modality]
-    pool = [d for d in load("qc")["defects"][qc_class] if not d.get("regions") or set(d["regions"]) & set(regions)]
+    pool = [d for d in load("qc")["defects"][qc_class]
+            if (not d.get("regions") or set(d["regions"]) & set(regions))
+            and not set(d.get("not_regions") or ()) & set(regions)]
     chosen: list[Defect] = []
     used: set[str] = set()
     for _ in range(n * 4):
