@@ -20,7 +20,8 @@ DEFAULT_MAX_ZIP_RATIO = 200
 DEFAULT_MAX_ZIP_TOTAL = 20 * 1024**3
 
 
-def _env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
+    """An integer setting from the environment; a malformed value is an error, never the default."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -28,6 +29,14 @@ def _env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """A yes/no setting from the environment (1/true/yes/on, anything else is no)."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -79,9 +88,9 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         database_url=database_url,
         objects_dir=objects_dir,
         secret_key=secret,
-        max_file_bytes=_env_int("RADQC_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
-        max_zip_ratio=_env_int("RADQC_MAX_ZIP_RATIO", DEFAULT_MAX_ZIP_RATIO),
-        max_zip_total=_env_int("RADQC_MAX_ZIP_TOTAL", DEFAULT_MAX_ZIP_TOTAL),
-        workers=_env_int("RADQC_WORKERS", max(1, min(4, os.cpu_count() or 1))),
+        max_file_bytes=env_int("RADQC_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
+        max_zip_ratio=env_int("RADQC_MAX_ZIP_RATIO", DEFAULT_MAX_ZIP_RATIO),
+        max_zip_total=env_int("RADQC_MAX_ZIP_TOTAL", DEFAULT_MAX_ZIP_TOTAL),
+        workers=env_int("RADQC_WORKERS", max(1, min(4, os.cpu_count() or 1))),
         archive_keep_original=os.environ.get("RADQC_ARCHIVE_KEEP_ORIGINAL", "0") in ("1", "true", "yes"),
     )

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from radqc.config import env_bool, env_int
 from radqc.crypto import derive_key
 
 DEFAULT_TOKEN_MINUTES = 30
@@ -18,23 +19,6 @@ DEFAULT_REPEAT_WINDOW_DAYS = 180
 DEFAULT_LOCKOUT_ATTEMPTS = 5
 DEFAULT_LOCKOUT_MINUTES = 15
 DEFAULT_THREADS = 12
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
 
 
 @dataclass(frozen=True)
@@ -80,12 +64,12 @@ def load_serving_settings(master_key: bytes) -> ServingSettings:
     return ServingSettings(
         signing_key=signing_key,
         api_key_secret=derive_key(master_key, "api-keys", 32),
-        token_minutes=_env_int("RADQC_TOKEN_MINUTES", DEFAULT_TOKEN_MINUTES),
-        allow_original_download=_env_bool("RADQC_ALLOW_ORIGINAL_DOWNLOAD", False),
-        watermark=_env_bool("RADQC_WATERMARK", True),
-        repeat_window_days=_env_int("RADQC_REPEAT_WINDOW_DAYS", DEFAULT_REPEAT_WINDOW_DAYS),
-        lockout_attempts=_env_int("RADQC_LOCKOUT_ATTEMPTS", DEFAULT_LOCKOUT_ATTEMPTS),
-        lockout_minutes=_env_int("RADQC_LOCKOUT_MINUTES", DEFAULT_LOCKOUT_MINUTES),
+        token_minutes=env_int("RADQC_TOKEN_MINUTES", DEFAULT_TOKEN_MINUTES),
+        allow_original_download=env_bool("RADQC_ALLOW_ORIGINAL_DOWNLOAD", False),
+        watermark=env_bool("RADQC_WATERMARK", True),
+        repeat_window_days=env_int("RADQC_REPEAT_WINDOW_DAYS", DEFAULT_REPEAT_WINDOW_DAYS),
+        lockout_attempts=env_int("RADQC_LOCKOUT_ATTEMPTS", DEFAULT_LOCKOUT_ATTEMPTS),
+        lockout_minutes=env_int("RADQC_LOCKOUT_MINUTES", DEFAULT_LOCKOUT_MINUTES),
         recognition_reasons=Path(reasons) if reasons else Path(__file__).with_name("recognition_reasons.yaml"),
-        threads=max(1, _env_int("RADQC_SERVE_THREADS", DEFAULT_THREADS)),
+        threads=max(1, env_int("RADQC_SERVE_THREADS", DEFAULT_THREADS)),
     )

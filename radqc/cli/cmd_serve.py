@@ -8,6 +8,7 @@ would land in shell history and the process list).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -296,28 +297,31 @@ def users_list(as_json: bool = typer.Option(False, "--json")) -> None:
     emit(out, as_json, human)
 
 
-def users_passwd(username: str = typer.Argument(...), password_env: str = typer.Option(None)) -> None:
-    """Set a user's password (ends their tokens) / 重设密码."""
-    from radqc.serving.accounts import AccountError, set_password
+def _apply(change: Callable[[Any], object], done: str) -> None:
+    """Run one account change in a transaction; a refused change is a bilingual error (exit 2)."""
+    from radqc.serving.accounts import AccountError
 
-    password = _password(password_env)
     try:
         with _workspace().transaction() as s:
-            set_password(s, username, password)
+            change(s)
     except (AccountError, ValueError) as exc:
         _fail(str(exc))
-    console.print(f"password of {username} set / 已重设")
+    console.print(done)
+
+
+def users_passwd(username: str = typer.Argument(...), password_env: str = typer.Option(None)) -> None:
+    """Set a user's password (ends their tokens) / 重设密码."""
+    from radqc.serving.accounts import set_password
+
+    password = _password(password_env)
+    _apply(lambda s: set_password(s, username, password), f"password of {username} set / 已重设")
 
 
 def _set_active(username: str, active: bool) -> None:
-    from radqc.serving.accounts import AccountError, set_active
+    from radqc.serving.accounts import set_active
 
-    try:
-        with _workspace().transaction() as s:
-            set_active(s, username, active)
-    except AccountError as exc:
-        _fail(str(exc))
-    console.print(f"{username}: {'enabled / 已启用' if active else 'disabled / 已停用'}")
+    _apply(lambda s: set_active(s, username, active),
+           f"{username}: {'enabled / 已启用' if active else 'disabled / 已停用'}")
 
 
 def users_disable(username: str = typer.Argument(...)) -> None:
@@ -349,14 +353,9 @@ def users_api_key(username: str = typer.Argument(...), name: str = typer.Option(
 
 def users_revoke_key(prefix: str = typer.Argument(...)) -> None:
     """Revoke an API key by its prefix / 撤销密钥."""
-    from radqc.serving.accounts import AccountError, revoke_api_key
+    from radqc.serving.accounts import revoke_api_key
 
-    try:
-        with _workspace().transaction() as s:
-            revoke_api_key(s, prefix)
-    except AccountError as exc:
-        _fail(str(exc))
-    console.print(f"API key {prefix} revoked / 已撤销")
+    _apply(lambda s: revoke_api_key(s, prefix), f"API key {prefix} revoked / 已撤销")
 
 
 def authorise_grant(
@@ -388,14 +387,9 @@ def authorise_grant(
 
 def authorise_revoke(authorisation_id: int = typer.Argument(...)) -> None:
     """Revoke an authorisation / 撤销授权."""
-    from radqc.serving.accounts import AccountError, revoke_authorisation
+    from radqc.serving.accounts import revoke_authorisation
 
-    try:
-        with _workspace().transaction() as s:
-            revoke_authorisation(s, authorisation_id)
-    except AccountError as exc:
-        _fail(str(exc))
-    console.print(f"authorisation {authorisation_id} revoked / 已撤销")
+    _apply(lambda s: revoke_authorisation(s, authorisation_id), f"authorisation {authorisation_id} revoked / 已撤销")
 
 
 def authorise_list(as_json: bool = typer.Option(False, "--json")) -> None:
