@@ -937,7 +937,12 @@ def raw_get(app: FastAPI, raw_path: str, headers: dict[str, str] | None = None) 
             status_code = status_code or 500
         return status_code, body
 
-    return anyio.run(run)
+    # A thread of its own: the browser tests' Playwright (sync API) keeps an event loop running
+    # in the main thread for the whole session, and anyio.run refuses to nest in it.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, run).result()
 
 
 def test_path_traversal_on_the_wire(seed: Seed) -> None:
