@@ -21,6 +21,13 @@ def test_users_and_authorisations_cli(workspace, monkeypatch) -> None:  # type: 
     assert r.exit_code == 0, r.output
     bad = runner.invoke(cli, ["users", "add", "dr_x", "--role", "doctor", "--password-env", "DR_PW"])
     assert bad.exit_code == 2 and "hospital" in bad.output
+    unknown = runner.invoke(cli, ["users", "add", "dr_c", "--role", "doctor", "--hospital", "H_C", "--password-env", "DR_PW"])
+    assert unknown.exit_code == 2 and "H_C" in unknown.output
+    new = runner.invoke(cli, ["users", "add", "dr_c", "--role", "doctor", "--hospital", "H_C", "--hospital-name",
+                              "丙市人民医院", "--password-env", "DR_PW"])
+    assert new.exit_code == 0, new.output
+    with workspace.sessions() as s:
+        assert s.scalar(select(m.Hospital.name).where(m.Hospital.code == "H_C")) == "丙市人民医院"
     client = make_client(workspace)
     headers = login(client, "dr_a", "a-long-password-1")
     assert client.get(f"/api/exams/{exam_b}", headers=headers).status_code == 404
@@ -48,4 +55,4 @@ def test_users_and_authorisations_cli(workspace, monkeypatch) -> None:  # type: 
     assert runner.invoke(cli, ["users", "revoke-key", key["prefix"]]).exit_code == 0
     assert client.get("/api/auth/me", headers={"X-API-Key": key["api_key"]}).status_code == 401
     listed = json.loads(runner.invoke(cli, ["users", "list", "--json"]).stdout)
-    assert {u["username"] for u in listed} == {"dr_a", "portal"}
+    assert {u["username"] for u in listed} == {"dr_a", "dr_c", "portal"}

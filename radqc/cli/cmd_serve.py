@@ -257,18 +257,22 @@ def users_add(
     role: str = typer.Option(..., help="doctor, qc_expert_l1, qc_expert_l2, data_engineer, auditor, hospital_admin, "
                                        "admin, patient_portal"),
     hospital: str = typer.Option(None, help="Hospital code (needed for doctor and hospital_admin)."),
+    hospital_name: str = typer.Option(None, help="Register the hospital with this name when the catalogue does not "
+                                                 "know its code yet (accounts made before its first upload)."),
     display_name: str = typer.Option(None, "--name", help="Display name (shown on watermarks)."),
     password_env: str = typer.Option(None, help="Read the password from this environment variable."),
     no_password: bool = typer.Option(False, help="A system account that only uses API keys."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Create a user / 新建用户."""
-    from radqc.serving.accounts import AccountError, create_user, user_summary
+    from radqc.serving.accounts import AccountError, create_user, hospital_by_code, user_summary
 
     password = None if no_password else _password(password_env)
     ws = _workspace()
     try:
         with ws.transaction() as s:
+            if hospital and hospital_name:
+                hospital_by_code(s, hospital, create=True, name=hospital_name)
             user = create_user(s, username, role, password=password, hospital_code=hospital, display_name=display_name)
             out = user_summary(user, hospital)
     except (AccountError, ValueError) as exc:
