@@ -186,6 +186,12 @@ def test_patient_history_across_hospitals(workspace) -> None:  # type: ignore[no
         grant_authorisation(s, "pk9", None)  # every hospital
     r = client.get(f"/api/patients/{own.patient_id}/exams", headers=h).json()
     assert [e["id"] for e in r["items"]] == [own.exam_id, other_new.exam_id, other_old.exam_id]
+    with workspace.sessions() as s:  # the history view is in the access log, with what it showed
+        entry = s.scalars(select(m.AccessLogEntry).where(m.AccessLogEntry.action == "patient.history")
+                          .order_by(m.AccessLogEntry.id.desc())).first()
+        assert entry is not None and entry.username == "dr_a"
+        assert entry.detail["exams"] == [own.exam_id, other_new.exam_id, other_old.exam_id]
+        assert "张三" not in str(entry.detail)
     assert client.get(f"/api/patients/{unrelated.patient_id}/exams", headers=h).status_code == 404
     assert client.get("/api/patients/424242/exams", headers=h).status_code == 404
 

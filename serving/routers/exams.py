@@ -129,5 +129,11 @@ def patient_exams(request: Request, patient_id: int = Path(..., ge=1, le=MAX_ID)
                            .order_by(m.Exam.exam_time.desc().nulls_last(), m.Exam.id.desc()).limit(limit)).all()
     hospital_code = session.scalar(select(m.Hospital.code).where(m.Hospital.id == patient.hospital_id)) \
         if patient.hospital_id else None
-    return {"patient": views.patient_out(ctx, principal, patient, hospital_code),
-            "items": views.summaries(session, ctx, principal, [tuple(r) for r in rows])}
+    out = {"patient": views.patient_out(ctx, principal, patient, hospital_code),
+           "items": views.summaries(session, ctx, principal, [tuple(r) for r in rows])}
+    # The cross-hospital history shows which exams a person had where: logged like a view.
+    accesslog.record(ctx.workspace.sessions, action="patient.history", user_id=principal.user_id,
+                     username=principal.username, role=principal.role.name, target=f"/api/patients/{patient_id}/exams",
+                     client=principal.client, detail={"patient_id": patient_id, "exams": [r[0].id for r in rows],
+                                                      "via": principal.via})
+    return out
