@@ -80,15 +80,6 @@ def append_many(session: Session, entries: list[dict[str, Any]]) -> list[m.Acces
     return rows
 
 
-def append(session: Session, *, action: str, user_id: int | None = None, username: str | None = None,
-           role: str | None = None, exam_id: int | None = None, target: str | None = None,
-           client: str | None = None, outcome: str = "ok", detail: dict[str, Any] | None = None) -> m.AccessLogEntry:
-    """Append one entry inside ``session``'s transaction (the caller commits)."""
-    return append_many(session, [{"action": action, "user_id": user_id, "username": username, "role": role,
-                                  "exam_id": exam_id, "target": target, "client": client, "outcome": outcome,
-                                  "detail": detail}])[0]
-
-
 class _GroupWriter:
     """Group commit for one process: whoever holds the commit lock writes every waiting entry.
 

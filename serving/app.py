@@ -122,9 +122,7 @@ def _warm_caches(ctx: ServiceContext) -> None:
     from radqc import vocab
 
     vocab.exam_items()
-    from radqc.serving.services.exam_views import reasons
-
-    reasons(ctx)
+    ctx.recognition_reasons()
 
 
 OUT_OF_RANGE = "a parameter is out of range for the catalogue / 参数超出数据库取值范围"

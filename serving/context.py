@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -17,12 +17,22 @@ class ServiceContext:
     workspace: Workspace
     settings: ServingSettings
     roles: RoleBook
+    #: (mtime_ns, reasons) of the last parse of the reasons file.
+    _reasons: tuple[int, list[dict[str, Any]]] | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, workspace: Workspace, settings: ServingSettings | None = None) -> ServiceContext:
         return cls(workspace, settings or load_serving_settings(workspace.master_key), load_roles())
 
     def recognition_reasons(self) -> list[dict[str, Any]]:
-        """The configured 不互认 reasons (code, category quality|clinical, zh, en)."""
-        raw = yaml.safe_load(self.settings.recognition_reasons.read_text(encoding="utf-8")) or {}
-        return [dict(r) for r in raw.get("reasons") or ()]
+        """The configured 不互认 reasons (code, category quality|clinical, zh, en), as fresh copies.
+
+        Parsed once per file version: parsing the YAML on every request cost more than all the
+        SQL of the exam detail, and keying by mtime keeps an edited file effective without a
+        restart. A missing or unreadable file raises its own clear error."""
+        path = self.settings.recognition_reasons
+        mtime = path.stat().st_mtime_ns
+        if self._reasons is None or self._reasons[0] != mtime:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            self._reasons = (mtime, [dict(r) for r in raw.get("reasons") or ()])
+        return [dict(r) for r in self._reasons[1]]

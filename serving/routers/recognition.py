@@ -40,7 +40,7 @@ class RecognitionIn(BaseModel):
 def reasons(request: Request, principal: Principal = Depends(authenticate)) -> dict[str, Any]:
     """Any authenticated user: the UI needs the list, and it holds no patient data."""
     return {"reasons": [{"code": r["code"], "category": r["category"], "zh": r.get("zh"), "en": r.get("en")}
-                        for r in views.reasons(service(request))]}
+                        for r in service(request).recognition_reasons()]}
 
 
 def _unprocessable(message: str) -> HTTPException:

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from radqc.serving import accesslog
 from radqc.serving.security.deps import db, require, service
 from radqc.serving.security.principal import Principal
-from radqc.serving.services import exam_views as views
 from radqc.serving.services import stats
 
 router = APIRouter(prefix="/api/stats", tags=["statistics / 统计"])
@@ -34,7 +33,7 @@ def _csv_allowed(request: Request, principal: Principal) -> None:
 def _csv_response(request: Request, principal: Principal, kind: str, data: dict[str, Any],
                   params: dict[str, Any]) -> Response:
     ctx = service(request)
-    body = stats.to_csv(kind, data, views.reasons(ctx))
+    body = stats.to_csv(kind, data, ctx.recognition_reasons())
     accesslog.record(ctx.workspace.sessions, action="stats.export", user_id=principal.user_id,
                      username=principal.username, role=principal.role.name, target=str(request.url.path),
                      client=principal.client, detail={"kind": kind, **params, "rows": len(data["rows"])})
@@ -58,7 +57,7 @@ def recognition_stats(
               "date_to": date_to.isoformat() if date_to else None}
     if format == "csv":
         _csv_allowed(request, principal)
-    data = stats.recognition_stats(session, principal, by, views.reasons(service(request)), date_from, date_to)
+    data = stats.recognition_stats(session, principal, by, service(request).recognition_reasons(), date_from, date_to)
     if format == "csv":
         return _csv_response(request, principal, "recognition", data, params)
     return data

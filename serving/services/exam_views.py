@@ -299,29 +299,8 @@ def scoped_exam_row(session: Session, principal: Principal, exam_id: int) -> tup
 # ------------------------------------------------------------------ recognitions
 
 
-_REASONS: dict[tuple[str, int], list[dict[str, Any]]] = {}
-
-
-def reasons(ctx: ServiceContext) -> list[dict[str, Any]]:
-    """The configured 不互认 reasons, parsed once per file version (path, mtime).
-
-    Parsing the YAML on every request cost more than all the SQL of the exam detail; keying
-    by mtime keeps an edited file effective without a restart."""
-    path = ctx.settings.recognition_reasons
-    try:
-        key = (str(path), path.stat().st_mtime_ns)
-    except OSError:
-        return ctx.recognition_reasons()  # let the context raise its own, clear error
-    cached = _REASONS.get(key)
-    if cached is None:
-        cached = ctx.recognition_reasons()
-        _REASONS.clear()
-        _REASONS[key] = cached
-    return [dict(r) for r in cached]
-
-
 def reason_index(ctx: ServiceContext) -> dict[str, dict[str, Any]]:
-    return {str(r["code"]): r for r in reasons(ctx)}
+    return {str(r["code"]): r for r in ctx.recognition_reasons()}
 
 
 def recognition_out(r: m.Recognition, user: m.AppUser | None, hospital: m.Hospital | None,
