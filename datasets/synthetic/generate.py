@@ -139,7 +139,7 @@ def exam_truth(plan: ExamPlan, result: ImagingResult | None, set_info: dict[str,
         "spec": plan.spec.to_dict(),
         "export_dir": export_dir(plan),
         "imaging": result.to_dict() if result is not None else None,
-        "expected_qc": expected_result(plan.modality, applied),
+        "expected_qc": expected_result(plan.modality, applied, exam_items=list(plan.order.exam_items)),
         "report": plan.report.truth(),
         "rule_qc": {"violations": plan.violations, "clean": not plan.violations},
         "charges": {

@@ -114,6 +114,15 @@ def check_for(dimension: str, finding_check: str | None, standard: Any | None,
     return cid, float(general.get(cid, general.get(ids[0], 0) if ids else 0)), "general"
 
 
+def kind_check(dimension: str, kind: str | None) -> str | None:
+    """The check id a defect kind names (rollup.yaml ``kind_check_ids``), for a finding without one."""
+    if not kind:
+        return None
+    row = (rollup_table().get("kind_check_ids") or {}).get(dimension) or {}
+    cid = row.get(kind) if isinstance(row, Mapping) else None
+    return str(cid) if cid else None
+
+
 def _kind(result: DimensionResult, finding: Finding | None = None) -> str | None:
     """The defect kind that refines a value's share: the dimension's ``details.kind``, else the
     finding's first evidence ``extra.kind`` (e.g. artifact metal / grid_lines, marker_wrong)."""
@@ -159,8 +168,9 @@ def dimension_deductions(dimension: str, result: DimensionResult, standard: Any 
     by_check: dict[str, dict[str, Any]] = {}
     for f in findings:
         value = f.value if is_deficient(dimension, f.value) else result.value
-        cid, full, scope = check_for(dimension, f.check_id or None, standard, qc_class)
-        pts = round(full * share(dimension, value, _kind(result, f)), 2)
+        kind = _kind(result, f)
+        cid, full, scope = check_for(dimension, f.check_id or kind_check(dimension, kind), standard, qc_class)
+        pts = round(full * share(dimension, value, kind), 2)
         row = by_check.get(cid)
         evidence = [_evidence_dict(e) for e in f.evidence]
         if row is None:

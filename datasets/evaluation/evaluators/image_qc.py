@@ -16,6 +16,14 @@ Metrics: per dimension accuracy, per-class recall and the confusion matrix (pred
 quadratic-weighted kappa, per grade scale (radiographs 甲/乙/丙/丁, CT/MR 0-3) and over both on
 one ordinal scale (甲=3 ... 丁=0).
 
+Which scoring made the truth's grade: generator 0.1.4+ grades by the exam item's scoring standard
+(``expected_qc.scoring_version`` ``item-standard:<code>``, the same roll-up as the pipeline);
+older sets by a placeholder points table (``placeholder-2026.1``). The report counts exams per
+scoring version, always also gives the grade of the truth's values rolled up under the standard
+the pipeline resolved (for old sets the only grade comparable with the pipeline's), and the
+placeholder grade where a 0.1.4 truth keeps it for comparison. Every grade miss against that
+roll-up is attributed to the dimensions whose points differ (:func:`attribute_miss`).
+
 Without ``--data`` the evaluator renders its own held-out cases with ``radqc synth --profile qc``
 from seeds 9201-9299, which no training or threshold tuning uses; ``--quick`` renders a few.
 The pipeline is called through :func:`default_runner` (in-process ``radqc.pipelines.image_qc.run``
@@ -90,6 +98,10 @@ class TruthCase:
     exam_dir: Path | None = None
     records_line: dict[str, Any] | None = None
     defects: list[dict[str, Any]] = field(default_factory=list)
+    #: how the truth was graded: ``item-standard:<code>`` (0.1.4+) or ``placeholder-2026.1``
+    scoring_version: str = "placeholder-2026.1"
+    standard: str | None = None  # the item standard the generator graded by (0.1.4+)
+    placeholder_grade: str | None = None  # the placeholder table's grade a 0.1.4 truth keeps
 
     @property
     def grade_scale(self) -> str:
@@ -109,10 +121,14 @@ def truth_case(truth: Mapping[str, Any], root: Path | None = None) -> TruthCase 
         exam_dir = root / str(truth["export_dir"]) / str(truth["exam_key"])
         record = _record_line(root, truth.get("records") or {})
     defects = list((truth.get("imaging") or {}).get("applied_defects") or [])
+    placeholder = expected.get("placeholder")
     return TruthCase(
         exam_key=str(truth.get("exam_key")), qc_class=str(expected.get("qc_class")), dimensions=dims,
         grade=grade_label(expected.get("grade")) or "", score=expected.get("score"), exam_dir=exam_dir,
         records_line=record, defects=defects,
+        scoring_version=str(expected.get("scoring_version") or "placeholder-2026.1"),
+        standard=expected.get("standard") if isinstance(expected.get("standard"), str) else None,
+        placeholder_grade=(grade_label(placeholder.get("grade")) if isinstance(placeholder, Mapping) else None),
     )
 
 
@@ -207,29 +223,97 @@ def predicted_value(result: Mapping[str, Any], dimension: str) -> str:
     return str(entry) if entry is not None else NOT_ASSESSABLE
 
 
-def standard_grade(case: TruthCase, result: Mapping[str, Any]) -> str | None:
-    """The grade the truth's dimension values get under the exam item's scoring standard
-    (``rollup.score_values``, the same points and shares as the pipeline): grade agreement
-    against it measures detection alone, while agreement with the generator's own grade also
-    carries the difference between its placeholder points table (clinical/data/qc.yaml) and
-    the item standards (qc_rules/standards). The standard is the one the pipeline resolved
-    from the order's items (deterministic input handling, not a measurement)."""
-    try:
-        from radqc.pipelines.image_qc.rollup import score_values
-    except ImportError:
-        return None
+def result_standard(result: Mapping[str, Any]) -> str | None:
+    """The scoring-standard code the pipeline resolved for an exam (None when it found none)."""
     code = result.get("standard")
     if not isinstance(code, str):
         item = result.get("item")
         code = item.get("code") if isinstance(item, Mapping) else None
+    return code if isinstance(code, str) else None
+
+
+def standard_rollup(case: TruthCase, result: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The truth's dimension values (with the applied defect kinds) scored under the exam item's
+    scoring standard (``rollup.score_values``: the same points and shares as the pipeline):
+    ``{"score", "grade", "deductions"}``. The standard is the one the pipeline resolved from the
+    order's items (deterministic input handling, not a measurement), else the truth's own."""
+    try:
+        from radqc.pipelines.image_qc.rollup import score_values
+    except ImportError:
+        return None
+    code = result_standard(result) or case.standard
     kinds = {str(d.get("dimension")): (d.get("params") or {}).get("kind") for d in case.defects}
     values = {d: (v, kinds.get(d)) for d, v in case.dimensions.items()}
     try:
-        scored = score_values(values, code if isinstance(code, str) else None, result.get("modality") or case.qc_class)
+        return score_values(values, code, result.get("modality") or case.qc_class)
     except Exception:  # noqa: BLE001 - no standard grade is a missing figure, not a crash
         log.exception("standard grade of %s", case.exam_key)
         return None
-    return grade_label(scored.get("grade"))
+
+
+def standard_grade(case: TruthCase, result: Mapping[str, Any]) -> str | None:
+    """The grade of :func:`standard_rollup`: agreement with it measures detection alone (for sets
+    made before generator 0.1.4 the truth's own grade also carries the difference between the
+    placeholder points table and the item standards)."""
+    scored = standard_rollup(case, result)
+    return grade_label(scored.get("grade")) if scored is not None else None
+
+
+def _points_by_dimension(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for row in rows:
+        if row.get("source", "image_qc") != "image_qc" or row.get("scope") == "not_scored":
+            continue
+        dim = str(row.get("dimension"))
+        out[dim] = round(out.get(dim, 0.0) + float(row.get("points") or 0.0), 2)
+    return out
+
+
+def attribute_miss(case: TruthCase, result: Mapping[str, Any], truth_rows: Iterable[Mapping[str, Any]]
+                   ) -> dict[str, dict[str, Any]]:
+    """Why the pipeline's grade differs from the truth rolled up under the same standard: every
+    dimension whose deducted points differ, with ``points`` (pipeline minus truth: positive = the
+    pipeline deducts more) and ``cause``: ``value`` (the dimension value differs: a detection
+    error), ``points`` (same value, other points: kinds or check ids differ in the roll-up), or
+    ``not_compared`` (the pipeline deducts on a dimension the truth does not state)."""
+    truth_pts = _points_by_dimension(truth_rows)
+    pred_pts = _points_by_dimension(result.get("deductions") or [])
+    out: dict[str, dict[str, Any]] = {}
+    for dim in sorted(set(truth_pts) | set(pred_pts)):
+        diff = round(pred_pts.get(dim, 0.0) - truth_pts.get(dim, 0.0), 2)
+        if diff == 0:
+            continue
+        truth = case.dimensions.get(dim)
+        pred = predicted_value(result, dim)
+        cause = "not_compared" if truth is None else ("value" if truth != pred else "points")
+        out[dim] = {"points": diff, "truth": truth, "pred": pred, "cause": cause}
+    return out
+
+
+def summarise_attribution(misses: list[dict[str, Any]]) -> dict[str, Any]:
+    """``dimension -> grade misses it takes part in`` (all, alone, per QC class, by cause, and
+    the points it moved), over the per-exam :func:`attribute_miss` rows."""
+    by_dim: dict[str, dict[str, Any]] = {}
+    unexplained = 0
+    for miss in misses:
+        dims = miss["dimensions"]
+        if not dims:
+            unexplained += 1
+        for dim, row in dims.items():
+            entry = by_dim.setdefault(dim, {"misses": 0, "alone": 0, "by_class": Counter(), "cause": Counter(),
+                                            "points_more": 0.0, "points_less": 0.0})
+            entry["misses"] += 1
+            entry["alone"] += int(len(dims) == 1)
+            entry["by_class"][miss["qc_class"]] += 1
+            entry["cause"][row["cause"]] += 1
+            key = "points_more" if row["points"] > 0 else "points_less"
+            entry[key] = round(entry[key] + abs(row["points"]), 2)
+    ordered = dict(sorted(by_dim.items(), key=lambda kv: (-kv[1]["misses"], kv[0])))
+    for entry in ordered.values():
+        entry["by_class"] = dict(sorted(entry["by_class"].items()))
+        entry["cause"] = dict(entry["cause"].most_common())
+    return {"misses": len(misses), "by_class": dict(Counter(m["qc_class"] for m in misses)),
+            "no_points_difference": unexplained, "by_dimension": ordered}
 
 
 # ---------------------------------------------------------------- scoring
@@ -257,6 +341,10 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
     std_truth: list[str] = []
     std_pred: list[str] = []
     errors: Counter[str] = Counter()  # every dimension error by class and value pair (failures are capped)
+    versions: Counter[str] = Counter()  # scoring of the truth grade: item-standard / placeholder-2026.1
+    misses: list[dict[str, Any]] = []  # grade misses vs the standard roll-up, attributed
+    ph_truth: list[str] = []
+    ph_pred: list[str] = []
     cases = 0
     for s in scored:
         cases += 1
@@ -285,10 +373,20 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
             ord_pred.append(str(GRADE_ORDINAL[str(pg)]))
         else:
             report.counts["grade_not_ordinal"] = report.counts.get("grade_not_ordinal", 0) + 1
-        std = standard_grade(case, s.result) if s.result is not None and case.grade else None
+        versions[case.scoring_version.split(":", 1)[0]] += 1
+        rolled = standard_rollup(case, s.result) if s.result is not None and case.grade else None
+        std = grade_label(rolled.get("grade")) if rolled is not None else None
         if std in GRADE_ORDINAL:
             std_truth.append(str(GRADE_ORDINAL[str(std)]))
             std_pred.append(str(GRADE_ORDINAL[str(pg)]) if pg in GRADE_ORDINAL else FAILED)
+            if pg != std and s.result is not None and rolled is not None:
+                misses.append({"exam": case.exam_key, "qc_class": case.qc_class, "truth": std, "pred": pg_text,
+                               "dimensions": attribute_miss(case, s.result, rolled.get("deductions") or [])})
+        if case.standard and s.result is not None and result_standard(s.result) != case.standard:
+            report.counts["standard_differs_from_truth"] = report.counts.get("standard_differs_from_truth", 0) + 1
+        if case.placeholder_grade in GRADE_ORDINAL:
+            ph_truth.append(str(GRADE_ORDINAL[str(case.placeholder_grade)]))
+            ph_pred.append(str(GRADE_ORDINAL[str(pg)]) if pg in GRADE_ORDINAL else FAILED)
         if pg_text != case.grade:
             mismatches["grade"] = {"truth": case.grade, "pred": pg_text, "score_truth": case.score,
                                    "score_pred": result.get("image_score", result.get("score"))}
@@ -333,10 +431,31 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
             report.classifications["grade_vs_standard:all"] = classification(
                 "grade vs the truth rolled up under the item standard (甲=3..丁=0)", [t for t, _ in pairs],
                 [p for _, p in pairs], ["0", "1", "2", "3"], ordinal=True)
+    if ph_truth:
+        report.rates["grade_exact_vs_placeholder"] = Rate(sum(t == p for t, p in zip(ph_truth, ph_pred, strict=True)),
+                                                          len(ph_truth))
+        pairs = [(t, p) for t, p in zip(ph_truth, ph_pred, strict=True) if p != FAILED]
+        if pairs:
+            report.classifications["grade_vs_placeholder:all"] = classification(
+                "grade vs the placeholder table the truth keeps (甲=3..丁=0)", [t for t, _ in pairs],
+                [p for _, p in pairs], ["0", "1", "2", "3"], ordinal=True)
     for key, count in sorted(special.items()):
         report.counts[key] = count
     report.details["errors"] = dict(errors.most_common())
+    report.details["scoring_versions"] = dict(versions.most_common())
+    report.details["grade_misses"] = misses
+    report.details["grade_attribution"] = summarise_attribution(misses)
     return report
+
+
+def truth_scoring(report: EvalReport) -> str:
+    """How the truth grades of a report were made, for the grade rows' labels."""
+    versions = report.details.get("scoring_versions") or {}
+    if set(versions) == {"item-standard"}:
+        return "item standard"
+    if set(versions) <= {"placeholder-2026.1"}:
+        return "placeholder table"
+    return "mixed: " + ", ".join(f"{k} {v}" for k, v in versions.items())
 
 
 def _labels(dim: str, truths: list[str], preds: list[str]) -> list[str]:
@@ -364,6 +483,9 @@ def summary(report: EvalReport) -> dict[str, Any]:
                                     if "grade_exact_vs_standard" in report.rates else None),
         "grade_kappa_vs_standard": (report.classifications["grade_vs_standard:all"].kappa
                                     if "grade_vs_standard:all" in report.classifications else None),
+        "grade_exact_vs_placeholder": (report.rates["grade_exact_vs_placeholder"].value
+                                       if "grade_exact_vs_placeholder" in report.rates else None),
+        "truth_scoring": report.details.get("scoring_versions"),
         "targets": {"dimension": 0.95, "grade_exact": 0.90, "kappa": 0.80},
     }
 
@@ -392,16 +514,26 @@ def markdown(report: EvalReport, title: str) -> str:
         for key, cls in grades:
             scale = key.split(":", 1)[1]
             if key.startswith("grade_vs_standard"):
-                scale = "all, vs the truth rolled up under the item standard"
+                scale, rate = "all, vs the truth rolled up under the item standard", report.rates.get("grade_exact_vs_standard")
+            elif key.startswith("grade_vs_placeholder"):
+                scale = "all, vs the placeholder table (kept in the truth for comparison)"
+                rate = report.rates.get("grade_exact_vs_placeholder")
             elif scale == "all":
-                scale = "all, vs the generator's grade (placeholder table)"
-            rate = (report.rates.get(f"grade_exact:{scale}") or
-                    report.rates.get("grade_exact_vs_standard" if key.startswith("grade_vs_standard") else "grade_exact"))
+                scale, rate = f"all, vs the generator's grade ({truth_scoring(report)})", report.rates.get("grade_exact")
+            else:
+                rate = report.rates.get(f"grade_exact:{scale}")
             kappa = "—" if cls.kappa is None else f"{cls.kappa:.3f}"
             lines.append(f"| {scale} | {pct(rate.value if rate else None)} | {cls.n} | {kappa} |")
     if "score_drops_vs_base" in report.rates:
         r = report.rates["score_drops_vs_base"]
         lines += ["", f"Defect variants scoring lower than their untouched base: {r.numerator}/{r.denominator} ({pct(r.value)})."]
+    versions = report.details.get("scoring_versions") or {}
+    if versions:
+        lines += ["", "Truth grades by scoring: " + ", ".join(f"{k} {v}" for k, v in versions.items())
+                  + (f"; the pipeline resolved another standard than the generator for "
+                     f"{report.counts['standard_differs_from_truth']} exams" if report.counts.get("standard_differs_from_truth")
+                     else "") + "."]
+    lines += attribution_markdown(report)
     errors = report.details.get("errors") or {}
     if errors:
         lines += ["", "Most frequent dimension errors (class dimension: truth -> predicted, count): "
@@ -411,6 +543,28 @@ def markdown(report: EvalReport, title: str) -> str:
         lines += ["", "Predicted 无法评估 / 不适用 where the truth has a value: "
                   + ", ".join(f"{k} {v}" for k, v in sorted(special.items())) + "."]
     return "\n".join(lines)
+
+
+def attribution_markdown(report: EvalReport) -> list[str]:
+    """The grade-miss attribution table: which dimension's points moved the missed grades."""
+    att = report.details.get("grade_attribution") or {}
+    if not att.get("misses"):
+        return []
+    by_class = ", ".join(f"{k} {v}" for k, v in sorted((att.get("by_class") or {}).items()))
+    lines = ["", f"Grade misses vs the truth rolled up under the item standard: {att['misses']} ({by_class}); "
+             "each is attributed to every dimension whose deducted points differ (a miss can have several).", "",
+             "| dimension | grade misses | alone | by class | cause (value / points / not compared) "
+             "| points the pipeline deducted more / less |",
+             "| --- | ---: | ---: | --- | --- | --- |"]
+    for dim, e in (att.get("by_dimension") or {}).items():
+        cause = e.get("cause") or {}
+        lines.append(f"| {dim} | {e['misses']} | {e['alone']} | "
+                     + ", ".join(f"{k} {v}" for k, v in (e.get("by_class") or {}).items())
+                     + f" | {cause.get('value', 0)} / {cause.get('points', 0)} / {cause.get('not_compared', 0)} | "
+                     f"{e['points_more']:g} / {e['points_less']:g} |")
+    if att.get("no_points_difference"):
+        lines.append(f"| (no dimension's points differ) | {att['no_points_difference']} | | | | |")
+    return lines
 
 
 # ---------------------------------------------------------------- the evaluation

@@ -5,8 +5,14 @@
 :func:`expected_result` turns the defects the renderer *actually applied* into per-dimension
 values, deductions with points and Chinese/English reasons, a score and a grade.
 
-The scoring table is a documented PLACEHOLDER (``scoring.version``): issue 4 owns the real
-scoring standards per exam item and will replace it.
+Points and grade come from the exam item's scoring standard (qc_rules/standards, issue 4),
+applied by :func:`radqc.pipelines.image_qc.rollup.rollup` — the same code, check ids and value
+shares ``radqc qc`` grades its findings with — so the truth grade is what an expert applying the
+item's standard gives, and grade agreement measures detection, not two points tables. The item's
+standard is found from the order's item names exactly as the pipeline finds it
+(:func:`radqc.pipelines.image_qc.exam.resolve_standard`). Only an exam whose item has no standard
+(or a caller that gives no items) is scored with the old points table in ``data/qc.yaml``
+(``scoring_version`` says which: ``item-standard:<code>`` or ``placeholder-2026.1``).
 """
 
 from __future__ import annotations
@@ -137,8 +143,76 @@ def grade_for(qc_class: str, score: float) -> str | int:
     return load("qc")["scoring"]["grades"][qc_class][-1][1]
 
 
-def expected_result(modality: str, applied: list[Defect] | list[dict[str, Any]]) -> dict[str, Any]:
-    """The expert-style QC result for the defects actually applied to an exam's images."""
+def public_value(dimension: str, value: str) -> str:
+    """A generator value in the public ``radqc qc`` vocabulary (qc.yaml ``scoring.public_values``)."""
+    return str((load("qc")["scoring"].get("public_values") or {}).get(dimension, {}).get(value, value))
+
+
+def item_standard(modality: str, exam_items: list[str] | None) -> str | None:
+    """The scoring-standard code of the order's items, resolved as the pipeline resolves it.
+
+    None when the items name no standard (or one of another modality), or when the scoring
+    standards cannot be loaded: the caller then falls back to the points table."""
+    if not exam_items:
+        return None
+    try:
+        from radqc.pipelines.image_qc.exam import resolve_standard
+    except ImportError:  # pragma: no cover - the pipeline ships with the generator
+        return None
+    return resolve_standard(modality, [str(i) for i in exam_items], (), "records").code
+
+
+def _as_tuple(d: Defect | dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    if isinstance(d, Defect):
+        return d.dimension, d.value, dict(d.params)
+    return str(d["dimension"]), str(d["value"]), dict(d.get("params") or {})
+
+
+def _standard_scoring(code: str, modality: str, values: dict[str, str],
+                      applied: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any]:
+    """Score, grade and deductions of the truth values under the item standard ``code``.
+
+    Each dimension is one :class:`DimensionResult` whose ``details.kind`` is the kind of the
+    defect that set its value (the shares refine by kind, e.g. scapulae over the lungs) and whose
+    findings carry the generator's bilingual reasons; the roll-up then makes one deduction per
+    standard check with the item's points, exactly as for the pipeline's findings."""
+    from radqc.pipelines.image_qc.rollup import rollup
+    from radqc.pipelines.image_qc.types import DimensionResult, Finding
+
+    by_dim: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for dim, value, params in applied:
+        by_dim.setdefault(dim, []).append((value, params))
+    dims: dict[str, DimensionResult] = {}
+    for dim, value in values.items():
+        defects = by_dim.get(dim, [])
+        worst = next((p for v, p in defects if v == value), defects[0][1] if defects else {})
+        kind = worst.get("kind")
+        findings = []
+        for v, p in defects:
+            zh, en = _reason(dim, v, p)
+            findings.append(Finding(check_id="", dimension=dim, value=public_value(dim, v), points=0.0,
+                                    reason_zh=zh, reason_en=en))
+        dims[dim] = DimensionResult(value=public_value(dim, value), findings=findings,
+                                    details={"kind": kind} if isinstance(kind, str) else {})
+    res = rollup(dims, code, modality)
+    deductions = []
+    for row in res["deductions"] + res["not_scored"]:
+        dim = str(row["dimension"])
+        params = next((p for v, p in by_dim.get(dim, []) if public_value(dim, v) == row["value"]),
+                      by_dim.get(dim, [("", {})])[0][1])
+        deductions.append({"dimension": dim, "value": values.get(dim, row["value"]),
+                           "points": row["points"] if row["scope"] != "not_scored" else 0,
+                           "reason_zh": row["reason_zh"], "reason_en": row["reason_en"], "params": params,
+                           "check_id": row["check_id"], "scope": row["scope"]})
+    return {"score": res["score"], "grade": res["grade"], "total": res["total"], "deductions": deductions}
+
+
+def expected_result(modality: str, applied: list[Defect] | list[dict[str, Any]],
+                    exam_items: list[str] | None = None) -> dict[str, Any]:
+    """The expert-style QC result for the defects actually applied to an exam's images.
+
+    ``exam_items``: the order's item names; their scoring standard grades the exam. Without
+    items, or when they name no standard, the fallback points table does (``scoring_version``)."""
     scoring = load("qc")["scoring"]
     qc_class = QC_CLASS[modality]
     dims = list(scoring["dimensions"][qc_class])
@@ -164,7 +238,7 @@ def expected_result(modality: str, applied: list[Defect] | list[dict[str, Any]])
                            "params": params})
         total -= points
     score = max(0.0, total)
-    return {
+    out: dict[str, Any] = {
         "scoring_version": scoring["version"],
         "qc_class": qc_class,
         "dimensions": values,
@@ -173,3 +247,15 @@ def expected_result(modality: str, applied: list[Defect] | list[dict[str, Any]])
         "grade": grade_for(qc_class, score),
         "grade_scale": "甲/乙/丙/丁" if qc_class == "DX" else "0-3",
     }
+    if exam_items is None:
+        return out
+    code = item_standard(modality, exam_items)
+    out["standard"] = code
+    if code is None:
+        return out
+    std = _standard_scoring(code, modality, values, [_as_tuple(d) for d in applied])
+    # the fallback table's figures stay visible for comparison with sets made before 0.1.4
+    out["placeholder"] = {"version": scoring["version"], "score": score, "grade": out["grade"]}
+    out.update(scoring_version=f"{scoring.get('standard_version_prefix', 'item-standard:')}{code}",
+               deductions=std["deductions"], score=std["score"], grade=std["grade"], total=std["total"])
+    return out

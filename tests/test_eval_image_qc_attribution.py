@@ -1,0 +1,97 @@
+"""Grade-miss attribution in the image-QC evaluator, truth scoring versions, and the roll-up of
+truth kinds that name their own standard check (L/R marker -> IQC-MARKER)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from radqc.datasets.evaluation.evaluators import image_qc as ev
+from radqc.datasets.evaluation.harness import EvalReport
+from radqc.pipelines.image_qc.rollup import kind_check, score_values
+
+
+def _truth(dims: dict[str, str], grade: str, defects: list[dict[str, Any]], key: str,
+           version: str = "item-standard:DX-CHEST-PA", placeholder: str | None = None) -> dict[str, Any]:
+    qc: dict[str, Any] = {"qc_class": "DX", "dimensions": dims, "grade": grade, "score": 0.0,
+                          "scoring_version": version}
+    if version.startswith("item-standard:"):
+        qc["standard"] = version.split(":", 1)[1]
+    if placeholder:
+        qc["placeholder"] = {"grade": placeholder}
+    return {"exam_key": key, "expected_qc": qc, "imaging": {"applied_defects": defects}}
+
+
+NORMAL = {"range": "正常", "positioning": "标准", "artifact": "无", "centring": "正常", "noise": "ok", "sharpness": "ok"}
+
+
+def _result(values: dict[str, str], deductions: list[dict[str, Any]], grade: str) -> dict[str, Any]:
+    return {**{d: {"value": v} for d, v in values.items()}, "standard": "DX-CHEST-PA", "modality": "DX",
+            "grade": grade, "deductions": deductions}
+
+
+def _row(dim: str, check: str, points: float) -> dict[str, Any]:
+    return {"dimension": dim, "check_id": check, "points": points, "scope": "standard", "source": "image_qc"}
+
+
+def test_marker_kind_rolls_up_under_iqc_marker() -> None:
+    assert kind_check("positioning", "marker_missing") == "IQC-MARKER" and kind_check("positioning", "rotation") is None
+    out = score_values({"positioning": ("不标准", "marker_missing")}, "DX-CHEST-PA", "DX")
+    assert out["score"] == 95.0 and out["deductions"][0]["check_id"] == "IQC-MARKER"
+    # a standard without IQC-MARKER: the dimension's next listed check (CT has neither: not scored)
+    rot = score_values({"positioning": ("不标准", "rotation")}, "DX-CHEST-PA", "DX")
+    assert rot["score"] == 90.0 and rot["deductions"][0]["check_id"] == "IQC-POSITION"
+
+
+def test_grade_misses_are_attributed_to_the_dimensions_whose_points_differ() -> None:
+    cases = [
+        # 1: range 过小 missed (value) -> truth 85 乙, pipeline 100 甲
+        (_truth({**NORMAL, "range": "过小"}, "乙", [{"dimension": "range", "value": "过小", "params": {"kind": "costophrenic_cutoff"}}],
+                "E1", placeholder="乙"),
+         _result(NORMAL, [], "甲")),
+        # 2: same value, other points: truth scapulae (half of 10) + artifact 异物 5 + range 15 = 75 乙;
+        #    the pipeline's scapula finding without a kind costs 10 -> 70 丙
+        (_truth({**NORMAL, "range": "过小", "positioning": "不标准", "artifact": "异物"}, "乙",
+                [{"dimension": "positioning", "value": "不标准", "params": {"kind": "scapula_over_lung"}},
+                 {"dimension": "range", "value": "过小", "params": {"kind": "costophrenic_cutoff"}},
+                 {"dimension": "artifact", "value": "异物", "params": {"kind": "foreign_object"}}], "E2"),
+         _result({**NORMAL, "range": "过小", "positioning": "不标准", "artifact": "异物"},
+                 [_row("range", "IQC-RANGE", 15), _row("positioning", "IQC-POSITION", 10), _row("artifact", "IQC-ARTIFACT", 5)],
+                 "丙")),
+        # 3: a deduction on a dimension the truth does not state (radiograph dose) plus a missed blur
+        (_truth({**NORMAL, "sharpness": "blur"}, "甲", [{"dimension": "sharpness", "value": "blur", "params": {"kind": "blur"}}],
+                "E3", version="placeholder-2026.1"),
+         _result({**NORMAL, "sharpness": "异常"}, [_row("sharpness", "IQC-SHARPNESS", 10), _row("dose", "IQC-EXPOSURE", 10)],
+                 "乙")),
+        # 4: agreement
+        (_truth(NORMAL, "甲", [], "E4"), _result(NORMAL, [], "甲")),
+    ]
+    scored = []
+    for truth, result in cases:
+        case = ev.truth_case(truth)
+        assert case is not None
+        scored.append(ev.Scored(case, result))
+    report = ev.score_cases(scored, EvalReport(stage="image-qc", n=0))
+    misses = {m["exam"]: m["dimensions"] for m in report.details["grade_misses"]}
+    assert set(misses) == {"E1", "E2", "E3"}
+    assert misses["E1"] == {"range": {"points": -15.0, "truth": "过小", "pred": "正常", "cause": "value"}}
+    assert misses["E2"] == {"positioning": {"points": 5.0, "truth": "不标准", "pred": "不标准", "cause": "points"}}
+    assert misses["E3"] == {"dose": {"points": 10.0, "truth": None, "pred": "无法评估", "cause": "not_compared"}}
+    att = report.details["grade_attribution"]
+    assert att["misses"] == 3 and att["by_class"] == {"DX": 3}
+    assert att["by_dimension"]["range"]["alone"] == 1 and att["by_dimension"]["range"]["points_less"] == 15.0
+    assert att["by_dimension"]["positioning"]["cause"] == {"points": 1}
+    # scoring versions are counted, the placeholder row is kept where the truth has one
+    assert report.details["scoring_versions"] == {"item-standard": 3, "placeholder-2026.1": 1}
+    assert report.rates["grade_exact_vs_placeholder"].denominator == 1
+    assert report.rates["grade_exact_vs_standard"].numerator == 1
+    text = ev.markdown(report, "t")
+    assert "| range | 1 | 1 | DX 1 | 1 / 0 / 0 | 0 / 15 |" in text
+    assert "mixed: item-standard 3, placeholder-2026.1 1" in text and "placeholder table (kept" in text
+
+
+def test_standard_differing_from_the_truths_is_counted() -> None:
+    case = ev.truth_case(_truth(NORMAL, "甲", [], "E1"))
+    assert case is not None
+    other = {**_result(NORMAL, [], "甲"), "standard": "DX-CHEST-PALAT"}
+    report = ev.score_cases([ev.Scored(case, other)], EvalReport(stage="image-qc", n=0))
+    assert report.counts["standard_differs_from_truth"] == 1
