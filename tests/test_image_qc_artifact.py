@@ -283,3 +283,57 @@ def test_model_limit_is_per_modality() -> None:
     assert m.threshold_for("DX") == 0.85 and m.threshold_for("CT") == 0.8
     m.info = SimpleNamespace(output={"threshold": 0.7})
     assert m.threshold_for("MR") == 0.7
+
+
+def _field_filling_mr(ghost: bool, period: int = 5, n_slices: int = 6) -> SeriesImages:
+    """A sagittal-spine-like MR series whose object fills the whole field (no background at all),
+    optionally ghosted by the generator's own phase-encode ghosting along the rows."""
+    from scipy import ndimage as ndi
+
+    slices = []
+    for k in range(n_slices):
+        rng = np.random.default_rng(100 + k)
+        img = 500.0 + 400.0 * ndi.gaussian_filter(rng.normal(0, 1, (N, N)), 2.0)  # tissue texture, edge to edge
+        img = np.clip(img, 50, None).astype(np.float32)
+        if ghost:
+            img, _ = mr_ghosting(img, np.random.default_rng(k), 0.5, axis=0, period=period)
+        slices.append(np.abs(img + rng.normal(0, 8, img.shape)))
+    return _series(slices, "MR", InPlanePhaseEncodingDirection="COL")
+
+
+@pytest.mark.parametrize("period", [3, 4, 5, 6])
+def test_ghost_replicas_are_found_where_the_object_fills_the_field(period: int) -> None:
+    """Phase-encode ghost replicas of an object that fills the field along the phase-encode axis
+    leave no background to measure: the background ghost measure reads nothing (the learned
+    net's inputs), the replica autocorrelation peak at lag N/P finds them, only along the
+    phase-encode axis, and the measure says 运动 with the slice and the limit."""
+    clean, ghosted = _field_filling_mr(False), _field_filling_mr(True, period)
+    for s in (clean, ghosted):
+        assert art.analyse_series(s, "MR", art.DEFAULTS, None).features["ghost_q75"] < art.DEFAULTS["mr_ghost_ratio"]
+    limit = art.DEFAULTS["mr_ghost_lag"]
+    imgs = [ds.pixel_array.astype(np.float32) for ds in ghosted.datasets()]
+    along = float(np.median([art.ghost_replica_peak(x, 0) for x in imgs]))
+    across = float(np.median([art.ghost_replica_peak(x, 1) for x in imgs]))
+    assert along > limit > across  # replicas lie along the phase-encode axis only
+    assert art.analyse_series(clean, "MR", art.DEFAULTS, None).features["ghost_lag_med"] < limit
+    off = art.measure_artifact(_exam(_field_filling_mr(True, period), modality="MR"), {"use_model": False, "mr_ghost_lag": None},
+                               EvidenceSink())["artifact"]
+    assert off.value == "无"  # what the measure said before the replica rule
+    sink = EvidenceSink()
+    on = art.measure_artifact(_exam(ghosted, modality="MR"), {"use_model": False}, sink)["artifact"]
+    assert on.value == "运动"
+    ev = on.findings[0].evidence[0]
+    assert ev.extra["kind"] == "ghost_replicas" and ev.limit == limit and ev.measured is not None and ev.measured >= limit
+    assert ev.instance_index is not None and "相位编码" in on.findings[0].reason_zh
+    assert art.measure_artifact(_exam(clean, modality="MR"), {"use_model": False}, EvidenceSink())["artifact"].value == "无"
+
+
+def test_ghost_replica_rule_overrules_the_learned_none_and_its_limit_is_a_parameter() -> None:
+    """The learned net (when installed) never saw replica features: the rule still decides 运动,
+    and a higher limit from the item's ``artifact:`` params switches it off."""
+    ghosted = _field_filling_mr(True, 4)
+    res = art.measure_artifact(_exam(ghosted, modality="MR"), {"use_model": True}, EvidenceSink())["artifact"]
+    assert res.value == "运动"
+    high = art.measure_artifact(_exam(_field_filling_mr(True, 4), modality="MR"), {"use_model": False, "mr_ghost_lag": 5.0},
+                                EvidenceSink())["artifact"]
+    assert high.value == "无"
