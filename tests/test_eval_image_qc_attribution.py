@@ -25,8 +25,10 @@ NORMAL = {"range": "正常", "positioning": "标准", "artifact": "无", "centri
 
 
 def _result(values: dict[str, str], deductions: list[dict[str, Any]], grade: str) -> dict[str, Any]:
+    score = 100.0 - sum(float(d["points"]) for d in deductions if d["dimension"] in values)
     return {**{d: {"value": v} for d, v in values.items()}, "standard": "DX-CHEST-PA", "modality": "DX",
-            "grade": grade, "deductions": deductions}
+            "grade": grade, "deductions": deductions, "image_score": score, "total": 100.0,
+            "thresholds": {"甲": 90, "乙": 75, "丙": 60, "丁": 0}}
 
 
 def _row(dim: str, check: str, points: float) -> dict[str, Any]:
@@ -80,12 +82,16 @@ def test_grade_misses_are_attributed_to_the_dimensions_whose_points_differ() -> 
     assert att["misses"] == 3 and att["by_class"] == {"DX": 3}
     assert att["by_dimension"]["range"]["alone"] == 1 and att["by_dimension"]["range"]["points_less"] == 15.0
     assert att["by_dimension"]["positioning"]["cause"] == {"points": 1}
+    # correcting the one differing dimension turns each of these misses right (E3: 80 -> 90 甲)
+    fixed = {m["exam"]: m["fixed_by"] for m in report.details["grade_misses"]}
+    assert fixed == {"E1": ["range"], "E2": ["positioning"], "E3": ["dose"]}
+    assert att["by_dimension"]["range"]["fixes"] == 1
     # scoring versions are counted, the placeholder row is kept where the truth has one
     assert report.details["scoring_versions"] == {"item-standard": 3, "placeholder-2026.1": 1}
     assert report.rates["grade_exact_vs_placeholder"].denominator == 1
     assert report.rates["grade_exact_vs_standard"].numerator == 1
     text = ev.markdown(report, "t")
-    assert "| range | 1 | 1 | DX 1 | 1 / 0 / 0 | 0 / 15 |" in text
+    assert "| range | 1 | 1 | 1 | DX 1 | 1 / 0 / 0 | 0 / 15 |" in text
     assert "mixed: item-standard 3, placeholder-2026.1 1" in text and "placeholder table (kept" in text
 
 
@@ -95,3 +101,20 @@ def test_standard_differing_from_the_truths_is_counted() -> None:
     other = {**_result(NORMAL, [], "甲"), "standard": "DX-CHEST-PALAT"}
     report = ev.score_cases([ev.Scored(case, other)], EvalReport(stage="image-qc", n=0))
     assert report.counts["standard_differs_from_truth"] == 1
+
+
+def test_a_miss_that_no_single_dimension_explains() -> None:
+    # truth: range 15 + positioning 10 + blur 10 = 65 丙; the pipeline sees only the blur: 90 甲.
+    # Right range alone gives 75 乙, right positioning alone 80 乙: neither turns the grade right.
+    truth = _truth({**NORMAL, "range": "过小", "positioning": "不标准", "sharpness": "blur"}, "丙",
+                   [{"dimension": "range", "value": "过小", "params": {"kind": "costophrenic_cutoff"}},
+                    {"dimension": "positioning", "value": "不标准", "params": {"kind": "rotation"}},
+                    {"dimension": "sharpness", "value": "blur", "params": {"kind": "blur"}}], "E5")
+    case = ev.truth_case(truth)
+    assert case is not None
+    result = _result({**NORMAL, "sharpness": "异常"}, [_row("sharpness", "IQC-SHARPNESS", 10)], "甲")
+    report = ev.score_cases([ev.Scored(case, result)], EvalReport(stage="image-qc", n=0))
+    (miss,) = report.details["grade_misses"]
+    assert set(miss["dimensions"]) == {"range", "positioning"} and miss["fixed_by"] == []
+    att = report.details["grade_attribution"]["by_dimension"]
+    assert att["range"]["alone"] == 0 and att["range"]["fixes"] == 0 and att["positioning"]["misses"] == 1

@@ -290,6 +290,30 @@ def attribute_miss(case: TruthCase, result: Mapping[str, Any], truth_rows: Itera
     return out
 
 
+def grade_at(result: Mapping[str, Any], score: float) -> str | None:
+    """The grade a score gets under the thresholds the pipeline's result states (its standard)."""
+    thresholds = result.get("thresholds")
+    if not isinstance(thresholds, Mapping) or not thresholds:
+        return None
+    passed = [(float(v), str(k)) for k, v in thresholds.items() if isinstance(v, int | float) and score >= float(v)]
+    return max(passed)[1] if passed else None
+
+
+def corrected_alone(result: Mapping[str, Any], dims: Mapping[str, Mapping[str, Any]], truth_grade: str) -> list[str]:
+    """The dimensions that alone turn a missed grade right when their points are the truth's
+    (the pipeline's image score minus that dimension's difference, graded by its thresholds)."""
+    score = result.get("image_score", result.get("score"))
+    if not isinstance(score, int | float):
+        return []
+    total = float(result.get("total") or 100.0)
+    out = []
+    for dim, row in dims.items():
+        fixed = min(total, max(0.0, float(score) + float(row["points"])))
+        if grade_at(result, round(fixed, 2)) == truth_grade:
+            out.append(dim)
+    return out
+
+
 def summarise_attribution(misses: list[dict[str, Any]]) -> dict[str, Any]:
     """``dimension -> grade misses it takes part in`` (all, alone, per QC class, by cause, and
     the points it moved), over the per-exam :func:`attribute_miss` rows."""
@@ -300,10 +324,11 @@ def summarise_attribution(misses: list[dict[str, Any]]) -> dict[str, Any]:
         if not dims:
             unexplained += 1
         for dim, row in dims.items():
-            entry = by_dim.setdefault(dim, {"misses": 0, "alone": 0, "by_class": Counter(), "cause": Counter(),
-                                            "points_more": 0.0, "points_less": 0.0})
+            entry = by_dim.setdefault(dim, {"misses": 0, "alone": 0, "fixes": 0, "by_class": Counter(),
+                                            "cause": Counter(), "points_more": 0.0, "points_less": 0.0})
             entry["misses"] += 1
             entry["alone"] += int(len(dims) == 1)
+            entry["fixes"] += int(dim in (miss.get("fixed_by") or ()))
             entry["by_class"][miss["qc_class"]] += 1
             entry["cause"][row["cause"]] += 1
             key = "points_more" if row["points"] > 0 else "points_less"
@@ -380,8 +405,9 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
             std_truth.append(str(GRADE_ORDINAL[str(std)]))
             std_pred.append(str(GRADE_ORDINAL[str(pg)]) if pg in GRADE_ORDINAL else FAILED)
             if pg != std and s.result is not None and rolled is not None:
+                dims = attribute_miss(case, s.result, rolled.get("deductions") or [])
                 misses.append({"exam": case.exam_key, "qc_class": case.qc_class, "truth": std, "pred": pg_text,
-                               "dimensions": attribute_miss(case, s.result, rolled.get("deductions") or [])})
+                               "dimensions": dims, "fixed_by": corrected_alone(s.result, dims, str(std))})
         if case.standard and s.result is not None and result_standard(s.result) != case.standard:
             report.counts["standard_differs_from_truth"] = report.counts.get("standard_differs_from_truth", 0) + 1
         if case.placeholder_grade in GRADE_ORDINAL:
@@ -553,17 +579,17 @@ def attribution_markdown(report: EvalReport) -> list[str]:
     by_class = ", ".join(f"{k} {v}" for k, v in sorted((att.get("by_class") or {}).items()))
     lines = ["", f"Grade misses vs the truth rolled up under the item standard: {att['misses']} ({by_class}); "
              "each is attributed to every dimension whose deducted points differ (a miss can have several).", "",
-             "| dimension | grade misses | alone | by class | cause (value / points / not compared) "
-             "| points the pipeline deducted more / less |",
-             "| --- | ---: | ---: | --- | --- | --- |"]
+             "| dimension | grade misses | alone | right if this alone were right | by class "
+             "| cause (value / points / not compared) | points the pipeline deducted more / less |",
+             "| --- | ---: | ---: | ---: | --- | --- | --- |"]
     for dim, e in (att.get("by_dimension") or {}).items():
         cause = e.get("cause") or {}
-        lines.append(f"| {dim} | {e['misses']} | {e['alone']} | "
+        lines.append(f"| {dim} | {e['misses']} | {e['alone']} | {e['fixes']} | "
                      + ", ".join(f"{k} {v}" for k, v in (e.get("by_class") or {}).items())
                      + f" | {cause.get('value', 0)} / {cause.get('points', 0)} / {cause.get('not_compared', 0)} | "
                      f"{e['points_more']:g} / {e['points_less']:g} |")
     if att.get("no_points_difference"):
-        lines.append(f"| (no dimension's points differ) | {att['no_points_difference']} | | | | |")
+        lines.append(f"| (no dimension's points differ) | {att['no_points_difference']} | | | | | |")
     return lines
 
 
