@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from radqc.serving.security.roles import RoleBook, load_roles
+from radqc.serving.services.detail_cache import DetailCache
 from radqc.serving.settings import ServingSettings, load_serving_settings
 from radqc.workspace import Workspace
 
@@ -19,6 +20,12 @@ class ServiceContext:
     roles: RoleBook
     #: (mtime_ns, reasons) of the last parse of the reasons file.
     _reasons: tuple[int, list[dict[str, Any]]] | None = field(default=None, repr=False)
+    #: The exam detail's exam-wide part per exam version (this process only).
+    detail_cache: DetailCache = field(default_factory=lambda: DetailCache(0), repr=False)
+
+    def __post_init__(self) -> None:
+        if self.detail_cache.capacity == 0 and self.settings.detail_cache_mb:
+            self.detail_cache = DetailCache(self.settings.detail_cache_mb * 1024 * 1024)
 
     @classmethod
     def create(cls, workspace: Workspace, settings: ServingSettings | None = None) -> ServiceContext:

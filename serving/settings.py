@@ -19,6 +19,7 @@ DEFAULT_REPEAT_WINDOW_DAYS = 180
 DEFAULT_LOCKOUT_ATTEMPTS = 5
 DEFAULT_LOCKOUT_MINUTES = 15
 DEFAULT_THREADS = 12
+DEFAULT_DETAIL_CACHE_MB = 64
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class ServingSettings:
     #: [RADQC_SERVE_THREADS] request threads per worker process; keep below the catalogue
     #: engine's connection pool (5 + 10): each thread holds one connection, the access log one.
     threads: int = DEFAULT_THREADS
+    #: [RADQC_DETAIL_CACHE_MB] per-worker cache of the exam detail's exam-wide part, checked
+    #: against the exam's version on every request (serving/services/detail_cache.py); 0: off.
+    detail_cache_mb: int = DEFAULT_DETAIL_CACHE_MB
 
 
 def load_serving_settings(master_key: bytes) -> ServingSettings:
@@ -72,4 +76,5 @@ def load_serving_settings(master_key: bytes) -> ServingSettings:
         lockout_minutes=env_int("RADQC_LOCKOUT_MINUTES", DEFAULT_LOCKOUT_MINUTES),
         recognition_reasons=Path(reasons) if reasons else Path(__file__).with_name("recognition_reasons.yaml"),
         threads=max(1, env_int("RADQC_SERVE_THREADS", DEFAULT_THREADS)),
+        detail_cache_mb=max(0, env_int("RADQC_DETAIL_CACHE_MB", DEFAULT_DETAIL_CACHE_MB)),
     )

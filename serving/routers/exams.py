@@ -18,9 +18,9 @@ from radqc.catalogue import models as m
 from radqc.serving import accesslog
 from radqc.serving.security.deps import db, require, service
 from radqc.serving.security.principal import Principal
-from radqc.serving.security.scope import exam_scope_clause
+from radqc.serving.security.scope import exam_scope_clause, is_other_hospital
 from radqc.serving.services import exam_views as views
-from radqc.serving.services.jsonout import json_response
+from radqc.serving.services.jsonout import bytes_response
 
 router = APIRouter(tags=["exams / 检查"])
 
@@ -67,12 +67,12 @@ def exam_detail(request: Request, exam_id: int = Path(..., ge=1, le=MAX_ID), pri
     row = views.scoped_exam_row(session, principal, exam_id)
     if row is None:
         raise not_found()
-    out = views.detail(session, ctx, principal, row)
+    body = views.detail_json(session, ctx, principal, row)
     accesslog.record(ctx.workspace.sessions, action="exam.view", user_id=principal.user_id,
                      username=principal.username, role=principal.role.name, exam_id=exam_id,
                      target=f"/api/exams/{exam_id}", client=principal.client,
-                     detail={"own_hospital": out["own_hospital"], "via": principal.via})
-    return json_response(out)  # type: ignore[return-value]  # same JSON, without jsonable_encoder's walk
+                     detail={"own_hospital": not is_other_hospital(principal, row[0].hospital_id), "via": principal.via})
+    return bytes_response(body)  # type: ignore[return-value]  # same JSON, without jsonable_encoder's walk
 
 
 @router.get("/api/exams/{exam_id}/evidence/{n}", summary="Image-QC evidence picture / 质控证据图",

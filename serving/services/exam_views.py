@@ -21,6 +21,7 @@ clause to every query that reads exams.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -33,6 +34,8 @@ from radqc.catalogue import models as m
 from radqc.serving.context import ServiceContext
 from radqc.serving.security.principal import Principal
 from radqc.serving.security.scope import exam_scope_clause, is_other_hospital
+from radqc.serving.services.detail_cache import ExamStatic, exam_version
+from radqc.serving.services.jsonout import encode
 
 #: Modalities that are one class for search (the 2021 guideline merged DR and CR into DX);
 #: the same table as ``radqc exams search`` (radqc/cli/cmd_exams.py).
@@ -437,11 +440,11 @@ def image_qc_out(exam_id: int, result: dict[str, Any] | None, series_ids: dict[s
             "dimensions": dimensions, "deductions": deductions, "not_assessed": result.get("not_assessed") or []}
 
 
-def rule_qc_out(result: dict[str, Any] | None, principal: Principal) -> dict[str, Any] | None:
+def rule_qc_out(result: dict[str, Any] | None, see_identity: bool) -> dict[str, Any] | None:
     """The rule_qc ledger result; evidence of identifier rules hidden without ``patient.identity``."""
     if not result:
         return None
-    if principal.can("patient.identity"):
+    if see_identity:
         return result
     out = dict(result)
     failures = []
@@ -463,10 +466,9 @@ def report_out(session: Session, exam_id: int) -> dict[str, Any] | None:
             rec.accession_number}
 
 
-def detail(session: Session, ctx: ServiceContext, principal: Principal, row: tuple[Any, ...]) -> dict[str, Any]:
-    """ExamDetail for a row from :func:`scoped_exam_row`: 7 queries whatever the exam's size
-    (ledger, series, instance counts, standard series, report, decisions; the row itself before)."""
-    exam, hospital, patient, qc = row
+def build_exam_static(session: Session, exam: m.Exam, version: tuple[Any, ...]) -> ExamStatic:
+    """The exam-wide part of the detail (6 queries: ledger x2, standard series, series, instance
+    counts, report), encoded: see :mod:`radqc.serving.services.detail_cache`."""
     stages = latest_results(session, [exam.id], DETAIL_STAGES).get(exam.id, {})
     standard_series = session.scalars(select(m.StandardSeries).where(m.StandardSeries.exam_id == exam.id)
                                       .order_by(m.StandardSeries.id)).all()
@@ -474,6 +476,34 @@ def detail(session: Session, ctx: ServiceContext, principal: Principal, row: tup
     standard_items = _standard_items(standard_series, stages.get("items"), stages.get("series"))
     items = [{"code": i["code"], "name": i["name"]} for i in standard_items
              if i["standard_series"] or not any(j["standard_series"] for j in standard_items)]
+    members = encode({"series": series, "standard_items": standard_items, "report": report_out(session, exam.id),
+                      "image_qc": image_qc_out(exam.id, stages.get("image_qc"), series_ids)})[1:-1]
+    rule_qc = stages.get("rule_qc")
+    return ExamStatic(version=version, items=items, members=members,
+                      rule_qc_full=encode(rule_qc_out(rule_qc, True)),
+                      rule_qc_redacted=encode(rule_qc_out(rule_qc, False)))
+
+
+def exam_static(session: Session, ctx: ServiceContext, exam: m.Exam) -> ExamStatic:
+    """The cached exam-wide part when the exam has not changed since, else built (and cached)."""
+    version = exam_version(session, exam)
+    cached = ctx.detail_cache.get(exam.id, version)
+    if cached is not None:
+        return cached
+    built = build_exam_static(session, exam, version)
+    ctx.detail_cache.put(exam.id, built)
+    return built
+
+
+def detail_json(session: Session, ctx: ServiceContext, principal: Principal, row: tuple[Any, ...]) -> bytes:
+    """ExamDetail as JSON for a row from :func:`scoped_exam_row`.
+
+    The caller's part (summary with the identity the caller may see, decisions, permissions) is
+    built here on every request; the exam-wide part (series, standard items, report, rule and
+    image QC) comes from :func:`exam_static`. Queries: the version, then 1-2 for the decisions;
+    6 more when the exam-wide part is rebuilt."""
+    exam, hospital, patient, qc = row
+    static = exam_static(session, ctx, exam)
     recognitions: list[dict[str, Any]] = []
     if principal.can("recognition.read"):
         recognitions = exam_recognitions(session, ctx, exam.id)
@@ -483,21 +513,23 @@ def detail(session: Session, ctx: ServiceContext, principal: Principal, row: tup
                    "by": mine[0]["by"]} if mine else None)
     else:
         latest = latest_recognitions(session, principal, [exam.id]).get(exam.id)
-    out = summary(ctx, principal, exam, hospital, patient, qc, items, latest)
+    out = summary(ctx, principal, exam, hospital, patient, qc, static.items, latest)
     other = is_other_hospital(principal, exam.hospital_id)
     out.update(
-        series=series,
-        standard_items=standard_items,
-        report=report_out(session, exam.id),
-        rule_qc=rule_qc_out(stages.get("rule_qc"), principal),
-        image_qc=image_qc_out(exam.id, stages.get("image_qc"), series_ids),
         recognitions=recognitions,
         permissions={
             "recognise": principal.can("recognition.write") and other and principal.hospital_id is not None,
             "download_original": principal.can("image.download_original")
             and (not other or ctx.settings.allow_original_download)},
     )
-    return out
+    rule_qc = static.rule_qc_full if principal.can("patient.identity") else static.rule_qc_redacted
+    return b"".join((encode(out)[:-1], b",", static.members, b',"rule_qc":', rule_qc, b"}"))
+
+
+def detail(session: Session, ctx: ServiceContext, principal: Principal, row: tuple[Any, ...]) -> dict[str, Any]:
+    """ExamDetail as a dict (the same content as :func:`detail_json`; for callers in Python)."""
+    result: dict[str, Any] = json.loads(detail_json(session, ctx, principal, row))
+    return result
 
 
 def evidence_key(session: Session, exam_id: int, n: int) -> str | None:

@@ -31,6 +31,16 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def encode(content: Any) -> bytes:
+    """``content`` as the API's JSON (UTF-8, compact)."""
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                      default=_default).encode("utf-8")
+
+
 def json_response(content: Any, status_code: int = 200) -> Response:
-    body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default)
-    return Response(body.encode("utf-8"), status_code=status_code, media_type="application/json")
+    return bytes_response(encode(content), status_code)
+
+
+def bytes_response(body: bytes, status_code: int = 200) -> Response:
+    """A response of JSON already encoded (e.g. spliced from cached parts)."""
+    return Response(body, status_code=status_code, media_type="application/json")
