@@ -75,9 +75,12 @@ def test_grade_misses_are_attributed_to_the_dimensions_whose_points_differ() -> 
     report = ev.score_cases(scored, EvalReport(stage="image-qc", n=0))
     misses = {m["exam"]: m["dimensions"] for m in report.details["grade_misses"]}
     assert set(misses) == {"E1", "E2", "E3"}
-    assert misses["E1"] == {"range": {"points": -15.0, "truth": "过小", "pred": "正常", "cause": "value"}}
-    assert misses["E2"] == {"positioning": {"points": 5.0, "truth": "不标准", "pred": "不标准", "cause": "points"}}
-    assert misses["E3"] == {"dose": {"points": 10.0, "truth": None, "pred": "无法评估", "cause": "not_compared"}}
+    assert misses["E1"] == {"range": {"points": -15.0, "truth": "过小", "pred": "正常", "cause": "value",
+                                      "checks": {"IQC-RANGE": -15.0}}}
+    assert misses["E2"] == {"positioning": {"points": 5.0, "truth": "不标准", "pred": "不标准", "cause": "points",
+                                            "checks": {"IQC-POSITION": 5.0}}}
+    assert misses["E3"] == {"dose": {"points": 10.0, "truth": None, "pred": "无法评估", "cause": "not_compared",
+                                     "checks": {"IQC-EXPOSURE": 10.0}}}
     att = report.details["grade_attribution"]
     assert att["misses"] == 3 and att["by_class"] == {"DX": 3}
     assert att["by_dimension"]["range"]["alone"] == 1 and att["by_dimension"]["range"]["points_less"] == 15.0
@@ -91,7 +94,7 @@ def test_grade_misses_are_attributed_to_the_dimensions_whose_points_differ() -> 
     assert report.rates["grade_exact_vs_placeholder"].denominator == 1
     assert report.rates["grade_exact_vs_standard"].numerator == 1
     text = ev.markdown(report, "t")
-    assert "| range | 1 | 1 | 1 | DX 1 | 1 / 0 / 0 | 0 / 15 |" in text
+    assert "| range | 1 | 1 | 1 | DX 1 | 1 / 0 / 0 / 0 | 0 / 15 |" in text
     assert "mixed: item-standard 3, placeholder-2026.1 1" in text and "placeholder table (kept" in text
 
 
@@ -118,3 +121,19 @@ def test_a_miss_that_no_single_dimension_explains() -> None:
     assert set(miss["dimensions"]) == {"range", "positioning"} and miss["fixed_by"] == []
     att = report.details["grade_attribution"]["by_dimension"]
     assert att["range"]["alone"] == 0 and att["range"]["fixes"] == 0 and att["positioning"]["misses"] == 1
+
+
+def test_a_check_only_one_side_deducts_is_told_from_a_share() -> None:
+    # truth: scapulae over the lungs (half of IQC-POSITION: 5) -> 95 甲; the pipeline also reads a
+    # wrong L/R marker (IQC-MARKER 5) and gives the scapula finding no kind (10): 85 乙
+    truth = _truth({**NORMAL, "positioning": "不标准"}, "甲",
+                   [{"dimension": "positioning", "value": "不标准", "params": {"kind": "scapula_over_lung"}}], "E6")
+    case = ev.truth_case(truth)
+    assert case is not None
+    result = _result({**NORMAL, "positioning": "不标准"},
+                     [_row("positioning", "IQC-POSITION", 10), _row("positioning", "IQC-MARKER", 5)], "乙")
+    report = ev.score_cases([ev.Scored(case, result)], EvalReport(stage="image-qc", n=0))
+    (miss,) = report.details["grade_misses"]
+    row = miss["dimensions"]["positioning"]
+    assert row["cause"] == "check+points" and row["checks"] == {"IQC-MARKER": 5.0, "IQC-POSITION": 5.0}
+    assert report.details["grade_attribution"]["by_dimension"]["positioning"]["cause"] == {"check": 1, "points": 1}

@@ -259,13 +259,15 @@ def standard_grade(case: TruthCase, result: Mapping[str, Any]) -> str | None:
     return grade_label(scored.get("grade")) if scored is not None else None
 
 
-def _points_by_dimension(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    out: dict[str, float] = {}
+def _points_by_check(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{dimension: {check id: points}}`` of the image-QC deductions that cost points."""
+    out: dict[str, dict[str, float]] = {}
     for row in rows:
         if row.get("source", "image_qc") != "image_qc" or row.get("scope") == "not_scored":
             continue
-        dim = str(row.get("dimension"))
-        out[dim] = round(out.get(dim, 0.0) + float(row.get("points") or 0.0), 2)
+        checks = out.setdefault(str(row.get("dimension")), {})
+        cid = str(row.get("check_id") or "")
+        checks[cid] = round(checks.get(cid, 0.0) + float(row.get("points") or 0.0), 2)
     return out
 
 
@@ -273,20 +275,33 @@ def attribute_miss(case: TruthCase, result: Mapping[str, Any], truth_rows: Itera
                    ) -> dict[str, dict[str, Any]]:
     """Why the pipeline's grade differs from the truth rolled up under the same standard: every
     dimension whose deducted points differ, with ``points`` (pipeline minus truth: positive = the
-    pipeline deducts more) and ``cause``: ``value`` (the dimension value differs: a detection
-    error), ``points`` (same value, other points: kinds or check ids differ in the roll-up), or
-    ``not_compared`` (the pipeline deducts on a dimension the truth does not state)."""
-    truth_pts = _points_by_dimension(truth_rows)
-    pred_pts = _points_by_dimension(result.get("deductions") or [])
+    pipeline deducts more), the per-check differences and ``cause``: ``value`` (the dimension
+    value differs: a detection error); with the same value, ``points`` (the same check costs
+    other points: the kind that refines its share differs) and/or ``check`` (a check deducted
+    on one side only: a finding the other side lacks, hidden by an agreeing dimension value, e.g.
+    a false L/R-marker finding on a radiograph also rotated); or ``not_compared`` (the pipeline
+    deducts on a dimension the truth does not state)."""
+    truth_pts = _points_by_check(truth_rows)
+    pred_pts = _points_by_check(result.get("deductions") or [])
     out: dict[str, dict[str, Any]] = {}
     for dim in sorted(set(truth_pts) | set(pred_pts)):
-        diff = round(pred_pts.get(dim, 0.0) - truth_pts.get(dim, 0.0), 2)
+        t_checks, p_checks = truth_pts.get(dim, {}), pred_pts.get(dim, {})
+        checks = {cid: round(p_checks.get(cid, 0.0) - t_checks.get(cid, 0.0), 2)
+                  for cid in sorted(set(t_checks) | set(p_checks))}
+        checks = {cid: d for cid, d in checks.items() if d != 0}
+        diff = round(sum(p_checks.values()) - sum(t_checks.values()), 2)
         if diff == 0:
             continue
         truth = case.dimensions.get(dim)
         pred = predicted_value(result, dim)
-        cause = "not_compared" if truth is None else ("value" if truth != pred else "points")
-        out[dim] = {"points": diff, "truth": truth, "pred": pred, "cause": cause}
+        if truth is None:
+            cause = "not_compared"
+        elif truth != pred:
+            cause = "value"
+        else:
+            parts = [("check" if (cid in t_checks) != (cid in p_checks) else "points") for cid in checks]
+            cause = "+".join(sorted(set(parts))) or "points"
+        out[dim] = {"points": diff, "truth": truth, "pred": pred, "cause": cause, "checks": checks}
     return out
 
 
@@ -330,7 +345,8 @@ def summarise_attribution(misses: list[dict[str, Any]]) -> dict[str, Any]:
             entry["alone"] += int(len(dims) == 1)
             entry["fixes"] += int(dim in (miss.get("fixed_by") or ()))
             entry["by_class"][miss["qc_class"]] += 1
-            entry["cause"][row["cause"]] += 1
+            for cause in str(row["cause"]).split("+"):
+                entry["cause"][cause] += 1
             key = "points_more" if row["points"] > 0 else "points_less"
             entry[key] = round(entry[key] + abs(row["points"]), 2)
     ordered = dict(sorted(by_dim.items(), key=lambda kv: (-kv[1]["misses"], kv[0])))
@@ -580,13 +596,14 @@ def attribution_markdown(report: EvalReport) -> list[str]:
     lines = ["", f"Grade misses vs the truth rolled up under the item standard: {att['misses']} ({by_class}); "
              "each is attributed to every dimension whose deducted points differ (a miss can have several).", "",
              "| dimension | grade misses | alone | right if this alone were right | by class "
-             "| cause (value / points / not compared) | points the pipeline deducted more / less |",
+             "| cause (value / points / check / not compared) | points the pipeline deducted more / less |",
              "| --- | ---: | ---: | ---: | --- | --- | --- |"]
     for dim, e in (att.get("by_dimension") or {}).items():
         cause = e.get("cause") or {}
         lines.append(f"| {dim} | {e['misses']} | {e['alone']} | {e['fixes']} | "
                      + ", ".join(f"{k} {v}" for k, v in (e.get("by_class") or {}).items())
-                     + f" | {cause.get('value', 0)} / {cause.get('points', 0)} / {cause.get('not_compared', 0)} | "
+                     + f" | {cause.get('value', 0)} / {cause.get('points', 0)} / {cause.get('check', 0)} / "
+                     f"{cause.get('not_compared', 0)} | "
                      f"{e['points_more']:g} / {e['points_less']:g} |")
     if att.get("no_points_difference"):
         lines.append(f"| (no dimension's points differ) | {att['no_points_difference']} | | | | | |")
