@@ -102,3 +102,12 @@ def test_generated_truth_grades_equal_the_standard_rollup(tmp_path: Path, seed: 
         assert (rolled["score"], rolled["grade"]) == (qc["score"], qc["grade"])
         assert qc["score"] == qc["total"] - sum(d["points"] for d in qc["deductions"])
     assert n >= 4
+
+
+def test_collimation_reason_quotes_the_margin() -> None:
+    # the range 过大 template names the excess anatomy, which a too-wide collimation has not
+    r = expected_result("DX", [Defect("range", "过大", {"kind": "collimation_too_wide", "extra_mm": 72})],
+                        exam_items=["胸部正位"])
+    row = r["deductions"][0]
+    assert "72" in row["reason_zh"] and "72 mm" in row["reason_en"] and "?" not in row["reason_en"]
+    assert row["points"] == 5.0  # a third of IQC-RANGE's 15
