@@ -389,3 +389,120 @@ def test_marker_reader_on_a_drawn_glyph() -> None:
     img[10:10 + glyph.shape[0], 170:170 + glyph.shape[1]][glyph] = 4050
     m = rq.find_marker(img, (0, 200, 0, 200), 1.0)
     assert m is not None and m["text"] == "L" and m["side_of_image"] == "right"
+
+
+def _lumbar(spinous_shift_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """A frontal lumbar column: soft tissue, vertebral bodies (mask) and a dense spinous line."""
+    rng = np.random.default_rng(5)
+    img = np.full((100, 120), 1000.0) + rng.normal(0, 5, (100, 120))
+    mask = np.zeros((100, 120), bool)
+    mask[10:90, 45:75] = True
+    img[mask] = 1800.0 + rng.normal(0, 5, int(mask.sum()))
+    c = 60 + spinous_shift_px
+    img[10:90, c - 2:c + 2] = 2600.0
+    return img, mask
+
+
+def test_spinous_column_offset_measures_the_posterior_elements_against_the_bodies() -> None:
+    img0, m0 = _lumbar(0)
+    img4, m4 = _lumbar(-4)
+    off0, n0 = rq.spinous_column_offset(img0, m0, 1.0)
+    off4, _ = rq.spinous_column_offset(img4, m4, 1.0)
+    assert n0 >= 5 and off0 is not None and abs(off0) < 1.0
+    assert off4 is not None and -5.0 < off4 < -3.0
+    assert rq.spinous_column_offset(img4, m4, 2.0)[0] == pytest.approx(2 * off4, abs=0.6)  # mm, not px
+    # no column (or one of another shape than the image): not measured
+    assert rq.spinous_column_offset(img0, np.zeros_like(m0), 1.0)[0] is None
+    assert rq.spinous_column_offset(img0, m0[:50], 1.0)[0] is None
+
+
+def test_lumbar_rotation_is_judged_from_the_spinous_offset_about_its_baseline() -> None:
+    """The limit, baseline and mask come from dx.yaml; the offset is judged about the baseline
+    either way round, and only for the items that set a limit."""
+    p = rq.load_params("DX-LSPINE-APLAT")["positioning"]
+    lim, base = float(p["max_spinous_offset_mm"]), float(p["spinous_offset"]["baseline_mm"])
+    assert p["spinous_offset"]["structure"] == "vertebrae_lumbar" and lim > 0
+    assert rq.load_params("DX-KNEE-APLAT")["positioning"]["max_spinous_offset_mm"] is None
+
+    ds = Dataset()
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = "1.9", "1.9.1"
+
+    def judged(code: str, shift_px: int) -> tuple[str, dict[str, Any]]:
+        img, mask = _lumbar(shift_px)
+        series = SeriesImages(header=SeriesHeader(series_uid="1.9", modality="DX"), label=None,
+                              datasets=lambda: [], volume=None,
+                              radiograph=lambda: Radiograph(pixels=img, spacing_mm=(1.0, 1.0), view="AP",
+                                                            body_part="LSPINE", modality="DX", dataset=ds))
+        analysis = type("A", (), {"masks": {"vertebrae_lumbar": mask}, "measurements": {}, "view": "AP"})()
+        exam = ExamImages(study_uid=None, modality="DX", standard_code=code, series=[series],
+                          radiographs={"1.9": analysis})
+        params = rq._merge(rq.load_params(code), {"positioning": {"check_marker": False}})
+        v = rq._measure_view(series, exam, params, EvidenceSink())
+        return v.values["positioning"], v.details["positioning"]
+
+    straight = round(base)  # a straight spine reads the baseline
+    value, details = judged("DX-LSPINE-APLAT", straight)
+    assert value == "标准" and abs(details["spinous_offset_mm"]) <= lim
+    off = int(np.ceil(lim + 2))
+    for shift in (straight - off, straight + off):  # either way round
+        value, details = judged("DX-LSPINE-APLAT", shift)
+        assert value == "不标准" and abs(details["spinous_offset_mm"]) > lim
+    assert judged("DX-KUB", straight - off)[0] == "标准"  # no limit set for the item
+
+
+def test_chest_rotation_needs_both_analyser_signs_to_agree() -> None:
+    """A combined offset over the limit is rotation only when the clavicle and thorax signs point
+    the same way (rotation_signs_agree in dx.yaml); without a thorax sign the offset decides."""
+    from radqc.pipelines.image_qc.types import Evidence
+
+    p = rq.load_params("DX-CHEST-PA")
+    assert p["positioning"]["rotation_signs_agree"] is True
+    lim = float(p["positioning"]["rotation_mm"])
+
+    def judged(meas: dict[str, Any], params: dict[str, Any] = p) -> tuple[str, dict[str, Any]]:
+        v = rq._View("1.5", "PA", None)
+        params = rq._merge(params, {"positioning": {"check_marker": False}})
+        meas = {"posterior_ribs_above_right_dome": 10, **meas}
+        rq._positioning(v, type("A", (), {"masks": {}})(), meas, 1.0, params, True,
+                        lambda *a, **k: Evidence(series_uid="1.5", instance_index=0, measured=a[1], limit=a[2]))
+        return v.values["positioning"], v.details["positioning"]
+
+    over = lim + 5.0
+    assert judged({"rotation_offset_mm": -over, "rotation_raw_mm": -3.0, "rotation_thorax_raw_mm": -2.2})[0] == "不标准"
+    assert judged({"rotation_offset_mm": over, "rotation_raw_mm": 3.0, "rotation_thorax_raw_mm": 1.1})[0] == "不标准"
+    value, details = judged({"rotation_offset_mm": over, "rotation_raw_mm": 4.6, "rotation_thorax_raw_mm": -1.1})
+    assert value == "标准" and details["rotation_signs_agree"] is False
+    assert judged({"rotation_offset_mm": over, "rotation_raw_mm": 4.6, "rotation_thorax_raw_mm": 0.0})[0] == "标准"
+    assert judged({"rotation_offset_mm": over, "rotation_raw_mm": 4.6, "rotation_thorax_raw_mm": None})[0] == "不标准"
+    assert judged({"rotation_offset_mm": lim - 1.0, "rotation_raw_mm": -3.0, "rotation_thorax_raw_mm": -2.2})[0] == "标准"
+    off = rq._merge(p, {"positioning": {"rotation_signs_agree": False}})
+    assert judged({"rotation_offset_mm": over, "rotation_raw_mm": 4.6, "rotation_thorax_raw_mm": -1.1}, off)[0] == "不标准"
+
+
+def test_positioning_findings_name_their_kind_for_the_rollup() -> None:
+    """Each positioning finding carries the defect kind in its evidence, so that the roll-up
+    scores it like the truth does (rollup.yaml: scapulae over the lungs cost half the
+    IQC-POSITION points; a marker error deducts under IQC-MARKER)."""
+    from radqc.pipelines.image_qc.rollup import dimension_deductions, standard_or_default
+    from radqc.pipelines.image_qc.types import DimensionResult, Evidence
+
+    p = rq.load_params("DX-CHEST-PA")
+    over = float(p["positioning"]["scapula_in_lung_fraction"]) + 0.1
+
+    def findings(meas: dict[str, Any]) -> list[Any]:
+        v = rq._View("1.6", "PA", None)
+        rq._positioning(v, type("A", (), {"masks": {}})(), {"posterior_ribs_above_right_dome": 10, **meas}, 1.0, p,
+                        True, lambda *a, **k: Evidence(series_uid="1.6", instance_index=0, measured=a[1], limit=a[2],
+                                                       extra=dict(k)),
+                        {"present": True, "text": "R", "side_of_image": "right", "box": [0, 4, 0, 4]})
+        return v.findings.get("positioning", [])
+
+    scap = findings({"scapula_in_lung_fraction": {"left": over, "right": over}})
+    kinds = {f.evidence[0].extra.get("kind") for f in scap}
+    assert kinds == {"scapula_over_lung", "marker_wrong"}
+    std, _ = standard_or_default("DX-CHEST-PA", "DX")
+    rows = {r["check_id"]: r["points"] for r in dimension_deductions(
+        "positioning", DimensionResult("不标准", {}, None, scap), std, "DX")}
+    assert rows == {"IQC-POSITION": 5.0, "IQC-MARKER": 5.0}
+    rot = findings({"rotation_offset_mm": 40.0, "rotation_raw_mm": 5.0, "rotation_thorax_raw_mm": 3.0})
+    assert {f.evidence[0].extra.get("kind") for f in rot} == {"rotation", "marker_wrong"}

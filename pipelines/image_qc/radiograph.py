@@ -385,6 +385,36 @@ def spine_outline_offset(field: np.ndarray, px: float | None, tissue_fraction: f
     return round(float(np.median(offs)), 2), len(offs)
 
 
+def spinous_column_offset(image: np.ndarray, column: np.ndarray, px: float | None, bone_percentile: float = 85.0,
+                          min_width: int = 3, min_rows: int = 5) -> tuple[float | None, int]:
+    """Offset (mm, image right positive; px when no spacing) of the densest bone inside the vertebral
+    column from the middle of the column, median over the column's rows.
+
+    Why: on a frontal spine view the spinous processes and pedicles sit in the middle of the
+    vertebral bodies only when the patient lies straight; turned about the long axis, the posterior
+    elements (several centimetres behind the bodies) swing sideways against them, the classic
+    radiographic rotation sign. Centring moves both together and cancels. Per row of ``column``
+    (the analyser's vertebra mask, at least ``min_width`` px wide): the pixels above the row's
+    ``bone_percentile`` inside the mask weight a column centroid, compared with the mask's
+    middle. Returns (None, rows used) with fewer than ``min_rows`` usable rows."""
+    img = np.asarray(image, dtype=np.float64)
+    m = np.asarray(column, bool)
+    if m.shape != img.shape[:2]:
+        return None, 0
+    offs = []
+    for i in np.nonzero(m.sum(axis=1) >= min_width)[0]:
+        cols = np.nonzero(m[i])[0]
+        c0, c1 = int(cols[0]), int(cols[-1])
+        seg = img[i, c0:c1 + 1]
+        w = np.clip(seg - np.percentile(seg, bone_percentile), 0, None)
+        if w.sum() <= 0:
+            continue
+        offs.append(float((w * np.arange(c0, c1 + 1)).sum() / w.sum() - (c0 + c1) / 2.0) * (px or 1.0))
+    if len(offs) < min_rows:
+        return None, len(offs)
+    return round(float(np.median(offs)), 2), len(offs)
+
+
 def _spacing(ds: Any) -> float | None:
     """Mean pixel spacing (mm) of a projection: PixelSpacing, else ImagerPixelSpacing."""
     for key in ("PixelSpacing", "ImagerPixelSpacing"):
@@ -507,6 +537,16 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
                                            tuple(so.get("rows") or (0.2, 0.8)), int(so.get("edge_px", 2)),
                                            int(so.get("min_rows", 5)))
         outline = {"spine_outline_offset_mm": off, "spine_outline_rows": n_rows}
+    sp = po.get("spinous_offset") or {}
+    if po.get("max_spinous_offset_mm") is not None and view in FRONTAL and sp.get("structure"):
+        col = _mask(analysis, str(sp["structure"])) if analysis is not None else None
+        if col is not None and col.any():
+            off, n_rows = spinous_column_offset(image, col, px, float(sp.get("bone_percentile", 85.0)),
+                                                int(sp.get("min_width", 3)), int(sp.get("min_rows", 5)))
+            base = float(sp.get("baseline_mm") or 0.0)
+            outline["spinous_offset_raw_mm"] = off
+            outline["spinous_offset_mm"] = None if off is None else round(off - base, 2)
+            outline["spinous_offset_rows"] = n_rows
     _positioning(v, analysis, meas, px, params, chest, evidence, find_marker(image, box, px), outline)
     _centring(v, analysis, meas, image, px, params, chest, evidence)
     _exposure(v, rg.dataset, image, box, params, evidence, field_mark)
@@ -637,6 +677,20 @@ def _lung_aspect(analysis: Any) -> float | None:
     return round(float(max(heights)) / float(width), 4) if heights and width > 0 else None
 
 
+def _rotation_signs_agree(meas: dict[str, Any]) -> bool | None:
+    """Whether the analyser's two rotation signs point the same way: the spine against the medial
+    clavicle ends (``rotation_raw_mm``) and against the lateral lung edges
+    (``rotation_thorax_raw_mm``). A turned chest moves the spine against both in the same direction;
+    a combined offset over the limit whose two parts disagree (or one of which is exactly zero) is
+    mask noise, not rotation (validation 8221 + 8212: every one of 26 rotated views agreed, while
+    4 of the 7 straight views over the limit did not). None when the thorax sign is unavailable
+    (a lung cut at the field's side), so the combined offset alone decides."""
+    cl, th = meas.get("rotation_raw_mm"), meas.get("rotation_thorax_raw_mm")
+    if cl is None or th is None:
+        return None
+    return bool(float(cl) * float(th) > 0)
+
+
 def _combined_marker(net: Any, pix: dict[str, Any] | None) -> dict[str, Any] | None:
     """The analyser's marker and the pixel detector's: present when either found it; the letter
     and side from the pixel detector when it read one (it reads the full-resolution glyph)."""
@@ -664,13 +718,19 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
     if chest and v.view in FRONTAL:
         rot = meas.get("rotation_offset_mm")
         details["rotation_offset_mm"] = rot
-        if rot is not None and abs(float(rot)) > float(p["rotation_mm"]):
+        agree = _rotation_signs_agree(meas) if p.get("rotation_signs_agree") else None
+        if agree is not None:
+            details["rotation_signs_agree"] = agree
+        if rot is not None and abs(float(rot)) > float(p["rotation_mm"]) and agree is False:
+            details["rotation"] = _bi("锁骨与胸廓两项旋转征象方向不一致，不判旋转",
+                                      "clavicle and thorax rotation signs disagree: not judged rotated")
+        elif rot is not None and abs(float(rot)) > float(p["rotation_mm"]):
             problems += 1
             v.find("positioning", "IQC-POSITION", "不标准",
                    f"体位旋转：棘突偏离两侧锁骨内侧端中点 {abs(float(rot)):.0f} mm（限值 {p['rotation_mm']} mm）",
                    f"patient rotated: spinous processes {abs(float(rot)):.0f} mm off the midpoint of the medial "
                    f"clavicle ends (limit {p['rotation_mm']} mm)",
-                   evidence("rotation", round(float(rot), 1), p["rotation_mm"], "mm"))
+                   evidence("rotation", round(float(rot), 1), p["rotation_mm"], "mm", kind="rotation"))
         sc = meas.get("scapula_in_lung_fraction") or {}
         details["scapula_in_lung_fraction"] = sc
         over = {s: f for s, f in sc.items() if f is not None and float(f) > float(p["scapula_in_lung_fraction"])}
@@ -682,7 +742,7 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                    f"{sides_zh}肩胛骨未拉出肺野（重叠 {max(over.values()):.0%}，限值 {p['scapula_in_lung_fraction']:.0%}）",
                    f"scapula ({', '.join(over)}) projected over the lung field ({max(over.values()):.0%} of it, "
                    f"limit {p['scapula_in_lung_fraction']:.0%})",
-                   evidence("scapula", over, p["scapula_in_lung_fraction"], "fraction", sb))
+                   evidence("scapula", over, p["scapula_in_lung_fraction"], "fraction", sb, kind="scapula_over_lung"))
         ribs = meas.get("posterior_ribs_above_right_dome")
         details["posterior_ribs_above_right_dome"] = ribs
         details["lung_height_to_width"] = _lung_aspect(analysis)
@@ -710,7 +770,8 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                    f"吸气不足：肺野高宽比 {aspect:.2f}（应 ≥ {float(short_aspect):.2f}），右膈上后肋计数 {ribs}",
                    f"shallow inspiration: lung fields {aspect:.2f} as high as wide (should be >= "
                    f"{float(short_aspect):.2f}); posterior ribs counted above the right hemidiaphragm: {ribs}",
-                   evidence("inspiration", aspect, short_aspect, "height/width", posterior_ribs=ribs))
+                   evidence("inspiration", aspect, short_aspect, "height/width", posterior_ribs=ribs,
+                            kind="shallow_inspiration"))
         elif ribs is not None and int(ribs) < int(p.get("plausible_min_ribs", 0)):
             # fewer ribs than any inspiration shows: the dome or the rib masks were misread
             details["inspiration"] = _bi("肋骨计数不可信", "rib count implausible: not judged")
@@ -723,7 +784,8 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                    f"吸气不足：右膈顶上方仅见 {ribs} 根后肋（应 ≥ {p['min_posterior_ribs']}）",
                    f"shallow inspiration: {ribs} posterior ribs above the right hemidiaphragm "
                    f"(should be >= {p['min_posterior_ribs']})",
-                   evidence("inspiration", ribs, p["min_posterior_ribs"], "ribs", lung_height_to_width=aspect))
+                   evidence("inspiration", ribs, p["min_posterior_ribs"], "ribs", lung_height_to_width=aspect,
+                            kind="shallow_inspiration"))
     if not chest and v.view in FRONTAL:
         details.update(_symmetry(analysis, meas, px))
         details.update(outline or {})
@@ -734,20 +796,22 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                   ("spine_pelvis_offset_mm", "max_spine_pelvis_offset_mm", "脊柱中线偏离骨盆中心（体位旋转）",
                    "spinal midline off the pelvic centre (patient rotated)"),
                   ("spine_outline_offset_mm", "max_spine_outline_offset_mm", "脊柱偏离软组织轮廓中线（体位旋转），偏移 mm",
-                   "spine off the midline of the soft-tissue outline (patient rotated), offset in mm")]
+                   "spine off the midline of the soft-tissue outline (patient rotated), offset in mm"),
+                  ("spinous_offset_mm", "max_spinous_offset_mm", "棘突偏离椎体中线（体位旋转），偏移 mm",
+                   "spinous processes off the middle of the vertebral bodies (patient rotated), offset in mm")]
         for key, lim_key, zh, en in checks:
             val, lim = details.get(key), p.get(lim_key)
             if val is not None and lim is not None and abs(float(val)) > float(lim):
                 problems += 1
                 v.find("positioning", "IQC-POSITION", "不标准", f"{zh}：{abs(float(val)):.2f}（限值 {lim}）",
-                       f"{en}: {abs(float(val)):.2f} (limit {lim})", evidence(key, val, lim, None))
+                       f"{en}: {abs(float(val)):.2f} (limit {lim})", evidence(key, val, lim, None, kind="rotation"))
     if p.get("check_marker", True):
         mk = _combined_marker(meas.get("marker"), pix_marker)
         details["marker"] = {k: mk.get(k) for k in ("present", "text", "side_of_image", "over_lung")} if mk else None
         if isinstance(mk, dict) and mk.get("present") is False:
             problems += 1
             v.find("positioning", "IQC-MARKER", "不标准", "未见左右（L/R）铅字标记", "no left/right (L/R) lead marker",
-                   evidence("marker", "absent", "present", None))
+                   evidence("marker", "absent", "present", None, kind="marker_missing"))
         elif isinstance(mk, dict) and v.view in FRONTAL and mk.get("text") in ("L", "R"):
             # PA/AP: the patient's left is on the image right
             expected = "L" if mk.get("side_of_image") == "right" else "R"
@@ -758,7 +822,7 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                 v.find("positioning", "IQC-MARKER", "不标准",
                        f"左右标记错误：图像{'右' if mk.get('side_of_image') == 'right' else '左'}侧标记为“{mk['text']}”，应为“{expected}”",
                        f"L/R marker wrong: '{mk['text']}' on the image {mk.get('side_of_image')} side, expected '{expected}'",
-                       evidence("marker", mk["text"], expected, None, mark))
+                       evidence("marker", mk["text"], expected, None, mark, kind="marker_wrong"))
     details["checks"] = ("rotation, scapulae, inspiration, marker" if chest and v.view in FRONTAL else "marker")
     v.set("positioning", "不标准" if problems else "标准", details)
 
