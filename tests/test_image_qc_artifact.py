@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -337,3 +338,55 @@ def test_ghost_replica_rule_overrules_the_learned_none_and_its_limit_is_a_parame
     high = art.measure_artifact(_exam(_field_filling_mr(True, 4), modality="MR"), {"use_model": False, "mr_ghost_lag": 5.0},
                                 EvidenceSink())["artifact"]
     assert high.value == "无"
+
+
+def _ct_tiny_metal(outside: bool) -> SeriesImages:
+    """Two metal pixels per slice on 2 slices (the generator's button at 128 px): on the anterior
+    skin touching the outside air, or the same two pixels deep inside the body."""
+    rng = np.random.default_rng(4)
+    slices = []
+    for k in range(10):
+        img = _body(rng)
+        if 4 <= k < 6:
+            r = N // 2 - 19 if outside else N // 2 - 4
+            img[r, 31:33] = 3071.0
+        slices.append(img)
+    return _series(slices)
+
+
+def test_tiny_metal_on_the_skin_is_a_foreign_object() -> None:
+    """Below ct_metal_min_px no metal feature fires (the classical rule and the net read 无 or an
+    unexplained outlier); metal touching the outside air is a foreign object on the skin, shown
+    on its slice with a box, while the same metal inside the body is not."""
+    p = {"use_model": False}
+    on_skin = art.analyse_series(_ct_tiny_metal(True), "CT", art.DEFAULTS, None)
+    assert on_skin.features["metal_px_max"] < math.log1p(art.DEFAULTS["ct_metal_min_px"])
+    assert on_skin.features["metal_air_max"] >= art.DEFAULTS["ct_metal_air"]
+    out = art.measure_artifact(_exam(_ct_tiny_metal(True)), p, EvidenceSink())["artifact"]
+    assert out.value == "异物" and out.details["kind"] == "foreign_object"
+    ev = out.findings[0].evidence[0]
+    assert ev.instance_index in (4, 5) and ev.limit == art.DEFAULTS["ct_metal_air"]
+    assert ev.box is not None and ev.box[0] <= N // 2 - 19 <= ev.box[2]
+    inside = art.measure_artifact(_exam(_ct_tiny_metal(False)), p, EvidenceSink())["artifact"]
+    assert inside.value == "无" and inside.details["per_series"][0]["features"]["metal_air_max"] == 0.0
+    off = art.measure_artifact(_exam(_ct_tiny_metal(True)), {**p, "ct_metal_air": None}, EvidenceSink())["artifact"]
+    assert off.value == "无"
+
+
+def test_large_metal_touching_the_air_keeps_equipment() -> None:
+    """A 设备 reading of a large metal object (a pacemaker in a thin patient pokes through the
+    skin) stays 设备; a tiny one outside the body becomes 异物; the lung is not outside air."""
+    def series(px: float, inside: float, value: str = "设备") -> art.SeriesArtifact:
+        return art.SeriesArtifact("1.2", "CT", {"metal_air_max": 0.6, "metal_px_max": math.log1p(px), "metal_inside_mean": inside},
+                                  {"equipment": 0.9}, value, "metal", method="learned")
+    big, tiny, deep = series(20, 0.1), series(2, 0.0), series(2, 0.9)
+    for s in (big, tiny, deep):
+        art._ct_on_skin_rule(s, art.DEFAULTS)
+    assert (big.value, tiny.value, deep.value) == ("设备", "异物", "设备")
+    assert tiny.kind == "foreign_object" and tiny.extra["learned_value"] == "设备"
+    rng = np.random.default_rng(5)
+    img = _body(rng)
+    yy, xx = np.mgrid[:N, :N]
+    img[((yy - N / 2) / 10) ** 2 + ((xx - N / 2 - 8) / 6) ** 2 <= 1] = -850.0  # a lung
+    img[N // 2, N // 2 + 8] = 3071.0  # a pacemaker lead's pixel in it
+    assert art.ct_slice_features(img, art.DEFAULTS)["metal_air"] == 0.0
