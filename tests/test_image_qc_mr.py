@@ -268,12 +268,104 @@ def test_knee_range_without_sagittal_or_coronal_not_assessable() -> None:
     assert mr._range(flat, params, EvidenceSink()).value == NOT_ASSESSABLE
 
 
-def test_cervical_spine_range_stays_not_assessable_with_reason() -> None:
-    params = load_params("MR", "MR-CSPINE")
-    exam = _exam_with([mr_series("sag", "T2W", "sagittal", slices=_sag_head(30))], code="MR-CSPINE")
+def test_shoulder_range_stays_not_assessable_with_reason() -> None:
+    # the generator renders no shoulder MR: no atlas, so the item's reason from mr.yaml is given
+    params = load_params("MR", "MR-SHOULDER")
+    exam = _exam_with([mr_series("sag", "T2W", "sagittal", slices=_sag_head(30))], code="MR-SHOULDER")
     res = mr._range(exam, params, EvidenceSink())
     assert res.value == NOT_ASSESSABLE
     assert res.details["reason_code"] == "no_mr_landmarks"
+    assert "图谱" in (res.reason or "")
+
+
+def _cspine(shift: float) -> ExamImages:
+    return _exam_with([mr_series("t1", "T1W", "sagittal", slices=atlas_slices("cervical_spine", "sagittal", "T1W", shift, rows=115)),
+                       mr_series("t2", "T2W", "sagittal", slices=atlas_slices("cervical_spine", "sagittal", "T2W", shift, rows=115,
+                                                                               seed=1)),
+                       mr_series("ax", "T2W", "axial")], code="MR-CSPINE")
+
+
+def test_cervical_spine_range_by_the_atlas() -> None:
+    params = load_params("MR", "MR-CSPINE")
+    assert params["range"]["method"] == "atlas" and params["range"]["atlas_region"] == "cervical_spine"
+    ok = mr._range(_cspine(0.0), params, EvidenceSink())
+    assert ok.value == "正常", ok.details
+    assert len([r for r in ok.details["series"] if r["used"]]) == 2
+
+
+@pytest.mark.parametrize(("shift", "landmark", "zh"), [(80.0, "C1", "寰椎"), (-80.0, "T1", "第1胸椎")])
+def test_cervical_spine_cut_names_the_missing_vertebra(shift: float, landmark: str, zh: str) -> None:
+    # the field moved 80 mm down misses C1 at the top; moved up, it misses T1 at the bottom
+    res = mr._range(_cspine(shift), load_params("MR", "MR-CSPINE"), EvidenceSink())
+    assert res.value == "过小", res.details
+    assert [m["landmark"] for m in res.details["missing"]] == [landmark]
+    assert zh in res.findings[0].reason_zh and res.findings[0].check_id == "IQC-RANGE"
+
+
+def test_render_spine_set_writes_truth_that_follows_the_applied_cut(tmp_path: Any) -> None:
+    import json
+
+    from radqc.pipelines.image_qc import mr_range_atlas as atlas_mod
+
+    assert atlas_mod.render_spine_set(tmp_path, 7299, 4, ["cervical_spine"]) == 4
+    truths = [json.loads(f.read_text(encoding="utf-8")) for f in sorted((tmp_path / "truth").glob("*.json"))]
+    assert len(truths) == 4
+    for t in truths:
+        cut = [d for d in t["imaging"]["applied_defects"] if d["dimension"] == "range"]
+        assert t["expected_qc"]["dimensions"]["range"] == ("过小" if cut else "正常")
+        assert list((tmp_path / "dicom" / "H" / t["exam_key"]).glob("*/*.dcm"))
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["command"].startswith("python -m radqc.pipelines.image_qc.mr_range_atlas render")
+    assert "render" in atlas_mod._source(str(tmp_path))
+
+
+# ---------------------------------------------------------------- noise / sharpness over the exam
+
+
+def test_noise_is_judged_on_the_least_noisy_series(brain: dict[str, Any]) -> None:
+    # one series with a raised background (ghosting, wrap) is not excess noise: the others are clean
+    series = [mr_series(f"s{i}", seq, plane, slices=head_slices(noise=40.0 if i == 0 else 4.0, seed=i))
+              for i, (seq, plane) in enumerate(BRAIN)]
+    res = mr.measure_mr(_exam_with(series), brain, EvidenceSink())["noise"]
+    assert res.value == "正常", res.details
+    assert max(r["noise_ratio"] for r in res.details["series"]) > brain["noise"]["max_noise_ratio"]
+    # every series noisy: 异常, and the finding names the least noisy series' reading
+    noisy = [mr_series(f"s{i}", seq, plane, slices=head_slices(noise=40.0 + 5 * i, seed=i)) for i, (seq, plane) in enumerate(BRAIN)]
+    bad = mr.measure_mr(_exam_with(noisy), brain, EvidenceSink())["noise"]
+    assert bad.value == "异常" and bad.findings[0].check_id == "IQC-NOISE"
+    assert bad.findings[0].evidence[0].series_uid == "s0"
+    assert bad.details["noise_ratio"] == min(r["noise_ratio"] for r in bad.details["series"])
+
+
+def test_noise_ratio_does_not_depend_on_the_tissue_contrast() -> None:
+    # the same noise on a dim and a bright disc (T1W knee vs FLAIR head) against the brightest tissue
+    from scipy import ndimage  # noqa: F401 - the measure needs scipy
+
+    dim = mr._noise_and_edges(mr_series("a", "T1W", "axial", slices=head_slices(noise=4.0, seed=1)))
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:96, 0:96]
+    r2 = (yy - 48) ** 2 + (xx - 48) ** 2
+    # a disc with a dim core (most tissue dark) and a bright rim: its median tissue signal is low
+    body = np.where(r2 <= (96 * 0.32) ** 2, np.where(r2 <= (96 * 0.25) ** 2, 100.0, 400.0), 0.0)
+    slices = [SimpleNamespace(pixel_array=np.hypot(body + rng.normal(0, 4, body.shape), rng.normal(0, 4, body.shape)).astype(np.uint16))
+              for _ in range(5)]
+    rim = mr._noise_and_edges(mr_series("b", "T1W", "axial", slices=slices))
+    a = float(np.median([v for v, _ in dim["ratios"]]))
+    b = float(np.median([v for v, _ in rim["ratios"]]))
+    assert a == pytest.approx(b, rel=0.25)
+
+
+def test_one_soft_series_is_not_blur(brain: dict[str, Any]) -> None:
+    # one series with a soft boundary (a dark fat-suppressed edge, a lower matrix) among sharp ones
+    series = [mr_series(f"s{i}", seq, plane, slices=head_slices(blur_px=1.5 if i == 0 else 0.0, seed=i))
+              for i, (seq, plane) in enumerate(BRAIN)]
+    res = mr.measure_mr(_exam_with(series), brain, EvidenceSink())["sharpness"]
+    assert res.value == "正常", res.details
+    assert min(r["edge_index"] for r in res.details["series"]) < brain["sharpness"]["min_index"]
+    blurred = [mr_series(f"s{i}", seq, plane, slices=head_slices(blur_px=3.0, seed=i)) for i, (seq, plane) in enumerate(BRAIN)]
+    bad = mr.measure_mr(_exam_with(blurred), brain, EvidenceSink())["sharpness"]
+    assert bad.value == "异常" and bad.findings[0].check_id == "IQC-SHARPNESS"
+    assert bad.details["aggregate"] == brain["sharpness"]["aggregate"]
 
 
 def _head_sag(shift: float) -> list[Any]:

@@ -133,7 +133,35 @@ def _foreground(img: np.ndarray) -> np.ndarray:
     return np.asarray(ndimage.binary_fill_holes(mask))
 
 
+#: median of a Rayleigh distribution / its sigma: the air background of a magnitude image is
+#: Rayleigh-distributed, so its median gives the noise sigma (robust to ghosts and wrap in a few pixels)
+_RAYLEIGH_MEDIAN = float(np.sqrt(2.0 * np.log(2.0)))
+
+
+def _background_median(img: np.ndarray, near: np.ndarray) -> float:
+    """The air background's median, from the part a ghost cannot reach.
+
+    Phase-encode ghosts copy the body along one image axis only, so background in the columns (or
+    rows) with no body at all is ghost-free; the lower of the two medians (each from >= 50 pixels) is
+    used, else the whole background outside ``near`` (the body dilated by a few pixels)."""
+    bg = ~near
+    empty_cols = ~np.asarray(near.any(axis=0), dtype=bool)
+    empty_rows = ~np.asarray(near.any(axis=1), dtype=bool)
+    medians = []
+    for free in (bg & empty_cols[None, :], bg & empty_rows[:, None]):
+        if free.sum() >= 50:
+            medians.append(float(np.median(img[free])))
+    return min(medians) if medians else float(np.median(img[bg]))
+
+
 def _noise_and_edges(series: SeriesImages) -> dict[str, Any]:
+    """Per-slice noise ratio and edge index of one series (up to 6 slices).
+
+    Noise: the air background's noise sigma (its median / sqrt(2 ln 2), Rayleigh; the ghost-free
+    part, :func:`_background_median`) relative to the 99.5th percentile of the tissue, i.e. the
+    series' brightest tissue: 1 / SNR at full signal, the same scale for every weighting (the median tissue signal, used before, is low on a T1W knee and
+    high on a FLAIR head, so one limit could not serve all sequences). Edge: the body-boundary
+    gradient relative to the tissue/background contrast (:func:`edge_index`)."""
     from scipy import ndimage
 
     vol = _stack(series)
@@ -143,29 +171,54 @@ def _noise_and_edges(series: SeriesImages) -> dict[str, Any]:
         fg = _foreground(img)
         if fg.sum() < 0.02 * fg.size:
             continue
-        bg = ~ndimage.binary_dilation(fg, iterations=4)
-        signal = float(np.median(img[fg]))
-        if bg.sum() < 50 or signal <= 0:
+        near = ndimage.binary_dilation(fg, iterations=4)
+        bg = ~near
+        if bg.sum() < 50:
             continue
-        noise = float(np.std(img[bg]))
-        ratios.append((noise / signal, i))
+        tissue = img[fg]
+        bright = float(np.percentile(tissue, 99.5))
+        signal = float(np.median(tissue))
+        if bright <= 0 or signal <= 0:
+            continue
+        sigma = _background_median(img, near) / _RAYLEIGH_MEDIAN
+        ratios.append((sigma / bright, i))
         e = edge_index(img, fg, signal - float(np.mean(img[bg])))
         if e is not None:
             edges.append((e, i))
     return {"ratios": ratios, "edges": edges, "vol": vol}
 
 
+def _aggregate(values: list[float], how: str) -> float:
+    """One exam value from per-series values: ``min``, ``median`` or ``gmean`` (geometric mean)."""
+    if how == "min":
+        return float(min(values))
+    if how == "gmean":
+        return float(np.exp(np.mean(np.log(np.maximum(values, 1e-9)))))
+    return float(np.median(values))
+
+
 def _pixel_dims(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> dict[str, DimensionResult]:
+    """Noise and sharpness, judged on the exam, not on its worst series.
+
+    Too much noise (low field, wrong coil, too few averages) and blur (the reconstruction filter,
+    motion-free smoothing) are properties of the acquisition that every series shares, while one
+    series' background can rise through ghosting or wrap and one series' edges soften through its
+    own contrast (a dark fat-suppressed boundary): so the exam's noise is its *least* noisy series
+    (``noise.aggregate: min``) and its sharpness the typical series (``sharpness.aggregate``), each
+    against one limit in ``mr.yaml``. Every series' reading is in the details."""
     series = [s for s in _image_series(exam) if label_of(s, "sequence") not in ("ADC", "DWI")]
     if not series:
         na = not_assessable("no_image_series", "无可分析的磁共振序列", "no MR image series to analyse")
         return {"noise": na, "sharpness": na}
     noise_p = params.get("noise") or {}
-    by_sequence = noise_p.get("max_noise_ratio_by_sequence") or {}
-    default_ratio = noise_p.get("max_noise_ratio")
-    min_edge = float((params.get("sharpness") or {}).get("min_index", 0.3))
-    noise_rows, edge_rows = [], []
-    noise_find, edge_find = [], []
+    max_ratio = float(noise_p.get("max_noise_ratio") or 0.05)
+    noise_how = str(noise_p.get("aggregate") or "min")
+    sharp_p = params.get("sharpness") or {}
+    min_edge = float(sharp_p.get("min_index", 0.3))
+    sharp_how = str(sharp_p.get("aggregate") or "median")
+    noise_rows: list[dict[str, Any]] = []
+    edge_rows: list[dict[str, Any]] = []
+    measured: dict[str, dict[str, Any]] = {}
     for s in series:
         try:
             m = _noise_and_edges(s)
@@ -173,46 +226,57 @@ def _pixel_dims(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) ->
             noise_rows.append({"series_uid": series_uid(s), "error": f"{type(exc).__name__}: {exc}"[:200]})
             continue
         uid = series_uid(s)
+        measured[uid] = m
         if m["ratios"]:
-            r = float(np.median([v for v, _ in m["ratios"]]))
-            # the background/signal ratio depends on the contrast: only sequences with a limit are judged
-            limit = by_sequence.get(label_of(s, "sequence"), default_ratio)
-            noise_rows.append({"series_uid": uid, "sequence": label_of(s, "sequence"), "noise_ratio": round(r, 4),
-                               "limit": limit})
-            if limit is not None and r > float(limit):
-                max_ratio = float(limit)
-                idx = max(m["ratios"])[1]
-                pic = add_picture(sink, m["vol"][idx], f"noise_{uid}")
-                noise_find.append(finding("IQC-NOISE", "noise", ABNORMAL,
-                                          f"图像噪声过大：{label_of(s, 'sequence') or ''}序列背景噪声/信号 {r:.3f}（限值 {max_ratio:.3f}）",
-                                          f"image noise too high: {label_of(s, 'sequence') or ''} background noise / signal {r:.3f} (limit {max_ratio:.3f})",
-                                          [Evidence(series_uid=uid, instance_index=idx, measured=round(r, 4), limit=max_ratio, image=pic)]))
+            noise_rows.append({"series_uid": uid, "sequence": label_of(s, "sequence"),
+                               "noise_ratio": round(float(np.median([v for v, _ in m["ratios"]])), 4)})
         if m["edges"]:
-            e = float(np.median([v for v, _ in m["edges"]]))
-            edge_rows.append({"series_uid": uid, "sequence": label_of(s, "sequence"), "edge_index": round(e, 4)})
-            if e < min_edge:
-                idx = min(m["edges"])[1]
-                pic = add_picture(sink, m["vol"][idx], f"sharpness_{uid}")
-                edge_find.append(finding("IQC-SHARPNESS", "sharpness", ABNORMAL,
-                                         f"图像清晰度不足：{label_of(s, 'sequence') or ''}序列边缘锐利度 {e:.2f}（限值 {min_edge:.2f}）",
-                                         f"image not sharp: {label_of(s, 'sequence') or ''} edge sharpness index {e:.2f} (limit {min_edge:.2f})",
-                                         [Evidence(series_uid=uid, instance_index=idx, measured=round(e, 4), limit=min_edge, image=pic)]))
+            edge_rows.append({"series_uid": uid, "sequence": label_of(s, "sequence"),
+                              "edge_index": round(float(np.median([v for v, _ in m["edges"]])), 4)})
     out: dict[str, DimensionResult] = {}
-    if not any("noise_ratio" in r for r in noise_rows):
-        out["noise"] = not_assessable("no_readable_series", "序列无法读取", "no readable MR series", series=noise_rows)
+    judged = [r for r in noise_rows if "noise_ratio" in r]
+    if not judged:
+        out["noise"] = not_assessable("no_readable_series", "无可测量背景噪声的序列", "no MR series with a measurable background",
+                                      series=noise_rows)
     else:
-        judged = [r for r in noise_rows if r.get("limit") is not None and "noise_ratio" in r]
-        if not judged and not noise_find:
-            out["noise"] = not_assessable("no_judged_sequence", "无可判断噪声的序列（如T1加权、FLAIR、PD）",
-                                          "no sequence with a noise limit (e.g. T1W, FLAIR, PD)", series=noise_rows)
-        else:
-            out["noise"] = DimensionResult(ABNORMAL if noise_find else NORMAL, {"series": noise_rows},
-                                           findings=noise_find)
+        value = _aggregate([r["noise_ratio"] for r in judged], noise_how)
+        details = {"series": noise_rows, "aggregate": noise_how, "noise_ratio": round(value, 4), "limit": max_ratio}
+        findings = []
+        if value > max_ratio:
+            best = min(judged, key=lambda r: r["noise_ratio"])
+            m = measured[best["series_uid"]]
+            idx = min(m["ratios"])[1]
+            pic = add_picture(sink, m["vol"][idx], f"noise_{best['series_uid']}")
+            seq = best.get("sequence") or ""
+            findings.append(finding(
+                "IQC-NOISE", "noise", ABNORMAL,
+                f"图像噪声过大：各序列背景噪声/最亮组织信号均超限（噪声最低的{seq}序列为 {best['noise_ratio']:.3f}，"
+                f"检查值 {value:.3f}，限值 {max_ratio:.3f}）",
+                f"image noise too high in every series: background noise / brightest tissue {value:.3f} "
+                f"(the least noisy series, {seq}: {best['noise_ratio']:.3f}; limit {max_ratio:.3f})",
+                [Evidence(series_uid=best["series_uid"], instance_index=idx, measured=round(value, 4), limit=max_ratio,
+                          image=pic, extra={"aggregate": noise_how})]))
+        out["noise"] = DimensionResult(ABNORMAL if findings else NORMAL, details, findings=findings)
     if not edge_rows:
         out["sharpness"] = not_assessable("no_body", "未检出组织边缘", "no tissue edge found")
     else:
-        out["sharpness"] = DimensionResult(ABNORMAL if edge_find else NORMAL, {"series": edge_rows, "limit": min_edge},
-                                           findings=edge_find)
+        value = _aggregate([r["edge_index"] for r in edge_rows], sharp_how)
+        details = {"series": edge_rows, "aggregate": sharp_how, "edge_index": round(value, 4), "limit": min_edge}
+        findings = []
+        if value < min_edge:
+            worst = min(edge_rows, key=lambda r: r["edge_index"])
+            m = measured[worst["series_uid"]]
+            idx = min(m["edges"])[1]
+            pic = add_picture(sink, m["vol"][idx], f"sharpness_{worst['series_uid']}")
+            findings.append(finding(
+                "IQC-SHARPNESS", "sharpness", ABNORMAL,
+                f"图像清晰度不足：各序列边缘锐利度 {value:.2f}（限值 {min_edge:.2f}；最低为{worst.get('sequence') or ''}序列 "
+                f"{worst['edge_index']:.2f}）",
+                f"images not sharp: edge sharpness index over the series {value:.2f} (limit {min_edge:.2f}; lowest "
+                f"{worst.get('sequence') or ''} {worst['edge_index']:.2f})",
+                [Evidence(series_uid=worst["series_uid"], instance_index=idx, measured=round(value, 4), limit=min_edge,
+                          image=pic, extra={"aggregate": sharp_how})]))
+        out["sharpness"] = DimensionResult(ABNORMAL if findings else NORMAL, details, findings=findings)
     return out
 
 

@@ -11,7 +11,10 @@ lie in atlas coordinates; the item's required landmarks are positions in the sam
 
 The atlas is data (``qc_rules/image_qc/mr_range_atlas.json``), rebuilt with
 ``python -m radqc.pipelines.image_qc.mr_range_atlas build OUT.json DIR [DIR...]`` from generated
-*training* sets (seeds 7xxx); only exams whose truth range is 正常 contribute.
+*training* sets (seeds 7xxx); only exams whose truth range is 正常 contribute. The clinical
+planner orders no cervical-spine MR, so its training exams come from
+``python -m radqc.pipelines.image_qc.mr_range_atlas render OUT SEED N cervical_spine``: the
+generator's renderer given an ImagingSpec directly (half clean, a quarter cut at each end).
 """
 
 from __future__ import annotations
@@ -26,10 +29,19 @@ import numpy as np
 
 from radqc.pipelines.image_qc.types import SeriesImages
 
-__all__ = ["STEP_MM", "series_profile", "match", "load_atlas", "atlas_key", "build_atlas"]
+__all__ = ["STEP_MM", "ATLAS_REGIONS", "series_profile", "match", "load_atlas", "atlas_key", "build_atlas",
+           "render_spine_set"]
 
 #: profile sampling step (mm): finer than any small-image pixel matters little, the anatomy is coarse
 STEP_MM = 2.0
+
+#: generator region -> atlas region. No thoracic spine: no MR item standard asks for it, and the
+#: generator's correctly planned thoracic field (centred on T7) reaches C7/L1 only by chance, so its
+#: truth does not follow the field edges (training seed 7210: clean and cut tops overlap)
+ATLAS_REGIONS = {"head": "head", "knee": "knee", "lumbar_spine": "lumbar_spine", "cervical_spine": "cervical_spine"}
+
+#: the landmark each end of a spine range defect removes (the generator's qc.yaml ``landmarks``)
+_SPINE_ENDS = {"cervical_spine": ("C1", "T1"), "thoracic_spine": ("C7", "L1"), "lumbar_spine": ("T12", "S1")}
 
 
 def _superior_row(series: SeriesImages) -> tuple[list[Any], bool | None]:
@@ -195,23 +207,69 @@ def build_atlas(dirs: list[str], regions: dict[str, str], min_exams: int = 3) ->
     return out
 
 
+def render_spine_set(out: str | Path, seed: int, n: int, regions: list[str]) -> int:
+    """Render ``n`` spine MR exams straight from ImagingSpecs, in ``radqc synth``'s folder layout.
+
+    The clinical planner orders no cervical-spine MR, so the atlas's training (and validation)
+    exams of that region are rendered here: half clean, a quarter cut at the top landmark, a quarter
+    at the bottom one (15-40 mm, as the planner's MR range defect). Writes ``dicom/H/<key>/``,
+    ``truth/<key>.json`` (spec, expected_qc.dimensions.range, imaging.applied_defects) and a
+    manifest naming this command; returns the number of exams."""
+    from radqc.datasets.synthetic.imaging.render import render_exam
+    from radqc.datasets.synthetic.spec import Defect, ImagingSpec
+
+    root = Path(out)
+    (root / "truth").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        region = regions[i % len(regions)]
+        key = f"S{seed}_{i:04d}"
+        r = float(rng.random())
+        cut = float(rng.uniform(15, 40))
+        top, bottom = _SPINE_ENDS[region]
+        defects = []
+        if r < 0.5:
+            end, landmark = ("top", top) if r < 0.25 else ("bottom", bottom)
+            defects = [Defect("range", "过小", {"kind": "range_too_small", "missing": [landmark], "end": end, "cut_mm": cut})]
+        spec = ImagingSpec(exam_key=key, seed=int(seed) * 10000 + i, modality="MR", regions=[region], size="small",
+                           vendor=str(rng.choice(["GE", "Siemens", "Philips", "UIH", "Canon"])),
+                           sex="M" if rng.random() < 0.5 else "F", age=int(rng.integers(20, 80)), defects=defects)
+        res = render_exam(spec, root / "dicom" / "H", labels_dir=root / "labels")
+        applied = [{"dimension": d.dimension, "value": d.value, "params": d.params} for d in res.applied_defects]
+        cut_applied = any(d["dimension"] == "range" for d in applied)
+        truth = {"exam_key": key, "spec": {"modality": "MR", "regions": [region]},
+                 "expected_qc": {"dimensions": {"range": "过小" if cut_applied else "正常"}},
+                 "imaging": {"applied_defects": applied}}
+        (root / "truth" / f"{key}.json").write_text(json.dumps(truth, ensure_ascii=False, default=str), encoding="utf-8")
+    manifest = {"profile": "spine-mr", "seed": seed, "n_exams": n, "size": "small", "regions": regions,
+                "command": f"python -m radqc.pipelines.image_qc.mr_range_atlas render OUT {seed} {n} {' '.join(regions)}"}
+    (root / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    return n
+
+
 def _source(d: str) -> str:
     """A training set named by its generator seed and profile (the folder name says nothing)."""
     try:
         m = json.loads((Path(d) / "manifest.json").read_text(encoding="utf-8"))
+        if m.get("command"):
+            return f"{m['command']} (seed {m.get('seed')}, {m.get('n_exams')} exams, size {m.get('size')})"
         return f"radqc synth --profile {m.get('profile')} --seed {m.get('seed')} ({m.get('n_exams')} exams, size {m.get('size')})"
     except (OSError, ValueError):
         return Path(d).name
 
 
 def main(argv: list[str]) -> int:
-    """``build OUT.json DIR [DIR...]``: write the atlas from generated training sets."""
+    """``build OUT.json DIR [DIR...]``: write the atlas from generated training sets;
+    ``render OUT SEED N REGION [REGION...]``: render spine MR exams the planner does not order."""
+    if len(argv) >= 4 and argv[0] == "render":
+        n = render_spine_set(argv[1], int(argv[2]), int(argv[3]), argv[4:] or ["cervical_spine"])
+        print(f"{n} exams -> {argv[1]}")
+        return 0
     if len(argv) < 3 or argv[0] != "build":
-        print("usage: python -m radqc.pipelines.image_qc.mr_range_atlas build OUT.json DIR [DIR...]", file=sys.stderr)
+        print("usage: python -m radqc.pipelines.image_qc.mr_range_atlas build OUT.json DIR [DIR...]\n"
+              "       python -m radqc.pipelines.image_qc.mr_range_atlas render OUT SEED N REGION [REGION...]", file=sys.stderr)
         return 2
-    regions = {"head": "head", "knee": "knee", "lumbar_spine": "lumbar_spine", "cervical_spine": "cervical_spine",
-               "thoracic_spine": "thoracic_spine"}
-    profiles = build_atlas(argv[2:], regions)
+    profiles = build_atlas(argv[2:], ATLAS_REGIONS)
     doc = {"schema": "radqc.image_qc.mr_range_atlas/1",
            "what": "mean superior-inferior row profiles (column mean / 99th percentile) of sagittal/coronal MR "
                    "series of correctly planned exams, mm from the field centre (positive = inferior)",
