@@ -100,8 +100,16 @@ def _warm(url: str, headers: dict[str, str], exam_ids: list[int]) -> list[int]:
         return list(pool.map(one, exam_ids))
 
 
-def api_load(ws: Any, workers_list: tuple[int, ...], connections: tuple[int, ...], duration: int) -> dict[str, Any]:
-    """Exam-detail load per worker count and connection count (see the module docstring)."""
+#: Server configurations measured: (workers, exam-detail cache). "warm": the per-worker cache
+#: of the detail's exam-wide part (serving/services/detail_cache.py) after the service has
+#: answered every visible exam once; "off": RADQC_DETAIL_CACHE_MB=0, every request rebuilds it
+#: from the catalogue (the cost of an exam nobody opened since its last pipeline run).
+CONFIGS = ((1, "warm"), (2, "warm"), (2, "off"))
+
+
+def api_load(ws: Any, configs: tuple[tuple[int, str], ...], connections: tuple[int, ...], duration: int
+             ) -> dict[str, Any]:
+    """Exam-detail load per server configuration and connection count (see the module docstring)."""
     import httpx
 
     from radqc.cli.cmd_serve import free_port, start_detached, stop_detached
@@ -116,16 +124,24 @@ def api_load(ws: Any, workers_list: tuple[int, ...], connections: tuple[int, ...
     script_dir = Path(tempfile.mkdtemp(prefix="radqc-wrk-"))
     shutil.copy(Path(__file__).with_name("serving_wrk.lua"), script_dir / "serving_wrk.lua")
     out: dict[str, Any] = {"visible_exams": len(ids), "runs": []}
+    saved_cache = os.environ.get("RADQC_DETAIL_CACHE_MB")
     try:
-        for workers in workers_list:
+        for workers, cache in configs:
             stop_detached(home)
+            if cache == "off":
+                os.environ["RADQC_DETAIL_CACHE_MB"] = "0"
+            else:
+                os.environ.pop("RADQC_DETAIL_CACHE_MB", None)
             info = start_detached(home, port=free_port("127.0.0.1", 18600), workers=workers)
             try:
                 with httpx.Client(base_url=info["url"], timeout=30) as client:
                     token = client.post("/api/auth/token", data={"username": "doctor_a",
                                                                  "password": doctor["password"]}).json()["access_token"]
                     headers = {"Authorization": f"Bearer {token}"}
-                    sizes = _warm(info["url"], headers, ids[:: max(1, len(ids) // 60)][:60])
+                    warm_ids = ids if cache == "warm" else ids[:: max(1, len(ids) // 60)][:60]
+                    t0 = time.perf_counter()
+                    sizes = _warm(info["url"], headers, warm_ids)
+                    warm_s = time.perf_counter() - t0
                     t0 = time.perf_counter()
                     for exam_id in ids[:50]:
                         client.get(f"/api/exams/{exam_id}", headers=headers)
@@ -136,11 +152,16 @@ def api_load(ws: Any, workers_list: tuple[int, ...], connections: tuple[int, ...
                 out["payload_bytes_mean"] = round(sum(sizes) / max(1, len(sizes)))
                 for c in connections:
                     run = _wrk(info["url"], script_dir, c, duration)
-                    run.update(workers=workers, sequential_ms=round(sequential_ms, 1))
+                    run.update(workers=workers, cache=cache, sequential_ms=round(sequential_ms, 1),
+                               warm_requests=len(warm_ids), warm_s=round(warm_s, 1))
                     out["runs"].append(run)
             finally:
                 stop_detached(home)
     finally:
+        if saved_cache is None:
+            os.environ.pop("RADQC_DETAIL_CACHE_MB", None)
+        else:
+            os.environ["RADQC_DETAIL_CACHE_MB"] = saved_cache
         shutil.rmtree(script_dir, ignore_errors=True)
     return out
 
@@ -155,13 +176,13 @@ def _setup_workspace(work: Path) -> Any:
 
 
 def _table(load: dict[str, Any]) -> list[str]:
-    lines = ["| workers | connections | requests/s | answered | p50 ms | p90 ms | p99 ms | non-2xx | timeouts/errors "
-             "| target met |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"]
+    lines = ["| workers | detail cache | connections | requests/s | answered | p50 ms | p90 ms | p99 ms | non-2xx "
+             "| timeouts/errors | target met |",
+             "| ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"]
     for r in load.get("runs", []):
         met = ((r["rps"] or 0) >= TARGET_RPS and (r["p99_ms"] or 1e9) <= TARGET_P99_MS and not r["non_2xx"]
                and not r["socket_errors"] and r["requests"])
-        lines.append(f"| {r['workers']} | {r['connections']} | {r['rps']} | {r['requests']} | {r['p50_ms']} | "
+        lines.append(f"| {r['workers']} | {r.get('cache', 'warm')} | {r['connections']} | {r['rps']} | {r['requests']} | {r['p50_ms']} | "
                      f"{r['p90_ms']} | {r['p99_ms']} | {r['non_2xx']} | {r['socket_errors']} | {'yes' if met else 'no'} |")
     if any(not r["requests"] or r["socket_errors"] for r in load.get("runs", [])):
         lines += ["", "Rows with few answers or timeouts: requests waited longer than wrk's 5 s timeout, i.e. the "
@@ -194,7 +215,7 @@ def run(quick: bool = False) -> str:
             from radqc.catalogue import models as m
 
             qc_rows = int(s.scalar(select(func.count(m.QcResult.id))) or 0)
-        load = api_load(ws, (1, 2), CONNECTIONS_QUICK if quick else CONNECTIONS,
+        load = api_load(ws, CONFIGS, CONNECTIONS_QUICK if quick else CONNECTIONS,
                         DURATION_S_QUICK if quick else DURATION_S)
         load_mid = os.getloadavg()[0]
         browser = browser_timings(ws, work, quick=quick)
@@ -228,9 +249,14 @@ def run(quick: bool = False) -> str:
         lines.append(f"Skipped: {load['skipped']}")
     else:
         lines += _table(load)
-        seq = {r["workers"]: r["sequential_ms"] for r in load["runs"]}
-        lines += ["", "Sequential (one client, no concurrency): "
-                  + ", ".join(f"{w} worker{'s' if w > 1 else ''} {ms} ms per request" for w, ms in seq.items()) + "."]
+        seq = {(r["workers"], r.get("cache", "warm")): r["sequential_ms"] for r in load["runs"]}
+        lines += ["", "Detail cache: *warm* — the service had answered every visible exam once before the run "
+                  "(4 clients, so each worker process holds the exams it happened to answer), as after a day's "
+                  "use; *off* — `RADQC_DETAIL_CACHE_MB=0`, every request rebuilds the exam-wide part from the "
+                  "catalogue, the cost of an exam nobody opened since its last pipeline run. "
+                  "Sequential (one client, no concurrency): "
+                  + ", ".join(f"{w} worker{'s' if w > 1 else ''}, cache {c}: {ms} ms per request"
+                              for (w, c), ms in seq.items()) + "."]
     lines += ["", "### In the browser (Chromium, Playwright)", ""]
     lines += browser_lines(browser)
     return "\n".join(lines)

@@ -27,15 +27,30 @@ def _cache(client: Any) -> DetailCache:
 
 
 def test_second_view_is_served_from_the_cache_with_the_same_content(workspace) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import event
+
     add_user(workspace, "dr_a", "doctor", "H_A")
     exam = add_full_exam(workspace, "H_A")
     client = make_client(workspace)
     headers = login(client, "dr_a")
-    first = _view(client, headers, exam.exam_id)
-    before = _cache(client).stats()
-    second = _view(client, headers, exam.exam_id)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(workspace.engine, "before_cursor_execute", count)
+    try:
+        first = _view(client, headers, exam.exam_id)
+        cold = len(statements)
+        statements.clear()
+        before = _cache(client).stats()
+        second = _view(client, headers, exam.exam_id)
+        warm = len(statements)
+    finally:
+        event.remove(workspace.engine, "before_cursor_execute", count)
     after = _cache(client).stats()
     assert after["hits"] == before["hits"] + 1 and after["entries"] == 1
+    assert warm <= cold - 5, (cold, warm)  # ledger, standard series, series, counts, report not read again
     assert first == second
     assert first["image_qc"]["deductions"][0]["evidence"][0]["series_id"] == exam.series_ids[0]
     assert [s["instances"] for s in first["series"]] == [4, 2]
