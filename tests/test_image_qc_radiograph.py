@@ -506,3 +506,29 @@ def test_positioning_findings_name_their_kind_for_the_rollup() -> None:
     assert rows == {"IQC-POSITION": 5.0, "IQC-MARKER": 5.0}
     rot = findings({"rotation_offset_mm": 40.0, "rotation_raw_mm": 5.0, "rotation_thorax_raw_mm": 3.0})
     assert {f.evidence[0].extra.get("kind") for f in rot} == {"rotation", "marker_wrong"}
+
+
+def test_an_unreadable_lead_blob_leaves_the_letter_unread() -> None:
+    """The pixel detector's reading wins; when it found the blob but not the letter, the
+    analyser's coarse-grid letter is not used to call the marker wrong."""
+    net = {"present": True, "text": "L", "side_of_image": "left", "box": [1, 5, 1, 5]}
+    read = {"present": True, "text": "R", "side_of_image": "left", "box": [2, 9, 2, 8], "source": "pixels"}
+    unread = {"present": True, "text": None, "side_of_image": "left", "box": [2, 9, 2, 8], "source": "pixels"}
+    assert rq._combined_marker(net, read)["text"] == "R"
+    assert rq._combined_marker(net, unread)["text"] is None
+    assert rq._combined_marker(net, None)["text"] == "L"  # no blob at the maximum: the analyser's reading
+    assert rq._combined_marker({"present": False}, unread) == unread
+    from radqc.pipelines.image_qc.types import Evidence
+
+    p = rq.load_params("DX-CHEST-PA")
+
+    def value(pix: dict[str, Any]) -> str:
+        v = rq._View("1.7", "PA", None)
+        rq._positioning(v, type("A", (), {"masks": {}})(), {"posterior_ribs_above_right_dome": 10, "marker": net},
+                        1.0, p, True,
+                        lambda *a, **k: Evidence(series_uid="1.7", instance_index=0, measured=a[1], limit=a[2]), pix)
+        return v.values["positioning"]
+
+    assert value(read) == "标准"     # R on the image left of a PA: correct
+    assert value(unread) == "标准"   # the analyser's 'L' on the left would have been called wrong
+    assert value(dict(read, text="L")) == "不标准"

@@ -693,7 +693,12 @@ def _rotation_signs_agree(meas: dict[str, Any]) -> bool | None:
 
 def _combined_marker(net: Any, pix: dict[str, Any] | None) -> dict[str, Any] | None:
     """The analyser's marker and the pixel detector's: present when either found it; the letter
-    and side from the pixel detector when it read one (it reads the full-resolution glyph)."""
+    and side from the pixel detector when it read one (it reads the full-resolution glyph).
+
+    When the pixel detector found the lead blob but could not read its letter (a glyph cut by the
+    field edge or run into burned-in text), the analyser's letter, read on its coarser grid from the
+    same blob, is no better than chance (validation 8211-8213/8221/8202: 4 right, 5 wrong, every
+    one a correct marker): the letter is then left unread and the side not judged."""
     net = dict(net) if isinstance(net, dict) else None
     if pix is None:
         return net
@@ -703,6 +708,9 @@ def _combined_marker(net: Any, pix: dict[str, Any] | None) -> dict[str, Any] | N
     if pix.get("text"):
         out.update({k: pix[k] for k in ("text", "side_of_image", "box")})
         out["source"] = "pixels"
+    elif pix.get("present"):
+        out["text"] = None
+        out["letter_unread"] = True
     return out
 
 
