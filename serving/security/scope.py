@@ -12,19 +12,22 @@ Every route that touches an exam goes through :func:`exam_scope_clause` or
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, bindparam, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from radqc.catalogue import models as m
 from radqc.serving.security.principal import Principal
 
 
-def authorised_person_keys(hospital_id: int, now: datetime | None = None) -> Select[Any]:
-    """Person keys with an active authorisation for ``hospital_id`` (or for every hospital)."""
-    now = now or datetime.now(UTC)
+def authorised_person_keys(hospital_id: Any, now: Any = None) -> Select[Any]:
+    """Person keys with an active authorisation for ``hospital_id`` (or for every hospital).
+
+    ``hospital_id`` and ``now`` may be values or bound parameters (:func:`scope_template`)."""
+    now = datetime.now(UTC) if now is None else now
     auth = m.PatientAuthorisation
     return select(auth.person_key).where(
         or_(auth.grantee_hospital_id.is_(None), auth.grantee_hospital_id == hospital_id),
@@ -33,21 +36,50 @@ def authorised_person_keys(hospital_id: int, now: datetime | None = None) -> Sel
     )
 
 
-def exam_scope_clause(principal: Principal) -> ColumnElement[bool]:
-    """A WHERE clause over ``m.Exam`` limiting rows to what ``principal`` may see."""
+def scope_kind(principal: Principal) -> str:
+    """``region``, ``own_hospital``, ``own_hospital_or_authorised`` or ``none`` (sees nothing)."""
     scope = principal.role.scope
     if scope == "region":
+        return "region"
+    if principal.hospital_id is None or scope not in ("own_hospital", "own_hospital_or_authorised"):
+        return "none"
+    return scope
+
+
+def _scope_clause(kind: str, hospital_id: Any, now: Any) -> ColumnElement[bool]:
+    """The one definition of visibility per :func:`scope_kind`; values or bound parameters."""
+    if kind == "region":
         return true()
-    if principal.hospital_id is None:
+    if kind == "none":
         return false()
-    own = m.Exam.hospital_id == principal.hospital_id
-    if scope == "own_hospital":
+    own = m.Exam.hospital_id == hospital_id
+    if kind == "own_hospital":
         return own
-    if scope == "own_hospital_or_authorised":
+    if kind == "own_hospital_or_authorised":
         authorised_patients = select(m.Patient.id).where(
-            m.Patient.person_key.in_(authorised_person_keys(principal.hospital_id)))
+            m.Patient.person_key.in_(authorised_person_keys(hospital_id, now)))
         return or_(own, m.Exam.patient_id.in_(authorised_patients))
-    return false()
+    raise ValueError(f"unknown scope kind {kind!r}")
+
+
+@functools.cache
+def scope_template(kind: str) -> ColumnElement[bool]:
+    """:func:`_scope_clause` with the caller's hospital and the current time as bound parameters
+    (``scope_hospital_id``, ``scope_now``: :func:`scope_parameters`).
+
+    Built once per kind, so a hot route can keep a whole statement around and pass only values
+    (constructing the clause on every request cost more than running it)."""
+    return _scope_clause(kind, bindparam("scope_hospital_id"), bindparam("scope_now"))
+
+
+def scope_parameters(principal: Principal) -> dict[str, Any]:
+    """Values for :func:`scope_template`'s parameters (extra keys are harmless)."""
+    return {"scope_hospital_id": principal.hospital_id, "scope_now": datetime.now(UTC)}
+
+
+def exam_scope_clause(principal: Principal) -> ColumnElement[bool]:
+    """A WHERE clause over ``m.Exam`` limiting rows to what ``principal`` may see."""
+    return _scope_clause(scope_kind(principal), principal.hospital_id, datetime.now(UTC))
 
 
 def exam_in_scope(session: Session, principal: Principal, exam_id: int) -> bool:

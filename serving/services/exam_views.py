@@ -21,19 +21,26 @@ clause to every query that reads exams.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from radqc.catalogue import models as m
 from radqc.serving.context import ServiceContext
 from radqc.serving.security.principal import Principal
-from radqc.serving.security.scope import exam_scope_clause, is_other_hospital
+from radqc.serving.security.scope import (
+    exam_scope_clause,
+    is_other_hospital,
+    scope_kind,
+    scope_parameters,
+    scope_template,
+)
 from radqc.serving.services.detail_cache import ExamStatic, exam_version
 from radqc.serving.services.jsonout import encode
 
@@ -293,9 +300,20 @@ def summary(ctx: ServiceContext, principal: Principal, exam: m.Exam, hospital: m
     }
 
 
+@functools.cache
+def _scoped_row_statement(kind: str) -> Any:
+    return exam_rows([m.Exam.id == bindparam("exam_id"), scope_template(kind)])
+
+
 def scoped_exam_row(session: Session, principal: Principal, exam_id: int) -> tuple[Any, ...] | None:
-    """``(Exam, Hospital, Patient, QcResult)`` when the exam exists and is in scope, else None (-> 404)."""
-    row = session.execute(exam_rows([m.Exam.id == exam_id, exam_scope_clause(principal)])).first()
+    """``(Exam, Hospital, Patient, QcResult)`` when the exam exists and is in scope, else None (-> 404).
+
+    The statement is built once per scope kind (the exam detail's hot path); visibility is
+    still :mod:`radqc.serving.security.scope`'s clause, with the caller's values bound."""
+    kind = scope_kind(principal)
+    if kind == "none":
+        return None
+    row = session.execute(_scoped_row_statement(kind), {"exam_id": exam_id, **scope_parameters(principal)}).first()
     return tuple(row) if row is not None else None
 
 
