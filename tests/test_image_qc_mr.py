@@ -389,3 +389,75 @@ def test_head_atlas_leaves_a_well_planned_head_alone(brain: dict[str, Any]) -> N
     res = mr._range(exam, brain, EvidenceSink())
     assert res.details["skull_base"]["value"] == "正常"
     assert not any(m.get("landmark") == "foramen_magnum" for m in res.details.get("missing", []))
+
+
+# ---------------------------------------------------------------- combined orders, poor matches
+
+
+def _with_region(series: SeriesImages, region: str) -> SeriesImages:
+    series.label.region = region
+    return series
+
+
+def test_combined_brain_and_lumbar_order_reads_head_series_as_the_brain() -> None:
+    # scored under MR-LSPINE, but every series is the head's: the head measure reads them and the
+    # lumbar part, with no series of its own, is listed instead of registering head images to the spine
+    head = [_with_region(mr_series("sag", "T2W", "sagittal", slices=_head_sag(0.0)), "head")]
+    exam = ExamImages(study_uid="2.1", modality="MR", standard_code="MR-LSPINE",
+                      item_codes=["MR.HEAD.PLAIN", "MR.LSPINE.PLAIN"], series=head)
+    res = mr._range(exam, load_params("MR", "MR-LSPINE"), EvidenceSink())
+    assert res.value == "正常", res.details
+    assert res.details["parts"]["MR-BRAIN"]["value"] == "正常"
+    assert res.details["parts"]["MR-LSPINE"]["reason_code"] == "no_series_of_part"
+    # the same images under a lumbar-only order are the lumbar item's: no split
+    alone = ExamImages(study_uid="2.2", modality="MR", standard_code="MR-LSPINE", item_codes=["MR.LSPINE.PLAIN"], series=head)
+    assert "parts" not in mr._range(alone, load_params("MR", "MR-LSPINE"), EvidenceSink()).details
+
+
+def test_combined_order_reports_a_cut_in_either_part() -> None:
+    head = _with_region(mr_series("sag", "T2W", "sagittal", slices=_head_sag(0.0)), "head")
+    spine = _with_region(mr_series("t2", "T2W", "sagittal", slices=atlas_slices("lumbar_spine", "sagittal", "T2W", -80.0, rows=128)),
+                         "abdomen")
+    exam = ExamImages(study_uid="2.3", modality="MR", standard_code="MR-LSPINE",
+                      item_codes=["MR.HEAD.PLAIN", "MR.LSPINE.PLAIN"], series=[head, spine])
+    res = mr._range(exam, load_params("MR", "MR-LSPINE"), EvidenceSink())
+    assert res.value == "过小", res.details
+    assert res.details["parts"]["MR-BRAIN"]["value"] == "正常"
+    assert [m["landmark"] for m in res.details["missing"]] == ["S1"]
+
+
+def test_a_series_matching_far_worse_than_the_best_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the coronal series matches centred at 0.90; the sagittal one (ghosted) only at 0.60 and 70 mm
+    # too high: it must not pull the median field edges (of two series, their mean) up
+    from radqc.pipelines.image_qc import mr_range_atlas as atlas_mod
+
+    params = load_params("MR", "MR-KNEE")
+    answers = iter([(-70.0, 0.60), (0.0, 0.90)])
+    monkeypatch.setattr(atlas_mod, "match", lambda *_a, **_k: next(answers))
+    exam = _exam_with([mr_series("sag", "PD", "sagittal", slices=atlas_slices("knee", "sagittal", "PD", 0.0)),
+                       mr_series("cor", "PD", "coronal", slices=atlas_slices("knee", "coronal", "PD", 0.0))], code="MR-KNEE")
+    res = mr._range(exam, params, EvidenceSink())
+    rows = {r["series_uid"]: r for r in res.details["series"]}
+    assert rows["cor"]["used"]
+    assert not rows["sag"]["used"] and rows["sag"]["not_used"] == "correlation_below_best"
+    assert res.value == "正常", res.details
+    # without the rule the two series' median edges miss the proximal tibia
+    params["range"]["max_correlation_below_best"] = None
+    answers = iter([(-70.0, 0.60), (0.0, 0.90)])
+    assert mr._range(exam, params, EvidenceSink()).value == "过小"
+
+
+def test_combined_order_holds_head_series_to_the_brain_thickness() -> None:
+    # 6 mm head slices are standard for the brain (<= 6) but not for the lumbar spine (<= 4.5)
+    params = load_params("MR", "MR-LSPINE")
+    head = _with_region(mr_series("ax", "T2W", "axial", thickness=6.0), "head")
+    spine = _with_region(mr_series("sag", "T2W", "sagittal", thickness=4.0), "abdomen")
+    exam = ExamImages(study_uid="2.4", modality="MR", standard_code="MR-LSPINE",
+                      item_codes=["MR.HEAD.PLAIN", "MR.LSPINE.PLAIN"], series=[head, spine])
+    res = mr._reconstruction(exam, params)
+    assert res.value == "正常", res.details
+    assert res.details["limits_by_part"] == {"MR-BRAIN": 6.0, "MR-LSPINE": 4.5}
+    thick = _with_region(mr_series("sag", "T2W", "sagittal", thickness=6.0), "abdomen")
+    exam.series = [head, thick]
+    bad = mr._reconstruction(exam, params)
+    assert bad.value == "异常" and [f.evidence[0].series_uid for f in bad.findings] == ["sag"]

@@ -11,6 +11,7 @@ artifact detector; ``centring``, ``window`` and ``dose`` do not apply to MR.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -284,22 +285,30 @@ def _pixel_dims(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) ->
 
 
 def _reconstruction(exam: ExamImages, params: dict[str, Any]) -> DimensionResult:
-    limit = float((params.get("reconstruction") or {}).get("max_thickness_mm", 6.0))
-    series = _image_series(exam)
-    if not series:
+    """Slice thickness of every image series against its part's limit (a combined brain + spine
+    order holds the head's series to the brain's limit: :func:`_parts`)."""
+    if not _image_series(exam):
         return not_assessable("no_image_series", "无可分析的磁共振序列", "no MR image series to analyse")
     findings = []
     rows = []
-    for s in series:
-        t = header_of(s, "slice_thickness")
-        rows.append({"series_uid": series_uid(s), "sequence": label_of(s, "sequence"), "slice_thickness_mm": t})
-        if t is not None and float(t) > limit:
-            findings.append(finding("IQC-RECON", "reconstruction", ABNORMAL,
-                                    f"层厚 {float(t):g} mm 超出标准（≤ {limit:g} mm）：{label_of(s, 'sequence') or ''} {_plane(s) or ''}",
-                                    f"slice thickness {float(t):g} mm outside the standard (<= {limit:g} mm): "
-                                    f"{_plane(s) or ''} {label_of(s, 'sequence') or ''}",
-                                    [Evidence(series_uid=series_uid(s), measured=float(t), limit=limit, unit="mm")]))
-    return DimensionResult(ABNORMAL if findings else NORMAL, {"series": rows, "limit_mm": limit}, findings=findings)
+    limits = {}
+    for code, part_exam, part_params in _parts(exam, params):
+        limit = float((part_params.get("reconstruction") or {}).get("max_thickness_mm", 6.0))
+        limits[code] = limit
+        for s in _image_series(part_exam):
+            t = header_of(s, "slice_thickness")
+            rows.append({"series_uid": series_uid(s), "sequence": label_of(s, "sequence"), "slice_thickness_mm": t,
+                         "limit_mm": limit})
+            if t is not None and float(t) > limit:
+                findings.append(finding("IQC-RECON", "reconstruction", ABNORMAL,
+                                        f"层厚 {float(t):g} mm 超出标准（≤ {limit:g} mm）：{label_of(s, 'sequence') or ''} {_plane(s) or ''}",
+                                        f"slice thickness {float(t):g} mm outside the standard (<= {limit:g} mm): "
+                                        f"{_plane(s) or ''} {label_of(s, 'sequence') or ''}",
+                                        [Evidence(series_uid=series_uid(s), measured=float(t), limit=limit, unit="mm")]))
+    details: dict[str, Any] = {"series": rows, "limit_mm": limits.get(str(params.get("_standard_code")), next(iter(limits.values())))}
+    if len(limits) > 1:
+        details["limits_by_part"] = limits
+    return DimensionResult(ABNORMAL if findings else NORMAL, details, findings=findings)
 
 
 def _superior_first(series: SeriesImages) -> tuple[list[Any], str | None]:
@@ -394,6 +403,15 @@ def _range_atlas(exam: ExamImages, p: dict[str, Any], sink: EvidenceSink | None)
         rows.append({"series_uid": series_uid(s), "sequence": seq, "plane": plane, "shift_mm": round(shift, 1),
                      "correlation": round(ncc, 3), "top_mm": round(shift - prof["half_mm"], 1),
                      "bottom_mm": round(shift + prof["half_mm"], 1), "used": ncc >= min_ncc})
+    # a series matching far worse than the exam's best match (ghosting, a dark fat-suppressed
+    # series) is not used beside it: the median of two series is their mean
+    margin = p.get("max_correlation_below_best")
+    best_ncc = max((r["correlation"] for r in rows if r.get("used")), default=None)
+    if margin is not None and best_ncc is not None:
+        for r in rows:
+            if r.get("used") and r["correlation"] < best_ncc - float(margin):
+                r["used"] = False
+                r["not_used"] = "correlation_below_best"
     used = [r for r in rows if r.get("used")]
     landmarks = p.get("landmarks") or {}
     details: dict[str, Any] = {"method": "atlas_profile", "atlas_region": region, "series": rows,
@@ -438,12 +456,78 @@ def _range_atlas(exam: ExamImages, p: dict[str, Any], sink: EvidenceSink | None)
     return DimensionResult("过小" if findings else NORMAL, details, findings=findings)
 
 
-def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink | None = None) -> DimensionResult:
-    """Scan range: for the head, whether the vertex is inside every series (sagittal/coronal first);
-    for knee and lumbar spine, the field edges on the anatomy by atlas profile registration.
+def _ordered_parts(exam: ExamImages) -> set[str]:
+    """The body parts (radqc.vocab, e.g. 颅脑) of the exam's ordered standard items."""
+    from radqc.vocab import item as vocab_item
 
-    Items without an atlas (cervical/thoracic spine, shoulder...) stay 无法评估 with the item's reason
-    from the parameter file."""
+    parts: set[str] = set()
+    for code in exam.item_codes or []:
+        try:
+            parts.update(str(p_) for p_ in (vocab_item(code).parts or []))
+        except KeyError:
+            continue
+    return parts
+
+
+def _parts(exam: ExamImages, params: dict[str, Any]) -> list[tuple[str, ExamImages, dict[str, Any]]]:
+    """The exam's imaged parts: ``[(standard code, the part's exam, its parameters)]``.
+
+    One part normally. A combined order (颅脑 + 腰椎 in one exam) scored under the non-head item:
+    the series the classifier places in a region of ``range.part_series`` (the head) belong to that
+    part's item (MR-BRAIN) when the order has an item of that part, the rest to the exam's item;
+    a part left without image series is dropped."""
+    own = str(params.get("_standard_code"))
+    ordered = _ordered_parts(exam)
+    for region, spec in ((params.get("range") or {}).get("part_series") or {}).items():
+        other = str(spec.get("standard") or "")
+        if not other or other == own or not ordered.intersection(spec.get("parts") or []):
+            continue
+        mine = [s for s in exam.series if label_of(s, "region") == region]
+        if not mine:
+            continue
+        from radqc.pipelines.image_qc.measure_common import load_params as _load
+
+        out = [(other, dataclasses.replace(exam, series=mine, standard_code=other), _load("MR", other))]
+        rest = dataclasses.replace(exam, series=[s for s in exam.series if label_of(s, "region") != region])
+        if _image_series(rest):
+            out.append((own, rest, params))
+        return out
+    return [(own, exam, params)]
+
+
+def _range(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink | None = None) -> DimensionResult:
+    """Scan range, per imaged part (:func:`_parts`): a brain + lumbar spine exam scored as MR-LSPINE
+    must not register head images to the lumbar atlas. A part without series is listed, not judged."""
+    parts = _parts(exam, params)
+    if len(parts) == 1 and parts[0][1] is exam:
+        return _range_one(exam, params, sink)
+    return _combine_parts({code: _range_one(e, p_, sink) for code, e, p_ in parts}, str(params.get("_standard_code")))
+
+
+def _combine_parts(results: dict[str, DimensionResult], own: str) -> DimensionResult:
+    """One range result from the parts' own: 过小/过大 when any part is; else 正常 when one was measured."""
+    details: dict[str, Any] = {"parts": {code: {"value": r.value, "reason": r.reason, **r.details} for code, r in results.items()}}
+    if own not in results:
+        details["parts"][own] = {"value": None, "reason_code": "no_series_of_part",
+                                 "reason": "该部位无序列（图像均属于另一检查部位） / no series of this part (every series belongs to the other ordered part)"}
+    findings = [f for r in results.values() for f in r.findings]
+    for bad in ("过小", "过大"):
+        if any(r.value == bad for r in results.values()):
+            details["missing"] = [m for r in results.values() for m in r.details.get("missing", [])]
+            return DimensionResult(bad, details, findings=findings)
+    measured = [r for r in results.values() if r.value == NORMAL]
+    if measured:
+        return DimensionResult(NORMAL, details)
+    first = next(iter(results.values()))
+    return DimensionResult(first.value, {**first.details, **details}, reason=first.reason, findings=findings)
+
+
+def _range_one(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink | None = None) -> DimensionResult:
+    """Scan range of one item: for the head, whether the vertex is inside every series (sagittal/coronal
+    first); for knee and spine, the field edges on the anatomy by atlas profile registration.
+
+    Items without an atlas (shoulder, liver, prostate) stay 无法评估 with the item's reason from the
+    parameter file."""
     p = params.get("range") or {}
     if p.get("assess") and p.get("method") == "atlas":
         return _range_atlas(exam, p, sink)
