@@ -682,9 +682,9 @@ def _rotation_signs_agree(meas: dict[str, Any]) -> bool | None:
     clavicle ends (``rotation_raw_mm``) and against the lateral lung edges
     (``rotation_thorax_raw_mm``). A turned chest moves the spine against both in the same direction;
     a combined offset over the limit whose two parts disagree (or one of which is exactly zero) is
-    mask noise, not rotation (validation 8221 + 8212: every one of 26 rotated views agreed, while
-    4 of the 7 straight views over the limit did not). None when the thorax sign is unavailable
-    (a lung cut at the field's side), so the combined offset alone decides."""
+    mask noise, not rotation (validation 8221 + 8212: 25 of 26 rotated views agreed, the 26th had
+    no thorax sign; 3 of the 7 straight views over the limit disagreed). None when the thorax sign
+    is unavailable (a lung cut at the field's side), so the combined offset alone decides."""
     cl, th = meas.get("rotation_raw_mm"), meas.get("rotation_thorax_raw_mm")
     if cl is None or th is None:
         return None
