@@ -21,7 +21,7 @@ from ..spec import SeriesRole
 from .anatomy import Materials, anatomy, region_of_depth, structure_ids, structure_names
 from .context import ExamContext, PendingDefect, protocols, resolve_landmark, vendor_private
 from .defects import body_centroid_mm, edge_sharpness, motion_double, motion_streaks, roi_sd, streak_pattern
-from .geometry import Box, Capsule, Ellipsoid, Grid, Placement, Shape, paint
+from .geometry import Box, Capsule, Ellipsoid, Grid, Phantom, Placement, Shape, paint
 from .image_ops import NoiseSource, blur2d, burn_text
 from .phantom_body import Habitus, build_body, draw_habitus, vertebra_table
 from .phantom_knee import build_knee
@@ -171,6 +171,9 @@ class CTRenderer:
         self._plan_defects(acqs)
         for acq in acqs:
             self._grid(acq)
+        # objects are placed once the slices are known: each must show in the primary scan
+        self._metal(acqs)
+        self._foreign(acqs)
         return acqs
 
     def _phantom_centroid(self, d0: float, d1: float) -> tuple[float, float]:
@@ -247,8 +250,6 @@ class CTRenderer:
         for p in ctx.pending("window_wrong", "window_missing"):
             mode = p.params.get("mode") or ("missing" if p.kind == "window_missing" else "wrong")
             self.window_defect = {"pending": p, "mode": mode, "series": []}
-        self._metal(acqs)
-        self._foreign(acqs)
 
     def _range_small(self, p: PendingDefect, acqs: list[Acquisition]) -> None:
         lm = self.landmarks()
@@ -286,58 +287,112 @@ class CTRenderer:
             acq.d_start = max(acq.d_start - excess, -5.0)
         self._range_pending = getattr(self, "_range_pending", []) + [(p, "large", side, excess)]
 
+    def _visible_voxels(self, shapes: list[Shape], acq: Acquisition) -> int:
+        """Voxels the shapes occupy on the acquisition's grid (the slices that are reconstructed)."""
+        probe = Phantom()
+        for sh in shapes:
+            probe.add(sh, 1)
+        return int(paint(probe, acq.grid, acq.placement).sum())
+
+    def _snap_depth(self, d: float, acq: Acquisition, margin: float = 0.0) -> float:
+        """The reconstructed slice depth nearest ``d`` inside the scanned range (less ``margin``).
+
+        Small sets have 24 slices over the whole range (10-15 mm apart): an object a few mm
+        thick placed between two slices would be in the truth but in no image.
+        """
+        depth = acq.depth
+        lo, hi = float(depth.min()) + margin, float(depth.max()) - margin
+        if lo > hi:
+            lo = hi = float(np.median(depth))
+        inside = depth[(depth >= lo) & (depth <= hi)]
+        pool = inside if len(inside) else depth
+        return float(pool[int(np.argmin(np.abs(pool - min(max(d, lo), hi))))])
+
+    def _place(self, candidates: list[tuple[str, Any]], acq: Acquisition) -> tuple[str, list[Shape], int] | None:
+        """The first candidate (name, (depth -> shapes, natural depth, margin)) that shows in ``acq``.
+
+        A negative margin marks an object bound to its anatomy (teeth, hair, neck): it is used
+        only when its natural depth lies in the scanned range, never moved into another region.
+        """
+        for what, (make, natural, margin) in candidates:
+            if margin < 0 and not (float(acq.depth.min()) <= natural <= float(acq.depth.max())):
+                continue
+            d = self._snap_depth(natural, acq, max(margin, 0.0))
+            shapes = make(d)
+            n = self._visible_voxels(shapes, acq)
+            if n > 0:
+                return what, shapes, n
+        return None
+
     def _metal(self, acqs: list[Acquisition]) -> None:
+        acq = acqs[0]
         for p in self.ctx.pending("metal"):
-            region = p.params.get("location") or acqs[0].regions[0]
+            region = p.params.get("location") or acq.regions[0]
             sx, sd = self.habitus.width, self.habitus.height
             lm = self.landmarks()
-            mid = (acqs[0].d_start + acqs[0].d_end) / 2
+            mid = (acq.d_start + acq.d_end) / 2
+            cands: list[tuple[str, Any]] = []
             if self.knee:
-                shapes: list[Shape] = [Ellipsoid((0, 6, -14), (38, 28, 8)), Capsule((0, 6, 4), (0, 8, 90), 6.0), Capsule((0, 2, -20), (0, 4, -110), 6.0)]
-                what = "knee prosthesis"
+                cands.append(("knee prosthesis", (lambda d, sx=sx, sd=sd: [Ellipsoid((0, 6, d), (38, 28, 8)), Capsule((0, 6, d + 18), (0, 8, d + 104), 6.0), Capsule((0, 2, d - 6), (0, 4, d - 96), 6.0)], -14.0, 0.0)))
             elif region in ("pelvis",):
-                shapes = [Ellipsoid((-92 * sx, 0, 850 * sd), (25, 25, 25)), Capsule((-132 * sx, 8, 872 * sd), (-112 * sx, 6, 955 * sd), 7.0)]
-                what = "hip prosthesis"
+                cands.append(("hip prosthesis", (lambda d, sx=sx, sd=sd: [Ellipsoid((-92 * sx, 0, d), (25, 25, 25)), Capsule((-132 * sx, 8, d + 22), (-112 * sx, 6, d + 105), 7.0)], 850 * sd, 0.0)))
             elif region in ("head",):
-                shapes = [Ellipsoid((side * 22 * sx, -52, 190 * sd), (5, 5, 4)) for side in (-1, 1)]
-                what = "dental fillings"
-            elif region in ("chest", "neck", "thoracic_spine", "cervical_spine"):
-                shapes = [Box((-70 * sx, -95, 330 * sd), (22, 5, 25)), Capsule((-60 * sx, -80, 330 * sd), (-10, -20, 440 * sd), 1.5)]
-                what = "pacemaker"
-                if region in ("thoracic_spine", "cervical_spine"):
-                    what = "pedicle screws"
-                    shapes = [Capsule((side * 14, 62, mid), (side * 24, 20, mid), 3.0) for side in (-1, 1)]
-            else:
-                what = "pedicle screws"
-                d = lm.get("L3_center", mid) if acqs[0].d_start <= lm.get("L3_center", mid) <= acqs[0].d_end else mid
-                shapes = [Capsule((side * 16, 60, d + dd), (side * 26, 20, d + dd), 3.0) for side in (-1, 1) for dd in (-12, 12)]
-            for s in shapes:
-                self.phantom.add(s, self.m("metal_implant", "metal"))
+                # dental fillings only where the scan reaches the teeth; otherwise an aneurysm clip
+                cands.append(("dental fillings", (lambda d, sx=sx, sd=sd: [Ellipsoid((side * 22 * sx, -52, d), (5, 5, 4)) for side in (-1, 1)], 190 * sd, -1.0)))
+                cands.append(("aneurysm clip", (lambda d, sx=sx, sd=sd: [Capsule((12 * sx, -8, d), (20 * sx, 2, d), 2.5)], lm.get("skull_base", 110 * sd) - 25, 5.0)))
+            elif region in ("chest", "neck"):
+                cands.append(("pacemaker", (lambda d, sx=sx, sd=sd: [Box((-70 * sx, -95, d), (22, 5, 25)), Capsule((-60 * sx, -80, d), (-10, -20, d + 110 * sd), 1.5)], 330 * sd, 10.0)))
+            if region in ("thoracic_spine", "cervical_spine") or not cands or (region in ("chest", "neck") and acq.regions[0] in ("thoracic_spine", "cervical_spine")):
+                cands.append(("pedicle screws", (lambda d, sx=sx, sd=sd: [Capsule((side * 14, 62, d), (side * 24, 20, d), 3.0) for side in (-1, 1)], mid, 5.0)))
+            if not self.knee:
+                l3 = lm.get("L3_center", mid)
+                cands.append(("pedicle screws", (lambda d, sx=sx, sd=sd: [Capsule((side * 16, 60, d + dd), (side * 26, 20, d + dd), 3.0) for side in (-1, 1) for dd in (-12, 12)], l3 if acq.d_start <= l3 <= acq.d_end else mid, 5.0)))
+            placed = self._place(cands, acq)
+            if placed is None:
+                self.ctx.skip(p, "no metal implant position inside the scanned range shows in its slices")
+                continue
+            what, shapes, n = placed
+            for sh in shapes:
+                self.phantom.add(sh, self.m("metal_implant", "metal"))
             self._metal_pending = (p, what)
+            acq.truth["metal_voxels"] = n
 
     def _foreign(self, acqs: list[Acquisition]) -> None:
+        acq = acqs[0]
         for p in self.ctx.pending("foreign_object"):
             sd = self.habitus.height
-            region = acqs[0].regions[0]
-            d_mid = (acqs[0].d_start + acqs[0].d_end) / 2
+            region = acq.regions[0]
+            d_mid = (acq.d_start + acq.d_end) / 2
             obj = p.params.get("object")
             ant = -(110 * self.habitus.depth + self.habitus.fat_mm + 2) if not self.knee else -68.0
-            if region in ("head",) or obj == "hairpin":
-                shapes = [Ellipsoid((0, 60, 40 * sd), (25, 3, 3))]
-                what = "hairpin"
-            elif obj == "necklace":
-                shapes = [Ellipsoid((float(60 * t), -55 + 12 * t * t, (250 + 30 * (1 - t * t)) * sd), (3.5, 3.5, 3.5)) for t in np.linspace(-1, 1, 13)]
-                what = "necklace"
-            elif obj == "bra_clip":
-                back = 105 * self.habitus.depth + self.habitus.fat_mm + 3
-                shapes = [Box((0, back, 420 * sd), (12, 2, 6))]
-                what = "bra clip"
-            else:
-                shapes = [Ellipsoid((float(self.rng.uniform(-60, 60)), ant, d_mid + float(self.rng.uniform(-30, 30))), (11, 3.5, 11))]
-                what = "ECG electrode" if obj == "ecg_leads" else "button"
-            for s in shapes:
-                self.phantom.add(s, self.m("foreign_object", "metal"))
+            back = 105 * self.habitus.depth + self.habitus.fat_mm + 3
+            jx, jd = float(self.rng.uniform(-60, 60)), float(self.rng.uniform(-30, 30))
+            skin = "ECG electrode" if obj == "ecg_leads" else "button"
+            cands: list[tuple[str, Any]] = []
+            hairpin = ("hairpin", (lambda d, sd=sd, back=back, jx=jx, ant=ant: [Ellipsoid((0, 60, d), (25, 3, 3))], 40 * sd, 3.0 if region == "head" else -1.0))
+            necklace = ("necklace", (lambda d, sd=sd, back=back, jx=jx, ant=ant: [Ellipsoid((float(60 * t), -55 + 12 * t * t, d + 30 * (1 - t * t) * sd), (3.5, 3.5, 3.5)) for t in np.linspace(-1, 1, 13)], 250 * sd, -1.0))
+            if region in ("head",) or (obj == "hairpin" and not self.knee):
+                cands.append(hairpin)
+            if obj == "necklace" and not self.knee:
+                cands.append(necklace)
+            if obj == "bra_clip":
+                cands.append(("bra clip", (lambda d, sd=sd, back=back, jx=jx, ant=ant: [Box((0, back, d), (12, 2, 6))], 420 * sd, -1.0)))
+            if region not in ("head",):
+                # what is worn on the trunk lies on the skin of the scanned range: front, or the back
+                # (a targeted spine reconstruction does not reach the anterior skin)
+                cands.append((skin, (lambda d, sd=sd, back=back, jx=jx, ant=ant: [Ellipsoid((jx, ant, d), (11, 3.5, 11))], d_mid + jd, 11.0)))
+                cands.append((skin, (lambda d, sd=sd, back=back, jx=jx, ant=ant: [Ellipsoid((jx / 3, back, d), (11, 3.5, 11))], d_mid + jd, 11.0)))
+                if not self.knee:
+                    cands.append(necklace)  # a neck scan whose skin lies outside the targeted field
+            placed = self._place(cands, acq)
+            if placed is None:
+                self.ctx.skip(p, "no foreign-object position inside the scanned range shows in its slices")
+                continue
+            what, shapes, n = placed
+            for sh in shapes:
+                self.phantom.add(sh, self.m("foreign_object", "metal"))
             self._foreign_pending = (p, what)
+            acq.truth["foreign_object_voxels"] = n
 
     # ------------------------------------------------------------------ rendering
     def render(self) -> list[SeriesOut]:
@@ -544,7 +599,7 @@ class CTRenderer:
             ctx.record(self._truncation_pending, fov_mm=round(a.fov, 1), truncated_slices=a.truth["truncated_slices"], total_slices=int(a.grid.shape[0]))
         if hasattr(self, "_foreign_pending"):
             p, what = self._foreign_pending
-            ctx.record(p, object=what, label="foreign_object", label_id=structure_ids()["foreign_object"], present_in_labels="foreign_object" in ctx.structures)
+            ctx.record(p, object=what, label="foreign_object", label_id=structure_ids()["foreign_object"], present_in_labels="foreign_object" in ctx.structures, voxels=acqs[0].truth.get("foreign_object_voxels"))
 
     @staticmethod
     def _region_label(region: str) -> str:
@@ -559,7 +614,7 @@ class CTRenderer:
         if hasattr(self, "_metal_pending"):
             p, what = self._metal_pending
             slices = {a.index: sorted(a.metal_slices) for a in acqs}
-            ctx.record(p, object=what, slices_with_metal={k: [v[0], v[-1]] if v else [] for k, v in slices.items()}, streak_amplitude_hu=acqs[0].truth.get("metal_streak_amplitude_hu"))
+            ctx.record(p, object=what, slices_with_metal={k: [v[0], v[-1]] if v else [] for k, v in slices.items()}, streak_amplitude_hu=acqs[0].truth.get("metal_streak_amplitude_hu"), voxels=acqs[0].truth.get("metal_voxels"))
         ctx.after_write.append(self._record_measured_defects)
         if self.window_defect:
             wd = self.window_defect

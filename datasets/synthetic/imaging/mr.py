@@ -17,7 +17,7 @@ SequenceVariant, ScanOptions, DiffusionBValue, orientation, field strength).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from ..spec import SeriesRole
 from .anatomy import Materials, mr_flag_lut, mr_lut, region_of_depth, structure_ids, structure_names
 from .context import ExamContext, protocols, resolve_landmark, vendor_private
 from .defects import mr_ghosting
-from .geometry import Capsule, Ellipsoid, Grid, Placement, paint
+from .geometry import Box, Capsule, Ellipsoid, Grid, Phantom, Placement, Shape, paint
 from .image_ops import blur2d
 from .phantom_body import build_body, draw_habitus, vertebra_table
 from .phantom_knee import build_knee
@@ -134,16 +134,23 @@ class MRRenderer:
         for p in self.ctx.pending("motion"):
             self.ghost = {"pending": p, "sequence": p.params.get("sequence"), "strength": float(p.params.get("strength") or self.rng.uniform(0.35, 0.6))}
         for p in self.ctx.pending("metal"):
+            # the implant lies inside the volume every plane of the protocol images
             lm = self.phantom.landmarks
             if self.region == "knee":
-                shape = Ellipsoid((0, -10, -35), (4, 4, 4))
+                shapes: list[Shape] = [Ellipsoid((0, -10, -35), (4, 4, 4))]
+                what = "metal implant"
             elif self.region == "head":
-                shape = Ellipsoid((22, -52, 190), (5, 5, 4))
+                d = (8 * self.habitus.height + lm["foramen_magnum"]) / 2  # mid-way down the axial stack
+                shapes = [Capsule((12, -8, d), (20, 2, d), 2.5)]
+                what = "aneurysm clip"
             else:
-                d = lm.get("L4_center", lm.get("C5_center", 600.0)) if self.region == "lumbar_spine" else lm.get("C5_center", 200.0)
-                shape = Capsule((15, 60, d), (25, 25, d), 3.5)
-            self.phantom.add(shape, self.m("metal_implant", "metal"))
-            self.metal = {"pending": p, "centre": shape.bbox()}
+                level = {"lumbar_spine": "L4_center", "cervical_spine": "C5_center", "thoracic_spine": "T7_center"}[self.region]
+                d = lm[level]
+                shapes = [Capsule((side * 15, 60, d), (side * 25, 25, d), 3.5) for side in (-1, 1)]
+                what = "pedicle screws"
+            for sh in shapes:
+                self.phantom.add(sh, self.m("metal_implant", "metal"))
+            self.metal = {"pending": p, "shapes": shapes, "object": what, "centre": shapes[0].bbox(), "void_px": {}}
 
     def plan(self, plane: str, role: str) -> Plan:
         full = self.spec.size == "full"
@@ -276,7 +283,11 @@ class MRRenderer:
         if self.ghost and not self.ghost["pending"].applied:
             self.ctx.skip(self.ghost["pending"], "motion target sequence not in the protocol")
         if self.metal:
-            self.ctx.record(self.metal["pending"], object="metal implant (susceptibility void)", bbox_mm=[round(v, 1) for v in self.metal["centre"]])
+            void_px = self.metal["void_px"]
+            if any(v > 0 for v in void_px.values()):
+                self.ctx.record(self.metal["pending"], object=f"{self.metal['object']} (susceptibility void)", bbox_mm=[round(v, 1) for v in self.metal["centre"]], void_px=void_px, series_with_void=[k for k, v in void_px.items() if v > 0])
+            else:
+                self.ctx.skip(self.metal["pending"], "the implant's susceptibility void falls in no imaged slice")
         if self.range_cut is not None:
             rc = self.range_cut
             covered = [k for k, inside in rc["coverage"].items() if inside]
@@ -298,6 +309,10 @@ class MRRenderer:
         rng = self.ctx.rng(f"mrnoise:{role}:{plane}:{number}")
         bias = self._bias(plan.matrix, rng)
         snr = float(rng.uniform(22, 40)) / self.noise_factor
+        void, rim = self._susceptibility(role, grid, perm, px) if self.metal else (None, None)
+        if void is not None and self.metal is not None:
+            self.metal["void_px"][f"{role}:{plane}"] = int(void.sum())
+        cfg_s = protocols()["mr_susceptibility"]
         scale = float(rng.uniform(900, 3500))
         ghost = None
         if self.ghost and not self.ghost["pending"].applied and (self.ghost["sequence"] in (None, role)):
@@ -321,6 +336,9 @@ class MRRenderer:
             b = b_values[i // n_slices]
             k = i % n_slices
             sig = luts[b][vol[k]] / ref
+            if void is not None and rim is not None:
+                sig = np.where(void[k], sig * F(cfg_s["void_signal"]), sig)
+                sig = np.where(rim[k] & (vol[k] != 0), np.maximum(sig, F(cfg_s["rim_signal"])), sig).astype(F)
             sig = blur2d(sig, 0.6 + self.blur_px)
             sig = sig * bias
             if ghost is not None:
@@ -379,6 +397,29 @@ class MRRenderer:
         if role == "DWI" and any(r2.role == "ADC" for r2 in (active if active is not None else self.roles_cache())):
             out.append(self._adc(s, luts, ref, vol, lab, plan, grid, position, orient, px, attrs, regions, label_volume))
         return out
+
+    def _susceptibility(self, role: str, grid: Grid, perm: np.ndarray, px: float) -> tuple[np.ndarray, np.ndarray]:
+        """Signal void and pile-up crescent of the metal implant on this series' grid (slice, row, col).
+
+        Metal dephases the spins around it: the void is the implant grown by a margin that
+        scales with the field and the read-out (spin echo < EPI), displaced along the
+        frequency-encode axis (columns), and the displaced signal piles up in a bright
+        crescent on that side (protocols.yaml ``mr_susceptibility``).
+        """
+        assert self.metal is not None
+        cfg = protocols()["mr_susceptibility"]
+        grow = float(cfg["void_mm"].get(role, cfg["void_mm"]["default"])) * self.field / float(cfg["field_ref_t"])
+        probe = Phantom()
+        for sh in self.metal["shapes"]:
+            probe.add(_grown(sh, grow), 1)
+        void = paint(probe, grid, self.placement).transpose(perm) > 0
+        shift = int(round(float(cfg["shift_mm"]) / px))
+        void = _shift_cols(void, shift)
+        width = max(1, int(round(float(cfg["rim_mm"]) / px)))
+        rim = np.zeros_like(void)
+        for w in range(1, width + 1):
+            rim |= _shift_cols(void, w)
+        return void, rim & ~void
 
     def roles_cache(self) -> list[SeriesRole]:
         if not hasattr(self, "_roles"):
@@ -532,3 +573,26 @@ def render_mr(ctx: ExamContext) -> list[SeriesOut]:
 
 
 __all__ = ["render_mr", "MRRenderer", "structure_ids", "math"]
+
+
+def _grown(shape: Shape, mm: float) -> Shape:
+    """The shape enlarged by ``mm`` on every side (the susceptibility void around an implant)."""
+    if isinstance(shape, Ellipsoid):
+        return replace(shape, r=(shape.r[0] + mm, shape.r[1] + mm, shape.r[2] + mm))
+    if isinstance(shape, Capsule):
+        return replace(shape, r=shape.r + mm, r_b=(shape.r_b + mm) if shape.r_b is not None else None)
+    if isinstance(shape, Box):
+        return replace(shape, half=(shape.half[0] + mm, shape.half[1] + mm, shape.half[2] + mm))
+    raise TypeError(f"no grown form for {type(shape).__name__}")
+
+
+def _shift_cols(mask: np.ndarray, n: int) -> np.ndarray:
+    """``mask`` moved ``n`` columns to the right (left when negative), zero-filled."""
+    if n == 0:
+        return mask.copy()
+    out = np.zeros_like(mask)
+    if n > 0:
+        out[..., n:] = mask[..., :-n]
+    else:
+        out[..., :n] = mask[..., -n:]
+    return out

@@ -28,6 +28,9 @@ from .series import CR_IMAGE, DX_IMAGE, ImageOut, SeriesOut, describe, words
 
 F = np.float32
 MU_WATER = 0.0195  # 1/mm
+#: metal (steel, jewellery, ECG electrode snaps) relative to water on a radiograph: real steel
+#: at 60 keV attenuates ~46x water (bone ~3x); CT's 3071 HU clamp would make it only ~4x
+METAL_MU_WATER = float(protocols()["radiograph"]["metal_mu_water"])
 
 #: detector field (width x height, mm), centre landmark (depth) and SID (mm) per region
 FIELDS: dict[str, dict[str, Any]] = {
@@ -170,6 +173,11 @@ class DXRenderer:
         vol = paint(self.phantom, grid, placement)  # (rows, y, x)
         hu = self.m.hu_lut("native")[vol]
         mu = np.maximum(hu / 1000.0 + 1.0, 0) * MU_WATER
+        metal_ids = self.m.tissue_ids({"metal"})
+        if metal_ids:
+            # metal is clamped at 3071 HU for CT; on a radiograph it attenuates like steel
+            # (~40x water at 60 keV), far above bone, so it is written separately
+            mu[np.isin(vol, metal_ids)] = F(METAL_MU_WATER * MU_WATER)
         axis = 1 if v.axis == "y" else 2
         proj = mu.sum(axis=axis) * dstep  # (rows, cols)
         # one pass: each projected structure is a bit; OR along the beam
@@ -236,7 +244,13 @@ class DXRenderer:
         ei = ei_target * 10 ** (di / 10)
         inside = np.zeros((nr, nc), bool)
         inside[r0:r1, c0:c1] = True
-        sample = img[inside][:: max(1, int(inside.sum()) // 200000)] if inside.any() else img.ravel()
+        fo_mask = masks.get("foreign_object")
+        if fo_mask is not None and fo_mask.any() and (inside & ~fo_mask).any():
+            # the console's histogram analysis leaves the saturated metal out of the normalisation
+            sample_from = inside & ~fo_mask
+            sample = img[sample_from][:: max(1, int(sample_from.sum()) // 200000)]
+        else:
+            sample = img[inside][:: max(1, int(inside.sum()) // 200000)] if inside.any() else img.ravel()
         lo, hi = np.percentile(sample, [1, 99.5])
         norm = np.clip((img - lo) / max(hi - lo, 1e-3), 0, 1.2)
         # console edge enhancement: the low-pass is computed on the coarse projection (cheap at 2k px)
@@ -419,10 +433,12 @@ class DXRenderer:
             if lung.any():
                 ys, xs_ = np.nonzero(lung)
                 truth["lung_centroid_offset_mm"] = {"x": round(float(xs_.mean() - (nc - 1) / 2) * pitch, 1), "y": round(float(ys.mean() - (nr - 1) / 2) * pitch, 1)}
-            fo = masks.get("foreign_object")
-            if fo is not None and fo.any():
-                truth["foreign_object_px"] = int(fo.sum())
-                truth["foreign_object_over_lung_px"] = int((fo & lung).sum())
+        fo = masks.get("foreign_object")
+        if fo is not None and fo.any():
+            r0, r1, c0, c1 = field
+            truth["foreign_object_px"] = int(fo.sum())
+            truth["foreign_object_over_lung_px"] = int((fo & lung).sum())
+            truth["foreign_object_in_field_px"] = int(fo[r0:r1, c0:c1].sum())
         if self.defects["rotation"] and v.view in ("PA", "AP"):
             self.ctx.record(self.defects["rotation"], degrees=round(self.rotation, 2), spinous_to_clavicle_midpoint_mm=truth.get("spinous_to_clavicle_midpoint_mm"), view=v.view)
             self.defects["rotation"] = None
@@ -432,8 +448,9 @@ class DXRenderer:
         if self.defects["shallow_inspiration"] and "posterior_ribs_above_right_dome" in truth:
             self.ctx.record(self.defects["shallow_inspiration"], posterior_ribs_above_right_dome=truth["posterior_ribs_above_right_dome"], view=v.view)
             self.defects["shallow_inspiration"] = None
-        if self.defects["foreign_object"] and self.foreign and v.view in ("PA", "AP"):
-            self.ctx.record(self.defects["foreign_object"], objects=self.foreign, foreign_object_px=truth.get("foreign_object_px", 0), over_lung_px=truth.get("foreign_object_over_lung_px", 0), view=v.view)
+        if self.defects["foreign_object"] and self.foreign and v.view in ("PA", "AP") and truth.get("foreign_object_in_field_px", 0) > 0:
+            # recorded only where the object lies inside the exposed field of a frontal view
+            self.ctx.record(self.defects["foreign_object"], objects=self.foreign, foreign_object_px=truth.get("foreign_object_px", 0), over_lung_px=truth.get("foreign_object_over_lung_px", 0), in_field_px=truth["foreign_object_in_field_px"], attenuation_x_water=METAL_MU_WATER, view=v.view)
             self.defects["foreign_object"] = None
         if self.defects["off_centre"] and v.view in ("PA", "AP"):
             p = self.defects["off_centre"]
