@@ -375,14 +375,20 @@ def test_chest_centring_keeps_the_image_centre_reference(chest_params: dict[str,
 # ---------------------------------------------------------------- noise: every series, fallback kernels, head items
 
 
-def structured(noise: float, seed: int = 0) -> np.ndarray:
-    """The phantom with a fat/muscle checkerboard of 1-pixel cells inside: anatomy at a coarse pixel pitch,
-    which a high-pass noise estimate reads as noise."""
+def structured(noise: float, seed: int = 0, vary: bool = True) -> np.ndarray:
+    """The phantom with a fat/muscle pattern of 1-pixel cells inside: anatomy at a coarse pixel pitch,
+    which a high-pass noise estimate reads as noise. ``vary``: the pattern differs from slice to slice
+    (anatomy that changes along z, which the slice difference does not cancel either)."""
     vol = phantom(noise=noise, seed=seed)
+    rng = np.random.default_rng(seed + 100)
     yy, xx = np.mgrid[0:128, 0:128]
-    pattern = np.where((yy + xx) % 2 == 0, -60.0, 60.0).astype(np.float32)
+    checker = np.where((yy + xx) % 2 == 0, -60.0, 60.0).astype(np.float32)
     inside = vol > -500
-    return np.where(inside, vol + pattern, vol)
+    out = vol.copy()
+    for k in range(vol.shape[0]):
+        pattern = np.where(rng.random((128, 128)) < 0.5, -60.0, 60.0).astype(np.float32) if vary else checker
+        out[k] = np.where(inside[k], vol[k] + pattern, vol[k])
+    return out
 
 
 def test_noise_lowest_reading_series_decides(chest_params: dict[str, Any]) -> None:
@@ -433,8 +439,8 @@ def test_noise_reads_the_quieter_slices(chest_params: dict[str, Any]) -> None:
     busy = structured(6.0, seed=6)
     vol = np.concatenate([clean[:5], busy[:3]])
     stack = ct._Stack(series("q", vol))
-    low = ct._series_noise(stack, 25.0)
-    high = ct._series_noise(stack, 100.0)
+    low = ct._series_noise(stack, 25.0, pairs=0)  # the in-slice estimate alone
+    high = ct._series_noise(stack, 100.0, pairs=0)
     assert low is not None and high is not None
     assert low[0] == pytest.approx(6.0, rel=0.25)
     assert high[0] > 2 * low[0]
@@ -485,8 +491,12 @@ def test_noise_decodes_only_the_slices_it_reads() -> None:
                         radiograph=lambda: None)
     stack = ct._noise_stack(thin, {})
     assert isinstance(stack, ct._Stack)
-    assert stack.hu.shape == (8, 32, 32)
-    assert stack.source_index == pick_slices(30, 8)
+    single = pick_slices(30, 8)
+    assert stack.source_index == sorted(set(single) | {i + 1 for i in single})  # each with its neighbour
+    assert stack.hu.shape == (16, 32, 32)
+    assert ct._adjacent_pairs(stack) == []  # 5 mm slices every 2.5 mm overlap: no pair
+    stack.thickness = 2.5
+    assert len(ct._adjacent_pairs(stack)) == 8  # the 8 read slices with their neighbours, nothing between
     # a stack another measure already loaded is reused as it is
     cache: dict[str, Any] = {}
     full = ct._load(series("v", phantom()), cache, need_volume=False)
@@ -510,3 +520,200 @@ def test_stack_slices_map_to_the_series_instance_order() -> None:
         ds = ordered[stack.instance_index(k)]
         expected = ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
         assert np.allclose(np.asarray(stack.hu[k]), expected)
+
+
+# ---------------------------------------------------------------- range by length: knee, parts in separate acquisitions
+
+
+class FlatScorer:
+    """A score profile with no slope (a short head, a small FOV): the scorer cannot position the scan."""
+
+    def score(self, image: sitk.Image) -> Any:
+        n = image.GetSize()[2]
+        sz = image.GetSpacing()[2]
+        return SimpleNamespace(scores=[20.0] * n, z_mm=[-sz * i for i in range(n)], landmarks={})
+
+
+def _length_series(uid: str, top: float, length: float, *, n: int = 12, kernel: str = "bone", region: str = "chest",
+                   hu: np.ndarray | None = None) -> SeriesImages:
+    z = list(np.linspace(top, top - length, n))
+    return series(uid, phantom(n=n, size=48) if hu is None else hu, z=z, kernel=kernel, thickness=1.0, region=region)
+
+
+@pytest.mark.parametrize(("length", "value"), [(100.0, "过小"), (160.0, "正常"), (230.0, "过大")])
+def test_knee_range_from_the_scan_length(length: float, value: str) -> None:
+    # a knee has no item standard and no body-region landmark: its scan length against a knee's span
+    params = load_params("CT", None)
+    lo, hi = params["range"]["length_mm"]["KNEE"]
+    assert lo < 160.0 < hi
+    r = ct.measure_ct(exam(_length_series("k", 0.0, length), code=None, item_codes=["CT.KNEE.PLAIN"]), params,
+                      RecordingSink())["range"]
+    assert r.value == value, r.details
+    assert r.details["method"] == "scan_length" and r.details["part"] == "KNEE"
+    if value != "正常":
+        f = r.findings[0]
+        assert f.value == value and "股骨远端" in f.reason_zh and "distal femur" in f.reason_en
+
+
+def test_two_spine_parts_in_two_acquisitions_are_judged_part_by_part() -> None:
+    params = load_params("CT", "CT-SPINE")
+    t_spine = _length_series("t", 0.0, 310.0)
+    l_short = _length_series("l", -290.0, 130.0)  # the lumbar acquisition stops short of S1
+    r = ct.measure_ct(exam(l_short, t_spine, code="CT-SPINE", item_codes=["CT.TSPINE.PLAIN", "CT.LSPINE.PLAIN"]), params,
+                      RecordingSink())["range"]
+    assert r.value == "过小", r.details
+    by_part = {row["part"]: row for row in r.details["parts"]}
+    assert by_part["TSPINE"]["value"] == "正常" and by_part["LSPINE"]["value"] == "过小"
+    assert by_part["LSPINE"]["length_mm"] == pytest.approx(130.0, abs=0.5)
+    assert len(r.findings) == 1 and "T12" in r.findings[0].reason_zh
+    l_ok = _length_series("l2", -290.0, 210.0)
+    ok = ct.measure_ct(exam(l_ok, t_spine, code="CT-SPINE", item_codes=["CT.TSPINE.PLAIN", "CT.LSPINE.PLAIN"]), params,
+                       RecordingSink())["range"]
+    assert ok.value == "正常" and not ok.findings
+
+
+def _cap_head(n: int = 12) -> np.ndarray:
+    hu = phantom(n=n, size=48)
+    hu[0] = -1000.0
+    hu[0, 20:28, 20:28] = 40.0
+    return hu
+
+
+def test_head_and_cervical_spine_judged_part_by_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ct, "_SCORER", FlatScorer())
+    params = load_params("CT", "CT-HEAD-PLAIN")
+    head = _length_series("h", 0.0, 145.0, kernel="head", region="head", hu=_cap_head())
+    cspine_cut = _length_series("c", -120.0, 110.0)
+    r = ct.measure_ct(exam(head, cspine_cut, code="CT-HEAD-PLAIN", item_codes=["CT.HEAD.PLAIN", "CT.CSPINE.PLAIN"]), params,
+                      RecordingSink())["range"]
+    assert r.value == "过小", r.details
+    assert {row["part"]: row["value"] for row in r.details["parts"]} == {"HEAD": "正常", "CSPINE": "过小"}
+
+
+def test_head_length_used_only_when_the_scorer_cannot_position(monkeypatch: pytest.MonkeyPatch) -> None:
+    params = load_params("CT", "CT-HEAD-PLAIN")
+    monkeypatch.setattr(ct, "_SCORER", FlatScorer())
+    ok = ct.measure_ct(exam(_length_series("h", 0.0, 145.0, kernel="head", region="head", hu=_cap_head()),
+                            code="CT-HEAD-PLAIN", item_codes=["CT.HEAD.PLAIN"]), params, RecordingSink())["range"]
+    assert ok.value == "正常" and ok.details["method"] == "scan_length"
+    assert ok.details["scorer_not_assessable"]["reason_code"] in ("position_fit_implausible", "no_position_fit")
+    short = ct.measure_ct(exam(_length_series("h2", 0.0, 90.0, kernel="head", region="head", hu=_cap_head()),
+                               code="CT-HEAD-PLAIN", item_codes=["CT.HEAD.PLAIN"]), params, RecordingSink())["range"]
+    assert short.value == "过小"
+    # a full head section on the top slice: the vertex is missing whatever the length
+    cut_top = ct.measure_ct(exam(_length_series("h3", 0.0, 145.0, kernel="head", region="head"),
+                                 code="CT-HEAD-PLAIN", item_codes=["CT.HEAD.PLAIN"]), params, RecordingSink())["range"]
+    assert cut_top.value == "过小" and "颅顶" in cut_top.findings[0].reason_zh
+    # with a scorer that positions the scan, the landmark path decides (no length method)
+    monkeypatch.setattr(ct, "_SCORER", LinearScorer(params["landmark_scores"]["vertex"] - 5 / 8.35))
+    scored = ct.measure_ct(exam(_length_series("h4", 0.0, 145.0, kernel="head", region="head", hu=_cap_head()),
+                                code="CT-HEAD-PLAIN", item_codes=["CT.HEAD.PLAIN"]), params, RecordingSink())["range"]
+    assert scored.details.get("method") != "scan_length"
+
+
+# ---------------------------------------------------------------- noise: the slice-difference estimate
+
+
+def test_slice_difference_cancels_anatomy_that_stays_from_slice_to_slice() -> None:
+    # coarse-grid anatomy repeated on every slice: the in-slice high-pass reads it as noise, the
+    # difference of two neighbouring slices cancels it and reads the noise itself
+    vol = structured(6.0, seed=7, vary=False)
+    stack = ct._Stack(series("st", vol, thickness=5.0))
+    in_slice = ct._series_noise(stack, 25.0, pairs=0)
+    both = ct._series_noise(stack, 25.0)
+    assert in_slice is not None and both is not None
+    assert in_slice[0] > 3 * 6.0
+    assert both[0] == pytest.approx(6.0, rel=0.2)
+    # anatomy that changes along z is not cancelled: the lower of the two estimates stays high
+    moving = ct._series_noise(ct._Stack(series("mv", structured(6.0, seed=8), thickness=5.0)), 25.0)
+    assert moving is not None and moving[0] > 3 * 6.0
+
+
+def test_overlapping_slices_are_not_differenced() -> None:
+    # 5 mm slices every 2.5 mm share noise in a real reconstruction: no pair is taken
+    vol = phantom(n=8, noise=6.0, seed=9)
+    overlapping = ct._Stack(series("ov", vol, z=[-2.5 * i for i in range(8)], thickness=5.0))
+    assert ct._adjacent_pairs(overlapping) == []
+    contiguous = ct._Stack(series("ct", vol, z=[-5.0 * i for i in range(8)], thickness=5.0))
+    assert len(ct._adjacent_pairs(contiguous)) == 7
+
+
+# ---------------------------------------------------------------- chest range: the lungs' own edges
+
+
+class FakeSlice(dict):  # type: ignore[type-arg]
+    """A decoded CT instance: ``get`` for header keywords and ``pixel_array`` (HU, slope 1, intercept 0)."""
+
+    def __init__(self, hu: np.ndarray, z: float, px: float) -> None:
+        super().__init__(ImagePositionPatient=[0.0, 0.0, z], PixelSpacing=[px, px], RescaleSlope=1, RescaleIntercept=0)
+        self.pixel_array = hu
+
+
+def chest_with_lungs(n: int, lung_from: int, lung_to: int, size: int = 64) -> np.ndarray:
+    """Body ellipse with two lateral lungs (-850 HU) on slices ``lung_from`` .. ``lung_to`` (top first) and
+    a midline trachea on every slice (air, but not lung)."""
+    vol = phantom(n=n, size=size, noise=5.0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    c = (size - 1) / 2
+    trachea = (yy - c + 6) ** 2 + (xx - c) ** 2 <= 2
+    for k in range(n):
+        vol[k][trachea] = -950.0
+        if lung_from <= k <= lung_to:
+            for side in (-1, 1):
+                vol[k][((yy - c) / 9.0) ** 2 + ((xx - c - side * 13) / 6.0) ** 2 <= 1] = -850.0
+    return vol
+
+
+def _lung_exam(vol: np.ndarray, spacing: float = 10.0, px: float = 5.0) -> SeriesImages:
+    z = [-spacing * i for i in range(vol.shape[0])]
+    s = series("lung", vol, z=z, px=px, kernel="soft", region="chest")
+    slices = [FakeSlice(vol[i], z[i], px) for i in range(vol.shape[0])]
+    return SeriesImages(header=s.header, label=s.label, datasets=lambda: slices, volume=s.volume, radiograph=lambda: None)
+
+
+def test_chest_range_reads_the_lung_edges_not_the_scorer(monkeypatch: pytest.MonkeyPatch,
+                                                          chest_params: dict[str, Any]) -> None:
+    # the scorer places the scan 60 mm too low (it would call the apex missing); the pixels show
+    # no lung on the first 2 slices (apex covered) and none on the last 2 (base covered)
+    scores = chest_params["landmark_scores"]
+    monkeypatch.setattr(ct, "_SCORER", LinearScorer(scores["lung_apex"] + 60 / 8.35))
+    ok = ct.measure_ct(exam(_lung_exam(chest_with_lungs(30, 2, 27))), chest_params, RecordingSink())["range"]
+    assert ok.value == "正常", ok.details
+    assert ok.details["landmark_method"] == {"top": "lung_edge", "bottom": "lung_edge"}
+    assert ok.details["top_margin_mm"] == pytest.approx(15.0, abs=0.1)  # 20 mm to the first lung slice less half a gap
+    # lung on the first slice: the apex is cut, by an amount the pixels cannot tell
+    cut = ct.measure_ct(exam(_lung_exam(chest_with_lungs(30, 0, 27))), chest_params, RecordingSink())["range"]
+    assert cut.value == "过小" and cut.details["missing"] == ["lung_apex"]
+    assert "首层图像仍可见肺组织" in cut.findings[0].reason_zh and "first slice still shows lung" in cut.findings[0].reason_en
+    # 80 mm above the first lung slice: over-scan beyond the 48 mm allowed
+    high = ct.measure_ct(exam(_lung_exam(chest_with_lungs(30, 8, 27))), chest_params, RecordingSink())["range"]
+    assert high.value == "过大" and high.details["excess"][0]["end"] == "top"
+
+
+def test_lung_speckle_and_trachea_are_not_lung() -> None:
+    lp = load_params("CT", "CT-CHEST-PLAIN")["range"]["lung_landmarks"]
+    vol = chest_with_lungs(3, 1, 1)
+    assert ct._lung_areas(vol[0], (5.0, 5.0), lp) == []  # the midline trachea only
+    areas = ct._lung_areas(vol[1], (5.0, 5.0), lp)
+    assert len(areas) == 2 and min(areas) > 1000
+
+
+# ---------------------------------------------------------------- noise: thickness and head-region series
+
+
+def test_thick_reconstruction_is_held_to_a_lower_noise_limit(chest_params: dict[str, Any]) -> None:
+    # noise falls as 1/sqrt(thickness): an 8 mm series is held to sqrt(5/8) of the 5 mm limit
+    five = chest_params["noise"]["sd_limit_hu"]["soft"]
+    noise = 0.9 * five  # passes at 5 mm, too much for 8 mm slices
+    at5 = ct.measure_ct(exam(series("t5", phantom(noise=noise, seed=11), thickness=5.0)), chest_params, EvidenceSink())["noise"]
+    at8 = ct.measure_ct(exam(series("t8", phantom(noise=noise, seed=11), thickness=8.0)), chest_params, EvidenceSink())["noise"]
+    assert at5.value == "正常" and at8.value == "异常"
+    assert at8.details["limit_hu"] == pytest.approx(five * (5.0 / 8.0) ** 0.5, abs=0.01)
+
+
+def test_head_region_soft_series_of_a_chest_item_uses_the_brain_limit(chest_params: dict[str, Any]) -> None:
+    # head + chest exam: the head's soft-named series reads 9 HU, fine for a body kernel, noisy for a brain
+    assert chest_params["noise"]["head_region_as_head"] is True
+    head = series("hd", phantom(noise=9.0, seed=12), kernel="soft", region="head")
+    r = ct.measure_ct(exam(head, item_codes=["CT.HEAD.PLAIN", "CT.CHEST.PLAIN"]), chest_params, EvidenceSink())["noise"]
+    assert r.value == "异常" and r.details["kernel_class"] == "head"
