@@ -5,8 +5,11 @@ deleting or reordering any row breaks the chain from there on, and :func:`verify
 (``radqc audit-log verify``) names the first broken entry. The chain head is also kept in the
 ``setting`` row ``access_log_head``; an append first updates that row, which takes the write
 lock on SQLite and the row lock on PostgreSQL, so concurrent workers never fork the chain.
-Cutting entries off the end is detected by comparing with the head row; anchoring the head
-hash outside the database (printed by ``verify``) also covers an attacker who edits both.
+Cutting entries off the end is detected by comparing with the head row. An attacker who edits
+a row *and* recomputes every later hash and the head row defeats any check inside the
+database; :func:`make_anchor` (``radqc audit-log anchor``) therefore writes (entries, head) with
+an HMAC-SM3 under a key derived from the workspace secret to a file meant to be kept elsewhere,
+and ``verify --anchors`` proves every anchored prefix of the chain unchanged.
 
 Entries are written in their own short transaction: a denied attempt is logged even though
 the request that caused it fails. Concurrent views of one process share that transaction
@@ -27,7 +30,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from radqc.catalogue import models as m
-from radqc.crypto import sm3_hex
+from radqc.crypto import derive_key, hmac_sm3, sm3_hex
 
 GENESIS = "0" * 64
 HEAD_KEY = "access_log_head"
@@ -222,9 +225,11 @@ class ChainReport:
     ok: bool = True
     head: str = GENESIS
     problems: list[dict[str, Any]] = field(default_factory=list)
+    anchors_checked: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"entries": self.entries, "ok": self.ok, "head": self.head, "problems": self.problems}
+        return {"entries": self.entries, "ok": self.ok, "head": self.head, "problems": self.problems,
+                "anchors_checked": self.anchors_checked}
 
 
 def _iter_entries(session: Session, batch: int = 5000) -> Iterator[m.AccessLogEntry]:
@@ -239,10 +244,41 @@ def _iter_entries(session: Session, batch: int = 5000) -> Iterator[m.AccessLogEn
         session.expunge_all()
 
 
-def verify_chain(session: Session, *, max_problems: int = 20) -> ChainReport:
-    """Recompute the whole chain; report every break (edited fields, removed or reordered rows)."""
+def _anchor_mac(key: bytes, entries: int, head: str, at: str) -> str:
+    return hmac_sm3(derive_key(key, "access-log-anchor", 32), f"{entries}|{head}|{at}".encode("ascii"))
+
+
+def make_anchor(session: Session, key: bytes) -> dict[str, Any]:
+    """The chain's current (entries, head), stamped and MACed: one line for the anchors file.
+
+    ``key`` is the workspace secret; the MAC lets ``verify`` refuse an anchor forged by someone
+    who can write the file but does not hold the secret. The anchors file is only worth as much
+    as the place it is kept: copy it where the database administrators cannot write."""
+    report = verify_chain(session)
+    at = _timestamp(datetime.now(UTC))
+    return {"at": at, "entries": report.entries, "head": report.head, "chain_ok": report.ok,
+            "mac": _anchor_mac(key, report.entries, report.head, at)}
+
+
+def verify_chain(session: Session, *, max_problems: int = 20, anchors: list[dict[str, Any]] | None = None,
+                 key: bytes | None = None) -> ChainReport:
+    """Recompute the whole chain; report every break (edited fields, removed or reordered rows).
+
+    With ``anchors`` (lines of :func:`make_anchor`; ``key`` checks their MACs) the hash after
+    entry number ``entries`` must equal each anchor's ``head``: a chain rewritten consistently
+    after the anchor was taken still fails here."""
     report = ChainReport()
     prev = GENESIS
+    expected: dict[int, list[dict[str, Any]]] = {}
+    for anchor in anchors or []:
+        problem = _anchor_problem(anchor, key)
+        if problem:
+            report.ok = False
+            report.problems.append({"id": None, "anchor": anchor.get("at"), "problem": problem})
+            continue
+        expected.setdefault(int(anchor["entries"]), []).append(anchor)
+    for anchor in expected.pop(0, []):
+        _check_anchor(report, anchor, prev)
     for entry in _iter_entries(session):
         report.entries += 1
         problem = None
@@ -255,10 +291,37 @@ def verify_chain(session: Session, *, max_problems: int = 20) -> ChainReport:
             if len(report.problems) < max_problems:
                 report.problems.append({"id": entry.id, "at": _timestamp(entry.at), "problem": problem})
         prev = entry.hash
+        for anchor in expected.pop(report.entries, []):
+            _check_anchor(report, anchor, prev, entry.id)
     report.head = prev
+    for missing in expected.values():
+        for anchor in missing:
+            report.ok = False
+            report.problems.append({"id": None, "anchor": anchor["at"], "problem":
+                                    f"the log has {report.entries} entries, the anchor of {anchor['at']} counted "
+                                    f"{anchor['entries']}: entries were removed / 日志条目少于锚定时"})
     head_row = session.scalar(select(m.Setting.value).where(m.Setting.key == HEAD_KEY))
     if (head_row or GENESIS) != prev:
         report.ok = False
         report.problems.append({"id": None, "problem": "chain head does not match the last entry: entries were "
                                 "cut off the end or the head was edited / 链尾与记录不一致"})
     return report
+
+
+def _anchor_problem(anchor: dict[str, Any], key: bytes | None) -> str | None:
+    try:
+        entries, head, at = int(anchor["entries"]), str(anchor["head"]), str(anchor["at"])
+    except (KeyError, TypeError, ValueError):
+        return "unreadable anchor (needs at, entries, head, mac) / 锚点格式错误"
+    if key is not None and anchor.get("mac") != _anchor_mac(key, entries, head, at):
+        return "anchor MAC does not match: not made with this workspace's secret / 锚点校验码不符"
+    return None
+
+
+def _check_anchor(report: ChainReport, anchor: dict[str, Any], prev: str, entry_id: int | None = None) -> None:
+    report.anchors_checked += 1
+    if anchor["head"] != prev:
+        report.ok = False
+        report.problems.append({"id": entry_id, "anchor": anchor["at"], "problem":
+                                f"the chain up to entry number {anchor['entries']} differs from its anchor of "
+                                f"{anchor['at']}: the log was rewritten / 与锚点不一致，日志被改写"})

@@ -92,3 +92,68 @@ def test_audit_log_verify_detects_deleted_and_truncated_rows(workspace, tmp_path
         s.execute(delete(m.AccessLogEntry).where(m.AccessLogEntry.id == ids[2]))
     code, report = _verify(runner)
     assert code == 1 and report["problems"][0]["id"] == ids[3]
+
+
+def _rewrite_chain_consistently(workspace: Any, victim: int) -> None:
+    """What a database administrator with the code in hand can do: edit a row, then recompute
+    every later hash and the head row, so the chain inside the database verifies again."""
+    from radqc.serving.accesslog import GENESIS, HEAD_KEY, _fields, entry_digest
+
+    with workspace.transaction() as s:
+        s.execute(update(m.AccessLogEntry).where(m.AccessLogEntry.id == victim).values(username="someone_else"))
+        prev = GENESIS
+        for row in s.scalars(select(m.AccessLogEntry).order_by(m.AccessLogEntry.id)):
+            row.prev_hash = prev
+            row.hash = prev = entry_digest(prev, _fields(row))
+        s.execute(update(m.Setting).where(m.Setting.key == HEAD_KEY).values(value=prev))
+
+
+def test_anchors_outside_the_database_catch_a_consistently_rewritten_chain(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    seed = seed_catalogue(workspace, tmp_path)
+    _write_log_through_the_api(seed, workspace)
+    runner = CliRunner()
+    anchors = tmp_path / "elsewhere" / "anchors.jsonl"
+    made = runner.invoke(cli, ["audit-log", "anchor", "--out", str(anchors), "--json"])
+    assert made.exit_code == 0, made.output
+    line = json.loads(anchors.read_text(encoding="utf-8").splitlines()[0])
+    assert line["entries"] > 0 and len(line["head"]) == 64 and len(line["mac"]) == 64
+    _write_log_through_the_api(seed, workspace)  # the log grows after the anchor
+    result = runner.invoke(cli, ["audit-log", "verify", "--json", "--anchors", str(anchors)])
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0 and report["ok"] and report["anchors_checked"] == 1
+    assert report["entries"] > line["entries"]
+
+    with workspace.sessions() as s:
+        first = s.scalar(select(m.AccessLogEntry.id).order_by(m.AccessLogEntry.id))
+    _rewrite_chain_consistently(workspace, first)
+    code, plain = _verify(runner)
+    assert code == 0 and plain["ok"]  # inside the database nothing shows ...
+    result = runner.invoke(cli, ["audit-log", "verify", "--json", "--anchors", str(anchors)])
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and not report["ok"]  # ... the anchor does
+    assert any(p.get("anchor") == line["at"] for p in report["problems"])
+    human = runner.invoke(cli, ["audit-log", "verify", "--anchors", str(anchors)])
+    assert human.exit_code == 1 and "differs from its anchor" in human.output and line["at"] in human.output.replace("\n", "")
+
+
+def test_a_forged_or_unreadable_anchor_is_refused(workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    seed = seed_catalogue(workspace, tmp_path)
+    _write_log_through_the_api(seed, workspace)
+    runner = CliRunner()
+    code, report = _verify(runner)
+    assert code == 0
+    forged = tmp_path / "forged.jsonl"
+    forged.write_text(json.dumps({"at": "2026-01-01T00:00:00.000000Z", "entries": report["entries"],
+                                  "head": report["head"], "mac": "0" * 64}) + "\n" + "not json\n", encoding="utf-8")
+    result = runner.invoke(cli, ["audit-log", "verify", "--json", "--anchors", str(forged)])
+    out = json.loads(result.stdout)
+    assert result.exit_code == 1 and len(out["problems"]) == 2 and out["anchors_checked"] == 0
+    assert "MAC" in out["problems"][0]["problem"] and "unreadable" in out["problems"][1]["problem"]
+    # an anchor counting more entries than the log holds: entries were removed
+    ok = tmp_path / "ok.jsonl"
+    assert runner.invoke(cli, ["audit-log", "anchor", "--out", str(ok)]).exit_code == 0
+    with workspace.transaction() as s:
+        last = s.scalar(select(m.AccessLogEntry.id).order_by(m.AccessLogEntry.id.desc()))
+        s.execute(delete(m.AccessLogEntry).where(m.AccessLogEntry.id == last))
+    result = runner.invoke(cli, ["audit-log", "verify", "--json", "--anchors", str(ok)])
+    assert result.exit_code == 1 and any("removed" in p["problem"] for p in json.loads(result.stdout)["problems"])

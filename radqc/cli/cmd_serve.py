@@ -7,6 +7,7 @@ would land in shell history and the process list).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -36,6 +37,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(auth, name="authorise")
     audit = typer.Typer(help="The tamper-evident access log / 访问日志（防篡改）", no_args_is_help=True)
     audit.command("verify")(audit_verify)
+    audit.command("anchor")(audit_anchor)
     audit.command("show")(audit_show)
     app.add_typer(audit, name="audit-log")
 
@@ -416,24 +418,73 @@ def authorise_list(as_json: bool = typer.Option(False, "--json")) -> None:
     emit(out, as_json, human)
 
 
-def audit_verify(as_json: bool = typer.Option(False, "--json")) -> None:
+ANCHORS_FILE = "audit-anchors.jsonl"
+
+
+def _read_anchors(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        _fail(f"no anchors file at {path} / 锚点文件不存在")
+    anchors = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            anchors.append(json.loads(line))
+        except json.JSONDecodeError:
+            anchors.append({"line": n})  # reported as unreadable by verify
+    return anchors
+
+
+def audit_verify(as_json: bool = typer.Option(False, "--json"),
+                 anchors: Path = typer.Option(None, "--anchors", help="Anchors file written by `radqc audit-log "
+                                              "anchor` (kept outside the database): every anchored prefix of the "
+                                              "chain must be unchanged.")) -> None:
     """Recompute the SM3 chain of the access log; exit 1 when anything was changed / 校验访问日志."""
     from radqc.serving.accesslog import verify_chain
 
-    with _workspace().sessions() as s:
-        report = verify_chain(s).as_dict()
+    ws = _workspace()
+    anchor_lines = _read_anchors(anchors) if anchors is not None else None
+    with ws.sessions() as s:
+        report = verify_chain(s, anchors=anchor_lines, key=ws.master_key).as_dict()
 
     def human(d: dict[str, Any]) -> None:
+        checked = f", {d['anchors_checked']} anchors match" if anchors is not None else ""
         if d["ok"]:
-            console.print(f"access log intact / 访问日志完整: {d['entries']} entries, head {d['head']}")
+            console.print(f"access log intact / 访问日志完整: {d['entries']} entries, head {d['head']}{checked}")
         else:
             console.print(f"[red]access log TAMPERED / 访问日志被篡改[/]: {d['entries']} entries")
             for p in d["problems"]:
-                console.print(f"  entry {p['id']}: {p['problem']}")
+                where = f"entry {p['id']}" if p.get("id") is not None else (f"anchor {p['anchor']}" if p.get("anchor")
+                                                                            else "log")
+                console.print(f"  {where}: {p['problem']}")
 
     emit(report, as_json, human)
     if not report["ok"]:
         raise typer.Exit(1)
+
+
+def audit_anchor(out: Path = typer.Option(None, "--out", help=f"Anchors file to append to (default "
+                                          f"<home>/{ANCHORS_FILE}); copy it where the database administrators "
+                                          "cannot write."),
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+    """Append the chain's current head (entries, head, time, HMAC-SM3) to the anchors file / 锚定日志链尾."""
+    from radqc.serving.accesslog import make_anchor
+
+    ws = _workspace()
+    path = out or (ws.settings.home / ANCHORS_FILE)
+    with ws.sessions() as s:
+        anchor = make_anchor(s, ws.master_key)
+    if not anchor["chain_ok"]:
+        _fail("the access log does not verify; not anchoring a broken chain (run `radqc audit-log verify`) "
+              "/ 日志校验失败，未锚定")
+    line = {k: anchor[k] for k in ("at", "entries", "head", "mac")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    emit({**line, "file": str(path)}, as_json,
+         lambda d: console.print(f"anchored / 已锚定: {d['entries']} entries, head {d['head']} -> {d['file']}"))
 
 
 def audit_show(limit: int = typer.Option(50), exam: int = typer.Option(None), user: str = typer.Option(None),
