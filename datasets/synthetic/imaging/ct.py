@@ -315,13 +315,18 @@ class CTRenderer:
         only when its natural depth lies in the scanned range, never moved into another region.
         """
         for what, (make, natural, margin) in candidates:
-            if margin < 0 and not (float(acq.depth.min()) <= natural <= float(acq.depth.max())):
+            lo, hi = float(acq.depth.min()), float(acq.depth.max())
+            if margin < 0 and not (lo <= natural <= hi):
                 continue
-            d = self._snap_depth(natural, acq, max(margin, 0.0))
-            shapes = make(d)
-            n = self._visible_voxels(shapes, acq)
-            if n > 0:
-                return what, shapes, n
+            # the natural depth (brought inside the range) first: an object spanning several
+            # slices keeps its extent; snapped onto the nearest slice only when it shows in none
+            m = max(margin, 0.0)
+            inside = min(max(natural, lo + m), hi - m) if lo + m <= hi - m else (lo + hi) / 2
+            for d in (inside, self._snap_depth(natural, acq, m)):
+                shapes = make(d)
+                n = self._visible_voxels(shapes, acq)
+                if n > 0:
+                    return what, shapes, n
         return None
 
     def _metal(self, acqs: list[Acquisition]) -> None:
@@ -335,16 +340,16 @@ class CTRenderer:
             if self.knee:
                 cands.append(("knee prosthesis", (lambda d, sx=sx, sd=sd: [Ellipsoid((0, 6, d), (38, 28, 8)), Capsule((0, 6, d + 18), (0, 8, d + 104), 6.0), Capsule((0, 2, d - 6), (0, 4, d - 96), 6.0)], -14.0, 0.0)))
             elif region in ("pelvis",):
-                cands.append(("hip prosthesis", (lambda d, sx=sx, sd=sd: [Ellipsoid((-92 * sx, 0, d), (25, 25, 25)), Capsule((-132 * sx, 8, d + 22), (-112 * sx, 6, d + 105), 7.0)], 850 * sd, 0.0)))
+                cands.append(("hip prosthesis", (lambda d, sx=sx, sd=sd: [Ellipsoid((-92 * sx, 0, d), (25, 25, 25)), Capsule((-132 * sx, 8, d + 22 * sd), (-112 * sx, 6, d + 105 * sd), 7.0)], 850 * sd, 0.0)))
             elif region in ("head",):
                 # dental fillings only where the scan reaches the teeth; otherwise an aneurysm clip
                 cands.append(("dental fillings", (lambda d, sx=sx, sd=sd: [Ellipsoid((side * 22 * sx, -52, d), (5, 5, 4)) for side in (-1, 1)], 190 * sd, -1.0)))
                 cands.append(("aneurysm clip", (lambda d, sx=sx, sd=sd: [Capsule((12 * sx, -8, d), (20 * sx, 2, d), 2.5)], lm.get("skull_base", 110 * sd) - 25, 5.0)))
             elif region in ("chest", "neck"):
                 cands.append(("pacemaker", (lambda d, sx=sx, sd=sd: [Box((-70 * sx, -95, d), (22, 5, 25)), Capsule((-60 * sx, -80, d), (-10, -20, d + 110 * sd), 1.5)], 330 * sd, 10.0)))
-            if region in ("thoracic_spine", "cervical_spine") or not cands or (region in ("chest", "neck") and acq.regions[0] in ("thoracic_spine", "cervical_spine")):
+            if region in ("thoracic_spine", "cervical_spine"):
                 cands.append(("pedicle screws", (lambda d, sx=sx, sd=sd: [Capsule((side * 14, 62, d), (side * 24, 20, d), 3.0) for side in (-1, 1)], mid, 5.0)))
-            if not self.knee:
+            if not self.knee:  # the lumbar screws: abdomen and lumbar spine, and every other region's fallback
                 l3 = lm.get("L3_center", mid)
                 cands.append(("pedicle screws", (lambda d, sx=sx, sd=sd: [Capsule((side * 16, 60, d + dd), (side * 26, 20, d + dd), 3.0) for side in (-1, 1) for dd in (-12, 12)], l3 if acq.d_start <= l3 <= acq.d_end else mid, 5.0)))
             placed = self._place(cands, acq)
