@@ -461,3 +461,18 @@ def test_combined_order_holds_head_series_to_the_brain_thickness() -> None:
     exam.series = [head, thick]
     bad = mr._reconstruction(exam, params)
     assert bad.value == "异常" and [f.evidence[0].series_uid for f in bad.findings] == ["sag"]
+
+
+def test_noise_sigma_from_a_background_that_is_not_rayleigh() -> None:
+    # a zeroed background (scanner masking) reads no noise; signed Gaussian noise around an offset
+    # (post-processed or simulated images) has its median at the offset but is caught by its spread
+    yy, xx = np.mgrid[0:96, 0:96]
+    body = np.where((yy - 48) ** 2 + (xx - 48) ** 2 <= 30 ** 2, 800.0, 0.0)
+    near = np.zeros(body.shape, dtype=bool)
+    near[14:82, 14:82] = True
+    assert mr._background_sigma(body, near) == 0.0
+    rng = np.random.default_rng(3)
+    noisy = body + 8.0 + rng.normal(0, 60.0, body.shape)
+    assert mr._background_sigma(noisy, near) == pytest.approx(60.0 * 0.6745 / 0.449, rel=0.1)
+    rayleigh = body + rng.rayleigh(20.0, body.shape)
+    assert mr._background_sigma(rayleigh, near) == pytest.approx(20.0, rel=0.1)

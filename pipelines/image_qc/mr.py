@@ -134,32 +134,45 @@ def _foreground(img: np.ndarray) -> np.ndarray:
     return np.asarray(ndimage.binary_fill_holes(mask))
 
 
-#: median of a Rayleigh distribution / its sigma: the air background of a magnitude image is
-#: Rayleigh-distributed, so its median gives the noise sigma (robust to ghosts and wrap in a few pixels)
+#: median and median absolute deviation of a Rayleigh distribution / its sigma: the air background
+#: of a magnitude image is Rayleigh-distributed, so either gives the noise sigma, robust to a few
+#: pixels of ghost or wrap
 _RAYLEIGH_MEDIAN = float(np.sqrt(2.0 * np.log(2.0)))
+_RAYLEIGH_MAD = 0.449
+#: MAD / median of a Rayleigh background is 0.38; above this the background is not Rayleigh
+_RAYLEIGH_SHAPE_MAX = 0.6
 
 
-def _background_median(img: np.ndarray, near: np.ndarray) -> float:
-    """The air background's median, from the part a ghost cannot reach.
+def _background_sigma(img: np.ndarray, near: np.ndarray) -> float:
+    """The air background's noise sigma, from the part a ghost cannot reach.
 
     Phase-encode ghosts copy the body along one image axis only, so background in the columns (or
-    rows) with no body at all is ghost-free; the lower of the two medians (each from >= 50 pixels) is
-    used, else the whole background outside ``near`` (the body dilated by a few pixels)."""
+    rows) with no body at all is ghost-free; of the two (each >= 50 pixels) the one with the lower
+    median is used, else the whole background outside ``near`` (the body dilated by a few pixels).
+    On a Rayleigh background (MAD / median ~ 0.38) sigma is median / 1.1774, the steadier of the two;
+    a background whose spread is far wider than its median (MAD / median above
+    ``_RAYLEIGH_SHAPE_MAX``: signed Gaussian noise around a small offset, as a post-processed or
+    simulated image may carry) is not Rayleigh and reads MAD / 0.449; a zeroed background reads 0."""
     bg = ~near
     empty_cols = ~np.asarray(near.any(axis=0), dtype=bool)
     empty_rows = ~np.asarray(near.any(axis=1), dtype=bool)
-    medians = []
-    for free in (bg & empty_cols[None, :], bg & empty_rows[:, None]):
-        if free.sum() >= 50:
-            medians.append(float(np.median(img[free])))
-    return min(medians) if medians else float(np.median(img[bg]))
+    regions = [m for m in (bg & empty_cols[None, :], bg & empty_rows[:, None]) if m.sum() >= 50] or [bg]
+    stats = []
+    for m in regions:
+        v = img[m].astype(np.float64)
+        med = float(np.median(v))
+        stats.append((med, float(np.median(np.abs(v - med)))))
+    med, mad = min(stats)
+    if med > 0 and mad / med <= _RAYLEIGH_SHAPE_MAX:
+        return med / _RAYLEIGH_MEDIAN
+    return mad / _RAYLEIGH_MAD
 
 
 def _noise_and_edges(series: SeriesImages) -> dict[str, Any]:
     """Per-slice noise ratio and edge index of one series (up to 6 slices).
 
-    Noise: the air background's noise sigma (its median / sqrt(2 ln 2), Rayleigh; the ghost-free
-    part, :func:`_background_median`) relative to the 99.5th percentile of the tissue, i.e. the
+    Noise: the air background's noise sigma (Rayleigh median / MAD of the ghost-free part,
+    :func:`_background_sigma`) relative to the 99.5th percentile of the tissue, i.e. the
     series' brightest tissue: 1 / SNR at full signal, the same scale for every weighting (the median tissue signal, used before, is low on a T1W knee and
     high on a FLAIR head, so one limit could not serve all sequences). Edge: the body-boundary
     gradient relative to the tissue/background contrast (:func:`edge_index`)."""
@@ -181,7 +194,7 @@ def _noise_and_edges(series: SeriesImages) -> dict[str, Any]:
         signal = float(np.median(tissue))
         if bright <= 0 or signal <= 0:
             continue
-        sigma = _background_median(img, near) / _RAYLEIGH_MEDIAN
+        sigma = _background_sigma(img, near)
         ratios.append((sigma / bright, i))
         e = edge_index(img, fg, signal - float(np.mean(img[bg])))
         if e is not None:
