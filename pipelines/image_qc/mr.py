@@ -1,11 +1,13 @@
 """MR image-QC measures: sequence completeness, noise, sharpness, reconstruction (slice thickness), range.
 
-Range: the head's vertex coverage from the images' edges; knee and lumbar spine by registering each
-sagittal/coronal series' superior-inferior profile to an atlas (:mod:`.mr_range_atlas`).
+Range: the head's vertex coverage from the images' edges; knee, lumbar and cervical spine (and the
+head's skull base) by registering each sagittal/coronal series' superior-inferior profile to an
+atlas (:mod:`.mr_range_atlas`); a combined brain + spine order part by part.
 
 The required sequence set per item is data (``qc_rules/image_qc/mr.yaml``) compared with the
-series classification (sequence + plane); noise is the background SD relative to the tissue
-signal; sharpness the body-edge gradient relative to its contrast. ``artifact`` belongs to the
+series classification (sequence + plane); noise is the background noise sigma relative to the
+brightest tissue, read on the exam's least noisy series; sharpness the body-edge gradient
+relative to its contrast, averaged (geometric mean) over the series. ``artifact`` belongs to the
 artifact detector; ``centring``, ``window`` and ``dose`` do not apply to MR.
 """
 
@@ -172,10 +174,11 @@ def _noise_and_edges(series: SeriesImages) -> dict[str, Any]:
     """Per-slice noise ratio and edge index of one series (up to 6 slices).
 
     Noise: the air background's noise sigma (Rayleigh median / MAD of the ghost-free part,
-    :func:`_background_sigma`) relative to the 99.5th percentile of the tissue, i.e. the
-    series' brightest tissue: 1 / SNR at full signal, the same scale for every weighting (the median tissue signal, used before, is low on a T1W knee and
-    high on a FLAIR head, so one limit could not serve all sequences). Edge: the body-boundary
-    gradient relative to the tissue/background contrast (:func:`edge_index`)."""
+    :func:`_background_sigma`) relative to the 99.5th percentile of the tissue, i.e. the series'
+    brightest tissue: 1 / SNR at full signal, the same scale for every weighting (the median tissue
+    signal, used before, is low on a T1W knee and high on a FLAIR head, so one limit could not
+    serve all sequences). Edge: the body-boundary gradient relative to the tissue/background
+    contrast (:func:`edge_index`)."""
     from scipy import ndimage
 
     vol = _stack(series)
