@@ -717,3 +717,13 @@ def test_head_region_soft_series_of_a_chest_item_uses_the_brain_limit(chest_para
     head = series("hd", phantom(noise=9.0, seed=12), kernel="soft", region="head")
     r = ct.measure_ct(exam(head, item_codes=["CT.HEAD.PLAIN", "CT.CHEST.PLAIN"]), chest_params, EvidenceSink())["noise"]
     assert r.value == "异常" and r.details["kernel_class"] == "head"
+
+
+def test_exam_noise_falls_back_to_the_slice_difference_when_the_in_slice_reading_is_high(
+        chest_params: dict[str, Any]) -> None:
+    # the only series carries static coarse-grid anatomy: in-slice it reads far above the limit, the
+    # slice difference (computed only then) reads the 6 HU of noise and the exam is 正常
+    s = series("static", structured(6.0, seed=13, vary=False), thickness=5.0)
+    r = ct.measure_ct(exam(s), chest_params, EvidenceSink())["noise"]
+    assert r.value == "正常", r.details
+    assert r.details["sd_hu"] == pytest.approx(6.0, rel=0.2)
