@@ -24,7 +24,7 @@ from .defects import body_centroid_mm, edge_sharpness, motion_double, motion_str
 from .geometry import Box, Capsule, Ellipsoid, Grid, Phantom, Placement, Shape, paint
 from .image_ops import NoiseSource, blur2d, burn_text
 from .phantom_body import Habitus, build_body, draw_habitus, vertebra_table
-from .phantom_knee import build_knee
+from .phantom_knee import KNEE_EXTENT_MM, build_knee
 from .series import (
     AXIAL,
     CORONAL,
@@ -281,10 +281,15 @@ class CTRenderer:
         excess = float(p.params.get("excess_mm") or self.rng.uniform(50, 110))
         side = p.params.get("side") or ("inferior" if self.rng.random() < 0.6 else "superior")
         acq = acqs[-1] if side == "inferior" else acqs[0]
+        # The phantom's ends: the body's are the vertex (depth 0) and its bottom; the knee's are
+        # +-KNEE_EXTENT_MM around the joint line (clamping a knee at depth -5 cut the femur off
+        # instead of extending the scan: a "过大" knee that was 75 mm long).
+        top, bottom = ((-KNEE_EXTENT_MM + 5, KNEE_EXTENT_MM - 5) if self.knee
+                       else (-5.0, self.landmarks().get("body_bottom", 1e9) - 5))
         if side in ("inferior", "both"):
-            acq.d_end = min(acq.d_end + excess, self.landmarks().get("body_bottom", 1e9) - 5)
+            acq.d_end = min(acq.d_end + excess, bottom)
         if side in ("superior", "both"):
-            acq.d_start = max(acq.d_start - excess, -5.0)
+            acq.d_start = max(acq.d_start - excess, top)
         self._range_pending = getattr(self, "_range_pending", []) + [(p, "large", side, excess)]
 
     def _visible_voxels(self, shapes: list[Shape], acq: Acquisition) -> int:

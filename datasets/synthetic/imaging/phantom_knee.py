@@ -11,6 +11,9 @@ import numpy as np
 from .anatomy import Materials
 from .geometry import Box, Capsule, Ellipsoid, Phantom, Tube
 
+#: The knee phantom spans this far above and below the joint line (mm, depth axis).
+KNEE_EXTENT_MM = 170.0
+
 
 def build_knee(m: Materials, side: str, rng: np.random.Generator, effusion: bool = False) -> Phantom:
     ph = Phantom()
@@ -18,7 +21,7 @@ def build_knee(m: Materials, side: str, rng: np.random.Generator, effusion: bool
     lat = -1.0 if side == "R" else 1.0  # direction of the lateral side in x
     fat = float(rng.uniform(5, 14))
     femur = "femur_right" if side == "R" else "femur_left"
-    d_knots = [-170.0, -60.0, 0.0, 60.0, 170.0]
+    d_knots = [-KNEE_EXTENT_MM, -60.0, 0.0, 60.0, KNEE_EXTENT_MM]
     rx = [62 * s, 58 * s, 56 * s, 52 * s, 46 * s]
     ry = [60 * s, 56 * s, 54 * s, 55 * s, 52 * s]
     ph.add(Tube(d_knots, [0] * 5, [2] * 5, [r + fat for r in rx], [r + fat for r in ry]), m("subcutaneous_fat", "fat"))
