@@ -476,3 +476,16 @@ def test_noise_sigma_from_a_background_that_is_not_rayleigh() -> None:
     assert mr._background_sigma(noisy, near) == pytest.approx(60.0 * 0.6745 / 0.449, rel=0.1)
     rayleigh = body + rng.rayleigh(20.0, body.shape)
     assert mr._background_sigma(rayleigh, near) == pytest.approx(20.0, rel=0.1)
+
+
+def test_blur_is_found_under_excess_noise(brain: dict[str, Any]) -> None:
+    # noise lifts the boundary gradient: a blurred and noisy exam read sharp before the correction
+    series = [mr_series(f"s{i}", seq, plane, slices=head_slices(noise=60.0, blur_px=1.0, seed=i)) for i, (seq, plane) in enumerate(BRAIN)]
+    res = mr.measure_mr(_exam_with(series), brain, EvidenceSink())
+    assert res["sharpness"].value == "异常", res["sharpness"].details
+    assert res["noise"].value == "异常"
+    uncorrected = {**brain, "sharpness": {**brain["sharpness"], "noise_correction": 0.0}}
+    assert mr.measure_mr(_exam_with(series), uncorrected, EvidenceSink())["sharpness"].value == "正常"
+    # the same noise on sharp edges stays sharp
+    sharp = [mr_series(f"s{i}", seq, plane, slices=head_slices(noise=60.0, seed=i)) for i, (seq, plane) in enumerate(BRAIN)]
+    assert mr.measure_mr(_exam_with(sharp), brain, EvidenceSink())["sharpness"].value == "正常"

@@ -170,7 +170,7 @@ def _background_sigma(img: np.ndarray, near: np.ndarray) -> float:
     return mad / _RAYLEIGH_MAD
 
 
-def _noise_and_edges(series: SeriesImages) -> dict[str, Any]:
+def _noise_and_edges(series: SeriesImages, noise_correction: float = 0.0) -> dict[str, Any]:
     """Per-slice noise ratio and edge index of one series (up to 6 slices).
 
     Noise: the air background's noise sigma (Rayleigh median / MAD of the ghost-free part,
@@ -178,7 +178,8 @@ def _noise_and_edges(series: SeriesImages) -> dict[str, Any]:
     brightest tissue: 1 / SNR at full signal, the same scale for every weighting (the median tissue
     signal, used before, is low on a T1W knee and high on a FLAIR head, so one limit could not
     serve all sequences). Edge: the body-boundary gradient relative to the tissue/background
-    contrast (:func:`edge_index`)."""
+    contrast (:func:`edge_index`), less ``noise_correction`` x sigma / contrast: noise adds to
+    the boundary gradient's 90th percentile, so a blurred *and* noisy series read sharp."""
     from scipy import ndimage
 
     vol = _stack(series)
@@ -199,9 +200,10 @@ def _noise_and_edges(series: SeriesImages) -> dict[str, Any]:
             continue
         sigma = _background_sigma(img, near)
         ratios.append((sigma / bright, i))
-        e = edge_index(img, fg, signal - float(np.mean(img[bg])))
+        contrast = signal - float(np.mean(img[bg]))
+        e = edge_index(img, fg, contrast)
         if e is not None:
-            edges.append((e, i))
+            edges.append((e - noise_correction * sigma / contrast, i))
     return {"ratios": ratios, "edges": edges, "vol": vol}
 
 
@@ -233,12 +235,13 @@ def _pixel_dims(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) ->
     sharp_p = params.get("sharpness") or {}
     min_edge = float(sharp_p.get("min_index", 0.3))
     sharp_how = str(sharp_p.get("aggregate") or "median")
+    noise_correction = float(sharp_p.get("noise_correction") or 0.0)
     noise_rows: list[dict[str, Any]] = []
     edge_rows: list[dict[str, Any]] = []
     measured: dict[str, dict[str, Any]] = {}
     for s in series:
         try:
-            m = _noise_and_edges(s)
+            m = _noise_and_edges(s, noise_correction)
         except Exception as exc:  # noqa: BLE001 - an undecodable series is skipped and said
             noise_rows.append({"series_uid": series_uid(s), "error": f"{type(exc).__name__}: {exc}"[:200]})
             continue
@@ -278,7 +281,8 @@ def _pixel_dims(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) ->
         out["sharpness"] = not_assessable("no_body", "未检出组织边缘", "no tissue edge found")
     else:
         value = _aggregate([r["edge_index"] for r in edge_rows], sharp_how)
-        details = {"series": edge_rows, "aggregate": sharp_how, "edge_index": round(value, 4), "limit": min_edge}
+        details = {"series": edge_rows, "aggregate": sharp_how, "edge_index": round(value, 4), "limit": min_edge,
+                   "noise_correction": noise_correction}
         findings = []
         if value < min_edge:
             worst = min(edge_rows, key=lambda r: r["edge_index"])
