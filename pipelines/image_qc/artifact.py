@@ -78,6 +78,19 @@ DEFAULTS: dict[str, Any] = {
     "mr_ghost_lag": 0.25,
     "dx_work_px": 320,  # radiographs longer than this are measured block-averaged (grid: native crop)
     "dx_foreign_objects": 100,  # compact dense dots/discs beside the spine (top-hat blobs)
+    # steel on a radiograph (beads, clips, buttons, electrodes): compact blobs near the image's
+    # maximum in the lateral lung zones, counted by dx_saturated_objects; 3 or more make a series
+    # the learned net read 无 into 异物 (None: off). 3: validation 8222 (chosen there): foreign-object
+    # exams read 0-14 (8 of 9 >= 4), every other exam <= 1; confirmed on 8231: 6 of 8 >= 3, one
+    # other exam reads 5 (a grid-line exam already read 设备)
+    "dx_sat_objects": 3,
+    # susceptibility void (MR metal): the largest dark hole inside the body (below 0.3 x body median,
+    # >= mr_void_min_px) with a pile-up crescent (>= 1.3 x the body's 98th percentile) within 3 px along
+    # the frequency-encode axis, as a fraction of the body area (mr_void_crescent). 0.01 (None: off):
+    # validation 8222/8231: every exam without metal reads 0 (flow voids, CSF, bone and air have
+    # no crescent); metal exams read 0.025-0.088 where the crescent is measurable (6 of 13)
+    "mr_void_crescent": 0.01,
+    "mr_void_min_px": 8,  # a void larger than a vessel's flow void (a few px at these matrices)
     "dx_grid_rows": 0.6,  # grid lines: rows sharing the brightest phase of a period 2-8 pattern (chance 0)
     # motion smear: -vspec_rel, the missing vertical mid-frequency detail (log power ratio, anatomy's
     # own anisotropy removed; see directional_spectrum). 1.9: 3% of clean training radiographs (7201)
@@ -142,7 +155,9 @@ def _slices(series: SeriesImages, max_slices: int, use_volume: bool = True) -> t
             arr = sitk.GetArrayViewFromImage(vol.image)
             n = arr.shape[0]
             ks = np.unique(np.linspace(0, n - 1, min(n, max_slices)).round().astype(int)) if n else []
-            out_v = [np.asarray(arr[int(k)], dtype=np.float32) for k in ks]
+            # copies: ``arr`` is a view into the SimpleITK buffer, freed with ``vol`` when the
+            # series builds a fresh volume per call (float32 volumes were read back as garbage/NaN)
+            out_v = [np.array(arr[int(k)], dtype=np.float32, copy=True) for k in ks]
             idx_v = [int(vol.frames[int(k)].dataset_index) for k in ks]
             if out_v:
                 return out_v, idx_v, vol.datasets[0] if vol.datasets else None
@@ -383,10 +398,63 @@ def ghost_replica_peak(img: np.ndarray, axis: int, periods: Sequence[int] = GHOS
     return best
 
 
-def mr_slice_features(img: np.ndarray, pe_axis: int | None) -> dict[str, float]:
+#: susceptibility void with its pile-up crescent (see :func:`mr_crescent_void`): darker than this
+#: fraction of the body median, a crescent brighter than this multiple of the body's 98th percentile,
+#: within this many pixels along the frequency-encode axis
+MR_VOID_DARK, MR_CRESCENT_LEVEL, MR_CRESCENT_PX = 0.3, 1.3, 3
+
+
+def mr_crescent_void(img: np.ndarray, body: np.ndarray, pe_axis: int | None, min_px: int = 8) -> tuple[float, list[float] | None]:
+    """Largest susceptibility void of one slice, as a fraction of the body area, and its box.
+
+    Why a crescent: a metal implant leaves a signal void larger than the object, shifted along
+    the frequency-encode axis, and the displaced signal piles up in a bright crescent beside it
+    (the generator: 1.8 x the 98th-percentile tissue; real scanners the same physics). The void
+    itself holds only the noise floor, which on magnitude images reads about the old 0.06 x
+    median darkness cut, so a strict cut missed it; CSF, cortical bone, sinus air and vessel
+    flow voids are dark too, but nothing bright piles up beside them. A hole counts when it is
+    darker than ``MR_VOID_DARK`` x the body median, has at least ``min_px`` pixels (a flow void
+    is a few pixels) and a pixel above ``MR_CRESCENT_LEVEL`` x the body's 98th percentile lies
+    within ``MR_CRESCENT_PX`` pixels of it along the frequency-encode axis (both axes when the
+    phase-encode direction is unknown)."""
+    if body.sum() < 50:
+        return 0.0, None
+    sig = float(np.median(img[body]))
+    p98 = float(np.percentile(img[body], 98))
+    core = ndi.binary_erosion(body, iterations=2)
+    lab, n = ndi.label(core & (img < MR_VOID_DARK * sig))
+    if not n:
+        return 0.0, None
+    width = 2 * MR_CRESCENT_PX + 1
+    shapes = [np.ones((1, width), bool)] if pe_axis == 0 else [np.ones((width, 1), bool)] if pe_axis == 1 else \
+        [np.ones((1, width), bool), np.ones((width, 1), bool)]
+    bright = img > MR_CRESCENT_LEVEL * p98
+    best, box = 0.0, None
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        if sl is None:
+            continue
+        # the component's neighbourhood only (a padded window), not the whole slice
+        r0, r1 = max(sl[0].start - MR_CRESCENT_PX, 0), sl[0].stop + MR_CRESCENT_PX
+        c0, c1 = max(sl[1].start - MR_CRESCENT_PX, 0), sl[1].stop + MR_CRESCENT_PX
+        obj = lab[r0:r1, c0:c1] == i
+        area = float(obj.sum())
+        if area < min_px:
+            continue
+        near = np.zeros_like(obj)
+        for st in shapes:
+            near |= ndi.binary_dilation(obj, structure=st)
+        if not (near & ~obj & bright[r0:r1, c0:c1]).any():
+            continue
+        frac = area / float(body.sum())
+        if frac > best:
+            best, box = frac, [float(sl[0].start), float(sl[1].start), float(sl[0].stop), float(sl[1].stop)]
+    return best, box
+
+
+def mr_slice_features(img: np.ndarray, pe_axis: int | None, min_void_px: int = 8) -> dict[str, float]:
     """Phase-encode ghosting and susceptibility-void measures of one MR slice."""
     hi = float(np.percentile(img, 99.5))
-    f = {"ghost": 0.0, "ghost_any": 0.0, "void_frac": 0.0, "bg_ratio": 0.0}
+    f = {"ghost": 0.0, "ghost_any": 0.0, "void_frac": 0.0, "bg_ratio": 0.0, "void_crescent": 0.0}
     if hi <= 0:
         return f
     # replicas need no background (the object may fill the field): unknown axis -> the larger of both
@@ -428,6 +496,9 @@ def mr_slice_features(img: np.ndarray, pe_axis: int | None) -> dict[str, float]:
         lab, n = ndi.label(dark)
         sizes = ndi.sum(dark, lab, index=np.arange(1, n + 1))
         f["void_frac"] = float(sizes.max()) / float(body.sum())
+    f["void_crescent"], box = mr_crescent_void(img, body, pe_axis, min_void_px)
+    if box is not None:
+        f["void_r0"], f["void_c0"], f["void_r1"], f["void_c1"] = box
     return f
 
 
@@ -437,8 +508,8 @@ def mr_pe_axis(ds: Any) -> int | None:
     return 0 if v == "COL" else 1 if v == "ROW" else None
 
 
-def mr_series_features(slices: Sequence[np.ndarray], pe_axis: int | None) -> tuple[dict[str, float], list[dict[str, float]]]:
-    per = [mr_slice_features(s, pe_axis) for s in slices]
+def mr_series_features(slices: Sequence[np.ndarray], pe_axis: int | None, min_void_px: int = 8) -> tuple[dict[str, float], list[dict[str, float]]]:
+    per = [mr_slice_features(s, pe_axis, min_void_px) for s in slices]
     if not per:
         return {}, per
     g = np.array([x["ghost"] for x in per])
@@ -449,6 +520,7 @@ def mr_series_features(slices: Sequence[np.ndarray], pe_axis: int | None) -> tup
         "bg_ratio_med": float(np.median([x["bg_ratio"] for x in per])),
         "void_max": float(v.max()), "void_q90": float(np.quantile(v, 0.9)), "void_slice_frac": float((v > 0.002).mean()),
         "ghost_lag_med": float(np.median([x.get("ghost_lag", 0.0) for x in per])),
+        "void_crescent_max": float(max(x.get("void_crescent", 0.0) for x in per)),
         "n_slices": float(len(per)),
     }, per
 
@@ -554,6 +626,10 @@ def dx_features(img: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
             feats[f"fo_{tag}{int(t * 100)}_lat"] = float(np.log1p(n_lat))
             feats[f"fo_{tag}{int(t * 100)}_px"] = px / float(inner.sum())
     feats["fo_px_frac"] = feats["fo_m15_px"]
+    n_sat, sat_box = dx_saturated_objects(sub, lateral)
+    feats["fo_sat_lat"] = float(n_sat)
+    if sat_box is not None and n_sat:
+        sat_box = [sat_box[0] + r0, sat_box[1] + c0, sat_box[2] + r0, sat_box[3] + c0]
     # round dense objects (beads, buttons, electrodes): both Hessian eigenvalues strongly negative
     # (a rib or a vertebral edge is a line: one eigenvalue near zero), counted at local maxima
     for sigma, tag in ((1.2, "b1"), (3.0, "b3")):
@@ -611,7 +687,62 @@ def dx_features(img: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
     feats["smear_ratio"] = float(math.log(max(lag_ratio(0), 1e-6) / max(lag_ratio(1), 1e-6)))
     feats.update(directional_spectrum(sub))
     feats["aspect"] = float(math.log(max(nr, 1) / max(nc, 1)))
-    return feats, {"box": box, "field": [r0, c0, r1, c1], "window": ((lo + hi) / 2.0, max(hi - lo, 1.0))}
+    return feats, {"box": box, "sat_box": sat_box, "field": [r0, c0, r1, c1], "window": ((lo + hi) / 2.0, max(hi - lo, 1.0))}
+
+
+#: saturated compact objects on a radiograph (see :func:`dx_saturated_objects`): segmentation level and
+#: the peak a blob must reach, as fractions from the 2nd percentile to the field's maximum (and the upper
+#: bound: burned-in annotations), top-hat contrast, step over the 2-px ring round the blob, largest
+#: area (px) and the least fill of the bounding box
+DX_SAT_LEVEL, DX_SAT_PEAK, DX_SAT_TEXT = 0.85, 0.94, 0.99
+DX_SAT_TOPHAT, DX_SAT_STEP, DX_SAT_MAX_PX, DX_SAT_FILL = 0.4, 0.3, 25, 0.5
+
+
+def dx_saturated_objects(sub: np.ndarray, zone: np.ndarray) -> tuple[int, list[float] | None]:
+    """Count of small saturated blobs in ``zone`` (the lateral lung zones) and the first one's box.
+
+    Why: steel attenuates ~40x water and is left out of the console's normalisation, so a bead,
+    clip, button or electrode saturates near the image's maximum, while a rib or vertebral edge
+    is a line and a bone island is faint. The older top-hat count (limit 100) counted every
+    compact bright dot and a necklace's ~15 beads never reached it. Components must lie above
+    ``DX_SAT_LEVEL`` of the field's range, stand out by ``DX_SAT_TOPHAT`` from their 9-px
+    surroundings, be small and filled (compact). Components reaching the field's maximum itself
+    (above ``DX_SAT_TEXT``) are burned-in annotations and side markers written at the display
+    maximum, not metal (validation 8222: every false count on a clean image was such text).
+    Steel is also a sharp step: its peak reaches ``DX_SAT_PEAK`` and stands ``DX_SAT_STEP`` above
+    the median of the 2-px ring round it, where fine speckle that happens to reach the top of the
+    range is a soft bump (a speckled test radiograph: peaks 0.87-0.95, steps 0.13-0.33; steel
+    on validation 8222: peaks 0.95-0.97, steps mostly 0.35-0.95)."""
+    if sub.size < 64:
+        return 0, None
+    plo, mx = float(np.percentile(sub, 2)), float(sub.max())
+    norm = (sub - plo) / max(mx - plo, 1e-3)
+    tophat = norm - ndi.grey_opening(norm, size=(9, 9))
+    lab, _ = ndi.label(norm > DX_SAT_LEVEL)
+    n, box = 0, None
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        if sl is None:
+            continue
+        obj = lab[sl] == i
+        area = int(obj.sum())
+        h, w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+        if area > DX_SAT_MAX_PX or area / max(h * w, 1) < DX_SAT_FILL:
+            continue
+        peak = float(norm[sl][obj].max())
+        if not DX_SAT_PEAK <= peak < DX_SAT_TEXT or float(tophat[sl][obj].max()) < DX_SAT_TOPHAT:
+            continue
+        if not zone[(sl[0].start + sl[0].stop) // 2, (sl[1].start + sl[1].stop) // 2]:
+            continue
+        # the 2-px ring round the blob, in a padded window of its own
+        r0, c0 = max(sl[0].start - 2, 0), max(sl[1].start - 2, 0)
+        win = lab[r0:sl[0].stop + 2, c0:sl[1].stop + 2] == i
+        ring = ndi.binary_dilation(win, iterations=2) & ~win
+        if not ring.any() or peak - float(np.median(norm[r0:sl[0].stop + 2, c0:sl[1].stop + 2][ring])) < DX_SAT_STEP:
+            continue
+        n += 1
+        if box is None:
+            box = [float(sl[0].start - 3), float(sl[1].start - 3), float(sl[0].stop + 3), float(sl[1].stop + 3)]
+    return n, box
 
 
 GRID_KEYS = ("grid_peak", "grid_rows", "grid_x", "grid_y")
@@ -678,8 +809,9 @@ def dx_radiograph_features(img: np.ndarray, work_px: int = 320) -> tuple[dict[st
         grid, _ = dx_features(crop)
         feats.update({k: grid[k] for k in NATIVE_KEYS})
     info["field"] = [r0, c0, r1, c1]
-    if info["box"] is not None:
-        info["box"] = [v * f for v in info["box"]]
+    for key in ("box", "sat_box"):
+        if info.get(key) is not None:
+            info[key] = [v * f for v in info[key]]
     return feats, info
 
 
@@ -773,6 +905,7 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
         cls, kind, scores, measured, limit = dx_classify(feats, p)
         res = SeriesArtifact(uid, modality, feats, scores, VALUE_OF[cls], kind, 0 if cls != "none" else None,
                              info["box"] if cls == "foreign_object" else None, measured, limit, image=img, window=info["window"])
+        res.extra["_sat_box"] = info.get("sat_box")
     else:
         slices, idx, first = _slices(s, int(p["max_slices"]))
         if not slices:
@@ -782,7 +915,7 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
             cls, kind, scores, k, measured, limit = ct_classify(feats, per, p)
             window = (40.0, 400.0) if kind != "metal" else (500.0, 3000.0)
         else:
-            feats, per = mr_series_features(slices, mr_pe_axis(first))
+            feats, per = mr_series_features(slices, mr_pe_axis(first), int(p.get("mr_void_min_px", 8)))
             cls, kind, scores, k, measured, limit = mr_classify(feats, per, p)
             window = None
         box = None
@@ -817,9 +950,12 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
                 _learned_evidence(res, cls, p)
     if modality == "MR":
         _mr_replica_rule(res, p)
+        _mr_void_rule(res, p)
     elif modality == "CT":
         _ct_on_skin_rule(res, p)
-    for key in ("_per", "_idx", "_slices"):
+    elif modality == "DX":
+        _dx_object_rule(res, p)
+    for key in ("_per", "_idx", "_slices", "_sat_box"):
         res.extra.pop(key, None)
     return res
 
@@ -881,6 +1017,46 @@ def _mr_replica_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
             res.image = slices[k]
 
 
+def _dx_object_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """Saturated compact objects in the lateral lung zones make a radiograph the net read 无 into
+    异物 (steel beads, clips, buttons, electrodes: :func:`dx_saturated_objects`). Only a 无 reading
+    changes: a grid-line or motion finding is the stricter value of the scoring table anyway."""
+    limit = p.get("dx_sat_objects")
+    measured = float(res.features.get("fo_sat_lat", 0.0))
+    if limit is None or measured < float(limit) or res.value != VALUE_OF["none"]:
+        return
+    res.extra.setdefault("classical_value" if res.method == "classical" else "learned_value", res.value)
+    res.value, res.kind, res.method = VALUE_OF["foreign_object"], "foreign_object", "classical"
+    res.measured, res.limit, res.slice_index = measured, float(limit), 0
+    res.box = res.extra.get("_sat_box")
+    res.scores["foreign_object"] = max(res.scores.get("foreign_object", 0.0), _sig(measured, float(limit) - 0.5, 0.5))
+
+
+def _mr_void_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A susceptibility void with its pile-up crescent (:func:`mr_crescent_void`) above the limit
+    makes an MR series the net read 无 into 设备 (metal), shown on the slice where the void is
+    largest with its box. The net weighs the older void measure, which missed voids holding the
+    noise floor; a 运动 reading is stricter and stays."""
+    limit = p.get("mr_void_crescent")
+    measured = float(res.features.get("void_crescent_max", 0.0))
+    if limit is None or measured < float(limit) or res.value != VALUE_OF["none"]:
+        return
+    res.extra.setdefault("classical_value" if res.method == "classical" else "learned_value", res.value)
+    res.value, res.kind, res.method = VALUE_OF["equipment"], "susceptibility_void", "classical"
+    res.measured, res.limit, res.box = round(measured, 4), float(limit), None
+    res.scores["equipment"] = max(res.scores.get("equipment", 0.0), _sig(measured, float(limit), 0.002))
+    per: list[dict[str, float]] = res.extra.get("_per") or []
+    idx: list[int] = res.extra.get("_idx") or []
+    slices = res.extra.get("_slices") or []
+    if per:
+        k = int(np.argmax([x.get("void_crescent", 0.0) for x in per]))
+        res.slice_index = idx[k] if k < len(idx) else None
+        if k < len(slices):
+            res.image = slices[k]
+        if "void_r0" in per[k]:
+            res.box = [per[k]["void_r0"], per[k]["void_c0"], per[k]["void_r1"], per[k]["void_c1"]]
+
+
 def _learned_evidence(res: SeriesArtifact, cls: str, p: dict[str, Any]) -> None:
     """When the learned detector overrules the classical rule, show the measure behind its class:
     the kind, the measured value vs its classical limit and the slice where it is largest."""
@@ -929,7 +1105,8 @@ REASONS = {
     "异物": ("{series}可见异物伪影（{kind}），测量值 {measured}，限值 {limit}", "foreign-object artifact ({kind}) in {series}: measured {measured}, limit {limit}"),
 }
 KIND_ZH = {"ghosting": "伪影重影/边缘双影", "ghost_replicas": "相位编码方向重影复制", "metal": "金属条纹", "truncation": "视野截断", "foreign_object": "体外异物",
-           "grid_lines": "滤线栅线", "motion_blur": "运动模糊"}
+           "grid_lines": "滤线栅线", "motion_blur": "运动模糊",
+           "susceptibility_void": "金属磁化率伪影（信号缺失伴高信号边）"}
 
 
 def _load_model(p: dict[str, Any]) -> Any:
