@@ -977,21 +977,13 @@ def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
                or f.get("metal_px_max", 0.0) >= math.log1p(float(p["ct_metal_min_px"])))
     if res.value == VALUE_OF["equipment"] and implant:
         return
-    res.extra.setdefault("classical_value" if res.method == "classical" else "learned_value", res.value)
-    res.value, res.kind, res.method = VALUE_OF["foreign_object"], "foreign_object", "classical"
-    res.measured, res.limit, res.box = round(measured, 4), float(limit), None
-    res.scores["foreign_object"] = max(res.scores.get("foreign_object", 0.0), _sig(measured, float(limit), 0.05))
-    per: list[dict[str, float]] = res.extra.get("_per") or []
-    idx: list[int] = res.extra.get("_idx") or []
-    slices = res.extra.get("_slices") or []
-    if per:
-        k = int(np.argmax([x.get("metal_air", 0.0) for x in per]))
-        res.slice_index = idx[k] if k < len(idx) else None
-        if k < len(slices):
-            res.image = slices[k]
-            if per[k].get("metal_r", -1.0) >= 0:
-                r, c, h = per[k]["metal_r"], per[k]["metal_c"], max(6.0, np.asarray(slices[k]).shape[0] * 0.12)
-                res.box = [r - h, c - h, r + h, c + h]
+    _overrule(res, "foreign_object", "foreign_object", round(measured, 4), float(limit),
+              _sig(measured, float(limit), 0.05))
+    shown = _show_strongest_slice(res, "metal_air")
+    if shown is not None and shown[1] is not None and shown[0].get("metal_r", -1.0) >= 0:
+        feats, image = shown
+        r, c, h = feats["metal_r"], feats["metal_c"], max(6.0, np.asarray(image).shape[0] * 0.12)
+        res.box = [r - h, c - h, r + h, c + h]
 
 
 def _mr_replica_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -1003,18 +995,8 @@ def _mr_replica_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     measured = float(res.features.get("ghost_lag_med", 0.0))
     if limit is None or measured < float(limit) or res.value == VALUE_OF["motion"]:
         return
-    res.extra.setdefault("classical_value" if res.method == "classical" else "learned_value", res.value)
-    res.value, res.kind, res.method = VALUE_OF["motion"], "ghost_replicas", "classical"
-    res.measured, res.limit, res.box = round(measured, 4), float(limit), None
-    res.scores["motion"] = max(res.scores.get("motion", 0.0), _sig(measured, float(limit), 0.03))
-    per: list[dict[str, float]] = res.extra.get("_per") or []
-    idx: list[int] = res.extra.get("_idx") or []
-    slices = res.extra.get("_slices") or []
-    if per:
-        k = int(np.argmax([x.get("ghost_lag", 0.0) for x in per]))
-        res.slice_index = idx[k] if k < len(idx) else None
-        if k < len(slices):
-            res.image = slices[k]
+    _overrule(res, "motion", "ghost_replicas", round(measured, 4), float(limit), _sig(measured, float(limit), 0.03))
+    _show_strongest_slice(res, "ghost_lag")
 
 
 def _dx_object_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -1025,11 +1007,8 @@ def _dx_object_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     measured = float(res.features.get("fo_sat_lat", 0.0))
     if limit is None or measured < float(limit) or res.value != VALUE_OF["none"]:
         return
-    res.extra.setdefault("classical_value" if res.method == "classical" else "learned_value", res.value)
-    res.value, res.kind, res.method = VALUE_OF["foreign_object"], "foreign_object", "classical"
-    res.measured, res.limit, res.slice_index = measured, float(limit), 0
-    res.box = res.extra.get("_sat_box")
-    res.scores["foreign_object"] = max(res.scores.get("foreign_object", 0.0), _sig(measured, float(limit) - 0.5, 0.5))
+    _overrule(res, "foreign_object", "foreign_object", measured, float(limit), _sig(measured, float(limit) - 0.5, 0.5))
+    res.slice_index, res.box = 0, res.extra.get("_sat_box")
 
 
 def _mr_void_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -1041,20 +1020,37 @@ def _mr_void_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     measured = float(res.features.get("void_crescent_max", 0.0))
     if limit is None or measured < float(limit) or res.value != VALUE_OF["none"]:
         return
+    _overrule(res, "equipment", "susceptibility_void", round(measured, 4), float(limit),
+              _sig(measured, float(limit), 0.002))
+    shown = _show_strongest_slice(res, "void_crescent")
+    if shown is not None and "void_r0" in shown[0]:
+        feats = shown[0]
+        res.box = [feats["void_r0"], feats["void_c0"], feats["void_r1"], feats["void_c1"]]
+
+
+def _overrule(res: SeriesArtifact, cls: str, kind: str, measured: float, limit: float, score: float) -> None:
+    """A classical rule sets the series to ``cls`` (a VALUE_OF key), keeping what was read before
+    (``learned_value`` / ``classical_value``) so the result shows which reading it replaced."""
     res.extra.setdefault("classical_value" if res.method == "classical" else "learned_value", res.value)
-    res.value, res.kind, res.method = VALUE_OF["equipment"], "susceptibility_void", "classical"
-    res.measured, res.limit, res.box = round(measured, 4), float(limit), None
-    res.scores["equipment"] = max(res.scores.get("equipment", 0.0), _sig(measured, float(limit), 0.002))
+    res.value, res.kind, res.method = VALUE_OF[cls], kind, "classical"
+    res.measured, res.limit, res.box = measured, limit, None
+    res.scores[cls] = max(res.scores.get(cls, 0.0), score)
+
+
+def _show_strongest_slice(res: SeriesArtifact, feature: str) -> tuple[dict[str, float], Any] | None:
+    """Point the evidence at the slice where the per-slice ``feature`` is largest; that slice's
+    features and image (None when the image was not kept), or None without per-slice features."""
     per: list[dict[str, float]] = res.extra.get("_per") or []
     idx: list[int] = res.extra.get("_idx") or []
     slices = res.extra.get("_slices") or []
-    if per:
-        k = int(np.argmax([x.get("void_crescent", 0.0) for x in per]))
-        res.slice_index = idx[k] if k < len(idx) else None
-        if k < len(slices):
-            res.image = slices[k]
-        if "void_r0" in per[k]:
-            res.box = [per[k]["void_r0"], per[k]["void_c0"], per[k]["void_r1"], per[k]["void_c1"]]
+    if not per:
+        return None
+    k = int(np.argmax([x.get(feature, 0.0) for x in per]))
+    res.slice_index = idx[k] if k < len(idx) else None
+    image = slices[k] if k < len(slices) else None
+    if image is not None:
+        res.image = image
+    return per[k], image
 
 
 def _learned_evidence(res: SeriesArtifact, cls: str, p: dict[str, Any]) -> None:
