@@ -190,13 +190,24 @@ class OrthancServer:
 
     def upload(self, files: list[bytes] | list[Path]) -> list[str]:
         """POST each Part-10 file to ``/instances``; return Orthanc's instance ids."""
+        import httpx
+
         ids = []
         with self.client() as client:
             for item in files:
                 data = item.read_bytes() if isinstance(item, Path) else item
-                response = client.post(
-                    "/instances", content=data, headers={"Content-Type": "application/dicom"}
-                )
+                for attempt in range(3):
+                    try:
+                        response = client.post(
+                            "/instances", content=data, headers={"Content-Type": "application/dicom"}
+                        )
+                        break
+                    except httpx.RemoteProtocolError:
+                        # Orthanc's HTTP server may close a kept-alive connection just as the next
+                        # request goes out (seen once in CI after 26 uploads). Storing the same
+                        # instance again is harmless (Orthanc keeps one copy), so send it again.
+                        if attempt == 2:
+                            raise
                 response.raise_for_status()
                 ids.append(response.json()["ID"])
         return ids
