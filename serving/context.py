@@ -20,12 +20,11 @@ class ServiceContext:
     roles: RoleBook
     #: (mtime_ns, reasons) of the last parse of the reasons file.
     _reasons: tuple[int, list[dict[str, Any]]] | None = field(default=None, repr=False)
-    #: The exam detail's exam-wide part per exam version (this process only).
-    detail_cache: DetailCache = field(default_factory=lambda: DetailCache(0), repr=False)
+    #: The exam detail's exam-wide part per exam version (this process only), sized by the settings.
+    detail_cache: DetailCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.detail_cache.capacity == 0 and self.settings.detail_cache_mb:
-            self.detail_cache = DetailCache(self.settings.detail_cache_mb * 1024 * 1024)
+        self.detail_cache = DetailCache(self.settings.detail_cache_mb * 1024 * 1024)
 
     @classmethod
     def create(cls, workspace: Workspace, settings: ServingSettings | None = None) -> ServiceContext:

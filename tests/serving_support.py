@@ -6,6 +6,8 @@ server for the browser and fuzzing tests (tests/test_serving_browser.py, ...).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +16,23 @@ from fastapi.testclient import TestClient
 from radqc.catalogue import models as m
 
 PASSWORD = "correct-horse-battery-9"
+
+
+@contextmanager
+def sql_statements(engine: Any) -> Iterator[list[str]]:
+    """Every SQL statement ``engine`` runs inside the block, in order (clear the list to restart)."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
 
 
 def make_client(ws: Any) -> TestClient:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from radqc.catalogue import models as m
 from radqc.serving.services.detail_cache import DetailCache, ExamStatic
 from tests.serving_exam_support import add_full_exam
-from tests.serving_support import add_user, login, make_client
+from tests.serving_support import add_user, login, make_client, sql_statements
 
 
 def _view(client: Any, headers: dict[str, str], exam_id: int) -> dict[str, Any]:
@@ -27,27 +27,17 @@ def _cache(client: Any) -> DetailCache:
 
 
 def test_second_view_is_served_from_the_cache_with_the_same_content(workspace) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import event
-
     add_user(workspace, "dr_a", "doctor", "H_A")
     exam = add_full_exam(workspace, "H_A")
     client = make_client(workspace)
     headers = login(client, "dr_a")
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    event.listen(workspace.engine, "before_cursor_execute", count)
-    try:
+    with sql_statements(workspace.engine) as statements:
         first = _view(client, headers, exam.exam_id)
         cold = len(statements)
         statements.clear()
         before = _cache(client).stats()
         second = _view(client, headers, exam.exam_id)
         warm = len(statements)
-    finally:
-        event.remove(workspace.engine, "before_cursor_execute", count)
     after = _cache(client).stats()
     assert after["hits"] == before["hits"] + 1 and after["entries"] == 1
     assert warm <= cold - 5, (cold, warm)  # ledger, standard series, series, counts, report not read again

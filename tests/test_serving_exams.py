@@ -7,7 +7,7 @@ from sqlalchemy import select
 from radqc.catalogue import models as m
 from radqc.serving.accounts import grant_authorisation, revoke_authorisation
 from tests.serving_exam_support import add_full_exam, png_bytes
-from tests.serving_support import add_exam, add_user, login, make_client
+from tests.serving_support import add_exam, add_user, login, make_client, sql_statements
 
 
 def _ids(payload: dict) -> set[int]:  # type: ignore[type-arg]
@@ -198,8 +198,6 @@ def test_patient_history_across_hospitals(workspace) -> None:  # type: ignore[no
 
 def test_detail_and_search_query_count_independent_of_size(workspace) -> None:  # type: ignore[no-untyped-def]
     """No N+1: the same number of SQL statements for a 1-series and a 6-series exam, and for pages of 1 and 8."""
-    from sqlalchemy import event
-
     add_user(workspace, "auditor", "auditor")
     small = add_full_exam(workspace, "H_A", n_series=1, instances=1)
     large = add_full_exam(workspace, "H_A", n_series=6, instances=30)
@@ -207,13 +205,7 @@ def test_detail_and_search_query_count_independent_of_size(workspace) -> None:  
         add_full_exam(workspace, "H_B")
     client = make_client(workspace)
     h = login(client, "auditor")
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    event.listen(workspace.engine, "before_cursor_execute", count)
-    try:
+    with sql_statements(workspace.engine) as statements:
         def n_for(url: str, **params: object) -> int:
             statements.clear()
             assert client.get(url, params=params, headers=h).status_code == 200
@@ -223,8 +215,6 @@ def test_detail_and_search_query_count_independent_of_size(workspace) -> None:  
         n_large = n_for(f"/api/exams/{large.exam_id}")
         n_page1 = n_for("/api/exams", limit=1)
         n_page8 = n_for("/api/exams", limit=8)
-    finally:
-        event.remove(workspace.engine, "before_cursor_execute", count)
     assert n_small == n_large
     assert n_page1 == n_page8
     # authentication + the view + the access-log append: a fixed handful

@@ -22,7 +22,6 @@ clause to every query that reads exams.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -542,12 +541,6 @@ def detail_json(session: Session, ctx: ServiceContext, principal: Principal, row
     )
     rule_qc = static.rule_qc_full if principal.can("patient.identity") else static.rule_qc_redacted
     return b"".join((encode(out)[:-1], b",", static.members, b',"rule_qc":', rule_qc, b"}"))
-
-
-def detail(session: Session, ctx: ServiceContext, principal: Principal, row: tuple[Any, ...]) -> dict[str, Any]:
-    """ExamDetail as a dict (the same content as :func:`detail_json`; for callers in Python)."""
-    result: dict[str, Any] = json.loads(detail_json(session, ctx, principal, row))
-    return result
 
 
 def evidence_key(session: Session, exam_id: int, n: int) -> str | None:

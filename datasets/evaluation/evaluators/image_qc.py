@@ -465,22 +465,10 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
     if ord_truth:
         report.classifications["grade:all"] = classification("grade (甲=3..丁=0)", ord_truth, ord_pred,
                                                              ["0", "1", "2", "3"], ordinal=True)
-    if std_truth:
-        report.rates["grade_exact_vs_standard"] = Rate(sum(t == p for t, p in zip(std_truth, std_pred, strict=True)),
-                                                       len(std_truth))
-        pairs = [(t, p) for t, p in zip(std_truth, std_pred, strict=True) if p != FAILED]
-        if pairs:
-            report.classifications["grade_vs_standard:all"] = classification(
-                "grade vs the truth rolled up under the item standard (甲=3..丁=0)", [t for t, _ in pairs],
-                [p for _, p in pairs], ["0", "1", "2", "3"], ordinal=True)
-    if ph_truth:
-        report.rates["grade_exact_vs_placeholder"] = Rate(sum(t == p for t, p in zip(ph_truth, ph_pred, strict=True)),
-                                                          len(ph_truth))
-        pairs = [(t, p) for t, p in zip(ph_truth, ph_pred, strict=True) if p != FAILED]
-        if pairs:
-            report.classifications["grade_vs_placeholder:all"] = classification(
-                "grade vs the placeholder table the truth keeps (甲=3..丁=0)", [t for t, _ in pairs],
-                [p for _, p in pairs], ["0", "1", "2", "3"], ordinal=True)
+    _grade_rows(report, "vs_standard", "grade vs the truth rolled up under the item standard (甲=3..丁=0)",
+                std_truth, std_pred)
+    _grade_rows(report, "vs_placeholder", "grade vs the placeholder table the truth keeps (甲=3..丁=0)",
+                ph_truth, ph_pred)
     for key, count in sorted(special.items()):
         report.counts[key] = count
     report.details["errors"] = dict(errors.most_common())
@@ -509,6 +497,17 @@ def _labels(dim: str, truths: list[str], preds: list[str]) -> list[str]:
         base = []
     extra = sorted({v for v in truths + preds if v not in base})
     return base + extra
+
+
+def _grade_rows(report: EvalReport, name: str, title: str, truth: list[str], pred: list[str]) -> None:
+    """``grade_exact_<name>`` (failed exams count as wrong) and ``grade_<name>:all`` (answered only)."""
+    if not truth:
+        return
+    report.rates[f"grade_exact_{name}"] = Rate(sum(t == p for t, p in zip(truth, pred, strict=True)), len(truth))
+    pairs = [(t, p) for t, p in zip(truth, pred, strict=True) if p != FAILED]
+    if pairs:
+        report.classifications[f"grade_{name}:all"] = classification(
+            title, [t for t, _ in pairs], [p for _, p in pairs], ["0", "1", "2", "3"], ordinal=True)
 
 
 def summary(report: EvalReport) -> dict[str, Any]:
