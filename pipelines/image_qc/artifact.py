@@ -11,19 +11,22 @@ Per series: features per slice/image -> series features -> scores per class -> v
 Roll-up over series: the strictest value (any motion/equipment/foreign-object finding), with
 the severity order of the scoring table (运动 > 设备 > 异物 > 无).
 
-Thresholds are module defaults (:data:`DEFAULTS`); the item's image-QC data
-(``qc_rules/image_qc/*.yaml`` key ``artifact:``) may override any of them through ``params``.
+Thresholds are data: ``qc_rules/image_qc/artifact.yaml`` (:data:`DEFAULTS`); the item's image-QC
+data (``qc_rules/image_qc/*.yaml`` key ``artifact:``) may override any of them through ``params``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from scipy import ndimage as ndi
 
 from radqc.pipelines.image_qc.types import (
@@ -50,54 +53,30 @@ RADIOGRAPH_MODALITIES = ("DX", "CR", "DR", "RF", "MG", "XA")
 #: MR object level, as a fraction of the 99.5th percentile (see :func:`mr_slice_features`)
 MR_OBJECT_LEVEL = 0.5
 
-#: Classical thresholds (module defaults; the item's ``artifact:`` params override them).
-DEFAULTS: dict[str, Any] = {
-    "max_series": 2,  # CT series analysed per exam (primary axial first, then the most slices)
-    "max_slices": 48,  # slices read per series (evenly spaced when more; bounds a 300-slice CT)
-    "ct_work_px": 128,  # CT slices wider than this are measured block-averaged (training scale)
-    "ct_metal_hu": 2500.0,  # HU above which a voxel is metal
-    "ct_metal_min_px": 3,  # metal pixels in a slice before it counts
-    "ct_streak_ratio": 2.2,  # high-pass SD around metal vs the slice's body noise: streaks
-    "ct_inside_fraction": 0.6,  # metal pixels inside the eroded body: implant (else on the skin)
-    "ct_rim_touch": 0.08,  # fraction of the FOV circle band covered by body: truncation
-    "ct_rim_excess_hu": 40.0,  # rim HU above the tissue just inside it: truncation rim
-    "ct_ghost_width_px": 0.8,  # mid-HU band outside the body (px of outline): edge doubling
-    "ct_ghost_contrast": 0.6,  # affected vs unaffected slices (motion touches part of the scan)
-    "mr_ghost_ratio": 0.2,  # phase-encode background minus frequency background, / body signal
-    "mr_void_px_frac": 0.02,  # susceptibility void: dark hole area / body area
-    # metal touching the air around the patient (fraction of a 2-px ring round the metal that is
-    # outside air): a foreign object on the skin (see _ct_on_skin_rule; None: off). 0.4: foreign-object
-    # series of validation 8201/8202 read 0.44-1.0, the rule's other conditions keep implants; CT exams
-    # right 8201 91 -> 93/98, 8202 162 -> 163/184 (same at 0.1-0.4), no new false alarm; of 0.1-0.4 the
-    # highest, as a 2-px pacemaker of training 7201 reads 0.38
-    "ct_metal_air": 0.4,
-    # phase-encode ghost replicas: median over slices of the autocorrelation peak at lag N/P along the
-    # phase-encode axis (see ghost_replica_peak); decides 运动 even where the learned net says 无
-    # (None: off). 0.25: above every clean series of validation 8201/8202 (max 0.21/0.19) and of
-    # training 7201 (0.24); MR exams right 8201 28 -> 30/34, 8202 48 -> 53/61, 8203 74 -> 76/80
-    "mr_ghost_lag": 0.25,
-    "dx_work_px": 320,  # radiographs longer than this are measured block-averaged (grid: native crop)
-    "dx_foreign_objects": 100,  # compact dense dots/discs beside the spine (top-hat blobs)
-    # steel on a radiograph (beads, clips, buttons, electrodes): compact blobs near the image's
-    # maximum in the lateral lung zones, counted by dx_saturated_objects; 3 or more make a series
-    # the learned net read 无 into 异物 (None: off). 3: validation 8222 (chosen there): foreign-object
-    # exams read 0-14 (8 of 9 >= 4), every other exam <= 1; confirmed on 8231: 6 of 8 >= 3, one
-    # other exam reads 5 (a grid-line exam already read 设备)
-    "dx_sat_objects": 3,
-    # susceptibility void (MR metal): the largest dark hole inside the body (below 0.3 x body median,
-    # >= mr_void_min_px) with a pile-up crescent (>= 1.3 x the body's 98th percentile) within 3 px along
-    # the frequency-encode axis, as a fraction of the body area (mr_void_crescent). 0.01 (None: off):
-    # validation 8222/8231: every exam without metal reads 0 (flow voids, CSF, bone and air have
-    # no crescent); metal exams read 0.025-0.088 where the crescent is measurable (6 of 13)
-    "mr_void_crescent": 0.01,
-    "mr_void_min_px": 8,  # a void larger than a vessel's flow void (a few px at these matrices)
-    "dx_grid_rows": 0.6,  # grid lines: rows sharing the brightest phase of a period 2-8 pattern (chance 0)
-    # motion smear: -vspec_rel, the missing vertical mid-frequency detail (log power ratio, anatomy's
-    # own anisotropy removed; see directional_spectrum). 1.9: 3% of clean training radiographs (7201)
-    "dx_motion_spectrum": 1.9,
-    "use_model": True,  # the learned detector decides when its weights are installed
-    "model_threshold": None,  # learned: probability an artifact class needs (None: the registered one)
-}
+#: the limits' data file (``defaults``): every classical threshold, with where it was chosen
+PARAMS_FILE = Path(__file__).resolve().parents[2] / "qc_rules" / "image_qc" / "artifact.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def load_defaults() -> dict[str, Any]:
+    """The artifact limits of ``qc_rules/image_qc/artifact.yaml`` (its ``defaults``).
+
+    Why a file: the limits are department data (a finding quotes them as evidence), so they
+    change without code; an item's ``artifact:`` params override them key by key. Falls back
+    to the installed ``radqc.qc_rules`` package when the source tree layout is not there."""
+    path = PARAMS_FILE
+    if not path.is_file():  # installed layout: qc_rules is the radqc.qc_rules package
+        import importlib
+
+        package = importlib.import_module("radqc.qc_rules")
+        path = Path(str(package.__file__)).resolve().parent / "image_qc" / "artifact.yaml"
+    with path.open(encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    return dict(data.get("defaults") or {})
+
+
+#: Classical thresholds (qc_rules/image_qc/artifact.yaml; the item's ``artifact:`` params override them).
+DEFAULTS: dict[str, Any] = load_defaults()
 
 
 @dataclass
