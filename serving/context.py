@@ -30,6 +30,10 @@ class ServiceContext:
     def create(cls, workspace: Workspace, settings: ServingSettings | None = None) -> ServiceContext:
         return cls(workspace, settings or load_serving_settings(workspace.master_key), load_roles())
 
+    def recognition_reasons_version(self) -> int:
+        """The reason list file's version (mtime), part of the cached exam detail's version."""
+        return self.settings.recognition_reasons.stat().st_mtime_ns
+
     def recognition_reasons(self) -> list[dict[str, Any]]:
         """The configured 不互认 reasons (code, category quality|clinical, zh, en), as fresh copies.
 

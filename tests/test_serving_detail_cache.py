@@ -6,6 +6,7 @@ the change; per-caller parts must never leak between callers through the cached 
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 from sqlalchemy import select
@@ -127,3 +128,62 @@ def test_the_cache_can_be_turned_off(workspace, monkeypatch) -> None:  # type: i
     headers = login(client, "dr_a")
     assert _view(client, headers, exam.exam_id) == _view(client, headers, exam.exam_id)
     assert _cache(client).stats()["entries"] == 0
+
+
+def _decide(workspace: Any, exam_id: int, username: str, decision: str, reason: str | None = None) -> None:
+    """A 互认 decision row as the recognition route writes it (decisions are insert-only)."""
+    with workspace.transaction() as s:
+        user = s.scalars(select(m.AppUser).where(m.AppUser.username == username)).one()
+        s.add(m.Recognition(exam_id=exam_id, user_id=user.id, hospital_id=user.hospital_id, decision=decision,
+                            reason_code=reason, reason_category="quality" if reason else None))
+
+
+def test_a_new_decision_is_shown_at_once_and_only_to_whom_it_belongs(workspace) -> None:  # type: ignore[no-untyped-def]
+    """The decision list is cached with the exam; a new decision changes the version. The
+    summary's ``recognition`` stays the caller's hospital's newest decision."""
+    add_user(workspace, "dr_a", "doctor", "H_A")
+    add_user(workspace, "dr_b", "doctor", "H_B")
+    add_user(workspace, "dr_c", "doctor", "H_C")
+    add_user(workspace, "de", "data_engineer")
+    exam = add_full_exam(workspace, "H_A")
+    client = make_client(workspace)
+    owner = login(client, "dr_a")
+    first = _view(client, owner, exam.exam_id)
+    assert first["recognitions"] == [] and first["recognition"] is None
+    _decide(workspace, exam.exam_id, "dr_b", "不互认", "image_quality")
+    second = _view(client, owner, exam.exam_id)
+    assert [(r["decision"], r["by"]["hospital"]) for r in second["recognitions"]] == [("不互认", "H_B")]
+    assert second["recognition"] is None  # H_B's decision is not H_A's
+    _decide(workspace, exam.exam_id, "dr_c", "互认")
+    _decide(workspace, exam.exam_id, "dr_a", "互认")
+    third = _view(client, owner, exam.exam_id)
+    assert [r["by"]["hospital"] for r in third["recognitions"]] == ["H_A", "H_C", "H_B"]
+    assert third["recognition"]["by"]["hospital"] == "H_A"
+    hits = _cache(client).stats()["hits"]
+    engineer = client.get(f"/api/exams/{exam.exam_id}", headers=login(client, "de"))
+    assert _cache(client).stats()["hits"] == hits + 1
+    assert engineer.status_code == 200, engineer.text
+    body = engineer.json()
+    assert body["recognitions"] == []  # no recognition.read
+    assert body["recognition"]["by"]["hospital"] == "H_A"  # a region role: the newest of any hospital
+
+
+def test_an_edited_reason_list_is_shown_at_once(workspace, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The decisions' reason texts come from the reason list file: editing it changes the version."""
+    reasons = tmp_path / "reasons.yaml"
+    reasons.write_text("reasons:\n  - {code: Q_ONE, category: quality, zh: 第一版, en: First wording}\n",
+                       encoding="utf-8")
+    monkeypatch.setenv("RADQC_RECOGNITION_REASONS", str(reasons))
+    add_user(workspace, "dr_a", "doctor", "H_A")
+    add_user(workspace, "dr_b", "doctor", "H_B")
+    exam = add_full_exam(workspace, "H_A")
+    client = make_client(workspace)
+    headers = login(client, "dr_a")
+    _decide(workspace, exam.exam_id, "dr_b", "不互认", "Q_ONE")
+    assert _view(client, headers, exam.exam_id)["recognitions"][0]["reason"]["en"] == "First wording"
+    assert _view(client, headers, exam.exam_id)["recognitions"][0]["reason"]["en"] == "First wording"
+    reasons.write_text("reasons:\n  - {code: Q_ONE, category: quality, zh: 第二版, en: Second wording}\n",
+                       encoding="utf-8")
+    stat = reasons.stat()  # a later mtime even on a coarse-grained file system clock
+    os.utime(reasons, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert _view(client, headers, exam.exam_id)["recognitions"][0]["reason"]["en"] == "Second wording"

@@ -12,8 +12,9 @@ Correctness before speed: an entry is used only while the exam's *version* is un
 version is read on every request in one indexed statement (:func:`exam_version`): the exam
 row's ``updated_at`` (the pipeline status cache is written with every stage), the newest ledger
 row of the exam (every stage result, and the standard series its projection writes in the
-same transaction), the report record (newest ``updated_at`` and count) and the instance count
-(an upload adding images). A re-run, a new report or new images therefore change the version
+same transaction), the report record (newest ``updated_at`` and count), the instance count
+(an upload adding images), the newest 互认 decision (decisions are insert-only) and the
+version of the reason list file their texts come from. A re-run, a new report or new images therefore change the version
 and the next request rebuilds the entry; nothing needs to be told to invalidate, so it holds
 across worker processes and with other writers (the pipeline CLI) on the same catalogue.
 
@@ -44,17 +45,20 @@ def _version_statement() -> Any:
     records = select(func.count(m.ExamRecord.id)).where(m.ExamRecord.exam_id == exam_id).scalar_subquery()
     instances = (select(func.count(m.Instance.id)).join(m.Series, m.Series.id == m.Instance.series_id)
                  .where(m.Series.exam_id == exam_id).scalar_subquery())
-    return select(ledger, record_at, records, instances)
+    decisions = select(func.max(m.Recognition.id)).where(m.Recognition.exam_id == exam_id).scalar_subquery()
+    return select(ledger, record_at, records, instances, decisions)
 
 
 #: Built once: constructing the statement cost more than running it.
 _VERSION = _version_statement()
 
 
-def exam_version(session: Session, exam: m.Exam) -> tuple[Any, ...]:
-    """What the exam-wide part of the detail depends on (one statement, all indexed look-ups)."""
+def exam_version(session: Session, exam: m.Exam, *extra: Any) -> tuple[Any, ...]:
+    """What the exam-wide part of the detail depends on (one statement, all indexed look-ups).
+
+    ``extra`` joins values from outside the catalogue (the reason list file's version)."""
     row = session.execute(_VERSION, {"exam_id": exam.id}).one()
-    return (exam.updated_at, *tuple(row))
+    return (exam.updated_at, *tuple(row), *extra)
 
 
 @dataclass(frozen=True)
@@ -63,17 +67,23 @@ class ExamStatic:
 
     ``members`` is ``"series":[...],"standard_items":[...],"report":...,"image_qc":...`` (object
     members without braces); ``rule_qc`` holds the rule-QC member's value twice, as seen with
-    and without the ``patient.identity`` permission (identifier evidence redacted)."""
+    and without the ``patient.identity`` permission (identifier evidence redacted).
+    ``decisions`` are the exam's 互认 decisions, newest first, each with the deciding hospital's
+    id (who sees which is the caller's part); ``decisions_json`` is their list, encoded.
+    Decisions are insert-only rows, so the newest decision id in the version covers them."""
 
     version: tuple[Any, ...]
     items: list[dict[str, Any]]
     members: bytes
     rule_qc_full: bytes
     rule_qc_redacted: bytes
+    decisions: tuple[tuple[int | None, dict[str, Any]], ...] = ()
+    decisions_json: bytes = b"[]"
 
     @property
     def size(self) -> int:
-        return len(self.members) + len(self.rule_qc_full) + len(self.rule_qc_redacted) + 200 * (len(self.items) + 1)
+        return (len(self.members) + len(self.rule_qc_full) + len(self.rule_qc_redacted) + len(self.decisions_json)
+                + 200 * (len(self.items) + 1) + 300 * len(self.decisions))
 
 
 class DetailCache:

@@ -335,12 +335,17 @@ def recognition_out(r: m.Recognition, user: m.AppUser | None, hospital: m.Hospit
 
 def exam_recognitions(session: Session, ctx: ServiceContext, exam_id: int) -> list[dict[str, Any]]:
     """Every decision on the exam, newest first (one query)."""
+    return [d for _, d in exam_decisions(session, ctx, exam_id)]
+
+
+def exam_decisions(session: Session, ctx: ServiceContext, exam_id: int) -> list[tuple[int | None, dict[str, Any]]]:
+    """Every decision on the exam, newest first, each with the deciding hospital's id (one query)."""
     R = m.Recognition
     rows = session.execute(select(R, m.AppUser, m.Hospital).outerjoin(m.AppUser, m.AppUser.id == R.user_id)
                            .outerjoin(m.Hospital, m.Hospital.id == R.hospital_id)
                            .where(R.exam_id == exam_id).order_by(R.id.desc())).all()
     reasons = reason_index(ctx)
-    return [recognition_out(r, u, h, reasons) for r, u, h in rows]
+    return [(r.hospital_id, recognition_out(r, u, h, reasons)) for r, u, h in rows]
 
 
 # ------------------------------------------------------------------ detail
@@ -483,9 +488,9 @@ def report_out(session: Session, exam_id: int) -> dict[str, Any] | None:
             rec.accession_number}
 
 
-def build_exam_static(session: Session, exam: m.Exam, version: tuple[Any, ...]) -> ExamStatic:
-    """The exam-wide part of the detail (6 queries: ledger x2, standard series, series, instance
-    counts, report), encoded: see :mod:`radqc.serving.services.detail_cache`."""
+def build_exam_static(session: Session, ctx: ServiceContext, exam: m.Exam, version: tuple[Any, ...]) -> ExamStatic:
+    """The exam-wide part of the detail (7 queries: ledger x2, standard series, series, instance
+    counts, report, decisions), encoded: see :mod:`radqc.serving.services.detail_cache`."""
     stages = latest_results(session, [exam.id], DETAIL_STAGES).get(exam.id, {})
     standard_series = session.scalars(select(m.StandardSeries).where(m.StandardSeries.exam_id == exam.id)
                                       .order_by(m.StandardSeries.id)).all()
@@ -496,51 +501,54 @@ def build_exam_static(session: Session, exam: m.Exam, version: tuple[Any, ...]) 
     members = encode({"series": series, "standard_items": standard_items, "report": report_out(session, exam.id),
                       "image_qc": image_qc_out(exam.id, stages.get("image_qc"), series_ids)})[1:-1]
     rule_qc = stages.get("rule_qc")
+    decisions = tuple(exam_decisions(session, ctx, exam.id))
     return ExamStatic(version=version, items=items, members=members,
                       rule_qc_full=encode(rule_qc_out(rule_qc, True)),
-                      rule_qc_redacted=encode(rule_qc_out(rule_qc, False)))
+                      rule_qc_redacted=encode(rule_qc_out(rule_qc, False)),
+                      decisions=decisions, decisions_json=encode([d for _, d in decisions]))
 
 
 def exam_static(session: Session, ctx: ServiceContext, exam: m.Exam) -> ExamStatic:
     """The cached exam-wide part when the exam has not changed since, else built (and cached)."""
-    version = exam_version(session, exam)
+    version = exam_version(session, exam, ctx.recognition_reasons_version())
     cached = ctx.detail_cache.get(exam.id, version)
     if cached is not None:
         return cached
-    built = build_exam_static(session, exam, version)
+    built = build_exam_static(session, ctx, exam, version)
     ctx.detail_cache.put(exam.id, built)
     return built
+
+
+def _latest_decision(principal: Principal, decisions: Sequence[tuple[int | None, dict[str, Any]]]
+                     ) -> dict[str, Any] | None:
+    """The newest decision by the caller's hospital (any hospital for region roles): the list's
+    summary line, as :func:`latest_recognitions` gives it for lists."""
+    for hospital_id, d in decisions:
+        if principal.hospital_id is None or hospital_id == principal.hospital_id:
+            return {"decision": d["decision"], "reason_code": d["reason_code"], "at": d["at"], "by": d["by"]}
+    return None
 
 
 def detail_json(session: Session, ctx: ServiceContext, principal: Principal, row: tuple[Any, ...]) -> bytes:
     """ExamDetail as JSON for a row from :func:`scoped_exam_row`.
 
-    The caller's part (summary with the identity the caller may see, decisions, permissions) is
-    built here on every request; the exam-wide part (series, standard items, report, rule and
-    image QC) comes from :func:`exam_static`. Queries: the version, then 1-2 for the decisions;
-    6 more when the exam-wide part is rebuilt."""
+    The caller's part (summary with the identity the caller may see, the caller's hospital's
+    decision, whether the decision list is shown, permissions) is built here on every request;
+    the exam-wide part (series, standard items, report, rule and image QC, the decisions) comes
+    from :func:`exam_static`. Queries: the version; 7 more when the exam-wide part is rebuilt."""
     exam, hospital, patient, qc = row
     static = exam_static(session, ctx, exam)
-    recognitions: list[dict[str, Any]] = []
-    if principal.can("recognition.read"):
-        recognitions = exam_recognitions(session, ctx, exam.id)
-        mine = [r for r in recognitions
-                if principal.hospital_id is None or (r["by"] or {}).get("hospital") == principal.hospital_code]
-        latest = ({"decision": mine[0]["decision"], "reason_code": mine[0]["reason_code"], "at": mine[0]["at"],
-                   "by": mine[0]["by"]} if mine else None)
-    else:
-        latest = latest_recognitions(session, principal, [exam.id]).get(exam.id)
+    latest = _latest_decision(principal, static.decisions)
     out = summary(ctx, principal, exam, hospital, patient, qc, static.items, latest)
     other = is_other_hospital(principal, exam.hospital_id)
-    out.update(
-        recognitions=recognitions,
-        permissions={
-            "recognise": principal.can("recognition.write") and other and principal.hospital_id is not None,
-            "download_original": principal.can("image.download_original")
-            and (not other or ctx.settings.allow_original_download)},
-    )
+    out["permissions"] = {
+        "recognise": principal.can("recognition.write") and other and principal.hospital_id is not None,
+        "download_original": principal.can("image.download_original")
+        and (not other or ctx.settings.allow_original_download)}
+    decisions = static.decisions_json if principal.can("recognition.read") else b"[]"
     rule_qc = static.rule_qc_full if principal.can("patient.identity") else static.rule_qc_redacted
-    return b"".join((encode(out)[:-1], b",", static.members, b',"rule_qc":', rule_qc, b"}"))
+    return b"".join((encode(out)[:-1], b',"recognitions":', decisions, b",", static.members,
+                     b',"rule_qc":', rule_qc, b"}"))
 
 
 def evidence_key(session: Session, exam_id: int, n: int) -> str | None:
