@@ -24,7 +24,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -89,6 +89,23 @@ def scored(dimension: str, qc_class: str | None) -> bool:
     table = rollup_table().get("scored") or {}
     dims = table.get(qc_class or "")
     return dims is None or dimension in dims
+
+
+def vocab_item_suffices(qc_class: str | None, item_codes: Sequence[str] = ()) -> tuple[str, ...]:
+    """Item-dependent dimensions that stay assessed when the ordered item is a known exam item
+    (``ExamImages.item_codes``, radqc.vocab codes such as ``CT.KNEE.PLAIN``) without a scoring
+    standard (rollup.yaml ``vocab_item_suffices``); none unless one of ``item_codes`` is an item
+    of the exam's own class (an MR order on CT images stays unknown).
+
+    Why: "unknown item" meant two things — an order nobody can read (nothing to measure
+    against: 无法评估) and an item the vocabulary knows but the standards do not score (CT knee).
+    In the second case the CT measures still have the part's landmarks and the modality's
+    default limits, so reading 无法评估 would drop correct values (and their deductions)."""
+    if not qc_class or not any(str(c).upper().startswith(f"{qc_class.upper()}.") for c in item_codes):
+        return ()
+    table = rollup_table().get("vocab_item_suffices") or {}
+    dims = table.get(qc_class) if isinstance(table, Mapping) else None
+    return tuple(str(d) for d in dims or ())
 
 
 def check_for(dimension: str, finding_check: str | None, standard: Any | None,

@@ -12,7 +12,9 @@ figures run the same code. Steps per exam (one StudyInstanceUID):
    ``artifact`` for all), each given the item's parameters and an evidence sink. A measure
    that is missing or raises makes its dimensions 无法评估 with the reason — never a crash;
 4. unknown item: every item-dependent dimension (rollup.yaml ``item_dependent``) is 无法评估
-   with the reason, the rest is still scored under the modality's default standard;
+   with the reason, the rest is still scored under the modality's default standard; an item the
+   vocabulary knows but no standard scores keeps the dimensions rollup.yaml
+   ``vocab_item_suffices`` names for its class (CT knee: range, reconstruction, window, dose);
 5. roll-up (:mod:`radqc.pipelines.image_qc.rollup`): deductions with the standard's points,
    score and grade, combined with rule QC when its result is given.
 
@@ -161,7 +163,14 @@ def assess(exam: ExamImages, sink: EvidenceSink | None = None,
         elif res.value in (NOT_ASSESSABLE, NOT_APPLICABLE) and not res.reason:
             res.reason = reason("no_reason")
     if exam.standard_code is None:
+        from radqc.pipelines.image_qc.rollup import vocab_item_suffices
+
+        # a vocabulary item without a scoring standard (CT knee): the dimensions its measures
+        # can still judge keep their values (rollup.yaml vocab_item_suffices)
+        keep = vocab_item_suffices(group, exam.item_codes)
         for dim in item_dependent():
+            if dim in keep:
+                continue
             if results[dim].value != NOT_APPLICABLE:
                 results[dim] = DimensionResult(value=NOT_ASSESSABLE, reason=reason("unknown_item"),
                                                details={"measured": jsonable(results[dim].to_dict())})
