@@ -137,3 +137,47 @@ def test_a_check_only_one_side_deducts_is_told_from_a_share() -> None:
     row = miss["dimensions"]["positioning"]
     assert row["cause"] == "check+points" and row["checks"] == {"IQC-MARKER": 5.0, "IQC-POSITION": 5.0}
     assert report.details["grade_attribution"]["by_dimension"]["positioning"]["cause"] == {"check": 1, "points": 1}
+
+
+def test_grade_misses_against_the_generator_are_classed_by_cause() -> None:
+    blur = [{"dimension": "sharpness", "value": "blur", "params": {"kind": "blur"}}]
+    cases = [
+        # detection: range 过小 missed
+        (_truth({**NORMAL, "range": "过小"}, "乙", [{"dimension": "range", "value": "过小", "params": {}}], "D1"),
+         _result(NORMAL, [], "甲")),
+        # finding: the same values; the pipeline's extra IQC-MARKER finding costs 5 more -> 85 乙, truth
+        # (scapulae 5 + overscan 5) 90 甲
+        (_truth({**NORMAL, "positioning": "不标准", "range": "过大"}, "甲",
+                [{"dimension": "positioning", "value": "不标准", "params": {"kind": "scapula_over_lung"}},
+                 {"dimension": "range", "value": "过大", "params": {}}], "F1"),
+         None),
+        # truth_scoring: an item without a standard graded by the placeholder table (blur 15 -> 85 乙);
+        # the same value under the pipeline's standard costs 10 -> 90 甲, the pipeline's grade
+        (_truth({**NORMAL, "sharpness": "blur"}, "乙", blur, "T1", version="placeholder-2026.1"),
+         _result({**NORMAL, "sharpness": "异常"}, [_row("sharpness", "IQC-SHARPNESS", 10)], "甲")),
+        # failed: no result at all
+        (_truth(NORMAL, "甲", [], "X1"), None),
+        # agreement: not a miss
+        (_truth(NORMAL, "甲", [], "A1"), _result(NORMAL, [], "甲")),
+    ]
+    f1_values = {**NORMAL, "positioning": "不标准", "range": "过大"}
+    cases[1] = (cases[1][0], _result(f1_values, [_row("positioning", "IQC-POSITION", 5),
+                                                 _row("positioning", "IQC-MARKER", 5),
+                                                 _row("range", "IQC-RANGE", 5)], "乙"))
+    scored = []
+    for truth, result in cases:
+        case = ev.truth_case(truth)
+        assert case is not None
+        scored.append(ev.Scored(case, result, None if result is not None else "boom"))
+    report = ev.score_cases(scored, EvalReport(stage="image-qc", n=0))
+    causes = report.details["grade_miss_causes"]
+    assert {c: e["exams"] for c, e in causes.items()} == {"failed": ["X1"], "detection": ["D1"], "finding": ["F1"],
+                                                          "truth_scoring": ["T1"]}
+    assert list(causes) == ["failed", "detection", "finding", "truth_scoring"]  # worst first
+    assert causes["detection"]["by_class"] == {"DX": 1}
+    assert ev.summary(report)["grade_miss_causes"] == {"failed": 1, "detection": 1, "finding": 1, "truth_scoring": 1}
+    assert "truth_scoring 1 (DX 1)" in ev.markdown(report, "t")
+    # the class function alone
+    assert ev.miss_cause(None, "甲", None) == "failed"
+    assert ev.miss_cause("乙", "甲", {"noise": {"cause": "not_compared"}}) == "unscored_dimension"
+    assert ev.miss_cause("乙", "甲", {}) == "unexplained"

@@ -357,6 +357,38 @@ def summarise_attribution(misses: list[dict[str, Any]]) -> dict[str, Any]:
             "no_points_difference": unexplained, "by_dimension": ordered}
 
 
+#: Why a grade differs from the generator's, worst first (:func:`miss_cause`).
+MISS_CAUSES = ("failed", "detection", "finding", "unscored_dimension", "truth_scoring", "unexplained")
+
+
+def miss_cause(pred_grade: str | None, standard_grade: str | None, dims: Mapping[str, Mapping[str, Any]] | None
+               ) -> str:
+    """The class of one grade miss against the generator's grade (what can fix it, and where):
+
+    * ``failed`` — the pipeline gave no grade;
+    * ``detection`` — a dimension value differs from the truth's (the measure's owner);
+    * ``finding`` — the values agree but a check deducts other points (an extra or missing
+      finding under an agreeing value, or another kind's share: the measure or the roll-up);
+    * ``unscored_dimension`` — the pipeline deducts on a dimension the truth does not state;
+    * ``truth_scoring`` — the truth's own values rolled up under the standard the pipeline
+      resolved give the pipeline's grade: the generator graded by another table (the placeholder
+      table of an item without a standard) or another standard — nothing the images can fix;
+    * ``unexplained`` — none of these (should not happen; read the exam).
+    """
+    if pred_grade is None:
+        return "failed"
+    if standard_grade is not None and pred_grade == standard_grade:
+        return "truth_scoring"
+    causes = {part for row in (dims or {}).values() for part in str(row.get("cause", "")).split("+")}
+    if "value" in causes:
+        return "detection"
+    if causes & {"points", "check"}:
+        return "finding"
+    if "not_compared" in causes:
+        return "unscored_dimension"
+    return "unexplained"
+
+
 # ---------------------------------------------------------------- scoring
 
 
@@ -384,6 +416,7 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
     errors: Counter[str] = Counter()  # every dimension error by class and value pair (failures are capped)
     versions: Counter[str] = Counter()  # scoring of the truth grade: item-standard / placeholder-2026.1
     misses: list[dict[str, Any]] = []  # grade misses vs the standard roll-up, attributed
+    causes: dict[str, dict[str, Any]] = {}  # grade misses vs the generator's grade, by cause class
     ph_truth: list[str] = []
     ph_pred: list[str] = []
     cases = 0
@@ -429,6 +462,14 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
         if case.placeholder_grade in GRADE_ORDINAL:
             ph_truth.append(str(GRADE_ORDINAL[str(case.placeholder_grade)]))
             ph_pred.append(str(GRADE_ORDINAL[str(pg)]) if pg in GRADE_ORDINAL else FAILED)
+        if case.grade and pg_text != case.grade:
+            dims_now = (attribute_miss(case, s.result, rolled.get("deductions") or [])
+                        if s.result is not None and rolled is not None else None)
+            cause = miss_cause(pg, std, dims_now)
+            entry = causes.setdefault(cause, {"misses": 0, "by_class": Counter(), "exams": []})
+            entry["misses"] += 1
+            entry["by_class"][case.qc_class] += 1
+            entry["exams"].append(case.exam_key)
         if pg_text != case.grade:
             mismatches["grade"] = {"truth": case.grade, "pred": pg_text, "score_truth": case.score,
                                    "score_pred": result.get("image_score", result.get("score"))}
@@ -475,6 +516,8 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
     report.details["scoring_versions"] = dict(versions.most_common())
     report.details["grade_misses"] = misses
     report.details["grade_attribution"] = summarise_attribution(misses)
+    report.details["grade_miss_causes"] = {c: {**causes[c], "by_class": dict(sorted(causes[c]["by_class"].items()))}
+                                           for c in MISS_CAUSES if c in causes}
     return report
 
 
@@ -527,6 +570,7 @@ def summary(report: EvalReport) -> dict[str, Any]:
         "grade_exact_vs_placeholder": (report.rates["grade_exact_vs_placeholder"].value
                                        if "grade_exact_vs_placeholder" in report.rates else None),
         "truth_scoring": report.details.get("scoring_versions"),
+        "grade_miss_causes": {c: e["misses"] for c, e in (report.details.get("grade_miss_causes") or {}).items()},
         "targets": {"dimension": 0.95, "grade_exact": 0.90, "kappa": 0.80},
     }
 
@@ -588,11 +632,19 @@ def markdown(report: EvalReport, title: str) -> str:
 
 def attribution_markdown(report: EvalReport) -> list[str]:
     """The grade-miss attribution table: which dimension's points moved the missed grades."""
+    lines: list[str] = []
+    causes = report.details.get("grade_miss_causes") or {}
+    if causes:
+        lines += ["", "Grade misses vs the generator's grade by cause (detection: a dimension value differs; "
+                  "finding: values agree, a check's points differ; truth_scoring: the truth's values under the "
+                  "pipeline's standard give the pipeline's grade): "
+                  + "; ".join(f"{c} {e['misses']} (" + ", ".join(f"{k} {v}" for k, v in e["by_class"].items()) + ")"
+                              for c, e in causes.items()) + "."]
     att = report.details.get("grade_attribution") or {}
     if not att.get("misses"):
-        return []
+        return lines
     by_class = ", ".join(f"{k} {v}" for k, v in sorted((att.get("by_class") or {}).items()))
-    lines = ["", f"Grade misses vs the truth rolled up under the item standard: {att['misses']} ({by_class}); "
+    lines += ["", f"Grade misses vs the truth rolled up under the item standard: {att['misses']} ({by_class}); "
              "each is attributed to every dimension whose deducted points differ (a miss can have several).", "",
              "| dimension | grade misses | alone | right if this alone were right | by class "
              "| cause (value / points / check / not compared) | points the pipeline deducted more / less |",
