@@ -9,7 +9,8 @@ data (qc_rules/image_qc/rollup.yaml), never code.
 
 Rules:
 
-* one deduction per check id (the worst value's share; every finding's evidence kept);
+* one deduction per check id (the worst value's share; every finding's evidence kept), also
+  across dimensions (:func:`merge_shared_checks`: radiograph noise and dose share IQC-EXPOSURE);
 * a non-normal dimension without a finding still deducts (generic bilingual reason);
 * 无法评估 / 不适用 never deduct (nothing is guessed); they are listed in ``not_assessed``;
 * a check the item's standard does not list deducts general points only when its dimension is
@@ -204,6 +205,36 @@ def dimension_deductions(dimension: str, result: DimensionResult, standard: Any 
     return list(by_check.values())
 
 
+def merge_shared_checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One deduction per check id per exam, also across dimensions.
+
+    Why: two dimensions can deduct under the same standard item — on a radiograph both noise
+    (under-exposure) and dose (over-exposure, exposure index not recorded) fall under
+    IQC-EXPOSURE — and a standard item never costs more than its points. The row with the most
+    points stays (its dimension and value); the other rows' reasons and evidence join it and their
+    dimensions are listed in ``also``."""
+    kept: dict[str, dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        cid = str(row.get("check_id") or "")
+        first = kept.get(cid)
+        if not cid or first is None:
+            if cid:
+                kept[cid] = row
+            out.append(row)
+            continue
+        main, other = (first, row) if float(first["points"]) >= float(row["points"]) else (row, first)
+        merged = {**main, "evidence": list(main.get("evidence") or []) + list(other.get("evidence") or []),
+                  "also": list(main.get("also") or []) + [{"dimension": other["dimension"], "value": other["value"],
+                                                           "points": other["points"]}] + list(other.get("also") or [])}
+        if other.get("reason_zh") and other["reason_zh"] not in str(main.get("reason_zh") or ""):
+            merged["reason_zh"] = f"{main.get('reason_zh') or ''}；{other['reason_zh']}"
+            merged["reason_en"] = f"{main.get('reason_en') or ''}; {other.get('reason_en') or ''}"
+        out[next(i for i, r in enumerate(out) if r is first)] = merged
+        kept[cid] = merged
+    return out
+
+
 def grade_value(grade: str, grading: str) -> str | int:
     """甲/乙/丙/丁 stay text; CT/MR grades are the integers 0-3 of the public contract."""
     if grading != "radiograph":
@@ -251,6 +282,7 @@ def rollup(dimensions: Mapping[str, DimensionResult], standard_code: str | None,
             continue
         for row in dimension_deductions(dim, res, std, qc_class):
             (not_scored if row["scope"] == "not_scored" else deductions).append(row)
+    deductions = merge_shared_checks(deductions)
     image_points = round(sum(d["points"] for d in deductions), 2)
     # nothing assessed (no image of a kind image QC reads, every measure failed): no grade is
     # better than the best grade — nothing is guessed
