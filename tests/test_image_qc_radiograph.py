@@ -451,11 +451,12 @@ def test_lumbar_rotation_is_judged_from_the_spinous_offset_about_its_baseline() 
 
 
 def test_chest_rotation_needs_both_analyser_signs_to_agree() -> None:
-    """A combined offset over the limit is rotation only when the clavicle and thorax signs point
-    the same way (rotation_signs_agree in dx.yaml); without a thorax sign the offset decides."""
+    """The offset-only rule (used when ``chest_rotation`` is not configured): a combined offset
+    over the limit is rotation only when the clavicle and thorax signs point the same way
+    (rotation_signs_agree in dx.yaml); without a thorax sign the offset decides."""
     from radqc.pipelines.image_qc.types import Evidence
 
-    p = rq.load_params("DX-CHEST-PA")
+    p = rq._merge(rq.load_params("DX-CHEST-PA"), {"positioning": {"chest_rotation": None}})
     assert p["positioning"]["rotation_signs_agree"] is True
     lim = float(p["positioning"]["rotation_mm"])
 

@@ -182,9 +182,16 @@ def collimation_box(image: np.ndarray, flat_fraction: float = 0.02,
     return (box[0], box[1], box[2], box[3]), found
 
 
-def header_collimation(ds: Any, shape: tuple[int, ...]) -> tuple[tuple[int, int, int, int], dict[str, bool]] | None:
+def header_collimation(ds: Any, shape: tuple[int, ...],
+                       edge_tolerance: float = 0.01) -> tuple[tuple[int, int, int, int], dict[str, bool]] | None:
     """The rectangular collimator edges the device wrote (CollimatorLeft/RightVerticalEdge,
-    Upper/LowerHorizontalEdge, DX module), or None when absent or not plausible."""
+    Upper/LowerHorizontalEdge, DX module), or None when absent or not plausible.
+
+    The standard gives the edges as pixel rows/columns of the image, so an edge outside the image
+    (beyond ``edge_tolerance`` of its size) means the device wrote them in another frame: the real
+    Philips CR chest of the real-derived variants stores -184/184 for left/right (centred on the
+    detector, not pixel columns), which taken as pixels left a field of 185 of 1841 columns and cut
+    both lungs. Such edges are ignored and the field is found from the pixels."""
     if ds is None or str(ds.get("CollimatorShape", "") or "").upper() not in ("RECTANGULAR", ""):
         return None
     vals = [_number(ds, k) for k in ("CollimatorUpperHorizontalEdge", "CollimatorLowerHorizontalEdge",
@@ -193,15 +200,20 @@ def header_collimation(ds: Any, shape: tuple[int, ...]) -> tuple[tuple[int, int,
         return None
     r0, r1, c0, c1 = (int(v) for v in vals)  # type: ignore[arg-type]
     nr, nc = int(shape[0]), int(shape[1])
+    tr, tc = edge_tolerance * nr, edge_tolerance * nc
+    if min(r0, r1) < -tr or max(r0, r1) > nr - 1 + tr or min(c0, c1) < -tc or max(c0, c1) > nc - 1 + tc:
+        return None
     r0, c0, r1, c1 = max(0, r0), max(0, c0), min(nr, r1 + 1), min(nc, c1 + 1)
     if r1 - r0 < 8 or c1 - c0 < 8:
         return None
     return (r0, r1, c0, c1), {"top": r0 > 0, "bottom": r1 < nr, "left": c0 > 0, "right": c1 < nc}
 
 
-def _field_box(image: np.ndarray, ds: Any) -> tuple[tuple[int, int, int, int], dict[str, bool], str]:
-    """Collimated field: the header's collimator edges when written, else found from the pixels."""
-    hdr = header_collimation(ds, image.shape)
+def _field_box(image: np.ndarray, ds: Any,
+               edge_tolerance: float = 0.01) -> tuple[tuple[int, int, int, int], dict[str, bool], str]:
+    """Collimated field: the header's collimator edges when written (and inside the image), else
+    found from the pixels."""
+    hdr = header_collimation(ds, image.shape, edge_tolerance)
     if hdr is not None:
         return hdr[0], hdr[1], "header"
     box, found = collimation_box(image)
@@ -508,7 +520,8 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
     v = _View(uid, view, rg.sop_instance_uid)
     px = float(np.mean(rg.spacing_mm)) if rg.spacing_mm else None
     meas: dict[str, Any] = dict(getattr(analysis, "measurements", None) or {})
-    box, collimated, field_source = _field_box(image, rg.dataset)
+    box, collimated, field_source = _field_box(image, rg.dataset,
+                                               float((params.get("field") or {}).get("header_edge_tolerance", 0.01)))
     region = params.get("region")
     chest = region == "chest"
     ev_image: dict[str, str | None] = {}
@@ -677,6 +690,89 @@ def _lung_aspect(analysis: Any) -> float | None:
     return round(float(max(heights)) / float(width), 4) if heights and width > 0 else None
 
 
+def spine_line(spine: np.ndarray, min_width: int = 2, min_rows: int = 5) -> tuple[float, float] | None:
+    """Straight line ``col = a * row + b`` through the vertebral column's per-row mask centres, each
+    row weighted by the square root of its width, or None with fewer than ``min_rows`` rows.
+
+    Why a fitted line: the column's per-row centre jumps by whole pixels (on a 2-3 mm grid a pixel is
+    a sizeable fraction of the rotation signal); the fit over a few dozen rows places the midline to a
+    fraction of a pixel, and a thoracic spine on a frontal chest view is straight to within that."""
+    m = np.asarray(spine, bool)
+    rows = np.nonzero(m.sum(axis=1) >= min_width)[0]
+    if len(rows) < min_rows:
+        return None
+    cents = np.array([np.nonzero(m[r])[0].mean() for r in rows], dtype=np.float64)
+    w = np.sqrt(m[rows].sum(axis=1).astype(np.float64))
+    a, b = np.polyfit(rows.astype(np.float64), cents, 1, w=w)
+    return float(a), float(b)
+
+
+def heart_spine_offset(analysis: Any, px: float | None) -> float | None:
+    """Heart-shadow centroid minus the vertebral midline at the centroid's row (mm, image right
+    positive; px when no spacing), on a frontal chest view.
+
+    Why: the heart lies anterior to the spine, so when the patient turns about the long axis the
+    heart shadow swings sideways against the spine, opposite to the way the spinous processes swing
+    against the (anterior) medial clavicle ends. Its centroid averages hundreds of pixels and the
+    midline is a fitted line, so the sign is read to a fraction of a pixel where the clavicle ends
+    (extreme points of thin masks) are read to a pixel or two. On a straight chest the heart sits
+    about 14 mm to the patient's left of the midline (``chest_rotation.heart_spine_mm.baseline``)."""
+    heart = _mask(analysis, "heart")
+    spine = None
+    for name in ("vertebrae_thoracic", "vertebrae_cervical"):
+        m = _mask(analysis, name)
+        if m is not None:
+            spine = m if spine is None else (spine | m)
+    if heart is None or spine is None or heart.sum() < 20:
+        return None
+    fit = spine_line(spine)
+    if fit is None:
+        return None
+    ys, xs = np.nonzero(heart)
+    return round(float(xs.mean() - (fit[0] * ys.mean() + fit[1])) * (px or 1.0), 2)
+
+
+def lung_height_in_ribs(analysis: Any) -> float | None:
+    """Height of the right lung from its apex to the right dome, in posterior-rib spacings (the
+    median spacing of the rib bands along the analyser's rib-profile column).
+
+    Why: the inspiration limit is a rib count (the dome below the 10th posterior rib), and counting
+    is off by one at times (a rib band merged with its neighbour or split at a gap), while the
+    spacing, a median over the bands, is not; the lung's height divided by it counts ribs without
+    needing every band. A normal inspiration reads about 10.4 (validation 8241/8242 and training
+    7241 chest frontal views: 5th percentile 9.8), a dome at the 9th rib at most 9.3. None when the
+    dome, the profile column or fewer than four rib bands are found."""
+    from radqc.models.radiograph.classical import count_runs, largest
+
+    meas = getattr(analysis, "measurements", None) or {}
+    dome = ((getattr(analysis, "landmarks", None) or {}).get("diaphragm_dome_right") or (None,))[0]
+    col = meas.get("rib_profile_col")
+    ribs, lung = _mask(analysis, "ribs"), _mask(analysis, "lung_right")
+    if dome is None or col is None or ribs is None or lung is None or not lung.any():
+        return None
+    lung = largest(lung)
+    c = int(round(float(col)))
+    if c < 1 or c >= ribs.shape[1] - 1:
+        return None
+    prof = np.median(ribs[:, c - 1: c + 2].astype(np.uint8), axis=1) > 0
+    cent = np.array(count_runs(prof))
+    top = float(np.nonzero(lung.any(axis=1))[0][0])
+    bands = cent[cent > top - 0.04 * ribs.shape[0]]
+    if len(bands) < 4:
+        return None
+    near = bands[bands < float(dome) + 3 * float(np.median(np.diff(bands)))]
+    if len(near) < 2:
+        return None
+    # the median gap is robust to a band missed or merged but moves in whole pixels; refined over
+    # the whole run of bands (its length divided by the number of gaps the median implies)
+    med = float(np.median(np.diff(near)))
+    if med <= 0:
+        return None
+    span = float(near[-1] - near[0])
+    spacing = span / max(1, int(round(span / med)))
+    return round((float(dome) - top) / spacing, 3)
+
+
 def _rotation_signs_agree(meas: dict[str, Any]) -> bool | None:
     """Whether the analyser's two rotation signs point the same way: the spine against the medial
     clavicle ends (``rotation_raw_mm``) and against the lateral lung edges
@@ -714,6 +810,90 @@ def _combined_marker(net: Any, pix: dict[str, Any] | None) -> dict[str, Any] | N
     return out
 
 
+def _chest_rotation_offset(v: _View, meas: dict[str, Any], p: dict[str, Any], evidence: Any,
+                           details: dict[str, Any]) -> int:
+    """Chest rotation by the analyser's combined offset alone (``rotation_mm``; used when
+    ``chest_rotation`` is not configured). Returns the number of problems found (0 or 1)."""
+    rot = meas.get("rotation_offset_mm")
+    details["rotation_offset_mm"] = rot
+    agree = _rotation_signs_agree(meas) if p.get("rotation_signs_agree") else None
+    if agree is not None:
+        details["rotation_signs_agree"] = agree
+    if rot is not None and abs(float(rot)) > float(p["rotation_mm"]) and agree is False:
+        details["rotation"] = _bi("锁骨与胸廓两项旋转征象方向不一致，不判旋转",
+                                  "clavicle and thorax rotation signs disagree: not judged rotated")
+    elif rot is not None and abs(float(rot)) > float(p["rotation_mm"]):
+        v.find("positioning", "IQC-POSITION", "不标准",
+               f"体位旋转：棘突偏离两侧锁骨内侧端中点 {abs(float(rot)):.0f} mm（限值 {p['rotation_mm']} mm）",
+               f"patient rotated: spinous processes {abs(float(rot)):.0f} mm off the midpoint of the medial "
+               f"clavicle ends (limit {p['rotation_mm']} mm)",
+               evidence("rotation", round(float(rot), 1), p["rotation_mm"], "mm", kind="rotation"))
+        return 1
+    return 0
+
+
+def _chest_rotation(v: _View, analysis: Any, meas: dict[str, Any], px: float | None, p: dict[str, Any],
+                    evidence: Any, lung_cut_laterally: bool, details: dict[str, Any]) -> int:
+    """Chest rotation from two signs that move in opposite directions when the patient turns: the
+    spinous processes against the medial clavicle ends (the analyser's ``rotation_offset_mm``) and
+    the heart shadow against the vertebral midline (:func:`heart_spine_offset`). Each is turned into
+    a standard score against a straight chest (``baseline`` / ``spread`` in dx.yaml, measured on
+    straight views), the heart's with the opposite sign, and the two are added: rotated when the
+    sum exceeds ``max_score`` and both point the same way (or, with one sign only, when that one
+    exceeds ``max_single_score``). Returns the number of problems found (0 or 1).
+
+    Why both: on a 2-3 mm grid each sign alone is a pixel or two of signal; the clavicle offset
+    under-reads turned chests (4-13 mm for a truth of 17-32 mm on held-out 9201) and over-reads
+    some straight ones, and the heart sign is independent of it (different masks), so their sum
+    separates better than either (docs/image-qc-accuracy.md, P's paragraph). A lung cut at the
+    field's lateral edge spoils the thorax part of the analyser's offset, so the clavicle part alone
+    is used there (its own gain, ``classical.ROTATION_C``)."""
+    from radqc.models.radiograph.classical import ROTATION_C
+
+    cr = p["chest_rotation"]
+    off = meas.get("rotation_offset_mm")
+    if lung_cut_laterally and meas.get("rotation_raw_mm") is not None:
+        off = round(ROTATION_C * float(meas["rotation_raw_mm"]), 2)
+        details["rotation_offset_source"] = "clavicle"
+    heart = heart_spine_offset(analysis, px) if px else None
+    details["rotation_offset_mm"] = off
+    details["heart_spine_offset_mm"] = heart
+    ho, oo = cr["heart_spine_mm"], cr["offset_mm"]
+    z_heart = None if heart is None else (float(heart) - float(ho["baseline"])) / float(ho["spread"])
+    # the clavicle sign swings the other way from the heart's: negated so that both grow alike
+    z_off = None if off is None else -(float(off) - float(oo["baseline"])) / float(oo["spread"])
+    zs = [z for z in (z_heart, z_off) if z is not None]
+    if not zs:
+        return 0
+    score = round(float(sum(zs)), 2)
+    details["rotation_score"] = score
+    if len(zs) == 2:
+        agree = bool(np.sign(zs[0]) == np.sign(zs[1]))
+        details["rotation_signs_agree"] = agree
+        limit = float(cr["max_score"])
+        rotated = agree and abs(score) > limit
+        if abs(score) > limit and not agree:
+            details["rotation"] = _bi("心影与锁骨两项旋转征象方向不一致，不判旋转",
+                                      "heart and clavicle rotation signs disagree: not judged rotated")
+    else:
+        limit = float(cr["max_single_score"])
+        rotated = abs(score) > limit
+    if not rotated:
+        return 0
+    parts_zh = "、".join(n for n, z in (("心影偏离胸椎中线", z_heart), ("棘突偏离锁骨内侧端中点", z_off)) if z is not None)
+    parts_en = " and ".join(n for n, z in (("heart shadow off the vertebral midline", z_heart),
+                                           ("spinous processes off the medial clavicle ends", z_off)) if z is not None)
+    heart_txt = "—" if heart is None else f"{float(heart):.0f}"
+    off_txt = "—" if off is None else f"{float(off):.0f}"
+    v.find("positioning", "IQC-POSITION", "不标准",
+           f"体位旋转：{parts_zh}（心影-脊柱 {heart_txt} mm，棘突-锁骨 {off_txt} mm；合计偏离 {abs(score):.1f}，限值 {limit}）",
+           f"patient rotated: {parts_en} (heart-spine {heart_txt} mm, spinous-clavicle {off_txt} mm; combined "
+           f"deviation {abs(score):.1f}, limit {limit})",
+           evidence("rotation", score, limit, "score", heart_spine_offset_mm=heart, rotation_offset_mm=off,
+                    kind="rotation"))
+    return 1
+
+
 def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None, params: dict[str, Any], chest: bool,
                  evidence: Any, pix_marker: dict[str, Any] | None = None,
                  outline: dict[str, Any] | None = None) -> None:
@@ -724,24 +904,22 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
     details: dict[str, Any] = {}
     problems = 0
     if chest and v.view in FRONTAL:
-        rot = meas.get("rotation_offset_mm")
-        details["rotation_offset_mm"] = rot
-        agree = _rotation_signs_agree(meas) if p.get("rotation_signs_agree") else None
-        if agree is not None:
-            details["rotation_signs_agree"] = agree
-        if rot is not None and abs(float(rot)) > float(p["rotation_mm"]) and agree is False:
-            details["rotation"] = _bi("锁骨与胸廓两项旋转征象方向不一致，不判旋转",
-                                      "clavicle and thorax rotation signs disagree: not judged rotated")
-        elif rot is not None and abs(float(rot)) > float(p["rotation_mm"]):
-            problems += 1
-            v.find("positioning", "IQC-POSITION", "不标准",
-                   f"体位旋转：棘突偏离两侧锁骨内侧端中点 {abs(float(rot)):.0f} mm（限值 {p['rotation_mm']} mm）",
-                   f"patient rotated: spinous processes {abs(float(rot)):.0f} mm off the midpoint of the medial "
-                   f"clavicle ends (limit {p['rotation_mm']} mm)",
-                   evidence("rotation", round(float(rot), 1), p["rotation_mm"], "mm", kind="rotation"))
+        cut_at = v.details.get("range", {}).get("cut_at", {})
+        # a lung cut at the field's lateral edge: its lateral wall (the thorax part of the analyser's
+        # rotation offset) and the scapula beside it are not in the image
+        cut_side = {"right": cut_at.get("costophrenic_angle_right") == "lateral",
+                    "left": cut_at.get("costophrenic_angle_left") == "lateral"}
+        if p.get("chest_rotation"):
+            problems += _chest_rotation(v, analysis, meas, px, p, evidence, any(cut_side.values()), details)
+        else:
+            problems += _chest_rotation_offset(v, meas, p, evidence, details)
         sc = meas.get("scapula_in_lung_fraction") or {}
         details["scapula_in_lung_fraction"] = sc
-        over = {s: f for s, f in sc.items() if f is not None and float(f) > float(p["scapula_in_lung_fraction"])}
+        over = {s: f for s, f in sc.items()
+                if f is not None and float(f) > float(p["scapula_in_lung_fraction"]) and not cut_side.get(s)}
+        if any(cut_side.get(s) for s in sc):
+            details["scapula"] = _bi("肺野外侧被切，该侧肩胛骨不评估", "lung cut at the lateral field edge: that "
+                                     "side's scapula not judged")
         if over:
             problems += 1
             _, sb = _structure_box(analysis, [f"scapula_{s}" for s in over])
@@ -755,18 +933,26 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
         details["posterior_ribs_above_right_dome"] = ribs
         details["lung_height_to_width"] = _lung_aspect(analysis)
         aspect = details["lung_height_to_width"]
-        cut_at = v.details.get("range", {}).get("cut_at", {})
         cut = cut_at.get("costophrenic_angle_right") == "bottom"
+        # a lung base cut at the field's bottom edge leaves the lung field short whatever the breath
+        bottom_cut = any(w == "bottom" for w in cut_at.values())
         lim_ribs, lim_aspect = int(p["min_posterior_ribs"]), float(p["borderline_lung_aspect"])
         short_aspect = p.get("short_lung_aspect")
         # a rib count clearly above the limit (beyond the counting error of one) is not overruled
         short = (aspect is not None and short_aspect is not None and aspect < float(short_aspect)
-                 and (ribs is None or int(ribs) <= lim_ribs))
+                 and (ribs is None or int(ribs) <= lim_ribs) and not bottom_cut)
+        # the lung's height in rib spacings: a second reading of a borderline count (one below the
+        # limit), believed when it is within ``max_rib_disagreement`` of the count
+        h_lim = p.get("borderline_height_in_ribs")
+        h_ribs = lung_height_in_ribs(analysis) if h_lim is not None else None
+        details["lung_height_in_ribs"] = h_ribs
+        low_height = (h_ribs is not None and ribs is not None and h_lim is not None and float(h_ribs) < float(h_lim)
+                      and float(h_ribs) >= int(ribs) - float(p.get("max_rib_disagreement", 1.5)))
         # a low count with tall lung fields is a misread dome or rib, not a shallow inspiration
         tall_lim = p.get("low_count_max_aspect")
         tall = tall_lim is not None and aspect is not None and aspect >= float(tall_lim)
         shallow = ribs is not None and not tall and (int(ribs) < lim_ribs - 1 or (
-            int(ribs) == lim_ribs - 1 and aspect is not None and aspect < lim_aspect))
+            int(ribs) == lim_ribs - 1 and ((aspect is not None and aspect < lim_aspect) or low_height)))
         if ribs is not None and tall and int(ribs) < lim_ribs - 1:
             details["inspiration"] = _bi("肋骨计数低但肺野高度正常，不判吸气不足",
                                          "low rib count but tall lung fields: not judged a shallow inspiration")
@@ -793,7 +979,7 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                    f"shallow inspiration: {ribs} posterior ribs above the right hemidiaphragm "
                    f"(should be >= {p['min_posterior_ribs']})",
                    evidence("inspiration", ribs, p["min_posterior_ribs"], "ribs", lung_height_to_width=aspect,
-                            kind="shallow_inspiration"))
+                            lung_height_in_ribs=h_ribs, kind="shallow_inspiration"))
     if not chest and v.view in FRONTAL:
         details.update(_symmetry(analysis, meas, px))
         details.update(outline or {})
