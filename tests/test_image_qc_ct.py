@@ -297,6 +297,9 @@ def _head_scan(monkeypatch: pytest.MonkeyPatch, scorer_top_mm_above_vertex: floa
     """A head stack from above the foramen magnum; the scorer says the top is ``scorer_top_mm_above_vertex``
     above the vertex, the pixels say whether the top slice is a small cap (``cap``) or a full section."""
     params = load_params("CT", "CT-HEAD-PLAIN")
+    # a single-part head is judged by its length (ct.yaml range.length_mm HEAD); the scorer path, which
+    # head + neck or head + chest exams still take, is tested here without that entry
+    params["range"]["length_mm"] = {k: v for k, v in params["range"]["length_mm"].items() if k != "HEAD"}
     scores = params["landmark_scores"]
     s_top = scores["vertex"] - scorer_top_mm_above_vertex / 8.35
     s_bottom = scores["foramen_magnum"] + 10 / 8.35
@@ -590,25 +593,34 @@ def test_head_and_cervical_spine_judged_part_by_part(monkeypatch: pytest.MonkeyP
     assert {row["part"]: row["value"] for row in r.details["parts"]} == {"HEAD": "正常", "CSPINE": "过小"}
 
 
-def test_head_length_used_only_when_the_scorer_cannot_position(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_single_head_judged_by_length_and_top_slice_whatever_the_scorer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the scorer does not transfer to a real skull (the real InVesalius head read 过大 / 过小): a single
+    # head is judged by its scan length and its top slice, with or without a scorer position
     params = load_params("CT", "CT-HEAD-PLAIN")
     monkeypatch.setattr(ct, "_SCORER", FlatScorer())
     ok = ct.measure_ct(exam(_length_series("h", 0.0, 145.0, kernel="head", region="head", hu=_cap_head()),
                             code="CT-HEAD-PLAIN", item_codes=["CT.HEAD.PLAIN"]), params, RecordingSink())["range"]
     assert ok.value == "正常" and ok.details["method"] == "scan_length"
-    assert ok.details["scorer_not_assessable"]["reason_code"] in ("position_fit_implausible", "no_position_fit")
     short = ct.measure_ct(exam(_length_series("h2", 0.0, 90.0, kernel="head", region="head", hu=_cap_head()),
                                code="CT-HEAD-PLAIN", item_codes=["CT.HEAD.PLAIN"]), params, RecordingSink())["range"]
     assert short.value == "过小"
+    long = ct.measure_ct(exam(_length_series("h5", 0.0, 215.0, n=22, kernel="head", region="head", hu=_cap_head(22)),
+                              code="CT-HEAD-PLAIN", item_codes=["CT.HEAD.PLAIN"]), params, RecordingSink())["range"]
+    assert long.value == "过大"
     # a full head section on the top slice: the vertex is missing whatever the length
     cut_top = ct.measure_ct(exam(_length_series("h3", 0.0, 145.0, kernel="head", region="head"),
                                  code="CT-HEAD-PLAIN", item_codes=["CT.HEAD.PLAIN"]), params, RecordingSink())["range"]
     assert cut_top.value == "过小" and "颅顶" in cut_top.findings[0].reason_zh
-    # with a scorer that positions the scan, the landmark path decides (no length method)
-    monkeypatch.setattr(ct, "_SCORER", LinearScorer(params["landmark_scores"]["vertex"] - 5 / 8.35))
+    # a scorer that positions the scan 60 mm too low (it would call the scan 过大) does not decide
+    monkeypatch.setattr(ct, "_SCORER", LinearScorer(params["landmark_scores"]["vertex"] + 60 / 8.35))
     scored = ct.measure_ct(exam(_length_series("h4", 0.0, 145.0, kernel="head", region="head", hu=_cap_head()),
                                 code="CT-HEAD-PLAIN", item_codes=["CT.HEAD.PLAIN"]), params, RecordingSink())["range"]
-    assert scored.details.get("method") != "scan_length"
+    assert scored.value == "正常" and scored.details["method"] == "scan_length"
+    # without the length entry the scorer decides, and calls that scan 过大: the entry is what decides
+    params["range"]["length_mm"] = {k: v for k, v in params["range"]["length_mm"].items() if k != "HEAD"}
+    by_scorer = ct.measure_ct(exam(_length_series("h6", 0.0, 145.0, kernel="head", region="head", hu=_cap_head()),
+                                   code="CT-HEAD-PLAIN", item_codes=["CT.HEAD.PLAIN"]), params, RecordingSink())["range"]
+    assert by_scorer.details.get("method") != "scan_length"
 
 
 # ---------------------------------------------------------------- noise: the slice-difference estimate
@@ -727,3 +739,84 @@ def test_exam_noise_falls_back_to_the_slice_difference_when_the_in_slice_reading
     r = ct.measure_ct(exam(s), chest_params, EvidenceSink())["noise"]
     assert r.value == "正常", r.details
     assert r.details["sd_hu"] == pytest.approx(6.0, rel=0.2)
+
+
+# ---------------------------------------------------------------- several acquisitions, parts not imaged (R)
+
+
+class TableScorer:
+    """Scores per acquisition, told apart by their slice count: {n_slices: (z per slice, scores)}."""
+
+    def __init__(self, table: dict[int, tuple[list[float], list[float]]]) -> None:
+        self.table = table
+
+    def score(self, image: sitk.Image) -> Any:
+        z, scores = self.table[image.GetSize()[2]]
+        return SimpleNamespace(scores=list(scores), z_mm=list(z), landmarks={})
+
+
+def _linear(z: list[float], s_at_0: float) -> tuple[list[float], list[float]]:
+    return z, [s_at_0 + (0.0 - zi) / 8.35 for zi in z]
+
+
+def test_unpositioned_acquisition_takes_the_fit_of_the_same_study(monkeypatch: pytest.MonkeyPatch) -> None:
+    # chest + upper abdomen as two acquisitions; the abdomen's own score profile is flat (no position)
+    # and it ends 52 mm above the lower renal pole: its position comes from the chest's fit
+    z_chest = list(np.linspace(0.0, -300.0, 12))
+    z_abd = list(np.linspace(-280.0, -360.0, 8))
+    params = load_params("CT", "CT-UABD")
+    monkeypatch.setattr(ct, "_SCORER", TableScorer({12: _linear(z_chest, 31.0), 8: (z_abd, [70.0] * 8)}))
+    chest = series("c", phantom(n=12, size=48), z=z_chest)
+    abd = series("a", phantom(n=8, size=48), z=z_abd, region="abdomen")
+    r = ct.measure_ct(exam(chest, abd, code="CT-UABD", item_codes=["CT.CHEST.PLAIN", "CT.UABD.PLAIN"]), params,
+                      RecordingSink())["range"]
+    assert r.value == "过小", r.details
+    assert r.details["missing"] == ["lower_renal_pole"]
+    assert r.details["position_from_other_acquisition"][0]["own_fit"] in ("no_position_fit", "position_fit_implausible")
+    # another study's acquisition (another table frame) is not positioned by it: cannot assess
+    other = series("a2", phantom(n=8, size=48), z=z_abd, region="abdomen")
+    other_ds = {"CTDIvol": 10.0, "StudyInstanceUID": "9.9"}
+    other = SeriesImages(header=other.header, label=other.label, datasets=lambda: [other_ds], volume=other.volume,
+                         radiograph=lambda: None)
+    r2 = ct.measure_ct(exam(chest, other, code="CT-UABD", item_codes=["CT.CHEST.PLAIN", "CT.UABD.PLAIN"]), params,
+                       RecordingSink())["range"]
+    assert r2.value == "无法评估"
+
+
+def test_ordered_part_without_images_is_not_called_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an order of chest + upper abdomen whose images hold the upper abdomen only (its lung bases show):
+    # the chest is not in this study, the abdomen's range is judged
+    params = load_params("CT", "CT-UABD")
+    z = list(np.linspace(-250.0, -450.0, 10))
+    monkeypatch.setattr(ct, "_SCORER", TableScorer({10: _linear(z, 31.0)}))
+    abd = series("a", phantom(n=10, size=48), z=z, region="abdomen")
+    r = ct.measure_ct(exam(abd, code="CT-UABD", item_codes=["CT.UABD.PLAIN", "CT.CHEST.PLAIN"]), params,
+                      RecordingSink())["range"]
+    assert r.value == "正常", r.details
+    assert r.details["parts_not_imaged"] == ["CHEST"]
+    assert r.details["required"] == ["diaphragm_dome", "lower_renal_pole"]
+    # the same order with half the chest imaged: the chest is in the study and its apex is missing
+    z2 = list(np.linspace(-100.0, -450.0, 13))
+    monkeypatch.setattr(ct, "_SCORER", TableScorer({13: _linear(z2, 31.0)}))
+    half = series("h", phantom(n=13, size=48), z=z2, region="abdomen")
+    r2 = ct.measure_ct(exam(half, code="CT-UABD", item_codes=["CT.UABD.PLAIN", "CT.CHEST.PLAIN"]), params,
+                       RecordingSink())["range"]
+    assert r2.value == "过小" and r2.details["missing"] == ["lung_apex"], r2.details
+    assert "parts_not_imaged" not in r2.details
+    # without the limit in the parameters every ordered part is required
+    params["range"].pop("min_imaged_fraction")
+    monkeypatch.setattr(ct, "_SCORER", TableScorer({10: _linear(z, 31.0)}))
+    r3 = ct.measure_ct(exam(abd, code="CT-UABD", item_codes=["CT.UABD.PLAIN", "CT.CHEST.PLAIN"]), params,
+                       RecordingSink())["range"]
+    assert r3.value == "过小"
+
+
+@pytest.mark.parametrize(("length", "value"), [(130.0, "过小"), (200.0, "正常"), (290.0, "过大")])
+def test_pelvis_the_scorer_cannot_position_is_judged_by_its_length(monkeypatch: pytest.MonkeyPatch, length: float,
+                                                                  value: str) -> None:
+    monkeypatch.setattr(ct, "_SCORER", FlatScorer())
+    params = load_params("CT", "CT-ABD-PELVIS")
+    r = ct.measure_ct(exam(_length_series("p", -400.0, length, kernel="soft", region="pelvis"), code="CT-ABD-PELVIS",
+                           item_codes=["CT.PELVIS.PLAIN"]), params, RecordingSink())["range"]
+    assert r.value == value, r.details
+    assert r.details["method"] == "scan_length" and r.details["part"] == "PELVIS"

@@ -227,18 +227,19 @@ def _acquisitions(axial: list[SeriesImages]) -> list[list[SeriesImages]]:
 # ---------------------------------------------------------------- range
 
 
-def _required_span(exam: ExamImages, params: dict[str, Any], unmeasured: list[str]) -> tuple[str, str] | None:
-    """Top and bottom landmarks the exam must cover: its items' parts (outermost of several).
+def _part_spans(exam: ExamImages, params: dict[str, Any], unmeasured: list[str]) -> list[tuple[str, tuple[str, str]]]:
+    """Each ordered part's required [top, bottom] landmarks, in order (the item's standard when no
+    item code names a part with a range).
 
     Item codes whose part has no range (spine) are appended to ``unmeasured``: the scan may
     rightly extend beyond the measured parts toward them, so excess is not judged then."""
     parts = params.get("parts") or {}
-    scores = params.get("landmark_scores") or {}
-    spans = []
+    spans: list[tuple[str, tuple[str, str]]] = []
     for code in exam.item_codes or []:
         bits = str(code).split(".")
         if len(bits) >= 2 and bits[1] in parts:
-            spans.append(parts[bits[1]])
+            if all(bits[1] != name for name, _ in spans):
+                spans.append((bits[1], (str(parts[bits[1]][0]), str(parts[bits[1]][1]))))
         elif len(bits) >= 2:
             unmeasured.append(str(code))
     if not spans and params.get("_standard_code"):
@@ -247,14 +248,42 @@ def _required_span(exam: ExamImages, params: dict[str, Any], unmeasured: list[st
                     "CT-CORONARY-CTA": "CORONARY", "CT-HEADNECK-CTA": "HEADNECK", "CT-PULMONARY-CTA": "PULMA"}
         code = params["_standard_code"]
         if code == "CT-ABD-PELVIS":
-            spans.append(["diaphragm_dome", "pubic_symphysis"])
+            spans.append(("ABDPELVIS", ("diaphragm_dome", "pubic_symphysis")))
         elif std_part.get(code):
-            spans.append(parts[std_part[code]])
+            name = str(std_part[code])
+            spans.append((name, (str(parts[name][0]), str(parts[name][1]))))
+    return spans
+
+
+def _outermost(spans: list[tuple[str, tuple[str, str]]], params: dict[str, Any]) -> tuple[str, str] | None:
+    """Top and bottom landmarks the exam must cover: the outermost of its parts' spans."""
     if not spans:
         return None
-    top = min((s[0] for s in spans), key=lambda n: scores.get(n, 0.0))
-    bottom = max((s[1] for s in spans), key=lambda n: scores.get(n, 0.0))
+    scores = params.get("landmark_scores") or {}
+    top = min((s[1][0] for s in spans), key=lambda n: scores.get(n, 0.0))
+    bottom = max((s[1][1] for s in spans), key=lambda n: scores.get(n, 0.0))
     return str(top), str(bottom)
+
+
+def _required_span(exam: ExamImages, params: dict[str, Any], unmeasured: list[str]) -> tuple[str, str] | None:
+    """Top and bottom landmarks the exam must cover: its items' parts (outermost of several)."""
+    return _outermost(_part_spans(exam, params, unmeasured), params)
+
+
+def _imaged_fraction(span: tuple[str, str], params: dict[str, Any], covered: list[tuple[float, float]]) -> float:
+    """Fraction of a part's required score interval that the acquisitions' positions cover (union)."""
+    scores = params.get("landmark_scores") or {}
+    lo, hi = float(scores[span[0]]), float(scores[span[1]])
+    if hi <= lo:
+        return 1.0
+    pieces = sorted((max(lo, a), min(hi, b)) for a, b in covered if min(hi, b) > max(lo, a))
+    total, end = 0.0, lo
+    for a, b in pieces:
+        a = max(a, end)
+        if b > a:
+            total += b - a
+            end = b
+    return total / (hi - lo)
 
 
 def _score_image(stack: _Stack) -> Any:
@@ -542,11 +571,46 @@ def _lung_margin(group: list[SeriesImages], end: str, lp: dict[str, Any]) -> tup
     return None
 
 
+
+def _frame_of_reference(stack: _Stack) -> str | None:
+    """The table frame a series' z positions are in: study, patient position and scanner.
+
+    Not the FrameOfReferenceUID: scanners (and the generator) give each acquisition of a study its
+    own, although the patient stays on the same table and the table's z is the same device's; a
+    chest and an abdomen acquisition of one study therefore share positions. None without a header."""
+    try:
+        ds = stack.series.datasets()[0]
+    except Exception:  # noqa: BLE001 - no readable header: the frame is unknown
+        return None
+    keys = ("StudyInstanceUID", "PatientPosition", "StationName", "DeviceSerialNumber")
+    return "|".join(str(ds.get(k) or "") for k in keys)
+
+
+def _note_regions(params: dict[str, Any], group: list[SeriesImages], s_top: float, s_bottom: float,
+                  cache: dict[str, Any]) -> None:
+    """Body regions of an acquisition per member series (the dose reference reads them)."""
+    regions = _regions_of(params, s_top, s_bottom)
+    for member in group:
+        cache.setdefault("acq_regions", {})[series_uid(member)] = regions
+
+
 def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
-    """Coverage of the required landmarks by the body-region scorer's position fit per acquisition."""
+    """Coverage of the required landmarks by the body-region scorer's position fit per acquisition.
+
+    An acquisition the scorer cannot position on its own (a short abdomen scan gives a flat score
+    profile, metal streaks disturb it) takes the fit of a positioned acquisition of the same study,
+    patient position and scanner: one patient on one table, so positions and mm per score unit carry
+    over. An ordered
+    part the acquisitions cover less than ``min_imaged_fraction`` of (a chest on an order whose
+    images hold only the upper abdomen: the lung bases show, the rest is absent) is taken as not in
+    this study, as a RIS splits a combined order into exams; the range is judged over the parts
+    that are imaged and the others are named in the details (only when every acquisition is
+    positioned by its own fit: an unpositioned one may hold the part, and a borrowed fit is
+    extrapolated beyond the anatomy it was fitted on)."""
     p = params.get("range") or {}
     unmeasured: list[str] = []
-    span = _required_span(exam, params, unmeasured)
+    spans = _part_spans(exam, params, unmeasured)
+    span = _outermost(spans, params)
     if span is None:
         return not_assessable("unknown_item_range", "检查项目未知，无法确定应扫描范围", "exam item unknown: required range not known")
     scorer = _scorer()
@@ -556,11 +620,12 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
     if not axial:
         return not_assessable("no_axial_series", "无可用的轴位原始序列", "no axial original series")
     scores_std = params.get("landmark_scores") or {}
-    top, bottom = span
-    s_top, s_bottom = float(scores_std[top]), float(scores_std[bottom])
     # covered score ranges (per acquisition) and a mm-per-unit slope for each
     covered: list[tuple[float, float, float, _Stack]] = []
     errors: list[str] = []
+    fits: list[tuple[float, float, str | None, float]] = []  # a, b, frame of reference, mid z
+    unpositioned: list[tuple[_Stack, list[SeriesImages], str]] = []
+    lo_mm, hi_mm = p.get("plausible_mm_per_unit", [5.0, 13.0])
     for group in axial:
         # the series covering the most z first (a thick series may be a sample of the slices), soft
         # kernels before sharp ones; slices need not form a regular volume: each is scored at its own z
@@ -572,23 +637,42 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
         try:
             fit = _score_fit(stack, scorer)
         except Exception as exc:  # noqa: BLE001
-            errors.append(type(exc).__name__)
+            unpositioned.append((stack, group, type(exc).__name__))
             continue
         if fit is None:
-            errors.append("no_position_fit")
+            unpositioned.append((stack, group, "no_position_fit"))
             continue
         a, b, _ = fit
         mm_per_unit = -1.0 / b
-        lo_mm, hi_mm = p.get("plausible_mm_per_unit", [5.0, 13.0])
         if not lo_mm <= mm_per_unit <= hi_mm:
             # a flat or steep score profile (small spine FOV, cropped anatomy): positions not trustworthy
-            errors.append("position_fit_implausible")
+            unpositioned.append((stack, group, "position_fit_implausible"))
             continue
-        z_hi, z_lo = float(stack.z.max()), float(stack.z.min())
-        covered.append((a + b * z_hi, a + b * z_lo, mm_per_unit, stack))
-        regions = _regions_of(params, a + b * z_hi, a + b * z_lo)
-        for member in group:
-            cache.setdefault("acq_regions", {})[series_uid(member)] = regions
+        fits.append((a, b, _frame_of_reference(stack), float(np.mean(stack.z))))
+        covered.append((a + b * float(stack.z.max()), a + b * float(stack.z.min()), mm_per_unit, stack))
+        _note_regions(params, group, a + b * float(stack.z.max()), a + b * float(stack.z.min()), cache)
+    borrowed = []
+    for loose, group, why in unpositioned:
+        frame, mid = _frame_of_reference(loose), float(np.mean(loose.z))
+        same = [f for f in fits if f[2] == frame]
+        if not same:
+            errors.append(why)
+            continue
+        a, b, _, _ = min(same, key=lambda f: abs(f[3] - mid))
+        z_hi, z_lo = float(loose.z.max()), float(loose.z.min())
+        covered.append((a + b * z_hi, a + b * z_lo, -1.0 / b, loose))
+        _note_regions(params, group, a + b * z_hi, a + b * z_lo, cache)
+        borrowed.append({"series_uid": loose.uid, "own_fit": why})
+    not_imaged: list[str] = []
+    min_imaged = p.get("min_imaged_fraction")
+    if min_imaged is not None and len(spans) > 1 and covered and not errors and not borrowed:
+        intervals = [(c[0], c[1]) for c in covered]
+        imaged = [sp for sp in spans if _imaged_fraction(sp[1], params, intervals) >= float(min_imaged)]
+        if imaged and len(imaged) < len(spans):
+            not_imaged = [sp[0] for sp in spans if sp not in imaged]
+            span = _outermost(imaged, params) or span
+    top, bottom = span
+    s_top, s_bottom = float(scores_std[top]), float(scores_std[bottom])
     # the lung apex and base are read on the pixels where the item needs them: the lungs' own edges
     # beat the scorer's position fit there (validation 8202: its chest errors were fit errors)
     lp = p.get("lung_landmarks") or {}
@@ -624,6 +708,11 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
     details: dict[str, Any] = {"required": [top, bottom], "top_margin_mm": round(top_margin, 1),
                                "bottom_margin_mm": round(bottom_margin, 1), "max_overscan_mm": over,
                                "tolerance_mm": tol}
+    if not_imaged:
+        # ordered parts with (almost) no image here: judged as not part of this study, not as missing
+        details["parts_not_imaged"] = not_imaged
+    if borrowed:
+        details["position_from_other_acquisition"] = borrowed
     methods = {end: e["method"] for end, e in ends.items() if e["method"] != "scorer"}
     if methods:
         details["landmark_method"] = {end: "lung_edge" for end in methods}
