@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from radqc.catalogue import models as m
@@ -34,6 +34,14 @@ from radqc.crypto import derive_key, hmac_sm3, sm3_hex
 
 GENESIS = "0" * 64
 HEAD_KEY = "access_log_head"
+
+#: The tables themselves: the writer runs Core statements on a plain connection (no ORM
+#: session, unit of work or bulk-persistence layer for rows nobody reads back).
+_SETTING: Table = m.Setting.__table__  # type: ignore[assignment]
+_LOG: Table = m.AccessLogEntry.__table__  # type: ignore[assignment]
+_HEAD_LOCK = (update(_SETTING).where(_SETTING.c.key == HEAD_KEY).values(value=_SETTING.c.value)
+              .returning(_SETTING.c.value))
+_HEAD_WRITE = update(_SETTING).where(_SETTING.c.key == HEAD_KEY)
 
 
 def _timestamp(at: datetime) -> str:
@@ -61,28 +69,25 @@ def _row_fields(row: dict[str, Any]) -> dict[str, Any]:
             "outcome": row["outcome"], "detail": row["detail"] or {}}
 
 
-def _lock_head(session: Session) -> str:
+def _lock_head(db: Session | Connection) -> str:
     """Take the chain-head lock (write lock on SQLite, row lock on PostgreSQL); the head hash.
 
     One statement: the no-op UPDATE takes the lock and RETURNING reads the value under it."""
-    head = session.execute(update(m.Setting).where(m.Setting.key == HEAD_KEY).values(value=m.Setting.value)
-                           .returning(m.Setting.value)).scalar()
+    head = db.execute(_HEAD_LOCK).scalar()
     if head is None:
-        session.add(m.Setting(key=HEAD_KEY, value=GENESIS))
-        session.flush()
-        head = session.execute(update(m.Setting).where(m.Setting.key == HEAD_KEY).values(value=m.Setting.value)
-                               .returning(m.Setting.value)).scalar()
+        db.execute(insert(_SETTING).values(key=HEAD_KEY, value=GENESIS))
+        head = db.execute(_HEAD_LOCK).scalar()
     return head or GENESIS
 
 
-def append_many(session: Session, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Append entries in order inside ``session``'s transaction (the caller commits): the head is
+def append_many(db: Session | Connection, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Append entries in order inside ``db``'s transaction (the caller commits): the head is
     locked and read once, each entry chained to the one before, the head written once.
 
-    A Core multi-row insert, not ORM objects: the log is written on every exam view, and the
-    unit of work's bookkeeping for rows nobody reads back cost more than the hashing. Returns
-    the rows as written (column -> value)."""
-    prev = _lock_head(session)
+    Core statements on the tables, not ORM objects: the log is written on every exam view,
+    and the unit of work's bookkeeping for rows nobody reads back cost more than the hashing.
+    ``db`` is a session or a connection. Returns the rows as written (column -> value)."""
+    prev = _lock_head(db)
     rows: list[dict[str, Any]] = []
     for fields in entries:
         target, client = fields.get("target"), fields.get("client")
@@ -94,8 +99,8 @@ def append_many(session: Session, entries: list[dict[str, Any]]) -> list[dict[st
         row["hash"] = prev = entry_digest(prev, _row_fields(row))
         rows.append(row)
     if rows:
-        session.execute(insert(m.AccessLogEntry), rows)
-    session.execute(update(m.Setting).where(m.Setting.key == HEAD_KEY).values(value=prev))
+        db.execute(insert(_LOG), rows)
+    db.execute(_HEAD_WRITE.values(value=prev))
     return rows
 
 
@@ -108,10 +113,12 @@ class _GroupWriter:
     entry and then either becomes the writer (taking the lock, writing the whole queue in one
     transaction) or finds its entry already written by the writer before it. One connection per
     process is ever used for the log; the chain order is the order entries leave the queue.
+    The batch is written on a plain connection from the sessions' engine (no ORM session).
     """
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
+        self.engine = sessions.kw.get("bind")
         self.commit_lock = threading.Lock()
         self.queue_lock = threading.Lock()
         self.queue: list[_Ticket] = []
@@ -129,8 +136,8 @@ class _GroupWriter:
                     batch, self.queue = self.queue, []
                 error: BaseException | None = None
                 try:
-                    with self.host_lock, self.sessions() as session, session.begin():
-                        append_many(session, [item.fields for item in batch])
+                    with self.host_lock:
+                        self._append([item.fields for item in batch])
                 except BaseException as exc:  # noqa: BLE001 - handed to every caller in the batch
                     error = exc
                 for item in batch:
@@ -138,6 +145,14 @@ class _GroupWriter:
                     item.done.set()
         if ticket.error is not None:
             raise ticket.error
+
+    def _append(self, entries: list[dict[str, Any]]) -> None:
+        if self.engine is None:  # a sessionmaker bound per session: its own transaction
+            with self.sessions() as session, session.begin():
+                append_many(session, entries)
+            return
+        with self.engine.begin() as connection:
+            append_many(connection, entries)
 
 
 class _HostLock:
