@@ -206,3 +206,15 @@ def test_header_collimator_edges_outside_the_image_are_ignored() -> None:
     ds.CollimatorLeftVerticalEdge, ds.CollimatorRightVerticalEdge = -50, 50
     _, _, source = rq._field_box(image, ds)
     assert source == "pixels"
+
+
+def test_an_implausible_heart_offset_is_not_a_rotation_sign() -> None:
+    """A heart far beyond any turned chest's offset (a wrong mask) is dropped; the clavicle sign,
+    if any, decides alone."""
+    p = rq.load_params("DX-CHEST-PA")
+    ho = p["positioning"]["chest_rotation"]["heart_spine_mm"]
+    far = float(ho["baseline"]) - 14.0 + float(ho["max_deviation_mm"]) + 10.0
+    v = _judge({"rotation_offset_mm": None}, _chest_masks(far))
+    assert v.values["positioning"] == "标准" and "heart_spine" in v.details["positioning"]
+    near = float(ho["baseline"]) - 14.0 + 6.0 * float(ho["spread"])
+    assert _judge({"rotation_offset_mm": None}, _chest_masks(near)).values["positioning"] == "不标准"

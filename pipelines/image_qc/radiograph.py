@@ -859,6 +859,13 @@ def _chest_rotation(v: _View, analysis: Any, meas: dict[str, Any], px: float | N
     details["rotation_offset_mm"] = off
     details["heart_spine_offset_mm"] = heart
     ho, oo = cr["heart_spine_mm"], cr["offset_mm"]
+    max_dev = ho.get("max_deviation_mm")
+    if heart is not None and max_dev is not None and abs(float(heart) - float(ho["baseline"])) > float(max_dev):
+        # further from the midline than any chest turned on the table: the heart or spine mask is
+        # wrong (seen on a real CR the analyser was not trained on), so the sign is not used
+        details["heart_spine"] = _bi("心影-脊柱偏移不合理，掩膜不可信，不用于旋转判断",
+                                     "heart-spine offset implausible (masks unreliable): not used for rotation")
+        heart = None
     z_heart = None if heart is None else (float(heart) - float(ho["baseline"])) / float(ho["spread"])
     # the clavicle sign swings the other way from the heart's: negated so that both grow alike
     z_off = None if off is None else -(float(off) - float(oo["baseline"])) / float(oo["spread"])
