@@ -564,8 +564,10 @@ def _phase_consistency(hp: np.ndarray) -> float:
     return best
 
 
-def dx_features(img: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
-    """Foreign-object, grid-line and directional-blur measures of one radiograph (higher = denser)."""
+def dx_features(img: np.ndarray, p: dict[str, Any] | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """Foreign-object, grid-line and directional-blur measures of one radiograph (higher = denser).
+
+    ``p``: the artifact limits (default :data:`DEFAULTS`); only the saturated-object count reads them."""
     lo, hi = np.percentile(img, [1, 99.9])
     r0, c0, r1, c1 = _field(img)
     sub = img[r0:r1, c0:c1].astype(np.float32)
@@ -605,8 +607,8 @@ def dx_features(img: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
             feats[f"fo_{tag}{int(t * 100)}_lat"] = float(np.log1p(n_lat))
             feats[f"fo_{tag}{int(t * 100)}_px"] = px / float(inner.sum())
     feats["fo_px_frac"] = feats["fo_m15_px"]
-    n_sat, sat_box = dx_saturated_objects(sub, lateral)
-    feats["fo_sat_lat"] = float(n_sat)
+    n_sat, sat_box = dx_saturated_objects(sub, inner, p)
+    feats["fo_sat_n"] = float(n_sat)
     if sat_box is not None and n_sat:
         sat_box = [sat_box[0] + r0, sat_box[1] + c0, sat_box[2] + r0, sat_box[3] + c0]
     # round dense objects (beads, buttons, electrodes): both Hessian eigenvalues strongly negative
@@ -669,35 +671,41 @@ def dx_features(img: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
     return feats, {"box": box, "sat_box": sat_box, "field": [r0, c0, r1, c1], "window": ((lo + hi) / 2.0, max(hi - lo, 1.0))}
 
 
-#: saturated compact objects on a radiograph (see :func:`dx_saturated_objects`): segmentation level and
-#: the peak a blob must reach, as fractions from the 2nd percentile to the field's maximum (and the upper
-#: bound: burned-in annotations), top-hat contrast, step over the 2-px ring round the blob, largest
-#: area (px) and the least fill of the bounding box
-DX_SAT_LEVEL, DX_SAT_PEAK, DX_SAT_TEXT = 0.85, 0.94, 0.99
-DX_SAT_TOPHAT, DX_SAT_STEP, DX_SAT_MAX_PX, DX_SAT_FILL = 0.4, 0.3, 25, 0.5
-
-
-def dx_saturated_objects(sub: np.ndarray, zone: np.ndarray) -> tuple[int, list[float] | None]:
-    """Count of small saturated blobs in ``zone`` (the lateral lung zones) and the first one's box.
+def dx_saturated_objects(sub: np.ndarray, zone: np.ndarray, p: dict[str, Any] | None = None) -> tuple[int, list[float] | None]:
+    """Count of small saturated blobs in ``zone`` (the field without its border) and the first one's box.
 
     Why: steel attenuates ~40x water and is left out of the console's normalisation, so a bead,
     clip, button or electrode saturates near the image's maximum, while a rib or vertebral edge
     is a line and a bone island is faint. The older top-hat count (limit 100) counted every
     compact bright dot and a necklace's ~15 beads never reached it. Components must lie above
-    ``DX_SAT_LEVEL`` of the field's range, stand out by ``DX_SAT_TOPHAT`` from their 9-px
-    surroundings, be small and filled (compact). Components reaching the field's maximum itself
-    (above ``DX_SAT_TEXT``) are burned-in annotations and side markers written at the display
-    maximum, not metal (validation 8222: every false count on a clean image was such text).
-    Steel is also a sharp step: its peak reaches ``DX_SAT_PEAK`` and stands ``DX_SAT_STEP`` above
-    the median of the 2-px ring round it, where fine speckle that happens to reach the top of the
-    range is a soft bump (a speckled test radiograph: peaks 0.87-0.95, steps 0.13-0.33; steel
-    on validation 8222: peaks 0.95-0.97, steps mostly 0.35-0.95)."""
+    ``dx_sat_level`` of the field's range (2nd percentile to maximum), reach ``dx_sat_peak``,
+    stand out by ``dx_sat_tophat`` from their 9-px surroundings, be compact (``dx_sat_fill`` of
+    their box) and small: at most ``dx_sat_max_frac`` of the field's area, a fraction so that the
+    same button counts on a 192 px and a 256 px image (a 14 mm button is 24-32 px at 2.2 mm and
+    ~50 px at 1.7 mm; the old 25 px cap dropped most buttons). Steel is a sharp step: its peak
+    stands ``dx_sat_step`` above the median of the 2-px ring round it (fine speckle reaching the
+    top of the range is a soft bump). Not steel:
+
+    * burned-in annotations and side markers: written at one constant value, so a component of
+      3+ pixels that holds a single value is text (steel carries the detector's noise). The older
+      rule dropped everything at the field maximum as text, which also dropped steel whenever no
+      marker was brighter (validation 8245: a bra clip's segments at 0.99-1.0 of the range);
+    * text on the background: the ring round the blob darker than ``dx_sat_ring`` (below the
+      field's 2nd percentile: collimation or air, not the patient).
+
+    The zone is the whole field less an 8% border (the older lateral lung zones missed necklace
+    pendants and bra-clip hooks over the spine): on validation 8244/8245/8250/8263-8265 (461
+    radiographs) every foreign-object view counts >= 3 and every view of a clean exam 0."""
+    q = {**DEFAULTS, **(p or {})}
     if sub.size < 64:
         return 0, None
+    level, peak_lo, tophat_lo = float(q["dx_sat_level"]), float(q["dx_sat_peak"]), float(q["dx_sat_tophat"])
+    step_lo, max_px, fill_lo = float(q["dx_sat_step"]), float(q["dx_sat_max_frac"]) * sub.size, float(q["dx_sat_fill"])
+    ring_lo = q.get("dx_sat_ring")
     plo, mx = float(np.percentile(sub, 2)), float(sub.max())
     norm = (sub - plo) / max(mx - plo, 1e-3)
     tophat = norm - ndi.grey_opening(norm, size=(9, 9))
-    lab, _ = ndi.label(norm > DX_SAT_LEVEL)
+    lab, _ = ndi.label(norm > level)
     n, box = 0, None
     for i, sl in enumerate(ndi.find_objects(lab), start=1):
         if sl is None:
@@ -705,10 +713,13 @@ def dx_saturated_objects(sub: np.ndarray, zone: np.ndarray) -> tuple[int, list[f
         obj = lab[sl] == i
         area = int(obj.sum())
         h, w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
-        if area > DX_SAT_MAX_PX or area / max(h * w, 1) < DX_SAT_FILL:
+        if area > max_px or area / max(h * w, 1) < fill_lo:
             continue
+        values = sub[sl][obj]
+        if area >= 3 and float(values.max()) == float(values.min()):
+            continue  # one constant value: burned-in text or a marker
         peak = float(norm[sl][obj].max())
-        if not DX_SAT_PEAK <= peak < DX_SAT_TEXT or float(tophat[sl][obj].max()) < DX_SAT_TOPHAT:
+        if peak < peak_lo or float(tophat[sl][obj].max()) < tophat_lo:
             continue
         if not zone[(sl[0].start + sl[0].stop) // 2, (sl[1].start + sl[1].stop) // 2]:
             continue
@@ -716,7 +727,10 @@ def dx_saturated_objects(sub: np.ndarray, zone: np.ndarray) -> tuple[int, list[f
         r0, c0 = max(sl[0].start - 2, 0), max(sl[1].start - 2, 0)
         win = lab[r0:sl[0].stop + 2, c0:sl[1].stop + 2] == i
         ring = ndi.binary_dilation(win, iterations=2) & ~win
-        if not ring.any() or peak - float(np.median(norm[r0:sl[0].stop + 2, c0:sl[1].stop + 2][ring])) < DX_SAT_STEP:
+        if not ring.any():
+            continue
+        ring_med = float(np.median(norm[r0:sl[0].stop + 2, c0:sl[1].stop + 2][ring]))
+        if peak - ring_med < step_lo or (ring_lo is not None and ring_med < float(ring_lo)):
             continue
         n += 1
         if box is None:
@@ -769,23 +783,23 @@ def directional_spectrum(sub: np.ndarray) -> dict[str, float]:
     return out
 
 
-def dx_radiograph_features(img: np.ndarray, work_px: int = 320) -> tuple[dict[str, float], dict[str, Any]]:
+def dx_radiograph_features(img: np.ndarray, work_px: int = 320, p: dict[str, Any] | None = None) -> tuple[dict[str, float], dict[str, Any]]:
     """:func:`dx_features` at the detector's scale: a radiograph longer than ``work_px`` is
     block-averaged to it (the features were defined on 90-256 px images and a 3000 px detector
     image would cost ~100x), except the grid-line measures, which need the native pixel pitch
     and are taken on a central native-resolution crop of the field."""
     long_side = max(img.shape)
     if long_side <= work_px * 1.25:
-        return dx_features(img)
+        return dx_features(img, p)
     f = int(math.ceil(long_side / work_px))
     h, w = img.shape[0] // f * f, img.shape[1] // f * f
     small = img[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
-    feats, info = dx_features(small)
+    feats, info = dx_features(small, p)
     r0, c0, r1, c1 = (v * f for v in info["field"])
     cr, cc, half = (r0 + r1) // 2, (c0 + c1) // 2, min(256, (r1 - r0) // 2, (c1 - c0) // 2)
     if half >= 32:
         crop = img[cr - half:cr + half, cc - half:cc + half]
-        grid, _ = dx_features(crop)
+        grid, _ = dx_features(crop, p)
         feats.update({k: grid[k] for k in NATIVE_KEYS})
     info["field"] = [r0, c0, r1, c1]
     for key in ("box", "sat_box"):
@@ -880,7 +894,7 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
             if not sl:
                 raise
             img = sl[0]
-        feats, info = dx_radiograph_features(img, int(p.get("dx_work_px", 320)))
+        feats, info = dx_radiograph_features(img, int(p.get("dx_work_px", 320)), p)
         cls, kind, scores, measured, limit = dx_classify(feats, p)
         res = SeriesArtifact(uid, modality, feats, scores, VALUE_OF[cls], kind, 0 if cls != "none" else None,
                              info["box"] if cls == "foreign_object" else None, measured, limit, image=img, window=info["window"])
@@ -979,11 +993,11 @@ def _mr_replica_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
 
 
 def _dx_object_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
-    """Saturated compact objects in the lateral lung zones make a radiograph the net read 无 into
+    """Saturated compact objects inside the field make a radiograph the net read 无 into
     异物 (steel beads, clips, buttons, electrodes: :func:`dx_saturated_objects`). Only a 无 reading
     changes: a grid-line or motion finding is the stricter value of the scoring table anyway."""
     limit = p.get("dx_sat_objects")
-    measured = float(res.features.get("fo_sat_lat", 0.0))
+    measured = float(res.features.get("fo_sat_n", 0.0))
     if limit is None or measured < float(limit) or res.value != VALUE_OF["none"]:
         return
     _overrule(res, "foreign_object", "foreign_object", measured, float(limit), _sig(measured, float(limit) - 0.5, 0.5))
