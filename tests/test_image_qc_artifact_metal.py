@@ -171,7 +171,7 @@ def _field_with(objects: str) -> np.ndarray:
     marker), "text" (noisy burned-in glyph dots at the maximum on the dark frame inside the field)."""
     rng = np.random.default_rng(31)
     yy, xx = np.mgrid[:192, :192]
-    img = np.full((192, 192), 60.0)
+    img: np.ndarray = np.full((192, 192), 60.0)
     body = (np.abs(yy - 100) < 75) & (np.abs(xx - 96) < 70)
     img[body] = 1700 + 500 * np.exp(-(((yy[body] - 100) / 60) ** 2 + ((xx[body] - 96) / 50) ** 2)) + 200 * np.sin(yy[body] / 9.0)
     img = img + rng.normal(0, 20, img.shape)
