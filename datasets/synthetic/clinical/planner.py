@@ -46,7 +46,7 @@ from radqc.datasets.synthetic.clinical.reports import (
 )
 from radqc.datasets.synthetic.spec import Defect, ImagingSpec, SeriesRole
 
-GENERATOR_VERSION = "0.1.6"  # 0.1.6: a CT knee scanned too long extends past the femur/tibia (was cut at depth -5 mm, i.e. shortened); 0.1.5: metal and foreign objects drawn where the images show them (radiograph metal ~40x water; MR implants inside the imaged volume with a susceptibility void and pile-up rim; CT objects inside the scanned range), recorded only when a series shows them; 0.1.4: expected_qc graded by the exam item's scoring standard (images unchanged); 0.1.3: no rotation label on knee radiographs (the knee is drawn unrotated); 0.1.2: returning patients
+GENERATOR_VERSION = "0.1.7"  # 0.1.7: a CT truncation whose body fits inside the reduced field (narrow heads) is not recorded nor drawn (it was recorded with 0 truncated slices); 0.1.6: a CT knee scanned too long extends past the femur/tibia (was cut at depth -5 mm, i.e. shortened); 0.1.5: metal and foreign objects drawn where the images show them (radiograph metal ~40x water; MR implants inside the imaged volume with a susceptibility void and pile-up rim; CT objects inside the scanned range), recorded only when a series shows them; 0.1.4: expected_qc graded by the exam item's scoring standard (images unchanged); 0.1.3: no rotation label on knee radiographs (the knee is drawn unrotated); 0.1.2: returning patients
 CST = timezone(timedelta(hours=8))
 START_DATE = date(2026, 1, 5)
 #: Exams are spread over this many days (fixed, so exam k does not depend on the set size).

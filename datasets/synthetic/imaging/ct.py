@@ -575,7 +575,9 @@ class CTRenderer:
                         centres = [(float(ys.mean()), float(xs.mean()))] if not left.any() or left.all() else [(float(ys[left].mean()), float(xs[left].mean())), (float(ys[~left].mean()), float(xs[~left].mean()))]
                         acq.metal_slices[k] = streak_pattern(mk.shape, centres, amp, self.ctx.rng(f"metal:{acq.index}:{k}"), width_px=max(0.8, 1.0 * 512 / acq.matrix / 2))
             acq.truth["metal_streak_amplitude_hu"] = amp
-        if hasattr(self, "_truncation_pending"):
+        if hasattr(self, "_truncation_pending") and acq.truth.get("truncated_slices", 0) > 0:
+            # drawn only where the body reaches past the reconstruction circle (a narrow head
+            # inside even the reduced field is not truncated: nothing to draw, nothing recorded)
             nx = acq.grid.shape[2]
             r = (nx - 1) / 2
             yy, xx = np.mgrid[0:nx, 0:nx]
@@ -606,7 +608,10 @@ class CTRenderer:
             ctx.record(p, direction_image=direction, direction_patient=patient, offset_mm=round(mm, 1), measured_offset_mm=round(measured, 2), measured_centroid_mm=c, fraction_of_fov=round(abs(measured) / a.fov, 4), offset_fraction=round(abs(measured) / a.fov, 4), fov_mm=round(a.fov, 1))
         if hasattr(self, "_truncation_pending"):
             a = acqs[0]
-            ctx.record(self._truncation_pending, fov_mm=round(a.fov, 1), truncated_slices=a.truth["truncated_slices"], total_slices=int(a.grid.shape[0]))
+            if sum(x.truth["truncated_slices"] for x in acqs) == 0:
+                ctx.skip(self._truncation_pending, "the body fits inside the reduced reconstruction field: no slice truncated")
+            else:
+                ctx.record(self._truncation_pending, fov_mm=round(a.fov, 1), truncated_slices=a.truth["truncated_slices"], total_slices=int(a.grid.shape[0]))
         if hasattr(self, "_foreign_pending"):
             p, what = self._foreign_pending
             ctx.record(p, object=what, label="foreign_object", label_id=structure_ids()["foreign_object"], present_in_labels="foreign_object" in ctx.structures, voxels=acqs[0].truth.get("foreign_object_voxels"))
