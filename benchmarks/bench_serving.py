@@ -273,8 +273,9 @@ def run(quick: bool = False) -> str:
         f"opens a random visible exam per request; mean response {load.get('payload_bytes_mean', 0):,} bytes; "
         "each request also writes its `exam.view` access-log entry. `wrk -t1 --latency`, "
         f"{DURATION_S_QUICK if quick else DURATION_S} s per row, on the same 2 cores. Machine load average "
-        f"(1 min) {load_before:.1f} before, {load_mid:.1f} after the load test: other processes shared the cores, "
-        "so the figures are a lower bound of what an idle machine gives.",
+        f"(1 min) {load_before:.1f} before the benchmark (other processes; above ~0.5 the figures are a lower "
+        f"bound of what an idle machine gives) and {load_mid:.1f} right after the load test (its own server, "
+        "wrk and load generator).",
         "",
     ]
     if "skipped" in load:
