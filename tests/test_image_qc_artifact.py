@@ -223,7 +223,8 @@ def test_learned_overrule_shows_the_measure_of_its_class() -> None:
         def predict(self, modality: str, features: dict[str, float]) -> np.ndarray:
             return self.probs
 
-    res = art.analyse_series(_ct("clean"), "CT", art.DEFAULTS, Fixed([0.1, 0.8, 0.05, 0.05]))
+    # the net alone (classical 无) at 0.8: only with the unconfirmed-call margin off
+    res = art.analyse_series(_ct("clean"), "CT", {**art.DEFAULTS, "model_unconfirmed_threshold": None}, Fixed([0.1, 0.8, 0.05, 0.05]))
     assert res.value == "运动" and res.method == "learned" and res.extra["classical_value"] == "无"
     assert res.kind == "ghosting" and res.slice_index is not None and res.limit == art.DEFAULTS["ct_ghost_width_px"]
     quiet = art.analyse_series(_ct("motion"), "CT", art.DEFAULTS, Fixed([0.6, 0.3, 0.05, 0.05]))

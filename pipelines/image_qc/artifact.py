@@ -379,8 +379,12 @@ def ghost_replica_peak(img: np.ndarray, axis: int, periods: Sequence[int] = GHOS
 
 #: susceptibility void with its pile-up crescent (see :func:`mr_crescent_void`): darker than this
 #: fraction of the body median, a crescent brighter than this multiple of the body's 98th percentile,
-#: within this many pixels along the frequency-encode axis
-MR_VOID_DARK, MR_CRESCENT_LEVEL, MR_CRESCENT_PX = 0.3, 1.3, 3
+#: within this many pixels along the frequency-encode axis (qc_rules/image_qc/artifact.yaml
+#: ``mr_void_dark``, ``mr_crescent_level``, ``mr_crescent_px``; module-wide, as the per-slice
+#: features are computed before an item's params are known)
+MR_VOID_DARK = float(DEFAULTS.get("mr_void_dark", 0.3))
+MR_CRESCENT_LEVEL = float(DEFAULTS.get("mr_crescent_level", 1.3))
+MR_CRESCENT_PX = int(DEFAULTS.get("mr_crescent_px", 3))
 
 
 def mr_crescent_void(img: np.ndarray, body: np.ndarray, pe_axis: int | None, min_px: int = 8) -> tuple[float, list[float] | None]:
@@ -935,6 +939,10 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
             if limit is None:
                 limit = model.threshold_for(modality) if hasattr(model, "threshold_for") else getattr(model, "threshold", 0.5)
             limit = float(limit)
+            # no classical measure above its own limit: the net alone must be surer
+            # (artifact.yaml ``model_unconfirmed_threshold``, per modality)
+            if res.extra["classical_value"] == VALUE_OF["none"]:
+                limit = max(limit, unconfirmed_threshold(p, modality, CLASSES[k]) or 0.0)
             cls = CLASSES[k] if float(probs[k]) >= limit else "none"
             res.value = VALUE_OF[cls]
             if cls == "none":
@@ -951,6 +959,24 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
     for key in ("_per", "_idx", "_slices", "_sat_box"):
         res.extra.pop(key, None)
     return res
+
+
+def unconfirmed_threshold(p: dict[str, Any], modality: str, cls: str) -> float | None:
+    """The probability the learned net needs when every classical measure of the series is below
+    its own limit (the classical reading is 无), or None (the registered threshold alone).
+
+    Why: on validation the net's calls without any classical support were mostly false alarms
+    (DX foreign objects counting 7-46 dots against 100, MR metal voids of 0.006 against 0.02)
+    at probabilities 0.80-0.93, while the calls a classical measure backs stay at the registered
+    threshold. A number applies to every modality; a mapping gives one per modality, whose
+    value may again be a mapping per artifact class (``cls``, a CLASSES name: radiograph motion
+    keeps the registered threshold, as its unconfirmed calls were mostly right)."""
+    v: Any = p.get("model_unconfirmed_threshold")
+    if isinstance(v, dict):
+        v = v.get(modality)
+    if isinstance(v, dict):
+        v = v.get(cls)
+    return None if v is None else float(v)
 
 
 def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
