@@ -61,3 +61,31 @@ def test_radiograph_margin_is_per_class(probs: list[float], value: str) -> None:
 def test_mr_crescent_constants_come_from_the_file() -> None:
     d = art.DEFAULTS
     assert (art.MR_VOID_DARK, art.MR_CRESCENT_LEVEL, art.MR_CRESCENT_PX) == (d["mr_void_dark"], d["mr_crescent_level"], d["mr_crescent_px"])
+
+
+def _read(value: str, **features: float) -> art.SeriesArtifact:
+    return art.SeriesArtifact("1.2.3.4", "CT", dict(features), {"motion": 0.0, "equipment": 0.4, "foreign_object": 0.0}, value,
+                              method="learned")
+
+
+def test_truncation_on_the_median_slice_overrules_a_learned_none() -> None:
+    p = art.DEFAULTS
+    cut = _read("无", rim_touch_med=0.26, rim_excess_med=31.2)
+    art._ct_truncation_rule(cut, p)
+    assert cut.value == "设备" and cut.kind == "truncation" and cut.limit == p["ct_trunc_excess_med"]
+    assert cut.extra["learned_value"] == "无" and cut.method == "classical"
+    # a large clean patient: the rim touches the circle but is no brighter than the tissue inside it
+    big = _read("无", rim_touch_med=0.35, rim_excess_med=28.2)
+    art._ct_truncation_rule(big, p)
+    assert big.value == "无"
+    # a rim on a few slices only (median touch small) is not truncation
+    few = _read("无", rim_touch_med=0.05, rim_excess_med=120.0)
+    art._ct_truncation_rule(few, p)
+    assert few.value == "无"
+    # a stricter reading stays; the limit is data (null: off)
+    moving = _read("运动", rim_touch_med=0.3, rim_excess_med=80.0)
+    art._ct_truncation_rule(moving, p)
+    assert moving.value == "运动"
+    off = _read("无", rim_touch_med=0.3, rim_excess_med=80.0)
+    art._ct_truncation_rule(off, {**p, "ct_trunc_excess_med": None})
+    assert off.value == "无"

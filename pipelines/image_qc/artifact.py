@@ -954,6 +954,7 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
         _mr_void_rule(res, p)
     elif modality == "CT":
         _ct_on_skin_rule(res, p)
+        _ct_truncation_rule(res, p)
     elif modality == "DX":
         _dx_object_rule(res, p)
     for key in ("_per", "_idx", "_slices", "_sat_box"):
@@ -1003,6 +1004,23 @@ def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
         feats, image = shown
         r, c, h = feats["metal_r"], feats["metal_c"], max(6.0, np.asarray(image).shape[0] * 0.12)
         res.box = [r - h, c - h, r + h, c + h]
+
+
+def _ct_truncation_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A bright rim along the field-of-view circle on most slices makes a CT series the net read
+    无 into 设备 (truncation). The net weighs the largest rim touch and excess of any slice, which
+    clean large patients also reach on a slice or two; a body cut by a reduced reconstruction
+    field touches the circle on every slice with the rim consistently brighter than the tissue
+    inside it, so the series' medians decide: ``rim_touch_med`` >= ``ct_trunc_touch_med`` and
+    ``rim_excess_med`` >= ``ct_trunc_excess_med`` (either null: off)."""
+    touch_lim, excess_lim = p.get("ct_trunc_touch_med"), p.get("ct_trunc_excess_med")
+    if touch_lim is None or excess_lim is None or res.value != VALUE_OF["none"]:
+        return
+    touch, excess = float(res.features.get("rim_touch_med", 0.0)), float(res.features.get("rim_excess_med", 0.0))
+    if touch < float(touch_lim) or excess < float(excess_lim):
+        return
+    _overrule(res, "equipment", "truncation", round(excess, 1), float(excess_lim), _sig(excess, float(excess_lim), 10.0))
+    _show_strongest_slice(res, "rim_touch")
 
 
 def _mr_replica_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
