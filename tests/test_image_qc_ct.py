@@ -820,3 +820,59 @@ def test_pelvis_the_scorer_cannot_position_is_judged_by_its_length(monkeypatch: 
                            item_codes=["CT.PELVIS.PLAIN"]), params, RecordingSink())["range"]
     assert r.value == value, r.details
     assert r.details["method"] == "scan_length" and r.details["part"] == "PELVIS"
+
+
+# ---------------------------------------------------------------- round 2 (N): gas, joint fit, noise per acquisition
+
+
+def test_gas_under_the_diaphragm_is_not_lung() -> None:
+    # a scan ending through the stomach's gas bubble (pure air, lateral, inside the body) read
+    # "the last slice still shows lung" on a complete chest; lung parenchyma (-850 HU) still counts
+    lp = load_params("CT", "CT-CHEST-PLAIN")["range"]["lung_landmarks"]
+    vol = chest_with_lungs(3, 1, 1)
+    size = vol.shape[1]
+    yy, xx = np.mgrid[0:size, 0:size]
+    c = (size - 1) / 2
+    bubble = ((yy - c) / 6.0) ** 2 + ((xx - c - 12) / 6.0) ** 2 <= 1
+    gas = vol[0].copy()
+    gas[bubble] = -1000.0
+    assert ct._lung_areas(gas, (5.0, 5.0), lp) == []
+    assert ct._lung_areas(gas, (5.0, 5.0), {k: v for k, v in lp.items() if k != "min_mean_hu"})  # the old reading
+    assert len(ct._lung_areas(vol[1], (5.0, 5.0), lp)) == 2
+
+
+def test_acquisitions_of_one_table_are_positioned_by_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # chest + upper abdomen; the abdomen runs 17 mm past the lower renal pole, but the scorer compresses
+    # its own short profile (11 mm/unit, 2.5 units low): alone it reads the pole ~18 mm missing
+    params = load_params("CT", "CT-UABD")
+    pole_z = -(params["landmark_scores"]["lower_renal_pole"] - 31.0) * 8.35
+    z_chest = list(np.linspace(0.0, -300.0, 12))
+    z_abd = list(np.linspace(-280.0, pole_z - 17.0, 8))
+    mid = float(np.mean(z_abd))
+    squeezed = [31.0 - mid / 8.35 - 2.5 + (mid - z) / 11.0 for z in z_abd]
+    monkeypatch.setattr(ct, "_SCORER", TableScorer({12: _linear(z_chest, 31.0), 8: (z_abd, squeezed)}))
+    chest = series("c", phantom(n=12, size=48), z=z_chest)
+    abd = series("a", phantom(n=8, size=48), z=z_abd, region="abdomen")
+    ex = exam(chest, abd, code="CT-UABD", item_codes=["CT.CHEST.PLAIN", "CT.UABD.PLAIN"])
+    joint = ct.measure_ct(ex, params, RecordingSink())["range"]
+    assert joint.value == "正常", joint.details
+    own = {**params, "range": {**params["range"], "joint_fit": False}}
+    alone = ct.measure_ct(ex, own, RecordingSink())["range"]
+    assert alone.value == "过小" and alone.details["missing"] == ["lower_renal_pole"]
+
+
+def test_noisiest_phase_decides_the_exam_noise(chest_params: dict[str, Any]) -> None:
+    # a noisy portal phase beside a clean native one (same z): the exam's lowest reading hid it
+    native = series("n", phantom(noise=6.0, seed=6))
+    portal = series("p", phantom(noise=20.0, seed=5))
+    native.label.phase, portal.label.phase = "native", "portal"
+    r = ct.measure_ct(exam(native, portal), chest_params, RecordingSink())["noise"]
+    assert r.value == "异常" and r.details["series_uid"] == "p", r.details
+    lowest = {**chest_params, "noise": {**chest_params["noise"], "per_phase": False}}
+    assert ct.measure_ct(exam(native, portal), lowest, RecordingSink())["noise"].value == "正常"
+    # two reconstructions of one phase (a noisy and a quiet one): still the quieter one decides
+    thick = series("t", phantom(noise=20.0, seed=7))
+    thick.label.phase = "native"
+    quiet_portal = series("q", phantom(noise=6.0, seed=8))
+    quiet_portal.label.phase = "portal"
+    assert ct.measure_ct(exam(thick, native, quiet_portal), chest_params, RecordingSink())["noise"].value == "正常"

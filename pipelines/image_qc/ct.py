@@ -74,6 +74,8 @@ class _Stack:
         #: instance index (position order) of each slice when only some slices were read
         self.source_index: list[int] | None = None
         self.image_from_slices = False
+        #: (z mm, score) of the slices the body-region scorer scored, once it has (a joint fit pools them)
+        self.score_points: tuple[np.ndarray, np.ndarray] | None = None
         try:
             volume = series.volume()
         except Exception:
@@ -308,20 +310,60 @@ def _score_image(stack: _Stack) -> Any:
     return image
 
 
-def _score_fit(stack: _Stack, scorer: Any) -> tuple[float, float, list[float]] | None:
-    """Linear fit score = a + b * z over the slices with body (b < 0: feet are lower z)."""
+def _score_points(stack: _Stack, scorer: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(z mm, body-position score) of the slices the scorer scored (finite scores only)."""
     from_slices = stack.image is None
     result = scorer.score(_score_image(stack))
     scores = np.asarray(result.scores, dtype=float)
     use_own = from_slices or len(result.z_mm) != len(scores)
     z = np.asarray(stack.z if use_own else result.z_mm, dtype=float)
     ok = np.isfinite(scores)
-    if ok.sum() < 2 or np.ptp(z[ok]) <= 0:
+    return z[ok], scores[ok]
+
+
+def _line_fit(z: np.ndarray, scores: np.ndarray) -> tuple[float, float] | None:
+    """Linear fit score = a + b * z (b < 0: feet are lower z); None when flat, inverted or too short."""
+    if len(z) < 2 or np.ptp(z) <= 0:
         return None
-    b, a = np.polyfit(z[ok], scores[ok], 1)
+    b, a = np.polyfit(z, scores, 1)
     if b >= 0:  # scores must grow toward the feet; a flat/inverted fit is no position
         return None
-    return float(a), float(b), scores.tolist()
+    return float(a), float(b)
+
+
+def _score_fit(stack: _Stack, scorer: Any) -> tuple[float, float, list[float]] | None:
+    """Linear fit score = a + b * z over the slices with body (b < 0: feet are lower z)."""
+    z, scores = _score_points(stack, scorer)
+    fit = _line_fit(z, scores)
+    if fit is None:
+        return None
+    stack.score_points = (z, scores)
+    return fit[0], fit[1], scores.tolist()
+
+
+def _joint_fits(positioned: list[tuple[float, float, _Stack]], lo_mm: float, hi_mm: float) -> list[tuple[float, float, _Stack]]:
+    """One position fit per table frame: the acquisitions of one patient on one table share z, so
+    their scored slices are pooled into one line. A short acquisition's own profile is compressed by
+    the scorer (validation 8272/8273: an upper abdomen after a chest read at 11.1 mm/unit instead of
+    ~8.4, its kidneys' lower poles "missing" by 20-40 mm); the pooled line spans the whole study.
+    A pooled fit outside [lo_mm, hi_mm] mm/unit keeps the acquisitions' own fits."""
+    by_frame: dict[str | None, list[int]] = {}
+    for k, (_, _, stack) in enumerate(positioned):
+        by_frame.setdefault(_frame_of_reference(stack), []).append(k)
+    out = list(positioned)
+    for frame, members in by_frame.items():
+        if frame is None or len(members) < 2:
+            continue
+        pts = [positioned[k][2].score_points for k in members]
+        got = [pt for pt in pts if pt is not None]
+        if len(got) < len(pts):
+            continue
+        fit = _line_fit(np.concatenate([pt[0] for pt in got]), np.concatenate([pt[1] for pt in got]))
+        if fit is None or not lo_mm <= -1.0 / fit[1] <= hi_mm:
+            continue
+        for k in members:
+            out[k] = (fit[0], fit[1], positioned[k][2])
+    return out
 
 
 def _regions_of(params: dict[str, Any], s_top: float, s_bottom: float) -> list[str]:
@@ -519,6 +561,13 @@ def _lung_areas(img: np.ndarray, spacing: tuple[float, float], lp: dict[str, Any
     counts = np.bincount(flat, minlength=n + 1)[1:].astype(float)
     col_sums = np.bincount(flat, weights=np.tile(np.arange(labels.shape[1], dtype=float), labels.shape[0]), minlength=n + 1)[1:]
     lateral = np.abs(col_sums / np.maximum(counts, 1.0) - cx) * spacing[1] >= float(lp.get("min_lateral_mm", 15.0))
+    gas_below = lp.get("min_mean_hu")
+    if gas_below is not None:
+        # gas under the diaphragm (the stomach's bubble, bowel) is pure air (~ -1000 HU); lung
+        # parenchyma holds blood and tissue (~ -850): without this a scan ending through the
+        # fundus reads "the last slice still shows lung" on a complete chest
+        hu_sums = np.bincount(flat, weights=img.ravel().astype(float), minlength=n + 1)[1:]
+        lateral &= hu_sums / np.maximum(counts, 1.0) >= float(gas_below)
     return [float(c) * spacing[0] * spacing[1] for c in counts[lateral]]
 
 
@@ -625,6 +674,7 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
     errors: list[str] = []
     fits: list[tuple[float, float, str | None, float]] = []  # a, b, frame of reference, mid z
     unpositioned: list[tuple[_Stack, list[SeriesImages], str]] = []
+    positioned: list[tuple[float, float, _Stack, list[SeriesImages]]] = []
     lo_mm, hi_mm = p.get("plausible_mm_per_unit", [5.0, 13.0])
     for group in axial:
         # the series covering the most z first (a thick series may be a sample of the slices), soft
@@ -648,6 +698,22 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
             # a flat or steep score profile (small spine FOV, cropped anatomy): positions not trustworthy
             unpositioned.append((stack, group, "position_fit_implausible"))
             continue
+        positioned.append((a, b, stack, group))
+    if p.get("joint_fit") and len(positioned) > 1:
+        joint = _joint_fits([(a, b, st) for a, b, st, _ in positioned], float(lo_mm), float(hi_mm))
+        positioned = [(a, b, st, positioned[k][3]) for k, (a, b, st) in enumerate(joint)]
+    for a, b, stack, group in positioned:
+        mm_per_unit = -1.0 / b
+        clamp = p.get("clamp_mm_per_unit")
+        if clamp and not float(clamp[0]) <= mm_per_unit <= float(clamp[1]):
+            # a patient's mm per score unit is his height's (adult ~8.35 +-15%): a fit outside that is the
+            # scorer compressing or stretching the profile (a neck read over 16-32 instead of 14-36 called
+            # both ends missing); its centre is kept, the slope held to the nearest plausible one
+            z_mid = float(np.mean(stack.z))
+            s_mid = a + b * z_mid
+            mm_per_unit = min(max(mm_per_unit, float(clamp[0])), float(clamp[1]))
+            b = -1.0 / mm_per_unit
+            a = s_mid - b * z_mid
         fits.append((a, b, _frame_of_reference(stack), float(np.mean(stack.z))))
         covered.append((a + b * float(stack.z.max()), a + b * float(stack.z.min()), mm_per_unit, stack))
         _note_regions(params, group, a + b * float(stack.z.max()), a + b * float(stack.z.min()), cache)
@@ -1039,6 +1105,16 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
     # a thicker one (up to ``max_scaled_thickness_mm``) less, so an 8 mm reconstruction of a noisy scan
     # does not pass for a clean 5 mm one.
     readings: list[tuple[float, float, float, _Stack, str, int]] = []
+    # Each contrast phase is its own acquisition with its own dose, so its own noise: the
+    # reconstructions of one phase give its reading (their lowest), and the noisiest phase decides
+    # when ``per_phase`` (validation 8272: a noisy portal phase beside cleaner native/arterial ones read
+    # 正常 as the exam's lowest reading). Parts at other z (head + chest, thoracic + lumbar spine) are
+    # not split: on training 7201 that raised clean exams near the soft limit (see ct.yaml)
+    group_of: dict[int, Any] = {}
+    if p.get("per_phase"):
+        for member in candidates:
+            group_of[id(member)] = label_of(member, "phase")
+    keys: list[Any] = []
     first_error: Exception | None = None
     for s in sorted(candidates, key=lambda s: (_kernel_class(s) not in ("soft", "head"), -_thickness(s))):
         stack = _noise_stack(s, cache)
@@ -1054,11 +1130,12 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
         thickness = stack.thickness or ref
         limit = float(limits.get(cls, 16.0)) * math.sqrt(ref / min(max(thickness, 0.3), float(p.get("max_scaled_thickness_mm", ref))))
         readings.append((got[0] / limit, got[0], limit, stack, cls, got[1]))
+        keys.append(group_of.get(id(s)))
         if not p.get("all_series", True):
             break
     for k, (_, _, r_limit, r_stack, r_cls, _) in enumerate(list(readings)):
-        if min(r[0] for r in readings) <= 1.0:
-            break
+        if min(r[0] for r, key in zip(readings, keys, strict=True) if key == keys[k]) <= 1.0:
+            continue
         both = _series_noise(r_stack, float(p.get("slice_quantile", 50.0)))
         if both is not None and both[0] < readings[k][1]:
             readings[k] = (both[0] / r_limit, both[0], r_limit, r_stack, r_cls, both[1])
@@ -1066,7 +1143,12 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
         if first_error is not None:
             return not_assessable(_reason_code(first_error), "序列无法读取", f"series unusable: {first_error}")
         return not_assessable("no_soft_tissue", "未找到均匀软组织区域", "no homogeneous soft tissue found")
-    ratio, measured, limit, stack, kernel, worst_slice = min(readings, key=lambda r: r[0])
+    groups = list(dict.fromkeys(keys))
+    # a phase read only on a sharp kernel (a bone series beside the soft ones) does not decide
+    soft_groups = [g for g in groups if any(r[4] in ("soft", "head") for r, key in zip(readings, keys, strict=True) if key == g)]
+    per_group = [min((r for r, key in zip(readings, keys, strict=True) if key == g), key=lambda r: r[0])
+                 for g in (soft_groups or groups)]
+    ratio, measured, limit, stack, kernel, worst_slice = max(per_group, key=lambda r: r[0])
     instance = stack.instance_index(worst_slice)
     details = {"sd_hu": round(measured, 2), "limit_hu": round(limit, 2), "kernel_class": kernel,
                "slice_thickness_mm": stack.thickness or ref, "series_uid": stack.uid,
