@@ -876,3 +876,24 @@ def test_noisiest_phase_decides_the_exam_noise(chest_params: dict[str, Any]) -> 
     quiet_portal = series("q", phantom(noise=6.0, seed=8))
     quiet_portal.label.phase = "portal"
     assert ct.measure_ct(exam(thick, native, quiet_portal), chest_params, RecordingSink())["noise"].value == "正常"
+
+
+def test_sharpness_reads_the_finest_grid_first(chest_params: dict[str, Any]) -> None:
+    # the same sharp body on a 64-px, 6 mm grid (thick) and on a 128-px, 3 mm grid (thin): the
+    # coarse grid spreads the edge over a pixel of 6 mm and reads as blurred
+    sharp = phantom(size=128, px=3.0, noise=4.0)
+    binned = sharp.reshape(sharp.shape[0], 64, 2, 64, 2).mean(axis=(2, 4))  # 2x2 pixels averaged: a 6 mm grid
+    coarse = series("coarse", binned, px=6.0, thickness=5.0)
+    coarse.header.pixel_spacing = 6.0
+    fine = series("fine", sharp, px=3.0, thickness=1.25)
+    fine.header.pixel_spacing = 3.0
+    r = ct.measure_ct(exam(coarse, fine), chest_params, RecordingSink())["sharpness"]
+    assert r.value == "正常" and r.details["series_uid"] == "fine", r.details
+    old = {**chest_params, "sharpness": {**chest_params["sharpness"], "finest_grid_first": False}}
+    r_old = ct.measure_ct(exam(coarse, fine), old, RecordingSink())["sharpness"]
+    assert r_old.details["series_uid"] == "coarse"
+    assert r_old.details["edge_index"] < r.details["edge_index"]
+    # blur on the fine grid is still found there
+    blurred = series("fb", phantom(size=128, px=3.0, noise=4.0, blur_px=3.0), px=3.0, thickness=1.25)
+    blurred.header.pixel_spacing = 3.0
+    assert ct.measure_ct(exam(coarse, blurred), chest_params, RecordingSink())["sharpness"].value == "异常"
