@@ -118,7 +118,7 @@ class _GroupWriter:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
-        self.engine = sessions.kw.get("bind")
+        self.engine = sessions.kw["bind"]  # the workspace binds its sessionmaker to its engine
         self.commit_lock = threading.Lock()
         self.queue_lock = threading.Lock()
         self.queue: list[_Ticket] = []
@@ -147,10 +147,6 @@ class _GroupWriter:
             raise ticket.error
 
     def _append(self, entries: list[dict[str, Any]]) -> None:
-        if self.engine is None:  # a sessionmaker bound per session: its own transaction
-            with self.sessions() as session, session.begin():
-                append_many(session, entries)
-            return
         with self.engine.begin() as connection:
             append_many(connection, entries)
 

@@ -18,7 +18,7 @@ version of the reason list file their texts come from. A re-run, a new report or
 and the next request rebuilds the entry; nothing needs to be told to invalidate, so it holds
 across worker processes and with other writers (the pipeline CLI) on the same catalogue.
 
-Capacity is in bytes (``RADQC_DETAIL_CACHE_MB``, default 160 MB per worker; 0 turns the cache
+Capacity is in bytes (``RADQC_DETAIL_CACHE_MB``, default ``settings.DEFAULT_DETAIL_CACHE_MB``; 0 turns the cache
 off), least recently used out first.
 """
 
@@ -33,10 +33,6 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from radqc.catalogue import models as m
-
-#: MB per worker when RADQC_DETAIL_CACHE_MB is not set: ~11,000 exams of the measured 14 KB mean
-#: entry (10,000-exam benchmark catalogue), so a region catalogue of that size stays warm.
-DEFAULT_CACHE_MB = 160
 
 
 def _version_statement() -> Any:
