@@ -142,6 +142,28 @@ def test_registered_without_data() -> None:
         ev.render_heldout(Path("unused"), 1, seed=7201)
 
 
+@pytest.mark.parametrize("seed, worn", [(None, False), (9202, True), (9240, False)])
+def test_heldout_seed_option_and_worn_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           seed: int | None, worn: bool) -> None:
+    """``--seed`` picks the rendered held-out seed; the default is an unpublished one; a worn seed is said so."""
+    from radqc.datasets.evaluation.harness import EvalContext
+
+    rendered: list[int] = []
+
+    def fake_render(out: Path, n: int, s: int = ev.DEFAULT_HELDOUT_SEED) -> Path:
+        rendered.append(s)
+        return out
+
+    monkeypatch.setattr(ev, "render_heldout", fake_render)
+    monkeypatch.setattr(ev, "evaluate_folder", lambda root, report=None, **_kw: report)
+    report = ev.evaluate(EvalContext(data=tmp_path / "none", options={"cases": 1, "seed": seed}))
+    expected = seed or ev.DEFAULT_HELDOUT_SEED
+    assert rendered == [expected]
+    assert ev.DEFAULT_HELDOUT_SEED not in ev.WORN_HELDOUT_SEEDS
+    assert any(f"--seed {expected}" in n for n in report.notes)
+    assert any("worn" in n for n in report.notes) is worn
+
+
 def test_markdown_tables_carry_the_figures() -> None:
     report = _scored([
         (_truth("CT", {"noise": "excess"}, 2), {"noise": {"value": "异常"}, "grade": 2}),

@@ -82,6 +82,8 @@ def evaluate(
     workers: int = typer.Option(None, "--workers", "-w", help="Parallel processes for stages that ingest."),
     quick: bool = typer.Option(False, "--quick", help="Fewer, smaller held-out cases (self-generating evaluators)."),
     cases: int = typer.Option(None, "--cases", help="Held-out cases to render (self-generating evaluators)."),
+    seed: int = typer.Option(None, "--seed", help="Held-out seed to render (self-generating evaluators; "
+                             "image-qc: 9201-9299, default the first unpublished one)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable report on stdout."),
 ) -> None:
     """Score a stage against ground truth: P/R/F1, confusion matrix, Dice, kappa / 按真值评估."""
@@ -101,7 +103,8 @@ def evaluate(
     from radqc.datasets.evaluation.harness import render_human, run_evaluation
 
     try:
-        report = run_evaluation(stage, data, options={"workers": workers, "quick": quick, "cases": cases})
+        report = run_evaluation(stage, data, options={"workers": workers, "quick": quick, "cases": cases,
+                                                               "seed": seed})
     except KeyError as exc:
         console.print(f"[red]{exc.args[0]}")
         raise typer.Exit(2) from exc
