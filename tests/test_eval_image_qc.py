@@ -195,3 +195,34 @@ def test_every_error_is_counted_beyond_the_failure_cap() -> None:
     assert report.details["errors"] == {"CT noise: 正常 -> 异常": 60}
     assert len(report.failures) == EvalReport.MAX_FAILURES
     assert "CT noise: 正常 -> 异常 (60)" in ev.markdown(report, "t")
+
+
+def _with_items(truth: dict[str, Any], *codes: str) -> dict[str, Any]:
+    truth["order"] = {"imaged_items": [{"code": c, "name_zh": f"项目{c}"} for c in codes]}
+    return truth
+
+
+def test_per_item_table_counts_combined_orders_for_each_item() -> None:
+    """Accuracy per exam item (the tenders' unit): a combined order counts for each of its items;
+    an item with too few exams is listed but not counted as shown."""
+    ok = {"range": {"value": "正常"}, "noise": {"value": "正常"}, "grade": 3}
+    wrong_range = {"range": {"value": "过大"}, "noise": {"value": "正常"}, "grade": 2}
+    cases = []
+    for i in range(ev.ITEM_MIN_EXAMS):
+        cases.append((_with_items(_truth("CT", {"range": "正常", "noise": "ok"}, 3, f"A{i}"), "CT.CHEST.PLAIN"), ok))
+        cases.append((_with_items(_truth("CT", {"range": "正常", "noise": "ok"}, 3, f"B{i}"), "CT.HEAD.PLAIN",
+                                  "CT.CHEST.PLAIN"), wrong_range if i == 0 else ok))
+    cases.append((_with_items(_truth("CT", {"range": "正常", "noise": "ok"}, 3, "C0"), "CT.NECK.PLAIN"), wrong_range))
+    report = _scored(cases)
+    rows = report.details["by_item"]
+    chest, head, neck = rows["CT.CHEST.PLAIN"], rows["CT.HEAD.PLAIN"], rows["CT.NECK.PLAIN"]
+    assert chest["exams"] == 2 * ev.ITEM_MIN_EXAMS and head["exams"] == ev.ITEM_MIN_EXAMS and neck["exams"] == 1
+    assert chest["cells"] == 4 * ev.ITEM_MIN_EXAMS and chest["cells_right"] == 4 * ev.ITEM_MIN_EXAMS - 1
+    assert head["grade_exact"] == pytest.approx(1 - 1 / ev.ITEM_MIN_EXAMS)
+    assert neck["dimension_accuracy"] == 0.5 and neck["grade_exact"] == 0.0
+    cov = ev.summary(report)["items"]
+    assert (cov["items"], cov["items_shown"]) == (3, 2)  # the neck's single exam says nothing about the item
+    # head: 1 of 5 grades wrong = 80% < 90%, so it is listed below the bar; chest's 1/10 is exactly 90%
+    assert cov["below"] == ["CT.HEAD.PLAIN"] and cov["items_meeting"] == 1
+    text = ev.markdown(report, "t")
+    assert "| CT.NECK.PLAIN | 项目CT.NECK.PLAIN | CT | 1 | 50.0% | 0/1 | 0.0% |" in text

@@ -106,6 +106,8 @@ class TruthCase:
     scoring_version: str = "placeholder-2026.1"
     standard: str | None = None  # the item standard the generator graded by (0.1.4+)
     placeholder_grade: str | None = None  # the placeholder table's grade a 0.1.4 truth keeps
+    #: the standard exam items (检查项目) imaged, code -> Chinese name; a combined order has several
+    items: dict[str, str] = field(default_factory=dict)
 
     @property
     def grade_scale(self) -> str:
@@ -126,6 +128,8 @@ def truth_case(truth: Mapping[str, Any], root: Path | None = None) -> TruthCase 
         record = _record_line(root, truth.get("records") or {})
     defects = list((truth.get("imaging") or {}).get("applied_defects") or [])
     placeholder = expected.get("placeholder")
+    imaged = (truth.get("order") or {}).get("imaged_items") or []
+    items = {str(i["code"]): str(i.get("name_zh") or i["code"]) for i in imaged if isinstance(i, Mapping) and i.get("code")}
     return TruthCase(
         exam_key=str(truth.get("exam_key")), qc_class=str(expected.get("qc_class")), dimensions=dims,
         grade=grade_label(expected.get("grade")) or "", score=expected.get("score"), exam_dir=exam_dir,
@@ -133,6 +137,7 @@ def truth_case(truth: Mapping[str, Any], root: Path | None = None) -> TruthCase 
         scoring_version=str(expected.get("scoring_version") or "placeholder-2026.1"),
         standard=expected.get("standard") if isinstance(expected.get("standard"), str) else None,
         placeholder_grade=(grade_label(placeholder.get("grade")) if isinstance(placeholder, Mapping) else None),
+        items=items,
     )
 
 
@@ -423,6 +428,7 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
     causes: dict[str, dict[str, Any]] = {}  # grade misses vs the generator's grade, by cause class
     ph_truth: list[str] = []
     ph_pred: list[str] = []
+    by_item: dict[str, dict[str, Any]] = {}  # per exam item: exams, dimension cells right/total, grades right
     cases = 0
     for s in scored:
         cases += 1
@@ -474,6 +480,15 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
             entry["misses"] += 1
             entry["by_class"][case.qc_class] += 1
             entry["exams"].append(case.exam_key)
+        for code, name in case.items.items():
+            row = by_item.setdefault(code, {"name": name, "qc_class": case.qc_class, "exams": 0, "cells": 0,
+                                            "cells_right": 0, "grades_right": 0, "exams_all_right": 0})
+            right = sum(1 for dim in case.dimensions if dim not in mismatches)
+            row["exams"] += 1
+            row["cells"] += len(case.dimensions)
+            row["cells_right"] += right
+            row["grades_right"] += int(pg_text == case.grade)
+            row["exams_all_right"] += int(right == len(case.dimensions))
         if pg_text != case.grade:
             mismatches["grade"] = {"truth": case.grade, "pred": pg_text, "score_truth": case.score,
                                    "score_pred": result.get("image_score", result.get("score"))}
@@ -517,6 +532,9 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
     for key, count in sorted(special.items()):
         report.counts[key] = count
     report.details["errors"] = dict(errors.most_common())
+    report.details["by_item"] = {code: {**row, "dimension_accuracy": row["cells_right"] / row["cells"] if row["cells"] else None,
+                                        "grade_exact": row["grades_right"] / row["exams"]}
+                                 for code, row in sorted(by_item.items())}
     report.details["scoring_versions"] = dict(versions.most_common())
     report.details["grade_misses"] = misses
     report.details["grade_attribution"] = summarise_attribution(misses)
@@ -576,7 +594,25 @@ def summary(report: EvalReport) -> dict[str, Any]:
         "truth_scoring": report.details.get("scoring_versions"),
         "grade_miss_causes": {c: e["misses"] for c, e in (report.details.get("grade_miss_causes") or {}).items()},
         "targets": {"dimension": 0.95, "grade_exact": 0.90, "kappa": 0.80},
+        "items": item_coverage(report),
     }
+
+
+#: The tenders' per-item bar: QC accuracy and AI-vs-expert agreement >= 90% on >= 25 exam items.
+ITEM_TARGET, ITEM_MIN_EXAMS, ITEMS_REQUIRED = 0.90, 5, 25
+
+
+def item_coverage(report: EvalReport) -> dict[str, Any]:
+    """How many exam items the set shows and how many of them meet the tenders' bar.
+
+    An item counts as *shown* with at least ``ITEM_MIN_EXAMS`` exams (fewer say nothing about an
+    item); it *meets* the bar when both its dimension accuracy and its grade agreement are >= 90%."""
+    rows = report.details.get("by_item") or {}
+    shown = {c: r for c, r in rows.items() if r["exams"] >= ITEM_MIN_EXAMS}
+    meets = [c for c, r in shown.items() if (r["dimension_accuracy"] or 0) >= ITEM_TARGET and r["grade_exact"] >= ITEM_TARGET]
+    return {"items": len(rows), "items_shown": len(shown), "items_meeting": len(meets),
+            "min_exams": ITEM_MIN_EXAMS, "target": ITEM_TARGET, "required": ITEMS_REQUIRED,
+            "below": sorted(set(shown) - set(meets))}
 
 
 def markdown(report: EvalReport, title: str) -> str:
@@ -622,6 +658,7 @@ def markdown(report: EvalReport, title: str) -> str:
                   + (f"; the pipeline resolved another standard than the generator for "
                      f"{report.counts['standard_differs_from_truth']} exams" if report.counts.get("standard_differs_from_truth")
                      else "") + "."]
+    lines += item_markdown(report)
     lines += attribution_markdown(report)
     errors = report.details.get("errors") or {}
     if errors:
@@ -632,6 +669,25 @@ def markdown(report: EvalReport, title: str) -> str:
         lines += ["", "Predicted 无法评估 / 不适用 where the truth has a value: "
                   + ", ".join(f"{k} {v}" for k, v in sorted(special.items())) + "."]
     return "\n".join(lines)
+
+
+def item_markdown(report: EvalReport) -> list[str]:
+    """The per-exam-item table (检查项目): the tenders judge accuracy item by item."""
+    rows = report.details.get("by_item") or {}
+    if not rows:
+        return []
+    cov = item_coverage(report)
+    lines = ["", f"Per exam item (检查项目; an exam of a combined order counts for each of its items): "
+             f"{cov['items']} items, {cov['items_shown']} with >= {cov['min_exams']} exams, "
+             f"{cov['items_meeting']} of those with dimension accuracy and grade agreement both >= "
+             f"{100 * cov['target']:.0f}% (tenders: >= {cov['required']} items).", "",
+             "| item | 名称 | class | exams | dimension accuracy | all dimensions right | grade exact |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for code, r in rows.items():
+        acc = "—" if r["dimension_accuracy"] is None else f"{100 * r['dimension_accuracy']:.1f}%"
+        lines.append(f"| {code} | {r['name']} | {r['qc_class']} | {r['exams']} | {acc} | "
+                     f"{r['exams_all_right']}/{r['exams']} | {100 * r['grade_exact']:.1f}% |")
+    return lines
 
 
 def attribution_markdown(report: EvalReport) -> list[str]:
