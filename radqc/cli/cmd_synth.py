@@ -9,8 +9,10 @@ from pathlib import Path
 import typer
 
 from radqc.cli.output import console, emit, progress_bar, stdout
+from radqc.datasets.synthetic.clinical._data import load as _load_data
 
-PROFILES = ("mixed", "ct", "mr", "dx", "audit", "qc")
+#: The generator's profiles, as its data file names them (so a new profile needs no CLI change).
+PROFILES = tuple(_load_data("profiles")["profiles"])
 
 
 def register(app: typer.Typer) -> None:

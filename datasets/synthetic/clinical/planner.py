@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -46,12 +47,12 @@ from radqc.datasets.synthetic.clinical.reports import (
 )
 from radqc.datasets.synthetic.spec import Defect, ImagingSpec, SeriesRole
 
-GENERATOR_VERSION = "0.1.7"  # 0.1.7: a CT truncation whose body fits inside the reduced field (narrow heads) is not recorded nor drawn (it was recorded with 0 truncated slices); 0.1.6: a CT knee scanned too long extends past the femur/tibia (was cut at depth -5 mm, i.e. shortened); 0.1.5: metal and foreign objects drawn where the images show them (radiograph metal ~40x water; MR implants inside the imaged volume with a susceptibility void and pile-up rim; CT objects inside the scanned range), recorded only when a series shows them; 0.1.4: expected_qc graded by the exam item's scoring standard (images unchanged); 0.1.3: no rotation label on knee radiographs (the knee is drawn unrotated); 0.1.2: returning patients
+GENERATOR_VERSION = "0.1.8"  # 0.1.8: the qc-items profile (every item combination equally often; other profiles unchanged); 0.1.7: a CT truncation whose body fits inside the reduced field (narrow heads) is not recorded nor drawn (it was recorded with 0 truncated slices); 0.1.6: a CT knee scanned too long extends past the femur/tibia (was cut at depth -5 mm, i.e. shortened); 0.1.5: metal and foreign objects drawn where the images show them (radiograph metal ~40x water; MR implants inside the imaged volume with a susceptibility void and pile-up rim; CT objects inside the scanned range), recorded only when a series shows them; 0.1.4: expected_qc graded by the exam item's scoring standard (images unchanged); 0.1.3: no rotation label on knee radiographs (the knee is drawn unrotated); 0.1.2: returning patients
 CST = timezone(timedelta(hours=8))
 START_DATE = date(2026, 1, 5)
 #: Exams are spread over this many days (fixed, so exam k does not depend on the set size).
 SPAN_DAYS = 60
-PROFILES = ("mixed", "ct", "mr", "dx", "audit", "qc")
+PROFILES = tuple(load("profiles")["profiles"])  # profiles.yaml names them
 
 DERIVED_PREFIXES = ("mpr", "mip", "vr")
 REGION_ORDER = ("head", "neck", "cervical_spine", "chest", "thoracic_spine", "abdomen", "lumbar_spine", "pelvis", "knee")
@@ -230,6 +231,20 @@ def _header(hospital: Hospital, ident: Identity, patient_id: str, accession: str
     return h
 
 
+def balanced_combo(seed: int, index: int, modalities: Iterable[str]) -> tuple[str, list[str], str]:
+    """Exam ``index``'s (modality, item codes, acquisition) when every combination is equally often.
+
+    The combinations of ``modalities`` (items.yaml ``combos``) are dealt in blocks: each block of
+    ``len(combos)`` exams holds each combination once, in an order seeded by (seed, block), so the
+    choice depends on the exam index only (not on the set size or the other exams)."""
+    combos = [(m, list(c["items"]), str(c.get("acquisition", "separate")))
+              for m in sorted(modalities) for c in load("items")["combos"].get(m, [])]
+    block, position = divmod(index, len(combos))
+    order = list(range(len(combos)))
+    random.Random(derive_seed(seed, "combo-block", block)).shuffle(order)
+    return combos[order[position]]
+
+
 # -- the planner ------------------------------------------------------------------------------------
 class Planner:
     """Plans a set of exams; holds the per-set state (counters, device schedules, partners)."""
@@ -297,10 +312,16 @@ class Planner:
             modality = partner.modality
         else:
             hospital = rng.choice(hospitals())
-            modality = _weighted_key(rng, prof["modalities"])
+            modality = (balanced_combo(self.seed, index, prof["modalities"])[0] if prof.get("item_balanced")
+                        else _weighted_key(rng, prof["modalities"]))
         if partner is not None and fid == "F1":
             imaged = [OrderedItem(oi.item, oi.side) for oi in partner.imaged]
             acquisition = partner.spec.acquisition
+        elif partner is None and prof.get("item_balanced"):
+            _, codes, acquisition = balanced_combo(self.seed, index, prof["modalities"])
+            imaged = [OrderedItem(item(c), None) for c in codes]
+            for oi in imaged:
+                oi.side = _side_for(rng, oi.item)
         else:
             codes, acquisition = draw_combo(rng, modality)
             imaged = [OrderedItem(item(c), None) for c in codes]
