@@ -12,6 +12,7 @@ recorded reason instead of an exception: the exam goes on through the other stag
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from radqc.text import bilingual
 
 from . import classical
 from .data import CHANNELS
-from .preprocess import is_blank, prepare, to_mono2
+from .preprocess import fit, flat_fill_box, is_blank, prepare, resize, to_mono2
 
 NAME = "cxr_anatomy"
 THRESHOLD = 0.5
@@ -82,6 +83,35 @@ class RadiographAnatomyModel:
         probs = self.session.run(None, {"image": x[None, None]})[0][0]
         return probs, frame, x
 
+    def framed_probabilities(self, image: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray]:
+        """:meth:`probabilities` of the image inside its constant-fill border, in the full image's grid.
+
+        The network and the rank transform see only the part that holds anatomy
+        (:func:`.preprocess.flat_fill_box`); the probabilities are resized into that part's place
+        in the full image's model grid and are 0 over the fill (no anatomy, unexposed). The model
+        input returned is the part's own rank image placed the same way, the fill at the rank its
+        value has among the part's pixels, so the classical steps see the part as if it stood alone."""
+        nr, nc = image.shape[:2]
+        r0, r1, c0, c1 = flat_fill_box(image)
+        if (r0, r1, c0, c1) == (0, nr, 0, nc) or min(r1 - r0, c1 - c0) < MIN_SIDE:
+            return self.probabilities(image)
+        part = image[r0:r1, c0:c1]
+        pc, fc, xc = self.probabilities(part)
+        frame = fit((nr, nc), self.size)
+        s = frame.scale
+        gr0, gc0 = int(round(r0 * s)), int(round(c0 * s))
+        gr1, gc1 = min(frame.inner[0], max(gr0 + 1, int(round(r1 * s)))), min(frame.inner[1], max(gc0 + 1, int(round(c1 * s))))
+        probs = np.zeros((pc.shape[0], self.size, self.size), np.float32)
+        for k in range(pc.shape[0]):
+            probs[k, gr0:gr1, gc0:gc1] = resize(pc[k, : fc.inner[0], : fc.inner[1]], (gr1 - gr0, gc1 - gc0), "bilinear")
+        fill = float(image[0, 0] if r0 > 0 or c0 > 0 else image[-1, -1])
+        flat = np.sort(resize(part, fc.inner, "box").ravel())
+        rank = float(np.searchsorted(flat, fill, side="left") + np.searchsorted(flat, fill, side="right")) * 0.5 / max(len(flat), 1)
+        x = np.zeros((self.size, self.size), np.float32)
+        x[: frame.inner[0], : frame.inner[1]] = rank
+        x[gr0:gr1, gc0:gc1] = resize(xc[: fc.inner[0], : fc.inner[1]], (gr1 - gr0, gc1 - gc0), "bilinear")
+        return probs, replace(frame, part=(gr0, gr1, gc0, gc1)), x
+
     def analyse(self, pixels: np.ndarray, spacing_mm: tuple[float, float] | None, view: str | None,
                 body_part: str | None = None, *, mono1: bool | None = None,
                 photometric: str | None = None) -> RadiographResult:
@@ -108,11 +138,11 @@ class RadiographAnatomyModel:
         if is_blank(image):
             empty.measurements = {"status": "skipped", "reason": bilingual(REASONS, "blank")}
             return empty
-        probs, frame, x = self.probabilities(image)
+        probs, frame, x = self.framed_probabilities(image)
         if guessed:
             # photometric interpretation unknown: keep the polarity the network is surer about
             flipped = to_mono2(arr, True)
-            p2, f2, x2 = self.probabilities(flipped)
+            p2, f2, x2 = self.framed_probabilities(flipped)
             if _decisiveness(p2) > _decisiveness(probs):
                 mono1, image, probs, frame, x = True, flipped, p2, f2, x2
         ir, ic = frame.inner
@@ -130,6 +160,12 @@ class RadiographAnatomyModel:
             if not classical.lungs_plausible(m["lung_right"], m["lung_left"]):
                 # the image is unlike the training data (e.g. a real CR): classical lung fields
                 lr, ll = classical.classical_lungs(grid, classical.field_box(m["field"]))
+                if not lr.any():
+                    # the network's field channel is as unreliable as its lungs here (on the
+                    # bottom-cut real CR it ends short of the left chest wall, so the left lung
+                    # "touches the field side" and is dropped): retry on the whole image, or on
+                    # the part inside its constant-fill border
+                    lr, ll = classical.classical_lungs(grid, frame.part)
                 if lr.any():
                     m["lung_right"], m["lung_left"], lung_source = lr, ll, "classical"
                     probs[self.channels.index("lung_right")] = lr.astype(np.float32)
