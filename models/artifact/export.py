@@ -10,7 +10,7 @@ import numpy as np
 from radqc.models.artifact.data import FEATURES
 
 NAME = "artifact"
-VERSION = "1.2.0"
+VERSION = "1.3.0"
 
 
 def export(net: Any, out: Path, info: dict[str, Any], val: dict[str, Any], *, register: bool = False) -> Path:

@@ -258,6 +258,8 @@ def main() -> None:
     ap.add_argument("--keep-from", type=Path, default=None, help="earlier ONNX export whose --keep modalities stay as they are")
     ap.add_argument("--keep", nargs="*", default=[], choices=MODALITIES, help="modalities whose nets and limit are kept")
     ap.add_argument("--keep-threshold", type=float, default=None, help="the kept modalities' per-series limit")
+    ap.add_argument("--keep-thresholds", nargs="*", default=[], metavar="MOD=LIMIT",
+                    help="a kept modality's own limit (1.3.0: MR=0.8 DX=0.85, the limits 1.2.0 registered for them)")
     ap.add_argument("--val-data", default=None, help="how the validation set was made (recorded in the registry)")
     args = ap.parse_args()
     net, info = train(args.train, args.epochs)
@@ -276,6 +278,11 @@ def main() -> None:
     # per modality: the kept modalities keep their limit, the others get their own best one
     per = best_thresholds(net, args.val, grid)
     info["thresholds"] = {m: (info["threshold"] if m in args.keep else per[m]) for m in per}
+    # a kept net keeps the limit it was validated with (per modality; --keep-threshold is one for all)
+    for item in args.keep_thresholds:
+        mod, _, value = item.partition("=")
+        if mod in args.keep:
+            info["thresholds"][mod] = float(value)
     val = evaluate(lambda m, x: predict(net, m, x), args.val, info["thresholds"])
     classical = evaluate(classical_predict, args.val)
     for extra in args.check or []:

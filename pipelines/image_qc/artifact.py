@@ -888,6 +888,13 @@ def select_series(exam: ExamImages, p: dict[str, Any]) -> list[SeriesImages]:
 
 def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any = None) -> SeriesArtifact:
     """Features, scores and value of one series (raises on undecodable pixels)."""
+    return decide_series(measure_series(s, modality, p), p, model)
+
+
+def measure_series(s: SeriesImages, modality: str, p: dict[str, Any]) -> SeriesArtifact:
+    """The classical stage of one series: its features and the classical thresholds' value
+    (raises on undecodable pixels). Kept apart from :func:`decide_series` so that a learned
+    model can be compared on the same measured series without reading the pixels again."""
     uid = getattr(s.header, "series_uid", None)
     if modality == "DX":
         try:
@@ -922,6 +929,13 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
         res = SeriesArtifact(uid, modality, feats, scores, VALUE_OF[cls], kind, idx[k] if k is not None else None, box,
                              measured, limit, image=slices[k] if k is not None else slices[len(slices) // 2], window=window)
         res.extra["_per"], res.extra["_idx"], res.extra["_slices"] = per, idx, slices
+    return res
+
+
+def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> SeriesArtifact:
+    """The series' value from its measured features: the learned net (when given) with its
+    margins, then the classical rules beside it; drops the per-slice working data."""
+    uid, modality = res.series_uid, res.modality
     if model is not None:
         try:
             probs = model.predict(modality, res.features)
@@ -935,7 +949,7 @@ def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any
             # an artifact only when its probability reaches the limit: the exam takes the strictest
             # series, so a lenient per-series call would turn clean exams with many series abnormal
             k = 1 + int(np.argmax(probs[1:]))
-            limit = p.get("model_threshold")
+            limit: Any = p.get("model_threshold")
             if limit is None:
                 limit = model.threshold_for(modality) if hasattr(model, "threshold_for") else getattr(model, "threshold", 0.5)
             limit = float(limit)
