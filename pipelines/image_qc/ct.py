@@ -552,7 +552,21 @@ def _lung_areas(img: np.ndarray, spacing: tuple[float, float], lp: dict[str, Any
     if body.sum() < 20:
         return []
     cx = float(np.nonzero(body)[1].mean())
-    air = ndimage.binary_opening((img < float(lp.get("air_hu", -400))) & body)
+    air_hu = float(lp.get("air_hu", -400))
+    if lp.get("enclosed_air_is_body"):
+        # air enclosed by tissue is inside the body even where the opened body contour breaks: on a
+        # 64-px, 6 mm grid the chest wall below the lungs is a pixel or two thick, the opening cuts it,
+        # the contour's fill then leaves the lung bases outside (validation 9202 E00015 / E00019: the
+        # last 2-3 lung slices unread, a complete chest read 50-76 mm past the lung base, 过大)
+        body = body | ndimage.binary_fill_holes(img > air_hu)
+    air = ndimage.binary_opening((img < air_hu) & body)
+    if lp.get("split_midline"):
+        # both lungs joined across a mediastinum thinner than a pixel (a 64-px, 6-7 mm grid) make one
+        # component centred on the midline, which the lateral test below drops as the trachea: cut at
+        # the body's midline column so each lung is judged on its own side (validation 9202 E00057: a
+        # chest cut 36 mm below the apex, its top slices unread, read 正常); the trachea's halves stay
+        # within a few mm of the midline
+        air[:, int(round(cx))] = False
     labels, n = ndimage.label(air)
     if n == 0:
         return []
@@ -1262,6 +1276,12 @@ def _kernel_mismatch(series: SeriesImages) -> tuple[str, str] | None:
             named = ev.value
         elif rule.startswith(("ct.window.", "desc.kernel.")) and ev.value in ("lung", "bone"):
             intended = ev.value
+    if named is None and intended is not None:
+        # a kernel name the classifier's vendor table does not know (UIH B_SOFT_AA) is classed by this
+        # module's own table (ct.yaml kernel_names), as _kernel_class does: validation 9202 E00023, a
+        # bone-window thoracic spine written with B_SOFT_AA, read 正常
+        name = str(header_of(series, "kernel") or "").strip()
+        named = next((kernel for kernel, pattern in _kernel_patterns() if name and pattern.match(name)), None)
     if named in ("soft", "head") and intended in ("lung", "bone"):
         return str(named), str(intended)
     return None
