@@ -324,11 +324,19 @@ def pixel_measures(image: np.ndarray, box: tuple[int, int, int, int], px: float 
             "clip_fraction": round(clip, 5), "signal_range": round(rng, 2)}
 
 
-def find_marker(image: np.ndarray, box: tuple[int, int, int, int], px: float | None) -> dict[str, Any] | None:
+def find_marker(image: np.ndarray, box: tuple[int, int, int, int], px: float | None,
+                max_levels: int = 6, max_aspect: float = 1.3) -> dict[str, Any] | None:
     """The lead L/R marker from the pixels: lead is the most attenuating thing on the detector, so its
     glyph is a small compact blob at (or next to) the image maximum inside the field; its letter is
     read by overlap with rendered L/R glyphs. None when no blob of a marker's size (5-40 mm) is
-    at the maximum, or when the maximum is widespread (saturated anatomy: nothing to single out)."""
+    at the maximum, or when the maximum is widespread (saturated anatomy: nothing to single out).
+
+    When the blob at the maximum reads no letter (or there is none), the next brightest plateaus
+    (up to ``max_levels`` pixel values, each held by a few pixels, a glyph's worth) are tried in turn
+    and the first blob that reads L or R is taken. Why: burned-in text and the edge-enhancement
+    overshoot along the collimator edge clip at the top of the stored range, above the lead glyph,
+    and they can sit right next to it (validation 8275 E00039, 8276 E00010: the reversed marker
+    went unread, or was read from the burned-in text, and the wrong marker was missed)."""
     from scipy import ndimage
 
     from radqc.models.radiograph.classical import read_letter
@@ -338,29 +346,60 @@ def find_marker(image: np.ndarray, box: tuple[int, int, int, int], px: float | N
     if f.size < 64:
         return None
     lo, hi = np.percentile(f, [1, 99])
+    tol = max(1.0, 0.004 * float(hi - lo))
+
+    def blob(cand: np.ndarray) -> tuple[int, tuple[slice, slice]] | None:
+        lab, _ = ndimage.label(ndimage.binary_dilation(cand, iterations=1))
+        best: tuple[int, tuple[slice, slice]] | None = None
+        for i, sl in enumerate(ndimage.find_objects(lab), start=1):
+            if sl is None:
+                continue
+            h, w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+            size = max(h, w) * px if px else max(h, w) / min(f.shape) * 430.0  # ~430 mm detector
+            count = int((cand[sl] & (lab[sl] == i)).sum())
+            # one letter, not a word: burned-in annotations ("AP", "PA") of the same brightness
+            # run wider than high and read as an 'R' (validation 8276/8277, views without a marker)
+            single = w <= max_aspect * h
+            # a glyph cut by the field edge cannot be read (validation 8276/8277: the 'A' of an
+            # annotation cut there read as 'R')
+            inside = sl[0].start > 0 and sl[1].start > 0 and sl[0].stop < f.shape[0] and sl[1].stop < f.shape[1]
+            if 5.0 <= size <= 40.0 and count >= 6 and single and inside and (best is None or count > best[0]):
+                best = (count, sl)
+        return best
+
+    def result(cand: np.ndarray, sl: tuple[slice, slice], level: str) -> dict[str, Any]:
+        letter, score = read_letter(cand[sl])
+        col = (sl[1].start + sl[1].stop) / 2 + c0
+        return {"present": True, "text": letter, "text_score": round(score, 3),
+                "side_of_image": "left" if col < image.shape[1] / 2 else "right",
+                "box": [int(sl[0].start + r0), int(sl[0].stop + r0), int(sl[1].start + c0), int(sl[1].stop + c0)],
+                "source": "pixels", "level": level}
+
     vmax = float(f.max())
-    cand = f >= vmax - max(1.0, 0.004 * float(hi - lo))
-    if cand.mean() > 0.01:
-        return None
-    lab, n = ndimage.label(ndimage.binary_dilation(cand, iterations=1))
-    best: tuple[int, tuple[slice, slice]] | None = None
-    for i, sl in enumerate(ndimage.find_objects(lab), start=1):
-        if sl is None:
+    cand = f >= vmax - tol
+    first: dict[str, Any] | None = None
+    if cand.mean() <= 0.01:
+        found = blob(cand)
+        if found is not None:
+            first = result(cand, found[1], "maximum")
+            if first["text"]:
+                return first
+    # the next brightest plateaus: pixel values below the maximum held by at least a glyph's
+    # worth of pixels (a lead glyph is one flat level), brightest first
+    top = f[f >= float(np.percentile(f, 99.0))]
+    values, counts = np.unique(np.round(top / tol), return_counts=True)
+    levels = [float(v) * tol for v, c in zip(values[::-1], counts[::-1], strict=True)
+              if c >= 6 and float(v) * tol < vmax - tol][:max_levels]
+    for level in levels:
+        cand = np.abs(f - level) <= tol / 2
+        if cand.mean() > 0.01:
             continue
-        h, w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
-        size = max(h, w) * px if px else max(h, w) / min(f.shape) * 430.0  # ~430 mm detector
-        count = int((cand[sl] & (lab[sl] == i)).sum())
-        if 5.0 <= size <= 40.0 and count >= 6 and (best is None or count > best[0]):
-            best = (count, sl)
-    if best is None:
-        return None
-    sl = best[1]
-    letter, score = read_letter(cand[sl])
-    col = (sl[1].start + sl[1].stop) / 2 + c0
-    return {"present": True, "text": letter, "text_score": round(score, 3),
-            "side_of_image": "left" if col < image.shape[1] / 2 else "right",
-            "box": [int(sl[0].start + r0), int(sl[0].stop + r0), int(sl[1].start + c0), int(sl[1].stop + c0)],
-            "source": "pixels"}
+        found = blob(cand)
+        if found is not None:
+            res = result(cand, found[1], "plateau")
+            if res["text"]:
+                return res
+    return first
 
 
 def spine_outline_offset(field: np.ndarray, px: float | None, tissue_fraction: float = 0.25,
@@ -1028,6 +1067,75 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
     v.set("positioning", "不标准" if problems else "标准", details)
 
 
+def _shows_other_chest(analysis: Any, frac: tuple[float, float], p: dict[str, Any]) -> bool:
+    """Whether a frontal view filed under a non-chest item is a chest image: the item's structures
+    lie further from the centre than any central ray misses by (``chest_view.max_item_offset``, a
+    fraction of the image) and the lung fields cover ``chest_view.min_lung_fraction`` of it (the
+    analyser's own chest test is 0.08). Why: an order for a chest and a lumbar spine is scored by
+    one item's standard, and its chest images then showed the lowest vertebrae at the image bottom
+    (an 'offset' of 150 mm: validation 8275 E00028, 8277 E00064, 9202 E00014/E00025)."""
+    cv = p.get("chest_view") or {}
+    if not cv or max(abs(frac[0]), abs(frac[1])) <= float(cv.get("max_item_offset", 0.25)):
+        return False
+    area = 0
+    size = 0
+    for name in ("lung_left", "lung_right"):
+        m = _mask(analysis, name)
+        if m is not None:
+            area += int(m.sum())
+            size = m.size
+    return bool(size) and area >= float(cv.get("min_lung_fraction", 0.08)) * size
+
+
+def chest_frontal_centre(analysis: Any, shape: tuple[int, int], bottom_cut: bool,
+                         bottom_cut_px: float = 0.0) -> tuple[float, float, dict[str, Any]] | None:
+    """Where the thorax sits on a frontal chest view, as (dx, dy) in pixels from the image centre
+    (x to the image right, y down), or None without lung fields.
+
+    Vertical: the midpoint of the lung fields' extent, apex to the lowest lung row. The central ray
+    of a chest PA aims at the middle of the lungs (the detector centred halfway between the apices
+    and the bases), so this is the definition itself; the lungs' centroid lies a habitus-dependent
+    distance below it (wider bases) and moves up when a base is cut off by the collimation. A base
+    cut at the field's bottom edge hides the lowest rows: ``bottom_cut_px`` (half a typical cut)
+    is added then, since the midpoint of what is left reads the anatomy too high.
+    Horizontal: the fitted vertebral midline at that mid-lung row. The spine is the patient's
+    midline; a lung cut at the field's lateral edge shifts the lungs' centroid and extent but not
+    the spine. Without a vertebral column the lungs' centroid column is used.
+
+    Why (validation 8275-8279, 9202 chest PA/AP without a centring defect): the lungs' centroid
+    read 16-30 mm off-centre on views with a costophrenic cut-off (9 views read 偏下/偏左), while
+    the extent midpoint and the spine line follow the generator's field shift to about 3 mm."""
+    from radqc.models.radiograph.classical import largest
+
+    lungs = None
+    for name in ("lung_left", "lung_right"):
+        m = _mask(analysis, name)
+        if m is not None and m.any():
+            m = largest(m)
+            lungs = m if lungs is None else (lungs | m)
+    if lungs is None or lungs.sum() < 20:
+        return None
+    nr, nc = shape
+    rows = np.nonzero(lungs.any(axis=1))[0]
+    mid_row = (float(rows[0]) + float(rows[-1])) / 2
+    dy = mid_row - (nr - 1) / 2 + (bottom_cut_px if bottom_cut else 0.0)
+    spine = None
+    for name in ("vertebrae_thoracic", "vertebrae_cervical"):
+        m = _mask(analysis, name)
+        if m is not None and m.any():
+            spine = m if spine is None else (spine | m)
+    fit = spine_line(spine) if spine is not None else None
+    how: dict[str, Any] = {"vertical": "lung extent midpoint" + (" + bottom cut" if bottom_cut else ""),
+                           "lung_rows": [int(rows[0]), int(rows[-1])]}
+    if fit is not None:
+        dx = fit[0] * mid_row + fit[1] - (nc - 1) / 2
+        how["horizontal"] = "vertebral midline"
+    else:
+        dx = float(np.nonzero(lungs)[1].mean()) - (nc - 1) / 2
+        how["horizontal"] = "lung centroid"
+    return float(dx), float(dy), how
+
+
 def _centring(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, px: float | None,
               params: dict[str, Any], chest: bool, evidence: Any) -> None:
     """Anatomy centroid vs detector centre. The central ray moved one way shows the anatomy moved
@@ -1047,9 +1155,32 @@ def _centring(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, 
     ys, xs = np.nonzero(union)
     nr, nc = image.shape[:2]
     dy, dx = float(ys.mean() - (nr - 1) / 2), float(xs.mean() - (nc - 1) / 2)
+    ext: dict[str, Any] | None = None
+    if chest and p.get("method") == "extent":
+        ext = dict(p.get("chest_view") or {})
+    elif not chest and v.view in FRONTAL and _shows_other_chest(analysis, (dx / nc, dy / nr), p):
+        # the item's structures sit implausibly far off and the view shows lung fields: a chest
+        # image filed under another item (a multi-item order: chest + lumbar spine), measured as one
+        ext = dict(p.get("chest_view") or {})
+        names = ["lung_left", "lung_right"]
+    how: dict[str, Any] | None = None
+    if ext is not None and v.view in FRONTAL:
+        rng = v.details.get("range", {})
+        cut_at = rng.get("cut_at")
+        if cut_at is None and rng.get("field_px"):
+            cut_at = _lung_bases_in_field(analysis, tuple(rng["field_px"]), v.view)
+        bottom = any(w == "bottom" for w in (cut_at or {}).values())
+        cut_px = float(ext.get("bottom_cut_mm") or 0.0) / px if px else 0.0
+        est = chest_frontal_centre(analysis, (nr, nc), bottom, cut_px)
+        if est is not None:
+            dx, dy, how = est
+            if not chest:
+                how["view_shows"] = "chest"
     # where this item's anatomy sits on a well-centred image (the centroid of the masks is not the
     # central-ray target: e.g. the lungs' centroid lies below the T7 target on a chest PA)
     base = (p.get("baseline_mm") or {}).get("frontal" if v.view in FRONTAL else "lateral") or [0.0, 0.0]
+    if how is not None and ext is not None:
+        base = ext.get("extent_baseline_mm") or [0.0, 0.0]
     scale = px or 1.0
     if px:
         dx, dy = dx - float(base[0]) / px, dy - float(base[1]) / px
@@ -1057,30 +1188,34 @@ def _centring(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, 
     frac = {"x": round(dx / nc, 3), "y": round(dy / nr, 3)}
     details: dict[str, Any] = {"anatomy_offset_mm" if px else "anatomy_offset_px": off, "offset_fraction": frac,
                                "baseline_mm": list(base), "measured_on": names}
+    if how is not None:
+        details["method"] = how
     lim_mm, lim_f = float(p["offset_mm"]), float(p["offset_fraction"])
-
     lim_y = float(p.get("offset_mm_y") or lim_mm)
+    if how is not None and ext is not None:
+        lim_mm = float(ext.get("offset_mm") or lim_mm)
+        lim_y = float(ext.get("offset_mm_y") or lim_mm)
 
     def over(d_px: float, n: int, lim: float) -> bool:
         return abs(d_px * px) > lim if px else abs(d_px / n) > lim_f
 
     cand = []
     if over(dx, nc, lim_mm):
-        cand.append((abs(dx * scale), "偏左" if dx > 0 else "偏右", off["x"]))
+        cand.append((abs(dx * scale), "偏左" if dx > 0 else "偏右", off["x"], lim_mm))
     if over(dy, nr, lim_y):
-        cand.append((abs(dy * scale), "偏上" if dy > 0 else "偏下", off["y"]))
+        cand.append((abs(dy * scale), "偏上" if dy > 0 else "偏下", off["y"], lim_y))
     if not cand:
         details["offset_mm"] = round(float(np.hypot(dx, dy) * scale), 1) if px else None
         v.set("centring", "正常", details)
         return
-    mag, value, signed = max(cand)
+    mag, value, signed, lim = max(cand)
     details["offset_mm"] = round(mag, 1) if px else None
     details["direction"] = value
     v.set("centring", value, details)
     v.find("centring", "IQC-CENTRING", value,
            f"中心线{value[1:]}偏：解剖中心偏离探测器中心 {mag:.0f} {'mm' if px else 'px'}",
            f"central ray off-centre ({VALUE_EN[value].replace('off-centre ', '')}): anatomy centroid {mag:.0f} "
-           f"{'mm' if px else 'px'} from the detector centre", evidence("centring", signed, lim_mm, "mm" if px else "px", bb))
+           f"{'mm' if px else 'px'} from the detector centre", evidence("centring", signed, lim, "mm" if px else "px", bb))
 
 
 def _exposure(v: _View, ds: Any, image: np.ndarray, box: tuple[int, int, int, int], params: dict[str, Any],
