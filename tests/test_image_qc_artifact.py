@@ -214,14 +214,7 @@ def test_learned_overrule_shows_the_measure_of_its_class() -> None:
     """When the detector decides a class the classical rule did not, the evidence is that class's
     measure (slice, value, limit), never a leftover of the classical decision."""
 
-    class Fixed:
-        threshold = 0.5
-
-        def __init__(self, probs: list[float]) -> None:
-            self.probs = np.array(probs)
-
-        def predict(self, modality: str, features: dict[str, float]) -> np.ndarray:
-            return self.probs
+    from tests.test_image_qc_artifact_unconfirmed import Fixed
 
     # the net alone (classical 无) at 0.8: only with the unconfirmed-call margin off
     res = art.analyse_series(_ct("clean"), "CT", {**art.DEFAULTS, "model_unconfirmed_threshold": None}, Fixed([0.1, 0.8, 0.05, 0.05]))

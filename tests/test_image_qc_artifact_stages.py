@@ -10,18 +10,7 @@ import numpy as np
 
 from radqc.pipelines.image_qc import artifact as art
 from tests.test_image_qc_artifact import _ct
-
-
-class Fixed:
-    """A stand-in net with fixed class probabilities [none, motion, equipment, foreign_object]."""
-
-    threshold = 0.5
-
-    def __init__(self, probs: list[float]) -> None:
-        self.probs = np.array(probs)
-
-    def predict(self, modality: str, features: dict[str, float]) -> np.ndarray:
-        return self.probs
+from tests.test_image_qc_artifact_unconfirmed import Fixed  # the stand-in net with fixed probabilities
 
 
 def test_measured_series_decides_like_analyse_series() -> None:

@@ -17,6 +17,7 @@ from radqc.models.radiograph.data import HELDOUT_SEEDS, render_cases
 from radqc.models.radiograph.infer import RadiographAnatomyModel
 from radqc.models.radiograph.preprocess import flat_fill_box
 from radqc.models.registry import get_model
+from tests.test_radiograph_anatomy import _dice
 
 SEED = HELDOUT_SEEDS.start + 101
 
@@ -24,10 +25,6 @@ SEED = HELDOUT_SEEDS.start + 101
 @pytest.fixture(scope="module")
 def model() -> RadiographAnatomyModel:
     return RadiographAnatomyModel(get_model("cxr_anatomy"))
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * float((a & b).sum()) / max(int(a.sum()) + int(b.sum()), 1)
 
 
 def test_flat_fill_box_finds_constant_padding_only() -> None:
