@@ -230,6 +230,12 @@ def stop_detached(home: Path, timeout: float = 15.0) -> dict[str, Any]:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            # SIGKILL is delivered asynchronously: wait until the process is gone, so a caller that
+            # starts a new service (or checks the pid) right after does not meet the old one (seen
+            # on a loaded 2-core CI run, where the graceful shutdown outlasted the timeout)
+            kill_deadline = time.monotonic() + 5.0
+            while time.monotonic() < kill_deadline and _alive(pid):
+                time.sleep(0.05)
         stopped = True
     (home / PID_FILE).unlink(missing_ok=True)
     return {"stopped": stopped, "pid": pid}
