@@ -110,7 +110,7 @@ def evaluate(
     except KeyError as exc:
         console.print(f"[red]{exc.args[0]}")
         raise typer.Exit(2) from exc
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:  # a missing folder, a --seed outside the held-out range
         console.print(f"[red]{exc}")
         raise typer.Exit(2) from exc
     emit(report.to_dict(), as_json, lambda _d: render_human(report, stdout))

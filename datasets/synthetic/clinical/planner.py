@@ -307,23 +307,19 @@ class Planner:
         urgency = "emergency" if rng.random() < prof["emergency_rate"] else "routine"
 
         # 2. hospital, modality, items
+        balanced: tuple[str, list[str], str] | None = None  # the qc-items profile's dealt combination
         if partner is not None:
             hospital = partner.hospital
             modality = partner.modality
         else:
             hospital = rng.choice(hospitals())
-            modality = (balanced_combo(self.seed, index, prof["modalities"])[0] if prof.get("item_balanced")
-                        else _weighted_key(rng, prof["modalities"]))
+            balanced = balanced_combo(self.seed, index, prof["modalities"]) if prof.get("item_balanced") else None
+            modality = balanced[0] if balanced else _weighted_key(rng, prof["modalities"])
         if partner is not None and fid == "F1":
             imaged = [OrderedItem(oi.item, oi.side) for oi in partner.imaged]
             acquisition = partner.spec.acquisition
-        elif partner is None and prof.get("item_balanced"):
-            _, codes, acquisition = balanced_combo(self.seed, index, prof["modalities"])
-            imaged = [OrderedItem(item(c), None) for c in codes]
-            for oi in imaged:
-                oi.side = _side_for(rng, oi.item)
         else:
-            codes, acquisition = draw_combo(rng, modality)
+            codes, acquisition = (balanced[1], balanced[2]) if balanced else draw_combo(rng, modality)
             imaged = [OrderedItem(item(c), None) for c in codes]
             for oi in imaged:
                 oi.side = _side_for(rng, oi.item)
