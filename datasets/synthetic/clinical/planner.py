@@ -47,7 +47,7 @@ from radqc.datasets.synthetic.clinical.reports import (
 )
 from radqc.datasets.synthetic.spec import Defect, ImagingSpec, SeriesRole
 
-GENERATOR_VERSION = "0.1.8"  # 0.1.8: the qc-items profile (every item combination equally often; other profiles unchanged); 0.1.7: a CT truncation whose body fits inside the reduced field (narrow heads) is not recorded nor drawn (it was recorded with 0 truncated slices); 0.1.6: a CT knee scanned too long extends past the femur/tibia (was cut at depth -5 mm, i.e. shortened); 0.1.5: metal and foreign objects drawn where the images show them (radiograph metal ~40x water; MR implants inside the imaged volume with a susceptibility void and pile-up rim; CT objects inside the scanned range), recorded only when a series shows them; 0.1.4: expected_qc graded by the exam item's scoring standard (images unchanged); 0.1.3: no rotation label on knee radiographs (the knee is drawn unrotated); 0.1.2: returning patients
+GENERATOR_VERSION = "0.1.9"  # 0.1.9: an F11 exam whose dropped thin series was its only lung/bone-kernel reconstruction is labelled reconstruction deviation (recon_series_missing; truth only, pixels unchanged); 0.1.8: the qc-items profile (every item combination equally often; other profiles unchanged); 0.1.7: a CT truncation whose body fits inside the reduced field (narrow heads) is not recorded nor drawn (it was recorded with 0 truncated slices); 0.1.6: a CT knee scanned too long extends past the femur/tibia (was cut at depth -5 mm, i.e. shortened); 0.1.5: metal and foreign objects drawn where the images show them (radiograph metal ~40x water; MR implants inside the imaged volume with a susceptibility void and pile-up rim; CT objects inside the scanned range), recorded only when a series shows them; 0.1.4: expected_qc graded by the exam item's scoring standard (images unchanged); 0.1.3: no rotation label on knee radiographs (the knee is drawn unrotated); 0.1.2: returning patients
 CST = timezone(timedelta(hours=8))
 START_DATE = date(2026, 1, 5)
 #: Exams are spread over this many days (fixed, so exam k does not depend on the set size).
@@ -184,6 +184,20 @@ def _roles(items: list[OrderedItem], acquisition: str) -> list[SeriesRole]:
 
 def _is_thin(role: SeriesRole) -> bool:
     return float(role.params.get("thickness_mm", 99)) < 2.0
+
+
+#: kernel classes whose loss (F11 drops the thin series) leaves the item without a reconstruction its
+#: standard requires; a dropped soft thin series leaves a soft thick one (neck, abdomen, pelvis)
+KERNEL_ZH = {"lung": "肺", "bone": "骨"}
+
+
+def _lost_kernels(dropped: list[SeriesRole], kept: list[SeriesRole]) -> list[str]:
+    """Lung/bone kernel classes of ``dropped`` axial series that no ``kept`` axial series has."""
+    def kclass(r: SeriesRole) -> str:
+        return str(r.params.get("kernel") or (r.role.split("_")[1] if r.role.count("_") else "soft"))
+
+    have = {kclass(r) for r in kept if r.role.startswith("axial")}
+    return sorted({kclass(r) for r in dropped if r.role.startswith("axial")} & set(KERNEL_ZH) - have)
 
 
 def _is_derived(role: SeriesRole) -> bool:
@@ -591,10 +605,13 @@ class Planner:
             roles = [r for r in roles if not r.params.get("contrast")]
         if fid == "F10":
             roles = [r for r in roles if not _is_derived(r)]
+        recon_lost: list[str] = []
         if fid == "F11":
+            dropped = [r for r in roles if _is_thin(r)]
             roles = [r for r in roles if not _is_thin(r)]
             if not any(r.role.startswith("axial") for r in roles):
                 roles.insert(1, SeriesRole("axial_soft_thick", {"thickness_mm": 5.0, "kernel": "soft"}))
+            recon_lost = _lost_kernels(dropped, roles) if modality == "CT" else []
         if modality == "CT" and fid not in ("F10",) and rng.random() < 0.25 and not any(r.role == "vr" for r in roles):
             roles.insert(len(roles) - 1, SeriesRole("vr", {}))
         spectral = modality == "CT" and device.spectral and fid != "F12" and rng.random() < 0.3
@@ -629,6 +646,12 @@ class Planner:
             present = {r.role for r in roles}
             required = [s for s in required if s in present]
             defects = draw_defects(rng, modality, regions, required, rng.randint(1, prof["max_defects"]))
+        if recon_lost:
+            # F11 dropped the only lung/bone-kernel reconstruction: by the item's standard that is
+            # a reconstruction deviation (chest: lung kernel + thin <= 1.5 mm; head and spine: bone
+            # kernel). Only the truth gains it; no random draw is consumed (generator 0.1.9).
+            defects.append(Defect("reconstruction", "deviation", {"kind": "recon_series_missing", "kernel_classes": recon_lost,
+                                                                  "kernel_zh": "、".join(KERNEL_ZH[k] for k in recon_lost)}))
         if partner is not None and fid == "F1":
             evidence["reuse_pixels_from"] = partner.exam_key
         if partner is not None and fid == "F3":

@@ -636,6 +636,15 @@ class CTRenderer:
             ctx.record(wd["pending"], mode=wd["mode"], series=wd["series"])
         for p in ctx.pending("thickness_nonstandard", "kernel_nonstandard"):
             ctx.skip(p, "no thick or matching series to alter")
+        for p in ctx.pending("recon_series_missing"):
+            # planned when F11 dropped the thin series; recorded only if no axial original of the
+            # kernel class was written (what the files show), with the axial series that were
+            axial = [s for s in self.series if s.role.startswith("axial_")]
+            missing = sorted(set(p.params.get("kernel_classes") or ()) - {s.kernel_class for s in axial})
+            if missing:
+                ctx.record(p, kernel_classes=missing, axial_series=[{"role": s.role, "kernel_class": s.kernel_class, "slice_thickness_mm": s.thickness} for s in axial])
+            else:
+                ctx.skip(p, "an axial series of that kernel class was written")
 
     def _record_measured_defects(self) -> None:
         """Noise and blur are labelled with values measured on the written pixels."""

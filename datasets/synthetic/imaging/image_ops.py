@@ -164,16 +164,14 @@ def centroid(mask: np.ndarray) -> tuple[float, float] | None:
 # ------------------------------------------------------------------------------------ text
 
 
-CJK_FONTS = (
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-)
-LATIN_FONTS = (
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/noto/NotoSansMono-Regular.ttf",
-)
+# The renderer burns text only with the two font subsets in ``fonts/`` (DejaVu Sans Bold for
+# Latin text, Droid Sans Fallback for lines with Chinese characters), never with whatever the
+# machine has installed: the first system font found used to decide the glyphs, and installing
+# fonts-droid-fallback (2026-11-23 16:28) changed the burned-in 立位/卧位 and Chinese names of
+# every radiograph, so one seed rendered different pixels before and after. The layout engine is
+# pinned too (Raqm, i.e. kerning by HarfBuzz; the basic engine spaces "AP" or "LAT" differently).
+FONT_DIR = Path(__file__).resolve().parent / "fonts"
+FONT_FILES = {False: FONT_DIR / "radqc-latin.ttf", True: FONT_DIR / "radqc-cjk.ttf"}
 
 
 def _has_cjk(text: str) -> bool:
@@ -182,21 +180,28 @@ def _has_cjk(text: str) -> bool:
 
 @lru_cache(maxsize=32)
 def _font(size: int, cjk: bool = False):  # type: ignore[no-untyped-def]
-    """A TrueType font (CJK-capable when needed); Pillow's default when none is installed."""
-    from PIL import ImageFont
+    """The bundled TrueType font for ``size`` (CJK-capable when needed) and its file name.
 
-    for path in (CJK_FONTS if cjk else LATIN_FONTS + CJK_FONTS):
-        if Path(path).exists():
-            try:
-                return ImageFont.truetype(path, size), Path(path).name
-            except OSError:
-                continue
-    return ImageFont.load_default(size=size), "default"
+    A missing font file is an error, not a reason to fall back to another font: a silent
+    fallback is exactly what made renders depend on the machine.
+    """
+    import warnings
+
+    from PIL import ImageFont, features
+
+    path = FONT_FILES[bool(cjk)]
+    if not path.exists():
+        raise FileNotFoundError(f"synthetic renderer font missing: {path} (see fonts/build_fonts.py)")
+    layout = ImageFont.Layout.RAQM
+    if not features.check_feature("raqm"):
+        warnings.warn("Pillow has no Raqm layout (libfribidi missing?): burned-in text is laid out by the basic engine and its pixels differ from reference renders", RuntimeWarning, stacklevel=2)
+        layout = ImageFont.Layout.BASIC
+    return ImageFont.truetype(str(path), size, layout_engine=layout), path.name
 
 
 @lru_cache(maxsize=256)
 def text_mask(text: str, size: int) -> np.ndarray:
-    """A boolean bitmap of ``text`` (CJK glyphs when a CJK font is installed)."""
+    """A boolean bitmap of ``text`` (read-only: it is cached and shared between calls)."""
     from PIL import Image, ImageDraw
 
     font, _ = _font(max(6, size), _has_cjk(text))
@@ -204,7 +209,9 @@ def text_mask(text: str, size: int) -> np.ndarray:
     w, h = max(1, right - left + 2), max(1, bottom - top + 2)
     img = Image.new("L", (w, h), 0)
     ImageDraw.Draw(img).text((1 - left, 1 - top), text, fill=255, font=font)
-    return np.asarray(img) > 96
+    mask = np.asarray(img) > 96
+    mask.flags.writeable = False
+    return mask
 
 
 def font_name(cjk: bool = True) -> str:
