@@ -325,18 +325,28 @@ def pixel_measures(image: np.ndarray, box: tuple[int, int, int, int], px: float 
 
 
 def find_marker(image: np.ndarray, box: tuple[int, int, int, int], px: float | None,
-                max_levels: int = 6, max_aspect: float = 1.3) -> dict[str, Any] | None:
+                max_levels: int = 6, max_aspect: float = 1.3, min_aspect: float = 0.4) -> dict[str, Any] | None:
     """The lead L/R marker from the pixels: lead is the most attenuating thing on the detector, so its
     glyph is a small compact blob at (or next to) the image maximum inside the field; its letter is
-    read by overlap with rendered L/R glyphs. None when no blob of a marker's size (5-40 mm) is
-    at the maximum, or when the maximum is widespread (saturated anatomy: nothing to single out).
+    read by overlap with rendered L/R glyphs. None when no blob of a marker's size (5-40 mm) and
+    shape reads a letter and the search was not conclusive (below), e.g. when the maximum is
+    widespread (saturated anatomy or burned-in text: a glyph could hide there).
 
     When the blob at the maximum reads no letter (or there is none), the next brightest plateaus
     (up to ``max_levels`` pixel values, each held by a few pixels, a glyph's worth) are tried in turn
     and the first blob that reads L or R is taken. Why: burned-in text and the edge-enhancement
     overshoot along the collimator edge clip at the top of the stored range, above the lead glyph,
     and they can sit right next to it (validation 8275 E00039, 8276 E00010: the reversed marker
-    went unread, or was read from the burned-in text, and the wrong marker was missed)."""
+    went unread, or was read from the burned-in text, and the wrong marker was missed).
+
+    ``{"present": False, ...}`` (not None) when the search was conclusive: fewer than a glyph's
+    worth of pixels at the maximum (nothing clipped there that could cover a glyph), no blob of a
+    marker's size and shape at the maximum, and no plateau too widespread to search. The
+    analyser's marker is then not believed (``_combined_marker``): on the generator's views without
+    a marker (validation 8278-8280, 8330, 8331 and worn 9203/9204: 22 views) the analyser reported
+    one on 6 (9203 E00044, 9204 E00059 among them); the search was conclusive on 17 of the 22, 4 of
+    the 6 included, and on none of the 513 views with a marker (510 read right; the other 3 lie
+    under burned-in text clipped at the maximum: not conclusive, the analyser decides)."""
     from scipy import ndimage
 
     from radqc.models.radiograph.classical import read_letter
@@ -360,10 +370,13 @@ def find_marker(image: np.ndarray, box: tuple[int, int, int, int], px: float | N
             # one letter, not a word: burned-in annotations ("AP", "PA") of the same brightness
             # run wider than high and read as an 'R' (validation 8276/8277, views without a marker)
             single = w <= max_aspect * h
+            # ... and a letter, not a sliver: a 2-3 px wide strip (the field edge's penumbra on the
+            # real Philips CR, 32 x 3 px; a glyph cut into stripes) was read as an 'R'
+            letter_like = w >= min_aspect * h
             # a glyph cut by the field edge cannot be read (validation 8276/8277: the 'A' of an
             # annotation cut there read as 'R')
             inside = sl[0].start > 0 and sl[1].start > 0 and sl[0].stop < f.shape[0] and sl[1].stop < f.shape[1]
-            if 5.0 <= size <= 40.0 and count >= 6 and single and inside and (best is None or count > best[0]):
+            if 5.0 <= size <= 40.0 and count >= 6 and single and letter_like and inside and (best is None or count > best[0]):
                 best = (count, sl)
         return best
 
@@ -378,6 +391,9 @@ def find_marker(image: np.ndarray, box: tuple[int, int, int, int], px: float | N
     vmax = float(f.max())
     cand = f >= vmax - tol
     first: dict[str, Any] | None = None
+    # the search is conclusive (no marker) unless something at the maximum could hide a glyph (or
+    # be one: a blob there that reads no letter) or a plateau is too widespread to search
+    conclusive = int(cand.sum()) < 6
     if cand.mean() <= 0.01:
         found = blob(cand)
         if found is not None:
@@ -385,20 +401,34 @@ def find_marker(image: np.ndarray, box: tuple[int, int, int, int], px: float | N
             if first["text"]:
                 return first
     # the next brightest plateaus: pixel values below the maximum held by at least a glyph's
-    # worth of pixels (a lead glyph is one flat level), brightest first
-    top = f[f >= float(np.percentile(f, 99.0))]
+    # worth of pixels (a lead glyph is one flat level), brightest first. The top percent is taken
+    # beneath the maximum: burned-in text clipped at the maximum can fill more than 1% of the field,
+    # and the lead glyph a little below it then fell outside a percentile over all pixels
+    # (held-out 9203 E00038, 9204 E00096: the glyph at 4050 under text at 4095 went unseen, and the
+    # analyser's reading of the burned-in text was taken as the marker)
+    below = f[f < vmax - tol]
+    if below.size == 0:
+        return first
+    absent = {"present": False, "text": None, "side_of_image": None, "box": None, "source": "pixels", "level": "none"}
+    top = below[below >= float(np.percentile(below, 99.0))]
     values, counts = np.unique(np.round(top / tol), return_counts=True)
     levels = [float(v) * tol for v, c in zip(values[::-1], counts[::-1], strict=True)
               if c >= 6 and float(v) * tol < vmax - tol][:max_levels]
     for level in levels:
         cand = np.abs(f - level) <= tol / 2
         if cand.mean() > 0.01:
+            conclusive = False
             continue
         found = blob(cand)
         if found is not None:
+            # an unread blob on a plateau does not make the search inconclusive: on fine grids
+            # (~1 mm) the detector noise near the top clusters into glyph-sized specks at every
+            # level (validation 8330 E00055, 8278 E00057: 6-9 pixels in a 6 x 9 box)
             res = result(cand, found[1], "plateau")
             if res["text"]:
                 return res
+    if first is None and conclusive:
+        return absent
     return first
 
 
@@ -599,7 +629,8 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
             outline["spinous_offset_raw_mm"] = off
             outline["spinous_offset_mm"] = None if off is None else round(off - base, 2)
             outline["spinous_offset_rows"] = n_rows
-    _positioning(v, analysis, meas, px, params, chest, evidence, find_marker(image, box, px), outline)
+    glyph = params["positioning"].get("marker_glyph") or {}
+    _positioning(v, analysis, meas, px, params, chest, evidence, find_marker(image, box, px, **glyph), outline)
     _centring(v, analysis, meas, image, px, params, chest, evidence)
     _exposure(v, rg.dataset, image, box, params, evidence, field_mark)
     return v
@@ -833,10 +864,16 @@ def _combined_marker(net: Any, pix: dict[str, Any] | None) -> dict[str, Any] | N
     When the pixel detector found the lead blob but could not read its letter (a glyph cut by the
     field edge or run into burned-in text), the analyser's letter, read on its coarser grid from the
     same blob, is no better than chance (validation 8211-8213/8221/8202: 4 right, 5 wrong, every
-    one a correct marker): the letter is then left unread and the side not judged."""
+    one a correct marker): the letter is then left unread and the side not judged.
+
+    When the pixel search was conclusive that there is no marker (``find_marker`` returns
+    ``present: False``), the marker is absent whatever the analyser says: its marker channel
+    reports one on about a quarter of the views without a marker (``find_marker``'s docstring)."""
     net = dict(net) if isinstance(net, dict) else None
     if pix is None:
         return net
+    if pix.get("present") is False:
+        return pix
     if net is None or not net.get("present"):
         return pix
     out = dict(net)
