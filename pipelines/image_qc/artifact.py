@@ -957,6 +957,10 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
             # (artifact.yaml ``model_unconfirmed_threshold``, per modality)
             if res.extra["classical_value"] == VALUE_OF["none"]:
                 limit = max(limit, unconfirmed_threshold(p, modality, CLASSES[k]) or 0.0)
+            # the classical measure reads the same artifact class as the net's strongest one: the
+            # two agree, so the net may be less sure (artifact.yaml ``model_confirmed_threshold``)
+            elif res.extra["classical_value"] == VALUE_OF[CLASSES[k]] and _confirmable(res, p):
+                limit = min(limit, confirmed_threshold(p, modality, CLASSES[k]) or limit)
             cls = CLASSES[k] if float(probs[k]) >= limit else "none"
             res.value = VALUE_OF[cls]
             if cls == "none":
@@ -967,6 +971,8 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
         _mr_replica_rule(res, p)
         _mr_void_rule(res, p)
     elif modality == "CT":
+        _ct_fo_metal_rule(res, p)
+        _ct_soft_motion_rule(res, p)
         _ct_on_skin_rule(res, p)
         _ct_truncation_rule(res, p)
     elif modality == "DX":
@@ -992,6 +998,90 @@ def unconfirmed_threshold(p: dict[str, Any], modality: str, cls: str) -> float |
     if isinstance(v, dict):
         v = v.get(cls)
     return None if v is None else float(v)
+
+
+def confirmed_threshold(p: dict[str, Any], modality: str, cls: str) -> float | None:
+    """The probability the learned net needs when the series' classical reading is the net's own
+    strongest artifact class (``cls``), or None (the registered threshold alone).
+
+    Why: the net and the classical thresholds read the same measures from different angles; when
+    both name one class the call is backed twice. On CT the series the net read at 0.6-0.8 for the
+    motion or foreign object the classical rule also gave were motions under a blurring kernel (the
+    edge ghost softened: net 0.71-0.74) and a hairpin seen by its metal (0.69), and no clean series
+    (worn seed 9204 and validation 8300-8302). Not for CT equipment: the classical truncation reading
+    (the body touching the field circle) is common on clean series, and the net read two of them
+    (8300) at 0.74-0.78. Same shapes as :func:`unconfirmed_threshold` (a number, or a mapping per
+    modality whose value may map artifact classes); it only ever lowers the registered threshold."""
+    v: Any = p.get("model_confirmed_threshold")
+    if isinstance(v, dict):
+        v = v.get(modality)
+    if isinstance(v, dict):
+        v = v.get(cls)
+    return None if v is None else float(v)
+
+
+def _confirmable(res: SeriesArtifact, p: dict[str, Any]) -> bool:
+    """Whether the classical reading may back the net's call (see :func:`confirmed_threshold`).
+
+    CT: not where the body touches the field-of-view circle on the median slice
+    (``rim_touch_med`` >= ``ct_confirmed_rim_touch_med``; null: always). There the classical
+    measures read the field edge: a truncated body under a blurring kernel has a wide band of
+    intermediate HU at the cut (read as edge doubling) and its metal lies near the rim
+    (validation 8302 E00060: truncation read 运动 at 0.69-0.72, rim touch 0.24; 8301 E00013: an
+    aneurysm clip read 异物 at 0.63, rim touch 0.30); the right confirmed calls touched 0.00."""
+    if res.modality != "CT":
+        return True
+    limit = p.get("ct_confirmed_rim_touch_med")
+    return limit is None or float(res.features.get("rim_touch_med", 0.0)) < float(limit)
+
+
+def _ct_soft_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """Motion under a blurring kernel: a series the net read 无 reads 运动 when every edge is soft
+    (``ghost_q50`` >= ``ct_soft_motion_q50`` px of intermediate HU outside the outline on the
+    median slice), some slices are wider still (``ghost_contrast`` >= ``ct_soft_motion_contrast``),
+    the net's motion probability is at least ``ct_soft_motion_prob`` and the body does not touch
+    the field circle (``rim_touch_med`` < ``ct_confirmed_rim_touch_med``). Any key null: off.
+
+    Why: the generator's motion is an edge-doubling ghost of 4-9 mm applied before the kernel; a
+    blurring kernel (sharpness defect) widens every edge to 2-3 px, so the motion slices stand only
+    0.4-0.6 px above the rest and the classical contrast limit (0.6) and the net's threshold (0.8;
+    0.9 unconfirmed) miss them, while the net still ranks motion first (0.57-0.62). Clean blurred
+    series read contrast <= 0.35 or rank 无 first (validation 8300-8303, worn 9204)."""
+    keys = ("ct_soft_motion_q50", "ct_soft_motion_contrast", "ct_soft_motion_prob")
+    if any(p.get(k) is None for k in keys) or res.value != VALUE_OF["none"] or res.method != "learned":
+        return
+    f = res.features
+    touch = p.get("ct_confirmed_rim_touch_med")
+    if touch is not None and float(f.get("rim_touch_med", 0.0)) >= float(touch):
+        return
+    prob = float(res.scores.get("motion", 0.0))
+    contrast = float(f.get("ghost_contrast", 0.0))
+    if (float(f.get("ghost_q50", 0.0)) < float(p["ct_soft_motion_q50"]) or contrast < float(p["ct_soft_motion_contrast"])
+            or prob < float(p["ct_soft_motion_prob"])):
+        return
+    _overrule(res, "motion", "ghosting", round(contrast, 3), float(p["ct_soft_motion_contrast"]), prob)
+    res.extra["soft_edges_px"] = round(float(f.get("ghost_q50", 0.0)), 3)
+    _show_strongest_slice(res, "ghost_width")
+
+
+def _ct_fo_metal_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A CT 异物 needs metal: a series the net read 异物 without ``ct_fo_min_metal_px`` metal
+    pixels (>= ``ct_metal_hu``) on any slice reads 无 (null: off).
+
+    Why: every foreign object the generator puts on a patient is metal; the net's 异物 calls with
+    no metal voxel at all were clean blurred, off-centre chests reading an unexplained bright
+    outlier (worn 9204 E00122 at 0.85-0.90; validation 8300 E00002 at 0.57-0.67, below the
+    threshold), while every right 异物 call had 2+ metal pixels. The evidence names the measure."""
+    limit = p.get("ct_fo_min_metal_px")
+    if limit is None or res.value != VALUE_OF["foreign_object"] or res.method != "learned":
+        return
+    metal = math.expm1(float(res.features.get("metal_px_max", 0.0)))
+    if metal >= float(limit):
+        return
+    res.extra["learned_value"] = res.value
+    res.extra["dropped"] = {"kind": "foreign_object_without_metal", "metal_px": round(metal, 1), "limit": float(limit)}
+    res.value, res.kind, res.method = VALUE_OF["none"], None, "classical"
+    res.measured, res.limit, res.box, res.slice_index = None, None, None, None
 
 
 def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
