@@ -97,6 +97,9 @@ def normalise_params(kind: str, value: str, params: dict[str, Any], modality: st
         sev = float(p["severity"])
         p.setdefault("shift_mm", round(3.0 + 7.0 * sev, 2))
         p.setdefault("strength", round(0.2 + 0.5 * sev, 3))
+        if modality in ("DX", "CR"):
+            # radiograph: the detector sees the movement during the exposure as a smear along it
+            p.setdefault("smear_mm", round(10.0 * sev, 2))
     if kind == "foreign_object" and p.get("object"):
         p["object"] = OBJECTS.get(str(p["object"]), str(p["object"]))
     if isinstance(p.get("missing"), str):

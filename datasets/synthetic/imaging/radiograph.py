@@ -260,8 +260,15 @@ class DXRenderer:
         if self.defects["blur"] or self.defects["motion"]:
             pb = self.defects["blur"] or self.defects["motion"]
             sigma = float(pb.params.get("sigma_px") or max(1.5, float(pb.params.get("sigma_mm") or 2.0) / pitch))
-            enhanced = blur2d(enhanced, sigma) if pb is self.defects["blur"] else _motion_blur(enhanced, int(max(2, sigma * 2)))
-            ctx.record(pb, sigma_px=round(sigma, 3), view=v.view)
+            if pb is self.defects["blur"]:
+                enhanced = blur2d(enhanced, sigma)
+                ctx.record(pb, sigma_px=round(sigma, 3), view=v.view)
+            else:
+                # motion smears along one axis by the distance moved during the exposure (smear_mm,
+                # from the defect's severity); without it the older fixed 2-sigma box (about 4 mm)
+                smear_px = int(round(float(pb.params["smear_mm"]) / pitch)) if pb.params.get("smear_mm") else int(max(2, sigma * 2))
+                enhanced = _motion_blur(enhanced, max(2, smear_px))
+                ctx.record(pb, sigma_px=round(sigma, 3), smear_px=max(2, smear_px), smear_mm=round(max(2, smear_px) * pitch, 2), view=v.view)
             self.defects["blur" if pb is self.defects["blur"] else "motion"] = None
         values = np.clip(enhanced, 0, 1.1) ** 0.85 * 3300 + 300
         noise_sd = 25.0 * math.sqrt(ei_target / ei)
