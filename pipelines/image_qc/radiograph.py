@@ -629,6 +629,13 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
             outline["spinous_offset_raw_mm"] = off
             outline["spinous_offset_mm"] = None if off is None else round(off - base, 2)
             outline["spinous_offset_rows"] = n_rows
+    if po.get("max_pelvis_mirror_asymmetry") is not None and view in FRONTAL and analysis is not None:
+        # iliac wings' mirror asymmetry from the pixels (radiograph_rotation): the pelvis mask only
+        # says where the wings are; the analyser's own left/right imbalance is too coarse
+        from radqc.pipelines.image_qc.radiograph_rotation import pelvis_mirror_from_params
+
+        outline["pelvis_mirror_asymmetry"] = pelvis_mirror_from_params(image, _mask(analysis, "pelvis"), px,
+                                                                       po.get("pelvis_mirror") or {}, box)
     glyph = params["positioning"].get("marker_glyph") or {}
     _positioning(v, analysis, meas, px, params, chest, evidence, find_marker(image, box, px, **glyph), outline)
     _centring(v, analysis, meas, image, px, params, chest, evidence)
@@ -1075,7 +1082,9 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                   ("spine_outline_offset_mm", "max_spine_outline_offset_mm", "脊柱偏离软组织轮廓中线（体位旋转），偏移 mm",
                    "spine off the midline of the soft-tissue outline (patient rotated), offset in mm"),
                   ("spinous_offset_mm", "max_spinous_offset_mm", "棘突偏离椎体中线（体位旋转），偏移 mm",
-                   "spinous processes off the middle of the vertebral bodies (patient rotated), offset in mm")]
+                   "spinous processes off the middle of the vertebral bodies (patient rotated), offset in mm"),
+                  ("pelvis_mirror_asymmetry", "max_pelvis_mirror_asymmetry", "两侧髂骨翼左右不对称（骨盆旋转），不对称度",
+                   "iliac wings not mirror-symmetric (pelvis rotated), asymmetry")]
         for key, lim_key, zh, en in checks:
             val, lim = details.get(key), p.get(lim_key)
             if val is not None and lim is not None and abs(float(val)) > float(lim):
