@@ -864,14 +864,14 @@ def test_acquisitions_of_one_table_are_positioned_by_one_line(monkeypatch: pytes
 def test_noisiest_phase_decides_the_exam_noise(chest_params: dict[str, Any]) -> None:
     # a noisy portal phase beside a clean native one (same z): the exam's lowest reading hid it
     native = series("n", phantom(noise=6.0, seed=6))
-    portal = series("p", phantom(noise=20.0, seed=5))
+    portal = series("p", phantom(noise=25.0, seed=5))
     native.label.phase, portal.label.phase = "native", "portal"
     r = ct.measure_ct(exam(native, portal), chest_params, RecordingSink())["noise"]
     assert r.value == "异常" and r.details["series_uid"] == "p", r.details
     lowest = {**chest_params, "noise": {**chest_params["noise"], "per_phase": False}}
     assert ct.measure_ct(exam(native, portal), lowest, RecordingSink())["noise"].value == "正常"
     # two reconstructions of one phase (a noisy and a quiet one): still the quieter one decides
-    thick = series("t", phantom(noise=20.0, seed=7))
+    thick = series("t", phantom(noise=25.0, seed=7))
     thick.label.phase = "native"
     quiet_portal = series("q", phantom(noise=6.0, seed=8))
     quiet_portal.label.phase = "portal"

@@ -117,3 +117,71 @@ def test_sharpness_edge_ignores_reconstruction_circle_padding() -> None:
     cut = _head_in_circle(60.0, 44.0, 2.5)
     v = ct._edge_index_unpadded(cut, body_mask(cut), 40.0, -1500.0, 2)
     assert v is None or v < 0.3
+
+
+def _noisy_stack(sd: float, n_slices: int = 6, n: int = 128, corr_px: float = 2.0, seed: int = 0) -> ct._Stack:
+    """Slices of a soft-tissue disc (40 HU, a -100 HU fat ring) with independent, spatially correlated
+    noise of SD ``sd`` per slice (low-frequency grain, like a soft reconstruction kernel)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:n, :n]
+    r = np.hypot(yy - n / 2, xx - n / 2)
+    base = np.where(r <= 55, 40.0, -1000.0)
+    base[(r > 45) & (r <= 50)] = -100.0
+    slices = []
+    for _ in range(n_slices):
+        field = ndimage.gaussian_filter(rng.standard_normal((n, n)), corr_px)
+        slices.append(base + sd * field / field.std())
+    stack = ct._Stack.__new__(ct._Stack)
+    stack.hu = np.stack(slices)
+    stack.z = np.arange(n_slices) * 5.0
+    stack.thickness = 5.0
+    stack.source_index = None
+    stack.spacing = (1.0, 1.0)
+    return stack
+
+
+def test_difference_noise_reads_correlated_noise_in_full() -> None:
+    """The slice-difference estimate reads the whole noise SD; the 3x3 residual misses correlated noise."""
+    stack = _noisy_stack(20.0)
+    whole = ct._difference_noise(stack)
+    assert whole is not None and whole == pytest.approx(20.0, rel=0.12)
+    highpass = ct._series_noise(stack, 50.0)
+    assert highpass is not None and highpass[0] < 0.8 * whole
+    # it scales with the noise: twice the SD reads twice as high
+    double = ct._difference_noise(_noisy_stack(40.0))
+    assert double is not None and double == pytest.approx(2.0 * whole, rel=0.12)
+    # overlapping slices (spacing below 0.9 x thickness) share noise: no pair, no reading
+    stack.z = np.arange(stack.hu.shape[0]) * 2.0
+    assert ct._difference_noise(stack) is None
+
+
+def test_difference_estimate_decides_correlated_excess() -> None:
+    """Correlated noise the 3x3 residual under-reads: the slice-difference SD against the fixed limit
+    x limit_factor finds the excess; with ``difference.decide: report`` the old reading passes it."""
+    from tests.test_image_qc_ct import RecordingSink, exam, series
+
+    params = load_params("CT", "CT-CHEST-PLAIN")
+    factor = float(params["noise"]["difference"]["limit_factor"]["soft"])
+    fixed = float(params["noise"]["sd_limit_hu"]["soft"])
+    # grain like the generator's soft kernel: the 3x3 residual reads ~0.45 x the whole SD
+    noisy = _noisy_stack(1.6 * fixed * factor, n_slices=8, corr_px=1.0, seed=3).hu.astype(np.float32)
+    r = ct.measure_ct(exam(series("s", noisy)), params, RecordingSink())["noise"]
+    assert r.value == "异常", r.details
+    assert r.details["estimator"] == "difference"
+    assert r.details["limit_hu"] == pytest.approx(fixed * factor, rel=1e-3)
+    old = {**params, "noise": {**params["noise"], "difference": {"decide": "report"}}}
+    r_old = ct.measure_ct(exam(series("s", noisy)), old, RecordingSink())["noise"]
+    assert r_old.details["estimator"] == "highpass"
+    assert r_old.details["sd_hu"] < 0.8 * r.details["sd_hu"]
+    # the whole-band SD is shown beside the old reading
+    assert r_old.details["sd_difference_hu"] == pytest.approx(r.details["sd_hu"], rel=1e-3)
+    # clean correlated noise below the limit reads normal
+    clean = _noisy_stack(0.6 * fixed * factor, n_slices=8, corr_px=1.0, seed=4).hu.astype(np.float32)
+    assert ct.measure_ct(exam(series("c", clean)), params, RecordingSink())["noise"].value == "正常"
+    # a difference far above the in-slice reading (max_over_highpass) is not taken for noise
+    smooth = _noisy_stack(1.6 * fixed * factor, n_slices=8, corr_px=3.0, seed=5).hu.astype(np.float32)
+    r_smooth = ct.measure_ct(exam(series("m", smooth)), params, RecordingSink())["noise"]
+    assert r_smooth.details["estimator"] == "highpass"
+    assert r_smooth.details["sd_difference_hu"] > params["noise"]["difference"]["max_over_highpass"] * r_smooth.details["sd_hu"]
