@@ -74,7 +74,7 @@ def model_info(report: dict[str, Any], metrics: dict[str, Any] | None = None) ->
         card="cards/body_region.md",
         training={
             k: report[k] for k in ("seeds", "n_subjects", "n_slices", "steps", "batch", "seed", "real_unlabelled", "data_s", "train_s")
-        } | {"command": "python -m radqc.models.body_region.train --out build/body_region --register"},
+        } | ({"blur": report["blur"]} if (report.get("blur") or {}).get("p") else {}) | {"command": "python -m radqc.models.body_region.train --out build/body_region --register"},
         description="Body-part regression: one continuous body-position score per axial CT slice, landmarks and regions from it.",
     )
 
