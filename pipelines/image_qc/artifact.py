@@ -982,6 +982,15 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
     return res
 
 
+def _threshold_for(v: Any, modality: str, cls: str) -> float | None:
+    """A threshold setting read as a number, or a mapping per modality whose value may map artifact classes."""
+    if isinstance(v, dict):
+        v = v.get(modality)
+    if isinstance(v, dict):
+        v = v.get(cls)
+    return None if v is None else float(v)
+
+
 def unconfirmed_threshold(p: dict[str, Any], modality: str, cls: str) -> float | None:
     """The probability the learned net needs when every classical measure of the series is below
     its own limit (the classical reading is 无), or None (the registered threshold alone).
@@ -992,12 +1001,7 @@ def unconfirmed_threshold(p: dict[str, Any], modality: str, cls: str) -> float |
     threshold. A number applies to every modality; a mapping gives one per modality, whose
     value may again be a mapping per artifact class (``cls``, a CLASSES name: radiograph motion
     keeps the registered threshold, as its unconfirmed calls were mostly right)."""
-    v: Any = p.get("model_unconfirmed_threshold")
-    if isinstance(v, dict):
-        v = v.get(modality)
-    if isinstance(v, dict):
-        v = v.get(cls)
-    return None if v is None else float(v)
+    return _threshold_for(p.get("model_unconfirmed_threshold"), modality, cls)
 
 
 def confirmed_threshold(p: dict[str, Any], modality: str, cls: str) -> float | None:
@@ -1012,12 +1016,7 @@ def confirmed_threshold(p: dict[str, Any], modality: str, cls: str) -> float | N
     (the body touching the field circle) is common on clean series, and the net read two of them
     (8300) at 0.74-0.78. Same shapes as :func:`unconfirmed_threshold` (a number, or a mapping per
     modality whose value may map artifact classes); it only ever lowers the registered threshold."""
-    v: Any = p.get("model_confirmed_threshold")
-    if isinstance(v, dict):
-        v = v.get(modality)
-    if isinstance(v, dict):
-        v = v.get(cls)
-    return None if v is None else float(v)
+    return _threshold_for(p.get("model_confirmed_threshold"), modality, cls)
 
 
 def _confirmable(res: SeriesArtifact, p: dict[str, Any]) -> bool:
