@@ -1674,17 +1674,9 @@ def _ctdivol(exam: ExamImages) -> list[tuple[float, str | None, str | None]]:
     """CTDIvol values (mGy) with the series UID and region: image headers first, else the dose report text."""
     out: list[tuple[float, str | None, str | None]] = []
     for s in _axial(exam):
-        try:
-            ds = s.datasets()
-        except Exception:  # noqa: BLE001
-            continue
-        for d in ds[:1]:
-            v = d.get("CTDIvol")
-            if v is not None:
-                try:
-                    out.append((float(v), series_uid(s), label_of(s, "region")))
-                except (TypeError, ValueError):
-                    pass
+        v = _series_ctdivol(s)
+        if v is not None:
+            out.append((v, series_uid(s), label_of(s, "region")))
     if out:
         return out
     for s in exam.series:
