@@ -236,6 +236,39 @@ def test_dose_reference_and_not_recorded(chest_params: dict[str, Any]) -> None:
     assert via_report.value == "正常" and via_report.details["acquisitions"][0]["ctdivol_mgy"] == 9.5
 
 
+def test_dose_regions_ignore_overscan_into_the_next_region(chest_params: dict[str, Any]) -> None:
+    """A chest scan running a few units past the lung bases is a chest scan (reference 15 mGy, not the
+    abdomen's 25); a chest + abdomen scan covers both; a short liver scan inside the abdomen is the abdomen's."""
+    scores = chest_params["landmark_scores"]
+    chest_overscan = ct._regions_of(chest_params, scores["lung_apex"] - 3.0, scores["lung_base"] + 5.0)
+    assert chest_overscan == ["chest"]
+    both = ct._regions_of(chest_params, scores["lung_apex"] - 3.0, scores["pubic_symphysis"] + 2.0)
+    assert both == ["chest", "abdomen", "pelvis"]
+    assert ct._regions_of(chest_params, 68.0, 78.0) == ["abdomen"]
+    # without the fraction rule the over-scan would count (the old reading)
+    loose = {**chest_params, "range": {**chest_params["range"], "region_min_fraction": 0.0}}
+    assert ct._regions_of(loose, scores["lung_apex"] - 3.0, scores["lung_base"] + 5.0) == ["chest", "abdomen"]
+
+
+def test_dose_reference_follows_the_ordered_item_over_an_overscan(chest_params: dict[str, Any]) -> None:
+    """A chest order scanned 11 units up into the neck keeps the chest's reference (the neck's is higher)."""
+    scores = chest_params["landmark_scores"]
+    chest_order = exam(series("s", phantom()), item_codes=["CT.CHEST.PLAIN"])
+    assert ct._item_regions(chest_order, chest_params) == ["chest"]
+    both = exam(series("s", phantom()), item_codes=["CT.CHEST.PLAIN", "CT.UABD.PLAIN"])
+    assert ct._item_regions(both, chest_params) == ["chest", "abdomen"]
+    s = series("s", phantom(), ctdivol=26.4)
+    cache: dict[str, Any] = {"item_regions": ["chest"]}
+    ct._note_regions(chest_params, [s], scores["lung_apex"] - 11.0, scores["lung_base"] + 2.0, cache)
+    assert cache["acq_regions"][ct.series_uid(s)] == ["chest"]
+    dose = ct._dose(exam(s), chest_params, EvidenceSink(), cache)
+    assert dose.value == "异常" and dose.details["acquisitions"][0]["reference_mgy"] == 15.0
+    # no ordered region covered: the scan's own regions stand
+    cache = {"item_regions": ["pelvis"]}
+    ct._note_regions(chest_params, [s], scores["lung_apex"] - 11.0, scores["lung_base"] + 2.0, cache)
+    assert cache["acq_regions"][ct.series_uid(s)] == ["neck", "chest"]
+
+
 # ---------------------------------------------------------------- range (scorer replaced by a linear one)
 
 
@@ -856,7 +889,9 @@ def test_acquisitions_of_one_table_are_positioned_by_one_line(monkeypatch: pytes
     ex = exam(chest, abd, code="CT-UABD", item_codes=["CT.CHEST.PLAIN", "CT.UABD.PLAIN"])
     joint = ct.measure_ct(ex, params, RecordingSink())["range"]
     assert joint.value == "正常", joint.details
-    own = {**params, "range": {**params["range"], "joint_fit": False}}
+    # alone, the compressed fit reads the pole missing (the typical-slope second look off: it would
+    # rescue this squeezed fit too, see tests/test_image_qc_ct_range_noise.py)
+    own = {**params, "range": {**params["range"], "joint_fit": False, "clamp_outside_to_mm_per_unit": None}}
     alone = ct.measure_ct(ex, own, RecordingSink())["range"]
     assert alone.value == "过小" and alone.details["missing"] == ["lower_renal_pole"]
 
