@@ -40,11 +40,13 @@ t1 = time.perf_counter()
 item = sys.argv[2] or None
 first = analyse_path(sys.argv[1], item=item)
 t2 = time.perf_counter()
+c2 = time.process_time()
 second = analyse_path(sys.argv[1], item=item)
+c3 = time.process_time()
 t3 = time.perf_counter()
 exam = (second.get("exams") or [{}])[0]
 print(json.dumps({
-    "import_s": t1 - t0, "first_s": t2 - t1, "second_s": t3 - t2,
+    "import_s": t1 - t0, "first_s": t2 - t1, "second_s": t3 - t2, "second_cpu_s": c3 - c2,
     "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "timings": exam.get("timings"), "grade": exam.get("grade"), "score": exam.get("score"),
     "values": {d: (exam.get(d) or {}).get("value") for d in ("range", "positioning", "artifact", "centring", "noise",
@@ -155,7 +157,8 @@ def _report(rows: list[tuple[str, dict[str, Any], dict[str, Any], float]], mixed
         lines.append(f"| {modality} full | {shape} | {result['second_s']:.2f} | {result['first_s']:.2f} | "
                      f"{result['import_s']:.1f} | {result['maxrss_mb']:.0f} | {target_text} | {result.get('grade')} | {odd or '—'} |")
         if result.get("timings"):
-            lines.append(f"|  ↳ steps (warm) | {json.dumps(result['timings'], ensure_ascii=False)} | | | | | | | |")
+            cpu = f" (process CPU {result['second_cpu_s']:.2f} s)" if result.get("second_cpu_s") is not None else ""
+            lines.append(f"|  ↳ steps (warm){cpu} | {json.dumps(result['timings'], ensure_ascii=False)} | | | | | | | |")
     lines += [
         "",
         f"Throughput: {mixed['n']} small mixed exams (`radqc synth --profile qc --seed {MIXED_SEED}`), one process, "

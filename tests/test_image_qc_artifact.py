@@ -361,8 +361,13 @@ def test_tiny_metal_on_the_skin_is_a_foreign_object() -> None:
     ev = out.findings[0].evidence[0]
     assert ev.instance_index in (4, 5) and ev.limit == art.DEFAULTS["ct_metal_air"]
     assert ev.box is not None and ev.box[0] <= N // 2 - 19 <= ev.box[2]
-    inside = art.measure_artifact(_exam(_ct_tiny_metal(False)), p, EvidenceSink())["artifact"]
+    # the same metal inside the body is not on the skin: without the small-implant rule it reads 无,
+    # with it (the default: 2 metal pixels inside the body, a clip or a screw) 设备
+    no_implant = {**p, "ct_implant_min_metal_px": None}
+    inside = art.measure_artifact(_exam(_ct_tiny_metal(False)), no_implant, EvidenceSink())["artifact"]
     assert inside.value == "无" and inside.details["per_series"][0]["features"]["metal_air_max"] == 0.0
+    implant = art.measure_artifact(_exam(_ct_tiny_metal(False)), p, EvidenceSink())["artifact"]
+    assert implant.value == "设备"
     off = art.measure_artifact(_exam(_ct_tiny_metal(True)), {**p, "ct_metal_air": None}, EvidenceSink())["artifact"]
     assert off.value == "无"
 

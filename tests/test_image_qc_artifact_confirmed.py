@@ -31,7 +31,8 @@ def test_the_file_sets_a_confirmed_threshold_for_ct_only() -> None:
 
 
 def test_a_confirmed_call_passes_below_the_registered_threshold() -> None:
-    p = {**art.DEFAULTS, "model_confirmed_threshold": {"CT": 0.6}}
+    # the motion-axis rescue off (ct_ghost_axis_motion, tests/test_image_qc_ct_motion.py): the margin alone
+    p = {**art.DEFAULTS, "model_confirmed_threshold": {"CT": 0.6}, "ct_ghost_axis_motion": None}
     res = art.analyse_series(_ct("motion"), "CT", p, Registered([0.28, 0.7, 0.02, 0.0]))
     assert res.extra["classical_value"] == "运动" and res.value == "运动" and res.method == "learned"
     # without the margin the registered 0.8 decides

@@ -166,6 +166,14 @@ def _slices(series: SeriesImages, max_slices: int, use_volume: bool = True) -> t
     return out, idx, first
 
 
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``ndi.binary_fill_holes`` by one labelling pass (identical result, faster: see
+    :func:`radqc.pipelines.image_qc.measure_common.fill_holes`)."""
+    from radqc.pipelines.image_qc.measure_common import fill_holes
+
+    return fill_holes(mask)
+
+
 def _largest(mask: np.ndarray) -> np.ndarray:
     lab, n = ndi.label(mask)
     if n <= 1:
@@ -175,6 +183,70 @@ def _largest(mask: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ CT
+
+#: angular sectors round the body centroid for :func:`ct_ghost_axis`, and the band's reach (px)
+GHOST_AXIS_SECTORS = 16
+GHOST_AXIS_REACH = 6
+
+
+def ct_ghost_axis(hu: np.ndarray, solid: np.ndarray, dist_edge: np.ndarray) -> tuple[float, float, float]:
+    """The edge-doubling band's modulation along one axis: (amplitude in px, the harmonic's phase
+    in rad = twice the axis angle, so an axis and its reverse agree,
+    1.0 when measured / 0.0 when too few sectors are clear of the field circle).
+
+    Why: a patient moving during the rotation adds a displaced copy of the slice (the generator's
+    ``motion_double``: the slice shifted 4-9 mm at weight 0.35-0.5). Along the shift the body edge
+    doubles on both sides — a ghost outside the outline on one side, the dimmed original edge on
+    the other, both at -780..-300 HU — while across it nothing changes, so the band's width round
+    the body goes as |cos(angle - shift axis)|: a second angular harmonic. A blurring kernel widens
+    every edge alike (no harmonic), and where the body meets the field-of-view circle the sectors
+    are left out (their band is the cut, not a ghost). Measured per sector as band pixels per
+    outline pixel, only the band that runs out from the outline (not the table nor noise specks),
+    fitted by a0 + first + second harmonic over the sectors clear of the circle (at least half)."""
+    nsec, reach = GHOST_AXIS_SECTORS, GHOST_AXIS_REACH
+    if not solid.any():
+        return 0.0, 0.0, 0.0
+    ny, nx = hu.shape
+    yy, xx = np.ogrid[:ny, :nx]
+    outline = solid & ~ndi.binary_erosion(solid)
+    ring = ndi.binary_dilation(solid, iterations=reach) & ~solid
+    mid = ring & (hu > -780) & (hu < -300) & (dist_edge > 2)
+    seed = mid & ndi.binary_dilation(solid)
+    mid = ndi.binary_propagation(seed, mask=mid) if seed.any() else seed
+    cy, cx = ndi.center_of_mass(solid)
+    ang = np.arctan2(yy - cy, xx - cx)
+    sec = ((ang + np.pi) / (2 * np.pi) * nsec).astype(int) % nsec
+    ol = np.bincount(sec[outline], minlength=nsec).astype(float)
+    clear = np.bincount(sec[outline & (dist_edge > reach + 2)], minlength=nsec).astype(float)
+    band = np.bincount(sec[mid], minlength=nsec).astype(float)
+    valid = (ol >= 2) & (clear >= 0.95 * ol)
+    if valid.sum() < nsec // 2:
+        return 0.0, 0.0, 0.0
+    w = band[valid] / ol[valid]
+    th = ((np.arange(nsec) + 0.5) / nsec * 2 * np.pi - np.pi)[valid]
+    design = np.stack([np.ones_like(th), np.cos(th), np.sin(th), np.cos(2 * th), np.sin(2 * th)], 1)
+    coef, *_ = np.linalg.lstsq(design, w, rcond=None)
+    return float(np.hypot(coef[3], coef[4])), float(np.arctan2(coef[4], coef[3])), 1.0
+
+
+def ct_ghost_axis_coherence(per: Sequence[dict[str, float]]) -> float:
+    """The series' motion-axis coherence (px): the longest mean second-harmonic vector over a run
+    of consecutive slices (a fifth and a third of the series), minus the median slice amplitude.
+
+    Why: motion moves one contiguous part of the scan (25-50% of the slices) along one axis, so
+    its slices' band harmonics add up in one direction; a body shape or the field circle gives
+    harmonics of random axis from slice to slice (or on every slice alike: the median removes it)."""
+    if not per:
+        return 0.0
+    a2 = np.array([x.get("ghost_axis", 0.0) for x in per])
+    z = a2 * np.exp(1j * np.array([x.get("ghost_axis_phi", 0.0) for x in per]))
+    n, best = len(z), 0.0
+    for run in (max(2, n // 5), max(3, n // 3)):
+        if run > n:
+            continue
+        mean = np.convolve(z, np.ones(run) / run, mode="valid")
+        best = max(best, float(np.abs(mean).max()) - float(np.median(a2)))
+    return best
 
 
 def ct_slice_features(hu: np.ndarray, p: dict[str, Any]) -> dict[str, float]:
@@ -196,7 +268,7 @@ def ct_slice_features(hu: np.ndarray, p: dict[str, Any]) -> dict[str, float]:
     else:
         metal = full_metal
     ny, nx = hu.shape
-    body = ndi.binary_fill_holes(hu > -400)
+    body = _fill_holes(hu > -400)
     body = _largest(body) if body.any() else body
     body_px = float(body.sum())
     f: dict[str, float] = {"body_px": body_px, "scale": float(factor)}
@@ -246,12 +318,14 @@ def ct_slice_features(hu: np.ndarray, p: dict[str, Any]) -> dict[str, float]:
     if (band & tissue).sum() >= 5 and (inner & tissue).sum() >= 5:
         f["rim_excess"] = float(np.median(hu[band & tissue]) - np.median(hu[inner & tissue]))
     # edge doubling: width of the intermediate-HU band just outside the body outline
-    solid = ndi.binary_fill_holes(hu > -300)
+    solid = _fill_holes(hu > -300)
     solid = _largest(solid) if solid.any() else solid
     outline = solid & ~ndi.binary_erosion(solid)
     ring = ndi.binary_dilation(solid, iterations=4) & ~solid & (dist_edge > 2)
     mid = ring & (hu > -850) & (hu < -300)
     f["ghost_width"] = float(mid.sum()) / max(float(outline.sum()), 1.0)
+    # the band's modulation along one axis (motion doubles edges along its shift only)
+    f["ghost_axis"], f["ghost_axis_phi"], f["ghost_axis_ok"] = ct_ghost_axis(hu, solid, dist_edge)
     f["base_sd"] = base_sd
     if factor == 1:
         f["hu_max"] = float(hu[body].max()) if body.any() else float(hu.max())
@@ -302,6 +376,9 @@ def ct_series_features(slices: Sequence[np.ndarray], p: dict[str, Any]) -> tuple
     touching = touch > 0.05
     feats["rim_excess_med"] = float(np.median(excess[touching])) if touching.any() else 0.0
     feats["rim_touch_med"] = float(np.median(touch))
+    # motion along one axis on a run of slices (not read by the learned net; see _ct_soft_motion_rule)
+    feats["ghost_axis_coh"] = ct_ghost_axis_coherence(per)
+    feats["ghost_axis_measured"] = float(np.mean([x.get("ghost_axis_ok", 0.0) for x in per]))
     return feats, per
 
 
@@ -362,7 +439,9 @@ def ghost_replica_peak(img: np.ndarray, axis: int, periods: Sequence[int] = GHOS
     band = band - band.mean(axis=axis, keepdims=True)
     n = a.shape[axis]
     spec = np.fft.fft(band, axis=axis)
-    ac = np.real(np.fft.ifft(np.abs(spec) ** 2, axis=axis)).sum(axis=1 - axis)
+    # the sum over the other axis before the inverse transform (linear: the same autocorrelation
+    # to ~1e-16, one 1-D transform instead of one per column; speed only)
+    ac = np.real(np.fft.ifft((np.abs(spec) ** 2).sum(axis=1 - axis)))
     if ac[0] <= 0:
         return 0.0
     ac = ac / ac[0]
@@ -385,6 +464,51 @@ def ghost_replica_peak(img: np.ndarray, axis: int, periods: Sequence[int] = GHOS
 MR_VOID_DARK = float(DEFAULTS.get("mr_void_dark", 0.3))
 MR_CRESCENT_LEVEL = float(DEFAULTS.get("mr_crescent_level", 1.3))
 MR_CRESCENT_PX = int(DEFAULTS.get("mr_crescent_px", 3))
+#: the void's tissue mask (see :func:`mr_tissue_mask`): smoothed signal above this fraction of the
+#: 99.5th percentile, and slices whose tissue is rougher than this (median neighbour difference /
+#: median tissue) are noise, not anatomy (artifact.yaml ``mr_tissue_level``, ``mr_tissue_rough``)
+MR_TISSUE_LEVEL = float(DEFAULTS.get("mr_tissue_level", 0.15))
+MR_TISSUE_ROUGH = float(DEFAULTS.get("mr_tissue_rough", 0.25))
+
+
+def _beside_void(obj: np.ndarray, bright: np.ndarray, fax: int, width: int) -> bool:
+    """Whether a bright pixel lies within ``width // 2`` px of the void ``obj`` along axis ``fax``
+    and not between two of its pixels on the same line (a pile-up beside the void, not a bright
+    structure inside a dark region)."""
+    st = np.ones((1, width), bool) if fax == 1 else np.ones((width, 1), bool)
+    cand = ndi.binary_dilation(obj, structure=st) & ~obj & bright
+    if not cand.any():
+        return False
+    o, c = (obj, cand) if fax == 1 else (obj.T, cand.T)
+    has = o.any(axis=1)
+    lo = np.where(has, np.argmax(o, axis=1), 0)
+    hi = np.where(has, o.shape[1] - 1 - np.argmax(o[:, ::-1], axis=1), -1)
+    rr, cc = np.nonzero(c)
+    return bool((~((cc > lo[rr]) & (cc < hi[rr]))).any())
+
+
+def mr_tissue_mask(img: np.ndarray) -> np.ndarray | None:
+    """All tissue of one MR slice (not only the bright object the ghost measures use), holes
+    filled, or None when the slice is noise (end slices of ADC/DWI maps).
+
+    Why: the ghost measures' object (above 0.5 x the 99.5th percentile) leaves out grey muscle,
+    fat-suppressed marrow and everything darker than a bright fluid: a knee's or a lumbar
+    spine's implant void then lies outside that object and the crescent measure read 0 (9206
+    E00089, E00168, E00279). Smoothed signal above ``MR_TISSUE_LEVEL`` x the 99.5th percentile
+    keeps every tissue above the noise floor; a void inside it is a hole the fill closes."""
+    a = np.asarray(img, dtype=np.float64)
+    hi = float(np.percentile(a, 99.5))
+    if hi <= 0:
+        return None
+    m = ndi.binary_opening(ndi.gaussian_filter(a, 1.0) > MR_TISSUE_LEVEL * hi, iterations=1)
+    if m.sum() < 0.02 * m.size:
+        return None
+    body = ndi.binary_fill_holes(ndi.binary_closing(_largest(m), iterations=2))
+    inner = body[:, 1:] & body[:, :-1]
+    d = np.abs(np.diff(a, axis=1))[inner]
+    if d.size < 20 or float(np.median(d)) > MR_TISSUE_ROUGH * max(float(np.median(a[body])), 1e-6):
+        return None
+    return body
 
 
 def mr_crescent_void(img: np.ndarray, body: np.ndarray, pe_axis: int | None, min_px: int = 8) -> tuple[float, list[float] | None]:
@@ -399,7 +523,9 @@ def mr_crescent_void(img: np.ndarray, body: np.ndarray, pe_axis: int | None, min
     darker than ``MR_VOID_DARK`` x the body median, has at least ``min_px`` pixels (a flow void
     is a few pixels) and a pixel above ``MR_CRESCENT_LEVEL`` x the body's 98th percentile lies
     within ``MR_CRESCENT_PX`` pixels of it along the frequency-encode axis (both axes when the
-    phase-encode direction is unknown)."""
+    phase-encode direction is unknown). The pile-up lies *beside* the void: a bright pixel with
+    void on both sides of it along that axis (a bright eyeball or vessel inside a dark region,
+    e.g. a lateral sagittal head slice, 9206 E00070) does not count."""
     if body.sum() < 50:
         return 0.0, None
     sig = float(np.median(img[body]))
@@ -409,8 +535,7 @@ def mr_crescent_void(img: np.ndarray, body: np.ndarray, pe_axis: int | None, min
     if not n:
         return 0.0, None
     width = 2 * MR_CRESCENT_PX + 1
-    shapes = [np.ones((1, width), bool)] if pe_axis == 0 else [np.ones((width, 1), bool)] if pe_axis == 1 else \
-        [np.ones((1, width), bool), np.ones((width, 1), bool)]
+    freq_axes = [1] if pe_axis == 0 else [0] if pe_axis == 1 else [1, 0]
     bright = img > MR_CRESCENT_LEVEL * p98
     best, box = 0.0, None
     for i, sl in enumerate(ndi.find_objects(lab), start=1):
@@ -423,10 +548,7 @@ def mr_crescent_void(img: np.ndarray, body: np.ndarray, pe_axis: int | None, min
         area = float(obj.sum())
         if area < min_px:
             continue
-        near = np.zeros_like(obj)
-        for st in shapes:
-            near |= ndi.binary_dilation(obj, structure=st)
-        if not (near & ~obj & bright[r0:r1, c0:c1]).any():
+        if not any(_beside_void(obj, bright[r0:r1, c0:c1], fax, width) for fax in freq_axes):
             continue
         frac = area / float(body.sum())
         if frac > best:
@@ -443,15 +565,23 @@ def mr_slice_features(img: np.ndarray, pe_axis: int | None, min_void_px: int = 8
     # replicas need no background (the object may fill the field): unknown axis -> the larger of both
     f["ghost_lag"] = (ghost_replica_peak(img, pe_axis) if pe_axis in (0, 1)
                       else max(ghost_replica_peak(img, 0), ghost_replica_peak(img, 1)))
+    # susceptibility void inside all tissue (mr_tissue_mask), not only inside the bright object below
+    tissue = mr_tissue_mask(img)
+    if tissue is not None:
+        f["void_crescent"], box = mr_crescent_void(img, tissue, pe_axis, min_void_px)
+        if box is not None:
+            f["void_r0"], f["void_c0"], f["void_r1"], f["void_c1"] = box
     # the object: the largest bright component (ghosts are fainter copies, kept out by the level).
     # At 0.35 x the 99.5th percentile, ghost copies of 0.2-0.4 x the object's signal joined the
     # object, which then spanned the whole phase-encode axis and left no background to measure
     # (ghost 0 on ghosted series); 0.5 keeps them out (validation 8201: 4/6 ghosted series
     # above every clean one instead of 2/6)
-    body = ndi.binary_fill_holes(ndi.binary_opening(img > MR_OBJECT_LEVEL * hi, iterations=1))
+    from radqc.pipelines.image_qc.measure_common import binary_closing, binary_opening  # = ndi's, faster
+
+    body = _fill_holes(binary_opening(img > MR_OBJECT_LEVEL * hi, iterations=1))
     if body.sum() < 0.02 * img.size:
         return f
-    body = ndi.binary_fill_holes(ndi.binary_closing(_largest(body), iterations=2))
+    body = _fill_holes(binary_closing(_largest(body), iterations=2))
     sig = float(np.median(img[body]))
     far = ~ndi.binary_dilation(body, iterations=max(2, img.shape[0] // 32))
     rows = np.nonzero(body.any(axis=1))[0]
@@ -479,8 +609,9 @@ def mr_slice_features(img: np.ndarray, pe_axis: int | None, min_void_px: int = 8
         lab, n = ndi.label(dark)
         sizes = ndi.sum(dark, lab, index=np.arange(1, n + 1))
         f["void_frac"] = float(sizes.max()) / float(body.sum())
-    f["void_crescent"], box = mr_crescent_void(img, body, pe_axis, min_void_px)
-    if box is not None:
+    crescent, box = mr_crescent_void(img, body, pe_axis, min_void_px)
+    if crescent > f["void_crescent"] and box is not None:  # the larger of the two objects' voids
+        f["void_crescent"] = crescent
         f["void_r0"], f["void_c0"], f["void_r1"], f["void_c1"] = box
     return f
 
@@ -631,18 +762,7 @@ def dx_features(img: np.ndarray, p: dict[str, Any] | None = None) -> tuple[dict[
         if tag == "b1" and len(vals) and vals[0] > 0.06 and box is None:
             rr, cc = np.nonzero(peaks & (blob >= vals[0]))
             box = [float(rr[0] + r0 - 4), float(cc[0] + c0 - 4), float(rr[0] + r0 + 5), float(cc[0] + c0 + 5)]
-    # grid lines: a strictly periodic pattern across columns (or rows), in every block of rows
-    hp_x = sub - ndi.uniform_filter1d(sub, 7, axis=1)
-    hp_y = sub - ndi.uniform_filter1d(sub, 7, axis=0)
-    combs = []
-    for hp, axis in ((hp_x, 0), (hp_y, 1)):
-        blocks = np.array_split(hp, 3, axis=axis)
-        combs.append(min(_comb(b.mean(axis=axis), range(2, 9)) for b in blocks))
-    feats["grid_peak"] = float(np.log1p(max(combs)))
-    # the same pattern row by row: grid lines put the brightest phase of every row at the same
-    # column offset, anatomy edges (spine, rib ends) do not (robust where the anatomy is strong)
-    feats["grid_rows"] = max(_phase_consistency(hp_x), _phase_consistency(hp_y.T))
-    feats["grid_x"], feats["grid_y"] = float(np.log1p(combs[0])), float(np.log1p(combs[1]))
+    feats.update(dx_grid_features(sub))
     # directional blur: gradient energy along the two axes on a 2x-averaged image (noise suppressed)
     small = sub[: nr // 2 * 2, : nc // 2 * 2]
     small = small.reshape(small.shape[0] // 2, 2, small.shape[1] // 2, 2).mean(axis=(1, 3))
@@ -673,6 +793,36 @@ def dx_features(img: np.ndarray, p: dict[str, Any] | None = None) -> tuple[dict[
     feats.update(directional_spectrum(sub))
     feats["aspect"] = float(math.log(max(nr, 1) / max(nc, 1)))
     return feats, {"box": box, "sat_box": sat_box, "field": [r0, c0, r1, c1], "window": ((lo + hi) / 2.0, max(hi - lo, 1.0))}
+
+
+def dx_grid_features(sub: np.ndarray) -> dict[str, float]:
+    """The grid-line measures of :func:`dx_features` on its field ``sub`` (float32)."""
+    feats: dict[str, float] = {}
+    # grid lines: a strictly periodic pattern across columns (or rows), in every block of rows
+    hp_x = sub - ndi.uniform_filter1d(sub, 7, axis=1)
+    hp_y = sub - ndi.uniform_filter1d(sub, 7, axis=0)
+    combs = []
+    for hp, axis in ((hp_x, 0), (hp_y, 1)):
+        blocks = np.array_split(hp, 3, axis=axis)
+        combs.append(min(_comb(b.mean(axis=axis), range(2, 9)) for b in blocks))
+    feats["grid_peak"] = float(np.log1p(max(combs)))
+    # the same pattern row by row: grid lines put the brightest phase of every row at the same
+    # column offset, anatomy edges (spine, rib ends) do not (robust where the anatomy is strong)
+    feats["grid_rows"] = max(_phase_consistency(hp_x), _phase_consistency(hp_y.T))
+    feats["grid_x"], feats["grid_y"] = float(np.log1p(combs[0])), float(np.log1p(combs[1]))
+    return feats
+
+
+def dx_native_features(img: np.ndarray) -> dict[str, float]:
+    """The :data:`NATIVE_KEYS` of :func:`dx_features` alone (grid lines and the directional
+    spectrum on the exposed field), without the foreign-object and blur measures the caller
+    would discard: the native-resolution crop of :func:`dx_radiograph_features` (speed only;
+    the same values as ``dx_features(img)[0]`` for these keys)."""
+    r0, c0, r1, c1 = _field(img)
+    sub = img[r0:r1, c0:c1].astype(np.float32)
+    feats = dx_grid_features(sub)
+    feats.update(directional_spectrum(sub))
+    return {k: feats[k] for k in NATIVE_KEYS}
 
 
 def dx_saturated_objects(sub: np.ndarray, zone: np.ndarray, p: dict[str, Any] | None = None) -> tuple[int, list[float] | None]:
@@ -803,8 +953,7 @@ def dx_radiograph_features(img: np.ndarray, work_px: int = 320, p: dict[str, Any
     cr, cc, half = (r0 + r1) // 2, (c0 + c1) // 2, min(256, (r1 - r0) // 2, (c1 - c0) // 2)
     if half >= 32:
         crop = img[cr - half:cr + half, cc - half:cc + half]
-        grid, _ = dx_features(crop, p)
-        feats.update({k: grid[k] for k in NATIVE_KEYS})
+        feats.update(dx_native_features(crop))
     info["field"] = [r0, c0, r1, c1]
     for key in ("box", "sat_box"):
         if info.get(key) is not None:
@@ -817,6 +966,11 @@ def dx_classify(feats: dict[str, float], p: dict[str, Any]) -> tuple[str, str | 
               "equipment": _sig(feats.get("grid_rows", 0.0), float(p["dx_grid_rows"]), 0.05),
               "foreign_object": _sig(feats.get("fo_m15_lat", 0.0), math.log1p(float(p["dx_foreign_objects"])), 0.2)}
     cls = max(scores, key=lambda k: scores[k])
+    # grid lines above their limit decide before the motion spectrum (artifact.yaml ``dx_grid_first``):
+    # their periodic columns add horizontal power that reads as missing vertical detail (worn h9205
+    # E00043/E00061, i9206 E00184: grid views at vspec_rel -4.2 to -4.8, read 运动)
+    if p.get("dx_grid_first") and scores["equipment"] >= 0.5:
+        cls = "equipment"
     if scores[cls] < 0.5:
         return "none", None, scores, None, None
     if cls == "motion":
@@ -976,6 +1130,7 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
         _ct_on_skin_rule(res, p)
         _ct_truncation_rule(res, p)
     elif modality == "DX":
+        _dx_grid_rule(res, p)
         _dx_object_rule(res, p)
     for key in ("_per", "_idx", "_slices", "_sat_box"):
         res.extra.pop(key, None)
@@ -1034,6 +1189,52 @@ def _confirmable(res: SeriesArtifact, p: dict[str, Any]) -> bool:
     return limit is None or float(res.features.get("rim_touch_med", 0.0)) < float(limit)
 
 
+def _ct_motion_axis_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """The motion axis (``ghost_axis_coh``, see :func:`ct_ghost_axis_coherence`) decides the net's
+    motion calls it can judge:
+
+    - a learned 运动 reads 无 when the axis coherence is below ``ct_ghost_axis_min``, the body
+      touches the field-of-view circle on the median slice (``rim_touch_med`` >=
+      ``ct_ghost_axis_touch``) and the axis could be measured on at least
+      ``ct_ghost_axis_measured`` of the slices (half the sectors clear of the circle): the net
+      read the cut edge as a ghost band. A body cut on most of its outline cannot be judged and
+      keeps the net's call (motions and clean series both occur there: 8303 E00116, 9204 E00069
+      vs 8304 E00056, E00103);
+    - a learned 无 reads 运动 when the coherence reaches ``ct_ghost_axis_motion``, the net's motion
+      probability ``ct_ghost_axis_prob`` and the body is clear of the circle (``rim_touch_med`` <
+      ``ct_confirmed_rim_touch_med``): a ghost along one axis the net's width features missed.
+
+    Any of a part's keys null: that part is off. Why: the net's ghost-width features count the
+    band of intermediate HU round the whole body, which the field circle's cut (bodies touching
+    it: net 0.81-1.0 on clean series, e.g. 8304 E00102, worn 9204 E00104, 9206 E00231, E00312 with
+    an axis of 0.00-0.23) and blur also make; motion
+    alone makes the band along one axis, coherently over a run of slices. The veto, chosen on
+    validation 8300-8303 (285 -> 289 of 316 CT exams), fixed clean series on every set not tuned
+    on and lost no motion (8304 66 -> 67/79, worn i9204 103 -> 105/116, i9206 209 -> 211/231). The
+    rescue is shipped off: it raised clean blurred series on h9203 and i9206."""
+    if res.method != "learned":
+        return
+    f = res.features
+    coh, touch = float(f.get("ghost_axis_coh", 0.0)), float(f.get("rim_touch_med", 0.0))
+    lo, lo_touch, seen = p.get("ct_ghost_axis_min"), p.get("ct_ghost_axis_touch"), p.get("ct_ghost_axis_measured")
+    if (res.value == VALUE_OF["motion"] and lo is not None and lo_touch is not None and seen is not None and coh < float(lo)
+            and touch >= float(lo_touch) and float(f.get("ghost_axis_measured", 0.0)) >= float(seen)):
+        res.extra["learned_value"] = res.value
+        res.extra["dropped"] = {"kind": "motion_without_axis", "ghost_axis_coh": round(coh, 3), "limit": float(lo),
+                                "rim_touch_med": round(touch, 3)}
+        res.value, res.kind, res.method = VALUE_OF["none"], None, "classical"
+        res.measured, res.limit, res.box, res.slice_index = None, None, None, None
+        return
+    hi, prob_lim, clear = p.get("ct_ghost_axis_motion"), p.get("ct_ghost_axis_prob"), p.get("ct_confirmed_rim_touch_med")
+    if res.value != VALUE_OF["none"] or hi is None or prob_lim is None:
+        return
+    prob = float(res.scores.get("motion", 0.0))
+    if coh < float(hi) or prob < float(prob_lim) or (clear is not None and touch >= float(clear)):
+        return
+    _overrule(res, "motion", "ghosting", round(coh, 3), float(hi), prob)
+    _show_strongest_slice(res, "ghost_axis")
+
+
 def _ct_soft_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     """Motion under a blurring kernel: a series the net read 无 reads 运动 when every edge is soft
     (``ghost_q50`` >= ``ct_soft_motion_q50`` px of intermediate HU outside the outline on the
@@ -1046,6 +1247,7 @@ def _ct_soft_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     0.4-0.6 px above the rest and the classical contrast limit (0.6) and the net's threshold (0.8;
     0.9 unconfirmed) miss them, while the net still ranks motion first (0.57-0.62). Clean blurred
     series read contrast <= 0.35 or rank 无 first (validation 8300-8303, worn 9204)."""
+    _ct_motion_axis_rule(res, p)  # first: the motion axis judges the net's motion calls
     keys = ("ct_soft_motion_q50", "ct_soft_motion_contrast", "ct_soft_motion_prob")
     if any(p.get(k) is None for k in keys) or res.value != VALUE_OF["none"] or res.method != "learned":
         return
@@ -1074,7 +1276,7 @@ def _ct_fo_metal_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     limit = p.get("ct_fo_min_metal_px")
     if limit is None or res.value != VALUE_OF["foreign_object"] or res.method != "learned":
         return
-    metal = math.expm1(float(res.features.get("metal_px_max", 0.0)))
+    metal = round(math.expm1(float(res.features.get("metal_px_max", 0.0))), 3)  # a count stored as log1p
     if metal >= float(limit):
         return
     res.extra["learned_value"] = res.value
@@ -1090,9 +1292,27 @@ def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     features need that many pixels, the generator's skin objects are 2 px on a 128 px slice, and
     the net saw them as an unexplained bright outlier and called them 设备; a pacemaker in a thin
     patient also touches the outside air, but it is large (14+ px) and keeps 设备 (validation
-    8202: 5 pacemakers read 0.28-0.67 outside air)."""
+    8202: 5 pacemakers read 0.28-0.67 outside air).
+
+    The other side of the same reading: metal that does not touch the outside air (below
+    ``ct_metal_air``) with at least ``ct_implant_min_metal_px`` pixels on one slice makes a 无 reading
+    设备 (an implant: a clip, a filling, a screw; null: off). The net needs ``ct_metal_min_px``
+    pixels before its metal features count, and small implants (worn 9206 E00332, E00341, E00348:
+    2 px) stay below; no clean series of 8410, 8301, worn 9204 or 9206 had 2 metal pixels."""
     limit = p.get("ct_metal_air")
     measured = float(res.features.get("metal_air_max", 0.0))
+    implant_px = p.get("ct_implant_min_metal_px")
+    if implant_px is not None and limit is not None and res.value == VALUE_OF["none"] and measured < float(limit):
+        metal_px = round(math.expm1(float(res.features.get("metal_px_max", 0.0))), 3)  # a count stored as log1p
+        if metal_px >= float(implant_px):
+            _overrule(res, "equipment", "metal", round(metal_px, 1), float(implant_px), _sig(metal_px, float(implant_px) - 0.5, 0.5))
+            shown = _show_strongest_slice(res, "metal_px")
+            if shown is not None and shown[1] is not None and shown[0].get("metal_r", -1.0) >= 0:
+                feats, image = shown
+                r, c, h = feats["metal_r"], feats["metal_c"], max(6.0, np.asarray(image).shape[0] * 0.12)
+                res.box = [r - h, c - h, r + h, c + h]
+            res.window = (500.0, 3000.0)
+            return
     if limit is None or measured < float(limit) or res.value in (VALUE_OF["motion"], VALUE_OF["foreign_object"]):
         return
     f = res.features
@@ -1109,21 +1329,78 @@ def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
         res.box = [r - h, c - h, r + h, c + h]
 
 
+def _ct_untouched_veto(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A learned CT 设备 with no metal behind it (no pixel at ``ct_metal_hu``, slice maxima within
+    500 HU of each other: what :func:`_learned_evidence` names a truncation) reads 无 when fewer than
+    ``ct_trunc_need_touch`` slices have the body touching the stored reconstruction circle
+    (:func:`ct_artifact_rules.series_truncation`; null: off). A body that never reaches the field's
+    edge cannot be cut by it: worn 9206 E00272 and 9204 E00142 (clean, net 0.90-0.94) touched on no
+    slice, while every truncated series the net called on 8410, 9204 and 9206 touched on 3 or more
+    but one series of an exam whose other series touched (9206 E00092)."""
+    need = p.get("ct_trunc_need_touch")
+    slices = res.extra.get("_slices") or []
+    if need is None or res.value != VALUE_OF["equipment"] or res.method != "learned" or not slices:
+        return
+    f = res.features
+    if round(math.expm1(float(f.get("metal_px_max", 0.0))), 3) >= 1 or float(f.get("hu_outlier", 0.0)) > math.log1p(500):
+        return
+    from radqc.pipelines.image_qc.ct_artifact_rules import series_truncation
+
+    t = series_truncation(slices, float(p.get("ct_trunc_touch_min", 0.03)))
+    res.extra["truncation_rim"] = {k: round(float(v), 3) for k, v in t.items()}
+    if t["trunc_slices"] >= float(need):
+        return
+    res.extra["learned_value"] = res.value
+    res.extra["dropped"] = {"kind": "truncation_without_touch", "touching_slices": t["trunc_slices"], "limit": float(need)}
+    res.value, res.kind, res.method = VALUE_OF["none"], None, "classical"
+    res.measured, res.limit, res.box, res.slice_index = None, None, None, None
+
+
 def _ct_truncation_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     """A bright rim along the field-of-view circle on most slices makes a CT series the net read
     无 into 设备 (truncation). The net weighs the largest rim touch and excess of any slice, which
     clean large patients also reach on a slice or two; a body cut by a reduced reconstruction
     field touches the circle on every slice with the rim consistently brighter than the tissue
     inside it, so the series' medians decide: ``rim_touch_med`` >= ``ct_trunc_touch_med`` and
-    ``rim_excess_med`` >= ``ct_trunc_excess_med`` (either null: off)."""
+    ``rim_excess_med`` >= ``ct_trunc_excess_med`` (either null: off).
+
+    Second reading, on the series' slices (:func:`ct_artifact_rules.series_truncation`): the rim
+    read along rays from the reconstruction circle actually stored (fitted to the padding, so a
+    field smaller than the matrix or off its centre is measured where it is), soft tissue only,
+    on the slices whose body touches that circle. ``ct_trunc_rim_hu`` (null: off) is the median rim
+    it needs, on at least ``ct_trunc_min_slices`` slices and ``ct_trunc_min_frac`` of the series:
+    the medians above read the inscribed circle's whole band and miss bodies cut on one side or on
+    part of the series (worn 9204 E00087: rim 158-378 HU, touch median 0.02-0.08)."""
     touch_lim, excess_lim = p.get("ct_trunc_touch_med"), p.get("ct_trunc_excess_med")
-    if touch_lim is None or excess_lim is None or res.value != VALUE_OF["none"]:
+    _ct_untouched_veto(res, p)
+    if res.value != VALUE_OF["none"]:
         return
-    touch, excess = float(res.features.get("rim_touch_med", 0.0)), float(res.features.get("rim_excess_med", 0.0))
-    if touch < float(touch_lim) or excess < float(excess_lim):
+    slices = res.extra.get("_slices") or []
+    # a reformat (coronal/sagittal MPR: not square) has no reconstruction circle: the inscribed
+    # circle's medians read its body edges (worn 9204 E00142, a 24x96 MPR: touch 0.43, excess 38 HU)
+    axial = not slices or np.asarray(slices[0]).shape[0] == np.asarray(slices[0]).shape[1]
+    if touch_lim is not None and excess_lim is not None and axial:
+        touch, excess = float(res.features.get("rim_touch_med", 0.0)), float(res.features.get("rim_excess_med", 0.0))
+        if touch >= float(touch_lim) and excess >= float(excess_lim):
+            _overrule(res, "equipment", "truncation", round(excess, 1), float(excess_lim), _sig(excess, float(excess_lim), 10.0))
+            _show_strongest_slice(res, "rim_touch")
+            return
+    rim_lim = p.get("ct_trunc_rim_hu")
+    if rim_lim is None or not slices:
         return
-    _overrule(res, "equipment", "truncation", round(excess, 1), float(excess_lim), _sig(excess, float(excess_lim), 10.0))
-    _show_strongest_slice(res, "rim_touch")
+    from radqc.pipelines.image_qc.ct_artifact_rules import series_truncation
+
+    t = series_truncation(slices, float(p.get("ct_trunc_touch_min", 0.03)))
+    res.extra["truncation_rim"] = {k: round(float(v), 3) for k, v in t.items()}
+    if (t["trunc_rim_med"] < float(rim_lim) or t["trunc_slices"] < float(p.get("ct_trunc_min_slices", 3))
+            or t["trunc_frac"] < float(p.get("ct_trunc_min_frac", 0.4))):
+        return
+    _overrule(res, "equipment", "truncation", round(t["trunc_rim_med"], 1), float(rim_lim), _sig(t["trunc_rim_med"], float(rim_lim), 10.0))
+    k = int(t["trunc_slice"])
+    idx = res.extra.get("_idx") or []
+    if 0 <= k < len(slices):
+        res.slice_index = idx[k] if k < len(idx) else None
+        res.image = slices[k]
 
 
 def _mr_replica_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -1149,6 +1426,24 @@ def _dx_object_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
         return
     _overrule(res, "foreign_object", "foreign_object", measured, float(limit), _sig(measured, float(limit) - 0.5, 0.5))
     res.slice_index, res.box = 0, res.extra.get("_sat_box")
+
+
+def _dx_grid_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """Grid lines in (nearly) every row make a radiograph the net read 无 or 运动 into 设备
+    (``grid_rows`` >= ``dx_grid_strong``; null: off).
+
+    Why: the row-by-row phase consistency of a period 2-8 column pattern is the grid itself, while
+    the net weighs spectral measures that the grid's columns corrupt: they add horizontal power,
+    which reads as missing vertical detail (motion). Worn i9206 E00184 (net 运动 0.86) and h9205
+    E00061 (net 设备 0.73, below its threshold, then 异物 by two saturated grid crossings) read
+    0.82; every grid view of 8460/i9206/h9205 reads >= 0.80 and every other view <= 0.54 (motion
+    views <= 0.48). A 异物 reading stays (steel is not explained by a grid)."""
+    limit = p.get("dx_grid_strong")
+    measured = float(res.features.get("grid_rows", 0.0))
+    if limit is None or measured < float(limit) or res.value not in (VALUE_OF["none"], VALUE_OF["motion"]):
+        return
+    _overrule(res, "equipment", "grid_lines", round(measured, 3), float(limit), _sig(measured, float(limit), 0.05))
+    res.slice_index = 0
 
 
 def _mr_void_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:

@@ -154,15 +154,90 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return np.asarray(labels == int(np.argmax(sizes)))
 
 
-def body_mask(slice_hu: np.ndarray, threshold: float = -500.0, open_px: int = 2) -> np.ndarray:
-    """Body contour of one axial slice: above ``threshold``, opened (drops the thin table), largest part, filled."""
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes(mask)`` (default connectivity), 3-5x faster.
+
+    Why: scipy fills by an iterated dilation of the background from the border, one pass per
+    pixel of depth; the same set is the background components (face-connected, as scipy's
+    default structure) that touch the array's border, found here in one labelling pass. The
+    result is identical pixel for pixel (tests/test_image_qc_speed_helpers.py); it runs on
+    every MR slice and CT body mask, where the fill was a tenth of the MR exam's time."""
     from scipy import ndimage
 
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim == 0 or m.size == 0:
+        return np.asarray(ndimage.binary_fill_holes(m))
+    lab, n = ndimage.label(~m)
+    if n == 0:
+        return m.copy()
+    on_border = np.zeros(n + 1, dtype=bool)
+    for axis in range(m.ndim):
+        on_border[np.take(lab, 0, axis=axis)] = True
+        on_border[np.take(lab, -1, axis=axis)] = True
+    on_border[0] = False
+    return ~on_border[lab]
+
+
+def _dilate_cross(m: np.ndarray) -> np.ndarray:
+    out = m.copy()
+    out[1:] |= m[:-1]
+    out[:-1] |= m[1:]
+    out[:, 1:] |= m[:, :-1]
+    out[:, :-1] |= m[:, 1:]
+    return out
+
+
+def _erode_cross(m: np.ndarray) -> np.ndarray:
+    out = m.copy()
+    out[1:] &= m[:-1]
+    out[:-1] &= m[1:]
+    out[:, 1:] &= m[:, :-1]
+    out[:, :-1] &= m[:, 1:]
+    out[0] = False  # scipy's border value 0: the edge pixels erode
+    out[-1] = False
+    out[:, 0] = False
+    out[:, -1] = False
+    return out
+
+
+def binary_opening(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``scipy.ndimage.binary_opening(mask, iterations=...)`` (default cross structure) of a 2-D
+    mask by shifted boolean operations: identical pixel for pixel, ~10x faster on 256-512 px
+    slices (tests/test_image_qc_speed_helpers.py). Other dimensions go to scipy."""
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2 or m.size == 0 or iterations < 1:
+        from scipy import ndimage
+
+        return np.asarray(ndimage.binary_opening(m, iterations=iterations))
+    for _ in range(iterations):
+        m = _erode_cross(m)
+    for _ in range(iterations):
+        m = _dilate_cross(m)
+    return m
+
+
+def binary_closing(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``scipy.ndimage.binary_closing(mask, iterations=...)`` (default cross structure) of a 2-D
+    mask, identical, by shifted boolean operations (see :func:`binary_opening`)."""
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2 or m.size == 0 or iterations < 1:
+        from scipy import ndimage
+
+        return np.asarray(ndimage.binary_closing(m, iterations=iterations))
+    for _ in range(iterations):
+        m = _dilate_cross(m)
+    for _ in range(iterations):
+        m = _erode_cross(m)
+    return m
+
+
+def body_mask(slice_hu: np.ndarray, threshold: float = -500.0, open_px: int = 2) -> np.ndarray:
+    """Body contour of one axial slice: above ``threshold``, opened (drops the thin table), largest part, filled."""
     mask = slice_hu > threshold
     if open_px > 0:
-        mask = ndimage.binary_opening(mask, iterations=open_px)
+        mask = binary_opening(mask, iterations=open_px)
     mask = largest_component(mask)
-    return np.asarray(ndimage.binary_fill_holes(mask))
+    return fill_holes(mask)
 
 
 def pick_slices(n: int, k: int) -> list[int]:

@@ -125,15 +125,16 @@ def _stack(series: SeriesImages) -> np.ndarray:
 
 
 def _foreground(img: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
+    # scipy's binary_opening / binary_fill_holes, identical and faster (measure_common)
+    from radqc.pipelines.image_qc.measure_common import binary_opening, fill_holes
 
     hi = float(np.percentile(img, 99))
     if hi <= 0:
         return np.zeros(img.shape, dtype=bool)
     mask = img > 0.15 * hi
-    mask = ndimage.binary_opening(mask, iterations=1)
+    mask = binary_opening(mask, iterations=1)
     mask = largest_component(mask)
-    return np.asarray(ndimage.binary_fill_holes(mask))
+    return fill_holes(mask)
 
 
 #: median and median absolute deviation of a Rayleigh distribution / its sigma: the air background

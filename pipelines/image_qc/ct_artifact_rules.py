@@ -1,0 +1,124 @@
+"""CT equipment measures (设备: truncation at the field-of-view edge).
+
+Why a module of its own: the learned artifact net (``radqc.models.artifact``) reads a fixed set of
+per-slice features (:func:`radqc.pipelines.image_qc.artifact.ct_slice_features`), and changing those
+would need a retrained net. The measures here are read beside the net by the CT decision rules of
+``artifact.py`` (``_ct_truncation_rule``, ``_ct_untouched_veto``), on the slices
+the artifact measure already holds, so they add evidence without touching what the net reads.
+
+What they measure (physical signatures, each shown on a slice with a measured value and a limit):
+
+* **The reconstruction circle** (:func:`recon_circle`): scanners store the pixels outside the
+  reconstructed field as a constant padding value far below air (-2000, -3024, the stored minimum).
+  Where the padding is there, the circle is fitted to it (its centre and radius need not be the
+  inscribed circle of the matrix); without padding the inscribed circle is the field.
+* **Truncation** (:func:`truncation_profile`, :func:`series_truncation`): a body wider than the
+  field is cut by the circle, and the missing projections raise the values just inside the cut
+  (a bright rim of 150-300 HU that fades over 1.5-2.5 px inward). Read along rays from the circle
+  inward where tissue meets it: the mean of the first 2 px of tissue minus the median of the tissue
+  4-8 px deeper, per ray; the slice's value is the median over touching rays (one bright bone at the
+  cut does not decide), the series' the median over the slices that touch. A clean body that only
+  touches the circle (off-centre) has no rim: fat over muscle reads below zero.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+#: HU a padding value must be at or below (air is about -1000 with noise)
+PAD_BELOW = -1100.0
+#: tissue level: above it a pixel is body (skin, fat, muscle, bone), below it air or lung
+TISSUE_HU = -400.0
+
+
+def recon_circle(hu: np.ndarray, pad_below: float = PAD_BELOW) -> tuple[float, float, float, bool]:
+    """The reconstruction circle of one axial CT slice: (centre row, centre column, radius, fitted).
+
+    Where at least 2% of the slice holds one constant value at or below ``pad_below`` (the padding
+    outside the field), the circle is the disc of the other pixels: centre at its centroid and the
+    radius of a disc of its area, so a field smaller than the matrix or off its centre is measured
+    where it is. Otherwise (no padding stored) the inscribed circle of the matrix (fitted False)."""
+    ny, nx = hu.shape
+    lo = float(np.min(hu))
+    if lo <= pad_below:
+        pad = hu <= lo + 0.5
+        if pad.sum() >= 0.02 * hu.size:
+            field = ndi.binary_fill_holes(~pad)
+            area = float(field.sum())
+            if area >= 0.2 * hu.size:
+                rr, cc = np.nonzero(field)
+                return float(rr.mean()), float(cc.mean()), math.sqrt(area / math.pi), True
+    return (ny - 1) / 2.0, (nx - 1) / 2.0, min(ny, nx) / 2.0, False
+
+
+def truncation_profile(hu: np.ndarray, n_rays: int = 180, outer_px: float = 2.0,
+                       inner: tuple[float, float] = (4.0, 8.0), bone_hu: float = 350.0) -> dict[str, float]:
+    """The truncation rim of one axial slice, read along rays from the reconstruction circle inward.
+
+    Returns ``touch`` (fraction of the rays whose first pixels inside the field are tissue) and
+    ``rim`` (median over touching rays of the mean HU of the first ``outer_px`` px of tissue minus
+    the median of the tissue ``inner`` px deeper; 0 without touching rays). Rays whose deeper part is
+    not tissue (lung, air) are not counted: a chest wall over lung is not a rim; nor rays whose outer or
+    deep reading is above ``bone_hu`` (a skull or a rib at the cut is a natural bright edge, while the
+    rim on soft tissue stays below it: 40-60 HU plus at most ~200). Square slices only
+    (a reformat has no circle): others read touch 0."""
+    f = {"touch": 0.0, "rim": 0.0, "touch_rays": 0.0}
+    ny, nx = hu.shape
+    if ny != nx or nx < 24:
+        return f
+    cy, cx, r, fitted = recon_circle(hu)
+    pad_level = float(np.min(hu)) + 0.5 if fitted else -np.inf
+    theta = np.linspace(0.0, 2 * math.pi, n_rays, endpoint=False)
+    depth = np.arange(0.5, inner[1] + outer_px + 4.0, 0.5)
+    rad = r - depth[None, :]
+    yy = cy + rad * np.sin(theta)[:, None]
+    xx = cx + rad * np.cos(theta)[:, None]
+    inside = (yy >= 0) & (yy <= ny - 1) & (xx >= 0) & (xx <= nx - 1)
+    vals = ndi.map_coordinates(hu, [np.clip(yy, 0, ny - 1), np.clip(xx, 0, nx - 1)], order=0, mode="nearest")
+    valid = inside & (vals > pad_level)
+    has = valid.any(axis=1)
+    d0 = np.where(has, depth[np.argmax(valid, axis=1)], np.inf)[:, None]
+    # the field's edge is where the circle says (first pixel inside within 2.5 px) on a usable ray
+    ray_ok = (d0[:, 0] <= 2.5)
+    outer = valid & (depth[None, :] >= d0) & (depth[None, :] < d0 + outer_px)
+    deep = valid & (depth[None, :] >= d0 + inner[0]) & (depth[None, :] < d0 + inner[1])
+    nan = np.float32(np.nan)
+    outer_v = np.where(outer, vals, nan)
+    deep_v = np.where(deep, vals, nan)
+    with warnings.catch_warnings():  # rays without outer/deep samples give NaN: not counted below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        o_med = np.nanmedian(outer_v, axis=1)
+        o_mean = np.nanmean(outer_v, axis=1)
+        d_med = np.nanmedian(deep_v, axis=1)
+    d_min = np.min(np.where(deep, vals, np.inf), axis=1)
+    touch = ray_ok & np.isfinite(o_med) & (o_med > TISSUE_HU)
+    # bone at the cut (a skull, a rib under thin skin) is a natural bright edge: soft-tissue rays only
+    use = touch & (deep.sum(axis=1) >= 3) & (d_min > TISSUE_HU) & (o_mean <= bone_hu) & (d_med <= bone_hu)
+    touching = int(touch.sum())
+    rims = list((o_mean - d_med)[use])
+    f["touch"] = touching / float(n_rays)
+    f["touch_rays"] = float(len(rims))
+    f["rim"] = float(np.median(rims)) if rims else 0.0
+    return f
+
+
+def series_truncation(slices: Sequence[np.ndarray], min_touch: float = 0.03, min_rays: int = 4) -> dict[str, float]:
+    """Series truncation: the median rim over the slices whose body touches the circle (``touch`` at
+    least ``min_touch`` and ``min_rays`` rays with a deep tissue reading), how many slices touch, and
+    the slice (position in ``slices``) with the largest rim among them (-1: none)."""
+    per = [truncation_profile(np.asarray(s, dtype=np.float32)) for s in slices]
+    idx = [k for k, x in enumerate(per) if x["touch"] >= min_touch and x["touch_rays"] >= min_rays]
+    out = {"trunc_slices": float(len(idx)), "trunc_frac": len(idx) / max(len(per), 1), "trunc_rim_med": 0.0,
+           "trunc_touch_med": 0.0, "trunc_slice": -1.0}
+    if idx:
+        rims = np.array([per[k]["rim"] for k in idx])
+        out["trunc_rim_med"] = float(np.median(rims))
+        out["trunc_touch_med"] = float(np.median([per[k]["touch"] for k in idx]))
+        out["trunc_slice"] = float(idx[int(np.argmax(rims))])
+    return out
+

@@ -1,0 +1,107 @@
+"""CT motion (运动) by its axis: the edge-doubling band of a moving patient runs along the shift
+only (a second angular harmonic of the band's width, coherent over a run of slices), while blur
+widens every edge alike and the field-of-view circle cuts the body where it touches it.
+``_ct_motion_axis_rule`` (qc_rules/image_qc/artifact.yaml ``ct_ghost_axis_*``) uses it to drop the
+net's motion calls on bodies at the circle with no axis, and to raise motion the net ranks first
+below its threshold when the axis is there."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from radqc.datasets.synthetic.imaging.defects import motion_double
+from radqc.pipelines.image_qc import artifact as art
+from tests.test_image_qc_artifact import N, _body, _ct, _series
+from tests.test_image_qc_artifact_unconfirmed import Fixed
+
+
+def _axis(img: np.ndarray) -> tuple[float, float, float]:
+    f = art.ct_slice_features(img.astype(np.float32), art.DEFAULTS)
+    return f["ghost_axis"], f["ghost_axis_phi"], f["ghost_axis_ok"]
+
+
+def test_a_doubled_edge_has_an_axis_and_blur_has_none() -> None:
+    rng = np.random.default_rng(1)
+    clean = _body(rng, ry=18, rx=20)
+    moved = motion_double(clean, (0.0, 4.0), 0.45)  # shifted along the columns
+    a_clean, _, ok = _axis(clean)
+    a_moved, phi, ok_moved = _axis(moved)
+    a_blur, _, _ = _axis(ndi.gaussian_filter(clean, 1.5))
+    assert ok == 1.0 and ok_moved == 1.0
+    assert a_moved > 1.0 > 0.3 > max(a_clean, a_blur)
+    assert abs(phi) < 0.3  # phase = twice the shift axis (columns: angle 0)
+    a_vert, phi_v, _ = _axis(motion_double(clean, (4.0, 0.0), 0.45))
+    assert a_vert > 1.0 and abs(abs(phi_v) - np.pi) < 0.3  # rows: axis pi/2, phase pi
+
+
+def test_a_body_cut_by_the_field_circle_is_not_measured() -> None:
+    """Most of the outline on the circle: too few sectors are clear of it to judge an axis."""
+    img = _body(np.random.default_rng(2), ry=31.5, rx=31.5)
+    assert _axis(img)[2] == 0.0
+
+
+def test_the_coherence_needs_one_axis_over_a_run_of_slices() -> None:
+    run = [{"ghost_axis": 0.0, "ghost_axis_phi": 0.0}] * 8 + [{"ghost_axis": 1.5, "ghost_axis_phi": 0.2}] * 6 + [{"ghost_axis": 0.0, "ghost_axis_phi": 0.0}] * 6
+    # as many strong slices, scattered, on crossing axes (phase 0 and pi): they cancel
+    scattered = [{"ghost_axis": 1.5, "ghost_axis_phi": float(np.pi * (k // 3 % 2))} if k % 3 == 0 else {"ghost_axis": 0.0, "ghost_axis_phi": 0.0}
+                 for k in range(20)]
+    assert art.ct_ghost_axis_coherence(run) > 1.0
+    assert art.ct_ghost_axis_coherence(scattered) < 0.5
+    assert art.ct_ghost_axis_coherence([]) == 0.0
+
+
+def test_series_features_carry_the_axis_but_the_net_does_not_read_it() -> None:
+    from radqc.models.artifact.data import FEATURES
+
+    moved = art.measure_series(_ct("motion", n=12), "CT", art.DEFAULTS)
+    clean = art.measure_series(_ct("clean", n=12), "CT", art.DEFAULTS)
+    assert moved.features["ghost_axis_coh"] > 0.3 > clean.features["ghost_axis_coh"]
+    assert moved.features["ghost_axis_measured"] == 1.0
+    assert not any(k.startswith("ghost_axis") for k in FEATURES["CT"])
+
+
+def _off_centre(n: int = 12) -> list[np.ndarray]:
+    """A small clean body pushed against the bottom of the field circle (touches it on every
+    slice; the rest of its outline is clear of the circle, so the axis is measured)."""
+    rng = np.random.default_rng(5)
+    return [_body(rng, ry=11, rx=10, cy=N / 2 + 20.5) for _ in range(n)]
+
+
+def test_a_net_motion_call_on_a_body_at_the_circle_without_an_axis_reads_none() -> None:
+    s = _series(_off_centre())
+    m = art.measure_series(s, "CT", art.DEFAULTS)
+    assert m.features["rim_touch_med"] >= art.DEFAULTS["ct_ghost_axis_touch"]
+    assert m.features["ghost_axis_measured"] >= art.DEFAULTS["ct_ghost_axis_measured"]
+    res = art.analyse_series(s, "CT", art.DEFAULTS, Fixed([0.02, 0.97, 0.01, 0.0]))
+    assert res.value == "无" and res.extra["learned_value"] == "运动"
+    assert res.extra["dropped"]["kind"] == "motion_without_axis"
+    off = {**art.DEFAULTS, "ct_ghost_axis_min": None}
+    assert art.analyse_series(s, "CT", off, Fixed([0.02, 0.97, 0.01, 0.0])).value == "运动"
+
+
+def test_the_file_ships_the_veto_on_and_the_rescue_off() -> None:
+    assert art.DEFAULTS["ct_ghost_axis_min"] is not None and art.DEFAULTS["ct_ghost_axis_measured"] is not None
+    assert art.DEFAULTS["ct_ghost_axis_motion"] is None
+
+
+def test_a_net_motion_call_with_an_axis_stays() -> None:
+    res = art.analyse_series(_ct("motion"), "CT", art.DEFAULTS, Fixed([0.02, 0.97, 0.01, 0.0]))
+    assert res.value == "运动"
+
+
+def test_motion_the_net_ranks_below_its_threshold_reads_motion_with_an_axis() -> None:
+    """Net 0.6 for motion on an unconfirmed series (limit 0.9): 无; the axis raises it."""
+    p = {**art.DEFAULTS, "model_confirmed_threshold": None, "model_unconfirmed_threshold": {"CT": 0.9},
+         "ct_ghost_axis_motion": 0.4, "ct_ghost_axis_prob": 0.5}  # the rescue (off in the file)
+    probs = [0.38, 0.6, 0.02, 0.0]
+
+    class Net(Fixed):
+        threshold = 0.8
+
+    res = art.analyse_series(_ct("motion"), "CT", p, Net(probs))
+    assert res.value == "运动" and res.kind == "ghosting" and res.extra.get("learned_value") == "无"
+    assert res.measured is not None and res.measured >= p["ct_ghost_axis_motion"]
+    assert art.analyse_series(_ct("motion"), "CT", {**p, "ct_ghost_axis_motion": None}, Net(probs)).value == "无"
+    # a clean series with the same net reading has no axis: stays 无
+    assert art.analyse_series(_ct("clean"), "CT", p, Net(probs)).value == "无"
