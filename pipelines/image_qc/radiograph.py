@@ -360,9 +360,9 @@ def pixel_measures(image: np.ndarray, box: tuple[int, int, int, int], px: float 
         h, w = (gb.shape[0] // k_b) * k_b, (gb.shape[1] // k_b) * k_b
         gb = gb[:h, :w].reshape(h // k_b, k_b, w // k_b, k_b).mean(axis=(1, 3))
     bd = bands or {}
-    detail = detail_fraction(gb, *(tuple(bd.get(k) or dflt) for k, dflt in
-                                   (("low", (0.1, 0.15)), ("mid", (0.25, 0.3)), ("top", (0.4, 0.51)))),
-                             line_outlier=cr.get("line_outlier"))
+    band_low, band_mid, band_top = (tuple(bd.get(k) or dflt) for k, dflt in
+                     (("low", (0.1, 0.15)), ("mid", (0.25, 0.3)), ("top", (0.4, 0.51))))
+    detail = detail_fraction(gb, band_low, band_mid, band_top, line_outlier=cr.get("line_outlier"))
 
     full = image[r0:r1, c0:c1]
     vmin, vmax = float(full.min()), float(full.max())
