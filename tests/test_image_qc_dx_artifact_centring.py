@@ -75,18 +75,7 @@ def test_a_weak_pattern_leaves_the_net_alone() -> None:
 # ------------------------------------------------------------------ centring: knee and pelvis
 
 from radqc.pipelines.image_qc import radiograph as rq  # noqa: E402
-from radqc.pipelines.image_qc.types import Evidence  # noqa: E402
-
-
-def _ev(*a: Any, **k: Any) -> Evidence:
-    return Evidence(series_uid="1.9", instance_index=0, measured=a[1], limit=a[2], extra=dict(k))
-
-
-class _Analysis:
-    def __init__(self, masks: dict[str, np.ndarray]) -> None:
-        self.masks = masks
-        self.landmarks: dict[str, Any] = {}
-        self.measurements: dict[str, Any] = {}
+from tests.test_image_qc_radiograph_centring import _Analysis, _ev  # noqa: E402
 
 
 def _knee(shift_px: int, shape: tuple[int, int] = (256, 200), patella: bool = True) -> dict[str, np.ndarray]:

@@ -200,35 +200,34 @@ def _erode_cross(m: np.ndarray) -> np.ndarray:
     return out
 
 
-def binary_opening(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
-    """``scipy.ndimage.binary_opening(mask, iterations=...)`` (default cross structure) of a 2-D
-    mask by shifted boolean operations: identical pixel for pixel, ~10x faster on 256-512 px
-    slices (tests/test_image_qc_speed_helpers.py). Other dimensions go to scipy."""
+def _cross_morphology(mask: np.ndarray, iterations: int, opening: bool) -> np.ndarray:
+    """Opening (erode, then dilate) or closing (dilate, then erode) of a 2-D mask with scipy's default
+    cross structure by shifted boolean operations; other dimensions go to scipy."""
     m = np.asarray(mask, dtype=bool)
     if m.ndim != 2 or m.size == 0 or iterations < 1:
         from scipy import ndimage
 
-        return np.asarray(ndimage.binary_opening(m, iterations=iterations))
+        op = ndimage.binary_opening if opening else ndimage.binary_closing
+        return np.asarray(op(m, iterations=iterations))
+    first, second = (_erode_cross, _dilate_cross) if opening else (_dilate_cross, _erode_cross)
     for _ in range(iterations):
-        m = _erode_cross(m)
+        m = first(m)
     for _ in range(iterations):
-        m = _dilate_cross(m)
+        m = second(m)
     return m
+
+
+def binary_opening(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``scipy.ndimage.binary_opening(mask, iterations=...)`` (default cross structure) of a 2-D
+    mask by shifted boolean operations: identical pixel for pixel, ~10x faster on 256-512 px
+    slices (tests/test_image_qc_speed_helpers.py). Other dimensions go to scipy."""
+    return _cross_morphology(mask, iterations, opening=True)
 
 
 def binary_closing(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
     """``scipy.ndimage.binary_closing(mask, iterations=...)`` (default cross structure) of a 2-D
     mask, identical, by shifted boolean operations (see :func:`binary_opening`)."""
-    m = np.asarray(mask, dtype=bool)
-    if m.ndim != 2 or m.size == 0 or iterations < 1:
-        from scipy import ndimage
-
-        return np.asarray(ndimage.binary_closing(m, iterations=iterations))
-    for _ in range(iterations):
-        m = _dilate_cross(m)
-    for _ in range(iterations):
-        m = _erode_cross(m)
-    return m
+    return _cross_morphology(mask, iterations, opening=False)
 
 
 def body_mask(slice_hu: np.ndarray, threshold: float = -500.0, open_px: int = 2) -> np.ndarray:
