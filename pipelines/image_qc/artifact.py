@@ -29,6 +29,10 @@ import numpy as np
 import yaml
 from scipy import ndimage as ndi
 
+from radqc.pipelines.image_qc.ct_artifact_rules import series_truncation
+
+# scipy's hole filling, opening and closing, identical pixel for pixel and several times faster
+from radqc.pipelines.image_qc.measure_common import binary_closing, binary_opening, fill_holes
 from radqc.pipelines.image_qc.types import (
     NOT_APPLICABLE,
     NOT_ASSESSABLE,
@@ -166,14 +170,6 @@ def _slices(series: SeriesImages, max_slices: int, use_volume: bool = True) -> t
     return out, idx, first
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``ndi.binary_fill_holes`` by one labelling pass (identical result, faster: see
-    :func:`radqc.pipelines.image_qc.measure_common.fill_holes`)."""
-    from radqc.pipelines.image_qc.measure_common import fill_holes
-
-    return fill_holes(mask)
-
-
 def _largest(mask: np.ndarray) -> np.ndarray:
     lab, n = ndi.label(mask)
     if n <= 1:
@@ -268,7 +264,7 @@ def ct_slice_features(hu: np.ndarray, p: dict[str, Any]) -> dict[str, float]:
     else:
         metal = full_metal
     ny, nx = hu.shape
-    body = _fill_holes(hu > -400)
+    body = fill_holes(hu > -400)
     body = _largest(body) if body.any() else body
     body_px = float(body.sum())
     f: dict[str, float] = {"body_px": body_px, "scale": float(factor)}
@@ -318,7 +314,7 @@ def ct_slice_features(hu: np.ndarray, p: dict[str, Any]) -> dict[str, float]:
     if (band & tissue).sum() >= 5 and (inner & tissue).sum() >= 5:
         f["rim_excess"] = float(np.median(hu[band & tissue]) - np.median(hu[inner & tissue]))
     # edge doubling: width of the intermediate-HU band just outside the body outline
-    solid = _fill_holes(hu > -300)
+    solid = fill_holes(hu > -300)
     solid = _largest(solid) if solid.any() else solid
     outline = solid & ~ndi.binary_erosion(solid)
     ring = ndi.binary_dilation(solid, iterations=4) & ~solid & (dist_edge > 2)
@@ -500,12 +496,10 @@ def mr_tissue_mask(img: np.ndarray) -> np.ndarray | None:
     hi = float(np.percentile(a, 99.5))
     if hi <= 0:
         return None
-    from radqc.pipelines.image_qc.measure_common import binary_closing, binary_opening  # = ndi's, faster
-
     m = binary_opening(ndi.gaussian_filter(a, 1.0) > MR_TISSUE_LEVEL * hi, iterations=1)
     if m.sum() < 0.02 * m.size:
         return None
-    body = _fill_holes(binary_closing(_largest(m), iterations=2))
+    body = fill_holes(binary_closing(_largest(m), iterations=2))
     inner = body[:, 1:] & body[:, :-1]
     d = np.abs(np.diff(a, axis=1))[inner]
     if d.size < 20 or float(np.median(d)) > MR_TISSUE_ROUGH * max(float(np.median(a[body])), 1e-6):
@@ -578,12 +572,10 @@ def mr_slice_features(img: np.ndarray, pe_axis: int | None, min_void_px: int = 8
     # object, which then spanned the whole phase-encode axis and left no background to measure
     # (ghost 0 on ghosted series); 0.5 keeps them out (validation 8201: 4/6 ghosted series
     # above every clean one instead of 2/6)
-    from radqc.pipelines.image_qc.measure_common import binary_closing, binary_opening  # = ndi's, faster
-
-    body = _fill_holes(binary_opening(img > MR_OBJECT_LEVEL * hi, iterations=1))
+    body = fill_holes(binary_opening(img > MR_OBJECT_LEVEL * hi, iterations=1))
     if body.sum() < 0.02 * img.size:
         return f
-    body = _fill_holes(binary_closing(_largest(body), iterations=2))
+    body = fill_holes(binary_closing(_largest(body), iterations=2))
     sig = float(np.median(img[body]))
     far = ~ndi.binary_dilation(body, iterations=max(2, img.shape[0] // 32))
     rows = np.nonzero(body.any(axis=1))[0]
@@ -1128,13 +1120,14 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
         _mr_void_rule(res, p)
     elif modality == "CT":
         _ct_fo_metal_rule(res, p)
+        _ct_motion_axis_rule(res, p)  # before the soft-motion rule: it judges the net's motion calls
         _ct_soft_motion_rule(res, p)
         _ct_on_skin_rule(res, p)
         _ct_truncation_rule(res, p)
     elif modality == "DX":
         _dx_grid_rule(res, p)
         _dx_object_rule(res, p)
-    for key in ("_per", "_idx", "_slices", "_sat_box"):
+    for key in ("_per", "_idx", "_slices", "_sat_box", "_trunc"):
         res.extra.pop(key, None)
     return res
 
@@ -1191,6 +1184,31 @@ def _confirmable(res: SeriesArtifact, p: dict[str, Any]) -> bool:
     return limit is None or float(res.features.get("rim_touch_med", 0.0)) < float(limit)
 
 
+def _metal_px(features: dict[str, float]) -> float:
+    """The largest metal pixel count of one slice (stored as log1p; rounded so that 2 reads 2)."""
+    return round(math.expm1(float(features.get("metal_px_max", 0.0))), 3)
+
+
+def _drop_learned(res: SeriesArtifact, dropped: dict[str, Any]) -> None:
+    """A learned call a classical measure contradicts reads 无; the net's value and the reason stay
+    in ``extra`` (``learned_value``, ``dropped``) for the reviewer."""
+    res.extra["learned_value"] = res.value
+    res.extra["dropped"] = dropped
+    res.value, res.kind, res.method = VALUE_OF["none"], None, "classical"
+    res.measured, res.limit, res.box, res.slice_index = None, None, None, None
+
+
+def _series_truncation(res: SeriesArtifact, p: dict[str, Any]) -> dict[str, float]:
+    """:func:`ct_artifact_rules.series_truncation` of the series' slices, computed once per series
+    (the untouched veto and the truncation rule both read it); rounded copy in ``extra``."""
+    t = res.extra.get("_trunc")
+    if t is None:
+        t = series_truncation(res.extra.get("_slices") or [], float(p.get("ct_trunc_touch_min", 0.03)))
+        res.extra["_trunc"] = t
+        res.extra["truncation_rim"] = {k: round(float(v), 3) for k, v in t.items()}
+    return t
+
+
 def _ct_motion_axis_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     """The motion axis (``ghost_axis_coh``, see :func:`ct_ghost_axis_coherence`) decides the net's
     motion calls it can judge:
@@ -1221,11 +1239,8 @@ def _ct_motion_axis_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     lo, lo_touch, seen = p.get("ct_ghost_axis_min"), p.get("ct_ghost_axis_touch"), p.get("ct_ghost_axis_measured")
     if (res.value == VALUE_OF["motion"] and lo is not None and lo_touch is not None and seen is not None and coh < float(lo)
             and touch >= float(lo_touch) and float(f.get("ghost_axis_measured", 0.0)) >= float(seen)):
-        res.extra["learned_value"] = res.value
-        res.extra["dropped"] = {"kind": "motion_without_axis", "ghost_axis_coh": round(coh, 3), "limit": float(lo),
-                                "rim_touch_med": round(touch, 3)}
-        res.value, res.kind, res.method = VALUE_OF["none"], None, "classical"
-        res.measured, res.limit, res.box, res.slice_index = None, None, None, None
+        _drop_learned(res, {"kind": "motion_without_axis", "ghost_axis_coh": round(coh, 3), "limit": float(lo),
+                            "rim_touch_med": round(touch, 3)})
         return
     hi, prob_lim, clear = p.get("ct_ghost_axis_motion"), p.get("ct_ghost_axis_prob"), p.get("ct_confirmed_rim_touch_med")
     if res.value != VALUE_OF["none"] or hi is None or prob_lim is None:
@@ -1249,7 +1264,6 @@ def _ct_soft_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     0.4-0.6 px above the rest and the classical contrast limit (0.6) and the net's threshold (0.8;
     0.9 unconfirmed) miss them, while the net still ranks motion first (0.57-0.62). Clean blurred
     series read contrast <= 0.35 or rank 无 first (validation 8300-8303, worn 9204)."""
-    _ct_motion_axis_rule(res, p)  # first: the motion axis judges the net's motion calls
     keys = ("ct_soft_motion_q50", "ct_soft_motion_contrast", "ct_soft_motion_prob")
     if any(p.get(k) is None for k in keys) or res.value != VALUE_OF["none"] or res.method != "learned":
         return
@@ -1278,13 +1292,10 @@ def _ct_fo_metal_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     limit = p.get("ct_fo_min_metal_px")
     if limit is None or res.value != VALUE_OF["foreign_object"] or res.method != "learned":
         return
-    metal = round(math.expm1(float(res.features.get("metal_px_max", 0.0))), 3)  # a count stored as log1p
+    metal = _metal_px(res.features)
     if metal >= float(limit):
         return
-    res.extra["learned_value"] = res.value
-    res.extra["dropped"] = {"kind": "foreign_object_without_metal", "metal_px": round(metal, 1), "limit": float(limit)}
-    res.value, res.kind, res.method = VALUE_OF["none"], None, "classical"
-    res.measured, res.limit, res.box, res.slice_index = None, None, None, None
+    _drop_learned(res, {"kind": "foreign_object_without_metal", "metal_px": round(metal, 1), "limit": float(limit)})
 
 
 def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -1305,7 +1316,7 @@ def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     measured = float(res.features.get("metal_air_max", 0.0))
     implant_px = p.get("ct_implant_min_metal_px")
     if implant_px is not None and limit is not None and res.value == VALUE_OF["none"] and measured < float(limit):
-        metal_px = round(math.expm1(float(res.features.get("metal_px_max", 0.0))), 3)  # a count stored as log1p
+        metal_px = _metal_px(res.features)
         if metal_px >= float(implant_px):
             _overrule(res, "equipment", "metal", round(metal_px, 1), float(implant_px), _sig(metal_px, float(implant_px) - 0.5, 0.5))
             shown = _show_strongest_slice(res, "metal_px")
@@ -1344,18 +1355,12 @@ def _ct_untouched_veto(res: SeriesArtifact, p: dict[str, Any]) -> None:
     if need is None or res.value != VALUE_OF["equipment"] or res.method != "learned" or not slices:
         return
     f = res.features
-    if round(math.expm1(float(f.get("metal_px_max", 0.0))), 3) >= 1 or float(f.get("hu_outlier", 0.0)) > math.log1p(500):
+    if _metal_px(f) >= 1 or float(f.get("hu_outlier", 0.0)) > math.log1p(500):
         return
-    from radqc.pipelines.image_qc.ct_artifact_rules import series_truncation
-
-    t = series_truncation(slices, float(p.get("ct_trunc_touch_min", 0.03)))
-    res.extra["truncation_rim"] = {k: round(float(v), 3) for k, v in t.items()}
+    t = _series_truncation(res, p)
     if t["trunc_slices"] >= float(need):
         return
-    res.extra["learned_value"] = res.value
-    res.extra["dropped"] = {"kind": "truncation_without_touch", "touching_slices": t["trunc_slices"], "limit": float(need)}
-    res.value, res.kind, res.method = VALUE_OF["none"], None, "classical"
-    res.measured, res.limit, res.box, res.slice_index = None, None, None, None
+    _drop_learned(res, {"kind": "truncation_without_touch", "touching_slices": t["trunc_slices"], "limit": float(need)})
 
 
 def _ct_truncation_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -1390,10 +1395,7 @@ def _ct_truncation_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     rim_lim = p.get("ct_trunc_rim_hu")
     if rim_lim is None or not slices:
         return
-    from radqc.pipelines.image_qc.ct_artifact_rules import series_truncation
-
-    t = series_truncation(slices, float(p.get("ct_trunc_touch_min", 0.03)))
-    res.extra["truncation_rim"] = {k: round(float(v), 3) for k, v in t.items()}
+    t = _series_truncation(res, p)
     if (t["trunc_rim_med"] < float(rim_lim) or t["trunc_slices"] < float(p.get("ct_trunc_min_slices", 3))
             or t["trunc_frac"] < float(p.get("ct_trunc_min_frac", 0.4))):
         return
