@@ -1301,6 +1301,16 @@ def chest_frontal_centre(analysis: Any, shape: tuple[int, int], bottom_cut: bool
     return float(dx), float(dy), how
 
 
+def _union_mask(analysis: Any, names: list[str]) -> np.ndarray | None:
+    """The union of the analyser's masks of ``names`` (those present and not empty), or None."""
+    union = None
+    for name in names:
+        m = _mask(analysis, name)
+        if m is not None and m.any():
+            union = m if union is None else (union | m)
+    return union
+
+
 def anchor_row(analysis: Any, names: list[str], min_px: int = 20) -> float | None:
     """Centroid row of the ``names`` structures (at least ``min_px`` pixels), or None.
 
@@ -1308,11 +1318,7 @@ def anchor_row(analysis: Any, names: list[str], min_px: int = 20) -> float | Non
     at; its centroid minus the generator's field shift was -30.8 mm (median; -35 to -25) on every
     knee AP of 8460/8461/q8462 and worn i9206 (42 views, SD 2.1 mm), including the 5 whose femur/tibia masks
     ran into each other and put the joint gap 40-65 mm off."""
-    union = None
-    for name in names:
-        m = _mask(analysis, name)
-        if m is not None and m.any():
-            union = m if union is None else (union | m)
+    union = _union_mask(analysis, names)
     if union is None or int(union.sum()) < min_px:
         return None
     return float(np.nonzero(union)[0].mean())
@@ -1330,11 +1336,7 @@ def joint_line_row(analysis: Any, upper: list[str], lower: list[str]) -> float |
     of 42 knee APs of 8460/8461/q8462/i9206 read 40-65 mm off where the femur and tibia masks run
     into each other, so :func:`anchor_row` (the patella) is read first and this is the fallback."""
     def rows(names: list[str]) -> np.ndarray | None:
-        union = None
-        for name in names:
-            m = _mask(analysis, name)
-            if m is not None and m.any():
-                union = m if union is None else (union | m)
+        union = _union_mask(analysis, names)
         return None if union is None else np.nonzero(union.any(axis=1))[0]
 
     top, bottom = rows(upper), rows(lower)
