@@ -255,9 +255,19 @@ def _alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     try:
-        return "State:\tZ" not in status.read_text()
+        zombie = "State:\tZ" in status.read_text()
     except OSError:
         return True
+    if not zombie:
+        return True
+    # "Z" can show while the main thread has exited and other threads still run: our child is
+    # gone only once waitpid reaps it, or it lingers as a zombie that os.kill(pid, 0) still finds
+    # (a race seen on CI); a zombie that is not our child is its parent's (or init's) to reap
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done != pid
 
 
 def users_add(
