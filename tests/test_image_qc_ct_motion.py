@@ -93,7 +93,8 @@ def test_a_net_motion_call_with_an_axis_stays() -> None:
 def test_motion_the_net_ranks_below_its_threshold_reads_motion_with_an_axis() -> None:
     """Net 0.6 for motion on an unconfirmed series (limit 0.9): 无; the axis raises it."""
     p = {**art.DEFAULTS, "model_confirmed_threshold": None, "model_unconfirmed_threshold": {"CT": 0.9},
-         "ct_ghost_axis_motion": 0.4, "ct_ghost_axis_prob": 0.5}  # the rescue (off in the file)
+         "ct_ghost_axis_motion": 0.4, "ct_ghost_axis_prob": 0.5,  # the rescue (off in the file)
+         "ct_echo_t": None}  # the axis alone (the cepstral echo is tested below)
     probs = [0.38, 0.6, 0.02, 0.0]
 
     class Net(Fixed):
@@ -105,3 +106,81 @@ def test_motion_the_net_ranks_below_its_threshold_reads_motion_with_an_axis() ->
     assert art.analyse_series(_ct("motion"), "CT", {**p, "ct_ghost_axis_motion": None}, Net(probs)).value == "无"
     # a clean series with the same net reading has no axis: stays 无
     assert art.analyse_series(_ct("clean"), "CT", p, Net(probs)).value == "无"
+
+
+# ------------------------------------------------------------------ the cepstral echo (ct_motion.py)
+
+def _echo_series(n: int = 24, run: tuple[int, int] | None = (8, 16), shift: tuple[float, float] = (0.0, 2.0), blur: float = 0.0,
+                 seed: int = 11) -> list[np.ndarray]:
+    """``n`` slices of the phantom body (N px), the ones in ``run`` doubled by ``shift`` at weight 0.4
+    (the generator's motion), then an optional blurring kernel (Gaussian, px)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        img = _body(rng, ry=16 + 2 * np.sin(k / 5), rx=22)
+        if run is not None and run[0] <= k < run[1]:
+            img = motion_double(img, shift, 0.4)
+        out.append(ndi.gaussian_filter(img, blur) if blur else img)
+    return out
+
+
+def test_the_cepstrum_peaks_at_the_shift_of_a_doubled_slice() -> None:
+    from radqc.pipelines.image_qc import ct_motion as cm
+
+    clean = _body(np.random.default_rng(3))
+    j = cm.ECHO_OFFSETS.index((0, 2))
+    c_clean = cm.slice_cepstrum(clean)
+    c_moved = cm.slice_cepstrum(motion_double(clean, (0.0, 2.0), 0.4))
+    assert c_moved[j] - c_clean[j] > 0.2
+    assert int(np.argmax(c_moved - c_clean)) == j
+    # blurred after the doubling (the kernel comes after the motion): the echo is still there
+    # (half a pixel here: the phantom's ellipse has few edges and 6-mm pixels)
+    c_blur = cm.slice_cepstrum(ndi.gaussian_filter(motion_double(clean, (0.0, 2.0), 0.4), 0.5))
+    assert c_blur[j] - cm.slice_cepstrum(ndi.gaussian_filter(clean, 0.5))[j] > 0.2
+
+
+def test_the_echo_step_finds_the_run_and_not_a_clean_or_blurred_series() -> None:
+    from radqc.pipelines.image_qc import ct_motion as cm
+
+    moved = cm.series_echo(_echo_series())
+    assert moved["echo_t"] > 5.0 and moved["echo_step"] > 0.15
+    assert moved["echo_first"] == 8.0 and abs(moved["echo_run"] - 8 / 24) < 1e-9
+    assert (moved["echo_dy"], moved["echo_dx"]) == (0.0, 2.0)
+    for clean in (_echo_series(run=None), _echo_series(run=None, blur=1.5)):
+        f = cm.series_echo(clean)
+        assert f["echo_step"] < 0.15
+    # a run on every slice is no step; too few slices are not measured
+    assert cm.series_echo(_echo_series(run=(0, 24)))["echo_step"] < 0.15
+    assert cm.series_echo(_echo_series(n=5, run=(2, 4)))["echo_t"] == 0.0
+    assert cm.series_echo([])["echo_t"] == 0.0
+
+
+def test_an_echo_on_a_run_of_slices_raises_a_net_none_to_motion() -> None:
+    from radqc.models.artifact.data import FEATURES
+
+    none = [0.97, 0.01, 0.01, 0.01]
+    s = _series(_echo_series(blur=0.5))
+    res = art.analyse_series(s, "CT", art.DEFAULTS, Fixed(none))
+    assert res.value == "运动" and res.kind == "ghosting" and res.extra["learned_value"] == "无"
+    assert res.extra["echo"]["echo_t"] >= art.DEFAULTS["ct_echo_t"] and res.slice_index is not None
+    assert art.analyse_series(s, "CT", {**art.DEFAULTS, "ct_echo_t": None}, Fixed(none)).value == "无"
+    # the same net reading on the clean (blurred) series stays 无
+    assert art.analyse_series(_series(_echo_series(run=None, blur=0.5)), "CT", art.DEFAULTS, Fixed(none)).value == "无"
+    # fewer measured slices than ct_echo_min_slices: the rule does not judge
+    short = _series(_echo_series(n=12, run=(4, 8), blur=0.5))
+    assert art.analyse_series(short, "CT", art.DEFAULTS, Fixed(none)).value == "无"
+    assert not any(k.startswith("echo") for k in FEATURES["CT"])
+
+
+def test_a_net_motion_call_on_a_four_slice_series_needs_a_sure_net() -> None:
+    """Motion moves one or two slices of a 4-slice series: the ghost features' spread is their
+    range there, so a confirmed call below ``ct_short_motion_prob`` reads 无 (the long series of
+    the same acquisition carries the motion)."""
+    short = _ct("motion", n=4)
+    res = art.analyse_series(short, "CT", art.DEFAULTS, Fixed([0.3, 0.66, 0.02, 0.02]))
+    assert res.value == "无" and res.extra["dropped"]["kind"] == "motion_on_a_short_series"
+    assert art.analyse_series(short, "CT", art.DEFAULTS, Fixed([0.005, 0.995, 0.0, 0.0])).value == "运动"
+    off = {**art.DEFAULTS, "ct_motion_min_slices": None}
+    assert art.analyse_series(short, "CT", off, Fixed([0.3, 0.66, 0.02, 0.02])).value == "运动"
+    # the same net reading on a 12-slice series keeps its call
+    assert art.analyse_series(_ct("motion"), "CT", art.DEFAULTS, Fixed([0.3, 0.66, 0.02, 0.02])).value == "运动"

@@ -29,7 +29,13 @@ import numpy as np
 import yaml
 from scipy import ndimage as ndi
 
-from radqc.pipelines.image_qc.ct_artifact_rules import series_truncation
+from radqc.pipelines.image_qc import ct_motion
+from radqc.pipelines.image_qc.ct_artifact_rules import (
+    outside_air,
+    padding_mask,
+    series_truncation,
+    streak_in_air,
+)
 
 # scipy's hole filling, opening and closing, identical pixel for pixel and several times faster
 from radqc.pipelines.image_qc.measure_common import binary_closing, binary_opening, fill_holes
@@ -276,12 +282,16 @@ def ct_slice_features(hu: np.ndarray, p: dict[str, Any]) -> dict[str, float]:
     # a metal object touching the air around the patient lies on the skin (a button, an ECG electrode,
     # a hairpin: 异物); an implant is wrapped in tissue or lung (设备: lung is inside the filled body
     # outline, so it does not count as outside air). The generator's foreign objects are 2-3 mm
-    # outside the skin and often too small (2 px at 128 px) for ct_metal_min_px: every metal pixel counts
+    # outside the skin and often too small (2 px at 128 px) for ct_metal_min_px: every metal pixel counts.
+    # Outside air is air connected to the slice's border, not the padding of a targeted field nor the
+    # dark streak bands inside the patient (outside_air: screws read 0.3-0.7 without it, 9208 E00244)
     f["metal_air"] = 0.0
     if n_metal >= 1:
-        ring = ndi.binary_dilation(metal, iterations=2) & ~metal
+        ring = ndi.binary_dilation(metal, iterations=2) & ~metal & ~padding_mask(hu)
         if ring.any():
-            f["metal_air"] = float((ring & (hu < -600) & ~body).sum()) / float(ring.sum())
+            f["metal_air"] = float((ring & outside_air(hu) & ~body).sum()) / float(ring.sum())
+        # streaks of the metal in the outside air (full resolution): an implant's, not a button's
+        f["streak_air"] = streak_in_air(full, float(p["ct_metal_hu"]))
         rr0, cc0 = np.nonzero(metal)
         f["metal_r"], f["metal_c"] = float(rr0.mean()), float(cc0.mean())  # where the evidence box goes
     # body noise baseline: high-pass residual SD inside the eroded body
@@ -357,6 +367,7 @@ def ct_series_features(slices: Sequence[np.ndarray], p: dict[str, Any]) -> tuple
         "streak_med": float(np.median(streak[has_metal])) if has_metal.any() else 0.0,
         "metal_inside_mean": float(inside[has_metal].mean()) if has_metal.any() else 0.0,
         "metal_air_max": float(max(x.get("metal_air", 0.0) for x in per)),
+        "streak_air_max": float(max(x.get("streak_air", 0.0) for x in per)),
         "rim_touch_max": float(touch.max()),
         "rim_touch_frac": float((touch > float(p["ct_rim_touch"])).mean()),
         "rim_excess_max": float(excess[touch > 0.02].max()) if (touch > 0.02).any() else 0.0,
@@ -375,6 +386,9 @@ def ct_series_features(slices: Sequence[np.ndarray], p: dict[str, Any]) -> tuple
     # motion along one axis on a run of slices (not read by the learned net; see _ct_soft_motion_rule)
     feats["ghost_axis_coh"] = ct_ghost_axis_coherence(per)
     feats["ghost_axis_measured"] = float(np.mean([x.get("ghost_axis_ok", 0.0) for x in per]))
+    # the displaced copy's echo in the slices' cepstra, on a run of slices (not read by the learned
+    # net; see ct_motion.py and _ct_echo_motion_rule)
+    feats.update(ct_motion.series_echo(slices, int(p.get("ct_work_px", 128))))
     return feats, per
 
 
@@ -1116,6 +1130,7 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
             elif res.extra["classical_value"] != res.value:
                 _learned_evidence(res, cls, p)
     if modality == "MR":
+        _mr_equipment_void_rule(res, p)
         _mr_replica_rule(res, p)
         _mr_void_rule(res, p)
     elif modality == "CT":
@@ -1126,6 +1141,7 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
         _ct_truncation_rule(res, p)
     elif modality == "DX":
         _dx_grid_rule(res, p)
+        _dx_isotropic_blur_rule(res, p)
         _dx_object_rule(res, p)
     for key in ("_per", "_idx", "_slices", "_sat_box", "_trunc"):
         res.extra.pop(key, None)
@@ -1231,10 +1247,24 @@ def _ct_motion_axis_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     alone makes the band along one axis, coherently over a run of slices. The veto, chosen on
     validation 8300-8303 (285 -> 289 of 316 CT exams), fixed clean series on every set not tuned
     on and lost no motion (8304 66 -> 67/79, worn i9204 103 -> 105/116, i9206 209 -> 211/231). The
-    rescue is shipped off: it raised clean blurred series on h9203 and i9206."""
+    rescue is shipped off: it raised clean blurred series on h9203 and i9206.
+
+    First, a learned 运动 on a series of fewer than ``ct_motion_min_slices`` measured slices reads
+    无 below the net's ``ct_short_motion_prob`` (either null: off): motion moves a quarter to a half
+    of an acquisition's slices, one or two of a 4-slice series, and the ghost features' spread over
+    four values is their range. The net read clean 4-slice series 0.55-0.94 for motion (worn i9208
+    E00020 at 0.66, called through the confirmed margin; i9206 E00152 at 0.94; E00160, E00193,
+    E00239; 8500 E00029; 8501 E00013); the motions among its short-series calls (i9208 E00348, 8501
+    E00073, 8502 E00113) were read on the exam's long series as well."""
     if res.method != "learned":
         return
     f = res.features
+    few, few_prob = p.get("ct_motion_min_slices"), p.get("ct_short_motion_prob")
+    if (res.value == VALUE_OF["motion"] and few is not None and few_prob is not None and float(f.get("n_slices", 0.0)) < float(few)
+            and float(res.scores.get("motion", 0.0)) < float(few_prob)):
+        _drop_learned(res, {"kind": "motion_on_a_short_series", "n_slices": int(f.get("n_slices", 0.0)), "limit": float(few),
+                            "motion_prob": round(float(res.scores.get("motion", 0.0)), 3)})
+        return
     coh, touch = float(f.get("ghost_axis_coh", 0.0)), float(f.get("rim_touch_med", 0.0))
     lo, lo_touch, seen = p.get("ct_ghost_axis_min"), p.get("ct_ghost_axis_touch"), p.get("ct_ghost_axis_measured")
     if (res.value == VALUE_OF["motion"] and lo is not None and lo_touch is not None and seen is not None and coh < float(lo)
@@ -1252,6 +1282,40 @@ def _ct_motion_axis_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     _show_strongest_slice(res, "ghost_axis")
 
 
+def _ct_echo_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A series read 无 reads 运动 when the slices' cepstra show the displaced copy's echo on a run
+    of slices (:mod:`ct_motion`): the plateau's height over its spread ``echo_t`` at least
+    ``ct_echo_t`` and its height ``echo_step`` at least ``ct_echo_step``. Any key null: off.
+
+    Why: the echo reads every edge of the slice, so it sees motion where the ghost-band measures
+    and the net do not: under a blurring kernel (worn i9208 E00035, E00349: net 0.36-0.69, t
+    6.2-6.4) and off-centre bodies near the field circle (E00068: net 0.81 under the unconfirmed
+    0.9, t 8.7-10.7). Chosen on worn i9208 (231 CT exams): motions read t 5.6-15.9, height
+    0.20-0.58; the highest clean, noisy, blurred or truncated series read t 4.0 (E00344, height
+    0.12) and the highest height below t 5 was 0.25 (E00244, t 3.9). Only on series of at least
+    ``ct_echo_min_slices`` measured slices: the spread of a run against the rest is poorly known on
+    short series, and the highest clean readings all came from series of 9-10 slices (E00344,
+    E00244, E00198, E00012); on 16+ slices the clean maximum was 3.9 (E00060). Not tuned on: CT
+    artifact 8500 69 -> 71/79, 8502 69 -> 71/79, 8501 and i9206 unchanged by it, no exam wrong."""
+    t_lim, step_lim = p.get("ct_echo_t"), p.get("ct_echo_step")
+    if t_lim is None or step_lim is None or res.value != VALUE_OF["none"] or res.modality != "CT":
+        return
+    f = res.features
+    t, step = float(f.get("echo_t", 0.0)), float(f.get("echo_step", 0.0))
+    if t < float(t_lim) or step < float(step_lim) or float(f.get("n_slices", 0.0)) < float(p.get("ct_echo_min_slices") or 0):
+        return
+    _overrule(res, "motion", "ghosting", round(t, 2), float(t_lim), float(res.scores.get("motion", 0.0)))
+    res.extra["echo"] = {k: round(float(f.get(k, 0.0)), 3) for k in ("echo_step", "echo_t", "echo_run", "echo_dy", "echo_dx")}
+    first, run = int(f.get("echo_first", -1.0)), float(f.get("echo_run", 0.0))
+    idx: list[int] = res.extra.get("_idx") or []
+    slices = res.extra.get("_slices") or []
+    if 0 <= first < len(idx):  # the evidence: the run's middle slice
+        k = min(len(idx) - 1, first + int(run * len(idx)) // 2)
+        res.slice_index = idx[k]
+        if k < len(slices):
+            res.image = slices[k]
+
+
 def _ct_soft_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     """Motion under a blurring kernel: a series the net read 无 reads 运动 when every edge is soft
     (``ghost_q50`` >= ``ct_soft_motion_q50`` px of intermediate HU outside the outline on the
@@ -1264,6 +1328,7 @@ def _ct_soft_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     0.4-0.6 px above the rest and the classical contrast limit (0.6) and the net's threshold (0.8;
     0.9 unconfirmed) miss them, while the net still ranks motion first (0.57-0.62). Clean blurred
     series read contrast <= 0.35 or rank 无 first (validation 8300-8303, worn 9204)."""
+    _ct_echo_motion_rule(res, p)  # the cepstral echo first: it needs no net support
     keys = ("ct_soft_motion_q50", "ct_soft_motion_contrast", "ct_soft_motion_prob")
     if any(p.get(k) is None for k in keys) or res.value != VALUE_OF["none"] or res.method != "learned":
         return
@@ -1305,7 +1370,11 @@ def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     features need that many pixels, the generator's skin objects are 2 px on a 128 px slice, and
     the net saw them as an unexplained bright outlier and called them 设备; a pacemaker in a thin
     patient also touches the outside air, but it is large (14+ px) and keeps 设备 (validation
-    8202: 5 pacemakers read 0.28-0.67 outside air).
+    8202: 5 pacemakers read 0.28-0.67 outside air). Metal whose ring is mostly outside air
+    (``ct_metal_air_open`` or more; null: off) is on the skin whatever its size: buttons and
+    electrodes of 5-18 px the net read 设备 at 0.97-1.0 read 0.75-1.0 (worn 9208 E00262, E00280,
+    E00298), while no pacemaker or screw of 8410, 8412, worn 9204, 9206 or 9208 read above 0.65
+    (the outside air is the air connected to the slice's border: ``outside_air``).
 
     The other side of the same reading: metal that does not touch the outside air (below
     ``ct_metal_air``) with at least ``ct_implant_min_metal_px`` pixels on one slice makes a 无 reading
@@ -1331,6 +1400,12 @@ def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     f = res.features
     implant = (f.get("metal_inside_mean", 0.0) >= float(p["ct_inside_fraction"])
                or f.get("metal_px_max", 0.0) >= math.log1p(float(p["ct_metal_min_px"])))
+    # metal mostly surrounded by the outside air is on the skin whatever its size (ct_metal_air_open)
+    # and draws no streaks through the air round the patient (ct_metal_streak_air; a pacemaker does)
+    open_lim, streak_lim = p.get("ct_metal_air_open"), p.get("ct_metal_streak_air")
+    if (implant and open_lim is not None and measured >= float(open_lim)
+            and (streak_lim is None or float(res.features.get("streak_air_max", 0.0)) < float(streak_lim))):
+        implant = False
     if res.value == VALUE_OF["equipment"] and implant:
         return
     _overrule(res, "foreign_object", "foreign_object", round(measured, 4), float(limit),
@@ -1377,7 +1452,9 @@ def _ct_truncation_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     on the slices whose body touches that circle. ``ct_trunc_rim_hu`` (null: off) is the median rim
     it needs, on at least ``ct_trunc_min_slices`` slices and ``ct_trunc_min_frac`` of the series:
     the medians above read the inscribed circle's whole band and miss bodies cut on one side or on
-    part of the series (worn 9204 E00087: rim 158-378 HU, touch median 0.02-0.08)."""
+    part of the series (worn 9204 E00087: rim 158-378 HU, touch median 0.02-0.08). Or the rim
+    against the tissue right under it (``trunc_rim_near_med`` >= ``ct_trunc_rim_near_hu``; null:
+    off), for a cut through subcutaneous fat over muscle (worn 9208 E00021)."""
     touch_lim, excess_lim = p.get("ct_trunc_touch_med"), p.get("ct_trunc_excess_med")
     _ct_untouched_veto(res, p)
     if res.value != VALUE_OF["none"]:
@@ -1396,15 +1473,43 @@ def _ct_truncation_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     if rim_lim is None or not slices:
         return
     t = _series_truncation(res, p)
-    if (t["trunc_rim_med"] < float(rim_lim) or t["trunc_slices"] < float(p.get("ct_trunc_min_slices", 3))
-            or t["trunc_frac"] < float(p.get("ct_trunc_min_frac", 0.4))):
+    if t["trunc_slices"] < float(p.get("ct_trunc_min_slices", 3)) or t["trunc_frac"] < float(p.get("ct_trunc_min_frac", 0.4)):
         return
-    _overrule(res, "equipment", "truncation", round(t["trunc_rim_med"], 1), float(rim_lim), _sig(t["trunc_rim_med"], float(rim_lim), 10.0))
+    # the rim against the tissue right under it (a cut through subcutaneous fat; null: off)
+    near_lim = p.get("ct_trunc_rim_near_hu")
+    if t["trunc_rim_med"] >= float(rim_lim):
+        _overrule(res, "equipment", "truncation", round(t["trunc_rim_med"], 1), float(rim_lim), _sig(t["trunc_rim_med"], float(rim_lim), 10.0))
+    elif near_lim is not None and t.get("trunc_rim_near_med", 0.0) >= float(near_lim):
+        near = float(t["trunc_rim_near_med"])
+        _overrule(res, "equipment", "truncation", round(near, 1), float(near_lim), _sig(near, float(near_lim), 10.0))
+    else:
+        return
     k = int(t["trunc_slice"])
     idx = res.extra.get("_idx") or []
     if 0 <= k < len(slices):
         res.slice_index = idx[k] if k < len(idx) else None
         res.image = slices[k]
+
+
+def _mr_equipment_void_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A learned MR 设备 without any susceptibility void reads 无 (``mr_equipment_needs_void``;
+    false or absent: off): neither a dark hole with its pile-up crescent (``void_crescent_max``
+    above 0) nor the older dark-hole measure at its own limit (``void_max`` >= ``mr_void_px_frac``).
+
+    Why: MR equipment artifacts in this product are metal, and metal shows as a void; the net's
+    equipment probability on MR is weak (on i9206/i9208/8420/8421 it reached 0.80 on clean series
+    as often as on metal ones), and it fires where the classical reading is 运动 and its own
+    threshold applies: worn i9208 E00284, a clean sagittal T1 (net 设备 0.82, no void at all).
+    Every right MR 设备 call on those sets came from a void measure. The replica and crescent
+    rules run after this one and decide on their own evidence."""
+    if not p.get("mr_equipment_needs_void") or res.value != VALUE_OF["equipment"] or res.method != "learned":
+        return
+    crescent = float(res.features.get("void_crescent_max", 0.0))
+    void = float(res.features.get("void_max", 0.0))
+    if crescent > 0.0 or void >= float(p.get("mr_void_px_frac", 0.02)):
+        return
+    _drop_learned(res, {"rule": "mr_equipment_without_void", "void_crescent_max": round(crescent, 4),
+                        "void_max": round(void, 4)})
 
 
 def _mr_replica_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -1448,6 +1553,29 @@ def _dx_grid_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
         return
     _overrule(res, "equipment", "grid_lines", round(measured, 3), float(limit), _sig(measured, float(limit), 0.05))
     res.slice_index = 0
+
+
+def _dx_isotropic_blur_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A radiograph 运动 (learned or classical) whose spectral ratio reads motion (``-vspec_rel`` at
+    ``dx_motion_spectrum`` or more) reads 无 when neither direction keeps mid-frequency detail above
+    the noise floor (``vspec_snr`` below ``dx_motion_min_snr``; null: off): the ratio then compares
+    two noise residues. A call the ratio does not back is left to the net.
+
+    Why: motion smears along one axis, so the other axis keeps its mid-band detail and the
+    stronger direction stands above the white-noise floor; an isotropic blur (the sharpness
+    dimension's defect) removes it on both axes, and the ratio ``vspec_rel`` of two noise-level
+    residues is then any large number, read as missing vertical detail. Worn i9208 E00094 (a
+    blurred pelvis AP, net 运动 0.99, ``vspec_snr`` -2.50) and E00004 (blurred, -1.44, classical
+    运动). 12 of the 19 blurred views of i9208/i9206 read below -1.0 (down to -6.9; a blur of a
+    coarse view may leave some detail: up to +1.4); every motion view the net or the spectrum found
+    there read -0.22 or more."""
+    limit = p.get("dx_motion_min_snr")
+    if limit is None or res.value != VALUE_OF["motion"]:
+        return
+    measured = float(res.features.get("vspec_snr", 0.0))
+    if measured >= float(limit) or -float(res.features.get("vspec_rel", 0.0)) < float(p["dx_motion_spectrum"]):
+        return
+    _drop_learned(res, {"rule": "isotropic_blur", "vspec_snr": round(measured, 3), "limit": float(limit)})
 
 
 def _mr_void_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:

@@ -75,6 +75,36 @@ def _seq_name(params: dict[str, Any], seq: str, plane: str) -> tuple[str, str]:
 
 
 def _sequences(exam: ExamImages, params: dict[str, Any]) -> DimensionResult:
+    """Required sequences of every ordered part: a brain + lumbar spine exam scored as MR-LSPINE must
+    also have the brain's own required set (``range.part_series``: the other part's standard when
+    the order has an item of that part). Worn i9208 E00284: the axial FLAIR of the ordered 头颅平扫
+    was missing and read 完整, because only the lumbar set was checked. Each set is looked for among
+    all the exam's series, not only the series the classifier places in that part's region: the
+    region label put lumbar sagittals and axials into the head there (a per-region check read the
+    lumbar part 不完整). 不完整 when any ordered part misses a sequence."""
+    own = str(params.get("_standard_code"))
+    ordered = _ordered_parts(exam)
+    others: dict[str, dict[str, Any]] = {}
+    for spec in ((params.get("range") or {}).get("part_series") or {}).values():
+        other = str(spec.get("standard") or "")
+        if other and other != own and ordered.intersection(spec.get("parts") or []):
+            from radqc.pipelines.image_qc.measure_common import load_params as _load
+
+            others[other] = _load("MR", other)
+    if not others:
+        return _sequences_one(exam, params)
+    results = {own: _sequences_one(exam, params), **{code: _sequences_one(exam, p_) for code, p_ in others.items()}}
+    judged = [r for r in results.values() if r.value in ("完整", "不完整")]
+    if not judged:
+        return next(iter(results.values()))
+    missing = [m for r in judged for m in r.details.get("missing", [])]
+    details = {"present": judged[0].details.get("present", []), "missing": missing,
+               "parts": {code: {"value": r.value, **r.details} for code, r in results.items()}}
+    return DimensionResult("不完整" if missing else "完整", details,
+                           findings=[f for r in results.values() for f in r.findings])
+
+
+def _sequences_one(exam: ExamImages, params: dict[str, Any]) -> DimensionResult:
     p = params.get("sequences") or {}
     required = p.get("required") or []
     planes_required = p.get("planes_required") or []
