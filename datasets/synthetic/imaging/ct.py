@@ -367,6 +367,14 @@ class CTRenderer:
             self._metal_pending = (p, what)
             acq.truth["metal_voxels"] = n
 
+    def _scalp_y(self, d: float) -> float:
+        """The back of the head's skin at depth ``d`` (the phantom's head superellipsoid, centre
+        (0, -5, 110), radii (74, 94, 112) mm scaled by the habitus, p 2.3): a hairpin lies in the hair
+        on the scalp, outside the skull (0.1.11; it was drawn at y 60 mm, inside the skull near the vertex)."""
+        sy, sd = self.habitus.depth, self.habitus.height
+        t = min(abs(d - 110 * sd) / (112 * sd), 0.95)
+        return -5 * sy + 94 * sy * (1 - t**2.3) ** (1 / 2.3)
+
     def _foreign(self, acqs: list[Acquisition]) -> None:
         acq = acqs[0]
         for p in self.ctx.pending("foreign_object"):
@@ -379,7 +387,7 @@ class CTRenderer:
             jx, jd = float(self.rng.uniform(-60, 60)), float(self.rng.uniform(-30, 30))
             skin = "ECG electrode" if obj == "ecg_leads" else "button"
             cands: list[tuple[str, Any]] = []
-            hairpin = ("hairpin", (lambda d, sd=sd, back=back, jx=jx, ant=ant: [Ellipsoid((0, 60, d), (25, 3, 3))], 40 * sd, 3.0 if region == "head" else -1.0))
+            hairpin = ("hairpin", (lambda d: [Ellipsoid((0, self._scalp_y(d) + 3.5, d), (25, 3, 3))], 40 * sd, 3.0 if region == "head" else -1.0))
             necklace = ("necklace", (lambda d, sd=sd, back=back, jx=jx, ant=ant: [Ellipsoid((float(60 * t), -55 + 12 * t * t, d + 30 * (1 - t * t) * sd), (3.5, 3.5, 3.5)) for t in np.linspace(-1, 1, 13)], 250 * sd, -1.0))
             if region in ("head",) or (obj == "hairpin" and not self.knee):
                 cands.append(hairpin)
