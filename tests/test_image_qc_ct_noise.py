@@ -159,10 +159,13 @@ def test_difference_noise_reads_correlated_noise_in_full() -> None:
 
 def test_difference_estimate_decides_correlated_excess() -> None:
     """Correlated noise the 3x3 residual under-reads: the slice-difference SD against the fixed limit
-    x limit_factor finds the excess; with ``difference.decide: report`` the old reading passes it."""
+    x limit_factor finds the excess (``difference.decide: limit``); with ``report`` the old reading passes it."""
     from tests.test_image_qc_ct import RecordingSink, exam, series
 
     params = load_params("CT", "CT-CHEST-PLAIN")
+    # the fixed-limit mode (what a series without CTDIvol or a site's rules get); the shipped rules
+    # decide by the ratio to the expected level, tested in test_image_qc_ct_noise_size.py
+    params = {**params, "noise": {**params["noise"], "difference": {**params["noise"]["difference"], "decide": "limit"}}}
     factor = float(params["noise"]["difference"]["limit_factor"]["soft"])
     fixed = float(params["noise"]["sd_limit_hu"]["soft"])
     # grain like the generator's soft kernel: the 3x3 residual reads ~0.45 x the whole SD
@@ -171,7 +174,7 @@ def test_difference_estimate_decides_correlated_excess() -> None:
     assert r.value == "异常", r.details
     assert r.details["estimator"] == "difference"
     assert r.details["limit_hu"] == pytest.approx(fixed * factor, rel=1e-3)
-    old = {**params, "noise": {**params["noise"], "difference": {"decide": "report"}}}
+    old = {**params, "noise": {**params["noise"], "difference": {**params["noise"]["difference"], "decide": "report"}}}
     r_old = ct.measure_ct(exam(series("s", noisy)), old, RecordingSink())["noise"]
     assert r_old.details["estimator"] == "highpass"
     assert r_old.details["sd_hu"] < 0.8 * r.details["sd_hu"]

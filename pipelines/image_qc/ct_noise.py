@@ -17,6 +17,13 @@ judges noise against what the protocol should give; so does this module:
   reference dose, what a department sets its protocols to;
 * ``t``: the slice thickness (quantum noise falls as 1/sqrt of the photons per voxel).
 
+The body series' verdict (ct.yaml noise.difference, CN 2026-11-24) uses ``size_measure: lean`` (the
+fat-free diameter, :func:`lean_extents`) and ``size_law: exponential``: the size term is
+exp(mu (D - D_ref) / 2) with water's mu (0.019 / mm), the photon count through D falling as
+exp(-mu D); locally that is a power mu D / 2 of D (about 2.4 for a 250 mm trunk, 1.3 for a neck), so
+one law serves neck and trunk. The CTDIvol term carries the dose the scanner's exposure control
+already gave a larger patient.
+
 The measured SD divided by this is the noise *ratio*; a ratio above the kernel's ``max_ratio`` is
 excess noise. The ratio is reported beside the measured SD, the expected SD and the SD limit
 (expected x max_ratio, in HU) so a reader sees the numbers a physicist would.
@@ -31,7 +38,7 @@ import numpy as np
 
 from radqc.pipelines.image_qc.measure_common import body_mask
 
-__all__ = ["body_diameter", "series_diameter", "expected_sd", "NoiseModel"]
+__all__ = ["body_diameter", "lean_extents", "lean_diameter", "series_diameter", "expected_sd", "NoiseModel"]
 
 
 def body_diameter(img: np.ndarray, spacing: tuple[float, float], measure: str = "effective") -> float | None:
@@ -51,17 +58,81 @@ def body_diameter(img: np.ndarray, spacing: tuple[float, float], measure: str = 
     return 2.0 * math.sqrt(max(area, 0.0) / math.pi)
 
 
+def lean_extents(img: np.ndarray, spacing: tuple[float, float], band_mm: float = 30.0, lean_hu: float = -40.0) -> tuple[float, float] | None:
+    """Lateral and antero-posterior extent (mm) of the *lean* (fat-free) body of one axial slice: the
+    slice's rows (columns) within ``band_mm`` of the body's centroid are averaged inside the body
+    contour (noise falls by the square root of the rows averaged), and the extent is from the first to
+    the last position above ``lean_hu`` (muscle and organs; subcutaneous fat reads about -100 HU). None
+    without a body. Why lean: the subcutaneous fat layer attenuates little and varies from patient to
+    patient independently of the trunk's size; on the generator's noise law it is not counted at all
+    (held-out i9208: outer diameters correlate with the width scale at 0.1-0.7 only)."""
+    arr = np.asarray(img, dtype=float)
+    mask = body_mask(arr)
+    if int(mask.sum()) < 200:
+        return None
+    ys, xs = np.nonzero(mask)
+    # a body cut by the field of view (a spine's targeted FOV, truncation) reaches the reconstruction
+    # circle: its extent is the FOV's, not the patient's
+    # (within 2 px of the padding outside the circle, below -1500 HU, or of the image border)
+    from scipy import ndimage
+
+    h, w = arr.shape
+    near = ndimage.binary_dilation(mask, iterations=2)
+    if (near & (arr < -1500.0)).any() or ys.min() < 2 or xs.min() < 2 or ys.max() > h - 3 or xs.max() > w - 3:
+        return None
+    if np.hypot((ys - (h - 1) / 2.0) / (h / 2.0), (xs - (w - 1) / 2.0) / (w / 2.0)).max() > 0.98:
+        return None
+    cy, cx = int(ys.mean()), int(xs.mean())
+    out: list[float] = []
+    for axis, centre, pitch_across, pitch_along in ((0, cy, float(spacing[0]), float(spacing[1])), (1, cx, float(spacing[1]), float(spacing[0]))):
+        half = max(2, int(band_mm / 2.0 / max(pitch_across, 1e-3)))
+        sub = arr[max(centre - half, 0):centre + half + 1, :] if axis == 0 else arr[:, max(centre - half, 0):centre + half + 1].T
+        inside = mask[max(centre - half, 0):centre + half + 1, :] if axis == 0 else mask[:, max(centre - half, 0):centre + half + 1].T
+        rows = inside.sum(axis=0)
+        profile = np.where(rows > 0, np.where(inside, sub, 0.0).sum(axis=0) / np.maximum(rows, 1), -1000.0)
+        full = np.nonzero(rows == inside.shape[0])[0]
+        if full.size < 5:
+            return None
+        # inward from the skin (its partial-volume pixel left out), the fat layer ends at the first
+        # pixel that is not fat: lean tissue, or lung / gas where the chest wall's muscle is too thin
+        # to show in the band average (a chest read the mediastinum's width otherwise: i9208 E00068)
+        core = profile[full[0] + 1:full[-1]]
+        lean = np.nonzero((core > lean_hu) | (core < -300.0))[0]
+        if lean.size < 2:
+            return None
+        out.append(float(lean[-1] - lean[0] + 1) * pitch_along)
+    return out[0], out[1]
+
+
+def lean_diameter(img: np.ndarray, spacing: tuple[float, float]) -> float | None:
+    """Geometric mean (mm) of the lean lateral and AP extents (:func:`lean_extents`): a diameter whose
+    square is proportional to the fat-free cross-section."""
+    got = lean_extents(img, spacing)
+    return math.sqrt(got[0] * got[1]) if got else None
+
+
 def series_diameter(hu: np.ndarray, spacing: tuple[float, float], slices: list[int], measure: str = "effective") -> float | None:
-    """Median body diameter (mm) over the given slices of a stack (None when no slice shows a body)."""
+    """Median body diameter (mm) over the given slices of a stack (None when no slice shows a body);
+    ``measure`` ``lean`` is :func:`lean_diameter`, else :func:`body_diameter`'s."""
+    if measure == "lean":
+        values = [d for d in (lean_diameter(hu[i], spacing) for i in slices) if d is not None]
+        # a series cut by its FOV on most slices: the few uncut ones are its narrowest (apex, neck), no size
+        return float(np.median(values)) if values and len(values) * 2 > len(slices) else None
     values = [d for d in (body_diameter(hu[i], spacing, measure) for i in slices) if d is not None]
     return float(np.median(values)) if values else None
 
 
 def expected_sd(sd_ref: float, size: float | None, size_ref: float, exponent: float, ctdivol: float, ctdi_ref: float,
-                thickness: float, thickness_ref: float = 5.0) -> float:
+                thickness: float, thickness_ref: float = 5.0, attenuation_per_mm: float | None = None) -> float:
     """Expected clean-scan noise SD (HU); see the module docstring. ``size`` None (no body) or an
-    exponent of 0 drops the size term."""
-    size_term = (size / size_ref) ** exponent if size and exponent else 1.0
+    exponent of 0 drops the size term. With ``attenuation_per_mm`` (mu) the size term is the
+    exponential attenuation law, exp(exponent x mu x (size - size_ref) / 2): the photons reaching the
+    detector through a diameter D fall as exp(-mu D), and the noise SD as their inverse square root;
+    ``exponent`` is then the fraction of mu counted (1 for water-like lean tissue)."""
+    if size and exponent and attenuation_per_mm:
+        size_term = math.exp(exponent * float(attenuation_per_mm) * (size - size_ref) / 2.0)
+    else:
+        size_term = (size / size_ref) ** exponent if size and exponent else 1.0
     dose_term = math.sqrt(ctdi_ref / max(ctdivol, 1e-3))
     thick_term = math.sqrt(thickness_ref / max(thickness, 0.3))
     return sd_ref * size_term * dose_term * thick_term
@@ -78,6 +149,8 @@ class NoiseModel:
         self.enabled = bool(b.get("enabled")) and bool(b.get("sd_ref_hu"))
         self.sd_ref: dict[str, float] = {str(k): float(v) for k, v in (b.get("sd_ref_hu") or {}).items()}
         self.size_ref = float(b.get("size_ref_mm", 300.0))
+        #: size_law ``exponential`` (exp(a mu (D - D_ref) / 2), mu = attenuation_per_mm) or the power law (D / D_ref)^a
+        self.attenuation = float(b.get("attenuation_per_mm", 0.019)) if b.get("size_law") == "exponential" else None
         #: a region's typical adult diameter (a neck is not a small trunk): size is judged against it
         self.size_ref_by_region: dict[str, float] = {str(k): float(v) for k, v in (b.get("size_ref_by_region_mm") or {}).items()}
         self.measure = str(b.get("size_measure", "effective"))
@@ -125,5 +198,5 @@ class NoiseModel:
             return None
         size_ref = self.size_ref_by_region.get(str(region), self.size_ref)
         exp = expected_sd(sd_ref, size, size_ref, self.exponent_for(cls, region), float(ctdivol), ctdi_ref,
-                          thickness, self.thickness_ref)
+                          thickness, self.thickness_ref, self.attenuation)
         return exp, self.max_ratio[cls], exp * self.max_ratio[cls]
