@@ -19,11 +19,12 @@ class Registered(Fixed):
     threshold = 0.8
 
 
-def test_the_file_sets_a_confirmed_threshold_for_ct_only() -> None:
+def test_the_file_sets_confirmed_thresholds_for_ct_and_dx_motion() -> None:
     v = art.confirmed_threshold(art.DEFAULTS, "CT", "motion")
     assert v is not None and 0.5 <= v < 0.8
     assert art.confirmed_threshold(art.DEFAULTS, "CT", "equipment") is None  # truncation readings: no
-    assert art.confirmed_threshold(art.DEFAULTS, "DX", "motion") is None
+    assert art.confirmed_threshold(art.DEFAULTS, "DX", "motion") == 0.6
+    assert art.confirmed_threshold(art.DEFAULTS, "DX", "foreign_object") is None
     assert art.confirmed_threshold(art.DEFAULTS, "MR", "equipment") is None
     assert art.confirmed_threshold({"model_confirmed_threshold": {"CT": {"motion": 0.55}}}, "CT", "motion") == 0.55
     assert art.confirmed_threshold({"model_confirmed_threshold": {"CT": {"motion": 0.55}}}, "CT", "equipment") is None

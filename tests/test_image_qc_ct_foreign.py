@@ -154,3 +154,35 @@ def test_truncation_rule_uses_the_near_rim():
     res.extra["_slices"], res.extra["_idx"] = slices, list(range(6))
     A._ct_truncation_rule(res, {**A.DEFAULTS, "ct_trunc_rim_near_hu": None})
     assert res.value == "无"
+
+
+def _fo_res(inside: float, air: float, metal_px: float = 6.0, shape: tuple[int, int] = (64, 64)) -> A.SeriesArtifact:
+    """A learned 异物 series with the given metal features (helper CTA2, session 18)."""
+    feats = {"metal_air_max": air, "streak_air_max": 1.0, "metal_px_max": math.log1p(metal_px), "metal_inside_mean": inside}
+    res = A.SeriesArtifact("1.2.3", "CT", feats, {"foreign_object": 1.0}, "异物", "foreign_object", None, None, None, None)
+    res.method = "learned"
+    res.extra["_slices"] = [np.zeros(shape, np.float32)]
+    return res
+
+
+def test_enclosed_metal_called_foreign_object_reads_equipment():
+    p = dict(A.DEFAULTS)
+    # an aneurysm clip inside the skull: all its metal in the eroded body, no outside air
+    res = _fo_res(inside=1.0, air=0.0)
+    A._ct_enclosed_metal_rule(res, p)
+    assert res.value == "设备" and res.kind == "metal"
+    # a button on the skin: its ring is in the outside air
+    res = _fo_res(inside=1.0, air=0.8)
+    A._ct_enclosed_metal_rule(res, p)
+    assert res.value == "异物"
+    # a button on the table: not inside the body
+    res = _fo_res(inside=0.13, air=0.0)
+    A._ct_enclosed_metal_rule(res, p)
+    assert res.value == "异物"
+    # a reformat (not square) is left alone, and so is everything with the key off
+    res = _fo_res(inside=1.0, air=0.0, shape=(24, 64))
+    A._ct_enclosed_metal_rule(res, p)
+    assert res.value == "异物"
+    res = _fo_res(inside=1.0, air=0.0)
+    A._ct_enclosed_metal_rule(res, {**p, "ct_fo_enclosed_reads_equipment": False})
+    assert res.value == "异物"

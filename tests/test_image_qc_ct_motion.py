@@ -184,3 +184,33 @@ def test_a_net_motion_call_on_a_four_slice_series_needs_a_sure_net() -> None:
     assert art.analyse_series(short, "CT", off, Fixed([0.3, 0.66, 0.02, 0.02])).value == "运动"
     # the same net reading on a 12-slice series keeps its call
     assert art.analyse_series(_ct("motion"), "CT", art.DEFAULTS, Fixed([0.3, 0.66, 0.02, 0.02])).value == "运动"
+
+
+def test_the_weighted_echo_reads_the_signal_band_under_heavy_noise() -> None:
+    """Noise-only bins scatter the plain cepstrum; read on the signal band only, the echo of the
+    run stands clearer (series_echo_weighted), and a clean noisy series stays low."""
+    from radqc.pipelines.image_qc import ct_motion as cm
+
+    def noisy(run: tuple[int, int] | None) -> list[np.ndarray]:
+        rng = np.random.default_rng(5)
+        return [s + rng.normal(0.0, 100.0, s.shape) for s in _echo_series(run=run, blur=0.5)]
+
+    moved, clean = noisy((8, 16)), noisy(None)
+    w, plain = cm.series_echo_weighted(moved), cm.series_echo(moved)
+    assert w["echo_wt"] > plain["echo_t"] + 0.4
+    assert w["echo_wfirst"] == 8.0 and abs(w["echo_wrun"] - 8 / 24) < 1e-9
+    assert cm.series_echo_weighted(clean)["echo_wt"] < 0.6 * w["echo_wt"]
+    assert cm.series_echo_weighted(_echo_series(n=5, run=(2, 4)))["echo_wt"] == 0.0
+    assert cm.series_echo_weighted([])["echo_wt"] == 0.0
+
+
+def test_the_weighted_echo_alone_raises_a_net_none_to_motion() -> None:
+    none = [0.97, 0.01, 0.01, 0.01]
+    s = _series(_echo_series(blur=0.5))
+    only_w = {**art.DEFAULTS, "ct_echo_t": 99.0}  # the plain reading cannot fire
+    res = art.analyse_series(s, "CT", only_w, Fixed(none))
+    assert res.value == "运动" and res.extra["echo"]["echo_wt"] >= art.DEFAULTS["ct_echo_wt"]
+    assert res.slice_index is not None
+    assert art.analyse_series(s, "CT", {**only_w, "ct_echo_wt": None}, Fixed(none)).value == "无"
+    assert art.analyse_series(_series(_echo_series(run=None, blur=0.5)), "CT", only_w, Fixed(none)).value == "无"
+    assert art.DEFAULTS["ct_echo_wt"] >= 6.0 and art.DEFAULTS["ct_echo_wstep"] >= 0.2

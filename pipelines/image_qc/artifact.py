@@ -389,6 +389,8 @@ def ct_series_features(slices: Sequence[np.ndarray], p: dict[str, Any]) -> tuple
     # the displaced copy's echo in the slices' cepstra, on a run of slices (not read by the learned
     # net; see ct_motion.py and _ct_echo_motion_rule)
     feats.update(ct_motion.series_echo(slices, int(p.get("ct_work_px", 128))))
+    # the same echo read on the slices' signal band only (noise and blur; see series_echo_weighted)
+    feats.update(ct_motion.series_echo_weighted(slices, int(p.get("ct_work_px", 128))))
     return feats, per
 
 
@@ -1135,6 +1137,7 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
         _mr_void_rule(res, p)
     elif modality == "CT":
         _ct_fo_metal_rule(res, p)
+        _ct_enclosed_metal_rule(res, p)
         _ct_motion_axis_rule(res, p)  # before the soft-motion rule: it judges the net's motion calls
         _ct_soft_motion_rule(res, p)
         _ct_on_skin_rule(res, p)
@@ -1296,17 +1299,34 @@ def _ct_echo_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     ``ct_echo_min_slices`` measured slices: the spread of a run against the rest is poorly known on
     short series, and the highest clean readings all came from series of 9-10 slices (E00344,
     E00244, E00198, E00012); on 16+ slices the clean maximum was 3.9 (E00060). Not tuned on: CT
-    artifact 8500 69 -> 71/79, 8502 69 -> 71/79, 8501 and i9206 unchanged by it, no exam wrong."""
+    artifact 8500 69 -> 71/79, 8502 69 -> 71/79, 8501 and i9206 unchanged by it, no exam wrong.
+
+    The same echo read on the signal band only (``echo_wt`` >= ``ct_echo_wt`` and ``echo_wstep``
+    >= ``ct_echo_wstep``; :func:`ct_motion.series_echo_weighted`; either null: that reading off)
+    also counts: noise-only bins dilute the plain cepstrum (worn i9210 E00061: t 4.1, weighted
+    7.7). Clean, noisy, blurred, truncated and metal series of 16+ slices read weighted t <= 5.8
+    (8501 E00095, a 设备 series; 无 exams <= 5.4, worn i9206 E00108) on i9206/i9208/8500/8501."""
     t_lim, step_lim = p.get("ct_echo_t"), p.get("ct_echo_step")
     if t_lim is None or step_lim is None or res.value != VALUE_OF["none"] or res.modality != "CT":
         return
     f = res.features
-    t, step = float(f.get("echo_t", 0.0)), float(f.get("echo_step", 0.0))
-    if t < float(t_lim) or step < float(step_lim) or float(f.get("n_slices", 0.0)) < float(p.get("ct_echo_min_slices") or 0):
+    if float(f.get("n_slices", 0.0)) < float(p.get("ct_echo_min_slices") or 0):
         return
-    _overrule(res, "motion", "ghosting", round(t, 2), float(t_lim), float(res.scores.get("motion", 0.0)))
-    res.extra["echo"] = {k: round(float(f.get(k, 0.0)), 3) for k in ("echo_step", "echo_t", "echo_run", "echo_dy", "echo_dx")}
+    t, step = float(f.get("echo_t", 0.0)), float(f.get("echo_step", 0.0))
+    wt_lim, wstep_lim = p.get("ct_echo_wt"), p.get("ct_echo_wstep")
+    plain = t >= float(t_lim) and step >= float(step_lim)
+    weighted = (wt_lim is not None and wstep_lim is not None and float(f.get("echo_wt", 0.0)) >= float(wt_lim)
+                and float(f.get("echo_wstep", 0.0)) >= float(wstep_lim))
+    if not (plain or weighted):
+        return
+    if plain:
+        _overrule(res, "motion", "ghosting", round(t, 2), float(t_lim), float(res.scores.get("motion", 0.0)))
+    else:
+        _overrule(res, "motion", "ghosting", round(float(f.get("echo_wt", 0.0)), 2), float(wt_lim), float(res.scores.get("motion", 0.0)))
+    res.extra["echo"] = {k: round(float(f.get(k, 0.0)), 3) for k in ("echo_step", "echo_t", "echo_run", "echo_dy", "echo_dx", "echo_wt", "echo_wstep")}
     first, run = int(f.get("echo_first", -1.0)), float(f.get("echo_run", 0.0))
+    if not plain:
+        first, run = int(f.get("echo_wfirst", -1.0)), float(f.get("echo_wrun", 0.0))
     idx: list[int] = res.extra.get("_idx") or []
     slices = res.extra.get("_slices") or []
     if 0 <= first < len(idx):  # the evidence: the run's middle slice
@@ -1361,6 +1381,34 @@ def _ct_fo_metal_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     if metal >= float(limit):
         return
     _drop_learned(res, {"kind": "foreign_object_without_metal", "metal_px": round(metal, 1), "limit": float(limit)})
+
+
+def _ct_enclosed_metal_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A learned CT 异物 on metal wrapped in the body reads 设备 (``ct_fo_enclosed_reads_equipment``;
+    false or absent: off): on an axial series, at least ``ct_inside_fraction`` of the metal inside the
+    eroded body (``metal_inside_mean``) and the metal's ring below ``ct_metal_air`` outside air
+    (``metal_air_max``).
+
+    Why: a foreign object lies on the skin or in the hair (generator 0.1.11 draws the hairpin on the
+    scalp), so some of its ring is outside air or it sits at the body's edge; metal deep in the body
+    is an implant. The net called aneurysm clips inside the skull 异物 at 1.0 (worn h9209 E00045:
+    15 px, inside 1.0, air 0.00; worn i9210 E00025, both series: 6 px, inside 1.0) and a pacemaker
+    (worn i9206 E00207: inside 1.0, air 0.00). No foreign-object series of worn i9206, i9208, i9210,
+    h9209 or validation 8520 reads inside >= 0.6 with air below 0.4 but the pre-0.1.11 hairpins drawn
+    inside the skull (i9208 E00070, E00318, already read 设备); a button on the table reads inside
+    0.13 (i9206 E00054). A reformat (not square) is left alone: its body outline is partial."""
+    if not p.get("ct_fo_enclosed_reads_equipment") or res.value != VALUE_OF["foreign_object"] or res.method != "learned":
+        return
+    slices = res.extra.get("_slices") or []
+    if slices and np.asarray(slices[0]).shape[0] != np.asarray(slices[0]).shape[1]:
+        return
+    f = res.features
+    inside, air = float(f.get("metal_inside_mean", 0.0)), float(f.get("metal_air_max", 0.0))
+    if _metal_px(f) < 1 or inside < float(p["ct_inside_fraction"]) or p.get("ct_metal_air") is None or air >= float(p["ct_metal_air"]):
+        return
+    _overrule(res, "equipment", "metal", round(inside, 3), float(p["ct_inside_fraction"]), _sig(inside, float(p["ct_inside_fraction"]), 0.1))
+    _show_strongest_slice(res, "metal_px")
+    res.window = (500.0, 3000.0)
 
 
 def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:

@@ -108,3 +108,57 @@ def series_echo(slices: Sequence[np.ndarray], work_px: int = 128) -> dict[str, f
     a, b, (dy, dx) = where
     return {"echo_step": step, "echo_t": t, "echo_run": (b - a) / len(slices), "echo_first": float(a),
             "echo_dy": float(dy), "echo_dx": float(dx)}
+
+
+#: the weighted echo's signal band: spectral bins whose series-median log power stands this far
+#: (natural log, ~2.7x) above the noise floor (the median log power beyond ECHO_FLOOR_RADIUS cycles
+#: per pixel) are read, the rest left out
+ECHO_SIGNAL_MARGIN = 1.0
+ECHO_FLOOR_RADIUS = 0.4
+
+
+def series_echo_weighted(slices: Sequence[np.ndarray], work_px: int = 128) -> dict[str, float]:
+    """The echo read on the slices' signal band only: ``echo_wt`` (plateau over spread),
+    ``echo_wstep`` (its height), ``echo_wrun`` and ``echo_wfirst`` (the run), as :func:`series_echo`.
+
+    Why: the plain cepstrum averages the log power over every spectral bin. Under heavy noise or
+    a blurring kernel most bins hold noise only (their log power scatters by ~1.3 from slice to
+    slice and carries no ripple), which dilutes the copy's ripple and adds spread: worn i9210
+    E00061 (6.9 mm shift) read t 4.1, under the plain rule's 5.0. Here the ripple is projected on
+    the offsets' cosines over the bins where the series' median spectrum stands clear of the noise
+    floor, and normalised by their number (one band for the whole series, so the slices stay
+    comparable). E00061 reads 7.7; clean series of 16+ slices read up to 5.4 (worn i9206 E00108),
+    truncated or metal series up to 5.8 (8501 E00095)."""
+    zero = {"echo_wstep": 0.0, "echo_wt": 0.0, "echo_wrun": 0.0, "echo_wfirst": -1.0}
+    if not slices:
+        return zero
+    logs = []
+    for s in slices:
+        x = np.clip(np.asarray(work_slice(s, work_px), dtype=np.float32), *ECHO_HU)
+        x = x - float(x.mean())
+        pw = np.abs(np.fft.fft2(x)) ** 2
+        logs.append(np.log(pw + 1e-3 * float(pw.mean()) + 1e-12))
+    if len({lg.shape for lg in logs}) != 1:
+        return zero
+    stack = np.stack(logs)
+    ny, nx = stack.shape[1:]
+    ky, kx = np.fft.fftfreq(ny)[:, None], np.fft.fftfreq(nx)[None, :]
+    radius = np.hypot(ky, kx)
+    med = np.median(stack, axis=0)
+    outer = med[radius > ECHO_FLOOR_RADIUS]
+    if outer.size == 0:
+        return zero
+    band = (med > float(np.median(outer)) + ECHO_SIGNAL_MARGIN) & (radius > 0)
+    nb = float(band.sum())
+    if nb < 16:
+        return zero
+    ceps = []
+    for lg in stack:
+        d = np.where(band, lg - float(lg[band].mean()), 0.0)
+        c = np.real(np.fft.ifft2(d)) * (d.size / nb)  # sum over the band of d cos(k.s), / band size
+        ceps.append([c[dy % ny, dx % nx] for dy, dx in ECHO_OFFSETS])
+    step, t, where = echo_step(np.asarray(ceps, dtype=np.float64))
+    if where is None:
+        return zero
+    a, b, _ = where
+    return {"echo_wstep": step, "echo_wt": t, "echo_wrun": (b - a) / len(slices), "echo_wfirst": float(a)}
