@@ -174,3 +174,44 @@ def test_a_cervical_spine_run_on_into_the_chest_is_too_large(monkeypatch: Any) -
         assert (got[0] if got else None) == want
         assert row["scan_below_lung_apex_mm"] == below
     assert 37.0 < limit < 80.0  # complete 18-37 mm, extended 80-111 (i9206 + i9208)
+
+
+def _open_fov_slice() -> tuple[np.ndarray, tuple[float, float]]:
+    """A 64-px targeted-FOV slice (3.5 mm pixels): padding outside a circle, a body, and a 10-row band of
+    outside air behind it whose border rows are blurred into the skin and the padding (i9210 E00163)."""
+    rng = np.random.default_rng(5)
+    img = np.full((64, 64), -2048.0)
+    yy, xx = np.mgrid[:64, :64]
+    fov = (yy - 32) ** 2 + (xx - 32) ** 2 <= 31 ** 2
+    img[fov] = -1000.0 + rng.normal(0, 40, size=int(fov.sum()))
+    body = fov & (yy <= 50)  # a targeted FOV: the body fills it across, the chest wall cut off
+    img[body] = 40.0 + rng.normal(0, 20, size=int(body.sum()))
+    band = fov & ~body & (yy >= 51)
+    from scipy import ndimage
+
+    depth = ndimage.distance_transform_cdt(band, metric="taxicab")  # 1 on the border, 2 one pixel in, ...
+    img[band] = -1000.0 + 300.0 * np.exp(-depth[band] / 1.8) + rng.normal(0, 10, size=int(band.sum()))
+    return img, (3.5, 3.5)
+
+
+def test_blurred_outside_air_is_not_lung_on_its_interior() -> None:
+    """Outside air whose blurred borders lift the whole region's median above the gas limit is not lung
+    once read on its interior (``core_median``): the interior stays ~ -1000."""
+    lp = {**load_params("CT", "CT-SPINE")["range"]["lung_landmarks"], "open_fov": True}
+    img, spacing = _open_fov_slice()
+    whole = ct._lung_areas(img, spacing, {**lp, "core_median": 0})
+    assert whole  # the whole-region median took the air band for lung
+    assert ct._lung_areas(img, spacing, {**lp, "core_median": 2}) == []
+
+
+def test_a_lung_interior_stays_lung() -> None:
+    """A lung section (~ -850) beside the spine stays lung when read on its interior."""
+    lp = {**load_params("CT", "CT-SPINE")["range"]["lung_landmarks"], "open_fov": True, "core_median": 2}
+    rng = np.random.default_rng(6)
+    img = np.full((64, 64), 40.0) + rng.normal(0, 20, size=(64, 64))
+    yy, xx = np.mgrid[:64, :64]
+    for cx in (14, 50):
+        lung = ((yy - 28) / 12.0) ** 2 + ((xx - cx) / 8.0) ** 2 <= 1.0
+        img[lung] = -850.0 + rng.normal(0, 60, size=int(lung.sum()))
+    areas = ct._lung_areas(img, (3.5, 3.5), lp)
+    assert len(areas) == 2 and min(areas) > 300.0
