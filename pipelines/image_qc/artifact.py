@@ -1322,7 +1322,8 @@ def _ct_echo_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     if plain:
         _overrule(res, "motion", "ghosting", round(t, 2), float(t_lim), float(res.scores.get("motion", 0.0)))
     else:
-        _overrule(res, "motion", "ghosting", round(float(f.get("echo_wt", 0.0)), 2), float(wt_lim), float(res.scores.get("motion", 0.0)))
+        _overrule(res, "motion", "ghosting", round(float(f.get("echo_wt", 0.0)), 2), float(wt_lim or 0.0),
+                  float(res.scores.get("motion", 0.0)))
     res.extra["echo"] = {k: round(float(f.get(k, 0.0)), 3) for k in ("echo_step", "echo_t", "echo_run", "echo_dy", "echo_dx", "echo_wt", "echo_wstep")}
     first, run = int(f.get("echo_first", -1.0)), float(f.get("echo_run", 0.0))
     if not plain:
