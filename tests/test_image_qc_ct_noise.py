@@ -133,10 +133,16 @@ def _noisy_stack(sd: float, n_slices: int = 6, n: int = 128, corr_px: float = 2.
     for _ in range(n_slices):
         field = ndimage.gaussian_filter(rng.standard_normal((n, n)), corr_px)
         slices.append(base + sd * field / field.std())
+    return stack_of(slices)
+
+
+def stack_of(slices: list[np.ndarray], thickness_mm: float = 5.0) -> ct._Stack:
+    """A contiguous axial stack of ``slices`` (1 mm pixels, slices ``thickness_mm`` apart), built
+    without DICOM files for the noise estimators."""
     stack = ct._Stack.__new__(ct._Stack)
     stack.hu = np.stack(slices)
-    stack.z = np.arange(n_slices) * 5.0
-    stack.thickness = 5.0
+    stack.z = np.arange(len(slices)) * thickness_mm
+    stack.thickness = thickness_mm
     stack.source_index = None
     stack.spacing = (1.0, 1.0)
     return stack

@@ -10,6 +10,7 @@ import pytest
 
 from radqc.pipelines.image_qc import ct
 from radqc.pipelines.image_qc.measure_common import load_params
+from tests.test_image_qc_ct_noise import stack_of
 
 
 def _shifting_stack(sd: float, shift_px: int, n_slices: int = 6, n: int = 128, seed: int = 0) -> ct._Stack:
@@ -26,13 +27,7 @@ def _shifting_stack(sd: float, shift_px: int, n_slices: int = 6, n: int = 128, s
             for cx in (40, 52, 64, 76, 88):
                 base[np.hypot(yy - cy, xx - cx - shift_px * k) <= 5] = 200.0  # vessels moving between slices
         slices.append(base + sd * rng.standard_normal((n, n)))
-    stack = ct._Stack.__new__(ct._Stack)
-    stack.hu = np.stack(slices)
-    stack.z = np.arange(n_slices) * 5.0
-    stack.thickness = 5.0
-    stack.source_index = None
-    stack.spacing = (1.0, 1.0)
-    return stack
+    return stack_of(slices)
 
 
 def test_edge_selection_leaves_static_noise_unchanged() -> None:
