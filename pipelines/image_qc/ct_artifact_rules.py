@@ -130,7 +130,8 @@ def streak_in_air(hu: np.ndarray, metal_hu: float = 2500.0, n_rays: int = 180, m
 
 
 def truncation_profile(hu: np.ndarray, n_rays: int = 180, outer_px: float = 2.0,
-                       inner: tuple[float, float] = (4.0, 8.0), bone_hu: float = 350.0) -> dict[str, float]:
+                       inner: tuple[float, float] = (4.0, 8.0), bone_hu: float = 350.0,
+                       near: tuple[float, float] | None = None) -> dict[str, float]:
     """The truncation rim of one axial slice, read along rays from the reconstruction circle inward.
 
     Returns ``touch`` (fraction of the rays whose first pixels inside the field are tissue) and
@@ -139,15 +140,19 @@ def truncation_profile(hu: np.ndarray, n_rays: int = 180, outer_px: float = 2.0,
     not tissue (lung, air) are not counted: a chest wall over lung is not a rim; nor rays whose outer or
     deep reading is above ``bone_hu`` (a skull or a rib at the cut is a natural bright edge, while the
     rim on soft tissue stays below it: 40-60 HU plus at most ~200). Square slices only
-    (a reformat has no circle): others read touch 0."""
+    (a reformat has no circle): others read touch 0. With ``near`` the same rays also give
+    ``rim_near`` / ``touch_rays_near``, the rim against the tissue in that band (one sampling, see
+    :func:`series_truncation`)."""
     f = {"touch": 0.0, "rim": 0.0, "touch_rays": 0.0}
+    if near is not None:
+        f.update(rim_near=0.0, touch_rays_near=0.0)
     ny, nx = hu.shape
     if ny != nx or nx < 24:
         return f
     cy, cx, r, fitted = recon_circle(hu)
     pad_level = float(np.min(hu)) + 0.5 if fitted else -np.inf
     theta = np.linspace(0.0, 2 * math.pi, n_rays, endpoint=False)
-    depth = np.arange(0.5, inner[1] + outer_px + 4.0, 0.5)
+    depth = np.arange(0.5, max(inner[1], near[1] if near else 0.0) + outer_px + 4.0, 0.5)
     rad = r - depth[None, :]
     yy = cy + rad * np.sin(theta)[:, None]
     xx = cx + rad * np.cos(theta)[:, None]
@@ -159,24 +164,33 @@ def truncation_profile(hu: np.ndarray, n_rays: int = 180, outer_px: float = 2.0,
     # the field's edge is where the circle says (first pixel inside within 2.5 px) on a usable ray
     ray_ok = (d0[:, 0] <= 2.5)
     outer = valid & (depth[None, :] >= d0) & (depth[None, :] < d0 + outer_px)
-    deep = valid & (depth[None, :] >= d0 + inner[0]) & (depth[None, :] < d0 + inner[1])
     nan = np.float32(np.nan)
     outer_v = np.where(outer, vals, nan)
-    deep_v = np.where(deep, vals, nan)
-    with warnings.catch_warnings():  # rays without outer/deep samples give NaN: not counted below
+    with warnings.catch_warnings():  # rays without outer samples give NaN: not counted below
         warnings.simplefilter("ignore", RuntimeWarning)
         o_med = np.nanmedian(outer_v, axis=1)
         o_mean = np.nanmean(outer_v, axis=1)
-        d_med = np.nanmedian(deep_v, axis=1)
-    d_min = np.min(np.where(deep, vals, np.inf), axis=1)
     touch = ray_ok & np.isfinite(o_med) & (o_med > TISSUE_HU)
-    # bone at the cut (a skull, a rib under thin skin) is a natural bright edge: soft-tissue rays only
-    use = touch & (deep.sum(axis=1) >= 3) & (d_min > TISSUE_HU) & (o_mean <= bone_hu) & (d_med <= bone_hu)
-    touching = int(touch.sum())
-    rims = list((o_mean - d_med)[use])
-    f["touch"] = touching / float(n_rays)
+
+    def rims_against(band: tuple[float, float]) -> list[float]:
+        """Outer mean minus the median of the tissue ``band`` px deeper, per usable ray."""
+        deep = valid & (depth[None, :] >= d0 + band[0]) & (depth[None, :] < d0 + band[1])
+        with warnings.catch_warnings():  # rays without deep samples give NaN: not counted below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            d_med = np.nanmedian(np.where(deep, vals, nan), axis=1)
+        d_min = np.min(np.where(deep, vals, np.inf), axis=1)
+        # bone at the cut (a skull, a rib under thin skin) is a natural bright edge: soft-tissue rays only
+        use = touch & (deep.sum(axis=1) >= 3) & (d_min > TISSUE_HU) & (o_mean <= bone_hu) & (d_med <= bone_hu)
+        return list((o_mean - d_med)[use])
+
+    rims = rims_against(inner)
+    f["touch"] = int(touch.sum()) / float(n_rays)
     f["touch_rays"] = float(len(rims))
     f["rim"] = float(np.median(rims)) if rims else 0.0
+    if near is not None:
+        near_rims = rims_against(near)
+        f["touch_rays_near"] = float(len(near_rims))
+        f["rim_near"] = float(np.median(near_rims)) if near_rims else 0.0
     return f
 
 
@@ -195,8 +209,7 @@ def series_truncation(slices: Sequence[np.ndarray], min_touch: float = 0.03, min
     150-300 HU on the fat (worn 9208 E00021: -3 to 2 HU deep, 41-49 HU near); the layer right
     under the cut is mostly the same tissue. Clean bodies touching the circle read at most 4 HU near
     (worn 9206, 9208)."""
-    arrs = [np.asarray(s, dtype=np.float32) for s in slices]
-    per = [truncation_profile(a) for a in arrs]
+    per = [truncation_profile(np.asarray(s, dtype=np.float32), near=NEAR_INNER) for s in slices]
     idx = [k for k, x in enumerate(per) if x["touch"] >= min_touch and x["touch_rays"] >= min_rays]
     out = {"trunc_slices": float(len(idx)), "trunc_frac": len(idx) / max(len(per), 1), "trunc_rim_med": 0.0,
            "trunc_touch_med": 0.0, "trunc_slice": -1.0, "trunc_rim_near_med": 0.0}
@@ -205,8 +218,7 @@ def series_truncation(slices: Sequence[np.ndarray], min_touch: float = 0.03, min
         out["trunc_rim_med"] = float(np.median(rims))
         out["trunc_touch_med"] = float(np.median([per[k]["touch"] for k in idx]))
         out["trunc_slice"] = float(idx[int(np.argmax(rims))])
-        near = [truncation_profile(arrs[k], inner=NEAR_INNER) for k in idx]
-        near_rims = [x["rim"] for x in near if x["touch_rays"] >= min_rays]
+        near_rims = [per[k]["rim_near"] for k in idx if per[k]["touch_rays_near"] >= min_rays]
         out["trunc_rim_near_med"] = float(np.median(near_rims)) if near_rims else 0.0
     return out
 
