@@ -444,10 +444,10 @@ def test_noise_lowest_reading_series_decides(chest_params: dict[str, Any]) -> No
 def test_noise_on_a_bone_only_exam_uses_the_bone_limit() -> None:
     params = load_params("CT", None)  # a knee: no standard item, default limits
     bone_limit = params["noise"]["sd_limit_hu"]["bone"]
-    ok = ct.measure_ct(exam(series("k", phantom(noise=20.0), kernel="bone", thickness=5.0), code=None,
+    ok = ct.measure_ct(exam(series("k", phantom(noise=20.0), kernel="bone", thickness=5.0, ctdivol=None), code=None,
                             item_codes=["CT.KNEE.PLAIN"]), params, EvidenceSink())["noise"]
     assert ok.value == "正常" and ok.details["kernel_class"] == "bone" and ok.details["limit_hu"] == bone_limit
-    bad = ct.measure_ct(exam(series("k", phantom(noise=60.0), kernel="bone", thickness=5.0), code=None,
+    bad = ct.measure_ct(exam(series("k", phantom(noise=60.0), kernel="bone", thickness=5.0, ctdivol=None), code=None,
                              item_codes=["CT.KNEE.PLAIN"]), params, RecordingSink())["noise"]
     assert bad.value == "异常" and "bone" in bad.findings[0].reason_en and "骨" in bad.findings[0].reason_zh
     # without a fallback kernel the dimension cannot be assessed (nothing is guessed)
@@ -461,7 +461,7 @@ def test_head_item_reads_a_soft_named_head_series_against_the_brain_limit() -> N
     params = load_params("CT", "CT-HEAD-PLAIN")
     head_limit = params["noise"]["sd_limit_hu"]["head"]
     # GE STANDARD (soft name) on the head: 9 HU is fine for a body soft kernel, too much for brain
-    s = series("h", phantom(noise=9.0), kernel="soft", region="head")
+    s = series("h", phantom(noise=9.0), kernel="soft", region="head", ctdivol=None)
     r = ct.measure_ct(exam(s, code="CT-HEAD-PLAIN", item_codes=["CT.HEAD.PLAIN"]), params, RecordingSink())["noise"]
     assert r.value == "异常" and r.details["kernel_class"] == "head" and r.details["limit_hu"] == head_limit
     chest = ct.measure_ct(exam(series("c", phantom(noise=9.0), kernel="soft", region="chest")), load_params("CT", "CT-CHEST-PLAIN"),
@@ -759,7 +759,7 @@ def test_thick_reconstruction_is_held_to_a_lower_noise_limit(chest_params: dict[
 def test_head_region_soft_series_of_a_chest_item_uses_the_brain_limit(chest_params: dict[str, Any]) -> None:
     # head + chest exam: the head's soft-named series reads 9 HU, fine for a body kernel, noisy for a brain
     assert chest_params["noise"]["head_region_as_head"] is True
-    head = series("hd", phantom(noise=9.0, seed=12), kernel="soft", region="head")
+    head = series("hd", phantom(noise=9.0, seed=12), kernel="soft", region="head", ctdivol=None)
     r = ct.measure_ct(exam(head, item_codes=["CT.HEAD.PLAIN", "CT.CHEST.PLAIN"]), chest_params, EvidenceSink())["noise"]
     assert r.value == "异常" and r.details["kernel_class"] == "head"
 

@@ -100,7 +100,7 @@ def test_truncation_medians_not_read_on_a_reformat():
     res = _res([mpr] * 4, rim_touch_med=0.43, rim_excess_med=38.0)
     A._ct_truncation_rule(res, p)
     assert res.value == "无"
-    axial = _res([_clean_body()] * 4, rim_touch_med=0.43, rim_excess_med=38.0)
+    axial = _res([_clean_body()] * 4, rim_touch_med=0.43, rim_excess_med=60.0)
     A._ct_truncation_rule(axial, p)
     assert axial.value == "设备"  # the medians rule itself still works on axial slices
 
@@ -110,7 +110,7 @@ def test_learned_equipment_without_touch_or_metal_is_dropped():
     res = _res([_clean_body()] * 6, value="设备")
     A._ct_truncation_rule(res, p)
     assert res.value == "无" and res.extra["dropped"]["kind"] == "truncation_without_touch"
-    touching = _res([_cut_body(64)] * 6, value="设备")
+    touching = _res([_cut_body(64, rim_hu=250.0)] * 6, value="设备")
     A._ct_truncation_rule(touching, p)
     assert touching.value == "设备"
     metal = _res([_clean_body()] * 6, value="设备", metal_px_max=math.log1p(4))

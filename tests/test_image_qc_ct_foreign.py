@@ -186,3 +186,55 @@ def test_enclosed_metal_called_foreign_object_reads_equipment():
     res = _fo_res(inside=1.0, air=0.0)
     A._ct_enclosed_metal_rule(res, {**p, "ct_fo_enclosed_reads_equipment": False})
     assert res.value == "异物"
+
+
+def _trunc_res(value: str, excess: float, rim_hu: float, equipment: float = 0.95, method: str = "learned") -> A.SeriesArtifact:
+    """A series over ``_fat_cut`` slices (its ray rims) with the band excess ``excess`` and the net's
+    equipment probability (helper CTA3, session 19)."""
+    feats = {"rim_touch_med": 0.3, "rim_excess_med": excess, "metal_px_max": 0.0, "hu_outlier": math.log1p(100)}
+    res = A.SeriesArtifact("1.2.3", "CT", feats, {"equipment": equipment, "motion": 0.0, "foreign_object": 0.0}, value,
+                           "truncation" if value == "设备" else None, None, None, None, None)
+    res.method = method
+    res.extra["classical_value"] = "无"
+    res.extra["_slices"], res.extra["_idx"] = [_fat_cut(rim_hu=rim_hu)] * 6, list(range(6))
+    return res
+
+
+def test_rimless_learned_truncation_reads_none():
+    p = dict(A.DEFAULTS)
+    # a clean body touching the circle (no rim on the rays, band excess 31): the net's 设备 is dropped
+    res = _trunc_res("设备", excess=31.0, rim_hu=0.0)
+    A._ct_truncation_rule(res, p)
+    assert res.value == "无" and res.extra["dropped"]["kind"] == "truncation_without_rim"
+    # a rim on the rays (a cut through fat) keeps it
+    res = _trunc_res("设备", excess=31.0, rim_hu=220.0)
+    A._ct_truncation_rule(res, p)
+    assert res.value == "设备"
+    # a band excess of 50+ (a head cut, whose ray rims read negative) keeps it
+    res = _trunc_res("设备", excess=56.0, rim_hu=0.0)
+    A._ct_truncation_rule(res, p)
+    assert res.value == "设备"
+    # the keys off: the net's call stands
+    res = _trunc_res("设备", excess=31.0, rim_hu=0.0)
+    A._ct_truncation_rule(res, {**p, "ct_trunc_norim_excess": None})
+    assert res.value == "设备"
+
+
+def test_band_reading_needs_the_net_and_a_rim():
+    p = dict(A.DEFAULTS)
+    # an off-centre head: the band excess reads the skull (70 HU), the net says 0.006: stays 无
+    res = _trunc_res("无", excess=70.0, rim_hu=0.0, equipment=0.006)
+    A._ct_truncation_rule(res, p)
+    assert res.value == "无"
+    # the same band with the net leaning to 设备 (0.79) makes the call
+    res = _trunc_res("无", excess=70.0, rim_hu=0.0, equipment=0.79)
+    A._ct_truncation_rule(res, p)
+    assert res.value == "设备" and res.kind == "truncation"
+    # a band excess of 35 without a ray rim is no rim: stays 无 even where the net leans to it
+    res = _trunc_res("无", excess=35.0, rim_hu=0.0, equipment=0.7)
+    A._ct_truncation_rule(res, p)
+    assert res.value == "无"
+    # the gate off: the band alone decides again
+    res = _trunc_res("无", excess=70.0, rim_hu=0.0, equipment=0.006)
+    A._ct_truncation_rule(res, {**p, "ct_trunc_med_min_prob": None})
+    assert res.value == "设备"

@@ -166,9 +166,11 @@ def test_an_echo_on_a_run_of_slices_raises_a_net_none_to_motion() -> None:
     assert art.analyse_series(s, "CT", {**art.DEFAULTS, "ct_echo_t": None}, Fixed(none)).value == "无"
     # the same net reading on the clean (blurred) series stays 无
     assert art.analyse_series(_series(_echo_series(run=None, blur=0.5)), "CT", art.DEFAULTS, Fixed(none)).value == "无"
-    # fewer measured slices than ct_echo_min_slices: the rule does not judge
+    # fewer measured slices than ct_echo_min_slices: the rule does not judge (with the short-series
+    # reading of session 19 off; tests/test_image_qc_ct_motion2.py covers it)
     short = _series(_echo_series(n=12, run=(4, 8), blur=0.5))
-    assert art.analyse_series(short, "CT", art.DEFAULTS, Fixed(none)).value == "无"
+    assert art.analyse_series(short, "CT", {**art.DEFAULTS, "ct_echo_short_min_slices": None}, Fixed(none)).value == "无"
+    assert art.analyse_series(_series(_echo_series(n=7, run=(2, 4), blur=0.5)), "CT", art.DEFAULTS, Fixed(none)).value == "无"
     assert not any(k.startswith("echo") for k in FEATURES["CT"])
 
 
@@ -207,7 +209,7 @@ def test_the_weighted_echo_reads_the_signal_band_under_heavy_noise() -> None:
 def test_the_weighted_echo_alone_raises_a_net_none_to_motion() -> None:
     none = [0.97, 0.01, 0.01, 0.01]
     s = _series(_echo_series(blur=0.5))
-    only_w = {**art.DEFAULTS, "ct_echo_t": 99.0}  # the plain reading cannot fire
+    only_w = {**art.DEFAULTS, "ct_echo_t": 99.0, "ct_echo_axis_t": None}  # the plain reading cannot fire (nor the axis-backed one)
     res = art.analyse_series(s, "CT", only_w, Fixed(none))
     assert res.value == "运动" and res.extra["echo"]["echo_wt"] >= art.DEFAULTS["ct_echo_wt"]
     assert res.slice_index is not None

@@ -106,7 +106,8 @@ def test_a_landmark_is_missing_only_when_missing_at_the_typical_slope_too(monkey
 def test_the_expected_noise_model_decides_a_knee_bone_kernel_only() -> None:
     p = load_params("CT", None)["noise"]
     assert ct._expected_decide(p, "bone", "knee") == "ratio"
-    assert ct._expected_decide(p, "bone", "lumbar_spine") == p["expected"]["decide"] == "report"
+    # a bone-only spine is judged by its ratio too (CTN2, 2026-11-24); the default stays "report"
+    assert ct._expected_decide(p, "bone", "lumbar_spine") == "ratio" and p["expected"]["decide"] == "report"
     assert ct._expected_decide(p, "soft", "knee") == "report"
     assert ct._expected_decide({"expected": {"decide": "both", "decide_by_class": {"head": "ratio"}}}, "head", "head") == "ratio"
     assert ct._expected_decide({"expected": {"decide": "both"}}, "head", "head") == "both"

@@ -632,6 +632,67 @@ def mr_pe_axis(ds: Any) -> int | None:
     return 0 if v == "COL" else 1 if v == "ROW" else None
 
 
+#: STIR: an inversion-recovery series whose inversion time is below this (ms) nulls fat (STIR
+#: 130-180 ms at 1.5-3 T; FLAIR's 2000-2800 ms nulls fluid instead; artifact.yaml ``mr_stir_max_ti_ms``)
+MR_STIR_MAX_TI_MS = float(DEFAULTS.get("mr_stir_max_ti_ms", 300.0))
+
+
+def _mr_multi(ds: Any, tag: str) -> set[str]:
+    """A multi-valued code string of the header as upper-case codes ("SE\\IR" or a list)."""
+    v = ds.get(tag) if ds is not None else None
+    if v is None:
+        return set()
+    vals = list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue" else str(v).replace("\\", " ").split()
+    return {str(x).strip().upper() for x in vals if str(x).strip()}
+
+
+def mr_fat_suppressed(ds: Any) -> bool:
+    """Whether a spin-echo MR series is fat-suppressed: STIR (ScanningSequence IR with
+    InversionTime below ``MR_STIR_MAX_TI_MS``) or chemical fat saturation (ScanOptions FS),
+    echo-planar series (ScanningSequence EP: DWI/ADC) excepted.
+
+    Why: fat suppression turns fat dark beside bright fluid: orbital fat beside the vitreous,
+    marrow beside CSF, which is what :func:`mr_crescent_void` looks for (a dark hole with a
+    bright pile-up beside it along the read-out). Clean sagittal STIRs read crescent voids of
+    0.014-0.035 on worn i9212/i9206, 8421, t8580 and t8710 (the eye beside the suppressed orbit),
+    so the crescent needs a higher limit there (``_mr_void_rule``; a lumbar STIR whose screws read
+    0.015, worn i9208 E00246, is lost with it). EPI is left out: its
+    susceptibility void is the largest of any sequence and a DWI crescent was the only one
+    above the limit in a clip exam (worn i9212 E00059, 0.023)."""
+    seq = _mr_multi(ds, "ScanningSequence")
+    if not seq or "EP" in seq:
+        return False
+    if "IR" in seq:
+        try:
+            ti = float(ds.get("InversionTime"))
+        except (TypeError, ValueError):
+            ti = float("nan")
+        if ti < MR_STIR_MAX_TI_MS:
+            return True
+    return "FS" in _mr_multi(ds, "ScanOptions")
+
+
+def mr_slice_plane(ds: Any) -> str | None:
+    """axial / sagittal / coronal from ImageOrientationPatient (the slice normal's largest
+    component), None without a usable orientation."""
+    try:
+        o = [float(v) for v in ds.get("ImageOrientationPatient")][:6]
+        n = np.cross(np.array(o[:3]), np.array(o[3:6]))
+    except Exception:  # noqa: BLE001 - absent or malformed: unknown
+        return None
+    if len(o) < 6 or not np.isfinite(n).all() or float(np.abs(n).max()) <= 0:
+        return None
+    return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(n)))]
+
+
+def mr_header_features(ds: Any) -> dict[str, float]:
+    """Header facts the MR artifact rules need beside the pixel measures: ``fat_suppressed``
+    (:func:`mr_fat_suppressed`) and ``plane_axial`` (1 axial, 0 sagittal/coronal, -1 unknown)."""
+    plane = mr_slice_plane(ds) if ds is not None else None
+    return {"fat_suppressed": 1.0 if mr_fat_suppressed(ds) else 0.0,
+            "plane_axial": -1.0 if plane is None else 1.0 if plane == "axial" else 0.0}
+
+
 def mr_series_features(slices: Sequence[np.ndarray], pe_axis: int | None, min_void_px: int = 8) -> tuple[dict[str, float], list[dict[str, float]]]:
     per = [mr_slice_features(s, pe_axis, min_void_px) for s in slices]
     if not per:
@@ -801,6 +862,8 @@ def dx_features(img: np.ndarray, p: dict[str, Any] | None = None) -> tuple[dict[
 
     feats["smear_ratio"] = float(math.log(max(lag_ratio(0), 1e-6) / max(lag_ratio(1), 1e-6)))
     feats.update(directional_spectrum(sub))
+    feats.update(dx_nyquist_smear(sub))
+    feats.update(dx_text_free_spectrum(sub, feats["vspec_rel"]))
     feats["aspect"] = float(math.log(max(nr, 1) / max(nc, 1)))
     return feats, {"box": box, "sat_box": sat_box, "field": [r0, c0, r1, c1], "window": ((lo + hi) / 2.0, max(hi - lo, 1.0))}
 
@@ -832,6 +895,8 @@ def dx_native_features(img: np.ndarray) -> dict[str, float]:
     sub = img[r0:r1, c0:c1].astype(np.float32)
     feats = dx_grid_features(sub)
     feats.update(directional_spectrum(sub))
+    feats.update(dx_nyquist_smear(sub))
+    feats.update(dx_text_free_spectrum(sub, feats["vspec_rel"]))
     return {k: feats[k] for k in NATIVE_KEYS}
 
 
@@ -904,7 +969,7 @@ def dx_saturated_objects(sub: np.ndarray, zone: np.ndarray, p: dict[str, Any] | 
 
 GRID_KEYS = ("grid_peak", "grid_rows", "grid_x", "grid_y")
 #: measures that need the native pixel pitch (taken on a native crop of a large radiograph)
-NATIVE_KEYS = GRID_KEYS + ("vspec_mid", "vspec_low", "vspec_rel", "vspec_snr")
+NATIVE_KEYS = GRID_KEYS + ("vspec_mid", "vspec_low", "vspec_rel", "vspec_snr", "nyq_fy", "nyq_fx", "text_frac", "vspec_rel_notext")
 #: frequency bands (cycles/px) of :func:`directional_spectrum`
 SPEC_LOW, SPEC_MID, SPEC_NOISE = (0.03, 0.13), (0.23, 0.31), (0.42, 0.5)
 
@@ -944,6 +1009,86 @@ def directional_spectrum(sub: np.ndarray) -> dict[str, float]:
     out["vspec_low"] = float(math.log(max(band(fy, py, SPEC_LOW), floor) / max(band(fx, px, SPEC_LOW), floor)))
     out["vspec_rel"] = out["vspec_mid"] - out["vspec_low"]
     out["vspec_snr"] = float(math.log(max(max(ey, ex), floor) / noise))
+    return out
+
+
+#: frequency boxes (cycles/px) of :func:`dx_nyquist_smear`: the Nyquist line, its low part, its corner
+NYQ_LINE, NYQ_LOW, NYQ_CORNER = (0.44, 0.5), (0.02, 0.12), (0.38, 0.5)
+
+
+def dx_nyquist_smear(sub: np.ndarray) -> dict[str, float]:
+    """Anatomy left on the vertical vs the horizontal Nyquist line (a short radiograph motion smear).
+
+    Why: the generator's and a real short exposure's motion is a box smear of L pixels along the
+    columns *before* the detector noise; a box of even length has an exact zero at 0.5 cycles/px
+    (odd lengths: 1/L, and 1/L^2 of the power at 0.5), so the 2-D power spectrum along the line
+    fy ~ 0.5 holds white noise only and is flat along fx. Unsmeared anatomy puts more power at low
+    fx of that line (horizontal edges) than at its corner (fx ~ 0.5), and the horizontal Nyquist
+    line (fx ~ 0.5) keeps its anatomy under a vertical smear. ``nyq_fy`` / ``nyq_fx``: log ratio of
+    the median power at the line's low part to its corner, vertical and horizontal line; a smear of
+    2-4 px reads ``nyq_fy`` near 0 with ``nyq_fx`` well above it. Medians (not means) so that a
+    marker, a text box or one strong edge does not lift a whole box. The spectral ratio
+    ``vspec_rel`` compares mid bands and misses 2-px smears on coarse small views (worn h9211 E00009,
+    i9212 E00321: ``vspec_rel`` +0.75 and +0.28). Taken on the field less a 10% border."""
+    out = {"nyq_fy": 0.0, "nyq_fx": 0.0}
+    ny, nx = sub.shape
+    a = sub[int(ny * 0.1):ny - int(ny * 0.1), int(nx * 0.1):nx - int(nx * 0.1)].astype(np.float64)
+    ny, nx = a.shape
+    if ny < 32 or nx < 32:
+        return out
+    win = np.hanning(ny)[:, None] * np.hanning(nx)[None, :]
+    power = np.abs(np.fft.fft2((a - a.mean()) * win)) ** 2
+    fy = np.abs(np.fft.fftfreq(ny))[:, None]
+    fx = np.abs(np.fft.fftfreq(nx))[None, :]
+
+    def med(ylim: tuple[float, float], xlim: tuple[float, float]) -> float:
+        m = (fy >= ylim[0]) & (fy <= ylim[1]) & (fx >= xlim[0]) & (fx <= xlim[1])
+        return max(float(np.median(power[m])), 1e-12) if m.any() else 1e-12
+
+    out["nyq_fy"] = float(math.log(med(NYQ_LINE, NYQ_LOW) / med(NYQ_LINE, NYQ_CORNER)))
+    out["nyq_fx"] = float(math.log(med(NYQ_LOW, NYQ_LINE) / med(NYQ_CORNER, NYQ_LINE)))
+    return out
+
+
+#: the plain ``-vspec_rel`` from which :func:`dx_text_free_spectrum` looks for text
+TEXT_CHECK_FROM = 1.0
+
+
+def dx_text_free_spectrum(sub: np.ndarray, raw: float | None = None) -> dict[str, float]:
+    """``vspec_rel`` of :func:`directional_spectrum` with burned-in text filled in, and the text's
+    share of the field (``text_frac``; 0 and the plain ``vspec_rel`` when there is none). ``raw``:
+    the plain ``vspec_rel`` when already taken; the text is only looked for where it leans to
+    motion (``-raw`` >= :data:`TEXT_CHECK_FROM`, below any motion limit; speed only).
+
+    Why: annotations are written at one constant value with no detector noise, and on a small view
+    (a 104 x 128 px pelvis AP) the patient-ID lines fill a tenth of the field: their glyph edges
+    put power at every frequency, in rows and columns unequally, and the ratio read missing vertical
+    detail (worn h9211 E00010, dx 8730 E00015: clean pelvis APs at ``vspec_rel`` -7.5 / -7.7, net
+    运动 1.00; with the text filled +0.27 / +0.13). Text: pixels at a value held by at least
+    max(20, 0.4%) of the field, in components of at most 1% of it (clipped regions are larger),
+    grown by 1 px and filled by normalised Gaussian interpolation (sigma 2 px)."""
+    raw = directional_spectrum(sub)["vspec_rel"] if raw is None else float(raw)
+    out = {"text_frac": 0.0, "vspec_rel_notext": raw}
+    if sub.size < 64 or -raw < TEXT_CHECK_FROM:
+        return out
+    vals, cnt = np.unique(sub, return_counts=True)
+    mask = np.isin(sub, vals[cnt >= max(20, 0.004 * sub.size)])
+    if not mask.any():
+        return out
+    lab, n = ndi.label(mask)
+    sizes = np.asarray(ndi.sum(mask, lab, index=np.arange(1, n + 1)))
+    keep = np.zeros(n + 1, bool)
+    keep[1:] = sizes <= 0.01 * sub.size
+    mask = keep[lab]
+    if not mask.any():
+        return out
+    mask = ndi.binary_dilation(mask, iterations=1)
+    a = sub.astype(np.float64)
+    w = (~mask).astype(np.float64)
+    num, den = ndi.gaussian_filter(a * w, 2.0), ndi.gaussian_filter(w, 2.0)
+    fill = np.where(den > 1e-3, num / np.maximum(den, 1e-3), float(np.median(a[~mask])) if (~mask).any() else 0.0)
+    out["text_frac"] = float(mask.mean())
+    out["vspec_rel_notext"] = directional_spectrum(np.where(mask, fill, a).astype(np.float32))["vspec_rel"]
     return out
 
 
@@ -1084,6 +1229,7 @@ def measure_series(s: SeriesImages, modality: str, p: dict[str, Any]) -> SeriesA
             window = (40.0, 400.0) if kind != "metal" else (500.0, 3000.0)
         else:
             feats, per = mr_series_features(slices, mr_pe_axis(first), int(p.get("mr_void_min_px", 8)))
+            feats.update(mr_header_features(first))  # fat suppression, plane (see _mr_void_rule, _mr_ghost_replica_support_rule)
             cls, kind, scores, k, measured, limit = mr_classify(feats, per, p)
             window = None
         box = None
@@ -1133,6 +1279,7 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
                 _learned_evidence(res, cls, p)
     if modality == "MR":
         _mr_equipment_void_rule(res, p)
+        _mr_ghost_replica_support_rule(res, p)  # before the replica rule: it judges background-ghost calls
         _mr_replica_rule(res, p)
         _mr_void_rule(res, p)
     elif modality == "CT":
@@ -1143,6 +1290,8 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
         _ct_on_skin_rule(res, p)
         _ct_truncation_rule(res, p)
     elif modality == "DX":
+        _dx_text_motion_rule(res, p)
+        _dx_nyquist_motion_rule(res, p)  # before the grid rule: grid columns are 设备
         _dx_grid_rule(res, p)
         _dx_isotropic_blur_rule(res, p)
         _dx_object_rule(res, p)
@@ -1275,6 +1424,10 @@ def _ct_motion_axis_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
         _drop_learned(res, {"kind": "motion_without_axis", "ghost_axis_coh": round(coh, 3), "limit": float(lo),
                             "rim_touch_med": round(touch, 3)})
         return
+    if res.value == VALUE_OF["motion"] and lo is not None and coh < float(lo) and _cut_body_without_echo(f, touch, p):
+        _drop_learned(res, {"kind": "motion_in_a_cut_body_without_echo", "ghost_axis_coh": round(coh, 3),
+                            "rim_touch_med": round(touch, 3), "echo_t": round(float(f.get("echo_t", 0.0)), 3)})
+        return
     hi, prob_lim, clear = p.get("ct_ghost_axis_motion"), p.get("ct_ghost_axis_prob"), p.get("ct_confirmed_rim_touch_med")
     if res.value != VALUE_OF["none"] or hi is None or prob_lim is None:
         return
@@ -1283,6 +1436,27 @@ def _ct_motion_axis_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
         return
     _overrule(res, "motion", "ghosting", round(coh, 3), float(hi), prob)
     _show_strongest_slice(res, "ghost_axis")
+
+
+def _cut_body_without_echo(f: dict[str, float], touch: float, p: dict[str, Any]) -> bool:
+    """The body touches the field circle (``rim_touch_med`` >= ``ct_cut_motion_touch``) and the
+    cepstral echo gives the net's motion call no support: ``echo_t`` below ``ct_cut_motion_echo_t``
+    on series of ``ct_echo_min_slices`` or more, below ``ct_cut_motion_short_echo_t`` on shorter
+    ones (either key null: False, the veto off).
+
+    Why: where the circle cuts the body on most of its outline the axis cannot be measured, so
+    the axis veto keeps the net's call; the net reads the cut edge as a ghost band there (worn
+    i9212 E00074, a lumbar spine whose range runs into the chest, 0.97 / 0.99; E00266 0.87; worn
+    i9206 E00110, i9208 E00095, 8630 E00008 / E00025). The echo reads every internal edge, not the
+    outline, and stays at the level of a clean series on those (t 1.17-1.71 on 24 slices), while
+    the net's motion calls on cut bodies that were motion read 2.26-11.7 (worn h9211 E00036, i9212 E00186, i9206
+    E00096, 8501 E00034, 8630 E00090). On short series the clean calls read up to 3.87 (i9208
+    E00095, 9 slices), the motions 11.3 (8501 E00034)."""
+    lim_touch, lim_t, lim_short = p.get("ct_cut_motion_touch"), p.get("ct_cut_motion_echo_t"), p.get("ct_cut_motion_short_echo_t")
+    if lim_touch is None or lim_t is None or lim_short is None or touch < float(lim_touch):
+        return False
+    long_series = float(f.get("n_slices", 0.0)) >= float(p.get("ct_echo_min_slices") or 0)
+    return float(f.get("echo_t", 0.0)) < float(lim_t if long_series else lim_short)
 
 
 def _ct_echo_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -1305,20 +1479,49 @@ def _ct_echo_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     >= ``ct_echo_wstep``; :func:`ct_motion.series_echo_weighted`; either null: that reading off)
     also counts: noise-only bins dilute the plain cepstrum (worn i9210 E00061: t 4.1, weighted
     7.7). Clean, noisy, blurred, truncated and metal series of 16+ slices read weighted t <= 5.8
-    (8501 E00095, a 设备 series; 无 exams <= 5.4, worn i9206 E00108) on i9206/i9208/8500/8501."""
+    (8501 E00095, a 设备 series; 无 exams <= 5.4, worn i9206 E00108) on i9206/i9208/8500/8501.
+
+    Session 19 (helper CTM3; each key null: that part off):
+
+    - series of ``ct_echo_short_min_slices`` up to ``ct_echo_min_slices`` slices count when the
+      plain and the weighted reading both fire: clean 9-10-slice series read one or the other high
+      (i9206 E00108 t 5.49 / weighted 4.52, E00277 3.65 / 7.99, i9212 E00119 3.88 / 7.40) but not
+      both, motions both (worn i9212 E00256 6.81 / 9.03, i9206 E00203 5.56 / 6.83);
+    - a moderate plain echo (``echo_t`` >= ``ct_echo_axis_t``, height >= ``ct_echo_step``) counts
+      when the motion axis backs it (``ghost_axis_coh`` >= ``ct_echo_axis_coh``): two readings of
+      the doubled edges, one of every edge and one of the outline. Motions 3.7-5.0 with an axis
+      0.55-1.07 (worn i9212 E00128, 8630 E00063); clean 16+-slice series with an axis of 0.4 or
+      more read t <= 3.31 (i9206 E00254) on seven sets;
+    - a 设备 series (net or classical) reads 运动 when the plain echo fires with the axis: the
+      moving patient's streaks read as equipment (worn i9212 E00225, net 设备 0.80, t 6.16, axis
+      1.25); no other 设备 series of seven sets reads t 4.5 or more."""
     t_lim, step_lim = p.get("ct_echo_t"), p.get("ct_echo_step")
-    if t_lim is None or step_lim is None or res.value != VALUE_OF["none"] or res.modality != "CT":
+    if t_lim is None or step_lim is None or res.value not in (VALUE_OF["none"], VALUE_OF["equipment"]) or res.modality != "CT":
         return
     f = res.features
-    if float(f.get("n_slices", 0.0)) < float(p.get("ct_echo_min_slices") or 0):
+    n = float(f.get("n_slices", 0.0))
+    short_min = p.get("ct_echo_short_min_slices")
+    long_series = n >= float(p.get("ct_echo_min_slices") or 0)
+    if not long_series and (short_min is None or n < float(short_min)):
         return
     t, step = float(f.get("echo_t", 0.0)), float(f.get("echo_step", 0.0))
     wt_lim, wstep_lim = p.get("ct_echo_wt"), p.get("ct_echo_wstep")
     plain = t >= float(t_lim) and step >= float(step_lim)
     weighted = (wt_lim is not None and wstep_lim is not None and float(f.get("echo_wt", 0.0)) >= float(wt_lim)
                 and float(f.get("echo_wstep", 0.0)) >= float(wstep_lim))
-    if not (plain or weighted):
-        return
+    axis_t, axis_coh = p.get("ct_echo_axis_t"), p.get("ct_echo_axis_coh")
+    axis = axis_coh is not None and float(f.get("ghost_axis_coh", 0.0)) >= float(axis_coh)
+    if res.value == VALUE_OF["equipment"]:  # streaks of a moving patient: the echo and the axis both
+        if not (long_series and plain and axis):
+            return
+    elif not long_series:  # 8-15 slices: the run's spread is poorly known, both readings needed
+        if not (plain and weighted):
+            return
+    elif not (plain or weighted):
+        # a moderate echo the motion axis backs (two independent readings of the doubled edges)
+        if not (axis and axis_t is not None and t >= float(axis_t) and step >= float(step_lim)):
+            return
+        plain, t_lim = True, axis_t
     if plain:
         _overrule(res, "motion", "ghosting", round(t, 2), float(t_lim), float(res.scores.get("motion", 0.0)))
     else:
@@ -1487,6 +1690,49 @@ def _ct_untouched_veto(res: SeriesArtifact, p: dict[str, Any]) -> None:
     _drop_learned(res, {"kind": "truncation_without_touch", "touching_slices": t["trunc_slices"], "limit": float(need)})
 
 
+def _ct_rimless_veto(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A learned CT truncation 设备 (no metal, slice maxima within 500 HU of each other) on an axial
+    series reads 无 when no reading shows the bright rim a cut leaves: the inscribed band's excess
+    (``rim_excess_med``) below ``ct_trunc_norim_excess`` and both ray rims of
+    :func:`ct_artifact_rules.series_truncation` (``trunc_rim_med``, ``trunc_rim_near_med``) below
+    ``ct_trunc_norim_rays`` (either null: off).
+
+    Why: the generator's truncation adds 150-300 HU fading inward from the circle; a clean
+    off-centre body that only touches the circle has fat or skin at the edge and no rim. The net
+    read such bodies 设备 at 0.89-0.97 (worn i9212 E00201: excess -1, rays -1 / 0; E00221: 31,
+    -8 / -5; E00287: 41, -34 / -16), while every truncated series it called on worn i9212, h9211
+    and 8620 read an excess of 50 or more or a ray rim of 14 or more (the head truncations whose ray
+    rims read negative, i9212 E00003 and 8620 E00026 / E00050, read excess 55-58: a thin margin).
+    A reformat (not square) has no circle and is left alone. The first (band medians) reading of
+    :func:`_ct_truncation_rule` asks the same (:func:`_ct_rimless`)."""
+    if res.value != VALUE_OF["equipment"] or res.method != "learned":
+        return
+    no_rim = _ct_rimless(res, p)
+    if no_rim is not None:
+        _drop_learned(res, {"kind": "truncation_without_rim", **no_rim})
+
+
+def _ct_rimless(res: SeriesArtifact, p: dict[str, Any]) -> dict[str, Any] | None:
+    """The readings of :func:`_ct_rimless_veto` when an axial series without metal shows no rim
+    (band excess below ``ct_trunc_norim_excess``, both ray rims below ``ct_trunc_norim_rays``), else
+    None (a rim, metal, a reformat, or either limit null)."""
+    ex_lim, ray_lim = p.get("ct_trunc_norim_excess"), p.get("ct_trunc_norim_rays")
+    slices = res.extra.get("_slices") or []
+    if ex_lim is None or ray_lim is None or not slices:
+        return None
+    if np.asarray(slices[0]).shape[0] != np.asarray(slices[0]).shape[1]:
+        return None
+    f = res.features
+    if _metal_px(f) >= 1 or float(f.get("hu_outlier", 0.0)) > math.log1p(500):
+        return None
+    excess = float(f.get("rim_excess_med", 0.0))
+    t = _series_truncation(res, p)
+    ray = max(float(t["trunc_rim_med"]), float(t.get("trunc_rim_near_med", 0.0)))
+    if excess >= float(ex_lim) or ray >= float(ray_lim):
+        return None
+    return {"rim_excess_med": round(excess, 1), "ray_rim": round(ray, 1), "limits": [float(ex_lim), float(ray_lim)]}
+
+
 def _ct_truncation_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     """A bright rim along the field-of-view circle on most slices makes a CT series the net read
     无 into 设备 (truncation). The net weighs the largest rim touch and excess of any slice, which
@@ -1503,18 +1749,34 @@ def _ct_truncation_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     the medians above read the inscribed circle's whole band and miss bodies cut on one side or on
     part of the series (worn 9204 E00087: rim 158-378 HU, touch median 0.02-0.08). Or the rim
     against the tissue right under it (``trunc_rim_near_med`` >= ``ct_trunc_rim_near_hu``; null:
-    off), for a cut through subcutaneous fat over muscle (worn 9208 E00021)."""
+    off), for a cut through subcutaneous fat over muscle (worn 9208 E00021).
+
+    The first reading also needs a rim (:func:`_ct_rimless` reads none: band excess below
+    ``ct_trunc_norim_excess`` and ray rims below ``ct_trunc_norim_rays``) and, where the net decided,
+    its equipment probability at ``ct_trunc_med_min_prob`` (null: always): the inscribed band reads
+    the skull of an off-centre head at the field edge as a rim (worn i9212 E00044: 70 HU, net 0.006;
+    worn h9209 E00046: 80 HU, net 0.03; worn i9210 E00279: 32-38 HU, ray rims -14..-6)."""
     touch_lim, excess_lim = p.get("ct_trunc_touch_med"), p.get("ct_trunc_excess_med")
     _ct_untouched_veto(res, p)
+    _ct_rimless_veto(res, p)
     if res.value != VALUE_OF["none"]:
         return
     slices = res.extra.get("_slices") or []
+    # the band medians read the skull of an off-centre head at the field edge as a rim: where the net
+    # decided, they need its equipment probability at ct_trunc_med_min_prob (null: always); a call the
+    # rimless veto just dropped is not made again from the same band
+    min_prob = p.get("ct_trunc_med_min_prob")
+    netted = "classical_value" in res.extra
+    if min_prob is not None and netted and float(res.scores.get("equipment", 0.0)) < float(min_prob):
+        touch_lim = None
+    if (res.extra.get("dropped") or {}).get("kind") == "truncation_without_rim":
+        touch_lim = None
     # a reformat (coronal/sagittal MPR: not square) has no reconstruction circle: the inscribed
     # circle's medians read its body edges (worn 9204 E00142, a 24x96 MPR: touch 0.43, excess 38 HU)
     axial = not slices or np.asarray(slices[0]).shape[0] == np.asarray(slices[0]).shape[1]
     if touch_lim is not None and excess_lim is not None and axial:
         touch, excess = float(res.features.get("rim_touch_med", 0.0)), float(res.features.get("rim_excess_med", 0.0))
-        if touch >= float(touch_lim) and excess >= float(excess_lim):
+        if touch >= float(touch_lim) and excess >= float(excess_lim) and _ct_rimless(res, p) is None:
             _overrule(res, "equipment", "truncation", round(excess, 1), float(excess_lim), _sig(excess, float(excess_lim), 10.0))
             _show_strongest_slice(res, "rim_touch")
             return
@@ -1574,6 +1836,31 @@ def _mr_replica_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     _show_strongest_slice(res, "ghost_lag")
 
 
+def _mr_ghost_replica_support_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A sagittal or coronal MR series read 运动 on its background ghost (the net or ``ghost_q75``),
+    not on ghost replicas, reads 无 when its replica measure (``ghost_lag_med``) is below
+    ``mr_nonaxial_ghost_min_lag`` (null: off). Axial series and series of unknown plane keep the call.
+
+    Why: on sagittal and coronal slices the body runs on beyond the head or spine along the
+    superior-inferior axis (neck, shoulders, trunk), so the band beside the bright object that the
+    background-ghost measure takes as air holds tissue; post-contrast and FLAIR T1 and STIR sagittals
+    of clean exams read ``ghost_q75`` 0.35-0.54 and the net 0.91-1.0 there (t8710 E00060, i9208
+    E00159, t8580 E00005, i9206 E00070, 8420 E00004, 8421 E00028 / E00238) with ``ghost_lag_med``
+    at most 0.115. A moving patient's phase errors replicate the whole object, which the replica
+    measure reads wherever the copies land: every ghosted sagittal series of the eleven sets read
+    0.247 or more."""
+    floor = p.get("mr_nonaxial_ghost_min_lag")
+    if floor is None or res.value != VALUE_OF["motion"] or res.kind == "ghost_replicas":
+        return
+    if float(res.features.get("plane_axial", -1.0)) != 0.0:
+        return
+    lag = float(res.features.get("ghost_lag_med", 0.0))
+    if lag >= float(floor):
+        return
+    _drop_learned(res, {"rule": "mr_nonaxial_ghost_without_replicas", "ghost_lag_med": round(lag, 4),
+                        "limit": float(floor), "ghost_q75": round(float(res.features.get("ghost_q75", 0.0)), 4)})
+
+
 def _dx_object_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     """Saturated compact objects inside the field make a radiograph the net read 无 into
     异物 (steel beads, clips, buttons, electrodes: :func:`dx_saturated_objects`). Only a 无 reading
@@ -1604,6 +1891,62 @@ def _dx_grid_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     res.slice_index = 0
 
 
+def dx_nyquist_score(features: dict[str, float], p: dict[str, Any]) -> float:
+    """The short-smear reading of :func:`dx_nyquist_smear`: ``nyq_fx - dx_motion_nyquist_fy_weight
+    * nyq_fy`` (anatomy kept on the horizontal Nyquist line, less the weighted anatomy left on the
+    vertical one: a clean view with strong horizontal-line anatomy also keeps some on the vertical
+    line, a smeared one keeps none). ``nyq_fy`` counts from 0 up: a flat line is the smear's
+    reading, and a line with less power at low fx than at its corner (blurred or noise-bound views,
+    down to -0.5) is no stronger evidence of a smear than a flat one."""
+    weight = float(p.get("dx_motion_nyquist_fy_weight", 2.0))
+    return float(features.get("nyq_fx", 0.0)) - weight * max(float(features.get("nyq_fy", 0.0)), 0.0)
+
+
+def _dx_nyquist_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A radiograph read 无 becomes 运动 when its vertical Nyquist line is flat while the horizontal
+    one keeps the anatomy (:func:`dx_nyquist_score` at ``dx_motion_nyquist`` or more; null: off).
+
+    Why: a smear of 2-4 px removes the detail at 0.5 cycles/px along the columns but little of the
+    mid band that ``vspec_rel`` and the net weigh, so the short smears of small coarse views were
+    missed (worn h9211 E00009 and E00095, i9212 E00233 and E00321: net 0.00-0.15). Runs before the
+    grid rule (grid columns are 设备 whatever this reads); only a 无 reading changes."""
+    limit = p.get("dx_motion_nyquist")
+    if limit is None or res.value != VALUE_OF["none"]:
+        return
+    if float(res.features.get("nyq_fy", 0.0)) > float(p.get("dx_motion_nyquist_max_fy", 1e9)):
+        return
+    measured = dx_nyquist_score(res.features, p)
+    if measured < float(limit):
+        return
+    _overrule(res, "motion", "short_smear", round(measured, 3), float(limit), _sig(measured, float(limit), 0.2))
+    res.slice_index = 0
+
+
+def _dx_text_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A radiograph 运动 (learned or classical) whose spectral ratio reads motion (``-vspec_rel`` at
+    ``dx_motion_spectrum`` or more) only because of burned-in text reads 无: with the text filled in
+    (:func:`dx_text_free_spectrum`) ``-vspec_rel_notext`` falls below ``dx_motion_text_free_max``
+    (null: off), and the text holds ``dx_motion_text_frac`` [min, max] of the field.
+
+    Why: the text's glyph edges made the ratio, and the net that weighs it, read motion on clean
+    small pelvis APs (worn h9211 E00010, dx 8730 E00015: net 1.00, ``vspec_rel`` -7.5 / -7.7, +0.27 /
+    +0.13 with the text filled). The upper bound keeps views whose 'text' is mostly clipped speckle
+    (worn i9210 E00041, a real 9.4 mm smear: 0.34 of the field, ``vspec_rel`` -2.03 -> +0.13)."""
+    limit = p.get("dx_motion_text_free_max")
+    if limit is None or res.value != VALUE_OF["motion"]:
+        return
+    f = res.features
+    lo, hi = (p.get("dx_motion_text_frac") or [0.005, 0.25])[:2]
+    frac = float(f.get("text_frac", 0.0))
+    if -float(f.get("vspec_rel", 0.0)) < float(p["dx_motion_spectrum"]) or not float(lo) <= frac <= float(hi):
+        return
+    free = -float(f.get("vspec_rel_notext", f.get("vspec_rel", 0.0)))
+    if free >= float(limit):
+        return
+    _drop_learned(res, {"rule": "burned_in_text", "text_frac": round(frac, 3), "vspec_rel": round(float(f["vspec_rel"]), 3),
+                        "vspec_rel_notext": round(-free, 3), "limit": float(limit)})
+
+
 def _dx_isotropic_blur_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     """A radiograph 运动 (learned or classical) whose spectral ratio reads motion (``-vspec_rel`` at
     ``dx_motion_spectrum`` or more) reads 无 when neither direction keeps mid-frequency detail above
@@ -1631,8 +1974,12 @@ def _mr_void_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     """A susceptibility void with its pile-up crescent (:func:`mr_crescent_void`) above the limit
     makes an MR series the net read 无 into 设备 (metal), shown on the slice where the void is
     largest with its box. The net weighs the older void measure, which missed voids holding the
-    noise floor; a 运动 reading is stricter and stays."""
+    noise floor; a 运动 reading is stricter and stays. A fat-suppressed spin-echo series
+    (``fat_suppressed``, :func:`mr_fat_suppressed`) is held to ``mr_void_crescent_fat_suppressed``
+    when that is set: suppressed fat beside bright fluid reads as a void with its crescent."""
     limit = p.get("mr_void_crescent")
+    if res.features.get("fat_suppressed") and p.get("mr_void_crescent_fat_suppressed") is not None and limit is not None:
+        limit = max(float(limit), float(p["mr_void_crescent_fat_suppressed"]))
     measured = float(res.features.get("void_crescent_max", 0.0))
     if limit is None or measured < float(limit) or res.value != VALUE_OF["none"]:
         return
@@ -1717,7 +2064,7 @@ REASONS = {
     "异物": ("{series}可见异物伪影（{kind}），测量值 {measured}，限值 {limit}", "foreign-object artifact ({kind}) in {series}: measured {measured}, limit {limit}"),
 }
 KIND_ZH = {"ghosting": "伪影重影/边缘双影", "ghost_replicas": "相位编码方向重影复制", "metal": "金属条纹", "truncation": "视野截断", "foreign_object": "体外异物",
-           "grid_lines": "滤线栅线", "motion_blur": "运动模糊",
+           "grid_lines": "滤线栅线", "motion_blur": "运动模糊", "short_smear": "短程运动模糊（纵向奈奎斯特频率细节缺失）",
            "susceptibility_void": "金属磁化率伪影（信号缺失伴高信号边）"}
 
 

@@ -469,13 +469,16 @@ def _exam_parts(exam: ExamImages) -> list[str]:
     return out
 
 
-def _length_plan(exam: ExamImages, table: dict[str, Any], order: list[str]) -> list[tuple[str, SeriesImages, float]] | None:
+def _length_plan(exam: ExamImages, table: dict[str, Any], order: list[str],
+                 params: dict[str, Any] | None = None) -> list[tuple[str, SeriesImages, float]] | None:
     """Each part of the exam paired with the acquisition that scanned it, with the acquisition's length.
 
     One part: the longest axial acquisition. Several parts: one acquisition per part, paired in
     order (acquisitions from head to foot, parts in the order of ``table``, which lists them head
     to foot); None when the counts differ (one acquisition over several parts has no length of its
-    own to compare) or a part has no entry."""
+    own to compare) or a part has no entry. A single acquisition on a two-spine order (胸椎 + 腰椎,
+    颈椎 + 胸椎) is paired with the part its lungs name (:func:`_imaged_spine_part`): a RIS splits such an
+    order and the study holds one of the parts."""
     parts = _exam_parts(exam)
     if not parts or any(part not in table for part in parts):
         return None
@@ -489,6 +492,11 @@ def _length_plan(exam: ExamImages, table: dict[str, Any], order: list[str]) -> l
     if len(parts) == 1:
         best, length = max(acquisitions, key=lambda t: t[1])
         return [(parts[0], best, length)]
+    if len(acquisitions) == 1 and params is not None:
+        group = next((g for g in _acquisitions(_axial(exam)) if any(x is acquisitions[0][0] for x in g)), [acquisitions[0][0]])
+        imaged = _imaged_spine_part(group, parts, params)
+        if imaged is not None:
+            return [(imaged, acquisitions[0][0], acquisitions[0][1])]
     if len(acquisitions) != len(parts):
         return None
     if any(part not in order for part in parts):
@@ -496,6 +504,52 @@ def _length_plan(exam: ExamImages, table: dict[str, Any], order: list[str]) -> l
     parts = sorted(parts, key=order.index)
     acquisitions.sort(key=lambda t: -float(header_of(t[0], "z_max") or 0.0))  # superior first
     return [(part, series, length) for part, (series, length) in zip(parts, acquisitions, strict=True)]
+
+
+def _lung_slice_fraction(group: list[SeriesImages], lp: dict[str, Any], k: int) -> float | None:
+    """Share of ``k`` slices spread over the acquisition that show a lung section (as in :func:`_lung_margin`:
+    the series with the most slices, lung sections of at least ``min_area_mm2`` and ``min_fraction`` of the
+    largest one read); 0 when none shows lung, None when nothing is readable."""
+    series = max(group, key=lambda s: int(header_of(s, "n_instances") or 0))
+    try:
+        datasets = sorted(series.datasets(), key=_slice_z, reverse=True)
+        n = len(datasets)
+        if n < 3:
+            return None
+        ps = datasets[0].get("PixelSpacing") or [1.0, 1.0]
+        spacing = (float(ps[0]), float(ps[1]))
+        areas = [max(_lung_areas(_hu(datasets[i]), spacing, lp), default=0.0) for i in pick_slices(n, k)]
+    except Exception:  # noqa: BLE001 - undecodable pixels: no reading
+        return None
+    if not areas:
+        return None
+    reference = max(areas)
+    min_area = max(float(lp.get("min_area_mm2", 300.0)), float(lp.get("min_fraction", 0.05)) * reference)
+    return sum(a >= min_area for a in areas) / len(areas)
+
+
+def _imaged_spine_part(group: list[SeriesImages], parts: list[str], params: dict[str, Any]) -> str | None:
+    """Which part of a two-spine order (thoracic + cervical or lumbar) one acquisition scanned, from the
+    share of its slices that show lung (``range.spine_part_by_lungs``), or None (rule off, other parts,
+    nothing read).
+
+    A RIS splits a combined order (颈椎 + 胸椎, 胸椎 + 腰椎) into studies and the generator renders only the
+    imaged part; with one acquisition and two parts the length plan had no pairing and the range read
+    无法评估 (i9212 E00023 / E00069, h9211 E00033). A thoracic spine (C7-L1) shows lung on nearly all its
+    slices (apex ~10-17 mm below its top, base ~12-22 mm above its bottom); a cervical spine only in its
+    last 20-37 mm, a lumbar spine only in its top ~30 mm; extended by the generator's largest 110 mm they
+    still show lung on under half. A cut thoracic spine keeps most of its lung slices."""
+    rule = (params.get("range") or {}).get("spine_part_by_lungs") or {}
+    if not rule or len(parts) != 2 or "TSPINE" not in parts:
+        return None
+    other = next(x for x in parts if x != "TSPINE")
+    if other not in [str(x) for x in rule.get("others") or ("CSPINE", "LSPINE")]:
+        return None
+    lp = {**dict((params.get("range") or {}).get("lung_landmarks") or {}), "open_fov": True}
+    share = _lung_slice_fraction(group, lp, int(rule.get("slices", 9)))
+    if share is None:
+        return None
+    return "TSPINE" if share >= float(rule.get("thoracic_min_fraction", 0.5)) else other
 
 
 def _spine_lung_ends(exam: ExamImages, series: SeriesImages, part: str, params: dict[str, Any],
@@ -556,7 +610,7 @@ def _range_by_length(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
     required landmarks and the measured vs expected lengths. A head part whose top slice is a large
     cross-section (``vertex_cap_max_area_ratio``) misses the vertex whatever its length."""
     p = params.get("range") or {}
-    plan = _length_plan(exam, table, [str(x) for x in p.get("part_order") or []])
+    plan = _length_plan(exam, table, [str(x) for x in p.get("part_order") or []], params)
     if plan is None:
         return None
     cap_limit = p.get("vertex_cap_max_area_ratio")
@@ -596,6 +650,16 @@ def _range_by_length(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
             if all(margins.get(e) is not None and float(margins[e]) >= least for e in ("top", "bottom")):
                 value = "正常"
                 row["length_short_lungs_clear"] = True
+        long_near = float(p.get("length_long_lungs_clear_mm") or 0.0)
+        if value == "过大" and lung_end is None and long_near > 0 and length - hi <= long_near:
+            # a tall patient, not an extension: each lung edge read inside the scan, neither end past it
+            # by more than max_overscan_mm (else lung_end says 过大); i9212 E00081, 350.3 mm against 345,
+            # lung apex and base both 22.8 mm inside (``range.length_long_lungs_clear_mm``)
+            margins = row.get("lung_margin_mm") or {}
+            least = float(p.get("length_short_lungs_clear_min_margin_mm", 0.0))
+            if all(margins.get(e) is not None and float(margins[e]) >= least for e in ("top", "bottom")):
+                value = "正常"
+                row["length_long_lungs_clear"] = True
         if lung_end is not None:
             value = lung_end[0]
         row["value"] = value
@@ -1118,6 +1182,15 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
             lung["top"] = _lung_margin(by_top[0], "top", lp)
         if bottom == "lung_base":
             lung["bottom"] = _lung_margin(by_top[-1], "bottom", lp)
+    # a bottom landmark at the iliac crest's level is read on the bone (``range.iliac_crest_pixels``): the
+    # scorer misread the lower renal pole by 30-84 mm on noisy, rotated or blurred abdomens (i9212 E00043,
+    # E00164, E00291), the wings' top is an edge of bone the pixels show
+    cp = p.get("iliac_crest_pixels") or {}
+    crest_end = False
+    if lung["bottom"] is None and bottom in (cp.get("landmarks") or {}) and axial:
+        lowest = min(axial, key=lambda g: min(float(header_of(s, "z_min") or 0.0) for s in g))
+        lung["bottom"] = _crest_margin(lowest, cp, float(cp["landmarks"][bottom]))
+        crest_end = lung["bottom"] is not None
     if not covered and not (lung["top"] and lung["bottom"]):
         return not_assessable(errors[0] if errors else "no_axial_series", "轴位序列无法分析", "axial series could not be analysed",
                               errors=errors)
@@ -1128,10 +1201,15 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
     # mm beyond (positive) or short of (negative) each required end; the stack and slice each end is shown on
     ends: dict[str, dict[str, Any]] = {}
     for end, acq, reading in (("top", first, lung["top"]), ("bottom", last, lung["bottom"])):
+        if (reading is not None and end == "bottom" and crest_end and reading[0] <= 0.0 and acq is not None
+                and (acq[1] - s_bottom) * acq[2] >= 0.0):
+            # no wing on the bottom slice, but the scorer places the landmark inside the scan: a crest tip
+            # too small to read (blur, partial volume) is likelier than a cut; the scorer's reading stands
+            reading, crest_end = None, False
         if reading is not None:
             margin, gap, img, idx, series = reading
-            ends[end] = {"margin": margin, "method": "lung", "image": img, "uid": series_uid(series), "index": idx,
-                         "cut": margin <= 0.0, "spacing": gap}
+            ends[end] = {"margin": margin, "method": "crest" if end == "bottom" and crest_end else "lung", "image": img,
+                         "uid": series_uid(series), "index": idx, "cut": margin <= 0.0, "spacing": gap}
         else:
             assert acq is not None
             margin = (s_top - acq[0]) * acq[2] if end == "top" else (acq[1] - s_bottom) * acq[2]
@@ -1145,6 +1223,16 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
                 z_end = z0 + (s0 - (acq[0] if end == "top" else acq[1])) * acq[2]
                 s_end = s0 - (z_end - z0) / m2
                 ends[end]["typical_margin"] = (s_top - s_end) * m2 if end == "top" else (s_end - s_bottom) * m2
+    crest_shift = None
+    if (cp.get("shift_scorer_top") and ends["bottom"]["method"] == "crest" and not ends["bottom"]["cut"]
+            and ends["top"]["method"] == "scorer" and first is not None and first is last):
+        # one acquisition, its bottom landmark read on the bone: the scorer's line is moved along z through
+        # that point, keeping its slope, and the top read on it (i9212 E00112: the scorer's fit 46 mm low,
+        # the dome read 67 mm inside the scan, 过大; moved: 21, true 16.5)
+        crest_shift = float(ends["bottom"]["margin"]) - (last[1] - s_bottom) * last[2]
+        ends["top"]["margin"] = float(ends["top"]["margin"]) - crest_shift
+        if ends["top"].get("typical_margin") is not None:
+            ends["top"]["typical_margin"] = float(ends["top"]["typical_margin"]) - crest_shift
     top_margin, bottom_margin = float(ends["top"]["margin"]), float(ends["bottom"]["margin"])
     details: dict[str, Any] = {"required": [top, bottom], "top_margin_mm": round(top_margin, 1),
                                "bottom_margin_mm": round(bottom_margin, 1), "max_overscan_mm": over,
@@ -1158,9 +1246,11 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
         details["position_from_lung_edges"] = lung_anchored
     if consensus_used:
         details["position_from_consensus_fit"] = consensus_used
+    if crest_shift is not None:
+        details["top_moved_to_crest_mm"] = round(crest_shift, 1)
     methods = {end: e["method"] for end, e in ends.items() if e["method"] != "scorer"}
     if methods:
-        details["landmark_method"] = {end: "lung_edge" for end in methods}
+        details["landmark_method"] = {end: "iliac_crest" if m == "crest" else "lung_edge" for end, m in methods.items()}
     findings = []
     missing: list[tuple[str, float, str]] = []
     per_landmark = p.get("landmark_tolerance_mm") or {}
@@ -1195,7 +1285,10 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
             e = ends[end]
             pic = add_picture(sink, np.asarray(e["image"]), f"range_{name}", window=(40.0, 400.0))
             zh, en = _landmark_name(params, name)
-            if e["cut"]:  # the end slice itself shows lung: cut, by an amount the pixels cannot tell
+            if e["cut"] and e["method"] == "crest":  # the bottom slice shows no iliac wing: above the crest
+                zh_text = f"扫描范围过小：未包括{zh}（末层图像未见髂嵴）"
+                en_text = f"scan range too small: {en} not covered (the last slice shows no iliac crest)"
+            elif e["cut"]:  # the end slice itself shows lung: cut, by an amount the pixels cannot tell
                 side_zh, side_en = ("首层", "first") if end == "top" else ("末层", "last")
                 zh_text = f"扫描范围过小：未包括{zh}（{side_zh}图像仍可见肺组织）"
                 en_text = f"scan range too small: {en} not covered (the {side_en} slice still shows lung)"
@@ -1205,10 +1298,14 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
             findings.append(finding(
                 "IQC-RANGE", "range", "过小", zh_text, en_text,
                 [Evidence(series_uid=e["uid"], instance_index=e["index"], measured=round(-mm, 1), limit=-tol, unit="mm", image=pic,
-                          extra={"landmark": name, "end": end, "method": "lung_edge" if e["method"] == "lung" else "body_region"})]))
+                          extra={"landmark": name, "end": end, "method": _METHOD_NAME.get(e["method"], "body_region")})]))
         return DimensionResult("过小", details, findings=findings)
     excess = [(top, top_margin, "top"), (bottom, bottom_margin, "bottom")]
-    excess = [e for e in excess if e[1] > over]
+    # a landmark whose correct scans run further past it has its own limit (``landmark_overscan_mm``:
+    # a pelvis scan is planned to below the lesser trochanters, ~21-38 mm past the pubic symphysis); a
+    # {part: mm} entry applies to those item parts only (a neck starts at the skull base, a sinus above it)
+    over_at = {n: _landmark_overscan(p, n, _exam_parts(exam), over) for n in (top, bottom)}
+    excess = [e for e in excess if e[1] > over_at[e[0]]]
     if unmeasured:
         details["excess_not_judged"] = unmeasured
         excess = []
@@ -1221,12 +1318,90 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
             side_zh, side_en = ("上方", "above") if end == "top" else ("下方", "below")
             findings.append(finding(
                 "IQC-RANGE", "range", "过大",
-                f"扫描范围过大：{zh}{side_zh}多扫约 {mm:.0f} mm（允许 {over:.0f} mm）",
-                f"scan range too large: about {mm:.0f} mm scanned {side_en} the {en} (allowed {over:.0f} mm)",
-                [Evidence(series_uid=e["uid"], instance_index=e["index"], measured=round(mm, 1), limit=over, unit="mm", image=pic,
-                          extra={"landmark": name, "end": end, "method": "lung_edge" if e["method"] == "lung" else "body_region"})]))
+                f"扫描范围过大：{zh}{side_zh}多扫约 {mm:.0f} mm（允许 {over_at[name]:.0f} mm）",
+                f"scan range too large: about {mm:.0f} mm scanned {side_en} the {en} (allowed {over_at[name]:.0f} mm)",
+                [Evidence(series_uid=e["uid"], instance_index=e["index"], measured=round(mm, 1), limit=over_at[name], unit="mm", image=pic,
+                          extra={"landmark": name, "end": end, "method": _METHOD_NAME.get(e["method"], "body_region")})]))
         return DimensionResult("过大", details, findings=findings)
     return DimensionResult("正常", details)
+
+
+#: how a range end was placed (``ends[...]["method"]``) -> the name in a finding's evidence
+_METHOD_NAME = {"lung": "lung_edge", "crest": "iliac_crest", "scorer": "body_region"}
+
+
+def _wing_area(img: np.ndarray, spacing: float, cp: dict[str, Any]) -> float:
+    """The largest bone section (mm²) lying ``min_lateral_mm`` or more beside the body's midline in one
+    slice: an iliac wing (the spine and sacrum lie on the midline). Smoothed first (``smooth_px``) and
+    opened, so that noise and thin rib tips do not count."""
+    from scipy import ndimage
+
+    while img.shape[0] > 256:
+        img, spacing = img[::2, ::2], spacing * 2.0
+    body = body_mask(img)
+    if body.sum() < 20:
+        return 0.0
+    cx = float(np.nonzero(body)[1].mean())
+    smooth = ndimage.gaussian_filter(img.astype(np.float32), float(cp.get("smooth_px", 1.0)))
+    labels, n = ndimage.label(ndimage.binary_opening((smooth > float(cp.get("bone_hu", 180.0))) & body))
+    if n == 0:
+        return 0.0
+    flat = labels.ravel()
+    counts = np.bincount(flat, minlength=n + 1)[1:].astype(float)
+    cols = np.bincount(flat, weights=np.tile(np.arange(labels.shape[1], dtype=float), labels.shape[0]), minlength=n + 1)[1:]
+    lateral = np.abs(cols / np.maximum(counts, 1.0) - cx) * spacing >= float(cp.get("min_lateral_mm", 45.0))
+    return float(counts[lateral].max() * spacing * spacing) if lateral.any() else 0.0
+
+
+def _crest_margin(group: list[SeriesImages], cp: dict[str, Any],
+                  offset: float) -> tuple[float, float, Any, int, SeriesImages] | None:
+    """How far the scan runs below a landmark that lies ``offset`` mm above the iliac crest, read on the
+    pixels (``range.iliac_crest_pixels``), in the shape of :func:`_lung_margin`'s reading, or None.
+
+    The iliac wings are the bone sections beside the midline (:func:`_wing_area` at least
+    ``min_area_mm2``); from the bottom slice up, the crest lies midway between the highest slice of the
+    unbroken run of wing slices and the next slice above. None when the run reaches past ``reach_mm``
+    (the crest is higher than is searched) or nothing is readable; with ``no_crest_is_cut`` a bottom
+    slice showing no wing is the landmark cut (margin 0), else None."""
+    series = max(group, key=lambda s: int(header_of(s, "n_instances") or 0))
+    try:
+        datasets = sorted(series.datasets(), key=_slice_z)  # inferior first
+        n = len(datasets)
+        if n < 3:
+            return None
+        ps = datasets[0].get("PixelSpacing") or [1.0, 1.0]
+        spacing = float(ps[0])
+        z0 = _slice_z(datasets[0])
+        pitch = abs(_slice_z(datasets[-1]) - z0) / max(n - 1, 1)
+        stride = max(1, int(round(float(cp.get("step_mm", 5.0)) / max(pitch, 0.1))))
+        min_area = float(cp.get("min_area_mm2", 200.0))
+        last = None
+        for i in range(0, n, stride):
+            z = _slice_z(datasets[i])
+            if z - z0 > float(cp.get("reach_mm", 120.0)):
+                return None
+            if _wing_area(_hu(datasets[i]), spacing, cp) >= min_area:
+                last = i
+                continue
+            if last is None:
+                if not cp.get("no_crest_is_cut"):
+                    return None
+                return 0.0, 0.0, _hu(datasets[0]), n - 1, series
+            crest = (_slice_z(datasets[last]) + z) / 2.0
+            return crest - z0 + offset, abs(z - _slice_z(datasets[last])), _hu(datasets[0]), n - 1, series
+    except Exception:  # noqa: BLE001 - undecodable pixels: no reading
+        return None
+    return None
+
+
+def _landmark_overscan(p: dict[str, Any], name: str, parts: list[str], default: float) -> float:
+    """The overscan limit past one required landmark: ``range.landmark_overscan_mm[name]``, a number or a
+    {part: mm} map read for the exam's item parts (the smallest that applies), else ``default``."""
+    entry = (p.get("landmark_overscan_mm") or {}).get(name)
+    if isinstance(entry, dict):
+        hits = [float(entry[x]) for x in parts if x in entry]
+        return min(hits) if hits else default
+    return default if entry is None else float(entry)
 
 
 def _axial_stack(exam: ExamImages, cache: dict[str, Any]) -> Any:
@@ -1457,7 +1632,8 @@ def _series_noise(stack: _Stack, quantile: float = 50.0, pairs: int = 8) -> tupl
     return value, best[1]
 
 
-def _difference_noise(stack: _Stack, pairs: int = 8, min_pixels: int = 200, edge_quantile: float | None = None) -> float | None:
+def _difference_noise(stack: _Stack, pairs: int = 8, min_pixels: int = 200, edge_quantile: float | None = None,
+                      pair_cap_hu: float | None = None, min_kept_fraction: float = 0.0) -> float | None:
     """Whole-band noise SD (HU) of a series: raw pixels of adjacent, non-overlapping slices subtracted
     inside tissue homogeneous in both, MAD of the difference (median removed) / 0.6745 / sqrt 2, median
     over up to ``pairs`` pairs; None without a usable pair. Unlike :func:`_series_noise` no high-pass is
@@ -1474,10 +1650,20 @@ def _difference_noise(stack: _Stack, pairs: int = 8, min_pixels: int = 200, edge
     sits where the mean image has edges, while for two independent equal-SD noise fields the mean and
     the difference are uncorrelated, so choosing pixels by the mean's gradient does not bias the noise
     read in the difference. Clean series of held-out i9208 read 1.3-1.6 x the generator's SD before and
-    1.04-1.16 x with 0.5 (CN, 2026-11-24)."""
+    1.04-1.16 x with 0.5 (CN, 2026-11-24).
+
+    ``pair_cap_hu``: a pair reading above it is left out, and None is returned when no pair is left.
+    Excess noise is the acquisition's and raises every pair alike, while metal streaks and patient
+    motion are local in z: they raise the pairs they touch by several times (i9212 E00173, a pacemaker:
+    pairs across the streaks 46-71 HU, the others 6.3-8.4, the median 13.6 then read 2.0 x expected).
+    ct._noise passes ``noise.difference.max_over_highpass`` x the series' in-slice reading (CTN2).
+    ``min_kept_fraction``: fewer pairs than this fraction of those read left under the cap is no reading
+    (None): streaks across most of the series leave only pairs that are themselves partly streaked
+    (seed 8750 E00041: 2 of 7 left, 14.7-17.3 HU against a clean ~10.7)."""
     from scipy import ndimage
 
     diffs: list[float] = []
+    read = 0
     candidates = _adjacent_pairs(stack)
     for j in pick_slices(len(candidates), pairs) if candidates else []:
         a, b = candidates[j]
@@ -1490,7 +1676,13 @@ def _difference_noise(stack: _Stack, pairs: int = 8, min_pixels: int = 200, edge
             grad = np.hypot(ndimage.sobel(mean, axis=0), ndimage.sobel(mean, axis=1))
             both = both & (grad <= np.quantile(grad[both], float(edge_quantile)))
         d = (img_a - img_b)[both]
-        diffs.append(float(np.median(np.abs(d - np.median(d))) / 0.6745 / math.sqrt(2.0)))
+        value = float(np.median(np.abs(d - np.median(d))) / 0.6745 / math.sqrt(2.0))
+        read += 1
+        if pair_cap_hu is not None and value > pair_cap_hu:
+            continue
+        diffs.append(value)
+    if read and len(diffs) < min_kept_fraction * read:
+        return None
     return float(np.median(diffs)) if diffs else None
 
 
@@ -1509,7 +1701,8 @@ def _expected_details(info: dict[str, Any] | None, measured: float) -> dict[str,
         return {}
     return {"expected_sd_hu": info["expected_sd_hu"], "noise_ratio": round(measured / max(info["expected_sd_hu"], 1e-6), 3),
             "max_ratio": info["max_ratio"], "body_diameter_mm": info["body_diameter_mm"],
-            "ctdivol_mgy": info["ctdivol_mgy"], "ctdivol_ref_mgy": info["ctdivol_ref_mgy"], "region": info["region"],
+            "ctdivol_mgy": info["ctdivol_mgy"], "ctdivol_source": info.get("ctdivol_source", "header"),
+            "ctdivol_ref_mgy": info["ctdivol_ref_mgy"], "region": info["region"],
             "noise_class": info.get("noise_class")}
 
 
@@ -1531,6 +1724,14 @@ def _expected_noise(model: Any, series: SeriesImages, stack: _Stack, cls: str, t
     if model is None or not model.enabled:
         return None
     ctdivol = _series_ctdivol(series)
+    source = "header"
+    if ctdivol is None and model.tube_mgy_per_mas:
+        # dose not recorded: the CTDIvol the tube output in the header gives (ct_noise.ctdivol_from_tube)
+        try:
+            ctdivol = ct_noise.ctdivol_from_tube(series.datasets()[0], model.tube_mgy_per_mas)
+        except Exception:  # noqa: BLE001 - no readable header: the fixed limit applies
+            ctdivol = None
+        source = "tube_output"
     region = label_of(series, "region")
     uid = series_uid(series)
     ref = model.ctdi_ref(region, ((cache.get("acq_regions") or {}).get(uid) if uid else None))
@@ -1542,7 +1743,8 @@ def _expected_noise(model: Any, series: SeriesImages, stack: _Stack, cls: str, t
     exp, max_ratio, limit = got
     return {"expected_sd_hu": round(exp, 2), "max_ratio": max_ratio, "limit_hu": limit,
             "body_diameter_mm": round(size, 1) if size else None, "size_measure": model.measure,
-            "ctdivol_mgy": ctdivol, "ctdivol_ref_mgy": ref, "region": region, "noise_class": cls}
+            "ctdivol_mgy": round(ctdivol, 2) if ctdivol else ctdivol, "ctdivol_source": source, "ctdivol_ref_mgy": ref,
+            "region": region, "noise_class": cls}
 
 
 def _expected_decide(p: dict[str, Any], cls: str, region: str | None) -> str:
@@ -1636,14 +1838,18 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
         factor = (dblock.get("limit_factor") or {}).get(cls) if dblock.get("decide") in ("limit", "ratio") else None
         dinfo = _expected_noise(dmodel, s, stack, cls, thickness, cache) if dmodel is not None else None
         if factor or dinfo is not None:
-            if stack.uid not in whole_of:
-                whole_of[stack.uid] = _difference_noise(stack, edge_quantile=dblock.get("edge_quantile"))
-            whole = whole_of[stack.uid]
             # a difference far above the in-slice reading is not noise: the slices differ in content
             # (patient motion, contrast arrival, misordered slices); the high-pass reading stays
             # (the in-slice residual reads at least ~0.45 x the whole noise even on the generator's
-            # low-frequency grain: clean and excess series of seed 8320 read <= 2.2 x it)
+            # low-frequency grain: clean and excess series of seed 8320 read <= 2.2 x it).
+            # ``pair_cap`` applies the same bound to each slice pair (metal streaks and motion are
+            # local in z, excess noise is not): the corrupted pairs are left out, not the estimator
             cap = float(dblock.get("max_over_highpass", 0.0) or 0.0)
+            if stack.uid not in whole_of:
+                whole_of[stack.uid] = _difference_noise(stack, edge_quantile=dblock.get("edge_quantile"),
+                                                        pair_cap_hu=cap * got[0] if cap and dblock.get("pair_cap") else None,
+                                                        min_kept_fraction=float(dblock.get("pair_min_kept", 0.0) or 0.0))
+            whole = whole_of[stack.uid]
             if whole is not None and (not cap or whole <= cap * got[0]):
                 by_difference.add(stack.uid)
                 got = (whole, got[1])
@@ -1682,7 +1888,8 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
     if p.get("report_difference"):
         # the whole-band slice-difference SD beside each reading (shown, not judged: ct.yaml noise)
         for r in readings:
-            if r[3].uid not in whole_of:
+            # (every pair above the pair cap: the uncapped difference is shown, as before the cap)
+            if whole_of.get(r[3].uid) is None:
                 whole_of[r[3].uid] = _difference_noise(r[3], edge_quantile=dblock.get("edge_quantile"))
         for entry in details["series_measured"]:
             sd_d = whole_of.get(entry["series_uid"])
@@ -1703,9 +1910,12 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
         lean = exp.get("body_diameter_mm") if exp.get("size_measure") == "lean" else None
         zh_size = f"、体型（去脂体径约 {lean:.0f} mm）" if lean else ""
         en_size = f", this patient's size (lean diameter about {lean:.0f} mm)" if lean else ""
-        zh_exp = (f"；按本次剂量（CTDIvol {exp['ctdivol_mgy']:g} mGy）{zh_size}与层厚预期约 {exp['expected_sd_hu']:.1f} HU，"
+        # a dose estimated from the tube output (no CTDIvol recorded) says so
+        tube = exp.get("ctdivol_source") == "tube_output"
+        zh_exp = (f"；按本次剂量（CTDIvol {exp['ctdivol_mgy']:g} mGy{'，由管电流与曝光时间估算' if tube else ''}）{zh_size}与层厚预期约 {exp['expected_sd_hu']:.1f} HU，"
                   f"为预期的 {measured / exp['expected_sd_hu']:.1f} 倍" + (f"（限 {exp['max_ratio']:g} 倍）" if judged else ""))
-        en_exp = (f"; expected about {exp['expected_sd_hu']:.1f} HU at this scan's dose (CTDIvol {exp['ctdivol_mgy']:g} mGy){en_size} and slice thickness: "
+        en_exp = (f"; expected about {exp['expected_sd_hu']:.1f} HU at this scan's dose (CTDIvol {exp['ctdivol_mgy']:g} mGy"
+                  f"{', estimated from the tube current and exposure time' if tube else ''}){en_size} and slice thickness: "
                   f"{measured / exp['expected_sd_hu']:.1f} x expected" + (f" (limit {exp['max_ratio']:g} x)" if judged else ""))
     f = finding("IQC-NOISE", "noise", ABNORMAL,
                 f"图像噪声过大：{_KERNEL_ZH.get(kernel, kernel)}算法序列均匀组织噪声 SD 约 {measured:.1f} HU（限值 {limit:.1f} HU{zh_exp}）",
@@ -1783,9 +1993,16 @@ def _sharpness(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cac
             values.append((v, i))
     if not values:
         return not_assessable("no_body", "未检出体部边缘", "no body edge found")
-    measured = float(np.median([v for v, _ in values]))
-    limit = float(p.get("min_index", 0.325))
-    details = {"edge_index": round(measured, 4), "limit": limit, "series_uid": stack.uid}
+    # ``slice_quantile`` (percent, ct.yaml sharpness; 50 = the median): blur is the reconstruction's and
+    # lowers every slice alike, while patient motion ghosts the edge on a run of slices only (i9212
+    # E00207: motion slices 0.28-0.29, the rest 0.34-0.40; blurred exams read <= 0.25 on every slice),
+    # so an upper quantile of the slices reads the reconstruction's sharpness, not the motion
+    measured = float(np.percentile([v for v, _ in values], float(p.get("slice_quantile", 50.0))))
+    # a sharp (bone) kernel's edge enhancement overshoots the body edge: its own limit where the exam
+    # is read on one (ct.yaml sharpness.min_index_by_kernel; a T-spine or knee with bone series only)
+    limit = float((p.get("min_index_by_kernel") or {}).get(str(_kernel_class(stack.series)), p.get("min_index", 0.325)))
+    details = {"edge_index": round(measured, 4), "limit": limit, "series_uid": stack.uid,
+               "slice_edge_indices": [round(v, 3) for v, _ in values]}
     # the edge's width in mm beside the per-pixel index (a Gaussian edge of sigma s px reads 1 / (s sqrt(2 pi))):
     # the same blur in mm reads as a sharper index on coarser pixels
     pixel_mm = float(np.mean(stack.spacing)) if getattr(stack, "spacing", None) else None

@@ -38,7 +38,7 @@ import numpy as np
 
 from radqc.pipelines.image_qc.measure_common import body_mask
 
-__all__ = ["body_diameter", "lean_extents", "lean_diameter", "series_diameter", "expected_sd", "NoiseModel"]
+__all__ = ["body_diameter", "lean_extents", "lean_diameter", "series_diameter", "expected_sd", "NoiseModel", "ctdivol_from_tube"]
 
 
 def body_diameter(img: np.ndarray, spacing: tuple[float, float], measure: str = "effective") -> float | None:
@@ -157,6 +157,9 @@ class NoiseModel:
         self.exponent: dict[str, float] = {str(k): float(v) for k, v in (b.get("size_exponent") or {}).items()}
         self.max_ratio: dict[str, float] = {str(k): float(v) for k, v in (b.get("max_ratio") or {}).items()}
         self.thickness_ref = float(b.get("reference_thickness_mm", 5.0))
+        #: CTDIvol per effective mAs (mGy), for a series whose header has no CTDIvol (dose not recorded):
+        #: :func:`ctdivol_from_tube`; 0 = no estimate (the fixed limit applies)
+        self.tube_mgy_per_mas = float(b.get("ctdivol_from_tube_mgy_per_mas", 0.0) or 0.0)
         d = dict(dose or {})
         self.ref_by_region: dict[str, float] = {str(k): float(v) for k, v in (d.get("ctdivol_ref_by_region") or {}).items()}
         self.ref_default = float(d.get("ctdivol_ref_mgy", 25.0))
@@ -200,3 +203,23 @@ class NoiseModel:
         exp = expected_sd(sd_ref, size, size_ref, self.exponent_for(cls, region), float(ctdivol), ctdi_ref,
                           thickness, self.thickness_ref, self.attenuation)
         return exp, self.max_ratio[cls], exp * self.max_ratio[cls]
+
+
+def ctdivol_from_tube(ds: Any, mgy_per_mas: float) -> float | None:
+    """CTDIvol (mGy) estimated from the tube output in an image header when the scan's dose was not
+    recorded: ``mgy_per_mas`` x XRayTubeCurrent (mA) x ExposureTime (s) / SpiralPitchFactor (1 for an
+    axial scan), the scanner's CTDIvol per effective mAs. A physicist does the same with the scanner's
+    nCTDIw table; ``mgy_per_mas`` is calibrated on series whose headers carry both (ct.yaml
+    noise.ctdivol_from_tube_mgy_per_mas). None without tube current and exposure time, or with a zero
+    coefficient (off)."""
+    if not mgy_per_mas or ds is None:
+        return None
+    try:
+        ma = float(ds.get("XRayTubeCurrent") or 0.0)
+        seconds = float(ds.get("ExposureTime") or 0.0) / 1000.0
+        pitch = float(ds.get("SpiralPitchFactor") or 1.0) or 1.0
+    except (TypeError, ValueError):
+        return None
+    if ma <= 0 or seconds <= 0:
+        return None
+    return float(mgy_per_mas) * ma * seconds / pitch
