@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from radqc.pipelines.image_qc import ct_noise
+from radqc.pipelines.image_qc import ct_motion, ct_noise
 from radqc.pipelines.image_qc.measure_common import (
     add_picture,
     body_mask,
@@ -1223,6 +1223,21 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
                 z_end = z0 + (s0 - (acq[0] if end == "top" else acq[1])) * acq[2]
                 s_end = s0 - (z_end - z0) / m2
                 ends[end]["typical_margin"] = (s_top - s_end) * m2 if end == "top" else (s_end - s_bottom) * m2
+    apex_rule = p.get("bottom_from_lung_apex") or {}
+    apex_margin = None
+    if (bottom in apex_rule and ends["bottom"]["method"] == "scorer" and axial and "lung_apex" in scores_std
+            and float(ends["bottom"]["margin"]) < -float((p.get("landmark_tolerance_mm") or {}).get(bottom, tol))):
+        # a neck ends at the aortic arch, below the lung apex: the apex is an air/tissue edge the pixels show
+        # (the lungs' unbroken run up from the bottom slice, _lung_run_from_bottom), the arch lies
+        # (s_arch - s_apex) x mm_per_unit below it. Where the scorer calls the arch missing, the apex
+        # reading rescues it (i9212 E00257, off-centre neck: scorer -43 mm, true +4) as typical_margin
+        # does; a neck cut above the apex shows no lung on its bottom slice and stays missing
+        lowest = min(axial, key=lambda g: min(float(header_of(s, "z_min") or 0.0) for s in g))
+        run = _lung_run_from_bottom(lowest, {**dict(lp), "open_fov": True}) if lp else None
+        if run is not None:
+            apex_margin = run - (float(scores_std[bottom]) - float(scores_std["lung_apex"])) * float(apex_rule[bottom])
+            prior = ends["bottom"].get("typical_margin")
+            ends["bottom"]["typical_margin"] = apex_margin if prior is None else max(float(prior), apex_margin)
     crest_shift = None
     if (cp.get("shift_scorer_top") and ends["bottom"]["method"] == "crest" and not ends["bottom"]["cut"]
             and ends["top"]["method"] == "scorer" and first is not None and first is last):
@@ -1248,6 +1263,8 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
         details["position_from_consensus_fit"] = consensus_used
     if crest_shift is not None:
         details["top_moved_to_crest_mm"] = round(crest_shift, 1)
+    if apex_margin is not None:
+        details["bottom_margin_from_lung_apex_mm"] = round(apex_margin, 1)
     methods = {end: e["method"] for end, e in ends.items() if e["method"] != "scorer"}
     if methods:
         details["landmark_method"] = {end: "iliac_crest" if m == "crest" else "lung_edge" for end, m in methods.items()}
@@ -1958,6 +1975,37 @@ def _edge_index_unpadded(img: np.ndarray, mask: np.ndarray, inside: float, paddi
     return float(np.percentile(values, 90) / contrast)
 
 
+def _motion_run_slices(hu: Any, values: list[tuple[float, int]], q: dict[str, Any]) -> set[int]:
+    """Slices of the series that patient motion ghosts, to be left out of the sharpness index.
+
+    Motion is the artifact dimension's defect, not blur: a moving patient doubles the body edge on a
+    run of slices (the displaced copy's echo in the slices' cepstra, ct_motion.echo_step, the measure
+    the artifact stage's motion rule reads), while blur is the reconstruction's and lowers every slice.
+    The run counts when its echo stands ``min_t`` times over the spread and the edge indices read in
+    it are at most ``max_ratio`` x those read outside it (the ghost lowers the edge; a blurred neck
+    whose echo plateau is anatomy reads alike in and out of it), and at least ``min_kept`` slices
+    read are left. i9212 E00243 / E00207 (clean, motion): runs 5-8 / 4-7 of 9 / 10 slices, edge
+    0.24-0.29 inside against 0.33-0.40 outside (ct.yaml sharpness.motion_echo; empty: off)."""
+    if not q or not values:
+        return set()
+    n = int(hu.shape[0])
+    if n < 6:
+        return set()
+    ceps = np.stack([ct_motion.slice_cepstrum(ct_motion.work_slice(np.asarray(hu[i], dtype=np.float32), int(q.get("work_px", 128))))
+                     for i in range(n)])
+    _, t, where = ct_motion.echo_step(ceps)
+    if where is None or t < float(q.get("min_t", 4.0)):
+        return set()
+    a, b = int(where[0]), int(where[1])
+    inside = [v for v, i in values if a <= i < b]
+    outside = [v for v, i in values if not a <= i < b]
+    if not inside or len(outside) < int(q.get("min_kept", 3)):
+        return set()
+    if float(np.median(inside)) > float(q.get("max_ratio", 0.9)) * float(np.median(outside)):
+        return set()
+    return {i for _, i in values if a <= i < b}
+
+
 def _sharpness(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
     p = params.get("sharpness") or {}
     soft = _soft_series(exam) or _axial(exam)
@@ -1993,6 +2041,9 @@ def _sharpness(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cac
             values.append((v, i))
     if not values:
         return not_assessable("no_body", "未检出体部边缘", "no body edge found")
+    motion = _motion_run_slices(stack.hu, values, p.get("motion_echo") or {})
+    if motion:
+        values = [(v, i) for v, i in values if i not in motion]
     # ``slice_quantile`` (percent, ct.yaml sharpness; 50 = the median): blur is the reconstruction's and
     # lowers every slice alike, while patient motion ghosts the edge on a run of slices only (i9212
     # E00207: motion slices 0.28-0.29, the rest 0.34-0.40; blurred exams read <= 0.25 on every slice),
@@ -2003,6 +2054,8 @@ def _sharpness(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cac
     limit = float((p.get("min_index_by_kernel") or {}).get(str(_kernel_class(stack.series)), p.get("min_index", 0.325)))
     details = {"edge_index": round(measured, 4), "limit": limit, "series_uid": stack.uid,
                "slice_edge_indices": [round(v, 3) for v, _ in values]}
+    if motion:
+        details["motion_slices_left_out"] = sorted(motion)
     # the edge's width in mm beside the per-pixel index (a Gaussian edge of sigma s px reads 1 / (s sqrt(2 pi))):
     # the same blur in mm reads as a sharper index on coarser pixels
     pixel_mm = float(np.mean(stack.spacing)) if getattr(stack, "spacing", None) else None

@@ -28,13 +28,20 @@ def pelvis_mirror_asymmetry(image: np.ndarray, mask: np.ndarray | None, px: floa
                             band_mm: float = 8.0, fine_px: float = 1.5,
                             rows: tuple[float, float] = (0.0, 0.5), search: float = 0.15,
                             min_half_px: int = 5, box: tuple[int, int, int, int] | None = None,
-                            edge_px: int = 2) -> float | None:
+                            edge_px: int = 2, wing_columns: bool = True) -> float | None:
     """1 - best mirror correlation of the band-passed wing rows about a vertical axis (0 =
     perfectly symmetric, larger = more asymmetric); None when the mask is missing or too small.
     ``px`` is the pixel spacing in mm (2 mm assumed when unknown). ``box`` (r0, r1, c0, c1): the
     collimated field; only its pixels (``edge_px`` inside its edges) are compared, since a shutter
     edge on one side has no mirror partner and is not anatomy (a view shifted 35 mm sideways read
-    0.51 with the shutter in, 0.36 without)."""
+    0.51 with the shutter in, 0.36 without).
+
+    ``wing_columns``: the compared width (and the axis search's centre) comes from the mask's
+    columns within the wing rows only, not from the whole mask. Why: stray mask fragments below the
+    wings (femoral heads, pubic rami at a field edge) widened the span, so that on a view shifted
+    sideways it reached the skin/air edge on one side, which has no mirror partner (worn i9212
+    E00016, a straight, blurred, off-centre pelvis AP: 0.645 -> 0.235; the rotated pelvis APs of
+    the worn sets and dx renders 8770-8772 keep >= 0.53, straight ones <= 0.47)."""
     if mask is None:
         return None
     m = np.asarray(mask, bool)
@@ -54,6 +61,10 @@ def pelvis_mirror_asymmetry(image: np.ndarray, mask: np.ndarray | None, px: floa
     cs = np.nonzero(m.any(axis=0))[0]
     r0 = int(rs[0] + rows[0] * (rs[-1] - rs[0]))
     r1 = int(rs[0] + rows[1] * (rs[-1] - rs[0]))
+    if wing_columns:
+        cs = np.nonzero(m[r0:r1 + 1].any(axis=0))[0]
+        if cs.size == 0:
+            return None
     c0, c1 = int(cs[0]), int(cs[-1])
     half = (c1 - c0) // 2
     if r1 - r0 < 3 or half < min_half_px:
@@ -84,7 +95,8 @@ def pelvis_mirror_from_params(image: np.ndarray, mask: np.ndarray | None, px: fl
     """:func:`pelvis_mirror_asymmetry` with the settings of dx.yaml ``positioning.pelvis_mirror``."""
     return pelvis_mirror_asymmetry(image, mask, px, float(p.get("band_mm", 8.0)), float(p.get("fine_px", 1.5)),
                                    tuple(p.get("rows") or (0.0, 0.5)), float(p.get("search", 0.15)),
-                                   box=box, edge_px=int(p.get("edge_px", 2)))
+                                   box=box, edge_px=int(p.get("edge_px", 2)),
+                                   wing_columns=bool(p.get("wing_columns", True)))
 
 
 def outline_rows(box: tuple[int, int, int, int], mask: np.ndarray | None,
