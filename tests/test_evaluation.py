@@ -182,3 +182,16 @@ def test_cli_eval_list_and_json(labelled_set: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["stage"] == "ingest" and data["rates"]["instances_catalogued"]["value"] == 1.0
+
+
+def test_failures_past_the_cap_are_still_counted() -> None:
+    # a reader comparing two runs' failure lists must know where each list stops
+    from radqc.datasets.evaluation.harness import EvalReport
+
+    report = EvalReport(stage="x", n=0)
+    for i in range(report.MAX_FAILURES + 7):
+        report.fail(case=i)
+    d = report.to_dict()
+    assert len(d["failures"]) == report.MAX_FAILURES
+    assert d["failures_total"] == report.MAX_FAILURES + 7
+    assert d["failures"][-1]["case"] == report.MAX_FAILURES - 1

@@ -38,10 +38,15 @@ class EvalReport:
     #: Free-form structured results (per-case numbers, per-landmark errors) for JSON readers.
     details: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: every failure reported, listed or not: ``failures`` keeps the first MAX_FAILURES only, and a
+    #: reader comparing two runs' lists must know where each list stops (a case past the cap of one
+    #: run is not "fixed" in it)
+    failures_total: int = 0
 
     MAX_FAILURES = 50
 
     def fail(self, **detail: Any) -> None:
+        self.failures_total += 1
         if len(self.failures) < self.MAX_FAILURES:
             self.failures.append(detail)
 
@@ -55,6 +60,7 @@ class EvalReport:
             "rates": {k: v.to_dict() for k, v in self.rates.items()},
             "counts": self.counts,
             "failures": self.failures,
+            "failures_total": self.failures_total,
             "notes": self.notes,
             "details": self.details,
             "seconds": round(self.seconds, 3),
@@ -188,7 +194,11 @@ def render_human(report: EvalReport, console: Any) -> None:
         console.print(table)
     if report.counts:
         console.print("counts: " + json.dumps(report.counts, ensure_ascii=False))
-    for failure in report.failures[:10]:
+    shown = report.failures[:10]
+    for failure in shown:
         console.print(f"  [yellow]failure[/]: {json.dumps(failure, ensure_ascii=False)}")
+    if report.failures_total > len(shown):
+        console.print(f"  failures shown / 已显示失败: {len(shown)} of {report.failures_total} "
+                      f"({len(report.failures)} kept in the JSON report, the first {report.MAX_FAILURES})")
     for note in report.notes:
         console.print(f"  note: {note}")
