@@ -673,16 +673,19 @@ def mr_fat_suppressed(ds: Any) -> bool:
 
 
 def mr_slice_plane(ds: Any) -> str | None:
-    """axial / sagittal / coronal from ImageOrientationPatient (the slice normal's largest
-    component), None without a usable orientation."""
+    """axial / sagittal / coronal of the slice normal's nearest patient axis (the index stage's
+    :func:`~radqc.pipelines.stages.index.scan_plane`; an oblique slice counts as its nearest
+    plane), None without a usable orientation."""
+    from radqc.pipelines.stages.index import PLANE_BY_AXIS, scan_plane
+
     try:
-        o = [float(v) for v in ds.get("ImageOrientationPatient")][:6]
-        n = np.cross(np.array(o[:3]), np.array(o[3:6]))
+        o = [float(v) for v in ds.get("ImageOrientationPatient")]
+        got = scan_plane(o[:6]) if len(o) >= 6 else None
     except Exception:  # noqa: BLE001 - absent or malformed: unknown
         return None
-    if len(o) < 6 or not np.isfinite(n).all() or float(np.abs(n).max()) <= 0:
+    if got is None or not np.isfinite(got[2]).all():
         return None
-    return ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(n)))]
+    return PLANE_BY_AXIS[int(np.argmax(np.abs(got[2])))]
 
 
 def mr_header_features(ds: Any) -> dict[str, float]:
