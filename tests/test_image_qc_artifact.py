@@ -222,7 +222,8 @@ def test_learned_overrule_shows_the_measure_of_its_class() -> None:
     assert res.kind == "ghosting" and res.slice_index is not None and res.limit == art.DEFAULTS["ct_ghost_width_px"]
     # (the echo on 8-15 slices off: this 12-slice motion series reads t 25, which raises it; see
     # tests/test_image_qc_ct_motion2.py)
-    quiet = art.analyse_series(_ct("motion"), "CT", {**art.DEFAULTS, "ct_echo_short_min_slices": None}, Fixed([0.6, 0.3, 0.05, 0.05]))
+    # (and the axis step with the weighted echo, session 20, which reads this motion series too)
+    quiet = art.analyse_series(_ct("motion"), "CT", {**art.DEFAULTS, "ct_echo_short_min_slices": None, "ct_axis_step_t": None}, Fixed([0.6, 0.3, 0.05, 0.05]))
     assert quiet.value == "无" and quiet.kind is None and quiet.measured is None  # below the limit: no artifact
     dx = art.analyse_series(_dx(False), "DX", art.DEFAULTS, Fixed([0.0, 0.0, 0.0, 1.0]))
     assert dx.value == "异物" and dx.kind == "foreign_object" and dx.limit == art.DEFAULTS["dx_foreign_objects"]

@@ -34,7 +34,7 @@ def test_the_file_sets_confirmed_thresholds_for_ct_and_dx_motion() -> None:
 def test_a_confirmed_call_passes_below_the_registered_threshold() -> None:
     # the motion-axis rescue off (ct_ghost_axis_motion, tests/test_image_qc_ct_motion.py): the margin alone
     # (and the echo on 8-15 slices off: this 12-slice motion series reads echo t 25, tests/test_image_qc_ct_motion2.py)
-    p = {**art.DEFAULTS, "model_confirmed_threshold": {"CT": 0.6}, "ct_ghost_axis_motion": None, "ct_echo_short_min_slices": None}
+    p = {**art.DEFAULTS, "model_confirmed_threshold": {"CT": 0.6}, "ct_ghost_axis_motion": None, "ct_echo_short_min_slices": None, "ct_axis_step_t": None}  # and the axis step (session 20)
     res = art.analyse_series(_ct("motion"), "CT", p, Registered([0.28, 0.7, 0.02, 0.0]))
     assert res.extra["classical_value"] == "运动" and res.value == "运动" and res.method == "learned"
     # without the margin the registered 0.8 decides
@@ -47,7 +47,7 @@ def test_a_confirmed_call_passes_below_the_registered_threshold() -> None:
 
 @pytest.mark.parametrize("probs", [[0.28, 0.02, 0.7, 0.0], [0.28, 0.0, 0.02, 0.7]])
 def test_a_class_the_classical_rule_does_not_name_keeps_the_registered_threshold(probs: list[float]) -> None:
-    p = {**art.DEFAULTS, "model_confirmed_threshold": {"CT": 0.6}, "ct_echo_short_min_slices": None}  # the echo on 12 slices off
+    p = {**art.DEFAULTS, "model_confirmed_threshold": {"CT": 0.6}, "ct_echo_short_min_slices": None, "ct_axis_step_t": None}  # the echo on 12 slices and the axis step off
     res = art.analyse_series(_ct("motion"), "CT", p, Registered(probs))
     assert res.extra["classical_value"] == "运动" and res.value == "无"
 
@@ -104,7 +104,7 @@ def test_the_metal_rule_runs_in_the_ct_decision() -> None:
 
 def test_a_body_touching_the_field_circle_gets_no_confirmed_margin() -> None:
     """The classical measures read the field edge there (a truncated, blurred body reads 运动)."""
-    p = {**art.DEFAULTS, "model_confirmed_threshold": {"CT": 0.6}, "ct_echo_short_min_slices": None}  # the echo on 12 slices off
+    p = {**art.DEFAULTS, "model_confirmed_threshold": {"CT": 0.6}, "ct_echo_short_min_slices": None, "ct_axis_step_t": None}  # the echo on 12 slices and the axis step off
     assert p["ct_confirmed_rim_touch_med"] is not None
     touching = art.SeriesArtifact("1.2.3.4", "CT", {"rim_touch_med": 0.24}, {}, "运动")
     clear = art.SeriesArtifact("1.2.3.4", "CT", {"rim_touch_med": 0.0}, {}, "运动")

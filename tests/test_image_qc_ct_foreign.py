@@ -152,7 +152,8 @@ def test_truncation_rule_uses_the_near_rim():
     assert res.value == "设备" and res.kind == "truncation"
     res = A.SeriesArtifact("1.2.3", "CT", {"rim_touch_med": 0.0, "rim_excess_med": 0.0}, {}, "无", None, None, None, None, None)
     res.extra["_slices"], res.extra["_idx"] = slices, list(range(6))
-    A._ct_truncation_rule(res, {**A.DEFAULTS, "ct_trunc_rim_near_hu": None})
+    # with the near reading off, only the edge rim (session 20) still reads this real cut
+    A._ct_truncation_rule(res, {**A.DEFAULTS, "ct_trunc_rim_near_hu": None, "ct_trunc_edge_hu": None})
     assert res.value == "无"
 
 

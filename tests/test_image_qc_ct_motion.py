@@ -103,7 +103,8 @@ def test_motion_the_net_ranks_below_its_threshold_reads_motion_with_an_axis() ->
     res = art.analyse_series(_ct("motion"), "CT", p, Net(probs))
     assert res.value == "运动" and res.kind == "ghosting" and res.extra.get("learned_value") == "无"
     assert res.measured is not None and res.measured >= p["ct_ghost_axis_motion"]
-    assert art.analyse_series(_ct("motion"), "CT", {**p, "ct_ghost_axis_motion": None}, Net(probs)).value == "无"
+    # (the axis step with the weighted echo, session 20, reads this series too: off here)
+    assert art.analyse_series(_ct("motion"), "CT", {**p, "ct_ghost_axis_motion": None, "ct_axis_step_t": None}, Net(probs)).value == "无"
     # a clean series with the same net reading has no axis: stays 无
     assert art.analyse_series(_ct("clean"), "CT", p, Net(probs)).value == "无"
 
@@ -163,13 +164,14 @@ def test_an_echo_on_a_run_of_slices_raises_a_net_none_to_motion() -> None:
     res = art.analyse_series(s, "CT", art.DEFAULTS, Fixed(none))
     assert res.value == "运动" and res.kind == "ghosting" and res.extra["learned_value"] == "无"
     assert res.extra["echo"]["echo_t"] >= art.DEFAULTS["ct_echo_t"] and res.slice_index is not None
-    assert art.analyse_series(s, "CT", {**art.DEFAULTS, "ct_echo_t": None}, Fixed(none)).value == "无"
+    # (the axis step with the weighted echo, session 20, off: it reads this series too)
+    assert art.analyse_series(s, "CT", {**art.DEFAULTS, "ct_echo_t": None, "ct_axis_step_t": None}, Fixed(none)).value == "无"
     # the same net reading on the clean (blurred) series stays 无
     assert art.analyse_series(_series(_echo_series(run=None, blur=0.5)), "CT", art.DEFAULTS, Fixed(none)).value == "无"
     # fewer measured slices than ct_echo_min_slices: the rule does not judge (with the short-series
     # reading of session 19 off; tests/test_image_qc_ct_motion2.py covers it)
     short = _series(_echo_series(n=12, run=(4, 8), blur=0.5))
-    assert art.analyse_series(short, "CT", {**art.DEFAULTS, "ct_echo_short_min_slices": None}, Fixed(none)).value == "无"
+    assert art.analyse_series(short, "CT", {**art.DEFAULTS, "ct_echo_short_min_slices": None, "ct_axis_step_t": None}, Fixed(none)).value == "无"
     assert art.analyse_series(_series(_echo_series(n=7, run=(2, 4), blur=0.5)), "CT", art.DEFAULTS, Fixed(none)).value == "无"
     assert not any(k.startswith("echo") for k in FEATURES["CT"])
 
@@ -213,6 +215,6 @@ def test_the_weighted_echo_alone_raises_a_net_none_to_motion() -> None:
     res = art.analyse_series(s, "CT", only_w, Fixed(none))
     assert res.value == "运动" and res.extra["echo"]["echo_wt"] >= art.DEFAULTS["ct_echo_wt"]
     assert res.slice_index is not None
-    assert art.analyse_series(s, "CT", {**only_w, "ct_echo_wt": None}, Fixed(none)).value == "无"
+    assert art.analyse_series(s, "CT", {**only_w, "ct_echo_wt": None, "ct_axis_step_t": None}, Fixed(none)).value == "无"
     assert art.analyse_series(_series(_echo_series(run=None, blur=0.5)), "CT", only_w, Fixed(none)).value == "无"
     assert art.DEFAULTS["ct_echo_wt"] >= 6.0 and art.DEFAULTS["ct_echo_wstep"] >= 0.2

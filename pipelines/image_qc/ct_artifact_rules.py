@@ -222,3 +222,98 @@ def series_truncation(slices: Sequence[np.ndarray], min_touch: float = 0.03, min
         out["trunc_rim_near_med"] = float(np.median(near_rims)) if near_rims else 0.0
     return out
 
+
+
+#: the edge reading's bands (work-resolution px from the cut): the outermost pixel against the 1.5-3 px
+#: right under it (see :func:`edge_profile`)
+EDGE_OUTER = (0.0, 1.0)
+EDGE_BAND = (1.5, 3.0)
+
+
+def _work_scale(hu: np.ndarray, work_px: int) -> np.ndarray:
+    """``hu`` block-averaged to about ``work_px`` columns (as :func:`artifact.ct_slice_features` does),
+    the padding (:func:`padding_mask`, not grown) left out of each block's mean; blocks of padding
+    only keep the padding value. Slices up to 1.25 ``work_px`` wide are returned as they are."""
+    ny, nx = hu.shape
+    f = max(1, nx // work_px) if nx > work_px * 1.25 else 1
+    if f == 1:
+        return hu
+    h, w = ny // f * f, nx // f * f
+    part = hu[:h, :w]
+    pad = padding_mask(part, grow=0)
+    lo = float(np.min(part))
+    if not pad.any():
+        return part.reshape(h // f, f, w // f, f).mean(axis=(1, 3), dtype=np.float32)
+    keep = (~pad).reshape(h // f, f, w // f, f).sum(axis=(1, 3), dtype=np.int32)
+    tot = np.where(pad, np.float32(0.0), part).reshape(h // f, f, w // f, f).sum(axis=(1, 3), dtype=np.float32)
+    return np.where(keep > 0, tot / np.maximum(keep, 1), np.float32(lo)).astype(np.float32)
+
+
+def edge_profile(hu: np.ndarray, work_px: int = 128, n_rays: int = 180, bone_hu: float = 350.0,
+                 smooth: float = 1.0) -> tuple[float, int]:
+    """The truncation rim at the very edge of the field: per ray from the reconstruction circle
+    inward, the mean of the first work-resolution pixel of tissue (:data:`EDGE_OUTER`) minus the
+    median of the tissue 1.5-3 px deeper (:data:`EDGE_BAND`); the slice's value is the median over
+    the usable rays, returned with their count (0.0, 0 without any).
+
+    Why: the generator's rim (150-300 HU) fades with a length of 1.5 px on a 64 px matrix (2.6 on
+    128), so on small matrices it lives in the first one or two pixels. A field that cuts the body in
+    a 3-4 px subcutaneous fat layer over muscle (fresh 9214 E00083, E00315; 9213 E00028, E00047:
+    fat -100 HU, its first pixel -20..-55) reads below zero against the tissue 4-8 px deeper
+    (muscle) and 2.5-4.5 px deeper (the fat-muscle boundary): ``trunc_rim_med`` -66..-105 HU, and
+    the net read them at 0.00-0.46. Against the layer right under it the cut reads +32..+37 HU,
+    clean bodies touching the circle about 0 (fat or skin at the edge).
+
+    Usable rays: the first pixel inside the circle within 2.5 px of it, every sample of both bands
+    soft tissue on a Gaussian-smoothed copy (``smooth`` px: choosing the rays on the noisy values
+    themselves would keep the rays whose noise lifted the outer pixel above the tissue level, a bias
+    of up to +46 HU on a noisy clean series, worn h9211 E00040) and no sample (raw or smoothed) above
+    ``bone_hu``. Slices wider than 1.25 ``work_px`` are read block-averaged (:func:`_work_scale`),
+    so the bands are in the same units as on a 128 px matrix. Square slices only (0.0, 0 otherwise)."""
+    hu = _work_scale(np.asarray(hu, dtype=np.float32), work_px)
+    ny, nx = hu.shape
+    if ny != nx or nx < 24:
+        return 0.0, 0
+    cy, cx, r, fitted = recon_circle(hu)
+    pad_level = float(np.min(hu)) + 0.5 if fitted else -np.inf
+    theta = np.linspace(0.0, 2 * math.pi, n_rays, endpoint=False)
+    depth = np.arange(0.5, EDGE_BAND[1] + 3.5, 0.5)
+    rad = r - depth[None, :]
+    yy = cy + rad * np.sin(theta)[:, None]
+    xx = cx + rad * np.cos(theta)[:, None]
+    inside = (yy >= 0) & (yy <= ny - 1) & (xx >= 0) & (xx <= nx - 1)
+    coords = [np.clip(yy, 0, ny - 1), np.clip(xx, 0, nx - 1)]
+    vals = ndi.map_coordinates(hu, coords, order=0, mode="nearest")
+    valid = inside & (vals > pad_level)
+    filled = np.where(hu <= pad_level, np.float32(-1000.0), hu) if fitted else hu
+    sv = ndi.map_coordinates(ndi.gaussian_filter(filled, smooth), coords, order=0, mode="nearest") if smooth > 0 else vals
+    # the samples are 0.5 px apart: the outer band is the first 2 samples of tissue, the deeper band
+    # the 3 samples from 1.5 px on (index arithmetic, no masked medians: this runs per slice)
+    step = 0.5
+    i0 = np.argmax(valid, axis=1)
+    o_idx = i0[:, None] + np.arange(int(EDGE_OUTER[0] / step), int(EDGE_OUTER[1] / step))[None, :]
+    b_idx = i0[:, None] + np.arange(int(EDGE_BAND[0] / step), int(EDGE_BAND[1] / step))[None, :]
+    ok = valid.any(axis=1) & (depth[i0] <= 2.5) & (b_idx[:, -1] < len(depth))
+    o_idx, b_idx = np.minimum(o_idx, len(depth) - 1), np.minimum(b_idx, len(depth) - 1)
+    rows = np.arange(n_rays)[:, None]
+    o_v, b_v = vals[rows, o_idx], vals[rows, b_idx]
+    o_s, b_s = sv[rows, o_idx], sv[rows, b_idx]
+    ok &= valid[rows, o_idx].all(axis=1) & valid[rows, b_idx].all(axis=1)
+    ok &= (np.minimum(o_s.min(axis=1), b_s.min(axis=1)) > TISSUE_HU)
+    ok &= (np.maximum(np.maximum(o_v, o_s).max(axis=1), np.maximum(b_v, b_s).max(axis=1)) <= bone_hu)
+    rims = (o_v.mean(axis=1) - np.median(b_v, axis=1))[ok]
+    return (float(np.median(rims)) if len(rims) else 0.0), int(len(rims))
+
+
+def series_edge(slices: Sequence[np.ndarray], work_px: int = 128, min_rays: int = 4, max_slices: int = 24) -> dict[str, float]:
+    """The edge rim of a series (:func:`edge_profile`) on at most ``max_slices`` evenly spaced slices
+    (about 1-4 ms a slice; the default 24 halves a 48-slice series: fewer than 20 slices let the
+    noise of one slice's median move a noisy clean series by +13 HU, worn h9211 E00040): the median over
+    the slices with at least ``min_rays`` usable rays (``trunc_edge_med``, 0 without any), how many
+    there are (``trunc_edge_slices``) and their fraction of the slices read (``trunc_edge_frac``)."""
+    n = len(slices)
+    ks = np.unique(np.linspace(0, n - 1, min(n, max_slices)).round().astype(int)) if n else []
+    per = [edge_profile(slices[int(k)], work_px) for k in ks]
+    vals = [v for v, m in per if m >= min_rays]
+    return {"trunc_edge_med": float(np.median(vals)) if vals else 0.0, "trunc_edge_slices": float(len(vals)),
+            "trunc_edge_frac": len(vals) / max(len(per), 1)}

