@@ -83,6 +83,13 @@ def test_streaks_in_the_air_read_equipment():
     res = _res("异物", metal_px=12, inside=0.0, air=0.5, streak_air=50.0, square=False)
     A._ct_enclosed_metal_rule(res, p)
     assert res.value == "异物"
+    # an object wholly off the body (ring all outside air) is no implant, whatever its streaks (fresh 9216 E00243)
+    res = _res("异物", metal_px=9, inside=0.0, air=1.0, streak_air=28.0)
+    A._ct_enclosed_metal_rule(res, p)
+    assert res.value == "异物"
+    res = _res("异物", metal_px=9, inside=0.0, air=1.0, streak_air=28.0)
+    A._ct_enclosed_metal_rule(res, {**p, "ct_fo_streak_air_off_body": None})
+    assert res.value == "设备"
 
 
 def test_metal_in_the_skin_layer_without_streaks_reads_foreign_object():

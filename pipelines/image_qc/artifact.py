@@ -1703,9 +1703,14 @@ def _ct_enclosed_metal_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     if slices and np.asarray(slices[0]).shape[0] != np.asarray(slices[0]).shape[1]:
         return
     f = res.features
-    inside, air = float(f.get("metal_inside_mean", 0.0)), float(f.get("metal_air_max", 0.0))
     # streaks through the air round the patient: an implant's, never a skin object's (ct_fo_streak_air_equipment)
     streak_lim, sair = p.get("ct_fo_streak_air_equipment"), float(f.get("streak_air_max", 0.0))
+    inside, air = float(f.get("metal_inside_mean", 0.0)), float(f.get("metal_air_max", 0.0))
+    # ... unless the metal's ring is all outside air: an object off the body (a button on the table,
+    # fresh 9216 E00243: air 1.00, streak_air 28) cannot be an implant (screws read air 0.33-0.89)
+    off_body = p.get("ct_fo_streak_air_off_body")
+    if off_body is not None and air >= float(off_body):
+        streak_lim = None
     if _metal_px(f) >= 1 and streak_lim is not None and sair >= float(streak_lim):
         _overrule(res, "equipment", "metal", round(sair, 1), float(streak_lim), _sig(sair, float(streak_lim), 2.0))
         _show_strongest_slice(res, "streak_air")
