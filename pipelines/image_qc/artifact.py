@@ -34,6 +34,7 @@ from radqc.pipelines.image_qc import ct_motion
 from radqc.pipelines.image_qc.ct_artifact_rules import (
     outside_air,
     padding_mask,
+    series_edge,
     series_truncation,
     streak_in_air,
 )
@@ -1381,15 +1382,22 @@ def _drop_learned(res: SeriesArtifact, dropped: dict[str, Any]) -> None:
     res.measured, res.limit, res.box, res.slice_index = None, None, None, None
 
 
+def _once_per_series(res: SeriesArtifact, key: str, shown: str, compute: Any) -> dict[str, float]:
+    """``compute(slices)`` of the series, computed once and kept in ``res.extra[key]`` (several rules
+    read the same reading), with a rounded copy under ``shown`` for the finding's details."""
+    value = res.extra.get(key)
+    if value is None:
+        value = compute(res.extra.get("_slices") or [])
+        res.extra[key] = value
+        res.extra[shown] = {k: round(float(v), 3) for k, v in value.items()}
+    return value
+
+
 def _series_truncation(res: SeriesArtifact, p: dict[str, Any]) -> dict[str, float]:
-    """:func:`ct_artifact_rules.series_truncation` of the series' slices, computed once per series
-    (the untouched veto and the truncation rule both read it); rounded copy in ``extra``."""
-    t = res.extra.get("_trunc")
-    if t is None:
-        t = series_truncation(res.extra.get("_slices") or [], float(p.get("ct_trunc_touch_min", 0.03)))
-        res.extra["_trunc"] = t
-        res.extra["truncation_rim"] = {k: round(float(v), 3) for k, v in t.items()}
-    return t
+    """:func:`ct_artifact_rules.series_truncation` of the series' slices (the untouched veto and the
+    truncation rule both read it)."""
+    touch = float(p.get("ct_trunc_touch_min", 0.03))
+    return _once_per_series(res, "_trunc", "truncation_rim", lambda slices: series_truncation(slices, touch))
 
 
 def _ct_motion_axis_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -1899,16 +1907,10 @@ def _ct_rimless(res: SeriesArtifact, p: dict[str, Any]) -> dict[str, Any] | None
 
 
 def _series_edge(res: SeriesArtifact, p: dict[str, Any]) -> dict[str, float]:
-    """:func:`ct_artifact_rules.series_edge` of the series' slices, computed once per series (the
-    rimless check and the third truncation reading both read it); rounded copy in ``extra``."""
-    e = res.extra.get("_edge")
-    if e is None:
-        from radqc.pipelines.image_qc.ct_artifact_rules import series_edge
-
-        e = series_edge(res.extra.get("_slices") or [], int(p.get("ct_work_px", 128)))
-        res.extra["_edge"] = e
-        res.extra["truncation_edge"] = {k: round(float(v), 3) for k, v in e.items()}
-    return e
+    """:func:`ct_artifact_rules.series_edge` of the series' slices (the rimless check and the third
+    truncation reading both read it)."""
+    work_px = int(p.get("ct_work_px", 128))
+    return _once_per_series(res, "_edge", "truncation_edge", lambda slices: series_edge(slices, work_px))
 
 
 def _edge_measured(e: dict[str, float], p: dict[str, Any]) -> bool:
