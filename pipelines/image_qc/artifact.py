@@ -1208,6 +1208,19 @@ def select_series(exam: ExamImages, p: dict[str, Any]) -> list[SeriesImages]:
 # ------------------------------------------------------------------------------ per series
 
 
+def _metal_box(feats: dict[str, float], image: Any) -> list[float]:
+    """The evidence box round a slice's metal (``metal_r``/``metal_c``): 12% of the slice, at least 6 px
+    each way from the centre."""
+    r, c, h = feats["metal_r"], feats["metal_c"], max(6.0, np.asarray(image).shape[0] * 0.12)
+    return [r - h, c - h, r + h, c + h]
+
+
+def _show_metal_box(res: SeriesArtifact, shown: tuple[dict[str, float], Any] | None) -> None:
+    """Box the metal of the slice :func:`_show_strongest_slice` chose, where that slice has metal."""
+    if shown is not None and shown[1] is not None and shown[0].get("metal_r", -1.0) >= 0:
+        res.box = _metal_box(shown[0], shown[1])
+
+
 def analyse_series(s: SeriesImages, modality: str, p: dict[str, Any], model: Any = None) -> SeriesArtifact:
     """Features, scores and value of one series (raises on undecodable pixels)."""
     return decide_series(measure_series(s, modality, p), p, model)
@@ -1247,8 +1260,7 @@ def measure_series(s: SeriesImages, modality: str, p: dict[str, Any]) -> SeriesA
             window = None
         box = None
         if k is not None and kind in ("metal", "foreign_object") and modality == "CT" and per[k]["metal_r"] >= 0:
-            r, c, h = per[k]["metal_r"], per[k]["metal_c"], max(6.0, slices[k].shape[0] * 0.12)
-            box = [r - h, c - h, r + h, c + h]
+            box = _metal_box(per[k], slices[k])
         res = SeriesArtifact(uid, modality, feats, scores, VALUE_OF[cls], kind, idx[k] if k is not None else None, box,
                              measured, limit, image=slices[k] if k is not None else slices[len(slices) // 2], window=window)
         res.extra["_per"], res.extra["_idx"], res.extra["_slices"] = per, idx, slices
@@ -1657,6 +1669,12 @@ def _ct_fo_metal_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     _drop_learned(res, {"kind": "foreign_object_without_metal", "metal_px": round(metal, 1), "limit": float(limit)})
 
 
+def _series_noise_sd(res: SeriesArtifact) -> float:
+    """The series' body noise: the median ``base_sd`` (MAD of the high-pass residual) of its slices, 0 without any."""
+    per = res.extra.get("_per") or []
+    return float(np.median([float(x.get("base_sd", 0.0)) for x in per])) if per else 0.0
+
+
 def _ct_noise_metal(res: SeriesArtifact, p: dict[str, Any]) -> dict[str, Any] | None:
     """The readings when the series' metal is a noise peak, else None: at most
     ``ct_noise_metal_px`` pixels at ``ct_metal_hu`` on any slice of a series whose median body noise
@@ -1675,7 +1693,7 @@ def _ct_noise_metal(res: SeriesArtifact, p: dict[str, Any]) -> dict[str, Any] | 
     metal = _metal_px(res.features)
     if metal < 1 or metal > float(px_lim):
         return None
-    sd = float(np.median([float(x.get("base_sd", 0.0)) for x in per]))
+    sd = _series_noise_sd(res)
     if sd < float(sd_lim):
         return None
     return {"metal_px": round(metal, 1), "noise_sd": round(sd, 1), "limits": [float(px_lim), float(sd_lim)]}
@@ -1765,11 +1783,7 @@ def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
         metal_px = _metal_px(res.features)
         if metal_px >= float(implant_px):
             _overrule(res, "equipment", "metal", round(metal_px, 1), float(implant_px), _sig(metal_px, float(implant_px) - 0.5, 0.5))
-            shown = _show_strongest_slice(res, "metal_px")
-            if shown is not None and shown[1] is not None and shown[0].get("metal_r", -1.0) >= 0:
-                feats, image = shown
-                r, c, h = feats["metal_r"], feats["metal_c"], max(6.0, np.asarray(image).shape[0] * 0.12)
-                res.box = [r - h, c - h, r + h, c + h]
+            _show_metal_box(res, _show_strongest_slice(res, "metal_px"))
             res.window = (500.0, 3000.0)
             return
     if limit is None or measured < float(limit) or res.value in (VALUE_OF["motion"], VALUE_OF["foreign_object"]):
@@ -1787,11 +1801,7 @@ def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
         return
     _overrule(res, "foreign_object", "foreign_object", round(measured, 4), float(limit),
               _sig(measured, float(limit), 0.05))
-    shown = _show_strongest_slice(res, "metal_air")
-    if shown is not None and shown[1] is not None and shown[0].get("metal_r", -1.0) >= 0:
-        feats, image = shown
-        r, c, h = feats["metal_r"], feats["metal_c"], max(6.0, np.asarray(image).shape[0] * 0.12)
-        res.box = [r - h, c - h, r + h, c + h]
+    _show_metal_box(res, _show_strongest_slice(res, "metal_air"))
 
 
 def _ct_skin_layer_metal(res: SeriesArtifact, p: dict[str, Any]) -> bool:
@@ -1821,11 +1831,7 @@ def _ct_skin_layer_metal(res: SeriesArtifact, p: dict[str, Any]) -> bool:
         return False
     _overrule(res, "foreign_object", "foreign_object", round(inside, 3), float(in_lim), _sig(float(in_lim) - inside, 0.0, 0.05))
     res.extra["skin_layer_metal"] = {"inside": round(inside, 3), "outside_air": round(air, 3), "streak_air": round(sair, 2)}
-    shown = _show_strongest_slice(res, "metal_px")
-    if shown is not None and shown[1] is not None and shown[0].get("metal_r", -1.0) >= 0:
-        feats, image = shown
-        r, c, h = feats["metal_r"], feats["metal_c"], max(6.0, np.asarray(image).shape[0] * 0.12)
-        res.box = [r - h, c - h, r + h, c + h]
+    _show_metal_box(res, _show_strongest_slice(res, "metal_px"))
     return True
 
 
@@ -2014,8 +2020,7 @@ def _ct_edge_truncation(res: SeriesArtifact, p: dict[str, Any]) -> bool:
     if (res.extra.get("dropped") or {}).get("kind") == "truncation_without_rim":
         return False
     e = _series_edge(res, p)
-    per = res.extra.get("_per") or []
-    noise = float(np.median([float(x.get("base_sd", 0.0)) for x in per])) if per else 0.0
+    noise = _series_noise_sd(res)
     edge = float(e["trunc_edge_med"])
     if not _edge_measured(e, p):
         return False
@@ -2183,12 +2188,20 @@ def _dx_nyquist_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     mid band that ``vspec_rel`` and the net weigh, so the short smears of small coarse views were
     missed (worn h9211 E00009 and E00095, i9212 E00233 and E00321: net 0.00-0.15). Runs before the
     grid rule (grid columns are 设备 whatever this reads); only a 无 reading changes."""
-    limit = p.get("dx_motion_nyquist")
-    if limit is None or res.value != VALUE_OF["none"]:
+    _dx_short_smear(res, p, "nyq_fy", "dx_motion_nyquist")
+
+
+def _dx_short_smear(res: SeriesArtifact, p: dict[str, Any], fy_key: str, limit_key: str) -> None:
+    """The short-smear call on one band of the vertical Nyquist line (``fy_key``): a 无 reads 运动
+    when that band is flat (at most ``dx_motion_nyquist_max_fy``) and :func:`dx_nyquist_score` of it
+    reaches ``p[limit_key]`` (null or the feature absent: off)."""
+    limit = p.get(limit_key)
+    if limit is None or res.value != VALUE_OF["none"] or fy_key not in res.features:
         return
-    if float(res.features.get("nyq_fy", 0.0)) > float(p.get("dx_motion_nyquist_max_fy", 1e9)):
+    fy = float(res.features[fy_key])
+    if fy > float(p.get("dx_motion_nyquist_max_fy", 1e9)):
         return
-    measured = dx_nyquist_score(res.features, p)
+    measured = dx_nyquist_score({"nyq_fx": res.features.get("nyq_fx", 0.0), "nyq_fy": fy}, p)
     if measured < float(limit):
         return
     _overrule(res, "motion", "short_smear", round(measured, 3), float(limit), _sig(measured, float(limit), 0.2))
@@ -2209,17 +2222,7 @@ def _dx_nyquist_edge_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     1,500 views of exams without motion (fresh t8930-t8932, d8933, d8934; worn i9212, i9210, i9208,
     h9211, h9209, 8730, 8731) those with a flat edge band read at most 1.70 (worn i9210 E00020;
     fresh at most 1.52), the smears it adds 2.62 (E00109) and 3.32 (worn i9212 E00321)."""
-    limit = p.get("dx_motion_nyquist_edge")
-    if limit is None or res.value != VALUE_OF["none"] or "nyq_fy_edge" not in res.features:
-        return
-    fy = float(res.features["nyq_fy_edge"])
-    if fy > float(p.get("dx_motion_nyquist_max_fy", 1e9)):
-        return
-    measured = dx_nyquist_score({"nyq_fx": res.features.get("nyq_fx", 0.0), "nyq_fy": fy}, p)
-    if measured < float(limit):
-        return
-    _overrule(res, "motion", "short_smear", round(measured, 3), float(limit), _sig(measured, float(limit), 0.2))
-    res.slice_index = 0
+    _dx_short_smear(res, p, "nyq_fy_edge", "dx_motion_nyquist_edge")
 
 
 def _dx_text_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -2374,8 +2377,7 @@ def _learned_evidence(res: SeriesArtifact, cls: str, p: dict[str, Any]) -> None:
         if k < len(slices):
             res.image = slices[k]
         if mod == "CT" and res.kind in ("metal", "foreign_object") and per[k].get("metal_r", -1.0) >= 0:
-            r, c, h = per[k]["metal_r"], per[k]["metal_c"], max(6.0, np.asarray(slices[k]).shape[0] * 0.12)
-            res.box = [r - h, c - h, r + h, c + h]
+            res.box = _metal_box(per[k], slices[k])
 
 
 # ------------------------------------------------------------------------------ the measure

@@ -223,7 +223,6 @@ def series_truncation(slices: Sequence[np.ndarray], min_touch: float = 0.03, min
     return out
 
 
-
 #: the edge reading's bands (work-resolution px from the cut): the outermost pixel against the 1.5-3 px
 #: right under it (see :func:`edge_profile`)
 EDGE_OUTER = (0.0, 1.0)
