@@ -225,4 +225,41 @@ def test_per_item_table_counts_combined_orders_for_each_item() -> None:
     # head: 1 of 5 grades wrong = 80% < 90%, so it is listed below the bar; chest's 1/10 is exactly 90%
     assert cov["below"] == ["CT.HEAD.PLAIN"] and cov["items_meeting"] == 1
     text = ev.markdown(report, "t")
-    assert "| CT.NECK.PLAIN | 项目CT.NECK.PLAIN | CT | 1 | 50.0% | 0/1 | 0.0% |" in text
+    assert "| CT.NECK.PLAIN | 项目CT.NECK.PLAIN | CT | 1 | 50.0% | 0/1 | 0.0% | 0–79% |" in text
+
+
+def test_per_item_intervals_separate_sampling_from_real_shortfalls() -> None:
+    """Ten exams cannot show an item at 90%: the table carries each item's 95% grade interval,
+    and the coverage says which items below the bar are below beyond sampling."""
+    ok = {"range": {"value": "正常"}, "noise": {"value": "正常"}, "grade": 3}
+    wrong = {"range": {"value": "过大"}, "noise": {"value": "正常"}, "grade": 2}
+    cases = []
+    for i in range(10):  # head: 8 of 10 grades right -> below the bar, but the interval reaches 90%
+        cases.append((_with_items(_truth("CT", {"range": "正常", "noise": "ok"}, 3, f"H{i}"), "CT.HEAD.PLAIN"),
+                      wrong if i < 2 else ok))
+    for i in range(10):  # neck: 3 of 10 right -> below beyond doubt
+        cases.append((_with_items(_truth("CT", {"range": "正常", "noise": "ok"}, 3, f"N{i}"), "CT.NECK.PLAIN"),
+                      wrong if i < 7 else ok))
+    for i in range(40):  # chest: 40 of 40 right -> meets the bar with confidence
+        cases.append((_with_items(_truth("CT", {"range": "正常", "noise": "ok"}, 3, f"C{i}"), "CT.CHEST.PLAIN"), ok))
+    report = _scored(cases)
+    lo, hi = report.details["by_item"]["CT.HEAD.PLAIN"]["grade_exact_ci95"]
+    assert lo < 0.8 < 0.9 < hi
+    cov = ev.summary(report)["items"]
+    assert cov["below"] == ["CT.HEAD.PLAIN", "CT.NECK.PLAIN"]
+    assert cov["below_clearly"] == ["CT.NECK.PLAIN"]
+    assert cov["meeting_with_confidence"] == ["CT.CHEST.PLAIN"]
+    text = ev.markdown(report, "t")
+    assert "| CT.CHEST.PLAIN | 项目CT.CHEST.PLAIN | CT | 40 | 100.0% | 40/40 | 100.0% | 91–100% |" in text
+    assert "1 of the 2 items below the bar lie wholly under 90%" in text
+    assert ev.exams_to_show(0.9, 0) == 35 and ev.exams_to_show(0.9, 1) > 35
+
+
+def test_wilson_interval_matches_hand_values() -> None:
+    from radqc.datasets.evaluation.metrics import Rate, wilson_interval
+    lo, hi = wilson_interval(9, 10)
+    assert (round(lo, 3), round(hi, 3)) == (0.596, 0.982)
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 10)[0] == 0.0
+    assert wilson_interval(0, 0) is None and Rate(3, 4).interval() == wilson_interval(3, 4)
+    with pytest.raises(ValueError):
+        wilson_interval(5, 4)

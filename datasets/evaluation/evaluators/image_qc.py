@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from radqc.datasets.evaluation.harness import EvalContext, EvalReport
-from radqc.datasets.evaluation.metrics import Rate, classification
+from radqc.datasets.evaluation.metrics import Rate, classification, wilson_interval
 from radqc.datasets.evaluation.registry import register
 
 log = logging.getLogger(__name__)
@@ -533,7 +533,8 @@ def score_cases(scored: Iterable[Scored], report: EvalReport) -> EvalReport:
         report.counts[key] = count
     report.details["errors"] = dict(errors.most_common())
     report.details["by_item"] = {code: {**row, "dimension_accuracy": row["cells_right"] / row["cells"] if row["cells"] else None,
-                                        "grade_exact": row["grades_right"] / row["exams"]}
+                                        "grade_exact": row["grades_right"] / row["exams"],
+                                        "grade_exact_ci95": wilson_interval(row["grades_right"], row["exams"])}
                                  for code, row in sorted(by_item.items())}
     report.details["scoring_versions"] = dict(versions.most_common())
     report.details["grade_misses"] = misses
@@ -610,9 +611,30 @@ def item_coverage(report: EvalReport) -> dict[str, Any]:
     rows = report.details.get("by_item") or {}
     shown = {c: r for c, r in rows.items() if r["exams"] >= ITEM_MIN_EXAMS}
     meets = [c for c, r in shown.items() if (r["dimension_accuracy"] or 0) >= ITEM_TARGET and r["grade_exact"] >= ITEM_TARGET]
+    below = sorted(set(shown) - set(meets))
+    # Sampling: an item read from 10 exams carries a wide interval. "Clearly below" items have a
+    # grade interval wholly under the bar (fixing them needs better QC, not more exams); items
+    # "shown with confidence" have the interval's lower end at the bar or above.
+    bounds = {c: _grade_interval(r) for c, r in shown.items()}
     return {"items": len(rows), "items_shown": len(shown), "items_meeting": len(meets),
             "min_exams": ITEM_MIN_EXAMS, "target": ITEM_TARGET, "required": ITEMS_REQUIRED,
-            "below": sorted(set(shown) - set(meets))}
+            "below": below,
+            "below_clearly": [c for c in below if bounds[c][1] < ITEM_TARGET],
+            "meeting_with_confidence": sorted(c for c in meets if bounds[c][0] >= ITEM_TARGET)}
+
+
+def exams_to_show(target: float, misses: int) -> int:
+    """The fewest exams, with ``misses`` grade misses among them, whose 95% interval clears ``target``."""
+    n = misses + 1
+    while (wilson_interval(n - misses, n) or (0.0, 0.0))[0] < target:
+        n += 1
+    return n
+
+
+def _grade_interval(row: dict[str, Any]) -> tuple[float, float]:
+    """The row's 95% grade-agreement interval (recomputed for reports saved before it was stored)."""
+    ci = row.get("grade_exact_ci95") or wilson_interval(row["grades_right"], row["exams"])
+    return (float(ci[0]), float(ci[1]))
 
 
 def markdown(report: EvalReport, title: str) -> str:
@@ -680,13 +702,20 @@ def item_markdown(report: EvalReport) -> list[str]:
     lines = ["", f"Per exam item (检查项目; an exam of a combined order counts for each of its items): "
              f"{cov['items']} items, {cov['items_shown']} with >= {cov['min_exams']} exams, "
              f"{cov['items_meeting']} of those with dimension accuracy and grade agreement both >= "
-             f"{100 * cov['target']:.0f}% (tenders: >= {cov['required']} items).", "",
-             "| item | 名称 | class | exams | dimension accuracy | all dimensions right | grade exact |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+             f"{100 * cov['target']:.0f}% (tenders: >= {cov['required']} items).",
+             "", f"Sampling (95% Wilson interval of each item's grade agreement): "
+             f"{len(cov['below_clearly'])} of the {len(cov['below'])} items below the bar lie wholly under "
+             f"{100 * cov['target']:.0f}%; {len(cov['meeting_with_confidence'])} items meet it with the "
+             f"interval's lower end at {100 * cov['target']:.0f}% or above (that takes >= {exams_to_show(cov['target'], 0)} "
+             f"exams with none missed, or >= {exams_to_show(cov['target'], 1)} with one).", "",
+             "| item | 名称 | class | exams | dimension accuracy | all dimensions right | grade exact | grade exact 95% CI |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for code, r in rows.items():
         acc = "—" if r["dimension_accuracy"] is None else f"{100 * r['dimension_accuracy']:.1f}%"
+        lo, hi = _grade_interval(r)
         lines.append(f"| {code} | {r['name']} | {r['qc_class']} | {r['exams']} | {acc} | "
-                     f"{r['exams_all_right']}/{r['exams']} | {100 * r['grade_exact']:.1f}% |")
+                     f"{r['exams_all_right']}/{r['exams']} | {100 * r['grade_exact']:.1f}% | "
+                     f"{100 * lo:.0f}–{100 * hi:.0f}% |")
     return lines
 
 
