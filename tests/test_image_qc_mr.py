@@ -129,7 +129,7 @@ def _sag_head(shift_rows: int, n: int = 4, size: int = 96) -> list[Any]:
 def _axial_head(first_area: float, size: int = 96) -> list[Any]:
     """Axial slices listed inferior first; the most superior slice's disc has ``first_area`` of the largest."""
     radii = [0.32, 0.32, 0.30, 0.32 * float(np.sqrt(first_area))]
-    zs = [0.0, 5.0, 10.0, 15.0]
+    zs = [0.0, 40.0, 80.0, 120.0]  # a brain-sized stack (MR-BRAIN min_axial_span_mm: a shorter one is cut)
     out = []
     yy, xx = np.mgrid[0:size, 0:size]
     rng = np.random.default_rng(5)

@@ -114,7 +114,7 @@ def test_the_plane_comes_from_the_slice_normal() -> None:
     assert art.mr_slice_plane(_ds(ImageOrientationPatient=[0, 1, 0, 0, 0, -1])) == "sagittal"
     assert art.mr_slice_plane(_ds(ImageOrientationPatient=[1, 0, 0, 0, 0, -1])) == "coronal"
     assert art.mr_slice_plane(_ds()) is None
-    assert art.mr_header_features(None) == {"fat_suppressed": 0.0, "plane_axial": -1.0}
+    assert art.mr_header_features(None) == {"fat_suppressed": 0.0, "plane_axial": -1.0, "computed_map": 0.0}
 
 
 def _bg_motion(lag: float, plane_axial: float, kind: str | None = "ghosting") -> art.SeriesArtifact:

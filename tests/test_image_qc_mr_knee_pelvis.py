@@ -175,9 +175,15 @@ def test_a_lumbar_order_alone_is_not_held_to_the_head_set(monkeypatch: Any) -> N
 
 
 def test_a_motion_call_the_spectral_ratio_does_not_back_is_left_to_the_net() -> None:
-    """Only the misleading ratio is vetoed: a smooth view whose ratio reads no motion keeps the net's call."""
+    """Only the misleading ratio is vetoed: a smooth view whose ratio reads no motion keeps the net's
+    call (the documented test radiograph: snr -1.9, ratio +4.6) unless no mid-band detail is left at
+    all (below ``dx_motion_no_detail_snr``, session 21: then nothing can show a one-axis smear)."""
     p: dict[str, Any] = dict(art.DEFAULTS)
-    res = _motion_series(-2.5)
+    res = _motion_series(-1.9)
     res.features["vspec_rel"] = 4.6
     art._dx_isotropic_blur_rule(res, p)
     assert res.value == art.VALUE_OF["motion"]
+    res = _motion_series(float(p["dx_motion_no_detail_snr"]) - 0.5)
+    res.features["vspec_rel"] = 4.6
+    art._dx_isotropic_blur_rule(res, p)
+    assert res.value == art.VALUE_OF["none"] and res.extra["dropped"]["rule"] == "no_detail"

@@ -32,6 +32,7 @@ from scipy import ndimage as ndi
 
 from radqc.pipelines.image_qc import ct_motion
 from radqc.pipelines.image_qc.ct_artifact_rules import (
+    bright_outlier,
     outside_air,
     padding_mask,
     series_edge,
@@ -690,12 +691,30 @@ def mr_slice_plane(ds: Any) -> str | None:
     return PLANE_BY_AXIS[int(np.argmax(np.abs(got[2])))]
 
 
+#: ImageType values of a parameter map computed from other images (not acquired): see mr_computed_map
+MR_COMPUTED_MAP_TYPES = frozenset({"ADC", "EADC", "FA", "T1_MAP", "T2_MAP"})
+
+
+def mr_computed_map(ds: Any) -> bool:
+    """Whether an MR series is a parameter map computed from other images (ImageType ADC, eADC,
+    FA, T1/T2 map), not an acquired image.
+
+    Why: the susceptibility pile-up is displaced signal of an acquisition; an ADC map is the log
+    ratio of two diffusion images that carry the same void and the same pile-up, so the crescent
+    cancels and the map shows none, while free water (CSF, high diffusivity) is its brightest
+    tissue next to dark parenchyma and air. A clean enhanced brain's ADC map read a crescent void
+    of 0.0138 (i9216 E00320, the exam's only crescent); the implant shows in the DWI it came from."""
+    return bool(_mr_multi(ds, "ImageType") & MR_COMPUTED_MAP_TYPES)
+
+
 def mr_header_features(ds: Any) -> dict[str, float]:
     """Header facts the MR artifact rules need beside the pixel measures: ``fat_suppressed``
-    (:func:`mr_fat_suppressed`) and ``plane_axial`` (1 axial, 0 sagittal/coronal, -1 unknown)."""
+    (:func:`mr_fat_suppressed`), ``plane_axial`` (1 axial, 0 sagittal/coronal, -1 unknown) and
+    ``computed_map`` (:func:`mr_computed_map`)."""
     plane = mr_slice_plane(ds) if ds is not None else None
     return {"fat_suppressed": 1.0 if mr_fat_suppressed(ds) else 0.0,
-            "plane_axial": -1.0 if plane is None else 1.0 if plane == "axial" else 0.0}
+            "plane_axial": -1.0 if plane is None else 1.0 if plane == "axial" else 0.0,
+            "computed_map": 1.0 if ds is not None and mr_computed_map(ds) else 0.0}
 
 
 def mr_series_features(slices: Sequence[np.ndarray], pe_axis: int | None, min_void_px: int = 8) -> tuple[dict[str, float], list[dict[str, float]]]:
@@ -1316,8 +1335,10 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
         _ct_axis_step_motion_rule(res, p)  # after the echo (in the soft-motion rule): a 无 it left
         _ct_on_skin_rule(res, p)
         _ct_truncation_rule(res, p)
+        _ct_bright_implant_rule(res, p)  # last: a 无 every other reading left
     elif modality == "DX":
         _dx_text_motion_rule(res, p)
+        _dx_detail_kept_rule(res, p)  # before the short-smear rules: it judges the net's motion calls
         _dx_nyquist_motion_rule(res, p)  # before the grid rule: grid columns are 设备
         _dx_nyquist_edge_rule(res, p)
         _dx_grid_rule(res, p)
@@ -1781,6 +1802,12 @@ def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
         return
     if implant_px is not None and limit is not None and res.value == VALUE_OF["none"] and measured < float(limit):
         metal_px = _metal_px(res.features)
+        if metal_px >= float(implant_px) and p.get("ct_implant_skin_layer_fo") and _in_skin_layer(res.features, p):
+            # metal in the skin layer, no streaks through the air: an object on the skin, not an
+            # implant (fresh 9216 E00162, a button: 4 px, inside 0.00, air 0.00, streak_air 0.46)
+            _overrule(res, "foreign_object", "foreign_object", round(metal_px, 1), float(implant_px), 0.9)
+            _show_metal_box(res, _show_strongest_slice(res, "metal_px"))
+            return
         if metal_px >= float(implant_px):
             _overrule(res, "equipment", "metal", round(metal_px, 1), float(implant_px), _sig(metal_px, float(implant_px) - 0.5, 0.5))
             _show_metal_box(res, _show_strongest_slice(res, "metal_px"))
@@ -1804,6 +1831,20 @@ def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     _show_metal_box(res, _show_strongest_slice(res, "metal_air"))
 
 
+def _in_skin_layer(f: dict[str, float], p: dict[str, Any]) -> bool:
+    """The metal of a series lies in the skin layer or off the body (see :func:`_ct_skin_layer_metal`):
+    at least ``ct_metal_min_px`` metal pixels on one slice, below ``ct_skin_layer_inside`` of them inside
+    the eroded body, below ``ct_metal_air`` of its ring outside air, and its streaks in the outside air
+    measured but below ``ct_metal_streak_air`` (any of those keys null: False)."""
+    in_lim, streak_lim, air_lim = p.get("ct_skin_layer_inside"), p.get("ct_metal_streak_air"), p.get("ct_metal_air")
+    if in_lim is None or streak_lim is None or air_lim is None:
+        return False
+    inside, air, sair = float(f.get("metal_inside_mean", 0.0)), float(f.get("metal_air_max", 0.0)), float(f.get("streak_air_max", 0.0))
+    if _metal_px(f) < float(p["ct_metal_min_px"]) or inside >= float(in_lim) or air >= float(air_lim):
+        return False
+    return 0.0 < sair < float(streak_lim)
+
+
 def _ct_skin_layer_metal(res: SeriesArtifact, p: dict[str, Any]) -> bool:
     """A 设备 reading on metal in the skin layer or off the body reads 异物: at least ``ct_metal_min_px``
     metal pixels on one slice, below ``ct_skin_layer_inside`` of them inside the eroded body
@@ -1819,16 +1860,10 @@ def _ct_skin_layer_metal(res: SeriesArtifact, p: dict[str, Any]) -> bool:
     streak_air 4.3-422 (worn i9210 E00063, E00298; i9212 E00025, E00056, E00229, E00248; 8840
     E00071). Clips and screws read inside 0.84-1.0. A streak reading of 0 means no outside air was
     sampled (a field filled by the body), where nothing is known."""
-    in_lim, streak_lim = p.get("ct_skin_layer_inside"), p.get("ct_metal_streak_air")
-    air_lim = p.get("ct_metal_air")
-    if in_lim is None or streak_lim is None or air_lim is None or res.value != VALUE_OF["equipment"]:
+    if res.value != VALUE_OF["equipment"] or not _in_skin_layer(res.features, p):
         return False
-    f = res.features
+    f, in_lim = res.features, float(p["ct_skin_layer_inside"])
     inside, air, sair = float(f.get("metal_inside_mean", 0.0)), float(f.get("metal_air_max", 0.0)), float(f.get("streak_air_max", 0.0))
-    if _metal_px(f) < float(p["ct_metal_min_px"]) or inside >= float(in_lim) or air >= float(air_lim):
-        return False
-    if not 0.0 < sair < float(streak_lim):
-        return False
     _overrule(res, "foreign_object", "foreign_object", round(inside, 3), float(in_lim), _sig(float(in_lim) - inside, 0.0, 0.05))
     res.extra["skin_layer_metal"] = {"inside": round(inside, 3), "outside_air": round(air, 3), "streak_air": round(sair, 2)}
     _show_metal_box(res, _show_strongest_slice(res, "metal_px"))
@@ -2028,6 +2063,45 @@ def _ct_edge_truncation(res: SeriesArtifact, p: dict[str, Any]) -> bool:
         return False
     _overrule(res, "equipment", "truncation", round(edge, 1), float(lim), _sig(edge, float(lim), 5.0))
     return True
+
+
+def _ct_bright_implant_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A CT series read 无 reads 设备 (metal) when one slice holds a blurred implant below the metal
+    threshold (:func:`ct_artifact_rules.bright_outlier`): no slice with ``ct_bright_max_metal_px`` metal
+    pixels (null: ``ct_metal_min_px``), at least ``ct_bright_min_slices`` slices, the series' highest slice maximum at least
+    ``ct_bright_excess_hu`` above the 75th percentile of its slice maxima, and the bright object
+    away from the skin (depth at least ``ct_bright_depth`` of the body's radius) or drawing streaks
+    through the outside air (``ct_bright_streak_air``, as ``ct_fo_streak_air_equipment``). Any of the
+    first three keys null: off.
+
+    Why: clips and pedicle screws blurred to 1900-2500 HU leave every metal measure at 0 and the net
+    reads 无 (fresh 9216 E00033, E00181: excess 1228-1294, depth 0.47-0.49; worn 9210 E00063: 1175,
+    streaks 209 in the air). Clean and motion series of 8650, 8810 and worn 9210-9214 (1100 series)
+    read at most 858 (4-slice reformats; 720 on 9+ slices), and the skin objects that reach
+    1000 (buttons, electrodes: 8810 E00001, worn 9210 E00124, E00304; 8840 E00026) lie at depth 0.05-0.12 with
+    streaks below 1. Short reformats are left out: their few slices make the quartile a soft-tissue
+    level. Cost: the maxima are already measured; one slice is labelled only past the excess limit."""
+    lim, n_min, depth_lim = p.get("ct_bright_excess_hu"), p.get("ct_bright_min_slices"), p.get("ct_bright_depth")
+    if lim is None or n_min is None or depth_lim is None or res.value != VALUE_OF["none"]:
+        return
+    per: list[dict[str, float]] = res.extra.get("_per") or []
+    slices = res.extra.get("_slices") or []
+    if len(per) < int(n_min) or len(slices) != len(per):
+        return
+    if _metal_px(res.features) >= float(p.get("ct_bright_max_metal_px") or p["ct_metal_min_px"]):
+        return  # metal that reached ct_metal_hu: the metal rules judge it (implant path, skin layer)
+    b = bright_outlier(slices, [x.get("hu_max", 0.0) for x in per], float(lim))
+    res.extra["bright"] = {k: round(v, 3) for k, v in b.items()}
+    if b["bright_excess"] < float(lim) or b["bright_px"] < 1:
+        return
+    streak_lim = p.get("ct_bright_streak_air")
+    deep = b["bright_depth"] >= float(depth_lim)
+    streaks = streak_lim is not None and b["bright_streak_air"] >= float(streak_lim)
+    if not (deep or streaks):
+        return
+    _overrule(res, "equipment", "metal", round(b["bright_excess"], 1), float(lim), _sig(b["bright_excess"], float(lim), 100.0))
+    _show_strongest_slice(res, "hu_max")
+    res.window = (500.0, 3000.0)
 
 
 def _mr_equipment_void_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -2265,6 +2339,35 @@ def _dx_text_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
                         "vspec_rel_notext": round(-free, 3), "limit": float(limit)})
 
 
+def _dx_detail_kept_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A radiograph 运动 reads 无 when the view keeps its vertical mid-band detail: ``vspec_rel`` at
+    ``dx_motion_detail_kept`` or more (null: off), read only where that band stands above the noise
+    floor (``vspec_snr`` at ``dx_motion_min_snr`` or more; below it the ratio compares two noise
+    residues). Runs before the short-smear rules, so the 2-px smears they add are not judged here.
+
+    Why: a smear along the columns removes vertical detail, so ``vspec_rel`` (vertical against
+    horizontal mid-band power, the anatomy's own ratio removed) goes negative; a positive ratio says
+    the columns are sharp, and the net's call then rests on the other features (gradient
+    anisotropy), which read the anatomy's own direction. The bundled real CR sample RG3 (pydicom-data
+    ``RG3_UNCR.dcm``, an AP of the lower leg, 1760 x 1760 px: the long bones run down the image) read
+    net 运动 1.00 on ``anisotropy`` -2.25 at ``vspec_rel`` +2.32 (``vspec_snr`` +1.57): a false call a
+    doctor would see. On about 2,100 synthetic views (dumps of helpers DXM, DXM3, DXM4: dx 8730/8731/
+    8933/8934/9101, qc-items 8930-8932/9100, worn 9208-9216) every smeared view the net read at 0.5 or
+    more above the floor read ``vspec_rel`` -0.33 or less, and every view it read so +0.65 or less; the
+    one smear above (i9216 E00277, 7 px, +0.87) reads ``vspec_snr`` -1.38, under the floor (helper DXM4,
+    session 21). Every RG3 encoding (UNCR/UNCI/J2KR/J2KI) reads +2.09 to +2.32."""
+    limit = p.get("dx_motion_detail_kept")
+    if limit is None or res.value != VALUE_OF["motion"]:
+        return
+    f = res.features
+    rel, snr = float(f.get("vspec_rel", 0.0)), float(f.get("vspec_snr", 0.0))
+    floor = p.get("dx_motion_min_snr")
+    if rel < float(limit) or (floor is not None and snr < float(floor)):
+        return
+    _drop_learned(res, {"rule": "vertical_detail_kept", "vspec_rel": round(rel, 3), "vspec_snr": round(snr, 3),
+                        "limit": float(limit)})
+
+
 def _dx_isotropic_blur_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     """A radiograph 运动 (learned or classical) whose spectral ratio reads motion (``-vspec_rel`` at
     ``dx_motion_spectrum`` or more) reads 无 when neither direction keeps mid-frequency detail above
@@ -2278,14 +2381,24 @@ def _dx_isotropic_blur_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     blurred pelvis AP, net 运动 0.99, ``vspec_snr`` -2.50) and E00004 (blurred, -1.44, classical
     运动). 12 of the 19 blurred views of i9208/i9206 read below -1.0 (down to -6.9; a blur of a
     coarse view may leave some detail: up to +1.4); every motion view the net or the spectrum found
-    there read -0.22 or more."""
+    there read -0.22 or more.
+
+    Below ``dx_motion_no_detail_snr`` (null: off) the call reads 无 whatever the ratio says: with no
+    mid-band detail at all above the noise there is no sharp axis left to show a one-axis smear.
+    Fresh i9216 E00180 (a clean 256 px C-spine lateral beside a blurred, noisy AP: net 运动 0.90,
+    ``vspec_snr`` -2.58, ``vspec_rel`` -0.94); of about 2,100 synthetic views (dumps of helpers DXM,
+    DXM3 and DXM4) none of the 126 smeared views read below -1.38 (i9216 E00277, a 7-px smear the net
+    reads 1.00), while 23 other views did (helper DXM4, session 21)."""
     limit = p.get("dx_motion_min_snr")
     if limit is None or res.value != VALUE_OF["motion"]:
         return
     measured = float(res.features.get("vspec_snr", 0.0))
-    if measured >= float(limit) or -float(res.features.get("vspec_rel", 0.0)) < float(p["dx_motion_spectrum"]):
+    if measured < float(limit) and -float(res.features.get("vspec_rel", 0.0)) >= float(p["dx_motion_spectrum"]):
+        _drop_learned(res, {"rule": "isotropic_blur", "vspec_snr": round(measured, 3), "limit": float(limit)})
         return
-    _drop_learned(res, {"rule": "isotropic_blur", "vspec_snr": round(measured, 3), "limit": float(limit)})
+    none_left = p.get("dx_motion_no_detail_snr")
+    if none_left is not None and measured < float(none_left):
+        _drop_learned(res, {"rule": "no_detail", "vspec_snr": round(measured, 3), "limit": float(none_left)})
 
 
 def _mr_void_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -2300,10 +2413,22 @@ def _mr_void_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     (``void_crescent_inner_max``): an end slice of a sagittal head series cuts the head's surface
     tangentially, a dark interior inside the scalp with the bright eye at its edge (t8961 E00104:
     a clean T2 sagittal read 0.045 on its last slice only). An implant lies inside the imaged
-    volume: on fifteen cached sets no metal series read its largest crescent on an end slice."""
+    volume: on fifteen cached sets no metal series read its largest crescent on an end slice.
+
+    An axial series is held to at least ``mr_void_crescent_axial`` where an item sets it (null:
+    off; MR-LSPINE in mr.yaml): the lumbar axial T2's bright CSF ring in a dark canal.
+
+    With ``mr_void_skip_computed_map`` true a computed map (``computed_map``: an ADC map,
+    :func:`mr_computed_map`) is not held to the crescent at all: it carries no pile-up."""
     limit = p.get("mr_void_crescent")
+    if res.features.get("computed_map") and p.get("mr_void_skip_computed_map"):
+        return  # an ADC map shows no pile-up: the implant is judged on the DWI it came from (mr_computed_map)
     if res.features.get("fat_suppressed") and p.get("mr_void_crescent_fat_suppressed") is not None and limit is not None:
         limit = max(float(limit), float(p["mr_void_crescent_fat_suppressed"]))
+    if (float(res.features.get("plane_axial", -1.0)) == 1.0 and p.get("mr_void_crescent_axial") is not None
+            and limit is not None):
+        # an item's axial floor (MR-LSPINE, mr.yaml): CSF in the canal beside dark bone and ligament
+        limit = max(float(limit), float(p["mr_void_crescent_axial"]))
     measured = float(res.features.get("void_crescent_max", 0.0))
     if p.get("mr_void_crescent_inner") and "void_crescent_inner_max" in res.features:
         measured = float(res.features["void_crescent_inner_max"])

