@@ -87,3 +87,32 @@ def test_bone_window_series_with_an_unlisted_soft_kernel_name_is_a_kernel_deviat
     assert r.value == "异常" and any("B_SOFT_AA" in f.reason_en for f in r.findings)
     clean = ExamImages(study_uid="1", modality="CT", standard_code="CT-SPINE", item_codes=["CT.TSPINE.PLAIN"], series=[bone])
     assert ct._reconstruction(clean, params, EvidenceSink()).value == "正常"
+
+
+def _windowed(uid: str, kernel: str, center: float, width: float) -> SeriesImages:
+    """A series whose classifier trusted its known kernel name (ct.kernel evidence only)."""
+    s = _series(uid, kernel, [("ct.kernel.soft", "soft")], thickness=1.25)
+    s.header.window_center, s.header.window_width = center, width
+    s.label.kernel_class = "soft"
+    return s
+
+
+def test_a_soft_kernel_series_in_lung_window_is_a_kernel_deviation_not_a_window_one() -> None:
+    # 9216 E00203: the lung series reconstructed with the soft kernel keeps W1500/L-600 beside the
+    # soft series; read before as a soft series with a wrong window
+    params = load_params("CT", "CT-CHEST-PLAIN")
+    lung_soft = _windowed("a", "B", -600.0, 1500.0)
+    soft = _windowed("b", "B", 40.0, 400.0)
+    exam = ExamImages(study_uid="1", modality="CT", standard_code="CT-CHEST-PLAIN", item_codes=["CT.CHEST.PLAIN"],
+                      series=[lung_soft, soft])
+    recon = ct._reconstruction(exam, params, EvidenceSink())
+    assert recon.value == "异常" and any("lung series reconstructed with a soft kernel" in f.reason_en
+                                          for f in recon.findings)
+    assert ct._window(exam, params, EvidenceSink()).value == "正常"
+    # a wrong preset (the generator's window_wrong: centre 200-400, width 100-300) stays a window deviation
+    odd = _windowed("c", "B", 267.0, 297.0)
+    exam_odd = ExamImages(study_uid="1", modality="CT", standard_code="CT-CHEST-PLAIN", item_codes=["CT.CHEST.PLAIN"],
+                          series=[odd, soft])
+    assert ct._window(exam_odd, params, EvidenceSink()).value == "异常"
+    assert ct._kernel_mismatch(odd, params["window"]) is None
+    assert ct._preset_class(odd, params["window"]) is None and ct._preset_class(lung_soft, params["window"]) == "lung"

@@ -2223,7 +2223,27 @@ def _intended_class(series: SeriesImages) -> str | None:
     return None
 
 
-def _kernel_mismatch(series: SeriesImages) -> tuple[str, str] | None:
+def _preset_class(series: SeriesImages, window_params: dict[str, Any]) -> str | None:
+    """"lung" or "bone" when the series' own window is that class's preset (ct.yaml window.presets).
+
+    Why: a lung series reconstructed with the soft kernel keeps its lung window (W1500/L-600), and
+    the series classifier, which trusts a known kernel name, then records no window evidence; the
+    window is how a reader tells what the series was made for (9216 E00203: a 1.25 mm soft-kernel
+    series in lung window beside the soft 1.25 mm series read as a wrong window instead of a wrong
+    kernel). A wrong window preset is not one of these presets, so the two defects stay apart."""
+    c, w = header_of(series, "window_center"), header_of(series, "window_width")
+    if c is None or w is None:
+        return None
+    presets = window_params.get("presets") or {}
+    ctol = float(window_params.get("centre_tolerance", 60))
+    wtol = float(window_params.get("width_tolerance_fraction", 0.35))
+    for kind in ("lung", "bone"):
+        if any(abs(c - pc) <= ctol and abs(w - pw) <= wtol * pw for pc, pw in presets.get(kind, [])):
+            return kind
+    return None
+
+
+def _kernel_mismatch(series: SeriesImages, window_params: dict[str, Any] | None = None) -> tuple[str, str] | None:
     """(kernel name class, intended class) when the kernel name says soft but window/description say lung/bone."""
     label = series.label
     if label is None:
@@ -2243,6 +2263,8 @@ def _kernel_mismatch(series: SeriesImages) -> tuple[str, str] | None:
         # bone-window thoracic spine written with B_SOFT_AA, read 正常
         name = str(header_of(series, "kernel") or "").strip()
         named = next((kernel for kernel, pattern in _kernel_patterns() if name and pattern.match(name)), None)
+    if intended is None and named in ("soft", "head") and window_params:
+        intended = _preset_class(series, window_params)
     if named in ("soft", "head") and intended in ("lung", "bone"):
         return str(named), str(intended)
     return None
@@ -2280,7 +2302,7 @@ def _reconstruction(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink
                                     f"缺少{_KERNEL_ZH.get(k, k)}算法重建",
                                     f"no {k}-kernel reconstruction", [Evidence(measured=sorted(x for x in present if x), limit=k)]))
     for s in axial:
-        mm = _kernel_mismatch(s)
+        mm = _kernel_mismatch(s, params.get("window") or {})
         if mm:
             findings.append(finding("IQC-RECON", "reconstruction", ABNORMAL,
                                     f"重建算法不符合标准：{_KERNEL_ZH.get(mm[1], mm[1])}序列用{_KERNEL_ZH.get(mm[0], mm[0])}核重建"
@@ -2323,7 +2345,11 @@ def _window(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> Dim
     for s in axial:
         kernel = str(_kernel_class(s) or label_of(s, "kernel_class"))
         # the series may be read as the kernel's class or as what its description / label says
-        candidates = [k for k in (kernel, label_of(s, "kernel_class"), _intended_class(s)) if k]
+        # a lung/bone series made with the soft kernel keeps its own window: the kernel is the
+        # deviation (reconstruction), not the window
+        mismatch = _kernel_mismatch(s, p)
+        candidates = [k for k in (kernel, label_of(s, "kernel_class"), _intended_class(s),
+                                  mismatch[1] if mismatch else None) if k]
         c, w = header_of(s, "window_center"), header_of(s, "window_width")
         if c is None or w is None:
             findings.append(finding("IQC-WINDOW", "window", ABNORMAL,

@@ -1015,6 +1015,7 @@ def standards(rules_by_id: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         ("CT-UABD", "上腹部CT", "Upper abdomen CT", "CT", CT_IMG, ct_hdr + item_rules("上腹部", "CT"), ["上腹部CT平扫", "上腹部CT平扫+增强", "上腹部CT增强", "肝胆胰脾CT平扫", "Tri Phase Liver"]),
         ("CT-ABD-PELVIS", "全腹部（腹部+盆腔）CT", "Abdomen + pelvis CT", "CT", CT_IMG, ct_hdr + hdr("Abdomen-pelvis CT has at least 40 slices"), ["全腹部CT平扫", "腹部+盆腔CT平扫", "全腹CT增强"]),
         ("CT-SPINE", "脊柱CT平扫", "Spine CT", "CT", CT_IMG, ct_hdr + item_rules("腰椎", "CT") + item_rules("颈椎", "CT"), ["腰椎CT平扫", "颈椎CT平扫", "胸椎CT平扫", "腰椎间盘CT平扫（含三个椎间盘）"]),
+        ("CT-KNEE", "膝关节CT平扫", "Knee CT", "CT", CT_IMG, ct_hdr + item_rules("膝关节", "CT") + lat, ["膝关节CT平扫", "左膝关节CT平扫", "右膝关节CT平扫", "膝关节CT平扫+三维重建"]),
         ("CT-CORONARY-CTA", "冠状动脉CTA", "Coronary CTA", "CT", CT_IMG + [("IQC-ENHANCEMENT", 10)], ct_hdr + item_rules("心脏", "CT"), ["冠状动脉CTA", "冠脉CTA", "冠状动脉CT血管成像"]),
         ("CT-HEADNECK-CTA", "头颈CTA", "Head-neck CTA", "CT", CT_IMG + [("IQC-ENHANCEMENT", 10)], ct_hdr, ["头颈CTA", "头颈部CTA", "颈部及颅内动脉CTA"]),
         ("CT-PULMONARY-CTA", "肺动脉CTA", "Pulmonary CTA", "CT", CT_IMG + [("IQC-ENHANCEMENT", 10)], ct_hdr, ["肺动脉CTA", "肺动脉CT血管成像", "CTPA"]),
