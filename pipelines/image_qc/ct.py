@@ -897,6 +897,22 @@ def _lung_margin(group: list[SeriesImages], end: str, lp: dict[str, Any],
     return None
 
 
+def _bottom_up(group: list[SeriesImages], step_mm: float) -> tuple[SeriesImages, list[Any], int] | None:
+    """The group's series with the most slices, its data sets inferior first, and the stride that reads
+    about one slice every ``step_mm``; None under 3 slices. Decoding errors propagate to the caller,
+    whose reading then has no value.
+
+    Shared by the readings that walk up from the scan's bottom slice to a landmark (the lungs' lower
+    run, the iliac crest, the pubic symphysis)."""
+    series = max(group, key=lambda s: int(header_of(s, "n_instances") or 0))
+    datasets = sorted(series.datasets(), key=_slice_z)  # inferior first
+    n = len(datasets)
+    if n < 3:
+        return None
+    pitch = abs(_slice_z(datasets[-1]) - _slice_z(datasets[0])) / max(n - 1, 1)
+    return series, datasets, max(1, int(round(step_mm / max(pitch, 0.1))))
+
+
 def _lung_run_from_bottom(group: list[SeriesImages], lp: dict[str, Any]) -> float | None:
     """How far up from the scan's bottom slice the lungs run without a break (mm; to midway between the
     last slice showing lung and the first that does not), or None when the bottom slice shows no lung,
@@ -906,19 +922,17 @@ def _lung_run_from_bottom(group: list[SeriesImages], lp: dict[str, Any]) -> floa
     neck slice reads as a lung section on its own (i9208 E00012, E00244: metal; E00014: motion + blur;
     their first "lung" slices 4-89 mm below the top of a C-spine), but it does not run on to the chest.
     Lung as in :func:`_lung_margin` (the series with the most slices, every ``step_mm``)."""
-    series = max(group, key=lambda s: int(header_of(s, "n_instances") or 0))
     try:
-        datasets = sorted(series.datasets(), key=_slice_z)  # inferior first
-        n = len(datasets)
-        if n < 3:
+        stack = _bottom_up(group, float(lp.get("step_mm", 2.5)))
+        if stack is None:
             return None
+        _, datasets, stride = stack
+        n = len(datasets)
         ps = datasets[0].get("PixelSpacing") or [1.0, 1.0]
         spacing = (float(ps[0]), float(ps[1]))
         reference = max((max(_lung_areas(_hu(datasets[i]), spacing, lp), default=0.0) for i in pick_slices(n, 7)),
                         default=0.0)
         min_area = max(float(lp.get("min_area_mm2", 300.0)), float(lp.get("min_fraction", 0.05)) * reference)
-        pitch = abs(_slice_z(datasets[-1]) - _slice_z(datasets[0])) / max(n - 1, 1)
-        stride = max(1, int(round(float(lp.get("step_mm", 2.5)) / max(pitch, 0.1))))
         last = None
         for i in range(0, n, stride):
             if max(_lung_areas(_hu(datasets[i]), spacing, lp), default=0.0) >= min_area:
@@ -1415,17 +1429,15 @@ def _crest_margin(group: list[SeriesImages], cp: dict[str, Any],
     unbroken run of wing slices and the next slice above. None when the run reaches past ``reach_mm``
     (the crest is higher than is searched) or nothing is readable; with ``no_crest_is_cut`` a bottom
     slice showing no wing is the landmark cut (margin 0), else None."""
-    series = max(group, key=lambda s: int(header_of(s, "n_instances") or 0))
     try:
-        datasets = sorted(series.datasets(), key=_slice_z)  # inferior first
-        n = len(datasets)
-        if n < 3:
+        stack = _bottom_up(group, float(cp.get("step_mm", 5.0)))
+        if stack is None:
             return None
+        series, datasets, stride = stack
+        n = len(datasets)
         ps = datasets[0].get("PixelSpacing") or [1.0, 1.0]
         spacing = float(ps[0])
         z0 = _slice_z(datasets[0])
-        pitch = abs(_slice_z(datasets[-1]) - z0) / max(n - 1, 1)
-        stride = max(1, int(round(float(cp.get("step_mm", 5.0)) / max(pitch, 0.1))))
         min_area = float(cp.get("min_area_mm2", 200.0))
         last = None
         for i in range(0, n, stride):
@@ -1479,16 +1491,14 @@ def _symphysis_height(group: list[SeriesImages], sp: dict[str, Any]) -> float | 
     In the generator's anatomy (1000+ CT exams of seeds 9020/9021 and worn sets) the pubic bones reach the
     midline over about 25 mm around the symphysis, the rami run off it above and below: every complete
     pelvis shows it 15-40 mm above its bottom slice, no scan cut more than ~12 mm above it does."""
-    series = max(group, key=lambda s: int(header_of(s, "n_instances") or 0))
     try:
-        datasets = sorted(series.datasets(), key=_slice_z)  # inferior first
-        n = len(datasets)
-        if n < 3:
+        stack = _bottom_up(group, float(sp.get("step_mm", 5.0)))
+        if stack is None:
             return None
+        _, datasets, stride = stack
+        n = len(datasets)
         spacing = float((datasets[0].get("PixelSpacing") or [1.0, 1.0])[0])
         z0 = _slice_z(datasets[0])
-        pitch = abs(_slice_z(datasets[-1]) - z0) / max(n - 1, 1)
-        stride = max(1, int(round(float(sp.get("step_mm", 5.0)) / max(pitch, 0.1))))
         run: list[float] = []
         for i in range(0, n, stride):
             z = _slice_z(datasets[i]) - z0
