@@ -166,7 +166,15 @@ def _slices(series: SeriesImages, max_slices: int, use_volume: bool = True) -> t
     idx: list[int] = []
     first = datasets[0] if datasets else None
     for i, ds, _ in frames:
-        arr = decode(ds)
+        try:
+            arr = decode(ds)
+        except Exception as exc:  # noqa: BLE001 - one truncated/corrupt instance: read the others
+            # (ingest quarantines the file with its reason; here it only costs this slice. Raising
+            # dropped the whole series from the artifact stage: 7 exams in 15 synthetic sets lost
+            # a ghosted or metal series to one truncated file, helper MRA3, session 21)
+            log.info("artifact: slice %d of series %s not decodable (%s): skipped", i,
+                     getattr(series.header, "series_uid", "?"), exc)
+            continue
         slope, icpt = _num(ds.get("RescaleSlope"), 1.0), _num(ds.get("RescaleIntercept"), 0.0)
         arr = arr.astype(np.float32) * np.float32(slope) + np.float32(icpt)
         if arr.ndim == 3 and int(_num(ds.get("SamplesPerPixel"), 1)) == 1:
