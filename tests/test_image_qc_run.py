@@ -50,6 +50,20 @@ def test_unknown_item_and_wrong_modality_give_no_standard_with_a_reason() -> Non
     assert nothing.code is None and nothing.reason
 
 
+@pytest.mark.parametrize(("modality", "names", "named", "plain"), [
+    # no standard alias matches: the lexicon path must not score these under the images' modality
+    ("DX", ["膝关节CT"], "CT", "膝关节正侧位"),
+    ("CT", ["胸部DR正位"], "DX", "胸部平扫"),
+    ("CR", ["腰椎MR平扫"], "MR", "腰椎正侧位"),
+])
+def test_lexicon_refuses_an_item_that_names_another_modality(modality: str, names: list[str], named: str,
+                                                             plain: str) -> None:
+    refused = resolve_standard(modality, names)
+    assert refused.code is None and named in (refused.reason or "") and modality in (refused.reason or "")
+    # the same part without another modality's word still resolves under the images' modality
+    assert resolve_standard(modality, [plain]).code is not None
+
+
 # ---------------------------------------------------------------- roll-up
 
 def _normal_ct() -> dict[str, DimensionResult]:

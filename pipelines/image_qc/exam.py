@@ -172,7 +172,7 @@ def resolve_standard(modality: str | None, names: Sequence[str] = (), codes: Seq
     the images is refused (a CT order on an MR exam is not scored as CT). Nothing found ->
     ``code`` None with the reason: every item-dependent dimension is then 无法评估.
     """
-    from radqc.qc_rules.functions.report import standard_item
+    from radqc.qc_rules.functions.report import item_modalities, standard_item
 
     names = [str(n).strip() for n in names if n and str(n).strip()]
     codes = [str(c).strip() for c in codes if c and str(c).strip()]
@@ -184,6 +184,13 @@ def resolve_standard(modality: str | None, names: Sequence[str] = (), codes: Seq
                               reason="无检查项目（医嘱）可依 / no exam item (order) to score against")
     found = ruleset.standard_for(names, codes)
     if found is None:
+        # The lexicon matches parts and keywords under the images' modality, so an order that
+        # names another modality (膝关节CT on radiographs) would be scored as this modality's item.
+        named = [m for m in item_modalities(names or codes) if m]
+        if named and group and group not in named:
+            return ItemResolution(None, source=source, from_text=texts,
+                                  reason=(f"检查项目为{'/'.join(named)}检查，影像为{modality} / the item names "
+                                          f"{'/'.join(named)} but the images are {modality}: " + "、".join(texts)))
         for candidate in (modality, group):
             try:
                 code = standard_item(candidate, names or codes)
