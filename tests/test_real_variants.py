@@ -36,11 +36,11 @@ def test_repository_table_is_consistent() -> None:
 
 
 def _phantom(paths: list[Path]) -> None:
-    """A head-like phantom (air, a 1000 HU ring, 40 HU inside, mild noise) in place of the
+    """A head-like phantom (air, a 1000 HU ring, 40 HU inside, mild noise), a little off centre, in place of the
     factory's random pixels, so body-dependent operations have a body to move."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:48, 0:48]
-    r = np.hypot((yy - 24) / 16.0, (xx - 24) / 13.0)
+    r = np.hypot((yy - 24) / 16.0, (xx - 20) / 13.0)  # 3.5 px (8.75 mm) left of the centre
     for p in paths:
         ds = pydicom.dcmread(p)
         img = np.where(r < 1.0, 1000.0, -1000.0)
@@ -116,7 +116,13 @@ def test_operations_produce_their_defects(tmp_path: Path) -> None:
     left = series["ct_left"]["axial_soft"][6]
     assert _centroid_col(left) < _centroid_col(base[6]) - 0.1
     assert (left.pixel_array > -500).sum() == (base[6].pixel_array > -500).sum()
-    assert by["ct_left"]["details"]["shift"][0]["mm"] == pytest.approx(20, abs=2.5)
+    # ... and ends 20 mm off the image centre whatever the base's own offset was
+    shift = by["ct_left"]["details"]["shift"][0]
+    assert shift["body_offset_mm"] == pytest.approx(20, abs=2.5)
+    spacing = float(left.PixelSpacing[1])
+    off_mm = (_centroid_col(left) * left.Columns - (left.Columns - 1) / 2) * spacing
+    assert off_mm == pytest.approx(-20, abs=2.5)  # image left: lower columns
+    assert shift["mm"] == pytest.approx(20 - shift["base_offset_mm"], abs=1.0)
 
     # noise up, sharpness down (mean gradient magnitude)
     def grad(ds: pydicom.Dataset) -> float:

@@ -143,17 +143,47 @@ def op_crop_rows(exam: Exam, end: str, fraction: float) -> None:
 _DIRECTION = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}  # (row, col) sign, display terms
 
 
+def _body_offset_px(datasets: list[Dataset], axis: int) -> float:
+    """Median offset (pixels, + towards higher row/column) of the body's largest part from the
+    image centre along ``axis`` (0 rows, 1 columns), over up to 15 evenly spaced slices."""
+    from scipy import ndimage
+
+    offsets = []
+    step = max(1, len(datasets) // 15)
+    for ds in datasets[::step]:
+        a = _pixels(ds)
+        labels, n = ndimage.label(_body_mask(a, _background(a)))
+        if not n:
+            continue
+        sizes = np.bincount(labels.ravel())[1:]
+        if sizes.max() < 0.01 * a.size:
+            continue
+        centre = ndimage.center_of_mass(labels == int(np.argmax(sizes)) + 1)[axis]
+        offsets.append(centre - (a.shape[axis] - 1) / 2.0)
+    return float(np.median(offsets)) if offsets else 0.0
+
+
 def op_shift(exam: Exam, direction: str, mm: float) -> None:
     """Put the body ``mm`` off the image centre towards ``direction`` (image display terms, as the
-    generator's off_centre defect): the field is widened by ``2*mm`` on the opposite side and by
-    ``mm`` on both perpendicular sides (background fill), like a reconstruction / detector field
+    generator's off_centre defect): the field is widened on the opposite side and by the same
+    amount on both perpendicular sides (background fill), like a reconstruction / detector field
     centred beside the patient. Nothing of the body is cut (a cut body would add a truncation
-    artifact); pixel size is kept and ImagePositionPatient follows the new top-left corner."""
+    artifact); pixel size is kept and ImagePositionPatient follows the new top-left corner.
+
+    On CT the body's own offset in the base is measured first (the real head sits ~16 mm below
+    the centre), so the variant's body ends ``mm`` off the centre rather than ``mm`` plus or minus
+    wherever the scanner left it; before 2026-11-24 the up-shift variant read 23.9 mm, not 40.
+    A radiograph's centring is about the field, not the body's outline: shifted by ``mm`` as is."""
     dr, dc = _DIRECTION[direction]
     for s in exam.series:
         if not s.datasets:
             continue
         px = int(round(mm / _spacing(s.datasets[0])))
+        base_px = 0.0
+        if exam.modality == "CT":
+            axis, sign = (0, dr) if dr else (1, dc)
+            base_px = sign * _body_offset_px(s.datasets, axis)  # + when already towards `direction`
+            px = max(1, int(round(px - base_px)))
         top = {-1: 0, 1: 2 * px, 0: px}[dr]
         left = {-1: 0, 1: 2 * px, 0: px}[dc]
         for ds in s.datasets:
@@ -171,7 +201,9 @@ def op_shift(exam: Exam, direction: str, mm: float) -> None:
         size = s.datasets[0].Columns if dc else s.datasets[0].Rows
         exam.details.setdefault("shift", []).append(
             {"series": s.role, "direction": direction, "pixels": px, "mm": round(px * _spacing(s.datasets[0]), 1),
-             "fraction_of_field": round(px / int(size), 3)})
+             "fraction_of_field": round(px / int(size), 3),
+             "base_offset_mm": round(base_px * _spacing(s.datasets[0]), 1),
+             "body_offset_mm": round((px + base_px) * _spacing(s.datasets[0]), 1)})
 
 
 def op_noise(exam: Exam, sigma: float | None = None, sigma_fraction: float | None = None, seed: int = 0) -> None:
