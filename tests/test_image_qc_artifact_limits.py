@@ -56,13 +56,15 @@ def test_a_changed_file_changes_the_decision(tmp_path: Path, monkeypatch: pytest
     assert before.value == "异物", before.details
     data = yaml.safe_load(art.PARAMS_FILE.read_text(encoding="utf-8"))
     data["defaults"]["ct_metal_hu"] = 4000.0  # the button (3071 HU) is no longer metal
+    # ... nor a bright skin spot (session 22: ct_bright_skin_fo reads one as 异物 without metal pixels)
+    data["defaults"]["ct_bright_skin_fo"] = False
     path = tmp_path / "artifact.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     monkeypatch.setattr(art, "PARAMS_FILE", path)
     art.load_defaults.cache_clear()
     try:
         defaults = art.load_defaults()
-        assert defaults["ct_metal_hu"] == 4000.0
+        assert defaults["ct_metal_hu"] == 4000.0 and defaults["ct_bright_skin_fo"] is False
         after = art.measure_artifact(exam, {**defaults, "use_model": False}, EvidenceSink())["artifact"]
         assert after.value == "无", after.details
     finally:
@@ -70,5 +72,6 @@ def test_a_changed_file_changes_the_decision(tmp_path: Path, monkeypatch: pytest
 
 
 def test_item_params_override_the_file() -> None:
-    out = art.measure_artifact(_button_ct(), {"use_model": False, "ct_metal_hu": 4000.0}, EvidenceSink())["artifact"]
+    out = art.measure_artifact(_button_ct(), {"use_model": False, "ct_metal_hu": 4000.0, "ct_bright_skin_fo": False},
+                               EvidenceSink())["artifact"]
     assert out.value == "无"

@@ -63,8 +63,13 @@ def test_rule_calls_a_deep_blurred_implant_and_not_a_skin_object():
     A._ct_bright_implant_rule(res, p)
     assert res.value == "设备" and res.kind == "metal" and res.slice_index == 5
     skin = _series((18, 48))
+    A._ct_bright_implant_rule(skin, {**p, "ct_bright_skin_fo": False})
+    assert skin.value == "无"  # never an implant
+    # since session 22 a shallow bright spot with little streaking in the air is a skin object
+    # (ct_bright_skin_fo; tests/test_image_qc_ct_metal_s22.py)
+    skin = _series((18, 48))
     A._ct_bright_implant_rule(skin, p)
-    assert skin.value == "无"
+    assert skin.value == "异物"
     clean = _series(None)
     A._ct_bright_implant_rule(clean, p)
     assert clean.value == "无"

@@ -847,8 +847,16 @@ def dx_features(img: np.ndarray, p: dict[str, Any] | None = None) -> tuple[dict[
             feats[f"fo_{tag}{int(t * 100)}_lat"] = float(np.log1p(n_lat))
             feats[f"fo_{tag}{int(t * 100)}_px"] = px / float(inner.sum())
     feats["fo_px_frac"] = feats["fo_m15_px"]
-    n_sat, sat_box = dx_saturated_objects(sub, inner, p)
+    n_sat, sat_box = dx_saturated_objects(sub, inner, p, img.size)
     feats["fo_sat_n"] = float(n_sat)
+    # the same blobs at softer contrast limits (steel over the heart or spine stands less far above
+    # its bright surroundings): read by _dx_object_rule only beside >= 2 strict blobs
+    q = {**DEFAULTS, **(p or {})}
+    if q.get("dx_sat_soft_tophat") is not None and n_sat:
+        soft = {**q, "dx_sat_tophat": q["dx_sat_soft_tophat"], "dx_sat_step": q["dx_sat_soft_step"]}
+        feats["fo_sat_soft_n"] = float(dx_saturated_objects(sub, inner, soft, img.size)[0])
+    else:
+        feats["fo_sat_soft_n"] = float(n_sat)
     if sat_box is not None and n_sat:
         sat_box = [sat_box[0] + r0, sat_box[1] + c0, sat_box[2] + r0, sat_box[3] + c0]
     # round dense objects (beads, buttons, electrodes): both Hessian eigenvalues strongly negative
@@ -934,7 +942,8 @@ def dx_native_features(img: np.ndarray) -> dict[str, float]:
     return {k: feats[k] for k in NATIVE_KEYS}
 
 
-def dx_saturated_objects(sub: np.ndarray, zone: np.ndarray, p: dict[str, Any] | None = None) -> tuple[int, list[float] | None]:
+def dx_saturated_objects(sub: np.ndarray, zone: np.ndarray, p: dict[str, Any] | None = None,
+                         image_px: int | None = None) -> tuple[int, list[float] | None]:
     """Count of small saturated blobs in ``zone`` (the field without its border) and the first one's box.
 
     Why: steel attenuates ~40x water and is left out of the console's normalisation, so a bead,
@@ -945,7 +954,10 @@ def dx_saturated_objects(sub: np.ndarray, zone: np.ndarray, p: dict[str, Any] | 
     stand out by ``dx_sat_tophat`` from their 9-px surroundings, be compact (``dx_sat_fill`` of
     their box) and small: at most ``dx_sat_max_frac`` of the field's area, a fraction so that the
     same button counts on a 192 px and a 256 px image (a 14 mm button is 24-32 px at 2.2 mm and
-    ~50 px at 1.7 mm; the old 25 px cap dropped most buttons). Steel is a sharp step: its peak
+    ~50 px at 1.7 mm; the old 25 px cap dropped most buttons). ``image_px`` (the whole image's pixel
+    count): on a tightly collimated field the cap is taken on ``dx_sat_max_image_share`` of the image
+    instead (worn i9218 E00641: 18 mm ECG electrodes of 78-93 px on a 143x163 field of a 256 px image,
+    cap 70 px: all four dropped). Steel is a sharp step: its peak
     stands ``dx_sat_step`` above the median of the 2-px ring round it (fine speckle reaching the
     top of the range is a soft bump). Not steel:
 
@@ -963,7 +975,14 @@ def dx_saturated_objects(sub: np.ndarray, zone: np.ndarray, p: dict[str, Any] | 
     if sub.size < 64:
         return 0, None
     level, peak_lo, tophat_lo = float(q["dx_sat_level"]), float(q["dx_sat_peak"]), float(q["dx_sat_tophat"])
-    step_lo, max_px, fill_lo = float(q["dx_sat_step"]), float(q["dx_sat_max_frac"]) * sub.size, float(q["dx_sat_fill"])
+    # the cap scales with the field, or with ``dx_sat_max_image_share`` of the whole image where the
+    # field is collimated tighter than that (an object's size in pixels follows the pixel pitch,
+    # i.e. the image, not the collimation)
+    area = float(sub.size)
+    share = q.get("dx_sat_max_image_share")
+    if image_px is not None and share is not None:
+        area = max(area, float(share) * float(image_px))
+    step_lo, max_px, fill_lo = float(q["dx_sat_step"]), float(q["dx_sat_max_frac"]) * area, float(q["dx_sat_fill"])
     ring_lo = q.get("dx_sat_ring")
     plo, mx = float(np.percentile(sub, 2)), float(sub.max())
     norm = (sub - plo) / max(mx - plo, 1e-3)
@@ -1488,7 +1507,7 @@ def _ct_motion_axis_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
         _drop_learned(res, {"kind": "motion_without_axis", "ghost_axis_coh": round(coh, 3), "limit": float(lo),
                             "rim_touch_med": round(touch, 3)})
         return
-    if res.value == VALUE_OF["motion"] and lo is not None and coh < float(lo) and _cut_body_without_echo(f, touch, p):
+    if res.value == VALUE_OF["motion"] and lo is not None and coh < float(lo) and _cut_body_without_echo(f, touch, p, res.extra.get("_per")):
         _drop_learned(res, {"kind": "motion_in_a_cut_body_without_echo", "ghost_axis_coh": round(coh, 3),
                             "rim_touch_med": round(touch, 3), "echo_t": round(float(f.get("echo_t", 0.0)), 3)})
         return
@@ -1502,11 +1521,14 @@ def _ct_motion_axis_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     _show_strongest_slice(res, "ghost_axis")
 
 
-def _cut_body_without_echo(f: dict[str, float], touch: float, p: dict[str, Any]) -> bool:
+def _cut_body_without_echo(f: dict[str, float], touch: float, p: dict[str, Any],
+                           per: Sequence[dict[str, float]] | None = None) -> bool:
     """The body touches the field circle (``rim_touch_med`` >= ``ct_cut_motion_touch``) and the
     cepstral echo gives the net's motion call no support: ``echo_t`` below ``ct_cut_motion_echo_t``
     on series of ``ct_echo_min_slices`` or more, below ``ct_cut_motion_short_echo_t`` on shorter
-    ones (either key null: False, the veto off).
+    ones (either key null: False, the veto off), and the band's width (``per``: the per-slice
+    features) does not step up over a run of slices (:func:`_ct_width_step`: False, the net's call
+    kept).
 
     Why: where the circle cuts the body on most of its outline the axis cannot be measured, so
     the axis veto keeps the net's call; the net reads the cut edge as a ghost band there (worn
@@ -1515,12 +1537,52 @@ def _cut_body_without_echo(f: dict[str, float], touch: float, p: dict[str, Any])
     outline, and stays at the level of a clean series on those (t 1.17-1.71 on 24 slices), while
     the net's motion calls on cut bodies that were motion read 2.26-11.7 (worn h9211 E00036, i9212 E00186, i9206
     E00096, 8501 E00034, 8630 E00090). On short series the clean calls read up to 3.87 (i9208
-    E00095, 9 slices), the motions 11.3 (8501 E00034)."""
+    E00095, 9 slices), the motions 11.3 (8501 E00034).
+
+    The width step (session 22, CTM6): the echo misses the generator's motion on spine fields the
+    circle cuts (i9218 E00071, E00381, E00771: net 0.97-0.99, echo t 0.98-1.65; fresh 9150 E00000,
+    9151 E00146), where the band widens on the moving run only (t 5.0-14.8, 0.9-1.5 px); no cut
+    series of an exam without motion that the net called read the step on fresh 9140, 9150-9154."""
     lim_touch, lim_t, lim_short = p.get("ct_cut_motion_touch"), p.get("ct_cut_motion_echo_t"), p.get("ct_cut_motion_short_echo_t")
     if lim_touch is None or lim_t is None or lim_short is None or touch < float(lim_touch):
         return False
     long_series = float(f.get("n_slices", 0.0)) >= float(p.get("ct_echo_min_slices") or 0)
-    return float(f.get("echo_t", 0.0)) < float(lim_t if long_series else lim_short)
+    if float(f.get("echo_t", 0.0)) >= float(lim_t if long_series else lim_short):
+        return False
+    return _ct_width_step(f, per, p, cut_body=True) is None
+
+
+def _ct_width_step(f: dict[str, float], per: Sequence[dict[str, float]] | None, p: dict[str, Any],
+                   cut_body: bool = False) -> dict[str, float] | None:
+    """The band's width step (:func:`ct_motion.series_width_step`) when it reads motion: on a
+    series of ``ct_width_motion_min_slices`` or more, ``ghost_width_t`` >= ``ct_width_motion_t``
+    and the height >= ``ct_width_motion_px`` (``ct_width_motion_cut_px`` on a body the circle
+    cuts, ``cut_body``: the cut edge itself makes inner plateaus of 0.5-0.62 px on clean series,
+    9142 E00094 net 0.97 t 6.3, 9140 E00058, 9150 E00162, 9151 E00018 / E00101, where the motions
+    read 0.73-1.53); None otherwise or with a key null. Used by
+    :func:`_cut_body_without_echo` (the veto keeps the net's call) and :func:`_ct_soft_motion_rule`
+    (a 无 the net ranks as motion on a cut or blurred body). Reads the per-slice features only
+    (about 1 ms on 24 slices).
+
+    The run must leave ``ct_width_motion_margin`` slices or more on either side (null: no
+    condition): motion switches the doubling on and off again, while a range running on into the
+    chest or the shoulders widens the band from some slice to the series' end (9141 E00085, clean,
+    net 0.80, t 5.2 on slices 19-24 of 24; 9141 E00101, 9150 E00068, E00172, 9151 E00134). Of about
+    70 motion series reading the step on 9140, 9141, 9150, 9151 and i9218, two ran to the end, each
+    beside another series of the exam with an inner run."""
+    lim_t, need = p.get("ct_width_motion_t"), p.get("ct_width_motion_min_slices")
+    lim_px = p.get("ct_width_motion_cut_px" if cut_body else "ct_width_motion_px")
+    if lim_t is None or lim_px is None or need is None or not per or float(f.get("n_slices", 0.0)) < float(need):
+        return None
+    w = ct_motion.series_width_step(per)
+    if w["ghost_width_t"] < float(lim_t) or w["ghost_width_step"] < float(lim_px):
+        return None
+    margin = p.get("ct_width_motion_margin")
+    if margin is not None:
+        first, end = int(w["ghost_width_first"]), int(w["ghost_width_first"]) + int(round(w["ghost_width_run"] * len(per)))
+        if first < int(margin) or end > len(per) - int(margin):
+            return None
+    return w
 
 
 def _ct_echo_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -1615,8 +1677,20 @@ def _ct_soft_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     blurring kernel (sharpness defect) widens every edge to 2-3 px, so the motion slices stand only
     0.4-0.6 px above the rest and the classical contrast limit (0.6) and the net's threshold (0.8;
     0.9 unconfirmed) miss them, while the net still ranks motion first (0.57-0.62). Clean blurred
-    series read contrast <= 0.35 or rank 无 first (validation 8300-8303, worn 9204)."""
+    series read contrast <= 0.35 or rank 无 first (validation 8300-8303, worn 9204).
+
+    Second reading (session 22, CTM6): a learned 无 with the net's motion at least
+    ``ct_width_motion_prob`` reads 运动 when the band's width steps up over a run of slices
+    (:func:`_ct_width_step`) on a body the field circle cuts (``rim_touch_med`` >=
+    ``ct_cut_motion_touch``; the step then at ``ct_width_motion_cut_px``) or with soft edges
+    (``ghost_q50`` >= ``ct_width_motion_q50``): there the axis is unmeasured or blurred and the
+    echo weak (i9218 E00530, E00608: net 0.55-0.57 under blur, width t 5.3-6.1, 0.47-0.49 px;
+    fresh 9140 E00110, 9151 E00112). Clean cut or blurred series the net ranks at 0.4+ read t < 4
+    (9140, 9150-9154); on sharp uncut bodies clean series read up to 9.2 (9154 E00052), so those are
+    not read. A cut spine at net 0.84 with a 0.61-px step (i9218 E00092) stays missed: clean cut
+    bodies make such plateaus (9142 E00094)."""
     _ct_echo_motion_rule(res, p)  # the cepstral echo first: it needs no net support
+    _ct_width_motion_rescue(res, p)
     keys = ("ct_soft_motion_q50", "ct_soft_motion_contrast", "ct_soft_motion_prob")
     if any(p.get(k) is None for k in keys) or res.value != VALUE_OF["none"] or res.method != "learned":
         return
@@ -1632,6 +1706,36 @@ def _ct_soft_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     _overrule(res, "motion", "ghosting", round(contrast, 3), float(p["ct_soft_motion_contrast"]), prob)
     res.extra["soft_edges_px"] = round(float(f.get("ghost_q50", 0.0)), 3)
     _show_strongest_slice(res, "ghost_width")
+
+
+def _ct_width_motion_rescue(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """The second reading of :func:`_ct_soft_motion_rule` (see there): a learned 无 on a cut or
+    blurred body with the net's motion >= ``ct_width_motion_prob`` and the band's width stepping
+    up over a run of slices (:func:`_ct_width_step`) reads 运动. Any key null: off."""
+    prob_lim, q50_lim, cut = p.get("ct_width_motion_prob"), p.get("ct_width_motion_q50"), p.get("ct_cut_motion_touch")
+    if prob_lim is None or res.modality != "CT" or res.value != VALUE_OF["none"] or res.method != "learned":
+        return
+    f = res.features
+    prob = float(res.scores.get("motion", 0.0))
+    if prob < float(prob_lim):
+        return
+    cut_body = cut is not None and float(f.get("rim_touch_med", 0.0)) >= float(cut)
+    soft = q50_lim is not None and float(f.get("ghost_q50", 0.0)) >= float(q50_lim)
+    if not (cut_body or soft):
+        return
+    w = _ct_width_step(f, res.extra.get("_per"), p, cut_body=cut_body)
+    if w is None:
+        return
+    _overrule(res, "motion", "ghosting", round(w["ghost_width_t"], 2), float(p["ct_width_motion_t"]), prob)
+    res.extra["width_step"] = {k: round(float(v), 3) for k, v in w.items()}
+    idx: list[int] = res.extra.get("_idx") or []
+    slices = res.extra.get("_slices") or []
+    n = len(res.extra.get("_per") or [])
+    k = min(n - 1, int(w["ghost_width_first"]) + int(w["ghost_width_run"] * n) // 2)  # the run's middle slice
+    if 0 <= k < len(idx):
+        res.slice_index = idx[k]
+        if k < len(slices):
+            res.image = slices[k]
 
 
 def _ct_axis_step_motion_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -1800,7 +1904,12 @@ def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     2 px) stay below; no clean series of 8410, 8301, worn 9204 or 9206 had 2 metal pixels.
 
     First: metal that is a noise peak (:func:`_ct_noise_metal`) is not read at all, and a 设备 on metal
-    in the skin layer or off the body without streaks reads 异物 (:func:`_ct_skin_layer_metal`)."""
+    in the skin layer or off the body without streaks reads 异物 (:func:`_ct_skin_layer_metal`).
+
+    Where the ring reaches the outside air: metal whose ring is ``ct_fo_streak_air_off_body`` or more
+    outside air is never an implant (``ct_on_skin_off_body``), and a 无 on implant-size metal whose
+    streaks reach ``ct_fo_streak_air_equipment`` in the outside air reads 设备 rather than 异物
+    (``ct_on_skin_streak_implant``), the readings :func:`_ct_enclosed_metal_rule` applies to a learned 异物."""
     limit = p.get("ct_metal_air")
     measured = float(res.features.get("metal_air_max", 0.0))
     implant_px = p.get("ct_implant_min_metal_px")
@@ -1832,7 +1941,21 @@ def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     if (implant and open_lim is not None and measured >= float(open_lim)
             and (streak_lim is None or float(res.features.get("streak_air_max", 0.0)) < float(streak_lim))):
         implant = False
+    # metal whose ring is all outside air lies off the body whatever its streaks (ct_fo_streak_air_off_body,
+    # as in _ct_enclosed_metal_rule): i9218 E00387, a button read 设备 at 0.90 (air 1.00, streak_air 205)
+    off_body = p.get("ct_fo_streak_air_off_body") if p.get("ct_on_skin_off_body") else None
+    if implant and off_body is not None and measured >= float(off_body):
+        implant = False
     if res.value == VALUE_OF["equipment"] and implant:
+        return
+    # a 无 on implant-size metal that streaks the outside air (ct_fo_streak_air_equipment) is an implant
+    # touching the air, not a skin object (i9218 E00390: pedicle screws in a spine pushed to the field's
+    # edge, air 0.62, streak_air 208, read 异物), as _ct_enclosed_metal_rule reads a learned 异物
+    sair, streak_eq = float(f.get("streak_air_max", 0.0)), p.get("ct_fo_streak_air_equipment") if p.get("ct_on_skin_streak_implant") else None
+    if res.value == VALUE_OF["none"] and implant and streak_eq is not None and sair >= float(streak_eq):
+        _overrule(res, "equipment", "metal", round(sair, 1), float(streak_eq), _sig(sair, float(streak_eq), 2.0))
+        _show_metal_box(res, _show_strongest_slice(res, "streak_air"))
+        res.window = (500.0, 3000.0)
         return
     _overrule(res, "foreign_object", "foreign_object", round(measured, 4), float(limit),
               _sig(measured, float(limit), 0.05))
@@ -1913,12 +2036,62 @@ def _ct_rimless_veto(res: SeriesArtifact, p: dict[str, Any]) -> None:
     and 8620 read an excess of 50 or more or a ray rim of 14 or more (the head truncations whose ray
     rims read negative, i9212 E00003 and 8620 E00026 / E00050, read excess 55-58: a thin margin).
     A reformat (not square) has no circle and is left alone. The first (band medians) reading of
-    :func:`_ct_truncation_rule` asks the same (:func:`_ct_rimless`)."""
+    :func:`_ct_truncation_rule` asks the same (:func:`_ct_rimless`).
+
+    Also dropped: a learned truncation on a body that only grazes the circle
+    (:func:`_ct_tangent_truncation`) with neither ray rim, whatever the band excess."""
     if res.value != VALUE_OF["equipment"] or res.method != "learned":
         return
     no_rim = _ct_rimless(res, p)
     if no_rim is not None:
         _drop_learned(res, {"kind": "truncation_without_rim", **no_rim})
+        return
+    # a learned truncation on a body that only grazes the circle, without the deep ray rim a cut leaves
+    # (metal first: a series with metal never reads the rays here, as in _ct_rimless)
+    if _metal_px(res.features) >= 1 or float(res.features.get("hu_outlier", 0.0)) > math.log1p(500):
+        return
+    graze = _ct_tangent_truncation(res, p)
+    if graze is not None:
+        # ... when neither ray reading shows a rim (deep below ct_trunc_rim_hu, near below
+        # ct_trunc_rim_near_hu): fresh 9152 E00064, a cut grazing at 0.219 with a near rim of 30-38, keeps it
+        t = _series_truncation(res, p)
+        near = float(t.get("trunc_rim_near_med", 0.0))
+        near_lim = p.get("ct_trunc_rim_near_hu")
+        if float(t["trunc_rim_med"]) < float(p.get("ct_trunc_rim_hu") or 0.0) and (near_lim is None or near < float(near_lim)):
+            _drop_learned(res, {"kind": "truncation_without_rim", "grazing": graze, "ray_rim": round(float(t["trunc_rim_med"]), 1),
+                                "near_rim": round(near, 1)})
+
+
+def _ct_tangent_truncation(res: SeriesArtifact, p: dict[str, Any]) -> dict[str, float] | None:
+    """The readings when an axial CT series' body only grazes the stored field circle: the median
+    share of the circle's rays that meet the body on its touching slices (``trunc_touch_med`` of
+    :func:`ct_artifact_rules.series_truncation`) below ``ct_trunc_min_touch``; else None (null: off;
+    a reformat has no circle, and a series touching on no slice is the untouched veto's: None).
+
+    Why: a field smaller than the body cuts it along a long arc on every slice (the truncated series
+    of own seeds 9150, 9151, 9153 read 0.30-0.83 but one, 0.18, whose other series reads 0.56), while
+    a clean off-centre body pushed against the circle, or a small head filling a 64 px field,
+    touches a short arc: 0.13-0.24. There the ray and edge readings read skin over fat or scalp over
+    the skull as a rim: validation i9218 E00081 (near rim 83, touch 0.13), E00260 / E00684 (edge
+    62-136, touch 0.14-0.16), 9151 E00065 (near rim 133, 0.16), 9153 E00123 (ray rim 39, 0.18); the
+    band medians read 58 HU on 9153 E00099 (0.24); and the net read such bodies 设备 at 0.84-0.99
+    (i9218 E00549: 0.19, rays -258 / -124; 9151 E00108: 0.20, rays -112 / -11; 9153 E00179: 0.13,
+    rays -69 / 64, kept: its near ray rim reads one; 9150 E00141: 0.23). A true cut grazed at 0.219
+    (fresh 9152 E00064, net 0.98, near rim 30-38): the veto of a learned call needs both ray rims low.
+    The limit (0.22) leaves the two at 0.23-0.24 alone: a margin to the cuts (0.30) and to a body cut
+    on two sides only (tests/test_image_qc_ct_foreign.py, 0.23).
+    Used by :func:`_ct_truncation_rule` (its band, near-rim and edge readings; the deep ray rim still
+    calls: validation i9218 E00472, a partial cut at 0.13 with ray rim 33-37, so 9153 E00123 stays) and
+    :func:`_ct_rimless_veto` (a learned
+    call with neither ray rim: deep below ``ct_trunc_rim_hu``, near below ``ct_trunc_rim_near_hu``)."""
+    lim = p.get("ct_trunc_min_touch")
+    slices = res.extra.get("_slices") or []
+    if lim is None or not slices or np.asarray(slices[0]).shape[0] != np.asarray(slices[0]).shape[1]:
+        return None
+    t = _series_truncation(res, p)
+    if t["trunc_slices"] < 1 or float(t["trunc_touch_med"]) >= float(lim):
+        return None
+    return {"trunc_touch_med": round(float(t["trunc_touch_med"]), 3), "limit": float(lim)}
 
 
 def _ct_rimless(res: SeriesArtifact, p: dict[str, Any]) -> dict[str, Any] | None:
@@ -2014,7 +2187,8 @@ def _ct_truncation_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     axial = not slices or np.asarray(slices[0]).shape[0] == np.asarray(slices[0]).shape[1]
     if touch_lim is not None and excess_lim is not None and axial:
         touch, excess = float(res.features.get("rim_touch_med", 0.0)), float(res.features.get("rim_excess_med", 0.0))
-        if touch >= float(touch_lim) and excess >= float(excess_lim) and _ct_rimless(res, p) is None:
+        if (touch >= float(touch_lim) and excess >= float(excess_lim) and _ct_rimless(res, p) is None
+                and _ct_tangent_truncation(res, p) is None):
             _overrule(res, "equipment", "truncation", round(excess, 1), float(excess_lim), _sig(excess, float(excess_lim), 10.0))
             _show_strongest_slice(res, "rim_touch")
             return
@@ -2028,6 +2202,11 @@ def _ct_truncation_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     near_lim = p.get("ct_trunc_rim_near_hu")
     if t["trunc_rim_med"] >= float(rim_lim):
         _overrule(res, "equipment", "truncation", round(t["trunc_rim_med"], 1), float(rim_lim), _sig(t["trunc_rim_med"], float(rim_lim), 10.0))
+    elif _ct_tangent_truncation(res, p) is not None:
+        # a body that only grazes the circle: the near and edge readings read skin over fat or scalp
+        # over the skull there; the deep ray rim still calls (i9218 E00472, a partial cut at touch 0.13,
+        # ray rim 33-37) (see _ct_tangent_truncation; null: off)
+        return
     elif near_lim is not None and t.get("trunc_rim_near_med", 0.0) >= float(near_lim):
         near = float(t["trunc_rim_near_med"])
         _overrule(res, "equipment", "truncation", round(near, 1), float(near_lim), _sig(near, float(near_lim), 10.0))
@@ -2088,7 +2267,12 @@ def _ct_bright_implant_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     read at most 858 (4-slice reformats; 720 on 9+ slices), and the skin objects that reach
     1000 (buttons, electrodes: 8810 E00001, worn 9210 E00124, E00304; 8840 E00026) lie at depth 0.05-0.12 with
     streaks below 1. Short reformats are left out: their few slices make the quartile a soft-tissue
-    level. Cost: the maxima are already measured; one slice is labelled only past the excess limit."""
+    level.
+
+    The other side (``ct_bright_skin_fo``; false: off): the same outlier shallower than
+    ``ct_bright_depth`` with streaks in the air below ``ct_metal_streak_air`` is a blurred object on
+    the skin and reads 异物 (validation i9218 E00477, an ECG electrode: excess 1095, depth 0.04,
+    streaks 0.8; E00742, a button: 1080, 0.04, 0.6; E00234, a necklace at the field's edge). Cost: the maxima are already measured; one slice is labelled only past the excess limit."""
     lim, n_min, depth_lim = p.get("ct_bright_excess_hu"), p.get("ct_bright_min_slices"), p.get("ct_bright_depth")
     if lim is None or n_min is None or depth_lim is None or res.value != VALUE_OF["none"]:
         return
@@ -2106,6 +2290,12 @@ def _ct_bright_implant_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     deep = b["bright_depth"] >= float(depth_lim)
     streaks = streak_lim is not None and b["bright_streak_air"] >= float(streak_lim)
     if not (deep or streaks):
+        # on the skin (or at the field's edge) without streaks through the air: a blurred button or
+        # electrode (ct_bright_skin_fo; false: off), as the skin-layer reading of the metal rules
+        skin_streak = p.get("ct_metal_streak_air")
+        if p.get("ct_bright_skin_fo") and b["bright_depth"] >= 0.0 and (skin_streak is None or b["bright_streak_air"] < float(skin_streak)):
+            _overrule(res, "foreign_object", "foreign_object", round(b["bright_excess"], 1), float(lim), _sig(b["bright_excess"], float(lim), 100.0))
+            _show_strongest_slice(res, "hu_max")
         return
     _overrule(res, "equipment", "metal", round(b["bright_excess"], 1), float(lim), _sig(b["bright_excess"], float(lim), 100.0))
     _show_strongest_slice(res, "hu_max")
@@ -2224,12 +2414,35 @@ def _mr_ghost_replica_support_rule(res: SeriesArtifact, p: dict[str, Any]) -> No
 def _dx_object_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     """Saturated compact objects inside the field make a radiograph the net read 无 into
     异物 (steel beads, clips, buttons, electrodes: :func:`dx_saturated_objects`). Only a 无 reading
-    changes: a grid-line or motion finding is the stricter value of the scoring table anyway."""
+    changes: a grid-line or motion finding is the stricter value of the scoring table anyway.
+
+    The reverse (``dx_net_object_min_sat``, null: off): the net's own 异物 with fewer saturated blobs
+    than that and no classical 异物 beside it reads 无. Steel saturates (generator 0.1.5: ~40x water,
+    left out of the console's normalisation); the net's 异物 probability carries no steel evidence
+    of its own: on 39 foreign-object exams of the DXM3/DXM4 dumps it never reached 0.6, while clean
+    blurred chests reach 0.9-0.98 (worn i9218 E00329 PA: 0.98, no saturated pixel)."""
     limit = p.get("dx_sat_objects")
     measured = float(res.features.get("fo_sat_n", 0.0))
-    if limit is None or measured < float(limit) or res.value != VALUE_OF["none"]:
+    floor = p.get("dx_net_object_min_sat")
+    if (floor is not None and res.value == VALUE_OF["foreign_object"] and measured < float(floor)
+            and res.extra.get("classical_value") == VALUE_OF["none"] and "learned_value" not in res.extra):
+        _drop_learned(res, {"rule": "dx_net_object_without_steel", "fo_sat_n": measured, "limit": float(floor)})
         return
-    _overrule(res, "foreign_object", "foreign_object", measured, float(limit), _sig(measured, float(limit) - 0.5, 0.5))
+    # ``dx_sat_soft_pair`` strict blobs and the limit plus ``dx_sat_soft_extra`` blobs at the softer
+    # limits (``fo_sat_soft_n``) count as the limit: steel over the heart or spine (worn i9218 E00007:
+    # a bra clip's dashes, 2 strict and 4 soft; t9150 E00102: buttons, 2 and 4)
+    if limit is None:
+        return
+    lim = float(limit)
+    extra, pair = p.get("dx_sat_soft_extra"), p.get("dx_sat_soft_pair")
+    soft_n = None if extra is None else lim + float(extra)
+    soft = (soft_n is not None and pair is not None and float(pair) <= measured < lim
+            and float(res.features.get("fo_sat_soft_n", 0.0)) >= soft_n)
+    if (measured < lim and not soft) or res.value != VALUE_OF["none"]:
+        return
+    _overrule(res, "foreign_object", "foreign_object", measured, lim, _sig(max(measured, lim), lim - 0.5, 0.5))
+    if soft and soft_n is not None:
+        res.extra["soft_objects"] = {"fo_sat_soft_n": float(res.features.get("fo_sat_soft_n", 0.0)), "limit": soft_n}
     res.slice_index, res.box = 0, res.extra.get("_sat_box")
 
 

@@ -324,7 +324,8 @@ def bright_outlier(slices: Sequence[np.ndarray], hu_max: Sequence[float], min_ex
     ``hu_max`` holds each slice's body maximum (``ct_slice_features``). The excess is the series'
     highest maximum minus the 75th percentile of the maxima (``bright_excess``); the object is the
     pixels of that slice at or above the halfway point between the two (``bright_px``). Its depth
-    (``bright_depth``) is its smallest distance to the outside air (:func:`outside_air`) over the
+    (``bright_depth``) is its smallest distance to the outside air (:func:`outside_air`) or to the
+    field's edge (:func:`padding_mask`: a body the field cuts ends there) over the
     body's equivalent radius (sqrt of the area above -400 HU over pi): scale free, 0 on the skin.
     ``bright_streak_air`` is :func:`streak_in_air` with the halfway point as the metal threshold.
 
@@ -349,7 +350,10 @@ def bright_outlier(slices: Sequence[np.ndarray], hu_max: Sequence[float], min_ex
     level = q + 0.5 * excess
     blob = hu >= level
     out["bright_px"] = float(blob.sum())
-    air = outside_air(hu)
+    # the surface is the outside air and, where the field cuts the body, the field's edge (the
+    # padding): a necklace on a neck the field cuts lies at that edge (i9218 E00234, depth 1.9 by
+    # the air alone, 0 with the edge)
+    air = outside_air(hu) | padding_mask(hu)
     body = hu > -400.0
     if blob.any() and body.any():
         if air.any():
