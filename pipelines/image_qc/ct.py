@@ -545,7 +545,8 @@ def _imaged_spine_part(group: list[SeriesImages], parts: list[str], params: dict
     other = next(x for x in parts if x != "TSPINE")
     if other not in [str(x) for x in rule.get("others") or ("CSPINE", "LSPINE")]:
         return None
-    lp = {**dict((params.get("range") or {}).get("lung_landmarks") or {}), "open_fov": True}
+    lp = {**dict((params.get("range") or {}).get("lung_landmarks") or {}), "open_fov": True,
+          "open_fov_max_posterior_mm": (params.get("range") or {}).get("spine_lung_max_posterior_mm")}
     share = _lung_slice_fraction(group, lp, int(rule.get("slices", 9)))
     if share is None:
         return None
@@ -567,7 +568,8 @@ def _spine_lung_ends(exam: ExamImages, series: SeriesImages, part: str, params: 
     mode = (p.get("spine_lung_ends") or {}).get(part)
     if not mode:
         return None
-    lp = {**dict(p.get("lung_landmarks") or {}), "open_fov": True}
+    lp = {**dict(p.get("lung_landmarks") or {}), "open_fov": True,
+          "open_fov_max_posterior_mm": p.get("spine_lung_max_posterior_mm")}
     group = next((g for g in _acquisitions(_axial(exam)) if any(s is series for s in g)), [series])
     if isinstance(mode, dict) and mode.get("apex_above_bottom_max_mm") is not None:
         # a cervical spine (C1-T1) ends ~10 mm below T1, which lies ~31 mm below the lung apex: a complete
@@ -820,6 +822,17 @@ def _lung_areas(img: np.ndarray, spacing: tuple[float, float], lp: dict[str, Any
     counts = np.bincount(flat, minlength=n + 1)[1:].astype(float)
     col_sums = np.bincount(flat, weights=np.tile(np.arange(labels.shape[1], dtype=float), labels.shape[0]), minlength=n + 1)[1:]
     lateral = np.abs(col_sums / np.maximum(counts, 1.0) - cx) * spacing[1] >= float(lp.get("min_lateral_mm", 15.0))
+    behind = lp.get("open_fov_max_posterior_mm")
+    if lp.get("open_fov") and behind is not None:
+        # a targeted spine FOV is centred ~15 mm behind the vertebral body (near the canal): the lungs lie
+        # beside and in front of it, while the air behind the back is outside the patient. Blur lifts that
+        # band's values to lung-like ones (i9218 E00115, a blurred complete T-spine: the band behind the back
+        # on the last slices, centroid ~70 mm posterior, read as lung, 过小); a region whose centroid lies
+        # more than this far behind the image centre is not lung
+        row_sums = np.bincount(flat, weights=np.repeat(np.arange(labels.shape[0], dtype=float), labels.shape[1]),
+                               minlength=n + 1)[1:]
+        depth = (row_sums / np.maximum(counts, 1.0) - (labels.shape[0] - 1) / 2.0) * spacing[0]
+        lateral &= depth <= float(behind)
     gas_below = lp.get("min_mean_hu")
     if gas_below is not None:
         # gas under the diaphragm (the stomach's bubble, bowel) is pure air (~ -1000 HU); lung
@@ -1537,12 +1550,39 @@ def _axial_stack(exam: ExamImages, cache: dict[str, Any]) -> Any:
 # ---------------------------------------------------------------- centring
 
 
-def _targeted_centre(exam: ExamImages, p: dict[str, Any]) -> tuple[float, float] | None:
+def _stack_part(exam: ExamImages, order: list[str], uid: str | None) -> str | None:
+    """The item part whose acquisition holds series ``uid``, on an order of several parts scanned as one
+    acquisition each (parts in ``order``, head to foot, paired with the acquisitions from the top down, as
+    :func:`_length_plan` pairs them); None otherwise (one part, counts differ, a part not in ``order``)."""
+    parts = _exam_parts(exam)
+    if uid is None or len(parts) < 2 or any(part not in order for part in parts):
+        return None
+    groups = _acquisitions(_axial(exam))
+    if len(groups) != len(parts):
+        return None
+    groups.sort(key=lambda g: -max(float(header_of(s, "z_max") or 0.0) for s in g))  # superior first
+    for part, group in zip(sorted(parts, key=order.index), groups, strict=True):
+        if any(series_uid(s) == uid for s in group):
+            return part
+    return None
+
+
+def _targeted_centre(exam: ExamImages, p: dict[str, Any], part: str | None = None) -> tuple[float, float] | None:
     """Patient (x, y) in mm where a centred patient's targeted FOV centre lies, for the exam's part.
 
     From ``centring.targeted_centre_mm`` (keyed by the item code's part: CSPINE, TSPINE, LSPINE);
-    None when the item has no targeted reconstruction (the image centre is the reference then)."""
+    None when the item has no targeted reconstruction (the image centre is the reference then).
+    ``part``: the part the measured series scanned (:func:`_stack_part`), when known. On a two-part
+    order the first code's part named the wrong reference: a 胸椎 + 腰椎 order measured on its lumbar
+    series read against the thoracic FOV centre (10 mm more anterior; i9218 E00890 read 偏上, true
+    isocentre offset 17 mm), and a 头颅 + 颈椎 order measured on its head series read the head's image
+    against the cervical spine's FOV centre."""
     table = p.get("targeted_centre_mm") or {}
+    if part is not None:
+        if part not in table:
+            return None
+        x, y = table[part]
+        return float(x), float(y)
     for code in exam.item_codes or []:
         bits = str(code).split(".")
         if len(bits) >= 2 and bits[1] in table:
@@ -1560,7 +1600,8 @@ def _centring(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cach
     rows, cols = stack.hu.shape[1:]
     centre = ((rows - 1) / 2.0, (cols - 1) / 2.0)
     reference = "image_centre"
-    expected = _targeted_centre(exam, p)
+    order = [str(x) for x in (params.get("range") or {}).get("part_order") or []]
+    expected = _targeted_centre(exam, p, _stack_part(exam, order, stack.uid))
     if expected is not None and stack.origin_xy is not None:
         # a targeted reconstruction (spine) is centred on the vertebral bodies, wherever the patient
         # lies: the image centre says nothing about table centring. The scanner axis does: patient
@@ -1608,7 +1649,10 @@ def _centring(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cach
     # (training seeds 9020/9021 and worn i9208-i9216, 1000+ non-spine CT exams: centred |x| <= 12.7, |y| <= 21.2 mm;
     # off-centre >= 20 along x, >= 27.5 along y). One radius over both axes called centred patients at
     # x -11, y -17 off-centre (fresh i9216 E00121, E00256)
-    axis = p.get("axis_limit_mm") if reference == "image_centre" else None
+    # a targeted (spine) FOV has its own per-axis limits (``centring.targeted_axis_limit_mm``) for the same
+    # reason: the FOV centre gives the lateral table offset to a millimetre, the vertical one only to about
+    # +-8 mm (the vertebrae's depth in the body varies between patients); without it the radius ``limit_mm``
+    axis = p.get("axis_limit_mm") if reference == "image_centre" else p.get("targeted_axis_limit_mm")
     if axis:
         lx, ly = float(axis["x"]), float(axis["y"])
         details["axis_limit_mm"] = {"x": lx, "y": ly}
@@ -1641,6 +1685,24 @@ def _centring(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cach
 # ---------------------------------------------------------------- positioning (rotation on the table)
 
 
+def _cut_fraction(img: np.ndarray, mask: np.ndarray, padding: float) -> float:
+    """Fraction of the body contour's pixels within 2 px of the padding outside the reconstruction
+    circle (or of the image border): how much of the outline is the FOV's cut, not the skin. Read on
+    a grid of at most ~128 px (a 512 slice every 4th pixel: ~16 x fewer pixels to erode and dilate)."""
+    from scipy import ndimage
+
+    step = max(1, max(mask.shape) // 128)
+    img, mask = img[::step, ::step], mask[::step, ::step]
+    edge = mask & ~ndimage.binary_erosion(mask)
+    n = int(edge.sum())
+    if n == 0:
+        return 0.0
+    outside = img < padding
+    outside[0, :] = outside[-1, :] = outside[:, 0] = outside[:, -1] = True
+    near = ndimage.binary_dilation(outside, iterations=2)
+    return float((edge & near).sum()) / n
+
+
 def _positioning(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: dict[str, Any]) -> DimensionResult:
     """Patient rotation about the long axis: the body contour's principal axis vs the image axes.
 
@@ -1659,6 +1721,11 @@ def _positioning(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, c
         min_elong = min(float(by_part[part]) for part in parts)
     limit = float(p.get("max_rotation_deg", 4.5))
     angles: list[tuple[float, int]] = []
+    cut: set[int] = set()
+    cut_limit = p.get("cut_fraction")
+    if set(_exam_parts(exam)) & set(p.get("cut_skip_parts") or []):
+        cut_limit = None  # a targeted spine FOV cuts every section: the few uncut ones are no better
+    padding = float(p.get("padding_below_hu", -1500))
     for i in pick_slices(stack.hu.shape[0], 10):
         mask = body_mask(np.asarray(stack.hu[i]))
         if mask.sum() < 100:
@@ -1672,10 +1739,25 @@ def _positioning(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, c
         a = (a + 90.0) % 180.0 - 90.0  # major-axis angle in [-90, 90), 0 = horizontal
         dev = a if abs(a) <= 45 else (a - 90.0 if a > 0 else a + 90.0)
         angles.append((dev, i))
+        if cut_limit is not None and _cut_fraction(np.asarray(stack.hu[i]), mask, padding) > cut_limit:
+            cut.add(i)
     if not angles:
         return not_assessable("no_body_axis", "体部轮廓接近圆形，无法判断旋转", "body section too round to measure rotation")
+    # a section cut by the reconstruction circle (an off-centre patient, shoulders of a wide neck
+    # scan) has the circle's chord for a contour: its axis is the cut's, not the body's (i9218 E00259,
+    # rotated 10 deg, read 3.3 on the shoulders cut at 69 mm off centre); uncut sections decide when
+    # there are enough of them (ct.yaml positioning.cut_fraction / min_uncut_slices)
+    uncut = [t for t in angles if t[1] not in cut]
+    # ...and only when they agree (one body has one rotation): a truncated wide patient cuts every
+    # section by about as much, and the few below the bar read -20..0 deg (i9218 E00291, clean)
+    if cut and uncut:
+        mid = float(np.median([a for a, _ in uncut]))
+        agree = sum(abs(a - mid) <= float(p.get("uncut_agree_deg", 3.0)) for a, _ in uncut)
+        if agree >= int(p.get("min_uncut_slices", 3)):
+            angles = uncut
     rotation = float(np.median([a for a, _ in angles]))
-    details = {"rotation_deg": round(rotation, 1), "limit_deg": limit, "series_uid": stack.uid, "slices": len(angles)}
+    details = {"rotation_deg": round(rotation, 1), "limit_deg": limit, "series_uid": stack.uid, "slices": len(angles),
+               "cut_slices": len(cut)}
     if abs(rotation) <= limit:
         return DimensionResult("标准", details)
     idx = max(angles, key=lambda t: abs(t[0]))[1]
@@ -1843,7 +1925,8 @@ def _expected_details(info: dict[str, Any] | None, measured: float) -> dict[str,
             "max_ratio": info["max_ratio"], "body_diameter_mm": info["body_diameter_mm"],
             "ctdivol_mgy": info["ctdivol_mgy"], "ctdivol_source": info.get("ctdivol_source", "header"),
             "ctdivol_ref_mgy": info["ctdivol_ref_mgy"], "region": info["region"],
-            "noise_class": info.get("noise_class")}
+            "noise_class": info.get("noise_class"), "localizer_width_mm": info.get("localizer_width_mm"),
+            "localizer_size_term": info.get("localizer_size_term")}
 
 
 def _series_ctdivol(series: SeriesImages) -> float | None:
@@ -1857,10 +1940,12 @@ def _series_ctdivol(series: SeriesImages) -> float | None:
 
 
 def _expected_noise(model: Any, series: SeriesImages, stack: _Stack, cls: str, thickness: float,
-                    cache: dict[str, Any]) -> dict[str, Any] | None:
+                    cache: dict[str, Any], exam: ExamImages | None = None) -> dict[str, Any] | None:
     """The expected-noise model's reading of a series (pipelines/image_qc/ct_noise.py): expected SD
     for this patient's measured body size, the series' CTDIvol and its slice thickness, and the SD
-    limit (expected x max ratio); None when the model does not apply (no CTDIvol, no body)."""
+    limit (expected x max ratio); None when the model does not apply (no CTDIvol, no body). With
+    ``exam``, a series that gives no size (cut by its FOV) takes it from the exam's AP localizer
+    (model ``localizer_size``: ct_noise.exam_localizer_width over the series' z range)."""
     if model is None or not model.enabled:
         return None
     ctdivol = _series_ctdivol(series)
@@ -1881,8 +1966,18 @@ def _expected_noise(model: Any, series: SeriesImages, stack: _Stack, cls: str, t
     if got is None:
         return None
     exp, max_ratio, limit = got
+    width = term = None
+    if size is None and exam is not None and model.loc_exponent > 0 and len(stack.z) > 0:
+        # a spine's targeted FOV cuts the body (no lean size): a small patient's clean level is then
+        # well below the size-free one, and 1.8-2.5 x noise read 1.4-1.65 x it (i9218 E00505, E00751)
+        width = ct_noise.exam_localizer_width(exam.series, float(np.min(stack.z)), float(np.max(stack.z)), cache)
+        term = model.localizer_term(cls, region, width)
+        if term is not None:
+            exp, limit = exp * term, limit * term
     return {"expected_sd_hu": round(exp, 2), "max_ratio": max_ratio, "limit_hu": limit,
             "body_diameter_mm": round(size, 1) if size else None, "size_measure": model.measure,
+            "localizer_width_mm": round(width, 1) if width else None,
+            "localizer_size_term": round(term, 3) if term is not None else None,
             "ctdivol_mgy": round(ctdivol, 2) if ctdivol else ctdivol, "ctdivol_source": source, "ctdivol_ref_mgy": ref,
             "region": region, "noise_class": cls}
 
@@ -1976,7 +2071,7 @@ def _noise(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink, cache: 
         # expected level; classes without a factor / without a model keep the high-pass reading
         # (with ``ratio`` the factor stays the fallback for a series the model cannot judge: no CTDIvol)
         factor = (dblock.get("limit_factor") or {}).get(cls) if dblock.get("decide") in ("limit", "ratio") else None
-        dinfo = _expected_noise(dmodel, s, stack, cls, thickness, cache) if dmodel is not None else None
+        dinfo = _expected_noise(dmodel, s, stack, cls, thickness, cache, exam) if dmodel is not None else None
         if factor or dinfo is not None:
             # a difference far above the in-slice reading is not noise: the slices differ in content
             # (patient motion, contrast arrival, misordered slices); the high-pass reading stays
@@ -2280,6 +2375,36 @@ def _kernel_mismatch(series: SeriesImages, window_params: dict[str, Any] | None 
     return None
 
 
+def _missing_by_acquisition(axial: list[SeriesImages], parts: list[str],
+                            by_part: dict[str, Any]) -> list[tuple[list[SeriesImages], list[str]]]:
+    """(acquisition, kernel classes it lacks) per acquisition (contrast phase x overlapping z-range) that
+    lacks a kernel its ordered part needs (ct.yaml reconstruction.kernels_by_part). A head kernel counts
+    as soft. Headers and labels only: no pixels are read."""
+    rules = [(part, by_part[part]) for part in parts if part in by_part]
+    if not rules:
+        return []
+    regionless_only = all(part in by_part and not (by_part[part] or {}).get("region") for part in parts)
+    phases: dict[Any, list[SeriesImages]] = {}
+    for s in axial:
+        phases.setdefault(label_of(s, "phase"), []).append(s)
+    out = []
+    for members in phases.values():
+        for group in _acquisitions(members):
+            regions = {label_of(s, "region") for s in group}
+            need: set[str] = set()
+            for _, rule in rules:
+                region = (rule or {}).get("region")
+                if (region and region in regions) or (not region and regionless_only):
+                    need |= {str(k) for k in (rule or {}).get("kernels") or []}
+            have = {_kernel_class(s) for s in group}
+            if "head" in have:
+                have.add("soft")
+            missing = sorted(need - have)
+            if missing:
+                out.append((group, missing))
+    return out
+
+
 def _reconstruction(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink) -> DimensionResult:
     p = params.get("reconstruction") or {}
     axial = _axial(exam)
@@ -2320,6 +2445,21 @@ def _reconstruction(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink
                                     f"reconstruction kernel outside the standard: {mm[1]} series reconstructed with a {mm[0]} kernel "
                                     f"({header_of(s, 'kernel')})",
                                     [Evidence(series_uid=series_uid(s), measured=header_of(s, "kernel"), limit=mm[1])]))
+    # per acquisition: the exam-wide check above is met by any one phase or part (i9218 E00538: the
+    # plain phase's lung series written soft, the enhanced phase's lung series present)
+    reported = {k for k in p.get("kernels_required") or [] if k not in present}
+    for group, missing in _missing_by_acquisition(axial, _exam_parts(exam), p.get("kernels_by_part") or {}):
+        missing = [k for k in missing if k not in reported]
+        if not missing:
+            continue
+        reported.update(missing)
+        zh = "、".join(_KERNEL_ZH.get(k, k) for k in missing)
+        findings.append(finding("IQC-RECON", "reconstruction", ABNORMAL,
+                                f"缺少{zh}算法重建（{label_of(group[0], 'region') or ''}扫描，{len(group)} 个轴位序列）",
+                                f"no {'/'.join(missing)}-kernel reconstruction of one acquisition "
+                                f"({label_of(group[0], 'region') or 'unknown region'}, {len(group)} axial series)",
+                                [Evidence(series_uid=series_uid(group[0]), measured=sorted(x for x in {_kernel_class(s) for s in group} if x),
+                                          limit=missing)]))
     derived = {label_of(s, "derived_type") for s in exam.series}
     for d in p.get("derived_required") or []:
         if d not in derived:
@@ -2423,6 +2563,14 @@ def _dose(exam: ExamImages, params: dict[str, Any], sink: EvidenceSink,
         covered = [r for r in acq_regions.get(uid, []) if r in by_region]
         if p.get("ref_from") == "item":  # e.g. spine: the series' body region is not the item's reference
             ref = default_ref
+            # ...unless the acquisition is another ordered item's (a head scan beside a C-spine, i9218
+            # E00687 / E00702: 40-47 mGy on the head held to the spine's 25): that item's region raises
+            # the reference, never lowers it (a chest beside a T-spine keeps the spine's 25)
+            own = [r for r in (covered or ([region] if region else []))
+                   if r in ((cache or {}).get("item_regions") or []) and r in by_region]
+            if own and max(float(by_region[r]) for r in own) > ref:
+                ref = max(float(by_region[r]) for r in own)
+                region = "+".join(own)
         elif covered:  # an acquisition over several regions is held to the highest of their references
             ref = max(float(by_region[r]) for r in covered)
             region = "+".join(covered)

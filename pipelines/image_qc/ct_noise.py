@@ -166,6 +166,26 @@ class NoiseModel:
         # a spine's dose is judged against the item's reference (ct.yaml dose.ref_from), but its noise
         # follows the dose the scan gave the region it crosses: the regions' references apply here
         self.ref_from_item = bool(b.get("ref_from_item", False)) and d.get("ref_from") == "item"
+        #: ``localizer_size`` (ct.yaml noise.difference): where the axial series gives no size (a body cut
+        #: by the FOV: a spine's targeted FOV, truncation), the AP localizer's body width w gives the size
+        #: term (w / width_ref[region]) ^ exponent (:func:`localizer_width`); regions not listed keep none
+        loc = dict(b.get("localizer_size") or {})
+        self.loc_exponent = float(loc.get("exponent", 0.0) or 0.0)
+        self.loc_width_ref: dict[str, float] = {str(k): float(v) for k, v in (loc.get("width_ref_mm") or {}).items()}
+        lo, hi = (loc.get("term_range") or [0.0, float("inf")])[:2]
+        self.loc_term_range = (float(lo), float(hi))
+
+    def localizer_term(self, cls: str, region: str | None, width: float | None) -> float | None:
+        """Size term of a series from the localizer's body width (mm): (width / width_ref) ^ exponent for
+        a class the size law applies to (size_exponent > 0) in a region with a width_ref; else None."""
+        if not width or not self.loc_exponent or self.exponent_for(cls, region) <= 0:
+            return None
+        ref = self.loc_width_ref.get(str(region))
+        if not ref:
+            return None
+        term = (float(width) / ref) ** self.loc_exponent
+        # a width far from any trunk's (a localizer row misread) gives no size rather than a wild one
+        return term if self.loc_term_range[0] <= term <= self.loc_term_range[1] else None
 
     def ctdi_ref(self, region: str | None, acq_regions: list[str] | None = None) -> float:
         """The reference CTDIvol (mGy) of a series: the highest of its acquisition's regions when
@@ -223,3 +243,77 @@ def ctdivol_from_tube(ds: Any, mgy_per_mas: float) -> float | None:
     if ma <= 0 or seconds <= 0:
         return None
     return float(mgy_per_mas) * ma * seconds / pitch
+
+
+def localizer_width(img: np.ndarray, row_z: np.ndarray, col_mm: float, z_lo: float, z_hi: float,
+                    level: float = 0.25, saturated: float | None = None) -> float | None:
+    """Lateral body width (mm) on an AP localizer (topogram) over the rows whose z lies in
+    [``z_lo``, ``z_hi``]: on each row, the run around the row's peak down to ``level`` x the peak,
+    edges interpolated between pixels; the median over the rows. The arms, apart from the trunk by a
+    gap of air, are left out (the run stops at the first pixel under the level). A projection of an
+    ellipse of half-width a falls to 0.25 of its peak at 0.97 a, whatever the scale the localizer's
+    grey levels are stored at, so the width tracks the patient's, fat included. Used where the axial
+    series cannot give a size (a spine's targeted FOV cuts the body): see ct.yaml noise.difference
+    localizer_size. Rows holding a pixel at ``saturated`` (the stored maximum) are skipped: burned-in
+    patient text is drawn at full white (seed 9161 E00039: a C-spine read 55 mm on its text rows).
+    None without a row in range or a body."""
+    a = np.asarray(img, dtype=float)
+    rows = [i for i, z in enumerate(np.asarray(row_z, dtype=float)) if z_lo - 1e-6 <= z <= z_hi + 1e-6 and i < a.shape[0]]
+    widths: list[float] = []
+    for i in rows:
+        row = a[i]
+        if saturated is not None and float(row.max()) >= saturated:
+            continue
+        k = int(np.argmax(row))
+        peak = float(row[k])
+        if peak <= 0:
+            continue
+        cut = level * peak
+        lo = k
+        while lo > 0 and row[lo - 1] >= cut:
+            lo -= 1
+        hi = k
+        while hi < row.size - 1 and row[hi + 1] >= cut:
+            hi += 1
+        if lo == 0 or hi == row.size - 1:
+            continue  # the body reaches the localizer's edge: no width
+        left = lo - (row[lo] - cut) / max(row[lo] - row[lo - 1], 1e-6)
+        right = hi + (row[hi] - cut) / max(row[hi] - row[hi + 1], 1e-6)
+        widths.append(float(right - left) * float(col_mm))
+    return float(np.median(widths)) if widths else None
+
+
+def exam_localizer_width(series_list: list[Any], z_lo: float, z_hi: float, cache: dict[str, Any] | None = None,
+                         level: float = 0.25) -> float | None:
+    """:func:`localizer_width` on the exam's AP localizers (ImageType LOCALIZER, coronal orientation),
+    the first that covers [``z_lo``, ``z_hi``]; each localizer's one image is decoded once per exam
+    (``cache`` key ``noise/localizers``; a 48-256 px image, a few ms). None without one."""
+    store = cache if cache is not None else {}
+    if "noise/localizers" not in store:
+        found: list[tuple[np.ndarray, np.ndarray, float, float]] = []
+        for s in series_list:
+            itype = [str(t).upper() for t in (getattr(getattr(s, "header", None), "image_type", None) or [])]
+            if "LOCALIZER" not in itype:
+                continue
+            try:
+                ds = s.datasets()[0]
+                iop = [float(v) for v in ds.get("ImageOrientationPatient") or []]
+                pos = [float(v) for v in ds.get("ImagePositionPatient") or []]
+                ps = [float(v) for v in ds.get("PixelSpacing") or []]
+                # AP (coronal) only: rows along x, columns along z
+                if len(iop) != 6 or len(pos) != 3 or len(ps) != 2 or abs(iop[0]) < 0.99 or abs(iop[5]) < 0.99:
+                    continue
+                img = np.asarray(ds.pixel_array, dtype=float)
+                if img.ndim != 2:
+                    continue
+                row_z = pos[2] + np.arange(img.shape[0]) * ps[0] * iop[5]
+                full = float((1 << int(ds.get("BitsStored") or 16)) - 1)
+                found.append((img, row_z, ps[1], full))
+            except Exception:  # noqa: BLE001 - an unreadable localizer gives no size
+                continue
+        store["noise/localizers"] = found
+    for img, row_z, col_mm, full in store["noise/localizers"]:
+        got = localizer_width(img, row_z, col_mm, z_lo, z_hi, level, full)
+        if got is not None:
+            return got
+    return None
