@@ -720,6 +720,23 @@ def _measure_view(series: SeriesImages, exam: ExamImages, params: dict[str, Any]
 
         outline["pelvis_mirror_asymmetry"] = pelvis_mirror_from_params(image, _mask(analysis, "pelvis"), px,
                                                                        po.get("pelvis_mirror") or {}, box)
+    hc = po.get("heart_clavicle") or {}
+    if po.get("max_heart_clavicle_score") is not None and view in FRONTAL and analysis is not None and px:
+        # a non-chest frontal view whose field holds the heart and the clavicles (thoracic-spine
+        # AP): the chest's two rotation signs from the analyser's masks, judged together
+        # (radiograph_rotation.heart_clavicle_score); no pixel work, four masks the analyser made
+        from radqc.pipelines.image_qc.radiograph_rotation import clavicle_spine_offset, heart_clavicle_score
+
+        spine = None
+        for name in ("vertebrae_thoracic", "vertebrae_cervical"):
+            m = _mask(analysis, name)
+            if m is not None:
+                spine = m if spine is None else (spine | m)
+        heart = heart_spine_offset(analysis, px)
+        clav = clavicle_spine_offset(_mask(analysis, "clavicle_right"), _mask(analysis, "clavicle_left"), spine, px)
+        outline["heart_spine_offset_mm"] = heart
+        outline["clavicle_spine_offset_mm"] = clav
+        outline["heart_clavicle_score"] = heart_clavicle_score(heart, clav, hc)
     glyph = params["positioning"].get("marker_glyph") or {}
     _positioning(v, analysis, meas, px, params, chest, evidence, find_marker(image, box, px, **glyph), outline)
     _centring(v, analysis, meas, image, px, params, chest, evidence)
@@ -1316,7 +1333,10 @@ def _positioning(v: _View, analysis: Any, meas: dict[str, Any], px: float | None
                   ("posterior_offset_mm", "max_posterior_offset_mm", "棘突/椎弓根偏离椎体边缘中点（体位旋转），偏移 mm",
                    "spinous processes / pedicles off the middle of the vertebral body edges (patient rotated), offset in mm"),
                   ("pelvis_mirror_asymmetry", "max_pelvis_mirror_asymmetry", "两侧髂骨翼左右不对称（骨盆旋转），不对称度",
-                   "iliac wings not mirror-symmetric (pelvis rotated), asymmetry")]
+                   "iliac wings not mirror-symmetric (pelvis rotated), asymmetry"),
+                  ("heart_clavicle_score", "max_heart_clavicle_score", "心影偏离脊柱中线、棘突偏离锁骨内侧端中点（体位旋转），两项合计偏离",
+                   "heart shadow off the vertebral midline and spinous processes off the medial clavicle ends "
+                   "(patient rotated), combined deviation of the two signs")]
         combined = _spine_rotation_score(details, p.get("spine_rotation_score"))
         if combined is not None:
             # both spine signs read: judged together, not each against its own limit

@@ -174,3 +174,55 @@ def posterior_element_offset(image: np.ndarray, column: np.ndarray | None, px: f
     if len(offs) < min_rows:
         return None, len(offs)
     return round(float(np.median(offs)), 2), len(offs)
+
+
+def clavicle_spine_offset(clavicle_right: np.ndarray | None, clavicle_left: np.ndarray | None,
+                          spine: np.ndarray | None, px: float | None) -> float | None:
+    """Vertebral midline minus the midpoint of the medial clavicle ends (mm, image right positive)
+    at the ends' row, from the analyser's masks: the chest's clavicle sign (the analyser's
+    ``rotation_raw_mm``, which it reports for chest views only), read on any frontal view whose field
+    holds both clavicles (a thoracic-spine AP). None when a mask is missing or empty.
+
+    Why: on a thoracic AP the spinous processes swing against the anterior clavicle heads when the
+    patient turns, as on a chest PA; the analyser computes the sign only in its chest branch, so it
+    is recomputed here from the same masks with the same helpers (classical.spine_midline etc.)."""
+    from radqc.models.radiograph.classical import extreme_point, largest, midline_col_at, spine_midline
+
+    if clavicle_right is None or clavicle_left is None or spine is None or not px:
+        return None
+    cr, cl = np.asarray(clavicle_right, bool), np.asarray(clavicle_left, bool)
+    sp = np.asarray(spine, bool)
+    if not cr.any() or not cl.any() or not sp.any():
+        return None
+    line = spine_midline(sp)
+    end_r = extreme_point(largest(cr), (0.0, 1.0))   # toward the image right = the midline
+    end_l = extreme_point(largest(cl), (0.0, -1.0))
+    if not line or end_r is None or end_l is None:
+        return None
+    row = (end_r[0] + end_l[0]) / 2
+    col = midline_col_at(line, row, half_band=max(3.0, 0.03 * sp.shape[0]))
+    if col is None:
+        return None
+    return round(float(col - (end_r[1] + end_l[1]) / 2) * float(px), 2)
+
+
+def heart_clavicle_score(heart_mm: float | None, clavicle_mm: float | None,
+                         cfg: dict[str, Any]) -> float | None:
+    """Sum of the standard scores of the heart sign (heart-spine offset, ``cfg['heart']``) and the
+    clavicle sign (:func:`clavicle_spine_offset`, ``cfg['clavicle']``, negated: it swings the other
+    way), each ``(value - baseline) / spread`` against straight views; a sign further than its
+    ``max_plausible`` from its baseline is a wrong mask and left out. None when neither is read.
+
+    Why both (thoracic AP, helper NEWI, session 22): the heart sign alone put 7-8 degree turns at
+    19.0-19.8 mm against straight views up to 19.0 (t9301, s9302); the clavicle sign is read from
+    other masks, so its error is independent and the sum separates further."""
+    zs = []
+    for val, key, sign in ((heart_mm, "heart", 1.0), (clavicle_mm, "clavicle", -1.0)):
+        c = cfg.get(key) or {}
+        if val is None or not c:
+            continue
+        d = float(val) - float(c["baseline"])
+        if c.get("max_plausible") is not None and abs(d) > float(c["max_plausible"]):
+            continue
+        zs.append(sign * d / float(c["spread"]))
+    return round(float(sum(zs)), 2) if zs else None
