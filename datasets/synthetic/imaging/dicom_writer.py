@@ -10,6 +10,7 @@ and recorded next to the true values.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import struct
 from datetime import datetime, timedelta
@@ -157,6 +158,13 @@ def _compress_frame(ts: UID, pixels: np.ndarray, values: dict[str, Any]) -> byte
     from pydicom.pixels import get_encoder
 
     arr = np.ascontiguousarray(pixels)
+    # A frame the plugin refuses (openjpeg: a small image with more resolution levels than its
+    # tiles allow) is written uncompressed by the caller; the plugins log that refusal at ERROR
+    # with a traceback, which read as a crashed render in the console. Quiet while encoding.
+    quiet = [logging.getLogger(n) for n in ("pydicom.pixels.encoders.base", "openjpeg.encode", "openjpeg")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.CRITICAL)
     try:
         return get_encoder(ts).encode(
             arr,
@@ -167,6 +175,9 @@ def _compress_frame(ts: UID, pixels: np.ndarray, values: dict[str, Any]) -> byte
         )
     except (RuntimeError, ValueError):
         return None
+    finally:
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
 
 
 @lru_cache(maxsize=512)
