@@ -97,7 +97,7 @@ def test_qc_lexicon_part_names_are_reused_exactly() -> None:
 
 def test_every_synthetic_item_exists_with_same_modality_part_method() -> None:
     synth = yaml.safe_load(SYNTH_ITEMS.read_text(encoding="utf-8"))["items"]
-    assert len(synth) == 26
+    assert len(synth) == 27
     for row in synth:
         it = vocab.item(row["code"])
         assert it.modality == row["modality"], row["code"]
