@@ -226,8 +226,10 @@ def test_learned_overrule_shows_the_measure_of_its_class() -> None:
     quiet = art.analyse_series(_ct("motion"), "CT", {**art.DEFAULTS, "ct_echo_short_min_slices": None, "ct_axis_step_t": None}, Fixed([0.6, 0.3, 0.05, 0.05]))
     assert quiet.value == "无" and quiet.kind is None and quiet.measured is None  # below the limit: no artifact
     # (a radiograph's net 异物 with no saturated steel reads 无 since session 22: dx_net_object_min_sat,
-    # tests/test_image_qc_dx_s22.py; off here to see the learned call's own evidence)
-    dx = art.analyse_series(_dx(False), "DX", {**art.DEFAULTS, "dx_net_object_min_sat": None}, Fixed([0.0, 0.0, 0.0, 1.0]))
+    # tests/test_image_qc_dx_s22.py; off here to see the learned call's own evidence; so is the motion
+    # CNN, which reads this detail-free smooth test image as smeared: tests/test_dx_motion_net.py)
+    dx = art.analyse_series(_dx(False), "DX", {**art.DEFAULTS, "dx_net_object_min_sat": None, "dx_motion_net": False},
+                            Fixed([0.0, 0.0, 0.0, 1.0]))
     assert dx.value == "异物" and dx.kind == "foreign_object" and dx.limit == art.DEFAULTS["dx_foreign_objects"]
 
 

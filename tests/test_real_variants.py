@@ -175,3 +175,39 @@ def test_variant_evaluation_scores_controlled_dimensions(tmp_path: Path) -> None
     assert report.rates["dim:noise"].value == 1.0
     assert report.rates["score_drops_vs_base"].value == 1.0
     assert any("REAL-DERIVED" in n for n in report.notes)
+
+
+def test_motion_smears_along_the_columns_and_keeps_the_noise_level() -> None:
+    """op_motion (cr_motion): the anatomy is soft along the columns only, the noise stays sharp."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+    from scipy import ndimage as ndi
+
+    from radqc.datasets.real_variants.make import Exam, Series, op_motion
+
+    rng = np.random.default_rng(3)
+    rows, cols = np.mgrid[0:200, 0:200]
+    anatomy = 2000.0 + 300.0 * ((rows // 20) % 2) + 300.0 * ((cols // 20) % 2)  # edges both ways
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation, ds.SamplesPerPixel = 16, 16, 15, 0, 1
+    ds.PhotometricInterpretation, ds.ImagerPixelSpacing = "MONOCHROME2", [0.5, 0.5]
+    noisy = np.clip(anatomy + rng.normal(0, 20.0, anatomy.shape), 0, 65535)
+    ds.Rows, ds.Columns, ds.PixelData = 200, 200, np.rint(noisy).astype(np.uint16).tobytes()
+    exam = Exam(source="cr", modality="CR", series=[Series(role="pa", datasets=[ds])])
+    op_motion(exam, mm=4.0)
+    out = ds.pixel_array.astype(float)
+    assert exam.details["motion"]["smear_px"] == 8
+
+    def edge(a: np.ndarray, axis: int) -> float:  # the steepest step along one axis
+        return float(np.percentile(np.abs(np.diff(ndi.gaussian_filter(a, 0.7), axis=axis)), 99.5))
+
+    assert edge(out, 0) < 0.3 * edge(noisy, 0)  # the edges across the columns are smeared ...
+    assert edge(out, 1) > 0.8 * edge(noisy, 1)  # ... the edges along them are not
+
+    def noise(a: np.ndarray) -> float:
+        return float(np.median(np.abs(np.diff(a, axis=1)))) / (0.6745 * np.sqrt(2.0))
+
+    # the fresh noise keeps the image's own level (a smeared noise would drop by sqrt(8))
+    assert noise(out - ndi.uniform_filter1d(noisy, 8, axis=0)) == pytest.approx(noise(noisy - anatomy), rel=0.35)

@@ -229,6 +229,27 @@ def op_blur(exam: Exam, sigma_mm: float) -> None:
             exam.details["blur_sigma_px"] = round(sigma_px, 2)
 
 
+def op_motion(exam: Exam, mm: float, seed: int = 0) -> None:
+    """A radiograph the patient moved during: a box smear of ``mm`` along the columns, then fresh
+    noise so the image keeps its own noise level. Why the noise: on a detector the quantum noise
+    comes after the motion, so a real smeared radiograph is soft along one axis *under sharp
+    noise*; smearing a real image's noise with it would give a softer-than-real image."""
+    from scipy.ndimage import convolve1d
+
+    rng = np.random.default_rng(seed)
+    for s in exam.series:
+        for ds in s.datasets:
+            arr = _pixels(ds)
+            length = max(2, int(round(mm / _spacing(ds))))
+            kernel = np.ones(length) / length
+            smeared = convolve1d(arr, kernel, axis=0, mode="nearest")
+            # the image's own noise: the median absolute horizontal difference (anatomy is smooth at 1 px)
+            sd0 = float(np.median(np.abs(np.diff(arr, axis=1)))) / (0.6745 * math.sqrt(2.0))
+            add = sd0 * math.sqrt(max(0.0, 1.0 - 1.0 / length))
+            _store(ds, smeared + rng.normal(0.0, add, arr.shape))
+            exam.details["motion"] = {"smear_px": length, "smear_mm": round(length * _spacing(ds), 2), "noise_sd": round(sd0, 2)}
+
+
 def op_streaks(exam: Exam, amplitude: float, fraction: float, n_rays: int = 24, seed: int = 0) -> None:
     """Metal-like artifact on the middle ``fraction`` of slices: a dense point (3000 HU above
     the tissue) inside the body with alternating bright/dark rays through it (beam hardening
@@ -283,7 +304,7 @@ def op_drop_series(exam: Exam, role: str) -> None:
 
 OPS: dict[str, Callable[..., None]] = {
     "crop_z": op_crop_z, "crop_rows": op_crop_rows, "shift": op_shift, "noise": op_noise, "blur": op_blur,
-    "streaks": op_streaks, "set": op_set, "delete": op_delete, "drop_series": op_drop_series,
+    "motion": op_motion, "streaks": op_streaks, "set": op_set, "delete": op_delete, "drop_series": op_drop_series,
 }
 
 

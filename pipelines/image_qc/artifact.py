@@ -1371,6 +1371,7 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
         _dx_grid_rule(res, p)
         _dx_isotropic_blur_rule(res, p)
         _dx_object_rule(res, p)
+        _dx_motion_net_rule(res, p)  # last: motion is the strictest value, and the pixels have the last word on it
     for key in ("_per", "_idx", "_slices", "_sat_box", "_trunc", "_edge"):
         res.extra.pop(key, None)
     return res
@@ -2411,6 +2412,50 @@ def _mr_ghost_replica_support_rule(res: SeriesArtifact, p: dict[str, Any]) -> No
                         "limit": float(floor), "ghost_q75": round(float(res.features.get("ghost_q75", 0.0)), 4)})
 
 
+def _dx_motion_net(p: dict[str, Any]) -> Any:
+    """The radiograph motion CNN, unless switched off (``dx_motion_net``) or every learned model is (``use_model``)."""
+    if not p.get("dx_motion_net") or not p.get("use_model", True):
+        return None
+    try:
+        from radqc.models.artifact.dx_motion import DxMotionNet
+
+        return DxMotionNet.shared()
+    except Exception as exc:  # noqa: BLE001 - no weights / no runtime: the features decide
+        log.debug("radiograph motion net unavailable: %s", exc)
+        return None
+
+
+def _dx_motion_net_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A radiograph view whose pixels the motion CNN (``models/artifact/dx_motion.py``) reads as
+    smeared at ``dx_motion_net_limit`` or more reads 运动; its probability is kept as the feature
+    ``motion_net`` either way.
+
+    Why the pixels decide here: the smear of a moving patient is sharp across and soft along one
+    axis under noise that is sharp in both, and the measured features (gradient anisotropy, the
+    directional spectrum) confuse it with anisotropic anatomy. Before the CNN, radiograph motion
+    was the largest single artifact miss (运动 -> 无: 25 of 1,800 qc-items exams of seeds
+    7501/7502, recall 0.43-0.74; a 10-px smear of a C-spine AP read 异物 by the feature net).
+    Only adds: a motion call of the rules the CNN does not back stays (the validation set had none
+    to learn a veto from)."""
+    net = _dx_motion_net(p)
+    img = res.image
+    if net is None or img is None or np.ndim(img) != 2 or min(np.shape(img)) < int(p.get("dx_motion_net_min_px") or 0):
+        return
+    try:
+        prob = net.probability(np.asarray(img, dtype=np.float32))
+    except Exception as exc:  # noqa: BLE001 - a view the net cannot read: the features decide
+        log.warning("radiograph motion net failed on series %s (%s)", res.series_uid, exc)
+        return
+    res.features["motion_net"] = round(prob, 4)
+    limit = p.get("dx_motion_net_limit")
+    limit = float(limit) if limit is not None else net.limit
+    if prob < limit or res.value == VALUE_OF["motion"]:
+        return
+    _overrule(res, "motion", "motion_smear", round(prob, 3), limit, prob)
+    res.method = "learned"
+    res.slice_index = 0
+
+
 def _dx_object_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     """Saturated compact objects inside the field make a radiograph the net read 无 into
     异物 (steel beads, clips, buttons, electrodes: :func:`dx_saturated_objects`). Only a 无 reading
@@ -2735,7 +2780,7 @@ REASONS = {
     "异物": ("{series}可见异物伪影（{kind}），测量值 {measured}，限值 {limit}", "foreign-object artifact ({kind}) in {series}: measured {measured}, limit {limit}"),
 }
 KIND_ZH = {"ghosting": "伪影重影/边缘双影", "ghost_replicas": "相位编码方向重影复制", "metal": "金属条纹", "truncation": "视野截断", "foreign_object": "体外异物",
-           "grid_lines": "滤线栅线", "motion_blur": "运动模糊", "short_smear": "短程运动模糊（纵向奈奎斯特频率细节缺失）",
+           "grid_lines": "滤线栅线", "motion_blur": "运动模糊", "motion_smear": "运动模糊（图像网络判读的概率）", "short_smear": "短程运动模糊（纵向奈奎斯特频率细节缺失）",
            "susceptibility_void": "金属磁化率伪影（信号缺失伴高信号边）"}
 
 
