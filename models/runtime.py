@@ -90,3 +90,45 @@ def loaded_sessions() -> int:
 def clear_sessions() -> None:
     with _LOCK:
         _SESSIONS.clear()
+
+
+class RegisteredModel:
+    """A registry model served by one ONNX Runtime session; subclasses name it (``MODEL_NAME``)
+    and add what its outputs mean.
+
+    Why a shared base: every served model is loaded the same way -- the registry entry, its
+    sha256-checked weights, one session per process, and ``None`` with a logged reason when it
+    cannot be used, so that the caller falls back to what it does without the model."""
+
+    MODEL_NAME = ""
+    _shared_lock = threading.Lock()
+    _shared: dict[type, Any] = {}
+
+    def __init__(self, session: Any, info: Any = None) -> None:
+        self.session = session
+        self.info = info
+        self.input_name = session.get_inputs()[0].name
+
+    @property
+    def version(self) -> str:
+        return str(getattr(self.info, "version", "?"))
+
+    @classmethod
+    def load(cls, name: str | None = None) -> Any:
+        """The model from the registry (``name`` or the class's ``MODEL_NAME``), or None with a logged reason."""
+        import logging
+
+        try:
+            info = get_model(name or cls.MODEL_NAME)
+            return cls(session_for(info), info)
+        except Exception as exc:  # noqa: BLE001 - unregistered / missing weights: the caller goes on without it
+            logging.getLogger(cls.__module__).info("%s unavailable (%s): going on without it", cls.__name__, exc)
+            return None
+
+    @classmethod
+    def shared(cls) -> Any:
+        """One model per class and process (loaded on first use; a failed load is not retried)."""
+        with RegisteredModel._shared_lock:
+            if cls not in RegisteredModel._shared:
+                RegisteredModel._shared[cls] = cls.load()
+            return RegisteredModel._shared[cls]

@@ -17,20 +17,14 @@ Training: ``dx_motion_train.py`` (generator renders, truth from ``applied_defect
 
 from __future__ import annotations
 
-import logging
-import threading
-from typing import Any
-
 import numpy as np
 
-log = logging.getLogger(__name__)
+from radqc.models.runtime import RegisteredModel
 
 MODEL_NAME = "dx_motion"
 #: the view is scaled so that its longer side is at most this many pixels (the renders' size);
 #: larger real radiographs are reduced by an integer factor first
 MAX_SIDE = 320
-_LOCK = threading.Lock()
-_SHARED: dict[str, Any] = {}
 
 
 def prepare(img: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
@@ -50,42 +44,16 @@ def prepare(img: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
     return np.clip(a, -0.5, 1.5)[None, None].astype(np.float32)
 
 
-class DxMotionNet:
+class DxMotionNet(RegisteredModel):
     """The registered radiograph-motion CNN (weights sha256-checked by the registry)."""
 
-    def __init__(self, session: Any, info: Any = None) -> None:
-        self.session = session
-        self.info = info
-        self.input_name = session.get_inputs()[0].name
+    MODEL_NAME = MODEL_NAME
 
     @property
     def limit(self) -> float:
         """The probability at which a view reads 运动 (registry ``output.threshold``, chosen on validation)."""
         out = getattr(self.info, "output", None) or {}
         return float(out.get("threshold", 0.5))
-
-    @property
-    def version(self) -> str:
-        return str(getattr(self.info, "version", "?"))
-
-    @classmethod
-    def load(cls, name: str = MODEL_NAME) -> DxMotionNet | None:
-        try:
-            from radqc.models.registry import get_model
-            from radqc.models.runtime import session_for
-
-            info = get_model(name)
-            return cls(session_for(info), info)
-        except Exception as exc:  # noqa: BLE001 - unregistered / missing weights: the features decide
-            log.info("radiograph motion net unavailable (%s)", exc)
-            return None
-
-    @classmethod
-    def shared(cls) -> DxMotionNet | None:
-        with _LOCK:
-            if "net" not in _SHARED:
-                _SHARED["net"] = cls.load()
-            return _SHARED["net"]  # type: ignore[no-any-return]
 
     def probability(self, img: np.ndarray) -> float:
         """Chance that the view carries a motion smear."""

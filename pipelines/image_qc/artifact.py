@@ -18,6 +18,7 @@ data (``qc_rules/image_qc/*.yaml`` key ``artifact:``) may override any of them t
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import math
 from collections.abc import Sequence
@@ -2416,13 +2417,7 @@ def _dx_motion_net(p: dict[str, Any]) -> Any:
     """The radiograph motion CNN, unless switched off (``dx_motion_net``) or every learned model is (``use_model``)."""
     if not p.get("dx_motion_net") or not p.get("use_model", True):
         return None
-    try:
-        from radqc.models.artifact.dx_motion import DxMotionNet
-
-        return DxMotionNet.shared()
-    except Exception as exc:  # noqa: BLE001 - no weights / no runtime: the features decide
-        log.debug("radiograph motion net unavailable: %s", exc)
-        return None
+    return _shared_model("radqc.models.artifact.dx_motion", "DxMotionNet")
 
 
 def _dx_motion_net_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
@@ -2784,16 +2779,17 @@ KIND_ZH = {"ghosting": "伪影重影/边缘双影", "ghost_replicas": "相位编
            "susceptibility_void": "金属磁化率伪影（信号缺失伴高信号边）"}
 
 
-def _load_model(p: dict[str, Any]) -> Any:
-    if not p.get("use_model", True):
-        return None
+def _shared_model(module: str, name: str) -> Any:
+    """A served model's process-wide instance, or None when it cannot be loaded: the features decide."""
     try:
-        from radqc.models.artifact.infer import ArtifactModel
-
-        return ArtifactModel.shared()
-    except Exception as exc:  # noqa: BLE001 - no weights / no runtime: classical features decide
-        log.debug("artifact model unavailable: %s", exc)
+        return getattr(importlib.import_module(module), name).shared()
+    except Exception as exc:  # noqa: BLE001 - no weights / no runtime: the features decide
+        log.debug("%s unavailable: %s", name, exc)
         return None
+
+
+def _load_model(p: dict[str, Any]) -> Any:
+    return _shared_model("radqc.models.artifact.infer", "ArtifactModel") if p.get("use_model", True) else None
 
 
 def _analyse_all(series: Sequence[SeriesImages], exam_modality: str | None, p: dict[str, Any],
