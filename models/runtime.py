@@ -15,6 +15,7 @@ Environment:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -116,8 +117,6 @@ class RegisteredModel:
     @classmethod
     def load(cls, name: str | None = None) -> Any:
         """The model from the registry (``name`` or the class's ``MODEL_NAME``), or None with a logged reason."""
-        import logging
-
         try:
             info = get_model(name or cls.MODEL_NAME)
             return cls(session_for(info), info)

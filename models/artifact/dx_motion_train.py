@@ -192,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     views, y, _ = load_views(args.train)
     print(f"train: {len(views)} views, {int(y.sum())} with motion")
+    if not y.any() or y.all():
+        raise SystemExit("the training views need both smeared and still views (render more with --profile qc-dx)")
     net = fit(views, y, args.steps)
-    vviews, vy, vids = load_views(args.val)
+    vviews, vy, _ = load_views(args.val)
     p = score_views(net, vviews)
     scan = {round(float(t), 2): metrics(p, vy, float(t)) for t in np.arange(0.3, 0.96, 0.05)}
     limit = max(scan, key=lambda t: (scan[t]["accuracy"], -abs(t - 0.5)))
