@@ -92,8 +92,8 @@ def test_slice_features_read_the_button_in_the_outside_air():
     assert f["streak_air"] < float(A.DEFAULTS["ct_metal_streak_air"])
 
 
-def _res(value: str, air: float, streak_air: float, metal_px: float = 12.0) -> A.SeriesArtifact:
-    feats = {"metal_air_max": air, "streak_air_max": streak_air, "metal_px_max": math.log1p(metal_px), "metal_inside_mean": 0.0}
+def _res(value: str, air: float, streak_air: float, metal_px: float = 12.0, inside: float = 0.0) -> A.SeriesArtifact:
+    feats = {"metal_air_max": air, "streak_air_max": streak_air, "metal_px_max": math.log1p(metal_px), "metal_inside_mean": inside}
     res = A.SeriesArtifact("1.2.3", "CT", feats, {"equipment": 0.99}, value, "metal", None, None, None, None)
     res.method = "learned"
     return res
@@ -108,13 +108,26 @@ def test_large_metal_in_the_air_without_streaks_reads_foreign_object():
     res = _res("设备", air=0.8, streak_air=50.0)
     A._ct_on_skin_rule(res, p)
     assert res.value == "设备"
-    # below the open-air limit a large object stays 设备 (pacemakers read up to 0.65)
-    res = _res("设备", air=0.6, streak_air=0.7)
+    # below the open-air limit a large object partly inside the body stays 设备 (pacemakers read up to
+    # 0.65 outside air, and inside 0.10-0.37 on qc-items 7501)
+    res = _res("设备", air=0.6, streak_air=0.7, inside=0.3)
     A._ct_on_skin_rule(res, p)
     assert res.value == "设备"
-    # the key off: the older behaviour (large metal keeps 设备)
+    # ... but with none of it inside the body it lies on the skin (ct_metal_air_outside_inside)
+    res = _res("设备", air=0.6, streak_air=0.7)
+    A._ct_on_skin_rule(res, p)
+    assert res.value == "异物"
+    res = _res("设备", air=0.6, streak_air=0.7)
+    A._ct_on_skin_rule(res, {**p, "ct_metal_air_outside_inside": None})
+    assert res.value == "设备"
+    # streaks through the air keep an implant whose metal the body outline misses (7501 E00547: screws,
+    # inside 0.00, air 0.42, streak_air 179)
+    res = _res("设备", air=0.42, streak_air=179.0)
+    A._ct_on_skin_rule(res, p)
+    assert res.value == "设备"
+    # the keys off: the older behaviour (large metal keeps 设备)
     res = _res("设备", air=0.8, streak_air=0.7)
-    A._ct_on_skin_rule(res, {**p, "ct_metal_air_open": None})
+    A._ct_on_skin_rule(res, {**p, "ct_metal_air_open": None, "ct_metal_air_outside_inside": None})
     assert res.value == "设备"
 
 

@@ -279,6 +279,43 @@ def op_streaks(exam: Exam, amplitude: float, fraction: float, n_rays: int = 24, 
         exam.details["streak_slices"] = len(chosen)
 
 
+def op_void(exam: Exam, radius_mm: float, fraction: float, offset: tuple[float, float] = (0.0, 0.2),
+            void_signal: float = 0.03, rim_mm: float = 3.0, rim_signal: float = 1.8) -> None:
+    """An MR implant's susceptibility void on the middle ``fraction`` of each series' slices: a disc
+    of ``radius_mm`` (the implant grown by its dephasing margin) at ``offset`` (rows, cols, as
+    fractions of the body's half-size from its centre) keeps ``void_signal`` of the tissue signal,
+    and the displaced signal piles up in a ``rim_mm`` crescent beside it along the columns (the
+    frequency-encode axis) at ``rim_signal`` x the slice's 98th-percentile tissue. Why these
+    numbers: they are the generator's (``protocols.yaml`` mr_susceptibility), so a real-derived
+    void is the one the detectors were built for, on real anatomy and real noise."""
+    for s in exam.series:
+        n = len(s.datasets)
+        k = max(1, int(round(n * fraction)))
+        chosen = list(range((n - k) // 2, (n - k) // 2 + k))
+        for i in chosen:
+            ds = s.datasets[i]
+            arr = _pixels(ds)
+            body = _body_mask(arr, _background(arr))
+            rows, cols = np.nonzero(body)
+            if rows.size == 0:
+                continue
+            cy = float(rows.mean()) + offset[0] * 0.5 * float(np.ptp(rows))
+            cx = float(cols.mean()) + offset[1] * 0.5 * float(np.ptp(cols))
+            px = _spacing(ds)
+            yy, xx = np.mgrid[0: arr.shape[0], 0: arr.shape[1]]
+            void = np.hypot(yy - cy, xx - cx) <= radius_mm / px
+            rim_px = max(1, int(round(rim_mm / px)))
+            rim = np.zeros_like(void)
+            for w in range(1, rim_px + 1):
+                rim[:, w:] |= void[:, :-w]
+            rim &= ~void
+            top = float(np.percentile(arr[body], 98))
+            out = np.where(void, arr * void_signal, arr)
+            out = np.where(rim & body, rim_signal * top, out)
+            _store(ds, out)
+        exam.details["void"] = {"slices": len(chosen), "radius_mm": radius_mm, "offset": list(offset)}
+
+
 def op_set(exam: Exam, tags: dict[str, Any]) -> None:
     for s in exam.series:
         for ds in s.datasets:
@@ -304,7 +341,7 @@ def op_drop_series(exam: Exam, role: str) -> None:
 
 OPS: dict[str, Callable[..., None]] = {
     "crop_z": op_crop_z, "crop_rows": op_crop_rows, "shift": op_shift, "noise": op_noise, "blur": op_blur,
-    "motion": op_motion, "streaks": op_streaks, "set": op_set, "delete": op_delete, "drop_series": op_drop_series,
+    "motion": op_motion, "streaks": op_streaks, "void": op_void, "set": op_set, "delete": op_delete, "drop_series": op_drop_series,
 }
 
 

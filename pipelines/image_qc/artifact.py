@@ -1303,6 +1303,7 @@ def measure_series(s: SeriesImages, modality: str, p: dict[str, Any]) -> SeriesA
         else:
             feats, per = mr_series_features(slices, mr_pe_axis(first), int(p.get("mr_void_min_px", 8)))
             feats.update(mr_header_features(first))  # fat suppression, plane (see _mr_void_rule, _mr_ghost_replica_support_rule)
+            res_spacing = _pixel_spacing(first)
             cls, kind, scores, k, measured, limit = mr_classify(feats, per, p)
             window = None
         box = None
@@ -1311,7 +1312,17 @@ def measure_series(s: SeriesImages, modality: str, p: dict[str, Any]) -> SeriesA
         res = SeriesArtifact(uid, modality, feats, scores, VALUE_OF[cls], kind, idx[k] if k is not None else None, box,
                              measured, limit, image=slices[k] if k is not None else slices[len(slices) // 2], window=window)
         res.extra["_per"], res.extra["_idx"], res.extra["_slices"] = per, idx, slices
+        if modality == "MR":
+            res.extra["_spacing"] = res_spacing
     return res
+
+
+def _pixel_spacing(ds: Any) -> tuple[float, float] | None:
+    try:
+        sp = ds.PixelSpacing
+        return float(sp[0]), float(sp[1])
+    except Exception:  # noqa: BLE001 - no spacing recorded: the reader assumes its own pixel size
+        return None
 
 
 def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> SeriesArtifact:
@@ -1355,6 +1366,7 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
         _mr_replica_rule(res, p)
         _mr_axial_ghost_rule(res, p)
         _mr_void_rule(res, p)
+        _mr_void_net_rule(res, p)  # last: a 无 every measured reading left
     elif modality == "CT":
         _ct_fo_metal_rule(res, p)
         _ct_enclosed_metal_rule(res, p)
@@ -1373,7 +1385,7 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
         _dx_isotropic_blur_rule(res, p)
         _dx_object_rule(res, p)
         _dx_motion_net_rule(res, p)  # last: motion is the strictest value, and the pixels have the last word on it
-    for key in ("_per", "_idx", "_slices", "_sat_box", "_trunc", "_edge"):
+    for key in ("_per", "_idx", "_slices", "_sat_box", "_trunc", "_edge", "_spacing"):
         res.extra.pop(key, None)
     return res
 
@@ -1943,6 +1955,15 @@ def _ct_on_skin_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     if (implant and open_lim is not None and measured >= float(open_lim)
             and (streak_lim is None or float(res.features.get("streak_air_max", 0.0)) < float(streak_lim))):
         implant = False
+    # metal partly in the outside air (from ct_metal_air), none of it inside the eroded body
+    # (metal_inside_mean at most ct_metal_air_outside_inside) and no streaks through the air: on the
+    # skin, whatever its size (qc-items 7501: 9 of 29 CT exam misses were skin objects of 10-23 px
+    # the net read 设备 at 0.86-1.0, inside 0.00, air 0.43-0.68, streak_air 0.8-2.1)
+    outside_lim = p.get("ct_metal_air_outside_inside")
+    if (implant and outside_lim is not None and streak_lim is not None
+            and float(f.get("metal_inside_mean", 0.0)) <= float(outside_lim)
+            and float(f.get("streak_air_max", 0.0)) < float(streak_lim)):
+        implant = False
     # metal whose ring is all outside air lies off the body whatever its streaks (ct_fo_streak_air_off_body,
     # as in _ct_enclosed_metal_rule): i9218 E00387, a button read 设备 at 0.90 (air 1.00, streak_air 205)
     off_body = p.get("ct_fo_streak_air_off_body") if p.get("ct_on_skin_off_body") else None
@@ -2411,6 +2432,49 @@ def _mr_ghost_replica_support_rule(res: SeriesArtifact, p: dict[str, Any]) -> No
         return
     _drop_learned(res, {"rule": "mr_nonaxial_ghost_without_replicas", "ghost_lag_med": round(lag, 4),
                         "limit": float(floor), "ghost_q75": round(float(res.features.get("ghost_q75", 0.0)), 4)})
+
+
+def _mr_void_net(p: dict[str, Any]) -> Any:
+    """The MR susceptibility-void CNN, unless switched off (``mr_void_net``) or every learned model is (``use_model``)."""
+    if not p.get("mr_void_net") or not p.get("use_model", True):
+        return None
+    return _shared_model("radqc.models.artifact.mr_void", "MrVoidNet")
+
+
+def _mr_void_net_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """An MR series every other reading left 无 whose slices the void CNN
+    (``models/artifact/mr_void.py``) reads as holding a susceptibility void at ``mr_void_net_limit``
+    or more reads 设备, pointing at the slice and place of the net's strongest response; the
+    probability is kept as the feature ``void_net`` either way.
+
+    Why the pixels decide here: the measured void needs a dark hole and a bright pile-up crescent
+    above fixed limits, and a small implant on a coarse matrix, or a void blurred by a second
+    defect, stays under both (MR 设备 -> 无: 11 exams on qc-items 7501-7503, 4 on held-out 9222).
+    Only adds: the measured void readings keep their own calls, and computed maps (ADC) are left
+    to their DWI, as the crescent rule leaves them (``mr_void_skip_computed_map``)."""
+    net = _mr_void_net(p)
+    slices = res.extra.get("_slices") or []
+    if net is None or not slices or res.value != VALUE_OF["none"]:
+        return
+    if p.get("mr_void_skip_computed_map", True) and res.features.get("computed_map", 0.0) >= 1.0:
+        return
+    try:
+        prob, (k, row, col) = net.probability(slices, res.extra.get("_spacing"))
+    except Exception as exc:  # noqa: BLE001 - slices the net cannot read: the measured features decide
+        log.warning("MR void net failed on series %s (%s)", res.series_uid, exc)
+        return
+    res.features["void_net"] = round(prob, 4)
+    limit = p.get("mr_void_net_limit")
+    limit = float(limit) if limit is not None else net.limit
+    if prob < limit:
+        return
+    _overrule(res, "equipment", "susceptibility_void", round(prob, 3), limit, prob)
+    res.method = "learned"
+    idx: list[int] = res.extra.get("_idx") or []
+    res.slice_index = idx[k] if k < len(idx) else None
+    res.image = slices[k]
+    half = float(p.get("mr_void_net_box_px", 12))
+    res.box = [max(0.0, row - half), max(0.0, col - half), row + half, col + half]
 
 
 def _dx_motion_net(p: dict[str, Any]) -> Any:

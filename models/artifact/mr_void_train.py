@@ -1,0 +1,277 @@
+"""Train the MR susceptibility-void CNN (``mr_void.py``) on generator renders.
+
+    python -m radqc.models.artifact.mr_void_train series SET OUT.npz      # each MR series + its truth
+    python -m radqc.models.artifact.mr_void_train fit --train A.npz B.npz --val C.npz [--register]
+
+Labels: the generator records, per sequence and plane, how many pixels of the implant's void it
+drew (``applied_defects[kind=metal].params.void_px``); a series is positive when its own entry is
+above 0 (an ADC map inherits its DWI's). The other series of an implant exam are negatives, as are
+series with flow voids, ghosting, blur or noise. Computed maps (ADC) are left out, as serving
+leaves them to their DWI. Series are read as the artifact measure reads
+them (``artifact._slices``), so training and serving see the same slices.
+
+Multiple-instance learning: a positive series has a void in some slice, the net is not told
+which; its series logit is the highest of its slices' logit maps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from radqc.models.artifact.mr_void import MODEL_NAME, PILE_UP_MIN, _gated_peak, prepare
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "mr_void.onnx"
+VERSION = "1.0.0"
+MAX_SLICES = 48
+
+
+def void_labels(truth: dict[str, Any]) -> dict[str, int]:
+    """Series UID -> void pixels the generator drew in that series (0: none)."""
+    im = truth.get("imaging", {})
+    series = im.get("series", [])
+    drawn: dict[str, int] = {}
+    for d in im.get("applied_defects", []):
+        params = d.get("params", {})
+        if d.get("dimension") == "artifact" and params.get("kind") == "metal":
+            for k, v in (params.get("void_px") or {}).items():
+                drawn[k] = drawn.get(k, 0) + int(v)
+    by_uid = {s["series_instance_uid"]: s for s in series}
+    out = {}
+    for s in series:
+        src = by_uid.get(s.get("derived_from") or "", s)
+        out[s["series_instance_uid"]] = drawn.get(f"{src.get('role')}:{src.get('plane')}", 0)
+    return out
+
+
+def series_spacing(ds: Any) -> tuple[float, float] | None:
+    try:
+        sp = ds.PixelSpacing
+        return float(sp[0]), float(sp[1])
+    except Exception:  # noqa: BLE001 - no spacing: the network's own size is assumed
+        return None
+
+
+def extract_series(root: Path, out: Path) -> Path:
+    """Every analysed MR series of a ``radqc synth`` set, prepared, with its void truth."""
+    from radqc.models.artifact.data import exam_from_folder, iter_exams
+    from radqc.pipelines.image_qc.artifact import DEFAULTS, _series_modality, _slices, mr_computed_map, select_series
+
+    stacks, voids, ids = [], [], []
+    started = time.time()
+    for n, (key, folder, truth) in enumerate(iter_exams(root)):
+        if truth.get("expected_qc", {}).get("qc_class") != "MR":
+            continue
+        labels = void_labels(truth)
+        try:
+            exam = exam_from_folder(folder)
+        except Exception:  # noqa: BLE001 - a folder that does not read is no training data
+            continue
+        for s in select_series(exam, DEFAULTS):
+            if _series_modality(s, exam.modality) != "MR":
+                continue
+            try:
+                slices, _, first = _slices(s, MAX_SLICES)
+                if first is not None and mr_computed_map(first):
+                    continue  # serving leaves ADC maps to their DWI (artifact._mr_void_net_rule)
+                x = prepare(slices, series_spacing(first))[:, 0]
+            except Exception:  # noqa: BLE001 - broken series
+                continue
+            stacks.append(x.astype(np.float16))
+            voids.append(labels.get(s.header.series_uid or "", 0))
+            ids.append(f"{root.name}:{key}:{s.header.series_uid}")
+        if (n + 1) % 200 == 0:
+            print(f"[{n + 1}] {len(stacks)} series, {sum(v > 0 for v in voids)} with a void, {time.time() - started:.0f} s", flush=True)
+    arr = np.empty(len(stacks), dtype=object)
+    arr[:] = stacks
+    np.savez(out, stacks=arr, void_px=np.array(voids), ids=np.array(ids))
+    print(f"{out}: {len(stacks)} series, {sum(v > 0 for v in voids)} with a void")
+    return out
+
+
+def load_series(paths: list[Path]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    stacks: list[np.ndarray] = []
+    vs, ids = [], []
+    for p in paths:
+        d = np.load(p, allow_pickle=True)
+        stacks += list(d["stacks"])
+        vs.append(d["void_px"])
+        ids.append(d["ids"])
+    return stacks, np.concatenate(vs), np.concatenate(ids)
+
+
+def build_net() -> Any:
+    """Fully convolutional: a logit per 4x4 block of the slice (the void's place is the evidence)."""
+    from torch import nn
+
+    def block(cin: int, cout: int) -> list[Any]:
+        return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+
+    # narrow on purpose: a series is 8-48 slices and a training step reads 8 whole series on 2 cores
+    return nn.Sequential(*block(1, 8), *block(8, 8), nn.MaxPool2d(2), *block(8, 16), *block(16, 16), nn.MaxPool2d(2),
+                         *block(16, 32), *block(32, 32), nn.Conv2d(32, 1, 1))
+
+
+def _augment(stack: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    a = stack.astype(np.float32)
+    if rng.random() < 0.5:
+        a = a[:, :, ::-1]
+    if rng.random() < 0.5:
+        a = a[:, ::-1, :]
+    if rng.random() < 0.5:  # the frequency-encode axis is rows on some scanners
+        a = a.transpose(0, 2, 1)
+    return a * np.float32(rng.uniform(0.85, 1.15))
+
+
+def _batch(stacks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    h = max(s.shape[1] for s in stacks)
+    w = max(s.shape[2] for s in stacks)
+    n = sum(s.shape[0] for s in stacks)
+    x = np.zeros((n, 1, h, w), dtype=np.float32)
+    owner = np.empty(n, dtype=np.int64)
+    i = 0
+    for j, s in enumerate(stacks):
+        x[i:i + s.shape[0], 0, :s.shape[1], :s.shape[2]] = s
+        owner[i:i + s.shape[0]] = j
+        i += s.shape[0]
+    return x, owner
+
+
+def series_logits(net: Any, x: Any, owner: Any, n_series: int) -> Any:
+    import torch
+
+    per_slice = net(x).amax(dim=(1, 2, 3))
+    out = torch.full((n_series,), -1e4, dtype=per_slice.dtype)
+    return out.scatter_reduce(0, torch.as_tensor(owner), per_slice, reduce="amax")
+
+
+def score_series(net: Any, stacks: list[np.ndarray], pile_up: float = PILE_UP_MIN) -> np.ndarray:
+    """Each series' probability as serving reads it (the highest logit among cells with a pile-up)."""
+    import torch
+
+    net.eval()
+    out = np.empty(len(stacks))
+    with torch.no_grad():
+        for i, s in enumerate(stacks):
+            x = s.astype(np.float32)[:, None].copy()
+            maps = net(torch.from_numpy(x)).numpy()[:, 0]
+            out[i] = _gated_peak(x, maps, pile_up)[0]
+    return out
+
+
+def fit(stacks: list[np.ndarray], y: np.ndarray, steps: int = 2000, batch: int = 8, seed: int = 0) -> Any:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(2)
+    rng = np.random.default_rng(seed)
+    net = build_net()
+    # the series logit is a maximum over thousands of map cells: started at 0, every cell of every
+    # series is a void at 50%, the maximum sits on the same border cell for every series and
+    # training stalls at chance (loss 0.69 for 800 steps, session 24); started well below, only a
+    # void has to climb (the prior of one-stage detectors)
+    nn.init.constant_(net[-1].bias, -4.0)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=1e-5)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    started = time.time()
+    for step in range(steps):
+        net.train()
+        # balanced batches: a void is rare among the series
+        idx = np.concatenate([rng.choice(pos, batch // 2), rng.choice(neg, batch - batch // 2)])
+        x, owner = _batch([_augment(stacks[i], rng) for i in idx])
+        logits = series_logits(net, torch.from_numpy(x), owner, len(idx))
+        loss = loss_fn(logits, torch.from_numpy(y[idx].astype(np.float32)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if (step + 1) % 100 == 0:
+            print(f"step {step + 1}/{steps} loss {loss.item():.3f} ({time.time() - started:.0f} s)", flush=True)
+    return net
+
+
+def metrics(p: np.ndarray, y: np.ndarray, limit: float) -> dict[str, float]:
+    pred = p >= limit
+    return {"series": int(len(y)), "void": int(y.sum()), "recall": round(float(pred[y == 1].mean()), 4) if y.any() else 0.0,
+            "false_positive_rate": round(float(pred[y == 0].mean()), 4), "accuracy": round(float((pred == (y == 1)).mean()), 4)}
+
+
+def export(net: Any, out: Path) -> None:
+    import torch
+
+    net.eval()
+    example = torch.zeros(2, 1, 96, 80)
+    torch.onnx.export(net, (example,), str(out), input_names=["slices"], output_names=["logit_map"],
+                      dynamic_axes={"slices": {0: "slices", 2: "height", 3: "width"},
+                                    "logit_map": {0: "slices", 2: "map_height", 3: "map_width"}},
+                      opset_version=17, dynamo=False)
+
+
+def register(out: Path, limit: float, val: dict[str, float], val_names: list[str], data: Any, steps: int) -> None:
+    """Add the exported weights to models/registry.yaml with the limit chosen on validation."""
+    from radqc.models.registry import ModelInfo, register_model
+
+    register_model(ModelInfo(
+        name=MODEL_NAME, version=VERSION, task="classification", modality="MR",
+        weights=f"weights/{out.name}", sha256="",
+        input={"name": "slices", "shape": ["slices", 1, "height", "width"],
+               "preprocessing": "radqc.models.artifact.mr_void.prepare (2.5 mm pixels, series 99.5th percentile scaling)"},
+        output={"name": "logit_map", "threshold": limit, "pile_up_min": PILE_UP_MIN,
+                "rule": "void when sigmoid(max logit over cells with a pile-up >= pile_up_min x the series' p98) >= threshold"},
+        metrics={"validation": val, "validation_data": val_names},
+        card="cards/mr_void.md",
+        training={"data": data, "steps": steps, "batch": 8, "threads": 2,
+                  "command": "python -m radqc.models.artifact.mr_void_train fit --train TRAIN.npz ... --val VAL.npz --register"},
+        description="MR susceptibility void per series from the pixels (small fully convolutional CNN, max over slices)"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("series")
+    v.add_argument("set", type=Path)
+    v.add_argument("out", type=Path)
+    f = sub.add_parser("fit")
+    f.add_argument("--train", type=Path, nargs="+", required=True)
+    f.add_argument("--val", type=Path, nargs="+", required=True)
+    f.add_argument("--steps", type=int, default=2000)
+    f.add_argument("--out", type=Path, default=WEIGHTS)
+    f.add_argument("--register", action="store_true")
+    f.add_argument("--data", default="", help="how the training sets were made (recorded in the registry)")
+    args = ap.parse_args(argv)
+    if args.cmd == "series":
+        extract_series(args.set, args.out)
+        return 0
+    stacks, vpx, _ = load_series(args.train)
+    y = (vpx > 0).astype(int)
+    print(f"train: {len(stacks)} series, {int(y.sum())} with a void")
+    if not y.any() or y.all():
+        raise SystemExit("the training series need both void and clean series (render more with --profile qc-mr)")
+    net = fit(stacks, y, args.steps)
+    vstacks, vvpx, _ = load_series(args.val)
+    vy = (vvpx > 0).astype(int)
+    p = score_series(net, vstacks)
+    scan = {round(float(t), 2): metrics(p, vy, float(t)) for t in np.arange(0.3, 0.96, 0.05)}
+    limit = max(scan, key=lambda t: (scan[t]["accuracy"], -abs(t - 0.5)))
+    print(json.dumps({"limit": limit, "val": scan[limit], "scan": {k: (s["recall"], s["false_positive_rate"]) for k, s in scan.items()}}))
+    np.save(args.out.with_suffix(".val_probs.npy"), p)
+    import torch
+
+    torch.save(net.state_dict(), args.out.with_suffix(".pt"))  # for a later fine-tuning (hard negatives)
+    export(net, args.out)
+    if args.register:
+        register(args.out, float(limit), scan[limit], [x.name for x in args.val], args.data or [x.name for x in args.train],
+                 args.steps)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
