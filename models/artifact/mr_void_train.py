@@ -60,7 +60,13 @@ def series_spacing(ds: Any) -> tuple[float, float] | None:
 def extract_series(root: Path, out: Path) -> Path:
     """Every analysed MR series of a ``radqc synth`` set, prepared, with its void truth."""
     from radqc.models.artifact.data import exam_from_folder, iter_exams
-    from radqc.pipelines.image_qc.artifact import DEFAULTS, _series_modality, _slices, mr_computed_map, select_series
+    from radqc.pipelines.image_qc.artifact import (
+        DEFAULTS,
+        _series_modality,
+        _slices,
+        mr_computed_map,
+        select_series,
+    )
 
     stacks, voids, ids = [], [], []
     started = time.time()
