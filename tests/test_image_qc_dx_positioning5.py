@@ -200,3 +200,24 @@ def test_the_analysers_letter_alone_does_not_judge_the_side() -> None:
     # a letter read from the pixels still decides
     pix = {"present": True, "text": "R", "side_of_image": "left", "box": [1, 2, 3, 4]}
     assert rq._combined_marker(net, pix, net_letter_alone=False)["text"] == "R"
+
+
+def test_a_stray_lung_fragment_on_the_field_edge_does_not_cut_a_costophrenic_angle() -> None:
+    """qc-items 7504 E00324/E00694: fields collimated 70-90 mm below the lungs read 过小 because a few
+    pixels of the lung channel lay on the field's bottom edge; the lungs' largest parts decide, as
+    for the collimation margins."""
+    left = np.zeros((200, 160), bool)
+    left[30:120, 90:140] = True  # the lung, well above the field's bottom edge (row 189)
+    right = np.zeros((200, 160), bool)
+    right[30:120, 20:70] = True
+    box = (0, 190, 0, 160)
+    a = SimpleNamespace(masks={"lung_left": left, "lung_right": right})
+    assert rq._lung_bases_in_field(a, box, "PA") == {"costophrenic_angle_right": None, "costophrenic_angle_left": None}
+    stray = left.copy()
+    stray[186:190, 100:130] = True  # a fragment along the bottom edge
+    a = SimpleNamespace(masks={"lung_left": stray, "lung_right": right})
+    assert rq._lung_bases_in_field(a, box, "PA")["costophrenic_angle_left"] is None
+    cut = left.copy()
+    cut[120:190, 90:140] = True  # the lung itself runs down to the edge: cut
+    a = SimpleNamespace(masks={"lung_left": cut, "lung_right": right})
+    assert rq._lung_bases_in_field(a, box, "PA")["costophrenic_angle_left"] == "bottom"

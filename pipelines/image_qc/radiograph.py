@@ -823,7 +823,14 @@ def _lung_bases_in_field(analysis: Any, box: tuple[int, int, int, int], view: st
     """Whether each costophrenic angle lies inside the collimated field: a lung whose lower 40%
     reaches the field's bottom edge (or, frontal, its lateral edge) is cut. Uses the field found
     from the pixels, which is more reliable than the analyser's own ``field`` channel. Value per
-    angle: None when inside, else where it is cut ("bottom" / "lateral")."""
+    angle: None when inside, else where it is cut ("bottom" / "lateral").
+
+    Each lung mask's largest connected part only, as for the collimation margins (:func:`_lung_box`):
+    a stray fragment of the lung channel on the field's bottom edge read a costophrenic angle as cut
+    on fields collimated 70-90 mm below the lungs (qc-items 7504 E00324, E00694: chest PA+LAT read
+    过小 where the truth, and the margins beside it, are 过大)."""
+    from radqc.models.radiograph.classical import largest
+
     out: dict[str, str | None] = {}
     r0, r1, c0, c1 = box
     lungs: list[tuple[str, list[str], str]]
@@ -832,8 +839,11 @@ def _lung_bases_in_field(analysis: Any, box: tuple[int, int, int, int], view: st
     else:
         lungs = [("costophrenic_angle_posterior", ["lung_left", "lung_right"], "none")]
     for name, chans, lateral in lungs:
-        m, _ = _structure_box(analysis, chans)
-        if m is None or m.sum() < 10:
+        parts = [largest(x) for x in (_mask(analysis, c) for c in chans) if x is not None and x.any()]
+        if not parts:
+            continue
+        m = np.logical_or.reduce(parts)
+        if m.sum() < 10:
             continue
         rows = np.nonzero(m.any(axis=1))[0]
         lower = m.copy()
