@@ -11,8 +11,6 @@ axis is the signal, so no transposes); validation scores whole views, as serving
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from radqc.models.artifact.dx_motion import MODEL_NAME, prepare
+from radqc.models.artifact.pixel_net_cli import binary_metrics, choose_limit, parse_args, training_data
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "dx_motion.onnx"
 VERSION = "1.0.0"
@@ -141,9 +140,7 @@ def fit(views: list[np.ndarray], y: np.ndarray, steps: int = 3000, batch: int = 
 
 
 def metrics(p: np.ndarray, y: np.ndarray, limit: float) -> dict[str, float]:
-    pred = p >= limit
-    return {"views": int(len(y)), "motion": int(y.sum()), "recall": round(float(pred[y == 1].mean()), 4) if y.any() else 0.0,
-            "false_positive_rate": round(float(pred[y == 0].mean()), 4), "accuracy": round(float((pred == (y == 1)).mean()), 4)}
+    return binary_metrics(p, y, limit, "views", "motion")
 
 
 def export(net: Any, out: Path) -> None:
@@ -174,19 +171,7 @@ def register(out: Path, limit: float, val: dict[str, float], val_names: list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    v = sub.add_parser("views")
-    v.add_argument("set", type=Path)
-    v.add_argument("out", type=Path)
-    f = sub.add_parser("fit")
-    f.add_argument("--train", type=Path, nargs="+", required=True)
-    f.add_argument("--val", type=Path, nargs="+", required=True)
-    f.add_argument("--steps", type=int, default=3000)
-    f.add_argument("--out", type=Path, default=WEIGHTS)
-    f.add_argument("--register", action="store_true")
-    f.add_argument("--data", default="", help="how the training sets were made (recorded in the registry)")
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__ or "", "views", 3000, WEIGHTS, argv)
     if args.cmd == "views":
         extract_views(args.set, args.out)
         return 0
@@ -197,13 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     net = fit(views, y, args.steps)
     vviews, vy, _ = load_views(args.val)
     p = score_views(net, vviews)
-    scan = {round(float(t), 2): metrics(p, vy, float(t)) for t in np.arange(0.3, 0.96, 0.05)}
-    limit = max(scan, key=lambda t: (scan[t]["accuracy"], -abs(t - 0.5)))
-    print(json.dumps({"limit": limit, "val": scan[limit], "scan": {k: (s["recall"], s["false_positive_rate"]) for k, s in scan.items()}}))
+    limit, scan = choose_limit(p, vy, "views", "motion")
     np.save(args.out.with_suffix(".val_probs.npy"), p)
     export(net, args.out)
     if args.register:
-        register(args.out, float(limit), scan[limit], [x.name for x in args.val], args.data or [x.name for x in args.train],
+        register(args.out, float(limit), scan[limit], [x.name for x in args.val], training_data(args),
                  args.steps)
     return 0
 

@@ -16,8 +16,6 @@ which; its series logit is the highest of its slices' logit maps.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from radqc.models.artifact.mr_void import MODEL_NAME, PILE_UP_MIN, _gated_peak, prepare
+from radqc.models.artifact.pixel_net_cli import binary_metrics, choose_limit, parse_args, training_data
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "mr_void.onnx"
 VERSION = "1.0.0"
@@ -205,9 +204,7 @@ def fit(stacks: list[np.ndarray], y: np.ndarray, steps: int = 2000, batch: int =
 
 
 def metrics(p: np.ndarray, y: np.ndarray, limit: float) -> dict[str, float]:
-    pred = p >= limit
-    return {"series": int(len(y)), "void": int(y.sum()), "recall": round(float(pred[y == 1].mean()), 4) if y.any() else 0.0,
-            "false_positive_rate": round(float(pred[y == 0].mean()), 4), "accuracy": round(float((pred == (y == 1)).mean()), 4)}
+    return binary_metrics(p, y, limit, "series", "void")
 
 
 def export(net: Any, out: Path) -> None:
@@ -240,19 +237,7 @@ def register(out: Path, limit: float, val: dict[str, float], val_names: list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    v = sub.add_parser("series")
-    v.add_argument("set", type=Path)
-    v.add_argument("out", type=Path)
-    f = sub.add_parser("fit")
-    f.add_argument("--train", type=Path, nargs="+", required=True)
-    f.add_argument("--val", type=Path, nargs="+", required=True)
-    f.add_argument("--steps", type=int, default=2000)
-    f.add_argument("--out", type=Path, default=WEIGHTS)
-    f.add_argument("--register", action="store_true")
-    f.add_argument("--data", default="", help="how the training sets were made (recorded in the registry)")
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__ or "", "series", 2000, WEIGHTS, argv)
     if args.cmd == "series":
         extract_series(args.set, args.out)
         return 0
@@ -265,16 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     vstacks, vvpx, _ = load_series(args.val)
     vy = (vvpx > 0).astype(int)
     p = score_series(net, vstacks)
-    scan = {round(float(t), 2): metrics(p, vy, float(t)) for t in np.arange(0.3, 0.96, 0.05)}
-    limit = max(scan, key=lambda t: (scan[t]["accuracy"], -abs(t - 0.5)))
-    print(json.dumps({"limit": limit, "val": scan[limit], "scan": {k: (s["recall"], s["false_positive_rate"]) for k, s in scan.items()}}))
+    limit, scan = choose_limit(p, vy, "series", "void")
     np.save(args.out.with_suffix(".val_probs.npy"), p)
     import torch
 
     torch.save(net.state_dict(), args.out.with_suffix(".pt"))  # for a later fine-tuning (hard negatives)
     export(net, args.out)
     if args.register:
-        register(args.out, float(limit), scan[limit], [x.name for x in args.val], args.data or [x.name for x in args.train],
+        register(args.out, float(limit), scan[limit], [x.name for x in args.val], training_data(args),
                  args.steps)
     return 0
 
