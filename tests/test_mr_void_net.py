@@ -103,14 +103,13 @@ def _render(out: Path, seed: int, region: str, metal: bool) -> tuple[Path, dict[
 
 def _series_probs(net: MrVoidNet, folder: Path) -> dict[str, float]:
     from radqc.models.artifact.data import exam_from_folder
-    from radqc.models.artifact.mr_void_train import series_spacing
 
     out = {}
     for s in exam_from_folder(folder).series:
         slices, _, first = art._slices(s, 48)
         if first is not None and art.mr_computed_map(first):
             continue
-        out[f"{s.header.series_number}:{s.header.description}"] = net.probability(slices, series_spacing(first))[0]
+        out[f"{s.header.series_number}:{s.header.description}"] = net.probability(slices, art.pixel_spacing(first))[0]
     return out
 
 

@@ -250,16 +250,21 @@ def op_motion(exam: Exam, mm: float, seed: int = 0) -> None:
             exam.details["motion"] = {"smear_px": length, "smear_mm": round(length * _spacing(ds), 2), "noise_sd": round(sd0, 2)}
 
 
+def _middle(order: list[int], fraction: float) -> list[int]:
+    """The middle ``fraction`` (at least one) of ``order``."""
+    k = max(1, int(round(len(order) * fraction)))
+    start = (len(order) - k) // 2
+    return order[start: start + k]
+
+
 def op_streaks(exam: Exam, amplitude: float, fraction: float, n_rays: int = 24, seed: int = 0) -> None:
     """Metal-like artifact on the middle ``fraction`` of slices: a dense point (3000 HU above
     the tissue) inside the body with alternating bright/dark rays through it (beam hardening
     / photon starvation streaks), decaying with distance."""
     rng = np.random.default_rng(seed)
     for s in exam.series:
-        n = len(s.datasets)
-        order = sorted(range(n), key=lambda i: float(s.datasets[i].ImagePositionPatient[2]))
-        k = max(1, int(round(n * fraction)))
-        chosen = order[(n - k) // 2: (n - k) // 2 + k]
+        order = sorted(range(len(s.datasets)), key=lambda i: float(s.datasets[i].ImagePositionPatient[2]))
+        chosen = _middle(order, fraction)
         for i in chosen:
             ds = s.datasets[i]
             arr = _pixels(ds)
@@ -289,9 +294,7 @@ def op_void(exam: Exam, radius_mm: float, fraction: float, offset: tuple[float, 
     numbers: they are the generator's (``protocols.yaml`` mr_susceptibility), so a real-derived
     void is the one the detectors were built for, on real anatomy and real noise."""
     for s in exam.series:
-        n = len(s.datasets)
-        k = max(1, int(round(n * fraction)))
-        chosen = list(range((n - k) // 2, (n - k) // 2 + k))
+        chosen = _middle(list(range(len(s.datasets))), fraction)  # in series order (reformats share one z)
         for i in chosen:
             ds = s.datasets[i]
             arr = _pixels(ds)

@@ -48,14 +48,6 @@ def void_labels(truth: dict[str, Any]) -> dict[str, int]:
     return out
 
 
-def series_spacing(ds: Any) -> tuple[float, float] | None:
-    try:
-        sp = ds.PixelSpacing
-        return float(sp[0]), float(sp[1])
-    except Exception:  # noqa: BLE001 - no spacing: the network's own size is assumed
-        return None
-
-
 def extract_series(root: Path, out: Path) -> Path:
     """Every analysed MR series of a ``radqc synth`` set, prepared, with its void truth."""
     from radqc.models.artifact.data import exam_from_folder, iter_exams
@@ -64,6 +56,7 @@ def extract_series(root: Path, out: Path) -> Path:
         _series_modality,
         _slices,
         mr_computed_map,
+        pixel_spacing,
         select_series,
     )
 
@@ -84,7 +77,7 @@ def extract_series(root: Path, out: Path) -> Path:
                 slices, _, first = _slices(s, MAX_SLICES)
                 if first is not None and mr_computed_map(first):
                     continue  # serving leaves ADC maps to their DWI (artifact._mr_void_net_rule)
-                x = prepare(slices, series_spacing(first))[:, 0]
+                x = prepare(slices, pixel_spacing(first))[:, 0]
             except Exception:  # noqa: BLE001 - broken series
                 continue
             stacks.append(x.astype(np.float16))

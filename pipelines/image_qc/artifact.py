@@ -1303,7 +1303,6 @@ def measure_series(s: SeriesImages, modality: str, p: dict[str, Any]) -> SeriesA
         else:
             feats, per = mr_series_features(slices, mr_pe_axis(first), int(p.get("mr_void_min_px", 8)))
             feats.update(mr_header_features(first))  # fat suppression, plane (see _mr_void_rule, _mr_ghost_replica_support_rule)
-            res_spacing = _pixel_spacing(first)
             cls, kind, scores, k, measured, limit = mr_classify(feats, per, p)
             window = None
         box = None
@@ -1313,11 +1312,12 @@ def measure_series(s: SeriesImages, modality: str, p: dict[str, Any]) -> SeriesA
                              measured, limit, image=slices[k] if k is not None else slices[len(slices) // 2], window=window)
         res.extra["_per"], res.extra["_idx"], res.extra["_slices"] = per, idx, slices
         if modality == "MR":
-            res.extra["_spacing"] = res_spacing
+            res.extra["_spacing"] = pixel_spacing(first)  # the void CNN's pixel size (_mr_void_net_rule)
     return res
 
 
-def _pixel_spacing(ds: Any) -> tuple[float, float] | None:
+def pixel_spacing(ds: Any) -> tuple[float, float] | None:
+    """(row, column) pixel size in mm from ``PixelSpacing``, or None when it is not recorded."""
     try:
         sp = ds.PixelSpacing
         return float(sp[0]), float(sp[1])
