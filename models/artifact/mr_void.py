@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from radqc.models.artifact.pixel_mil import canvas, resample
 from radqc.models.runtime import RegisteredModel
 
 MODEL_NAME = "mr_void"
@@ -39,23 +40,6 @@ PILE_UP_MIN = 1.3
 PILE_UP_RADIUS_PX = 8
 
 
-def _resample(img: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
-    """One slice at ``SPACING_MM`` per pixel: integer block means first (no aliasing of a fine
-    real matrix), then a linear zoom for the remainder."""
-    from scipy import ndimage
-
-    a = np.asarray(img, dtype=np.float32)
-    fr, fc = spacing[0] / SPACING_MM, spacing[1] / SPACING_MM
-    br, bc = max(1, int(1.0 / fr)) if fr < 1 else 1, max(1, int(1.0 / fc)) if fc < 1 else 1
-    if br > 1 or bc > 1:
-        h, w = (a.shape[0] // br) * br, (a.shape[1] // bc) * bc
-        a = a[:h, :w].reshape(h // br, br, w // bc, bc).mean(axis=(1, 3))
-        fr, fc = fr * br, fc * bc
-    if abs(fr - 1) > 0.02 or abs(fc - 1) > 0.02:
-        a = ndimage.zoom(a, (fr, fc), order=1, prefilter=False)
-    return a
-
-
 def prepare(slices: Sequence[np.ndarray], spacing: tuple[float, float] | None) -> np.ndarray:
     """The network's input for one series: float32 (N, 1, H, W), H and W multiples of ``STRIDE``.
 
@@ -64,17 +48,7 @@ def prepare(slices: Sequence[np.ndarray], spacing: tuple[float, float] | None) -
     if not slices:
         raise ValueError("a series with no slices")
     sp = spacing if spacing and min(spacing) > 0 else (SPACING_MM, SPACING_MM)
-    res = [_resample(s, (float(sp[0]), float(sp[1]))) for s in slices]
-    if any(r.ndim != 2 for r in res):
-        raise ValueError("MR slices are 2-D")
-    h = min(MAX_SIDE, max(r.shape[0] for r in res))
-    w = min(MAX_SIDE, max(r.shape[1] for r in res))
-    h, w = -(-h // STRIDE) * STRIDE, -(-w // STRIDE) * STRIDE
-    out = np.zeros((len(res), 1, h, w), dtype=np.float32)
-    for i, r in enumerate(res):
-        r0, c0 = max(0, (r.shape[0] - h) // 2), max(0, (r.shape[1] - w) // 2)
-        crop = r[r0:r0 + h, c0:c0 + w]
-        out[i, 0, :crop.shape[0], :crop.shape[1]] = crop
+    out = canvas([resample(s, (float(sp[0]), float(sp[1])), SPACING_MM) for s in slices], MAX_SIDE, STRIDE, 0.0)
     top = float(np.percentile(out[out > 0], 99.5)) if np.any(out > 0) else 1.0
     return np.clip(out / max(top, 1e-3), 0.0, 2.5).astype(np.float32)
 

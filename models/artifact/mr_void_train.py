@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from radqc.models.artifact.mr_void import MODEL_NAME, PILE_UP_MIN, _gated_peak, prepare
+from radqc.models.artifact.pixel_mil import build_fcn, export_fcn, fit_mil
 from radqc.models.artifact.pixel_net_cli import binary_metrics, choose_limit, parse_args, training_data
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "mr_void.onnx"
@@ -104,15 +105,8 @@ def load_series(paths: list[Path]) -> tuple[list[np.ndarray], np.ndarray, np.nda
 
 
 def build_net() -> Any:
-    """Fully convolutional: a logit per 4x4 block of the slice (the void's place is the evidence)."""
-    from torch import nn
-
-    def block(cin: int, cout: int) -> list[Any]:
-        return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
-
-    # narrow on purpose: a series is 8-48 slices and a training step reads 8 whole series on 2 cores
-    return nn.Sequential(*block(1, 8), *block(8, 8), nn.MaxPool2d(2), *block(8, 16), *block(16, 16), nn.MaxPool2d(2),
-                         *block(16, 32), *block(32, 32), nn.Conv2d(32, 1, 1))
+    """One channel in, one logit per 4x4 block of the slice (the void's place is the evidence)."""
+    return build_fcn(1, 1)
 
 
 def _augment(stack: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -124,28 +118,6 @@ def _augment(stack: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.5:  # the frequency-encode axis is rows on some scanners
         a = a.transpose(0, 2, 1)
     return a * np.float32(rng.uniform(0.85, 1.15))
-
-
-def _batch(stacks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    h = max(s.shape[1] for s in stacks)
-    w = max(s.shape[2] for s in stacks)
-    n = sum(s.shape[0] for s in stacks)
-    x = np.zeros((n, 1, h, w), dtype=np.float32)
-    owner = np.empty(n, dtype=np.int64)
-    i = 0
-    for j, s in enumerate(stacks):
-        x[i:i + s.shape[0], 0, :s.shape[1], :s.shape[2]] = s
-        owner[i:i + s.shape[0]] = j
-        i += s.shape[0]
-    return x, owner
-
-
-def series_logits(net: Any, x: Any, owner: Any, n_series: int) -> Any:
-    import torch
-
-    per_slice = net(x).amax(dim=(1, 2, 3))
-    out = torch.full((n_series,), -1e4, dtype=per_slice.dtype)
-    return out.scatter_reduce(0, torch.as_tensor(owner), per_slice, reduce="amax")
 
 
 def score_series(net: Any, stacks: list[np.ndarray], pile_up: float = PILE_UP_MIN) -> np.ndarray:
@@ -163,37 +135,13 @@ def score_series(net: Any, stacks: list[np.ndarray], pile_up: float = PILE_UP_MI
 
 
 def fit(stacks: list[np.ndarray], y: np.ndarray, steps: int = 2000, batch: int = 8, seed: int = 0) -> Any:
-    import torch
-    from torch import nn
-
-    torch.manual_seed(seed)
-    torch.set_num_threads(2)
-    rng = np.random.default_rng(seed)
-    net = build_net()
-    # the series logit is a maximum over thousands of map cells: started at 0, every cell of every
-    # series is a void at 50%, the maximum sits on the same border cell for every series and
-    # training stalls at chance (loss 0.69 for 800 steps, session 24); started well below, only a
-    # void has to climb (the prior of one-stage detectors)
-    nn.init.constant_(net[-1].bias, -4.0)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=1e-5)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    started = time.time()
-    for step in range(steps):
-        net.train()
+
+    def draw(rng: np.random.Generator, step: int) -> np.ndarray:
         # balanced batches: a void is rare among the series
-        idx = np.concatenate([rng.choice(pos, batch // 2), rng.choice(neg, batch - batch // 2)])
-        x, owner = _batch([_augment(stacks[i], rng) for i in idx])
-        logits = series_logits(net, torch.from_numpy(x), owner, len(idx))
-        loss = loss_fn(logits, torch.from_numpy(y[idx].astype(np.float32)))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if (step + 1) % 100 == 0:
-            print(f"step {step + 1}/{steps} loss {loss.item():.3f} ({time.time() - started:.0f} s)", flush=True)
-    return net
+        return np.concatenate([rng.choice(pos, batch // 2), rng.choice(neg, batch - batch // 2)])
+
+    return fit_mil(build_net(), stacks, y[:, None], draw, _augment, steps, seed=seed)
 
 
 def metrics(p: np.ndarray, y: np.ndarray, limit: float) -> dict[str, float]:
@@ -201,14 +149,7 @@ def metrics(p: np.ndarray, y: np.ndarray, limit: float) -> dict[str, float]:
 
 
 def export(net: Any, out: Path) -> None:
-    import torch
-
-    net.eval()
-    example = torch.zeros(2, 1, 96, 80)
-    torch.onnx.export(net, (example,), str(out), input_names=["slices"], output_names=["logit_map"],
-                      dynamic_axes={"slices": {0: "slices", 2: "height", 3: "width"},
-                                    "logit_map": {0: "slices", 2: "map_height", 3: "map_width"}},
-                      opset_version=17, dynamo=False)
+    export_fcn(net, out)
 
 
 def register(out: Path, limit: float, val: dict[str, float], val_names: list[str], data: Any, steps: int) -> None:

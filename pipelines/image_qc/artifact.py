@@ -1311,8 +1311,7 @@ def measure_series(s: SeriesImages, modality: str, p: dict[str, Any]) -> SeriesA
         res = SeriesArtifact(uid, modality, feats, scores, VALUE_OF[cls], kind, idx[k] if k is not None else None, box,
                              measured, limit, image=slices[k] if k is not None else slices[len(slices) // 2], window=window)
         res.extra["_per"], res.extra["_idx"], res.extra["_slices"] = per, idx, slices
-        if modality == "MR":
-            res.extra["_spacing"] = pixel_spacing(first)  # the void CNN's pixel size (_mr_void_net_rule)
+        res.extra["_spacing"] = pixel_spacing(first)  # the pixel CNNs' pixel size (_mr_void_net_rule, _ct_net_rule)
     return res
 
 
@@ -1375,7 +1374,8 @@ def decide_series(res: SeriesArtifact, p: dict[str, Any], model: Any = None) -> 
         _ct_axis_step_motion_rule(res, p)  # after the echo (in the soft-motion rule): a 无 it left
         _ct_on_skin_rule(res, p)
         _ct_truncation_rule(res, p)
-        _ct_bright_implant_rule(res, p)  # last: a 无 every other reading left
+        _ct_bright_implant_rule(res, p)
+        _ct_net_rule(res, p)  # last: a 无 every measured reading left
     elif modality == "DX":
         _dx_text_motion_rule(res, p)
         _dx_detail_kept_rule(res, p)  # before the short-smear rules: it judges the net's motion calls
@@ -2477,6 +2477,58 @@ def _mr_void_net_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     res.box = [max(0.0, row - half), max(0.0, col - half), row + half, col + half]
 
 
+def _ct_net(p: dict[str, Any]) -> Any:
+    """The CT artifact CNN, unless switched off (``ct_net``) or every learned model is (``use_model``)."""
+    if not p.get("ct_net") or not p.get("use_model", True):
+        return None
+    return _shared_model("radqc.models.artifact.ct_net", "CtArtifactNet")
+
+
+#: the CT net's classes that may turn a 无 series, in the order they are tried (the stricter first)
+CT_NET_CALLS = (("motion", "motion_ghost_net"), ("equipment", "equipment_net"))
+
+
+def _ct_net_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
+    """A CT series every measured reading left 无 whose slices the CT artifact CNN
+    (``models/artifact/ct_net.py``) reads as moved or as carrying an equipment artifact (metal
+    streaks, a body cut by the field) at its limit or more reads 运动 or 设备, boxed at the net's
+    strongest response (``ct_net_box_px`` each way); the probabilities are kept as the features
+    ``motion_net`` and ``equipment_net`` either way.
+
+    Why the pixels decide here: each measured CT feature has its own limit, and a mild ghost, a small
+    clip with weak streaks or a body just touching the field stays under all of them (held-out
+    9223: 设备 -> 无 9 exams, 运动 -> 无 7). Only adds: a measured call stays as it was.
+    ``ct_net_limits`` (per class; null: the registered ones, chosen on validation)."""
+    net = _ct_net(p)
+    slices = res.extra.get("_slices") or []
+    if net is None or not slices or res.value != VALUE_OF["none"]:
+        return
+    try:
+        probs, where = net.probabilities(slices, res.extra.get("_spacing"))
+    except Exception as exc:  # noqa: BLE001 - slices the net cannot read: the measured features decide
+        log.warning("CT artifact net failed on series %s (%s)", res.series_uid, exc)
+        return
+    for cls, _ in CT_NET_CALLS:
+        res.features[f"{cls}_net"] = round(probs.get(cls, 0.0), 4)
+    limits = p.get("ct_net_limits") or {}
+    for cls, kind in CT_NET_CALLS:
+        limit = limits.get(cls)
+        limit = float(limit) if limit is not None else net.limit(cls)
+        prob = probs.get(cls, 0.0)
+        if prob < limit:
+            continue
+        _overrule(res, cls, kind, round(prob, 3), limit, prob)
+        res.method = "learned"
+        k, row, col = where[cls]
+        idx: list[int] = res.extra.get("_idx") or []
+        res.slice_index = idx[k] if k < len(idx) else None
+        res.image = slices[k]
+        half = float(p.get("ct_net_box_px", 16))
+        res.box = [max(0.0, row - half), max(0.0, col - half), row + half, col + half]
+        res.window = (40.0, 400.0) if cls == "motion" else (500.0, 3000.0)
+        return
+
+
 def _dx_motion_net(p: dict[str, Any]) -> Any:
     """The radiograph motion CNN, unless switched off (``dx_motion_net``) or every learned model is (``use_model``)."""
     if not p.get("dx_motion_net") or not p.get("use_model", True):
@@ -2840,7 +2892,8 @@ REASONS = {
 }
 KIND_ZH = {"ghosting": "伪影重影/边缘双影", "ghost_replicas": "相位编码方向重影复制", "metal": "金属条纹", "truncation": "视野截断", "foreign_object": "体外异物",
            "grid_lines": "滤线栅线", "motion_blur": "运动模糊", "motion_smear": "运动模糊（图像网络判读的概率）", "short_smear": "短程运动模糊（纵向奈奎斯特频率细节缺失）",
-           "susceptibility_void": "金属磁化率伪影（信号缺失伴高信号边）"}
+           "susceptibility_void": "金属磁化率伪影（信号缺失伴高信号边）",
+           "motion_ghost_net": "运动伪影（图像网络判读的概率）", "equipment_net": "设备伪影：金属条纹或视野截断（图像网络判读的概率）"}
 
 
 def _shared_model(module: str, name: str) -> Any:

@@ -74,9 +74,13 @@ def _region_params(rng: random.Random, qc_class: str, params: dict[str, Any], re
 
 def draw_defects(
     rng: random.Random, modality: str, regions: list[str], required_sequences: list[str], n: int,
-    has_thin_or_lung: bool = True,
+    has_thin_or_lung: bool = True, dimension_weights: dict[str, float] | None = None,
 ) -> list[Defect]:
-    """Up to ``n`` defects on distinct dimensions that make sense for this exam."""
+    """Up to ``n`` defects on distinct dimensions that make sense for this exam.
+
+    ``dimension_weights`` scales the table's weights per dimension (a profile that trains one
+    detector draws its defects more often); without it the draws are those of every earlier set."""
+    scale = dimension_weights or {}
     qc_class = QC_CLASS[modality]
     pool = [d for d in load("qc")["defects"][qc_class]
             if (not d.get("regions") or set(d["regions"]) & set(regions))
@@ -89,7 +93,7 @@ def draw_defects(
         options = [d for d in pool if d["dimension"] not in used]
         if not options:
             break
-        row = rng.choices(options, weights=[d["weight"] for d in options], k=1)[0]
+        row = rng.choices(options, weights=[d["weight"] * scale.get(d["dimension"], 1) for d in options], k=1)[0]
         params = {k: _draw_param(rng, v) for k, v in row["params"].items() if v not in ("by_region", "by_item")}
         params.update({k: v for k, v in row["params"].items() if v in ("by_region", "by_item")})
         resolved = _region_params(rng, qc_class, params, regions, required_sequences)

@@ -645,7 +645,8 @@ class Planner:
             required = sorted({s for oi in imaged for s in oi.item.required})
             present = {r.role for r in roles}
             required = [s for s in required if s in present]
-            defects = draw_defects(rng, modality, regions, required, rng.randint(1, prof["max_defects"]))
+            defects = draw_defects(rng, modality, regions, required, rng.randint(1, prof["max_defects"]),
+                                   dimension_weights=prof.get("dimension_weights"))
         if recon_lost:
             # F11 dropped the only lung/bone-kernel reconstruction: by the item's standard that is
             # a reconstruction deviation (chest: lung kernel + thin <= 1.5 mm; head and spine: bone

@@ -1,0 +1,189 @@
+"""Train the CT artifact CNN (``ct_net.py``) on generator renders.
+
+    python -m radqc.models.artifact.ct_net_train series SET OUT.npz      # each analysed CT series + its truth
+    python -m radqc.models.artifact.ct_net_train fit --train A.npz B.npz --val C.npz [--register]
+
+Labels: per series from the generator's applied defects (``radqc.models.artifact.data.series_truth``:
+CT motion, metal, truncation and foreign objects mark every reconstruction of the acquisition).
+Series are read as the artifact measure reads them (``artifact.select_series`` and ``_slices``, then
+``ct_net.pick_slices``), so training and serving see the same slices. Render training data with
+``radqc synth --profile qc-ct`` (artifacts six times as often as in the qc mix).
+
+Multiple-instance learning (``pixel_mil``): a series' logit per class is the highest cell of any
+of its slices' maps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from radqc.models.artifact.ct_net import CLASSES, FILL, MODEL_NAME, hu_windows, pick_slices, prepare
+from radqc.models.artifact.pixel_mil import build_fcn, export_fcn, fit_mil
+from radqc.models.artifact.pixel_net_cli import binary_metrics, parse_args, training_data
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "ct_artifact_net.onnx"
+VERSION = "1.0.0"
+#: a class's limit is the lowest that keeps false calls on validation series without that class at
+#: or under this rate (a false call turns a clean exam's grade down; a miss leaves it as before)
+MAX_FALSE_RATE = 0.005
+#: label index of each series class in the stored files (0: none)
+LABELS = ("none", *CLASSES)
+
+
+def extract_series(root: Path, out: Path) -> Path:
+    """Every analysed CT series of a ``radqc synth`` set, prepared, with its artifact class."""
+    from radqc.models.artifact.data import exam_from_folder, iter_exams, series_truth
+    from radqc.pipelines.image_qc.artifact import (
+        DEFAULTS,
+        _series_modality,
+        _slices,
+        pixel_spacing,
+        select_series,
+    )
+
+    stacks, labels, ids = [], [], []
+    started = time.time()
+    for n, (key, folder, truth) in enumerate(iter_exams(root)):
+        if truth.get("expected_qc", {}).get("qc_class") != "CT":
+            continue
+        classes = series_truth(truth)
+        try:
+            exam = exam_from_folder(folder)
+        except Exception:  # noqa: BLE001 - a folder that does not read is no training data
+            continue
+        for s in select_series(exam, DEFAULTS):
+            if _series_modality(s, exam.modality) != "CT":
+                continue
+            try:
+                slices, _, first = _slices(s, int(DEFAULTS["max_slices"]))
+                picked = [slices[int(i)] for i in pick_slices(len(slices))]
+                x = prepare(picked, pixel_spacing(first))[:, 0]
+            except Exception:  # noqa: BLE001 - broken series
+                continue
+            stacks.append(x.astype(np.float16))
+            labels.append(LABELS.index(classes.get(s.header.series_uid or "", "none")))
+            ids.append(f"{root.name}:{key}:{s.header.series_uid}")
+        if (n + 1) % 200 == 0:
+            print(f"[{n + 1}] {len(stacks)} series, by class {np.bincount(labels, minlength=4).tolist()}, "
+                  f"{time.time() - started:.0f} s", flush=True)
+    arr = np.empty(len(stacks), dtype=object)
+    arr[:] = stacks
+    np.savez(out, stacks=arr, label=np.array(labels), ids=np.array(ids))
+    print(f"{out}: {len(stacks)} series, by class {dict(zip(LABELS, np.bincount(labels, minlength=4).tolist(), strict=True))}")
+    return out
+
+
+def load_series(paths: list[Path]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    stacks: list[np.ndarray] = []
+    labels, ids = [], []
+    for p in paths:
+        d = np.load(p, allow_pickle=True)
+        stacks += list(d["stacks"])
+        labels.append(d["label"])
+        ids.append(d["ids"])
+    return stacks, np.concatenate(labels), np.concatenate(ids)
+
+
+def targets(label: np.ndarray) -> np.ndarray:
+    """(n, len(CLASSES)) one-hot of the artifact classes (a clean series is all zeros)."""
+    return np.stack([(label == LABELS.index(c)).astype(np.float32) for c in CLASSES], axis=1)
+
+
+def build_net() -> Any:
+    """HU/1000 in, fixed windows, one logit per class per 4x4 block of the slice."""
+    return build_fcn(3, len(CLASSES), stem=hu_windows())
+
+
+def _augment(stack: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    a = stack.astype(np.float32)
+    if rng.random() < 0.5:  # left-right only: the table is always behind the patient
+        a = a[:, :, ::-1]
+    return a
+
+
+def fit(stacks: list[np.ndarray], label: np.ndarray, steps: int = 2000, batch: int = 8, seed: int = 0) -> Any:
+    by_class = [np.flatnonzero(label == k) for k in range(len(LABELS))]
+    present = [ix for ix in by_class if len(ix)]
+
+    def draw(rng: np.random.Generator, step: int) -> np.ndarray:
+        # balanced batches: each class (clean included) equally often
+        return np.concatenate([rng.choice(present[i % len(present)], 1) for i in range(batch)])
+
+    return fit_mil(build_net(), stacks, targets(label), draw, _augment, steps, fill=FILL, seed=seed)
+
+
+def score_series(net: Any, stacks: list[np.ndarray]) -> np.ndarray:
+    """(n, len(CLASSES)) probabilities as serving reads them (the highest cell of any slice)."""
+    import torch
+
+    net.eval()
+    out = np.empty((len(stacks), len(CLASSES)))
+    with torch.no_grad():
+        for i, s in enumerate(stacks):
+            maps = net(torch.from_numpy(s.astype(np.float32)[:, None].copy())).numpy()
+            out[i] = 1.0 / (1.0 + np.exp(-maps.max(axis=(0, 2, 3))))
+    return out
+
+
+def choose_limits(p: np.ndarray, label: np.ndarray) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Per class, the lowest limit (0.30-0.99) whose false-call rate on the other series is at most
+    ``MAX_FALSE_RATE``, and its validation metrics."""
+    limits, val = {}, {}
+    for j, cls in enumerate(CLASSES):
+        y = (label == LABELS.index(cls)).astype(int)
+        grid = [round(float(t), 2) for t in np.arange(0.30, 1.0, 0.01)]
+        ok = [t for t in grid if binary_metrics(p[:, j], y, t, "series", cls)["false_positive_rate"] <= MAX_FALSE_RATE]
+        limits[cls] = ok[0] if ok else 0.99
+        val[cls] = binary_metrics(p[:, j], y, limits[cls], "series", cls)
+    print(json.dumps({"limits": limits, "val": val}))
+    return limits, val
+
+
+def register(out: Path, limits: dict[str, float], val: dict[str, Any], val_names: list[str], data: Any, steps: int) -> None:
+    """Add the exported weights to models/registry.yaml with the limits chosen on validation."""
+    from radqc.models.registry import ModelInfo, register_model
+
+    register_model(ModelInfo(
+        name=MODEL_NAME, version=VERSION, task="classification", modality="CT",
+        weights=f"weights/{out.name}", sha256="",
+        input={"name": "slices", "shape": ["slices", 1, "height", "width"],
+               "preprocessing": "radqc.models.artifact.ct_net.prepare (3 mm pixels, HU/1000 clipped to [-1, 4])"},
+        output={"name": "logit_map", "classes": list(CLASSES), "thresholds": limits,
+                "rule": "class when sigmoid(max logit of its map over the series' slices) >= its threshold"},
+        metrics={"validation": val, "validation_data": val_names},
+        card="cards/ct_artifact_net.md",
+        training={"data": data, "steps": steps, "batch": 8, "threads": 2,
+                  "command": "python -m radqc.models.artifact.ct_net_train fit --train TRAIN.npz ... --val VAL.npz --register"},
+        description="CT motion / equipment / foreign-object artifact per series from the pixels (small fully convolutional CNN, max over slices)"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(__doc__ or "", "series", 2000, WEIGHTS, argv)
+    if args.cmd == "series":
+        extract_series(args.set, args.out)
+        return 0
+    stacks, label, _ = load_series(args.train)
+    print(f"train: {len(stacks)} series, by class {np.bincount(label, minlength=4).tolist()}")
+    if not (label == 0).any() or (label == 0).all():
+        raise SystemExit("the training series need both clean and artifact series (render more with --profile qc-ct)")
+    net = fit(stacks, label, args.steps)
+    vstacks, vlabel, _ = load_series(args.val)
+    p = score_series(net, vstacks)
+    limits, val = choose_limits(p, vlabel)
+    np.save(args.out.with_suffix(".val_probs.npy"), p)
+    import torch
+
+    torch.save(net.state_dict(), args.out.with_suffix(".pt"))
+    export_fcn(net, args.out)
+    if args.register:
+        register(args.out, limits, val, [x.name for x in args.val], training_data(args), args.steps)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

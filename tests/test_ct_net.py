@@ -1,0 +1,151 @@
+"""CT motion and equipment artifacts from the pixels (models/artifact/ct_net.py; artifact.py _ct_net_rule).
+
+The rule must turn a CT series every measured reading left 无 into 运动 or 设备 at the net's limit,
+pointing at the slice and place of the net's strongest response, and leave measured calls alone;
+the trainer must run end to end and its export must serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from radqc.models.artifact.ct_net import MAX_SLICES, SPACING_MM, STRIDE, CtArtifactNet, pick_slices, prepare
+from radqc.pipelines.image_qc import artifact as art
+
+
+def test_prepare_brings_every_matrix_to_one_pixel_size_in_hu() -> None:
+    rng = np.random.default_rng(0)
+    real = [rng.normal(40.0, 10.0, (512, 512)).astype(np.float32) for _ in range(2)]
+    real[0][:, :40] = -3024.0  # outside the reconstruction circle
+    real[1][200:210, 200:210] = 9000.0  # metal beyond the clip
+    x = prepare(real, (0.78, 0.78))
+    # 512 x 0.78 mm = 400 mm -> 133 px at 3 mm, rounded up to the stride
+    assert x.shape[:2] == (2, 1) and abs(x.shape[2] - 512 * 0.78 / SPACING_MM) <= STRIDE and x.shape[2] % STRIDE == 0
+    assert x.min() >= -1.0 and x.max() <= 4.0  # HU/1000 clipped: padding reads as air, metal at 4000 HU
+    assert float(np.median(x[0, 0, 20:100, 30:100])) == pytest.approx(0.04, abs=0.01)
+    synthetic = prepare([s[::6, ::6] for s in real], (4.68, 4.68))  # the generator's coarse matrix
+    assert abs(synthetic.shape[2] - x.shape[2]) <= STRIDE
+    big = prepare([np.zeros((700, 700), np.float32)], (1.0, 1.0))
+    assert big.shape[2:] == (176, 176)  # a 700-mm field is cropped centrally
+    with pytest.raises(ValueError, match="no slices"):
+        prepare([], (1.0, 1.0))
+
+
+def test_pick_slices_spreads_over_the_series() -> None:
+    assert pick_slices(5).tolist() == [0, 1, 2, 3, 4]
+    far = pick_slices(48)
+    assert len(far) == MAX_SLICES and far[0] == 0 and far[-1] == 47
+    assert pick_slices(0).size == 0
+
+
+class _Net:
+    def __init__(self, probs: dict[str, float]) -> None:
+        self.probs = probs
+
+    def limit(self, cls: str) -> float:
+        return 0.9
+
+    def probabilities(self, slices: list[np.ndarray], spacing: Any) -> tuple[dict[str, float], dict[str, tuple[int, float, float]]]:
+        return self.probs, {c: (1, 40.0, 30.0) for c in self.probs}
+
+
+def _series(value: str = "无") -> art.SeriesArtifact:
+    slices = [np.full((96, 96), float(i), dtype=np.float32) for i in range(3)]
+    res = art.SeriesArtifact("1.2.3", "CT", {"metal_px": 0.0}, {"motion": 0.1}, value)
+    res.extra.update({"_slices": slices, "_idx": [0, 4, 8], "_spacing": (4.4, 4.4)})
+    return res
+
+
+def test_the_rule_calls_motion_first_then_equipment_and_points_at_the_net_peak(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = dict(art.DEFAULTS)
+    assert p["ct_net"] is True
+    monkeypatch.setattr(art, "_ct_net", lambda _p: _Net({"motion": 0.95, "equipment": 0.97, "foreign_object": 0.99}))
+    res = _series()
+    art._ct_net_rule(res, p)
+    assert res.value == art.VALUE_OF["motion"] and res.kind == "motion_ghost_net" and res.method == "learned"
+    assert (res.measured, res.limit) == (0.95, 0.9)
+    assert res.slice_index == 4 and float(res.image[0, 0]) == 1.0
+    assert res.box == [40.0 - 16, 30.0 - 16, 40.0 + 16, 30.0 + 16]
+    assert res.features["motion_net"] == 0.95 and res.features["equipment_net"] == 0.97
+    # motion below its limit: equipment is next; the foreign-object output never turns a series
+    monkeypatch.setattr(art, "_ct_net", lambda _p: _Net({"motion": 0.5, "equipment": 0.93, "foreign_object": 0.99}))
+    res = _series()
+    art._ct_net_rule(res, p)
+    assert res.value == art.VALUE_OF["equipment"] and res.kind == "equipment_net" and res.window == (500.0, 3000.0)
+    monkeypatch.setattr(art, "_ct_net", lambda _p: _Net({"motion": 0.5, "equipment": 0.3, "foreign_object": 0.99}))
+    res = _series()
+    art._ct_net_rule(res, p)
+    assert res.value == art.VALUE_OF["none"] and res.features["equipment_net"] == 0.3
+    # a department's own limits win over the registered ones
+    res = _series()
+    art._ct_net_rule(res, {**p, "ct_net_limits": {"equipment": 0.25}})
+    assert res.value == art.VALUE_OF["equipment"] and res.limit == 0.25
+
+
+def test_the_rule_only_adds_and_a_failing_or_switched_off_net_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = dict(art.DEFAULTS)
+    monkeypatch.setattr(art, "_ct_net", lambda _p: _Net({"motion": 0.99, "equipment": 0.99}))
+    res = _series(art.VALUE_OF["foreign_object"])  # a measured finding keeps its own call
+    art._ct_net_rule(res, p)
+    assert res.value == art.VALUE_OF["foreign_object"] and "motion_net" not in res.features
+
+    class _Broken(_Net):
+        def probabilities(self, slices: list[np.ndarray], spacing: Any) -> Any:
+            raise ValueError("cannot read")
+
+    monkeypatch.setattr(art, "_ct_net", lambda _p: _Broken({}))
+    res = _series()
+    art._ct_net_rule(res, p)
+    assert res.value == art.VALUE_OF["none"]
+    monkeypatch.undo()
+    assert art._ct_net({**p, "ct_net": False}) is None and art._ct_net({**p, "use_model": False}) is None
+
+
+def _ring_series(rng: np.random.Generator, cls: int) -> np.ndarray:
+    """A tiny CT series in HU/1000: a water disc in air; motion doubles its outline, equipment adds
+    a metal dot with a bright line through the air, a foreign object a dot on the skin."""
+    yy, xx = np.mgrid[0:48, 0:48]
+    s = np.where(np.hypot(yy - 24, xx - 24) < 16, 0.04, -1.0).astype(np.float32)[None].repeat(3, axis=0)
+    s += rng.normal(0, 0.01, s.shape).astype(np.float32)
+    if cls == 1:
+        s[1] = np.maximum(s[1], np.where(np.hypot(yy - 24, xx - 28) < 16, -0.5, -1.0))
+    elif cls == 2:
+        s[1][22:26, 22:26] = 3.0
+        s[1][24, :] = np.maximum(s[1][24, :], 0.3)
+    elif cls == 3:
+        s[1][8:10, 23:26] = 2.5
+    return s.astype(np.float16)
+
+
+def test_the_trainer_runs_end_to_end_and_its_weights_serve(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from radqc.models.artifact import ct_net_train as T
+    from radqc.models.runtime import session_for_path
+
+    rng = np.random.default_rng(0)
+    stacks = [_ring_series(rng, i % 4) for i in range(8)]
+    labels = [i % 4 for i in range(8)]
+    arr = np.empty(len(stacks), dtype=object)
+    arr[:] = stacks
+    data = tmp_path / "c.npz"
+    np.savez(data, stacks=arr, label=np.array(labels), ids=np.array([f"s:{i}" for i in range(8)]))
+    assert T.targets(np.array(labels))[1:4].tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    out = tmp_path / "ct_artifact_net.onnx"
+    assert T.main(["fit", "--train", str(data), "--val", str(data), "--steps", "3", "--out", str(out)]) == 0
+    assert out.is_file() and out.with_suffix(".pt").is_file() and np.load(out.with_suffix(".val_probs.npy")).shape == (8, 3)
+    net = CtArtifactNet(session_for_path(out))
+    hu = [s.astype(np.float32) * 1000.0 for s in stacks[1]]
+    probs, where = net.probabilities(hu, (3.0, 3.0))
+    assert set(probs) == {"motion", "equipment", "foreign_object"} and all(0.0 <= v <= 1.0 for v in probs.values())
+    assert all(0 <= k < 3 and 0 <= r < 48 and 0 <= c < 48 for k, r, c in where.values())
+    # limits: the lowest that keeps false calls at MAX_FALSE_RATE; a perfectly separated class gets 0.30
+    p = np.zeros((8, 3))
+    p[np.array(labels) == 1, 0] = 0.8
+    limits, val = T.choose_limits(p, np.array(labels))
+    assert limits["motion"] == 0.3 and val["motion"]["recall"] == 1.0 and val["equipment"]["recall"] == 0.0
+    with pytest.raises(SystemExit, match="both clean and artifact"):
+        np.savez(data, stacks=arr, label=np.zeros(8, int), ids=np.array([f"s:{i}" for i in range(8)]))
+        T.main(["fit", "--train", str(data), "--val", str(data), "--steps", "1", "--out", str(out)])
