@@ -22,34 +22,37 @@ def test_prepare_brings_every_matrix_to_one_pixel_size_in_hu() -> None:
     real[0][:, :40] = -3024.0  # outside the reconstruction circle
     real[1][200:210, 200:210] = 9000.0  # metal beyond the clip
     x = prepare(real, (0.78, 0.78))
-    # 512 x 0.78 mm = 400 mm -> 133 px at 3 mm, rounded up to the stride
+    # 512 x 0.78 mm = 400 mm -> 100 px at 4 mm, rounded up to the stride
     assert x.shape[:2] == (2, 1) and abs(x.shape[2] - 512 * 0.78 / SPACING_MM) <= STRIDE and x.shape[2] % STRIDE == 0
     assert x.min() >= -1.0 and x.max() <= 4.0  # HU/1000 clipped: padding reads as air, metal at 4000 HU
     assert float(np.median(x[0, 0, 20:100, 30:100])) == pytest.approx(0.04, abs=0.01)
     synthetic = prepare([s[::6, ::6] for s in real], (4.68, 4.68))  # the generator's coarse matrix
     assert abs(synthetic.shape[2] - x.shape[2]) <= STRIDE
     big = prepare([np.zeros((700, 700), np.float32)], (1.0, 1.0))
-    assert big.shape[2:] == (176, 176)  # a 700-mm field is cropped centrally
+    assert big.shape[2:] == (132, 132)  # a 700-mm field is cropped centrally
     with pytest.raises(ValueError, match="no slices"):
         prepare([], (1.0, 1.0))
 
 
 def test_pick_slices_spreads_over_the_series() -> None:
     assert pick_slices(5).tolist() == [0, 1, 2, 3, 4]
-    far = pick_slices(48)
-    assert len(far) == MAX_SLICES and far[0] == 0 and far[-1] == 47
+    far = pick_slices(300)
+    assert len(far) == MAX_SLICES and far[0] == 0 and far[-1] == 299
     assert pick_slices(0).size == 0
 
 
 class _Net:
-    def __init__(self, probs: dict[str, float]) -> None:
+    motion_part_max = 0.7
+
+    def __init__(self, probs: dict[str, float], share: float = 0.4) -> None:
         self.probs = probs
+        self.share = share
 
     def limit(self, cls: str) -> float:
         return 0.9
 
-    def probabilities(self, slices: list[np.ndarray], spacing: Any) -> tuple[dict[str, float], dict[str, tuple[int, float, float]]]:
-        return self.probs, {c: (1, 40.0, 30.0) for c in self.probs}
+    def probabilities(self, slices: list[np.ndarray], spacing: Any) -> tuple[dict[str, float], dict[str, tuple[int, float, float]], dict[str, float]]:
+        return self.probs, {c: (1, 40.0, 30.0) for c in self.probs}, {c: self.share for c in self.probs}
 
 
 def _series(value: str = "无") -> art.SeriesArtifact:
@@ -83,6 +86,17 @@ def test_the_rule_calls_motion_first_then_equipment_and_points_at_the_net_peak(m
     res = _series()
     art._ct_net_rule(res, {**p, "ct_net_limits": {"equipment": 0.25}})
     assert res.value == art.VALUE_OF["equipment"] and res.limit == 0.25
+
+
+def test_motion_on_every_slice_is_blur_not_a_moving_patient(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = dict(art.DEFAULTS)
+    monkeypatch.setattr(art, "_ct_net", lambda _p: _Net({"motion": 0.99, "equipment": 0.1}, share=0.95))
+    res = _series()
+    art._ct_net_rule(res, p)
+    assert res.value == art.VALUE_OF["none"] and res.features["motion_net_share"] == 0.95
+    res = _series()
+    art._ct_net_rule(res, {**p, "ct_net_motion_part_max": 1.0})  # a department that wants every call
+    assert res.value == art.VALUE_OF["motion"]
 
 
 def test_the_rule_only_adds_and_a_failing_or_switched_off_net_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,8 +152,9 @@ def test_the_trainer_runs_end_to_end_and_its_weights_serve(tmp_path: Path) -> No
     assert out.is_file() and out.with_suffix(".pt").is_file() and np.load(out.with_suffix(".val_probs.npy")).shape == (8, 3)
     net = CtArtifactNet(session_for_path(out))
     hu = [s.astype(np.float32) * 1000.0 for s in stacks[1]]
-    probs, where = net.probabilities(hu, (3.0, 3.0))
+    probs, where, share = net.probabilities(hu, (3.0, 3.0))
     assert set(probs) == {"motion", "equipment", "foreign_object"} and all(0.0 <= v <= 1.0 for v in probs.values())
+    assert all(v in (0.0, 1 / 3, 2 / 3, 1.0) for v in share.values())
     assert all(0 <= k < 3 and 0 <= r < 48 and 0 <= c < 48 for k, r, c in where.values())
     # limits: the lowest that keeps false calls at MAX_FALSE_RATE; a perfectly separated class gets 0.30
     p = np.zeros((8, 3))
@@ -149,3 +164,31 @@ def test_the_trainer_runs_end_to_end_and_its_weights_serve(tmp_path: Path) -> No
     with pytest.raises(SystemExit, match="both clean and artifact"):
         np.savez(data, stacks=arr, label=np.zeros(8, int), ids=np.array([f"s:{i}" for i in range(8)]))
         T.main(["fit", "--train", str(data), "--val", str(data), "--steps", "1", "--out", str(out)])
+
+
+def test_training_reads_a_few_slices_of_a_series_but_always_its_brightest() -> None:
+    from radqc.models.artifact import ct_net_train as T
+
+    rng = np.random.default_rng(1)
+    stack = np.full((24, 16, 16), -1.0, dtype=np.float16)
+    stack[17, 8, 8] = 3.0  # a clip on one slice of 24
+    for _ in range(20):
+        a = T._augment(stack, rng)
+        assert a.shape == (T.TRAIN_SLICES, 16, 16) and a.max() == 3.0
+    short = T._augment(stack[:5], rng)
+    assert short.shape == (5, 16, 16)  # a series shorter than the draw is read whole
+
+
+def test_the_net_reads_the_body_and_its_margin_not_a_holder_behind_it() -> None:
+    from radqc.models.artifact.ct_net import FILL, keep_body
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    r = np.hypot(yy - 30, xx - 32)
+    sl = np.where(r < 18, 0.04, -1.0).astype(np.float32)
+    sl[(r >= 18) & (r < 19.5)] = -0.6  # a motion ghost's band just outside the outline (within 2 px)
+    sl[(r >= 24) & (r < 25) & (yy > 36)] = 0.5  # a head holder's arc 6 px (24 mm) behind
+    sl[30, 32] = -1.0  # air inside the body (a sinus) stays
+    kept = keep_body(sl[None])[0]
+    assert np.all(kept[(r >= 24) & (r < 25) & (yy > 36)] == FILL)  # the holder is gone
+    np.testing.assert_array_equal(kept[r < 19.5], sl[r < 19.5])  # body, sinus and ghost band untouched
+    assert keep_body(np.full((1, 8, 8), -1.0, np.float32)).max() == -1.0  # a slice without a body

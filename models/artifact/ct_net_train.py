@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from radqc.models.artifact.ct_net import CLASSES, FILL, MODEL_NAME, hu_windows, pick_slices, prepare
+from radqc.models.artifact.ct_net import (
+    CLASSES,
+    FILL,
+    MODEL_NAME,
+    hu_windows,
+    keep_body,
+    pick_slices,
+    prepare,
+)
 from radqc.models.artifact.pixel_mil import build_fcn, export_fcn, fit_mil
 from radqc.models.artifact.pixel_net_cli import binary_metrics, parse_args, training_data
 
@@ -33,6 +41,18 @@ VERSION = "1.0.0"
 MAX_FALSE_RATE = 0.005
 #: label index of each series class in the stored files (0: none)
 LABELS = ("none", *CLASSES)
+#: the exam's other image defects that make a clean series a hard negative, drawn ``HARD_WEIGHT``
+#: times as often: blur and noise soften the outline as a ghost does (the first net called 4 blurred
+#: clean exams of validation 7533 运动), a rotated or off-centre body meets the field's edge
+HARD_KINDS = ("blur", "excess_noise", "kernel_nonstandard", "patient_rotation", "off_centre", "thickness_nonstandard")
+HARD_WEIGHT = 4.0
+
+
+def exam_defect_kinds(truth: dict[str, Any]) -> str:
+    """The exam's image-defect kinds other than artifacts, comma-separated (stored per series)."""
+    kinds = {str(d.get("params", {}).get("kind")) for d in truth.get("expected_qc", {}).get("deductions", [])
+             if d.get("dimension") != "artifact"}
+    return ",".join(sorted(k for k in kinds if k != "None"))
 
 
 def extract_series(root: Path, out: Path) -> Path:
@@ -46,12 +66,13 @@ def extract_series(root: Path, out: Path) -> Path:
         select_series,
     )
 
-    stacks, labels, ids = [], [], []
+    stacks, labels, ids, kinds = [], [], [], []
     started = time.time()
     for n, (key, folder, truth) in enumerate(iter_exams(root)):
         if truth.get("expected_qc", {}).get("qc_class") != "CT":
             continue
         classes = series_truth(truth)
+        other = exam_defect_kinds(truth)
         try:
             exam = exam_from_folder(folder)
         except Exception:  # noqa: BLE001 - a folder that does not read is no training data
@@ -68,25 +89,35 @@ def extract_series(root: Path, out: Path) -> Path:
             stacks.append(x.astype(np.float16))
             labels.append(LABELS.index(classes.get(s.header.series_uid or "", "none")))
             ids.append(f"{root.name}:{key}:{s.header.series_uid}")
+            kinds.append(other)
         if (n + 1) % 200 == 0:
             print(f"[{n + 1}] {len(stacks)} series, by class {np.bincount(labels, minlength=4).tolist()}, "
                   f"{time.time() - started:.0f} s", flush=True)
     arr = np.empty(len(stacks), dtype=object)
     arr[:] = stacks
-    np.savez(out, stacks=arr, label=np.array(labels), ids=np.array(ids))
+    np.savez(out, stacks=arr, label=np.array(labels), ids=np.array(ids), defects=np.array(kinds))
     print(f"{out}: {len(stacks)} series, by class {dict(zip(LABELS, np.bincount(labels, minlength=4).tolist(), strict=True))}")
     return out
 
 
-def load_series(paths: list[Path]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+def load_series(paths: list[Path]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Stacks, labels, ids and the exams' other defect kinds ('' where a file has none recorded)."""
     stacks: list[np.ndarray] = []
-    labels, ids = [], []
+    labels, ids, kinds = [], [], []
     for p in paths:
         d = np.load(p, allow_pickle=True)
         stacks += list(d["stacks"])
         labels.append(d["label"])
         ids.append(d["ids"])
-    return stacks, np.concatenate(labels), np.concatenate(ids)
+        kinds.append(d["defects"] if "defects" in d.files else np.full(len(d["label"]), ""))
+    return stacks, np.concatenate(labels), np.concatenate(ids), np.concatenate(kinds)
+
+
+def sampling_weights(label: np.ndarray, defects: np.ndarray) -> np.ndarray:
+    """Within its class, how often a series is drawn: clean series of exams with a ``HARD_KINDS``
+    defect ``HARD_WEIGHT`` times as often as the others."""
+    hard = np.array([any(k in HARD_KINDS for k in str(d).split(",")) for d in defects])
+    return np.where((label == 0) & hard, HARD_WEIGHT, 1.0)
 
 
 def targets(label: np.ndarray) -> np.ndarray:
@@ -99,22 +130,36 @@ def build_net() -> Any:
     return build_fcn(3, len(CLASSES), stem=hu_windows())
 
 
+#: slices of a series one training step reads (a whole 24-slice series per step made a step 2.5 s)
+TRAIN_SLICES = 8
+
+
 def _augment(stack: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    a = stack.astype(np.float32)
+    """A random ``TRAIN_SLICES`` of the series' slices, always with its brightest slice (a small
+    clip's streaks show on one slice; a motion ghost spans a third of the scan or more, so a random
+    draw of a moved series holds ghosted slices), flipped left-right at random."""
+    n = stack.shape[0]
+    if n > TRAIN_SLICES:
+        brightest = int(np.argmax(stack.reshape(n, -1).max(axis=1)))
+        others = rng.choice(np.delete(np.arange(n), brightest), TRAIN_SLICES - 1, replace=False)
+        stack = stack[np.sort(np.concatenate([[brightest], others]))]
+    a = keep_body(stack.astype(np.float32))  # a no-op on series extracted with today's prepare
     if rng.random() < 0.5:  # left-right only: the table is always behind the patient
         a = a[:, :, ::-1]
     return a
 
 
-def fit(stacks: list[np.ndarray], label: np.ndarray, steps: int = 2000, batch: int = 8, seed: int = 0) -> Any:
-    by_class = [np.flatnonzero(label == k) for k in range(len(LABELS))]
-    present = [ix for ix in by_class if len(ix)]
+def fit(stacks: list[np.ndarray], label: np.ndarray, steps: int = 2000, batch: int = 8, seed: int = 0,
+        weights: np.ndarray | None = None, init: Any = None) -> Any:
+    w = np.ones(len(label)) if weights is None else np.asarray(weights, dtype=float)
+    present = [(ix, w[ix] / w[ix].sum()) for ix in (np.flatnonzero(label == k) for k in range(len(LABELS))) if len(ix)]
 
     def draw(rng: np.random.Generator, step: int) -> np.ndarray:
-        # balanced batches: each class (clean included) equally often
-        return np.concatenate([rng.choice(present[i % len(present)], 1) for i in range(batch)])
+        # balanced batches: each class (clean included) equally often; within a class by ``weights``
+        return np.concatenate([rng.choice(present[i % len(present)][0], 1, p=present[i % len(present)][1])
+                               for i in range(batch)])
 
-    return fit_mil(build_net(), stacks, targets(label), draw, _augment, steps, fill=FILL, seed=seed)
+    return fit_mil(build_net(), stacks, targets(label), draw, _augment, steps, fill=FILL, seed=seed, init=init)
 
 
 def score_series(net: Any, stacks: list[np.ndarray]) -> np.ndarray:
@@ -125,7 +170,7 @@ def score_series(net: Any, stacks: list[np.ndarray]) -> np.ndarray:
     out = np.empty((len(stacks), len(CLASSES)))
     with torch.no_grad():
         for i, s in enumerate(stacks):
-            maps = net(torch.from_numpy(s.astype(np.float32)[:, None].copy())).numpy()
+            maps = net(torch.from_numpy(keep_body(s.astype(np.float32))[:, None].copy())).numpy()
             out[i] = 1.0 / (1.0 + np.exp(-maps.max(axis=(0, 2, 3))))
     return out
 
@@ -167,12 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "series":
         extract_series(args.set, args.out)
         return 0
-    stacks, label, _ = load_series(args.train)
+    stacks, label, _, defects = load_series(args.train)
     print(f"train: {len(stacks)} series, by class {np.bincount(label, minlength=4).tolist()}")
     if not (label == 0).any() or (label == 0).all():
         raise SystemExit("the training series need both clean and artifact series (render more with --profile qc-ct)")
-    net = fit(stacks, label, args.steps)
-    vstacks, vlabel, _ = load_series(args.val)
+    net = fit(stacks, label, args.steps, weights=sampling_weights(label, defects), init=args.init)
+    vstacks, vlabel, _, _ = load_series(args.val)
     p = score_series(net, vstacks)
     limits, val = choose_limits(p, vlabel)
     np.save(args.out.with_suffix(".val_probs.npy"), p)

@@ -179,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"train: {len(views)} views, {int(y.sum())} with motion")
     if not y.any() or y.all():
         raise SystemExit("the training views need both smeared and still views (render more with --profile qc-dx)")
+    if args.init is not None:
+        raise SystemExit("--init: the radiograph motion trainer starts from scratch (fine-tuning is for the series nets)")
     net = fit(views, y, args.steps)
     vviews, vy, _ = load_views(args.val)
     p = score_views(net, vviews)

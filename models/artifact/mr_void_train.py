@@ -134,14 +134,14 @@ def score_series(net: Any, stacks: list[np.ndarray], pile_up: float = PILE_UP_MI
     return out
 
 
-def fit(stacks: list[np.ndarray], y: np.ndarray, steps: int = 2000, batch: int = 8, seed: int = 0) -> Any:
+def fit(stacks: list[np.ndarray], y: np.ndarray, steps: int = 2000, batch: int = 8, seed: int = 0, init: Any = None) -> Any:
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
 
     def draw(rng: np.random.Generator, step: int) -> np.ndarray:
         # balanced batches: a void is rare among the series
         return np.concatenate([rng.choice(pos, batch // 2), rng.choice(neg, batch - batch // 2)])
 
-    return fit_mil(build_net(), stacks, y[:, None], draw, _augment, steps, seed=seed)
+    return fit_mil(build_net(), stacks, y[:, None], draw, _augment, steps, seed=seed, init=init)
 
 
 def metrics(p: np.ndarray, y: np.ndarray, limit: float) -> dict[str, float]:
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"train: {len(stacks)} series, {int(y.sum())} with a void")
     if not y.any() or y.all():
         raise SystemExit("the training series need both void and clean series (render more with --profile qc-mr)")
-    net = fit(stacks, y, args.steps)
+    net = fit(stacks, y, args.steps, init=args.init)
     vstacks, vvpx, _ = load_series(args.val)
     vy = (vvpx > 0).astype(int)
     p = score_series(net, vstacks)

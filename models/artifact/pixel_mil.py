@@ -95,9 +95,10 @@ def series_logits(net: Any, x: Any, owner: Any, n_series: int) -> Any:
 
 def fit_mil(net: Any, stacks: Sequence[np.ndarray], y: np.ndarray, draw: Callable[[np.random.Generator, int], np.ndarray],
             augment: Callable[[np.ndarray, np.random.Generator], np.ndarray], steps: int, fill: float = 0.0,
-            seed: int = 0, lr: float = 1e-3) -> Any:
+            seed: int = 0, lr: float = 1e-3, init: Any = None) -> Any:
     """Train ``net`` (its last module a conv giving the logits) on series ``stacks`` with targets
-    ``y`` (n_series, outputs) in {0, 1}; ``draw(rng, step)`` picks a batch's series indices."""
+    ``y`` (n_series, outputs) in {0, 1}; ``draw(rng, step)`` picks a batch's series indices.
+    ``init``: a saved state dict (the ``.pt`` beside an exported net) to fine-tune from."""
     import torch
 
     torch.manual_seed(seed)
@@ -107,7 +108,10 @@ def fit_mil(net: Any, stacks: Sequence[np.ndarray], y: np.ndarray, draw: Callabl
     # series is positive at 50%, the maximum sits on the same border cell for every series and
     # training stalls at chance (loss 0.69 for 800 steps, session 24); started well below, only an
     # artifact has to climb (the prior of one-stage detectors)
-    torch.nn.init.constant_(net[-1].bias, -4.0)
+    if init is not None:
+        net.load_state_dict(torch.load(init))
+    else:
+        torch.nn.init.constant_(net[-1].bias, -4.0)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=1e-5)
     loss_fn = torch.nn.BCEWithLogitsLoss()

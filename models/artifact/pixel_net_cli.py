@@ -36,7 +36,7 @@ def choose_limit(p: np.ndarray, y: np.ndarray, unit: str, positive: str) -> tupl
 
 
 def parse_args(doc: str, extract_cmd: str, default_steps: int, weights: Path, argv: list[str] | None = None) -> argparse.Namespace:
-    """``EXTRACT SET OUT.npz`` or ``fit --train ... --val ... [--steps] [--out] [--register] [--data]``."""
+    """``EXTRACT SET OUT.npz`` or ``fit --train ... --val ... [--steps] [--out] [--register] [--data] [--init]``."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser(extract_cmd)
@@ -49,6 +49,7 @@ def parse_args(doc: str, extract_cmd: str, default_steps: int, weights: Path, ar
     f.add_argument("--out", type=Path, default=weights)
     f.add_argument("--register", action="store_true")
     f.add_argument("--data", default="", help="how the training sets were made (recorded in the registry)")
+    f.add_argument("--init", type=Path, default=None, help="fine-tune from these torch weights (the .pt a fit saved)")
     return ap.parse_args(argv)
 
 

@@ -2498,24 +2498,29 @@ def _ct_net_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     Why the pixels decide here: each measured CT feature has its own limit, and a mild ghost, a small
     clip with weak streaks or a body just touching the field stays under all of them (held-out
     9223: 设备 -> 无 9 exams, 运动 -> 无 7). Only adds: a measured call stays as it was.
-    ``ct_net_limits`` (per class; null: the registered ones, chosen on validation)."""
+    ``ct_net_limits`` (per class; null: the registered ones, chosen on validation). Motion counts
+    only when at most ``ct_net_motion_part_max`` of the read slices show it (null: the registered
+    share): a blurred series is soft on every slice, a moved one on part of the scan."""
     net = _ct_net(p)
     slices = res.extra.get("_slices") or []
     if net is None or not slices or res.value != VALUE_OF["none"]:
         return
     try:
-        probs, where = net.probabilities(slices, res.extra.get("_spacing"))
+        probs, where, share = net.probabilities(slices, res.extra.get("_spacing"))
     except Exception as exc:  # noqa: BLE001 - slices the net cannot read: the measured features decide
         log.warning("CT artifact net failed on series %s (%s)", res.series_uid, exc)
         return
     for cls, _ in CT_NET_CALLS:
         res.features[f"{cls}_net"] = round(probs.get(cls, 0.0), 4)
+        res.features[f"{cls}_net_share"] = round(share.get(cls, 0.0), 4)
     limits = p.get("ct_net_limits") or {}
+    part_max = p.get("ct_net_motion_part_max")
+    part_max = float(part_max) if part_max is not None else net.motion_part_max
     for cls, kind in CT_NET_CALLS:
         limit = limits.get(cls)
         limit = float(limit) if limit is not None else net.limit(cls)
         prob = probs.get(cls, 0.0)
-        if prob < limit:
+        if prob < limit or (cls == "motion" and share.get(cls, 0.0) > part_max):
             continue
         _overrule(res, cls, kind, round(prob, 3), limit, prob)
         res.method = "learned"
