@@ -2,6 +2,7 @@
 
     python -m radqc.models.artifact.ct_net_train series SET OUT.npz      # each analysed CT series + its truth
     python -m radqc.models.artifact.ct_net_train fit --train A.npz B.npz --val C.npz [--register]
+    python -m radqc.models.artifact.ct_net_train clean OUT.npz FOLDER... [--half lower|upper]  # clean real series
 
 Labels: per series from the generator's applied defects (``radqc.models.artifact.data.series_truth``:
 CT motion, metal, truncation and foreign objects mark every reconstruction of the acquisition).
@@ -46,6 +47,9 @@ LABELS = ("none", *CLASSES)
 #: clean exams of validation 7533 运动), a rotated or off-centre body meets the field's edge
 HARD_KINDS = ("blur", "excess_noise", "kernel_nonstandard", "patient_rotation", "off_centre", "thickness_nonstandard")
 HARD_WEIGHT = 4.0
+#: clean real series (``clean``) are few and unlike every generator body: drawn this many times as
+#: often as a plain clean synthetic series (6 real series -> about a tenth of the clean draws)
+REAL_WEIGHT = 100.0
 
 
 def exam_defect_kinds(truth: dict[str, Any]) -> str:
@@ -100,6 +104,42 @@ def extract_series(root: Path, out: Path) -> Path:
     return out
 
 
+def extract_clean(folders: list[Path], out: Path, half: str = "all") -> Path:
+    """The CT series of DICOM folders known to be clean (a site's own exams, real images) as
+    negatives, for fine-tuning (``fit --init``). ``half``: ``lower`` or ``upper`` keeps that half of
+    each series' slices, so the other half can check the fine-tuned net on slices it never saw.
+
+    Why: the generator's bodies lack what real scans hold beside the skin (a head rest, its pad, a
+    real scalp); the first CT net read a clean real head CT (invesalius) as moved at 0.997."""
+    from radqc.models.artifact.data import exam_from_folder
+    from radqc.pipelines.image_qc.artifact import (
+        DEFAULTS,
+        _series_modality,
+        _slices,
+        pixel_spacing,
+        select_series,
+    )
+
+    stacks, ids = [], []
+    for folder in folders:
+        exam = exam_from_folder(folder)
+        for s in select_series(exam, DEFAULTS):
+            if _series_modality(s, exam.modality) != "CT":
+                continue
+            slices, _, first = _slices(s, int(DEFAULTS["max_slices"]))
+            x = prepare([slices[int(i)] for i in pick_slices(len(slices))], pixel_spacing(first))[:, 0]
+            n = len(x)
+            x = x[: n // 2] if half == "lower" else x[n // 2:] if half == "upper" else x
+            stacks.append(x.astype(np.float16))
+            ids.append(f"{folder}:{half}:{s.header.series_uid}")
+    arr = np.empty(len(stacks), dtype=object)
+    arr[:] = stacks
+    np.savez(out, stacks=arr, label=np.zeros(len(stacks), dtype=int), ids=np.array(ids),
+             defects=np.full(len(stacks), "real_clean"))
+    print(f"{out}: {len(stacks)} clean series")
+    return out
+
+
 def load_series(paths: list[Path]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """Stacks, labels, ids and the exams' other defect kinds ('' where a file has none recorded)."""
     stacks: list[np.ndarray] = []
@@ -115,9 +155,10 @@ def load_series(paths: list[Path]) -> tuple[list[np.ndarray], np.ndarray, np.nda
 
 def sampling_weights(label: np.ndarray, defects: np.ndarray) -> np.ndarray:
     """Within its class, how often a series is drawn: clean series of exams with a ``HARD_KINDS``
-    defect ``HARD_WEIGHT`` times as often as the others."""
+    defect ``HARD_WEIGHT`` times as often as the others, clean real series ``REAL_WEIGHT`` times."""
     hard = np.array([any(k in HARD_KINDS for k in str(d).split(",")) for d in defects])
-    return np.where((label == 0) & hard, HARD_WEIGHT, 1.0)
+    real = np.array([str(d) == "real_clean" for d in defects])
+    return np.where((label == 0) & real, REAL_WEIGHT, np.where((label == 0) & hard, HARD_WEIGHT, 1.0))
 
 
 def targets(label: np.ndarray) -> np.ndarray:
@@ -208,6 +249,14 @@ def register(out: Path, limits: dict[str, float], val: dict[str, Any], val_names
 
 
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["clean"]:  # clean OUT.npz FOLDER... [--half lower|upper|all]
+        half = argv[argv.index("--half") + 1] if "--half" in argv else "all"
+        rest = [a for i, a in enumerate(argv[1:], 1) if a != "--half" and argv[i - 1] != "--half"]
+        extract_clean([Path(f) for f in rest[1:]], Path(rest[0]), half)
+        return 0
     args = parse_args(__doc__ or "", "series", 2000, WEIGHTS, argv)
     if args.cmd == "series":
         extract_series(args.set, args.out)
