@@ -274,3 +274,18 @@ def test_the_registered_net_does_not_read_a_real_head_ct_as_moved(registered: Ct
     upper = [slices[int(i)] for i in pick_slices(len(slices))][len(slices) // 2:]
     probs, _, _ = registered.read(keep_body(prepare(upper, art.pixel_spacing(first))[:, 0])[:, None])
     assert probs["motion"] < registered.limit("motion"), probs
+
+
+def test_the_series_extract_reads_a_generated_set_as_serving_reads_it(tmp_path: Path) -> None:
+    from radqc.datasets.synthetic.generate import generate_set
+    from radqc.models.artifact import ct_net_train as T
+
+    root = tmp_path / "set"
+    generate_set(root, 6, 8401, "qc-ct", "small")
+    out = T.extract_series(root, tmp_path / "c.npz")
+    d = np.load(out, allow_pickle=True)
+    assert len(d["stacks"]) == len(d["label"]) == len(d["ids"]) == len(d["defects"]) >= 6
+    assert all(s.ndim == 3 and s.shape[1] % 4 == 0 and s.dtype == np.float16 for s in d["stacks"])
+    assert float(min(s.min() for s in d["stacks"])) >= -1.0  # HU/1000, the body kept
+    assert (d["label"] > 0).any()  # qc-ct draws artifacts six times as often: most of 6 exams carry one
+    assert all(str(i).startswith("set:E") for i in d["ids"])

@@ -61,41 +61,23 @@ def exam_defect_kinds(truth: dict[str, Any]) -> str:
 
 def extract_series(root: Path, out: Path) -> Path:
     """Every analysed CT series of a ``radqc synth`` set, prepared, with its artifact class."""
-    from radqc.models.artifact.data import exam_from_folder, iter_exams, series_truth
-    from radqc.pipelines.image_qc.artifact import (
-        DEFAULTS,
-        _series_modality,
-        _slices,
-        pixel_spacing,
-        select_series,
-    )
+    from radqc.models.artifact.data import iter_series_slices, series_truth
+    from radqc.pipelines.image_qc.artifact import DEFAULTS, pixel_spacing
 
     stacks, labels, ids, kinds = [], [], [], []
-    started = time.time()
-    for n, (key, folder, truth) in enumerate(iter_exams(root)):
-        if truth.get("expected_qc", {}).get("qc_class") != "CT":
-            continue
-        classes = series_truth(truth)
-        other = exam_defect_kinds(truth)
+    started, shown = time.time(), 0
+    for n, key, truth, s, slices, first in iter_series_slices(root, "CT", int(DEFAULTS["max_slices"])):
         try:
-            exam = exam_from_folder(folder)
-        except Exception:  # noqa: BLE001 - a folder that does not read is no training data
+            x = prepare([slices[int(i)] for i in pick_slices(len(slices))], pixel_spacing(first))[:, 0]
+        except Exception:  # noqa: BLE001 - broken series
             continue
-        for s in select_series(exam, DEFAULTS):
-            if _series_modality(s, exam.modality) != "CT":
-                continue
-            try:
-                slices, _, first = _slices(s, int(DEFAULTS["max_slices"]))
-                picked = [slices[int(i)] for i in pick_slices(len(slices))]
-                x = prepare(picked, pixel_spacing(first))[:, 0]
-            except Exception:  # noqa: BLE001 - broken series
-                continue
-            stacks.append(x.astype(np.float16))
-            labels.append(LABELS.index(classes.get(s.header.series_uid or "", "none")))
-            ids.append(f"{root.name}:{key}:{s.header.series_uid}")
-            kinds.append(other)
-        if (n + 1) % 200 == 0:
-            print(f"[{n + 1}] {len(stacks)} series, by class {np.bincount(labels, minlength=4).tolist()}, "
+        stacks.append(x.astype(np.float16))
+        labels.append(LABELS.index(series_truth(truth).get(s.header.series_uid or "", "none")))
+        ids.append(f"{root.name}:{key}:{s.header.series_uid}")
+        kinds.append(exam_defect_kinds(truth))
+        if n // 200 > shown:
+            shown = n // 200
+            print(f"[{n}] {len(stacks)} series, by class {np.bincount(labels, minlength=4).tolist()}, "
                   f"{time.time() - started:.0f} s", flush=True)
     arr = np.empty(len(stacks), dtype=object)
     arr[:] = stacks

@@ -124,6 +124,33 @@ def iter_exams(root: Path) -> Iterator[tuple[str, Path, dict[str, Any]]]:
             yield key, folders[0], json.loads(t.read_text())
 
 
+def iter_series_slices(root: Path, qc_class: str, max_slices: int
+                       ) -> Iterator[tuple[int, str, dict[str, Any], SeriesImages, list[np.ndarray], Any]]:
+    """(exam number, exam key, truth, series, slices, first dataset) for every series of modality
+    ``qc_class`` that the artifact measure analyses in the exams of that class of a ``radqc synth``
+    set, read as the measure reads them (``select_series``, ``_slices``). The pixel-CNN trainers'
+    one reader: training must see what serving sees. Folders and series that do not read are
+    skipped (they are no training data)."""
+    from radqc.pipelines.image_qc.artifact import DEFAULTS, _series_modality, _slices, select_series
+
+    for n, (key, folder, truth) in enumerate(iter_exams(root)):
+        if truth.get("expected_qc", {}).get("qc_class") != qc_class:
+            continue
+        try:
+            exam = exam_from_folder(folder)
+        except Exception:  # noqa: BLE001 - a folder that does not read is no training data
+            continue
+        for s in select_series(exam, DEFAULTS):
+            if _series_modality(s, exam.modality) != qc_class:
+                continue
+            try:
+                slices, _, first = _slices(s, max_slices)
+            except Exception:  # noqa: BLE001 - broken series
+                continue
+            if slices:
+                yield n, key, truth, s, slices, first
+
+
 def extract_set(root: Path, cache: Path, only: str | None = None) -> Path:
     """Features + labels of every analysed series of a set, cached as one ``.npz`` per modality.
 

@@ -51,41 +51,24 @@ def void_labels(truth: dict[str, Any]) -> dict[str, int]:
 
 def extract_series(root: Path, out: Path) -> Path:
     """Every analysed MR series of a ``radqc synth`` set, prepared, with its void truth."""
-    from radqc.models.artifact.data import exam_from_folder, iter_exams
-    from radqc.pipelines.image_qc.artifact import (
-        DEFAULTS,
-        _series_modality,
-        _slices,
-        mr_computed_map,
-        pixel_spacing,
-        select_series,
-    )
+    from radqc.models.artifact.data import iter_series_slices
+    from radqc.pipelines.image_qc.artifact import mr_computed_map, pixel_spacing
 
     stacks, voids, ids = [], [], []
-    started = time.time()
-    for n, (key, folder, truth) in enumerate(iter_exams(root)):
-        if truth.get("expected_qc", {}).get("qc_class") != "MR":
-            continue
-        labels = void_labels(truth)
+    started, shown = time.time(), 0
+    for n, key, truth, s, slices, first in iter_series_slices(root, "MR", MAX_SLICES):
+        if first is not None and mr_computed_map(first):
+            continue  # serving leaves ADC maps to their DWI (artifact._mr_void_net_rule)
         try:
-            exam = exam_from_folder(folder)
-        except Exception:  # noqa: BLE001 - a folder that does not read is no training data
+            x = prepare(slices, pixel_spacing(first))[:, 0]
+        except Exception:  # noqa: BLE001 - broken series
             continue
-        for s in select_series(exam, DEFAULTS):
-            if _series_modality(s, exam.modality) != "MR":
-                continue
-            try:
-                slices, _, first = _slices(s, MAX_SLICES)
-                if first is not None and mr_computed_map(first):
-                    continue  # serving leaves ADC maps to their DWI (artifact._mr_void_net_rule)
-                x = prepare(slices, pixel_spacing(first))[:, 0]
-            except Exception:  # noqa: BLE001 - broken series
-                continue
-            stacks.append(x.astype(np.float16))
-            voids.append(labels.get(s.header.series_uid or "", 0))
-            ids.append(f"{root.name}:{key}:{s.header.series_uid}")
-        if (n + 1) % 200 == 0:
-            print(f"[{n + 1}] {len(stacks)} series, {sum(v > 0 for v in voids)} with a void, {time.time() - started:.0f} s", flush=True)
+        stacks.append(x.astype(np.float16))
+        voids.append(void_labels(truth).get(s.header.series_uid or "", 0))
+        ids.append(f"{root.name}:{key}:{s.header.series_uid}")
+        if n // 200 > shown:
+            shown = n // 200
+            print(f"[{n}] {len(stacks)} series, {sum(v > 0 for v in voids)} with a void, {time.time() - started:.0f} s", flush=True)
     arr = np.empty(len(stacks), dtype=object)
     arr[:] = stacks
     np.savez(out, stacks=arr, void_px=np.array(voids), ids=np.array(ids))
