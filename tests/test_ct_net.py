@@ -63,8 +63,8 @@ def _series(value: str = "无") -> art.SeriesArtifact:
 
 
 def test_the_rule_calls_motion_first_then_equipment_and_points_at_the_net_peak(monkeypatch: pytest.MonkeyPatch) -> None:
-    p = dict(art.DEFAULTS)
-    assert p["ct_net"] is True
+    p = {**art.DEFAULTS, "ct_net": True}
+    assert art.DEFAULTS["ct_net"] is False  # off by default until its limits are chosen on a realistic mix (session 25)
     monkeypatch.setattr(art, "_ct_net", lambda _p: _Net({"motion": 0.95, "equipment": 0.97, "foreign_object": 0.99}))
     res = _series()
     art._ct_net_rule(res, p)
@@ -89,7 +89,7 @@ def test_the_rule_calls_motion_first_then_equipment_and_points_at_the_net_peak(m
 
 
 def test_motion_on_every_slice_is_blur_not_a_moving_patient(monkeypatch: pytest.MonkeyPatch) -> None:
-    p = dict(art.DEFAULTS)
+    p = {**art.DEFAULTS, "ct_net": True}
     monkeypatch.setattr(art, "_ct_net", lambda _p: _Net({"motion": 0.99, "equipment": 0.1}, share=0.95))
     res = _series()
     art._ct_net_rule(res, p)
@@ -100,7 +100,7 @@ def test_motion_on_every_slice_is_blur_not_a_moving_patient(monkeypatch: pytest.
 
 
 def test_the_rule_only_adds_and_a_failing_or_switched_off_net_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    p = dict(art.DEFAULTS)
+    p = {**art.DEFAULTS, "ct_net": True}
     monkeypatch.setattr(art, "_ct_net", lambda _p: _Net({"motion": 0.99, "equipment": 0.99}))
     res = _series(art.VALUE_OF["foreign_object"])  # a measured finding keeps its own call
     art._ct_net_rule(res, p)
