@@ -289,3 +289,24 @@ def test_the_series_extract_reads_a_generated_set_as_serving_reads_it(tmp_path: 
     assert float(min(s.min() for s in d["stacks"])) >= -1.0  # HU/1000, the body kept
     assert (d["label"] > 0).any()  # qc-ct draws artifacts six times as often: most of 6 exams carry one
     assert all(str(i).startswith("set:E") for i in d["ids"])
+
+
+def test_clean_real_series_are_read_by_half_and_bad_folders_are_skipped(tmp_path: Path) -> None:
+    from radqc.models.artifact import ct_net_train as T
+
+    folder = _render_ct(tmp_path / "c", 5301, "chest", None)
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "note.txt").write_text("not DICOM")
+    lower = np.load(T.extract_clean([folder, tmp_path / "missing"], tmp_path / "l.npz", "lower"), allow_pickle=True)
+    whole = np.load(T.extract_clean([folder], tmp_path / "a.npz"), allow_pickle=True)
+    assert len(lower["stacks"]) == len(whole["stacks"]) >= 1 and (lower["label"] == 0).all()
+    assert set(lower["defects"]) == {"real_clean"}
+    assert lower["stacks"][0].shape[0] == whole["stacks"][0].shape[0] // 2
+    # real clean series are drawn far more often than a plain clean synthetic one
+    w = T.sampling_weights(np.array([0, 0, 0, 1]), np.array(["", "blur", "real_clean", "real_clean"]))
+    assert w.tolist() == [1.0, T.HARD_WEIGHT, T.REAL_WEIGHT, 1.0]
+    with pytest.raises(SystemExit, match="no CT series"):
+        T.extract_clean([junk], tmp_path / "j.npz")
+    with pytest.raises(SystemExit, match="usage"):
+        T.main(["clean", str(tmp_path / "x.npz")])

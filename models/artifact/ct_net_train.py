@@ -104,18 +104,30 @@ def extract_clean(folders: list[Path], out: Path, half: str = "all") -> Path:
         select_series,
     )
 
+    if half not in ("lower", "upper", "all"):
+        raise SystemExit(f"--half must be lower, upper or all, not {half!r}")
     stacks, ids = [], []
     for folder in folders:
-        exam = exam_from_folder(folder)
+        try:
+            exam = exam_from_folder(folder)
+        except Exception as exc:  # noqa: BLE001 - one unreadable folder: say so, read the others
+            print(f"{folder}: not read ({exc}); skipped")
+            continue
         for s in select_series(exam, DEFAULTS):
             if _series_modality(s, exam.modality) != "CT":
                 continue
-            slices, _, first = _slices(s, int(DEFAULTS["max_slices"]))
-            x = prepare([slices[int(i)] for i in pick_slices(len(slices))], pixel_spacing(first))[:, 0]
+            try:
+                slices, _, first = _slices(s, int(DEFAULTS["max_slices"]))
+                x = prepare([slices[int(i)] for i in pick_slices(len(slices))], pixel_spacing(first))[:, 0]
+            except Exception as exc:  # noqa: BLE001 - a series without pixels
+                print(f"{folder}: series {s.header.series_uid} not read ({exc}); skipped")
+                continue
             n = len(x)
             x = x[: n // 2] if half == "lower" else x[n // 2:] if half == "upper" else x
             stacks.append(x.astype(np.float16))
             ids.append(f"{folder}:{half}:{s.header.series_uid}")
+    if not stacks:
+        raise SystemExit("no CT series read from the folders given")
     arr = np.empty(len(stacks), dtype=object)
     arr[:] = stacks
     np.savez(out, stacks=arr, label=np.zeros(len(stacks), dtype=int), ids=np.array(ids),
@@ -241,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["clean"]:  # clean OUT.npz FOLDER... [--half lower|upper|all]
         half = argv[argv.index("--half") + 1] if "--half" in argv else "all"
         rest = [a for i, a in enumerate(argv[1:], 1) if a != "--half" and argv[i - 1] != "--half"]
+        if len(rest) < 2:
+            raise SystemExit("usage: ct_net_train clean OUT.npz FOLDER... [--half lower|upper|all]")
         extract_clean([Path(f) for f in rest[1:]], Path(rest[0]), half)
         return 0
     args = parse_args(__doc__ or "", "series", 2000, WEIGHTS, argv)
