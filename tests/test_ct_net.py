@@ -289,6 +289,7 @@ def test_the_series_extract_reads_a_generated_set_as_serving_reads_it(tmp_path: 
     assert float(min(s.min() for s in d["stacks"])) >= -1.0  # HU/1000, the body kept
     assert (d["label"] > 0).any()  # qc-ct draws artifacts six times as often: most of 6 exams carry one
     assert all(str(i).startswith("set:E") for i in d["ids"])
+    assert "body_kept" in d.files  # prepare kept the body: the trainer does not mask again
 
 
 def test_clean_real_series_are_read_by_half_and_bad_folders_are_skipped(tmp_path: Path) -> None:

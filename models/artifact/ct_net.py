@@ -163,12 +163,11 @@ class CtArtifactNet(RegisteredModel):
         probs, cells, share = self.read(prepare([slices[int(i)] for i in picked], spacing))
         sp = spacing if spacing and min(spacing) > 0 else (SPACING_MM, SPACING_MM)
         shape = np.asarray(slices[0]).shape
+        # the canvas crops a large slice centrally: map back to the slice's own pixels
+        h_res, w_res = shape[0] * float(sp[0]) / SPACING_MM, shape[1] * float(sp[1]) / SPACING_MM
+        r0, c0 = max(0.0, (h_res - MAX_SIDE) / 2), max(0.0, (w_res - MAX_SIDE) / 2)
         where = {}
         for cls, (k, r, c) in cells.items():
-            # the canvas crops a large slice centrally: map back to the slice's own pixels
-            h_res, w_res = shape[0] * float(sp[0]) / SPACING_MM, shape[1] * float(sp[1]) / SPACING_MM
-            r0 = max(0.0, (h_res - MAX_SIDE) / 2) if h_res > MAX_SIDE else 0.0
-            c0 = max(0.0, (w_res - MAX_SIDE) / 2) if w_res > MAX_SIDE else 0.0
             row = ((r + 0.5) * STRIDE + r0) * SPACING_MM / float(sp[0])
             col = ((c + 0.5) * STRIDE + c0) * SPACING_MM / float(sp[1])
             where[cls] = (int(picked[k]), float(row), float(col))

@@ -83,7 +83,7 @@ def extract_series(root: Path, out: Path) -> Path:
                   f"{time.time() - started:.0f} s", flush=True)
     arr = np.empty(len(stacks), dtype=object)
     arr[:] = stacks
-    np.savez(out, stacks=arr, label=np.array(labels), ids=np.array(ids), defects=np.array(kinds))
+    np.savez(out, stacks=arr, label=np.array(labels), ids=np.array(ids), defects=np.array(kinds), body_kept=True)
     print(f"{out}: {len(stacks)} series, by class {dict(zip(LABELS, np.bincount(labels, minlength=4).tolist(), strict=True))}")
     return out
 
@@ -130,19 +130,25 @@ def extract_clean(folders: list[Path], out: Path, half: str = "all") -> Path:
         raise SystemExit("no CT series read from the folders given")
     arr = np.empty(len(stacks), dtype=object)
     arr[:] = stacks
-    np.savez(out, stacks=arr, label=np.zeros(len(stacks), dtype=int), ids=np.array(ids),
+    np.savez(out, stacks=arr, label=np.zeros(len(stacks), dtype=int), ids=np.array(ids), body_kept=True,
              defects=np.full(len(stacks), "real_clean"))
     print(f"{out}: {len(stacks)} clean series")
     return out
 
 
 def load_series(paths: list[Path]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-    """Stacks, labels, ids and the exams' other defect kinds ('' where a file has none recorded)."""
+    """Stacks, labels, ids and the exams' other defect kinds ('' where a file has none recorded).
+
+    Files extracted before ``prepare`` kept only the body (no ``body_kept`` flag; the sets of
+    session 25's first stage) get ``keep_body`` here, once, so that training reads what serving reads."""
     stacks: list[np.ndarray] = []
     labels, ids, kinds = [], [], []
     for p in paths:
         d = np.load(p, allow_pickle=True)
-        stacks += list(d["stacks"])
+        if "body_kept" in d.files:
+            stacks += list(d["stacks"])
+        else:
+            stacks += [keep_body(s.astype(np.float32)).astype(np.float16) for s in d["stacks"]]
         labels.append(d["label"])
         ids.append(d["ids"])
         kinds.append(d["defects"] if "defects" in d.files else np.full(len(d["label"]), ""))
@@ -180,7 +186,7 @@ def _augment(stack: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         brightest = int(np.argmax(stack.reshape(n, -1).max(axis=1)))
         others = rng.choice(np.delete(np.arange(n), brightest), TRAIN_SLICES - 1, replace=False)
         stack = stack[np.sort(np.concatenate([[brightest], others]))]
-    a = keep_body(stack.astype(np.float32))  # a no-op on series extracted with today's prepare
+    a = stack.astype(np.float32)
     if rng.random() < 0.5:  # left-right only: the table is always behind the patient
         a = a[:, :, ::-1]
     return a
@@ -207,7 +213,7 @@ def score_series(net: Any, stacks: list[np.ndarray]) -> np.ndarray:
     out = np.empty((len(stacks), len(CLASSES)))
     with torch.no_grad():
         for i, s in enumerate(stacks):
-            maps = net(torch.from_numpy(keep_body(s.astype(np.float32))[:, None].copy())).numpy()
+            maps = net(torch.from_numpy(s.astype(np.float32)[:, None].copy())).numpy()
             out[i] = 1.0 / (1.0 + np.exp(-maps.max(axis=(0, 2, 3))))
     return out
 

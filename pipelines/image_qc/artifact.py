@@ -2469,11 +2469,16 @@ def _mr_void_net_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     if prob < limit:
         return
     _overrule(res, "equipment", "susceptibility_void", round(prob, 3), limit, prob)
+    _point_at_net_peak(res, slices, k, row, col, float(p.get("mr_void_net_box_px", 12)))
+
+
+def _point_at_net_peak(res: SeriesArtifact, slices: Sequence[np.ndarray], k: int, row: float, col: float, half: float) -> None:
+    """A pixel CNN's call: the evidence is the read slice ``k`` and a box of ``half`` pixels each
+    way round the net's strongest cell (``row``, ``col`` in the slice's own pixels)."""
     res.method = "learned"
     idx: list[int] = res.extra.get("_idx") or []
     res.slice_index = idx[k] if k < len(idx) else None
     res.image = slices[k]
-    half = float(p.get("mr_void_net_box_px", 12))
     res.box = [max(0.0, row - half), max(0.0, col - half), row + half, col + half]
 
 
@@ -2500,7 +2505,8 @@ def _ct_net_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     9223: 设备 -> 无 9 exams, 运动 -> 无 7). Only adds: a measured call stays as it was.
     ``ct_net_limits`` (per class; null: the registered ones, chosen on validation). Motion counts
     only when at most ``ct_net_motion_part_max`` of the read slices show it (null: the registered
-    share): a blurred series is soft on every slice, a moved one on part of the scan."""
+    share): a blurred series is soft on every slice, a moved one on part of the scan. Off by default
+    (``ct_net: false``): on held-out 9225 its false calls outnumbered its fixes (session 25)."""
     net = _ct_net(p)
     slices = res.extra.get("_slices") or []
     if net is None or not slices or res.value != VALUE_OF["none"]:
@@ -2523,13 +2529,8 @@ def _ct_net_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
         if prob < limit or (cls == "motion" and share.get(cls, 0.0) > part_max):
             continue
         _overrule(res, cls, kind, round(prob, 3), limit, prob)
-        res.method = "learned"
         k, row, col = where[cls]
-        idx: list[int] = res.extra.get("_idx") or []
-        res.slice_index = idx[k] if k < len(idx) else None
-        res.image = slices[k]
-        half = float(p.get("ct_net_box_px", 16))
-        res.box = [max(0.0, row - half), max(0.0, col - half), row + half, col + half]
+        _point_at_net_peak(res, slices, k, row, col, float(p.get("ct_net_box_px", 16)))
         res.window = (40.0, 400.0) if cls == "motion" else (500.0, 3000.0)
         return
 
