@@ -457,6 +457,23 @@ def test_noise_on_a_bone_only_exam_uses_the_bone_limit() -> None:
     assert none.value == NOT_ASSESSABLE
 
 
+def test_extreme_noise_on_a_bone_series_reads_excess_not_unassessable() -> None:
+    # SD 400 HU throws most tissue pixels outside -300..300 HU: the raw-pixel mask erodes to nothing,
+    # and before the smoothed fallback the noisiest series read 无法评估 (held-out 9225 E00697)
+    params = load_params("CT", None)
+    vol = phantom(noise=400.0, seed=3)
+    raw_mask = ct._homogeneous(np.asarray(vol[0], dtype=float))
+    assert raw_mask.sum() < 50
+    got = ct._series_noise(ct._Stack(series("k", vol, kernel="bone", thickness=1.0)), 50.0, pairs=0)
+    assert got is not None and got[0] == pytest.approx(400.0, rel=0.2)
+    r = ct.measure_ct(exam(series("k", vol, kernel="bone", thickness=1.0, ctdivol=None), code=None,
+                           item_codes=["CT.KNEE.PLAIN"]), params, RecordingSink())["noise"]
+    assert r.value == "异常" and r.details["sd_hu"] > r.details["limit_hu"]
+    # a clean series still reads on the raw-pixel mask (the fallback changes no existing reading)
+    clean = phantom(noise=20.0, seed=3)
+    assert ct._homogeneous(np.asarray(clean[0], dtype=float)).sum() >= 50
+
+
 def test_head_item_reads_a_soft_named_head_series_against_the_brain_limit() -> None:
     params = load_params("CT", "CT-HEAD-PLAIN")
     head_limit = params["noise"]["sd_limit_hu"]["head"]

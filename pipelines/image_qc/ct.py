@@ -1779,11 +1779,21 @@ def _soft_series(exam: ExamImages) -> list[SeriesImages]:
     return [s for s in axial if _kernel_class(s) in ("soft", "head")]
 
 
-def _homogeneous(img: np.ndarray) -> np.ndarray:
-    """Pixels whose whole neighbourhood is soft tissue (no air, lung, bone edges) inside the body."""
+#: the mean filter (pixels) the fallback tissue mask of :func:`_homogeneous` is drawn on
+NOISY_MASK_SMOOTH_PX = 5
+
+
+def _homogeneous(img: np.ndarray, smooth: bool = False) -> np.ndarray:
+    """Pixels whose whole neighbourhood is soft tissue (no air, lung, bone edges) inside the body.
+
+    ``smooth``: the soft-tissue window is applied to a ``NOISY_MASK_SMOOTH_PX``-px mean of the slice.
+    Why: heavy noise on a thin sharp-kernel slice (a bone-only spine at three times its dose's noise,
+    SD 150+ HU) throws most tissue pixels outside -300..300 HU, and the eroded raw mask is empty: the
+    noisiest series read 无法评估 (no soft tissue) instead of 异常 (held-out 9225 E00697, 7504)."""
     from scipy import ndimage
 
-    tissue = (img > -300) & (img < 300) & body_mask(img)
+    level = ndimage.uniform_filter(img, NOISY_MASK_SMOOTH_PX) if smooth else img
+    tissue = (level > -300) & (level < 300) & body_mask(img)
     return np.asarray(ndimage.binary_erosion(tissue, iterations=2))
 
 
@@ -1820,24 +1830,32 @@ def _series_noise(stack: _Stack, quantile: float = 50.0, pairs: int = 8) -> tupl
     best: tuple[float, int] | None = None
     residuals: dict[int, np.ndarray] = {}
     masks: dict[int, np.ndarray] = {}
+    smooth = False  # the raw-pixel mask first; the smoothed one only where it finds no tissue at all
 
     def prepared(i: int) -> tuple[np.ndarray, np.ndarray]:
         from scipy import ndimage
 
         if i not in residuals:
             img = np.asarray(stack.hu[i], dtype=float)
-            masks[i] = _homogeneous(img)
             residuals[i] = img - ndimage.uniform_filter(img, 3)
+        if i not in masks:
+            masks[i] = _homogeneous(np.asarray(stack.hu[i], dtype=float), smooth=smooth)
         return residuals[i], masks[i]
 
-    for i in pick_slices(stack.hu.shape[0], 8):
-        residual, homogeneous = prepared(i)
-        if homogeneous.sum() < 50:
-            continue
-        value = float(np.median(np.abs(residual[homogeneous])) * k_sd)
-        sds.append(value)
-        if best is None or value > best[0]:
-            best = (value, i)
+    for attempt in (False, True):
+        smooth = attempt
+        if smooth:
+            masks.clear()
+        for i in pick_slices(stack.hu.shape[0], 8):
+            residual, homogeneous = prepared(i)
+            if homogeneous.sum() < 50:
+                continue
+            value = float(np.median(np.abs(residual[homogeneous])) * k_sd)
+            sds.append(value)
+            if best is None or value > best[0]:
+                best = (value, i)
+        if sds:
+            break
     if not sds or best is None:
         return None
     in_slice = float(np.percentile(sds, quantile))
