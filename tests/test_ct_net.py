@@ -62,9 +62,12 @@ def _series(value: str = "无") -> art.SeriesArtifact:
     return res
 
 
+#: the rule at the net's registered limits and share (the stand-in's 0.9 and 0.7), not the shipped ones
+REGISTERED = {"ct_net": True, "ct_net_limits": None, "ct_net_motion_part_max": None}
+
+
 def test_the_rule_calls_motion_first_then_equipment_and_points_at_the_net_peak(monkeypatch: pytest.MonkeyPatch) -> None:
-    p = {**art.DEFAULTS, "ct_net": True}
-    assert art.DEFAULTS["ct_net"] is False  # off by default until its limits are chosen on a realistic mix (session 25)
+    p = {**art.DEFAULTS, **REGISTERED}
     monkeypatch.setattr(art, "_ct_net", lambda _p: _Net({"motion": 0.95, "equipment": 0.97, "foreign_object": 0.99}))
     res = _series()
     art._ct_net_rule(res, p)
@@ -89,7 +92,7 @@ def test_the_rule_calls_motion_first_then_equipment_and_points_at_the_net_peak(m
 
 
 def test_motion_on_every_slice_is_blur_not_a_moving_patient(monkeypatch: pytest.MonkeyPatch) -> None:
-    p = {**art.DEFAULTS, "ct_net": True}
+    p = {**art.DEFAULTS, **REGISTERED}
     monkeypatch.setattr(art, "_ct_net", lambda _p: _Net({"motion": 0.99, "equipment": 0.1}, share=0.95))
     res = _series()
     art._ct_net_rule(res, p)
@@ -99,8 +102,23 @@ def test_motion_on_every_slice_is_blur_not_a_moving_patient(monkeypatch: pytest.
     assert res.value == art.VALUE_OF["motion"]
 
 
+def test_the_shipped_limits_call_motion_strictly_and_never_equipment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # artifact.yaml (session 26): motion >= 0.92 on at most 0.6 of the slices; equipment off
+    p = dict(art.DEFAULTS)
+    assert p["ct_net"] is True and p["ct_net_limits"] == {"motion": 0.92, "equipment": False}
+    assert p["ct_net_motion_part_max"] == 0.6
+    cases = [({"motion": 0.93, "equipment": 0.2}, 0.5, "motion"), ({"motion": 0.91, "equipment": 0.2}, 0.5, "none"),
+             ({"motion": 0.99, "equipment": 0.2}, 0.65, "none"), ({"motion": 0.1, "equipment": 0.999}, 0.1, "none")]
+    for probs, share, want in cases:
+        monkeypatch.setattr(art, "_ct_net", lambda _p, probs=probs, share=share: _Net(probs, share=share))
+        res = _series()
+        art._ct_net_rule(res, p)
+        assert res.value == art.VALUE_OF[want], (probs, share)
+        assert res.features["equipment_net"] == probs["equipment"]  # an uncalled class is still recorded
+
+
 def test_the_rule_only_adds_and_a_failing_or_switched_off_net_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    p = {**art.DEFAULTS, "ct_net": True}
+    p = {**art.DEFAULTS, **REGISTERED}
     monkeypatch.setattr(art, "_ct_net", lambda _p: _Net({"motion": 0.99, "equipment": 0.99}))
     res = _series(art.VALUE_OF["foreign_object"])  # a measured finding keeps its own call
     art._ct_net_rule(res, p)

@@ -2503,10 +2503,12 @@ def _ct_net_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     Why the pixels decide here: each measured CT feature has its own limit, and a mild ghost, a small
     clip with weak streaks or a body just touching the field stays under all of them (held-out
     9223: 设备 -> 无 9 exams, 运动 -> 无 7). Only adds: a measured call stays as it was.
-    ``ct_net_limits`` (per class; null: the registered ones, chosen on validation). Motion counts
-    only when at most ``ct_net_motion_part_max`` of the read slices show it (null: the registered
-    share): a blurred series is soft on every slice, a moved one on part of the scan. Off by default
-    (``ct_net: false``): on held-out 9225 its false calls outnumbered its fixes (session 25)."""
+    ``ct_net_limits`` (per class; null: the registered ones, chosen on validation; false: that class
+    is never called). Motion counts only when at most ``ct_net_motion_part_max`` of the read slices
+    show it (null: the registered share): a blurred series is soft on every slice, a moved one on
+    part of the scan. The shipped limits call motion only, strictly (artifact.yaml, session 26): at
+    the registered limits, chosen on an artifact-heavy mix, its false calls outnumbered its fixes on
+    the realistic held-out 9225 (session 25)."""
     net = _ct_net(p)
     slices = res.extra.get("_slices") or []
     if net is None or not slices or res.value != VALUE_OF["none"]:
@@ -2524,6 +2526,8 @@ def _ct_net_rule(res: SeriesArtifact, p: dict[str, Any]) -> None:
     part_max = float(part_max) if part_max is not None else net.motion_part_max
     for cls, kind in CT_NET_CALLS:
         limit = limits.get(cls)
+        if limit is False:  # this class is never called from the pixels (its probability is still kept)
+            continue
         limit = float(limit) if limit is not None else net.limit(cls)
         prob = probs.get(cls, 0.0)
         if prob < limit or (cls == "motion" and share.get(cls, 0.0) > part_max):
