@@ -396,3 +396,18 @@ def test_large_metal_touching_the_air_keeps_equipment() -> None:
     img[((yy - N / 2) / 10) ** 2 + ((xx - N / 2 - 8) / 6) ** 2 <= 1] = -850.0  # a lung
     img[N // 2, N // 2 + 8] = 3071.0  # a pacemaker lead's pixel in it
     assert art.ct_slice_features(img, art.DEFAULTS)["metal_air"] == 0.0
+
+
+def test_ct_reformats_are_read_only_without_a_primary_axial_series() -> None:
+    from types import SimpleNamespace
+
+    axial, mpr = _ct("clean"), _ct("motion", n=4)
+    mpr.label = SimpleNamespace(plane="coronal", role="derived")  # type: ignore[assignment]
+    # beside an axial series the coronal reformat is not read (the measures read axial slices)
+    picked = art.select_series(_exam(mpr, axial), art.DEFAULTS)
+    assert [s.header.series_uid for s in picked] == [axial.header.series_uid]
+    # a department may read it as the second series, after the axial one
+    both = art.select_series(_exam(mpr, axial), {**art.DEFAULTS, "ct_reformats_beside_axial": True})
+    assert [s.header.series_uid for s in both] == [axial.header.series_uid, mpr.header.series_uid]
+    # an exam with reformats only is still read (nothing else to read)
+    assert [s.header.series_uid for s in art.select_series(_exam(mpr), art.DEFAULTS)] == [mpr.header.series_uid]
